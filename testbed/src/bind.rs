@@ -1,0 +1,135 @@
+//! BIND 9 on a loopback port: the authoritative server of `acc.test`, where every name
+//! has an A record 127.0.0.1 and TSIG-signed dynamic updates may change TXT records.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::proc::{Proc, free_port};
+use crate::{random_bytes, scratch_dir, tool};
+
+pub struct Bind {
+    pub port: u16,
+    /// The zone served, `acc.test`.
+    pub zone: String,
+    /// TSIG key name allowed to update TXT records in the zone.
+    pub tsig_key_name: String,
+    /// TSIG algorithm, as BIND names it (`hmac-sha256`).
+    pub tsig_algorithm: String,
+    /// TSIG secret, standard base64 (as in BIND's key file).
+    pub tsig_secret: String,
+    pub dir: std::path::PathBuf,
+    #[allow(dead_code)] // kept alive (and killed on drop) with the server
+    proc: Mutex<Proc>,
+}
+
+/// The BIND server shared by all tests in this test binary, started on first use.
+pub fn shared_bind() -> &'static Bind {
+    static SHARED: OnceLock<Bind> = OnceLock::new();
+    SHARED.get_or_init(Bind::start)
+}
+
+pub const ZONE: &str = "acc.test";
+
+impl Bind {
+    pub fn start() -> Bind {
+        let dir = scratch_dir("bind");
+        let port = free_port();
+        let tsig_key_name = "acme-update".to_string();
+        let tsig_algorithm = "hmac-sha256".to_string();
+        let tsig_secret = base64::engine::general_purpose::STANDARD.encode(random_bytes(32));
+        let d = dir.display();
+        std::fs::write(
+            dir.join("tsig.key"),
+            format!("key \"{tsig_key_name}\" {{ algorithm {tsig_algorithm}; secret \"{tsig_secret}\"; }};\n"),
+        )
+        .expect("write tsig.key");
+        std::fs::write(
+            dir.join("named.conf"),
+            format!(
+                r#"options {{
+  directory "{d}";
+  listen-on port {port} {{ 127.0.0.1; }};
+  listen-on-v6 {{ none; }};
+  pid-file "{d}/named.pid";
+  session-keyfile "{d}/session.key";
+  managed-keys-directory "{d}";
+  recursion no;
+  dnssec-validation no;
+  allow-query {{ any; }};
+  notify no;
+}};
+controls {{ }};
+include "{d}/tsig.key";
+zone "{ZONE}" {{
+  type primary;
+  file "{d}/{ZONE}.zone";
+  update-policy {{ grant {tsig_key_name} zonesub TXT; }};
+}};
+"#
+            ),
+        )
+        .expect("write named.conf");
+        std::fs::write(
+            dir.join(format!("{ZONE}.zone")),
+            format!(
+                "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n\
+                 @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n"
+            ),
+        )
+        .expect("write zone");
+        let mut cmd = Command::new(tool("named"));
+        cmd.arg("-g").arg("-c").arg(dir.join("named.conf"));
+        let log = dir.join("named.log");
+        let mut proc = Proc::spawn("named", cmd, &log, Some(&dir));
+        proc.wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log)
+                .map(|t| t.contains("running"))
+                .unwrap_or(false)
+        });
+        Bind {
+            port,
+            zone: ZONE.to_string(),
+            tsig_key_name,
+            tsig_algorithm,
+            tsig_secret,
+            dir,
+            proc: Mutex::new(proc),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The TSIG secret as raw bytes.
+    pub fn tsig_secret_bytes(&self) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.tsig_secret)
+            .expect("tsig secret is base64")
+    }
+
+    /// The answers `dig` gets for `name`/`rtype` from this server (TXT values unquoted).
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        let out = Command::new(tool("dig"))
+            .args([
+                "+short",
+                "+norecurse",
+                "-p",
+                &self.port.to_string(),
+                "@127.0.0.1",
+                name,
+                rtype,
+            ])
+            .output()
+            .expect("run dig");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().trim_matches('"').to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}

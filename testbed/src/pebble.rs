@@ -1,0 +1,175 @@
+//! Pebble, an ACME CA for tests, configured like a commercial CaaS CA: External Account
+//! Binding required. Started per test (about 0.3 s), so each test owns its fault knobs
+//! and the ports Pebble validates HTTP-01 (`http_port`) and TLS-ALPN-01 (`tls_port`) on.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+
+use crate::proc::{Proc, free_port, port_open};
+use crate::{random_bytes, scratch_dir, shared_bind, tool};
+
+/// How to start Pebble. `Default` gives: EAB required, one key id, 90-day certificates,
+/// lookups through the shared BIND, Pebble's default fault rates (5% bad nonces, 50%
+/// authorization reuse) except that validation does not sleep.
+#[derive(Clone, Debug)]
+pub struct PebbleOptions {
+    pub eab_required: bool,
+    /// Validity of issued certificates in seconds (Pebble profile `default`).
+    pub validity_secs: u64,
+    /// The DNS server Pebble resolves names with; `None` means the shared BIND.
+    pub dns_server: Option<SocketAddr>,
+    /// Extra environment, e.g. `PEBBLE_WFE_NONCEREJECT=50`, `PEBBLE_AUTHZREUSE=0`.
+    pub env: Vec<(String, String)>,
+    /// `Retry-After` seconds Pebble sends on pending authorizations and processing orders.
+    pub retry_after_secs: u64,
+}
+
+impl Default for PebbleOptions {
+    fn default() -> Self {
+        PebbleOptions {
+            eab_required: true,
+            validity_secs: 90 * 24 * 3600,
+            dns_server: None,
+            env: Vec::new(),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+pub struct Pebble {
+    /// The ACME directory, `https://127.0.0.1:PORT/dir`.
+    pub directory_url: String,
+    /// The management API, `https://127.0.0.1:PORT`.
+    pub management_url: String,
+    /// PEM of the CA that signed Pebble's own TLS certificate (an issuer's `caBundle`).
+    pub tls_ca_pem: String,
+    /// EAB key id and HMAC key (base64url without padding, as CAs hand it out).
+    pub eab_kid: String,
+    pub eab_hmac: String,
+    /// Where Pebble connects for HTTP-01 and TLS-ALPN-01 validation (on 127.0.0.1).
+    pub http_port: u16,
+    pub tls_port: u16,
+    pub dir: std::path::PathBuf,
+    pub options: PebbleOptions,
+    proc: Proc,
+}
+
+impl Pebble {
+    /// Starts Pebble on free ports and waits until it accepts connections.
+    pub fn start(options: PebbleOptions) -> Pebble {
+        let dir = scratch_dir("pebble");
+        let (tls_ca_pem, cert_pem, key_pem) = tls_certificates();
+        std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write cert.pem");
+        std::fs::write(dir.join("key.pem"), &key_pem).expect("write key.pem");
+        std::fs::write(dir.join("ca.pem"), &tls_ca_pem).expect("write ca.pem");
+
+        let (port, mgmt_port, http_port, tls_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let eab_kid = crate::unique_name("kid");
+        let eab_hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(48));
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{port}"),
+                "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+                "certificate": dir.join("cert.pem"),
+                "privateKey": dir.join("key.pem"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": options.eab_required,
+                "externalAccountMACKeys": { eab_kid.clone(): eab_hmac.clone() },
+                "retryAfter": { "authz": options.retry_after_secs, "order": options.retry_after_secs },
+                "profiles": {
+                    "default": { "description": "test default", "validityPeriod": options.validity_secs },
+                    "shortlived": { "description": "short-lived", "validityPeriod": options.validity_secs.min(6 * 24 * 3600) }
+                }
+            }
+        });
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config.json");
+
+        let dns = options
+            .dns_server
+            .unwrap_or_else(|| shared_bind().addr())
+            .to_string();
+        let mut cmd = Command::new(tool("pebble"));
+        cmd.arg("-config")
+            .arg(dir.join("config.json"))
+            .arg("-dnsserver")
+            .arg(&dns)
+            .env("PEBBLE_VA_NOSLEEP", "1");
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn("pebble", cmd, &dir.join("pebble.log"), Some(&dir));
+        proc.wait_until(Duration::from_secs(30), || {
+            port_open(port) && port_open(mgmt_port)
+        });
+        Pebble {
+            directory_url: format!("https://127.0.0.1:{port}/dir"),
+            management_url: format!("https://127.0.0.1:{mgmt_port}"),
+            tls_ca_pem,
+            eab_kid,
+            eab_hmac,
+            http_port,
+            tls_port,
+            dir,
+            options,
+            proc,
+        }
+    }
+
+    /// The PEM root that Pebble issues certificates under (its management API's
+    /// `/roots/0`): the trust anchor to verify issued chains against.
+    pub async fn issuance_root(&self) -> String {
+        let (status, body) = crate::https_get(
+            &format!("{}/roots/0", self.management_url),
+            &self.tls_ca_pem,
+        )
+        .await
+        .expect("GET Pebble /roots/0");
+        assert_eq!(status, 200, "Pebble /roots/0 answered {status}");
+        String::from_utf8(body).expect("PEM root")
+    }
+
+    /// Pebble's log so far (requests it served, validation results).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
+    }
+
+    /// Stops Pebble (SIGKILL); for outage tests.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A CA and a `localhost`/`127.0.0.1` serving certificate signed by it, as PEM:
+/// (ca, cert, key).
+fn tls_certificates() -> (String, String, String) {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "caas-testbed Pebble TLS CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}

