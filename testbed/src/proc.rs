@@ -19,11 +19,14 @@ pub struct Proc {
     pub name: String,
     pub log: PathBuf,
     child: Child,
+    watchdog: Child,
+    cleanup_dir: Option<PathBuf>,
 }
 
 impl Proc {
     /// Starts `cmd` in a new process group, output to `log`, guarded by a watchdog.
-    /// `cleanup_dir`, if given, is removed by the watchdog once the process is gone.
+    /// `cleanup_dir`, if given, is removed when the `Proc` is dropped, or by the watchdog
+    /// once the test process is gone.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path, cleanup_dir: Option<&Path>) -> Proc {
         let out = fs::File::create(log)
             .unwrap_or_else(|e| panic!("cannot create log {}: {e}", log.display()));
@@ -39,11 +42,12 @@ impl Proc {
             )
         });
         let script = "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 0.5; done; \
-                      kill -KILL \"-$2\" 2>/dev/null; [ -n \"$3\" ] && rm -rf \"$3\"; exit 0";
+                      kill -KILL \"-$2\" 2>/dev/null; \
+                      if ! kill -0 \"$1\" 2>/dev/null && [ -n \"$3\" ]; then rm -rf \"$3\"; fi; exit 0";
         let cleanup = cleanup_dir
             .map(|d| d.display().to_string())
             .unwrap_or_default();
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", script, "watchdog"])
             .arg(std::process::id().to_string())
             .arg(child.id().to_string())
@@ -58,6 +62,8 @@ impl Proc {
             name: name.to_string(),
             log: log.to_path_buf(),
             child,
+            watchdog,
+            cleanup_dir: cleanup_dir.map(Path::to_path_buf),
         }
     }
 
@@ -133,6 +139,11 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+        if let Some(dir) = &self.cleanup_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
 }
 
