@@ -1,1 +1,108 @@
-fn main() {}
+//! `caas-operator`: run the operator, print the CRDs, or print the version.
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "caas-operator", version, about = "TLS certificates from ACME CAs (with External Account Binding) for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (kubeconfig from KUBECONFIG or ~/.kube/config, else in-cluster).
+    Run {
+        /// Listener for HTTP-01 challenge answers.
+        #[arg(long, default_value = "0.0.0.0:8089", env = "CAAS_HTTP01_ADDR")]
+        http01_addr: SocketAddr,
+        /// Listener for /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "0.0.0.0:9090", env = "CAAS_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
+        /// Watch only this namespace (default: all).
+        #[arg(long, env = "CAAS_NAMESPACE")]
+        namespace: Option<String>,
+        /// Namespace holding the Secrets of ClusterCaaSIssuers (default: the pod's
+        /// namespace, else `caas-operator`).
+        #[arg(long, env = "CAAS_CLUSTER_RESOURCE_NAMESPACE")]
+        cluster_resource_namespace: Option<String>,
+        /// This replica's pod IP, for the temporary HTTP-01 Endpoints.
+        #[arg(long, env = "POD_IP")]
+        pod_ip: Option<IpAddr>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text", env = "CAAS_LOG_FORMAT")]
+        log_format: LogFormat,
+    },
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,kube_client=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", caas_operator::api::crds_yaml());
+            Ok(())
+        }
+        Command::Version => {
+            println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run {
+            http01_addr,
+            metrics_addr,
+            namespace,
+            cluster_resource_namespace,
+            pod_ip,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await?;
+            let cluster_resource_namespace = cluster_resource_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "caas-operator".into());
+            let options = caas_operator::operator::Options {
+                http01_addr,
+                metrics_addr,
+                namespace,
+                cluster_resource_namespace,
+                pod_ip,
+            };
+            caas_operator::operator::run(client, options, shutdown_signal()).await
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The ACME side: an HTTP client for instant-acme that trusts an issuer's `caBundle`,
+//! counts requests and remembers `Retry-After`; account registration with External
+//! Account Binding; and the classification of CA errors into reasons users act on.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use http::Request;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{
+    Account, BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient, Key, NewAccount,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// What went wrong talking to a CA, sorted by what a user can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The issuer spec cannot work as written.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The CA refused the External Account Binding (wrong key ID or HMAC key).
+    #[error("the CA rejected the External Account Binding: {0}")]
+    EabRejected(String),
+    /// The CA could not be reached or did not answer ACME.
+    #[error("cannot reach the ACME server: {0}")]
+    Unreachable(String),
+    /// The CA asks us to slow down.
+    #[error("rate limited by the CA: {detail}")]
+    RateLimited {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// The CA answered with a problem document.
+    #[error("the CA refused: {0}")]
+    Problem(String),
+    /// The account key Secret holds a key the CA does not know.
+    #[error("{0}")]
+    AccountNotFound(String),
+}
+
+impl AcmeError {
+    /// Classifies an instant-acme error.
+    pub fn from_acme(e: instant_acme::Error) -> AcmeError {
+        match e {
+            instant_acme::Error::Api(problem) => {
+                let kind = problem
+                    .r#type
+                    .as_deref()
+                    .unwrap_or("")
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let detail = problem.detail.clone().unwrap_or_default();
+                let text = format!("{kind}: {detail}");
+                match kind.as_str() {
+                    "rateLimited" => AcmeError::RateLimited { detail: text, retry_after: None },
+                    "externalAccountRequired" => AcmeError::EabRejected(text),
+                    "unauthorized" | "malformed"
+                        if detail.to_ascii_lowercase().contains("external account")
+                            || detail.to_ascii_lowercase().contains("eab") =>
+                    {
+                        AcmeError::EabRejected(text)
+                    }
+                    "accountDoesNotExist" => AcmeError::AccountNotFound(format!(
+                        "the CA has no account for the key in the account key Secret ({text}); \
+                         delete that Secret to register a new account"
+                    )),
+                    _ => AcmeError::Problem(text),
+                }
+            }
+            instant_acme::Error::Hyper(e) => AcmeError::Unreachable(e.to_string()),
+            instant_acme::Error::Other(e) => AcmeError::Unreachable(error_chain(&*e)),
+            instant_acme::Error::Json(e) => {
+                AcmeError::Unreachable(format!("the server did not answer ACME JSON: {e}"))
+            }
+            other => AcmeError::Problem(other.to_string()),
+        }
+    }
+
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AcmeError::InvalidSpec(_) => "InvalidSpec",
+            AcmeError::EabRejected(_) => "EABRejected",
+            AcmeError::Unreachable(_) => "ServerUnreachable",
+            AcmeError::RateLimited { .. } => "RateLimited",
+            AcmeError::Problem(_) => "ACMEError",
+            AcmeError::AccountNotFound(_) => "AccountNotFound",
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Counts of ACME requests by (endpoint, HTTP status), and the last `Retry-After` seen
+/// per URL. Shared by every client the operator makes.
+#[derive(Default)]
+pub struct AcmeStats {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    retry_after: Mutex<BTreeMap<String, Duration>>,
+}
+
+impl AcmeStats {
+    pub fn requests(&self) -> BTreeMap<(String, u16), u64> {
+        self.requests.lock().expect("stats lock").clone()
+    }
+
+    /// The `Retry-After` the CA last sent for `url`, consumed.
+    pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
+        self.retry_after.lock().expect("stats lock").remove(url)
+    }
+}
+
+/// The endpoint of an ACME URL, for metrics: up to two path segments made only of
+/// lowercase letters and dashes (`acme/new-order`, `my-order`; CA specific), so that the
+/// IDs in URLs never become label values.
+fn endpoint(uri: &http::Uri) -> String {
+    uri.path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take_while(|s| s.len() < 24 && s.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// instant-acme's HTTP client, with the issuer's trust roots and our bookkeeping.
+#[derive(Clone)]
+pub struct AcmeHttp {
+    client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    stats: Arc<AcmeStats>,
+}
+
+impl AcmeHttp {
+    /// A client trusting exactly the PEM certificates in `ca_bundle`, or the system's roots
+    /// when there is none.
+    pub fn new(ca_bundle: Option<&str>, stats: Arc<AcmeStats>) -> Result<Self, AcmeError> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match ca_bundle.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}")))?;
+                if certs.is_empty() {
+                    return Err(AcmeError::InvalidSpec(
+                        "caBundle holds no PEM CERTIFICATE block".into(),
+                    ));
+                }
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        AcmeError::InvalidSpec(format!("caBundle holds an unusable certificate: {e}"))
+                    })?;
+                }
+                builder.with_tls_config(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| AcmeError::InvalidSpec(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+                )
+            }
+            None => builder.try_with_platform_verifier().map_err(|e| {
+                AcmeError::InvalidSpec(format!("cannot load the system's trusted roots: {e}"))
+            })?,
+        };
+        let connector = builder.https_only().enable_http1().build();
+        Ok(AcmeHttp {
+            client: HyperClient::builder(TokioExecutor::new()).build(connector),
+            stats,
+        })
+    }
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let endpoint = endpoint(req.uri());
+        let url = req.uri().to_string();
+        let stats = self.stats.clone();
+        let fut = self.client.request(req);
+        Box::pin(async move {
+            let response = fut.await;
+            let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
+            *stats
+                .requests
+                .lock()
+                .expect("stats lock")
+                .entry((endpoint, status))
+                .or_default() += 1;
+            let response = response.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            if let Some(secs) = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                stats
+                    .retry_after
+                    .lock()
+                    .expect("stats lock")
+                    .insert(url, Duration::from_secs(secs));
+            }
+            Ok(BytesResponse::from(response))
+        })
+    }
+}
+
+/// Decodes an EAB HMAC key as CAs hand it out: base64url, padded or not (standard
+/// base64 accepted too).
+pub fn decode_eab_hmac(raw: &[u8]) -> Result<Vec<u8>, AcmeError> {
+    let text: String = String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let trimmed = text.trim_end_matches('=');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .ok()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            AcmeError::InvalidSpec(
+                "the EAB HMAC key is not base64url: copy it exactly as the CA shows it".into(),
+            )
+        })
+}
+
+/// EAB settings resolved from the issuer spec and its Secret.
+pub struct Eab {
+    pub key_id: String,
+    pub hmac: Vec<u8>,
+}
+
+/// Registers a new account (a new ECDSA P-256 key), with EAB when given. Returns the
+/// account and its key as PKCS#8 PEM.
+pub async fn register(
+    http: &AcmeHttp,
+    server: &str,
+    email: Option<&str>,
+    eab: Option<&Eab>,
+) -> Result<(Account, String), AcmeError> {
+    let contact = email.map(|e| format!("mailto:{e}"));
+    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let eab_key = eab.map(|e| ExternalAccountKey::new(e.key_id.clone(), &e.hmac));
+    let (account, credentials) = Account::builder_with_http(Box::new(http.clone()))
+        .create(
+            &NewAccount {
+                contact: &contacts,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            server.to_string(),
+            eab_key.as_ref(),
+        )
+        .await
+        .map_err(AcmeError::from_acme)?;
+    let der = credentials.private_key().secret_pkcs8_der().to_vec();
+    let pem = pem_encode("PRIVATE KEY", &der);
+    Ok((account, pem))
+}
+
+/// Finds the existing account for an account key (PKCS#8 PEM).
+pub async fn load(http: &AcmeHttp, server: &str, key_pem: &str) -> Result<Account, AcmeError> {
+    let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+        AcmeError::InvalidSpec(
+            "the account key Secret's tls.key is not a PKCS#8 PEM private key".into(),
+        )
+    })?;
+    let key = Key::from_pkcs8_der(der.clone_key()).map_err(|_| {
+        AcmeError::InvalidSpec("the account key Secret's tls.key is not an ECDSA P-256 key".into())
+    })?;
+    let (account, _) = Account::builder_with_http(Box::new(http.clone()))
+        .from_key((key, PrivateKeyDer::Pkcs8(der)), server.to_string())
+        .await
+        .map_err(AcmeError::from_acme)?;
+    Ok(account)
+}
+
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eab_hmac_padded_unpadded_and_garbage() {
+        assert_eq!(decode_eab_hmac(b"AAEC").unwrap(), vec![0, 1, 2]);
+        assert_eq!(decode_eab_hmac(b"AAE=").unwrap(), vec![0, 1]);
+        assert_eq!(decode_eab_hmac(b"AAE\n").unwrap(), vec![0, 1]);
+        assert_eq!(decode_eab_hmac(b"-_8").unwrap(), vec![0xfb, 0xff]);
+        assert!(decode_eab_hmac(b"***").is_err());
+        assert!(decode_eab_hmac(b"").is_err());
+    }
+
+    #[test]
+    fn endpoints_drop_ids() {
+        let uri: http::Uri = "https://ca.example/acme/order/123/abc".parse().unwrap();
+        assert_eq!(endpoint(&uri), "acme/order");
+        let uri: http::Uri = "https://127.0.0.1:14000/my-order/Xy3kPq".parse().unwrap();
+        assert_eq!(endpoint(&uri), "my-order");
+    }
+
+    #[test]
+    fn pem_roundtrip() {
+        let pem = pem_encode("PRIVATE KEY", &[1, 2, 3]);
+        assert_eq!(PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap().secret_pkcs8_der(), &[1, 2, 3]);
+    }
+}

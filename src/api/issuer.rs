@@ -1,0 +1,179 @@
+//! `CaaSIssuer` (namespaced) and `ClusterCaaSIssuer` (cluster-scoped): an ACME account at
+//! a CA, with External Account Binding, and the solvers that prove control of names.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+
+/// What an issuer is: the ACME server, the account, and how to solve challenges.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "caas.dev",
+    version = "v1alpha1",
+    kind = "CaaSIssuer",
+    namespaced,
+    status = "IssuerStatus",
+    shortname = "caasissuer",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Server","type":"string","jsonPath":".spec.server","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerSpec {
+    /// ACME directory URL (https), e.g. the CaaS endpoint your CA gave you.
+    pub server: String,
+    /// Contact email for the ACME account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// External Account Binding: required by commercial CaaS CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_account_binding: Option<ExternalAccountBinding>,
+    /// Secret holding the ACME account key (`tls.key`); generated (ECDSA P-256) when
+    /// missing, reused when present.
+    pub private_key_secret_ref: SecretRef,
+    /// PEM CA certificates to trust for the ACME server (private CAs, tests). The system
+    /// roots are used when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// Common name of the root of the alternate chain to prefer, where the CA offers several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_chain: Option<String>,
+    /// ACME profile to request, where the CA offers profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// How to solve challenges; the solver with the most specific matching selector wins.
+    #[serde(default)]
+    pub solvers: Vec<Solver>,
+}
+
+/// The cluster-scoped issuer: same spec; its Secrets live in the operator's namespace
+/// (`--cluster-resource-namespace`).
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "caas.dev",
+    version = "v1alpha1",
+    kind = "ClusterCaaSIssuer",
+    status = "IssuerStatus",
+    shortname = "clustercaasissuer",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Server","type":"string","jsonPath":".spec.server","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct ClusterIssuerSpec(pub IssuerSpec);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAccountBinding {
+    /// The key identifier the CA gave you.
+    #[serde(rename = "keyID")]
+    pub key_id: String,
+    /// Secret and key holding the HMAC key, base64url as the CA hands it out (padding
+    /// optional).
+    pub key_secret_ref: SecretKeySelector,
+    /// MAC algorithm: `HS256` (default), `HS384` or `HS512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_algorithm: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct SecretKeySelector {
+    pub name: String,
+    pub key: String,
+}
+
+/// One way to solve challenges, for the names its selector matches (all names when it
+/// has none). Exactly one of `http01`, `dns01`, `tlsAlpn01`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Solver {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<SolverSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http01: Option<Http01Solver>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns01: Option<Dns01Solver>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_alpn01: Option<TlsAlpn01Solver>,
+}
+
+/// Which names a solver is for. As in cert-manager: `dnsNames` (exact) beats `dnsZones`
+/// (longest suffix wins) beats `matchLabels` alone; all given criteria must match.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SolverSelector {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_zones: Vec<String>,
+    /// Labels the Certificate must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// HTTP-01: the operator answers on its own listener; a temporary Ingress routes exactly
+/// the challenge path to it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Http01Solver {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Http01Ingress>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Http01Ingress {
+    /// `spec.ingressClassName` of the temporary Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Legacy `kubernetes.io/ingress.class` annotation instead (not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns01Solver {
+    /// RFC 2136 dynamic update with TSIG (BIND, Knot, PowerDNS, Windows DNS, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfc2136: Option<Rfc2136>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rfc2136 {
+    /// `host:port` (or `host`, port 53) of the primary server that takes updates.
+    pub nameserver: String,
+    /// TSIG key name.
+    pub tsig_key_name: String,
+    /// `HMACSHA256` (default), `HMACSHA384`, `HMACSHA512`, `HMACSHA224`, `HMACSHA1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_algorithm: Option<String>,
+    /// Secret and key holding the TSIG secret, base64 as in BIND's key file.
+    pub tsig_secret_secret_ref: SecretKeySelector,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct TlsAlpn01Solver {}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The ACME account's URI at the CA.
+    #[serde(default, rename = "accountURI", skip_serializing_if = "Option::is_none")]
+    pub account_uri: Option<String>,
+}

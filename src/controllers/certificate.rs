@@ -1,0 +1,868 @@
+//! Certificate controller. One reconcile is a pipeline:
+//!
+//! 1. validate the spec (`InvalidSpec`) and find a Ready issuer (`IssuerNotFound`,
+//!    `IssuerNotReady`);
+//! 2. decide, from the Secret, status and time, whether the certificate is good
+//!    ([`plan::decide`]); if so, report it and come back at the renewal time;
+//! 3. otherwise drive one ACME order (resumed from `status.order.url` after a restart):
+//!    present challenges, finalize with a key kept in a Secret (so a crash loses
+//!    nothing), download the chain, write the TLS Secret, clean up the solvers.
+//!
+//! Waiting on the CA never blocks: the reconcile returns and is requeued after the
+//! CA's `Retry-After` (or a short delay). Failures back off exponentially
+//! ([`plan::backoff`]) and are reported with the CA's words.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus as AcmeOrderStatus,
+};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key, resolve_issuer};
+use crate::acme::AcmeError;
+use crate::api::certificate::{
+    CertificateStatus, ChallengeStatus, OrderStatus, OutputFormatType, RotationPolicy,
+};
+use crate::api::conditions::{Condition, find, set_condition};
+use crate::api::issuer::Solver;
+use crate::api::{CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::pki;
+use crate::plan::{self, Decision, Request, SecretView};
+use crate::solvers::rfc2136::{self, Rfc2136Client};
+use crate::solvers::{ChallengeKind, http01, select_solver, solver_kind};
+
+/// Annotations on the TLS Secret.
+pub const ANNOTATION_CERTIFICATE: &str = "caas.dev/certificate-name";
+pub const ANNOTATION_ISSUER: &str = "caas.dev/issuer";
+pub const ANNOTATION_ISSUER_NAME: &str = "caas.dev/issuer-name";
+pub const ANNOTATION_ISSUER_KIND: &str = "caas.dev/issuer-kind";
+pub const ANNOTATION_SERIAL: &str = "caas.dev/serial";
+pub const ANNOTATION_ALT_NAMES: &str = "caas.dev/alt-names";
+
+/// Why issuance stopped, for status: a reason word, the message, and whether the order
+/// is dead (so the next attempt must start a new one).
+#[derive(Debug)]
+struct Failure {
+    reason: &'static str,
+    message: String,
+    abandon_order: bool,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>, abandon_order: bool) -> Self {
+        Failure { reason, message: message.into(), abandon_order }
+    }
+}
+
+impl From<AcmeError> for Failure {
+    fn from(e: AcmeError) -> Self {
+        Failure::new(e.reason(), e.to_string(), false)
+    }
+}
+
+impl From<instant_acme::Error> for Failure {
+    fn from(e: instant_acme::Error) -> Self {
+        AcmeError::from_acme(e).into()
+    }
+}
+
+impl From<kube::Error> for Failure {
+    fn from(e: kube::Error) -> Self {
+        Failure::new("KubernetesError", e.to_string(), false)
+    }
+}
+
+impl From<rfc2136::DnsError> for Failure {
+    fn from(e: rfc2136::DnsError) -> Self {
+        Failure::new("DNSUpdateFailed", e.to_string(), false)
+    }
+}
+
+enum Progress {
+    /// Waiting on the CA or DNS; look again after this long.
+    Wait(Duration),
+    /// The chain and the key it was issued for.
+    Issued { chain: String, key_pem: String },
+}
+
+/// Earliest next poll of the CA per Certificate: our own status writes trigger
+/// reconciles too, and they must not turn into extra ACME requests.
+fn next_poll() -> &'static Mutex<HashMap<String, Instant>> {
+    static NEXT: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    NEXT.get_or_init(Default::default)
+}
+
+fn key_of(cert: &Certificate) -> String {
+    format!("{}/{}", cert.namespace().unwrap_or_default(), cert.name_any())
+}
+
+pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let mut status = cert.status.clone().unwrap_or_default();
+    let generation = cert.metadata.generation;
+    let now_s = now.to_string();
+    let set = |status: &mut CertificateStatus, c: Condition| set_condition(&mut status.conditions, c, &now_s, generation);
+
+    // 1. Validate, find the issuer.
+    if let Err(message) = plan::validate(&cert.spec, "") {
+        set(&mut status, Condition::new("Ready", false, "InvalidSpec", message));
+        status.conditions.retain(|c| c.type_ != "Issuing");
+        save_status(&ctx, &cert, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let issuer = match resolve_issuer(&ctx, &cert).await? {
+        Some(issuer) => issuer,
+        None => {
+            let kind = cert.spec.issuer_ref.kind.as_deref().unwrap_or("CaaSIssuer");
+            set(&mut status, Condition::new(
+                "Ready",
+                false,
+                "IssuerNotFound",
+                format!("{kind} {:?} does not exist", cert.spec.issuer_ref.name),
+            ));
+            save_status(&ctx, &cert, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    if !issuer.is_ready() {
+        let why = issuer
+            .status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, "Ready"))
+            .map(|c| format!("{}: {}", c.reason, c.message))
+            .unwrap_or_else(|| "it has not been checked yet".into());
+        set(&mut status, Condition::new(
+            "Ready",
+            false,
+            "IssuerNotReady",
+            format!("{} is not ready ({why})", issuer.display()),
+        ));
+        save_status(&ctx, &cert, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let request = plan::validate(&cert.spec, &issuer.fingerprint()).expect("validated above");
+
+    // 2. Is the Secret good?
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let secret = secrets.get_opt(&cert.spec.secret_name).await?;
+    let view = secret.as_ref().map(secret_view);
+    let decision = plan::decide(&request, &issuer.display(), Some(&status), view.as_ref(), now, rand::random());
+    let current_valid = view
+        .as_ref()
+        .and_then(|v| v.cert.as_ref()?.as_ref().ok())
+        .filter(|c| c.not_after > now)
+        .cloned();
+
+    match decision {
+        Decision::Valid { renewal_time } => {
+            if let Some(order) = status.order.take() {
+                cleanup(&ctx, &cert, &issuer, &order.challenges).await;
+            }
+            let info = current_valid.expect("a valid decision has a certificate");
+            status.not_before = Some(info.not_before.to_string());
+            status.not_after = Some(info.not_after.to_string());
+            status.renewal_time = Some(renewal_time.to_string());
+            status.failed_issuance_attempts = None;
+            status.last_failure_time = None;
+            set(&mut status, Condition::new(
+                "Ready",
+                true,
+                "Issued",
+                format!("the certificate is valid until {}; renewal at {renewal_time}", info.not_after),
+            ));
+            status.conditions.retain(|c| c.type_ != "Issuing");
+            save_status(&ctx, &cert, &status).await?;
+            let wait = renewal_time.duration_since(now).unsigned_abs();
+            // Look again at least every 8 hours (clock changes, lost watches).
+            Ok(Action::requeue(wait.clamp(Duration::from_secs(1), Duration::from_secs(8 * 3600))))
+        }
+        Decision::Issue { reason, message } => {
+            issue(&ctx, &cert, &issuer, &request, status, secret.as_ref(), current_valid.is_some(), reason, message, now).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut status: CertificateStatus,
+    secret: Option<&Secret>,
+    has_valid_cert: bool,
+    why: &'static str,
+    why_message: String,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let generation = cert.metadata.generation;
+    let now_s = now.to_string();
+
+    // Back off after failures; a changed spec starts afresh.
+    let attempts = status.failed_issuance_attempts.unwrap_or(0);
+    let same_spec = find(&status.conditions, "Ready").and_then(|c| c.observed_generation) == generation;
+    if attempts > 0 && status.order.is_none() {
+        if same_spec {
+            let last = status.last_failure_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+            if let Some(last) = last {
+                let next = last + plan::backoff(attempts);
+                if now < next {
+                    return Ok(Action::requeue(next.duration_since(now).unsigned_abs()));
+                }
+            }
+        } else {
+            status.failed_issuance_attempts = None;
+            status.last_failure_time = None;
+        }
+    }
+
+    // Throttle polling of an order in progress.
+    let key = key_of(cert);
+    if status.order.as_ref().is_some_and(|o| o.request_hash == request.hash) {
+        let until = next_poll().lock().expect("lock").get(&key).copied();
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            return Ok(Action::requeue(until - Instant::now()));
+        }
+    }
+
+    if status.order.is_none() {
+        ctx.event(cert, false, "Issuing", "Issue", format!("issuing a certificate: {why_message}")).await;
+        tracing::info!(certificate = %key, reason = why, "issuing: {why_message}");
+    }
+    let issuing = Condition::new("Issuing", true, why, why_message.clone());
+    set_condition(&mut status.conditions, issuing, &now_s, generation);
+    if !has_valid_cert {
+        let pending = Condition::new("Ready", false, "Issuing", format!("issuing the certificate ({why_message})"));
+        if find(&status.conditions, "Ready").is_none_or(|c| c.is_true() || c.reason != "Issuing") {
+            set_condition(&mut status.conditions, pending, &now_s, generation);
+        }
+    }
+
+    let outcome = match ctx.accounts.get(ctx, issuer).await {
+        Ok(account) => drive_order(ctx, cert, issuer, &account, request, &mut status, secret).await,
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(Progress::Wait(delay)) => {
+            next_poll().lock().expect("lock").insert(key, Instant::now() + delay);
+            save_status(ctx, cert, &status).await?;
+            Ok(Action::requeue(delay))
+        }
+        Ok(Progress::Issued { chain, key_pem }) => {
+            next_poll().lock().expect("lock").remove(&key);
+            finish_issued(ctx, cert, issuer, request, status, &chain, &key_pem, now).await
+        }
+        Err(failure) => {
+            next_poll().lock().expect("lock").remove(&key);
+            let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+            status.failed_issuance_attempts = Some(attempts);
+            status.last_failure_time = Some(now_s.clone());
+            if failure.abandon_order
+                && let Some(order) = status.order.take()
+            {
+                cleanup(ctx, cert, issuer, &order.challenges).await;
+                delete_next_key(ctx, cert).await;
+            }
+            let delay = plan::backoff(attempts);
+            let message = format!("{} (attempt {attempts}; next try in {delay:#})", failure.message);
+            tracing::warn!(certificate = %key, reason = failure.reason, "issuance failed: {message}");
+            ctx.event(cert, true, failure.reason, "Issue", message.clone()).await;
+            set_condition(
+                &mut status.conditions,
+                Condition::new("Issuing", false, failure.reason, message.clone()),
+                &now_s,
+                generation,
+            );
+            if !has_valid_cert {
+                set_condition(
+                    &mut status.conditions,
+                    Condition::new("Ready", false, failure.reason, message),
+                    &now_s,
+                    generation,
+                );
+            }
+            save_status(ctx, cert, &status).await?;
+            Ok(Action::requeue(delay.unsigned_abs()))
+        }
+    }
+}
+
+/// Resumes the order in status (if it is for this request) or creates one, then takes
+/// as many steps as the CA allows without waiting.
+async fn drive_order(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    account: &Account,
+    request: &Request,
+    status: &mut CertificateStatus,
+    secret: Option<&Secret>,
+) -> Result<Progress, Failure> {
+    let mut order: Option<Order> = None;
+    if let Some(known) = status.order.clone() {
+        if known.request_hash == request.hash && known.state != "invalid" {
+            match account.order(known.url.clone()).await {
+                Ok(o) => order = Some(o),
+                Err(instant_acme::Error::Api(problem)) => {
+                    tracing::info!(certificate = %key_of(cert), ?problem, "the stored order is gone; starting a new one");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if order.is_none() {
+            cleanup(ctx, cert, issuer, &known.challenges).await;
+            status.order = None;
+        }
+    }
+    let mut order = match order {
+        Some(o) => o,
+        None => {
+            let identifiers: Vec<Identifier> = request
+                .dns_names
+                .iter()
+                .map(|n| Identifier::Dns(n.clone()))
+                .chain(request.ip_addresses.iter().map(|ip| Identifier::Ip(*ip)))
+                .collect();
+            let mut new = NewOrder::new(&identifiers);
+            if let Some(profile) = issuer.spec.profile.as_deref() {
+                new = new.profile(profile);
+            }
+            let o = account.new_order(&new).await?;
+            status.order = Some(OrderStatus {
+                url: o.url().to_string(),
+                state: "pending".into(),
+                request_hash: request.hash.clone(),
+                challenges: Vec::new(),
+            });
+            // Persist the order URL before anything else: a restart resumes this order.
+            save_status(ctx, cert, status).await?;
+            ctx.event(cert, false, "OrderCreated", "Issue", format!("created ACME order {}", o.url())).await;
+            o
+        }
+    };
+
+    for _ in 0..10 {
+        let state = order.state().status;
+        if let Some(o) = status.order.as_mut() {
+            o.state = order_state_name(state).into();
+        }
+        match state {
+            AcmeOrderStatus::Pending => {
+                return present_challenges(ctx, cert, issuer, &mut order, status).await;
+            }
+            AcmeOrderStatus::Ready => {
+                let key_pem = next_key(ctx, cert, request, secret).await?;
+                let csr = pki::csr_der(
+                    &key_pem,
+                    &request.dns_names,
+                    &request.ip_addresses,
+                    request.common_name.as_deref(),
+                )
+                .map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
+                order.finalize_csr(&csr).await?;
+            }
+            AcmeOrderStatus::Processing => {
+                let wait = ctx.stats.take_retry_after(order.url()).unwrap_or(Duration::from_millis(300));
+                if wait > Duration::from_secs(2) {
+                    return Ok(Progress::Wait(wait));
+                }
+                tokio::time::sleep(wait).await;
+                order.refresh().await?;
+            }
+            AcmeOrderStatus::Valid => {
+                let chain = order
+                    .certificate()
+                    .await?
+                    .ok_or_else(|| Failure::new("ACMEError", "the CA sent no certificate for a valid order", true))?;
+                let key_pem = match next_key_existing(ctx, cert, request, secret).await? {
+                    Some(k) => k,
+                    None => {
+                        return Err(Failure::new(
+                            "KeyLost",
+                            "the private key for this order is gone (its Secret was deleted); starting over",
+                            true,
+                        ));
+                    }
+                };
+                return Ok(Progress::Issued { chain, key_pem });
+            }
+            AcmeOrderStatus::Invalid => {
+                let message = order_errors(&mut order, status).await;
+                return Err(Failure::new("OrderFailed", message, true));
+            }
+        }
+    }
+    Ok(Progress::Wait(Duration::from_secs(1)))
+}
+
+fn order_state_name(s: AcmeOrderStatus) -> &'static str {
+    match s {
+        AcmeOrderStatus::Pending => "pending",
+        AcmeOrderStatus::Ready => "ready",
+        AcmeOrderStatus::Processing => "processing",
+        AcmeOrderStatus::Valid => "valid",
+        AcmeOrderStatus::Invalid => "invalid",
+    }
+}
+
+/// The CA's reasons for an invalid order: its own error and each failed challenge's.
+async fn order_errors(order: &mut Order, status: &mut CertificateStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = &order.state().error {
+        parts.push(problem_text(e));
+    }
+    let mut authzs = order.authorizations();
+    while let Some(Ok(a)) = authzs.next().await {
+        let name = a.identifier().to_string();
+        for ch in &a.challenges {
+            if let Some(e) = &ch.error {
+                let text = problem_text(e);
+                parts.push(format!("{name}: {text}"));
+                if let Some(rec) = status
+                    .order
+                    .as_mut()
+                    .and_then(|o| o.challenges.iter_mut().find(|c| c.token == ch.token))
+                {
+                    rec.state = "invalid".into();
+                    rec.error = Some(text);
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "the CA marked the order invalid".into()
+    } else {
+        format!("the CA marked the order invalid: {}", parts.join("; "))
+    }
+}
+
+fn problem_text(p: &instant_acme::Problem) -> String {
+    let kind = p.r#type.as_deref().unwrap_or("").rsplit(':').next().unwrap_or("");
+    format!("{kind}: {}", p.detail.as_deref().unwrap_or(""))
+}
+
+fn challenge_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    }
+}
+
+fn acme_challenge_state(s: instant_acme::ChallengeStatus) -> &'static str {
+    match s {
+        instant_acme::ChallengeStatus::Pending => "pending",
+        instant_acme::ChallengeStatus::Processing => "processing",
+        instant_acme::ChallengeStatus::Valid => "valid",
+        instant_acme::ChallengeStatus::Invalid => "invalid",
+    }
+}
+
+fn upsert(status: &mut CertificateStatus, rec: ChallengeStatus) {
+    if let Some(order) = status.order.as_mut() {
+        match order.challenges.iter_mut().find(|c| c.token == rec.token) {
+            Some(old) => *old = rec,
+            None => order.challenges.push(rec),
+        }
+    }
+}
+
+/// Presents every pending authorization's challenge with the solver the issuer picks,
+/// and tells the CA to validate the ones that are in place.
+async fn present_challenges(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    order: &mut Order,
+    status: &mut CertificateStatus,
+) -> Result<Progress, Failure> {
+    let labels = cert.labels().clone();
+    let mut waiting_on_dns = false;
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz?;
+        let dns_name = authz.identifier().to_string();
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                let errors: Vec<String> = authz
+                    .challenges
+                    .iter()
+                    .filter_map(|c| c.error.as_ref().map(problem_text))
+                    .collect();
+                return Err(Failure::new(
+                    "ChallengeFailed",
+                    format!("the authorization for {dns_name} is {other:?}: {}", errors.join("; ")),
+                    true,
+                ));
+            }
+        }
+        let Some(index) = select_solver(&issuer.spec.solvers, &dns_name, &labels) else {
+            let hint = if dns_name.starts_with("*.") { " (wildcards need a dns01 solver)" } else { "" };
+            return Err(Failure::new(
+                "NoSolver",
+                format!("no solver of {} matches {dns_name}{hint}", issuer.display()),
+                true,
+            ));
+        };
+        let solver: &Solver = &issuer.spec.solvers[index];
+        let kind = solver_kind(solver).map_err(|e| Failure::new("InvalidSpec", e, true))?;
+        let Some(mut challenge) = authz.challenge(challenge_type(kind)) else {
+            return Err(Failure::new(
+                "ChallengeNotOffered",
+                format!("the CA does not offer {} for {dns_name}", kind.acme_name()),
+                true,
+            ));
+        };
+        let mut rec = ChallengeStatus {
+            type_: kind.acme_name().into(),
+            dns_name: dns_name.clone(),
+            token: challenge.token.clone(),
+            key: challenge.key_authorization().as_str().to_string(),
+            state: acme_challenge_state(challenge.status).into(),
+            error: challenge.error.as_ref().map(problem_text),
+        };
+        match challenge.status {
+            instant_acme::ChallengeStatus::Pending => {}
+            instant_acme::ChallengeStatus::Invalid => {
+                return Err(Failure::new(
+                    "ChallengeFailed",
+                    format!("{} for {dns_name} failed: {}", kind.acme_name(), rec.error.clone().unwrap_or_default()),
+                    true,
+                ));
+            }
+            _ => {
+                upsert(status, rec);
+                continue;
+            }
+        }
+        let in_place = match kind {
+            ChallengeKind::Http01 => {
+                let http = solver.http01.clone().unwrap_or_default();
+                http01::present(&ctx.client, cert, &http, &dns_name, &rec.token, ctx.settings.solver_endpoint).await?;
+                // Every replica answers from the watched status: publish the key
+                // authorization first, and wait until our own watch has it.
+                upsert(status, rec.clone());
+                save_status(ctx, cert, status).await?;
+                wait_for_token(ctx, &rec.token).await
+            }
+            ChallengeKind::Dns01 => {
+                let (client, fqdn) = dns_solver(ctx, issuer, solver, &dns_name).await?;
+                let value = dns_value(&rec.key);
+                client.add_txt(&fqdn, &value).await?;
+                let visible = client.has_txt(&fqdn, &value).await?;
+                if !visible {
+                    rec.error = Some(format!("waiting for {fqdn} TXT to be served by the zone's server"));
+                }
+                visible
+            }
+            ChallengeKind::TlsAlpn01 => {
+                return Err(Failure::new(
+                    "SolverNotSupported",
+                    "tlsAlpn01 solvers are not supported yet: use http01 or dns01",
+                    true,
+                ));
+            }
+        };
+        if in_place {
+            challenge.set_ready().await?;
+            rec.state = "processing".into();
+            rec.error = None;
+        } else {
+            waiting_on_dns = true;
+        }
+        upsert(status, rec);
+    }
+    let wait = if waiting_on_dns {
+        Duration::from_secs(2)
+    } else {
+        ctx.stats
+            .take_retry_after(order.url())
+            .unwrap_or(Duration::from_millis(500))
+            .clamp(Duration::from_millis(200), Duration::from_secs(600))
+    };
+    Ok(Progress::Wait(wait))
+}
+
+/// Waits (up to 5 s) until the watched Certificates hold the key authorization for
+/// `token`, so that this replica's listener answers the CA.
+async fn wait_for_token(ctx: &Context, token: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if http01::key_authorization(&ctx.certificates, token).is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The TXT value for a DNS-01 key authorization: base64url(SHA-256(key authorization)).
+pub fn dns_value(key_authorization: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The RFC 2136 client for a DNS-01 solver, and the record name for `dns_name`.
+async fn dns_solver(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    solver: &Solver,
+    dns_name: &str,
+) -> Result<(Rfc2136Client, String), Failure> {
+    let cfg = solver
+        .dns01
+        .as_ref()
+        .and_then(|d| d.rfc2136.as_ref())
+        .ok_or_else(|| Failure::new("InvalidSpec", "the dns01 solver names no provider", true))?;
+    let r = &cfg.tsig_secret_secret_ref;
+    let secret = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key)
+        .await?
+        .ok_or_else(|| {
+            Failure::new(
+                "SecretNotFound",
+                format!("the TSIG secret {}/{} (key {:?}) does not exist", issuer.secret_namespace, r.name, r.key),
+                false,
+            )
+        })?;
+    let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
+    let client = Rfc2136Client::new(server, &cfg.tsig_key_name, cfg.tsig_algorithm.as_deref(), &secret)?;
+    let base = dns_name.strip_prefix("*.").unwrap_or(dns_name);
+    Ok((client, format!("_acme-challenge.{base}.")))
+}
+
+/// Removes what the challenges left: temporary HTTP-01 objects and DNS-01 TXT records.
+/// Best effort: failures are logged, and the startup sweep catches HTTP-01 leftovers.
+async fn cleanup(ctx: &Context, cert: &Certificate, issuer: &IssuerHandle, challenges: &[ChallengeStatus]) {
+    let ns = cert.namespace().unwrap_or_default();
+    if let Err(e) = http01::cleanup(&ctx.client, &ns, &cert.name_any(), &[]).await {
+        tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete temporary HTTP-01 objects");
+    }
+    let labels = cert.labels().clone();
+    for ch in challenges.iter().filter(|c| c.type_ == "dns-01") {
+        let Some(index) = select_solver(&issuer.spec.solvers, &ch.dns_name, &labels) else { continue };
+        let result = async {
+            let (client, fqdn) = dns_solver(ctx, issuer, &issuer.spec.solvers[index], &ch.dns_name).await?;
+            client.remove_txt(&fqdn, &dns_value(&ch.key)).await?;
+            Ok::<_, Failure>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(certificate = %key_of(cert), error = %e.message, "cannot remove a DNS-01 TXT record");
+        }
+    }
+}
+
+fn next_key_name(cert: &Certificate) -> String {
+    format!("{}-next-key", cert.name_any())
+}
+
+/// The key the current order is finalized with, if one was already made (or, with
+/// `rotationPolicy: Never`, the Secret's current key).
+async fn next_key_existing(
+    ctx: &Context,
+    cert: &Certificate,
+    request: &Request,
+    secret: Option<&Secret>,
+) -> Result<Option<String>, Failure> {
+    if request.rotation == RotationPolicy::Never
+        && let Some(key) = secret.and_then(|s| secret_string(s, "tls.key"))
+        && request.key.matches(&key)
+    {
+        return Ok(Some(key));
+    }
+    let ns = cert.namespace().unwrap_or_default();
+    let key = read_secret_key(&ctx.client, &ns, &next_key_name(cert), "tls.key").await?;
+    Ok(key
+        .map(|k| String::from_utf8_lossy(&k).to_string())
+        .filter(|k| request.key.matches(k)))
+}
+
+/// The key to finalize with: reused if the order already has one, otherwise a new key
+/// stored in a Secret before it is used, so a crash between finalize and writing the TLS
+/// Secret loses nothing.
+async fn next_key(ctx: &Context, cert: &Certificate, request: &Request, secret: Option<&Secret>) -> Result<String, Failure> {
+    if let Some(key) = next_key_existing(ctx, cert, request, secret).await? {
+        return Ok(key);
+    }
+    let key_pem = pki::generate_key(&request.key).map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
+    let ns = cert.namespace().unwrap_or_default();
+    let owner = cert.controller_owner_ref(&()).expect("stored Certificate");
+    let body = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {
+            "name": next_key_name(cert),
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+                COMPONENT_LABEL: "next-key",
+                CERTIFICATE_LABEL: cert.name_any(),
+            },
+            "ownerReferences": [owner],
+        },
+        "stringData": { "tls.key": key_pem },
+    });
+    Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .patch(&next_key_name(cert), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    Ok(key_pem)
+}
+
+async fn delete_next_key(ctx: &Context, cert: &Certificate) {
+    let ns = cert.namespace().unwrap_or_default();
+    match Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .delete(&next_key_name(cert), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete the next-key Secret"),
+    }
+}
+
+/// Writes the TLS Secret, then status, then cleans up.
+#[allow(clippy::too_many_arguments)]
+async fn finish_issued(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut status: CertificateStatus,
+    chain: &str,
+    key_pem: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let info = match pki::parse_chain(chain) {
+        Ok(info) => info,
+        Err(e) => {
+            // Should not happen with a conforming CA; report and start over.
+            status.order = None;
+            set_condition(
+                &mut status.conditions,
+                Condition::new("Issuing", false, "InvalidCertificate", format!("the CA sent an unreadable certificate: {e}")),
+                &now.to_string(),
+                cert.metadata.generation,
+            );
+            save_status(ctx, cert, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    let formats: Vec<OutputFormatType> = cert.spec.additional_output_formats.iter().map(|f| f.type_).collect();
+    let data = pki::secret_data(chain, key_pem, &formats).expect("the key was made by us");
+    let data: BTreeMap<String, String> = data
+        .into_iter()
+        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect();
+    let template = cert.spec.secret_template.clone().unwrap_or_default();
+    let mut labels = template.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(COMPONENT_LABEL.into(), "tls".into());
+    labels.insert(CERTIFICATE_LABEL.into(), cert.name_any());
+    let mut annotations = template.annotations.clone();
+    annotations.insert(ANNOTATION_CERTIFICATE.into(), cert.name_any());
+    annotations.insert(ANNOTATION_ISSUER.into(), issuer.display());
+    annotations.insert(ANNOTATION_ISSUER_NAME.into(), issuer.name.clone());
+    annotations.insert(
+        ANNOTATION_ISSUER_KIND.into(),
+        issuer.display().split('/').next().unwrap_or_default().to_string(),
+    );
+    annotations.insert(ANNOTATION_SERIAL.into(), info.serial.clone());
+    annotations.insert(ANNOTATION_ALT_NAMES.into(), request.dns_names.join(","));
+    let body = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": { "name": cert.spec.secret_name, "labels": labels, "annotations": annotations },
+        "data": data,
+    });
+    let ns = cert.namespace().unwrap_or_default();
+    Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .patch(&cert.spec.secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+
+    let lifetime = info.not_after.duration_since(info.not_before);
+    let before = crate::renewal::renew_before(lifetime, request.renew_before, request.renew_before_percentage);
+    let renewal_time = crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
+    let challenges = status.order.take().map(|o| o.challenges).unwrap_or_default();
+    status.revision = Some(status.revision.unwrap_or(0) + 1);
+    status.not_before = Some(info.not_before.to_string());
+    status.not_after = Some(info.not_after.to_string());
+    status.renewal_time = Some(renewal_time.to_string());
+    status.failed_issuance_attempts = None;
+    status.last_failure_time = None;
+    let message = format!("issued by {}; valid until {}; renewal at {renewal_time}", issuer.display(), info.not_after);
+    set_condition(
+        &mut status.conditions,
+        Condition::new("Ready", true, "Issued", message.clone()),
+        &now.to_string(),
+        cert.metadata.generation,
+    );
+    status.conditions.retain(|c| c.type_ != "Issuing");
+    save_status(ctx, cert, &status).await?;
+    tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
+    ctx.event(cert, false, "Issued", "Issue", format!("certificate issued (serial {}); {message}", info.serial)).await;
+    cleanup(ctx, cert, issuer, &challenges).await;
+    delete_next_key(ctx, cert).await;
+    let wait = renewal_time.duration_since(Timestamp::now()).unsigned_abs();
+    Ok(Action::requeue(wait.clamp(Duration::from_secs(1), Duration::from_secs(8 * 3600))))
+}
+
+fn secret_string(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).to_string())
+}
+
+/// What the decision needs from a Secret.
+pub fn secret_view(secret: &Secret) -> SecretView {
+    SecretView {
+        cert: secret_string(secret, "tls.crt")
+            .filter(|s| !s.trim().is_empty())
+            .map(|pem| pki::parse_chain(&pem).map_err(|e| e.to_string())),
+        key_pem: secret_string(secret, "tls.key").filter(|s| !s.trim().is_empty()),
+        issuer: secret.annotations().get(ANNOTATION_ISSUER).cloned(),
+    }
+}
+
+/// Writes status by server-side apply when it differs from what the object has.
+async fn save_status(ctx: &Context, cert: &Certificate, status: &CertificateStatus) -> Result<(), kube::Error> {
+    if cert.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    api.patch_status(
+        &cert.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn error_policy(cert: Arc<Certificate>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(certificate = %key_of(&cert), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns01_value_matches_rfc8555_example_shape() {
+        let v = dns_value("token.thumbprint");
+        assert_eq!(v.len(), 43);
+        assert!(!v.contains('=') && !v.contains('+') && !v.contains('/'));
+    }
+}

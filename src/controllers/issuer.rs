@@ -1,0 +1,343 @@
+//! Issuer controller (`CaaSIssuer` and `ClusterCaaSIssuer`): validate -> account key
+//! Secret -> register (with EAB) or load the ACME account -> status.
+//!
+//! `Ready` says whether Certificates can use the issuer, with a reason a user can act
+//! on: `AccountRegistered`, `EABRejected`, `SecretNotFound`, `ServerUnreachable`,
+//! `InvalidSpec`, `AccountNotFound`. Failures are retried on a growing delay, so fixing
+//! a Secret is picked up without a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
+use crate::acme::{self, AcmeError, AcmeHttp, Eab};
+use crate::api::conditions::{Condition, set_condition};
+use crate::api::issuer::IssuerStatus;
+use crate::api::{
+    CaaSIssuer, ClusterCaaSIssuer, COMPONENT_LABEL, IssuerSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
+use crate::solvers::{rfc2136, solver_kind};
+
+/// Checks an issuer spec; the error is a message for the user.
+pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
+    let server = spec.server.trim();
+    if !server.starts_with("https://") || server.len() <= "https://".len() {
+        return Err(format!("server {server:?} must be the https URL of an ACME directory"));
+    }
+    if server.parse::<http::Uri>().is_err() {
+        return Err(format!("server {server:?} is not a valid URL"));
+    }
+    if spec.private_key_secret_ref.name.trim().is_empty() {
+        return Err("privateKeySecretRef.name is empty".into());
+    }
+    if let Some(eab) = &spec.external_account_binding {
+        if eab.key_id.trim().is_empty() {
+            return Err("externalAccountBinding.keyID is empty".into());
+        }
+        if eab.key_secret_ref.name.is_empty() || eab.key_secret_ref.key.is_empty() {
+            return Err("externalAccountBinding.keySecretRef needs name and key".into());
+        }
+        match eab.key_algorithm.as_deref() {
+            None | Some("HS256") => {}
+            Some("HS384" | "HS512") => {
+                return Err(format!(
+                    "externalAccountBinding.keyAlgorithm {} is not supported yet (the ACME client signs EAB with HS256, which CAs accept): remove the field or use HS256",
+                    eab.key_algorithm.as_deref().unwrap_or_default()
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "externalAccountBinding.keyAlgorithm {other:?} is not one of HS256, HS384, HS512"
+                ));
+            }
+        }
+    }
+    for (i, solver) in spec.solvers.iter().enumerate() {
+        solver_kind(solver).map_err(|e| format!("solvers[{i}]: {e}"))?;
+        if let Some(http) = solver.http01.as_ref().and_then(|h| h.ingress.as_ref())
+            && http.class.is_some()
+            && http.ingress_class_name.is_some()
+        {
+            return Err(format!(
+                "solvers[{i}].http01.ingress: set class or ingressClassName, not both"
+            ));
+        }
+        if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
+            if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
+                return Err(format!("solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"));
+            }
+            if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
+                return Err(format!(
+                    "solvers[{i}].dns01.rfc2136.tsigSecretSecretRef needs name and key"
+                ));
+            }
+            rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
+                .map_err(|e| format!("solvers[{i}].dns01.rfc2136: {e}"))?;
+        } else if solver.dns01.is_some() {
+            return Err(format!("solvers[{i}].dns01 names no provider: set rfc2136"));
+        }
+    }
+    Ok(())
+}
+
+/// Outcome of one look at the account.
+struct AccountState {
+    condition: Condition,
+    account_uri: Option<String>,
+    retry: bool,
+}
+
+fn failure(reason: &str, message: String) -> AccountState {
+    AccountState { condition: Condition::new("Ready", false, reason, message), account_uri: None, retry: true }
+}
+
+fn from_error(e: AcmeError) -> AccountState {
+    failure(e.reason(), e.to_string())
+}
+
+async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountState, Error> {
+    if let Err(message) = validate(&issuer.spec) {
+        let mut s = failure("InvalidSpec", message);
+        s.retry = false;
+        return Ok(s);
+    }
+    let http = match AcmeHttp::new(issuer.spec.ca_bundle.as_deref(), ctx.stats.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            let mut s = from_error(e);
+            s.retry = false;
+            return Ok(s);
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
+    let key_name = issuer.spec.private_key_secret_ref.name.clone();
+    let server = issuer.spec.server.trim().to_string();
+
+    if let Some(secret) = secrets.get_opt(&key_name).await? {
+        let version = secret.resource_version().unwrap_or_default();
+        let cached = ctx.accounts.cached(issuer, &version);
+        let account = match cached {
+            Some(a) => a,
+            None => {
+                let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
+                    return Ok(failure(
+                        "InvalidSpec",
+                        format!("the account key Secret {key_name} has no tls.key"),
+                    ));
+                };
+                match acme::load(&http, &server, &String::from_utf8_lossy(&key.0)).await {
+                    Ok(a) => a,
+                    Err(e) => return Ok(from_error(e)),
+                }
+            }
+        };
+        ctx.accounts.insert(issuer, &version, account.clone());
+        return Ok(registered(&server, account.id()));
+    }
+
+    let eab = match &issuer.spec.external_account_binding {
+        None => None,
+        Some(eab) => {
+            let r = &eab.key_secret_ref;
+            let Some(raw) = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await? else {
+                return Ok(failure(
+                    "SecretNotFound",
+                    format!(
+                        "the EAB HMAC key Secret {}/{} (key {:?}) does not exist",
+                        issuer.secret_namespace, r.name, r.key
+                    ),
+                ));
+            };
+            match acme::decode_eab_hmac(&raw) {
+                Ok(hmac) => Some(Eab { key_id: eab.key_id.trim().to_string(), hmac }),
+                Err(e) => return Ok(from_error(e)),
+            }
+        }
+    };
+    let (account, key_pem) =
+        match acme::register(&http, &server, issuer.spec.email.as_deref(), eab.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => return Ok(from_error(e)),
+        };
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(key_name.clone()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+                (COMPONENT_LABEL.to_string(), "account-key".to_string()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                ("caas.dev/issuer".to_string(), issuer.display()),
+                ("caas.dev/account-uri".to_string(), account.id().to_string()),
+            ])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "tls.key".to_string(),
+            ByteString(key_pem.into_bytes()),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(created) => {
+            ctx.accounts
+                .insert(issuer, &created.resource_version().unwrap_or_default(), account.clone());
+            Ok(registered(&server, account.id()))
+        }
+        // Someone (another issuer sharing the key Secret) was first: use theirs next time.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(failure(
+            "AccountKeyRace",
+            "the account key Secret was created concurrently; retrying with it".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn registered(server: &str, uri: &str) -> AccountState {
+    AccountState {
+        condition: Condition::new(
+            "Ready",
+            true,
+            "AccountRegistered",
+            format!("the ACME account is registered at {server}"),
+        ),
+        account_uri: Some(uri.to_string()),
+        retry: false,
+    }
+}
+
+/// Consecutive failures per issuer, for the retry delay (5 s doubling, at most 5 min).
+fn retry_delay(key: &str, failed: bool) -> Duration {
+    static FAILURES: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    let mut map = FAILURES.get_or_init(Default::default).lock().expect("lock");
+    if !failed {
+        map.remove(key);
+        return Duration::ZERO;
+    }
+    let n = map.entry(key.to_string()).or_default();
+    *n = (*n + 1).min(10);
+    Duration::from_secs((5u64 << (*n - 1)).min(300))
+}
+
+async fn reconcile_handle(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    old: Option<&IssuerStatus>,
+) -> Result<(IssuerStatus, Action), Error> {
+    let state = account_state(ctx, issuer).await?;
+    let mut status = old.cloned().unwrap_or_default();
+    let was = crate::api::conditions::find(&status.conditions, "Ready").cloned();
+    set_condition(&mut status.conditions, state.condition.clone(), &super::now_string(), issuer.generation);
+    if state.account_uri.is_some() {
+        status.account_uri = state.account_uri;
+    }
+    let changed = was.as_ref().map(|c| (&c.status, &c.reason)) != Some((&state.condition.status, &state.condition.reason));
+    if changed {
+        tracing::info!(issuer = %issuer.display(), reason = %state.condition.reason, "issuer {}", state.condition.message);
+    }
+    let key = format!("{}/{}", issuer.secret_namespace, issuer.display());
+    let action = if state.retry {
+        Action::requeue(retry_delay(&key, true))
+    } else if state.condition.is_true() {
+        retry_delay(&key, false);
+        Action::requeue(Duration::from_secs(3600))
+    } else {
+        Action::await_change()
+    };
+    Ok((status, action))
+}
+
+pub async fn reconcile_namespaced(issuer: Arc<CaaSIssuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let handle = IssuerHandle::from_namespaced(&issuer);
+    let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
+    if issuer.status.as_ref() != Some(&status) {
+        let api: Api<CaaSIssuer> = Api::namespaced(ctx.client.clone(), &issuer.namespace().unwrap_or_default());
+        publish_change(&ctx, &*issuer, issuer.status.as_ref(), &status).await;
+        api.patch_status(
+            &issuer.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer", "status": status })),
+        )
+        .await?;
+    }
+    Ok(action)
+}
+
+pub async fn reconcile_cluster(issuer: Arc<ClusterCaaSIssuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let handle = IssuerHandle::from_cluster(&issuer, &ctx.settings);
+    let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
+    if issuer.status.as_ref() != Some(&status) {
+        let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());
+        publish_change(&ctx, &*issuer, issuer.status.as_ref(), &status).await;
+        api.patch_status(
+            &issuer.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "ClusterCaaSIssuer", "status": status })),
+        )
+        .await?;
+    }
+    Ok(action)
+}
+
+async fn publish_change<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    old: Option<&IssuerStatus>,
+    new: &IssuerStatus,
+) {
+    let old = old.and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"));
+    let Some(new) = crate::api::conditions::find(&new.conditions, "Ready") else { return };
+    if old.map(|c| (&c.status, &c.reason)) != Some((&new.status, &new.reason)) {
+        ctx.event(obj, !new.is_true(), &new.reason, "Register", new.message.clone()).await;
+    }
+}
+
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "issuer reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::issuer::{ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver};
+
+    fn spec() -> IssuerSpec {
+        IssuerSpec {
+            server: "https://ca.example/dir".into(),
+            private_key_secret_ref: SecretRef { name: "acct".into() },
+            solvers: vec![Solver { http01: Some(Http01Solver::default()), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn issuer_validation() {
+        assert!(validate(&spec()).is_ok());
+        let mut s = spec();
+        s.server = "http://ca.example/dir".into();
+        assert!(validate(&s).unwrap_err().contains("https"));
+        let mut s = spec();
+        s.external_account_binding = Some(ExternalAccountBinding {
+            key_id: "kid".into(),
+            key_secret_ref: SecretKeySelector { name: "eab".into(), key: "hmac".into() },
+            key_algorithm: Some("HS999".into()),
+        });
+        assert!(validate(&s).unwrap_err().contains("HS999"));
+        let mut s = spec();
+        s.solvers.push(Solver::default());
+        assert!(validate(&s).unwrap_err().contains("solvers[1]"));
+        let mut s = spec();
+        s.solvers[0].http01 = Some(Http01Solver { ingress: Some(Http01Ingress { class: Some("a".into()), ingress_class_name: Some("b".into()) }) });
+        assert!(validate(&s).unwrap_err().contains("not both"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The controllers and what they share: the context, issuer lookup, the ACME account
+//! cache, and small helpers for Secrets, status and events.
+
+pub mod certificate;
+pub mod issuer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+
+use crate::acme::{AcmeError, AcmeHttp, AcmeStats};
+use crate::api::issuer::IssuerStatus;
+use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
+use crate::solvers::http01::SolverEndpoint;
+
+pub const FIELD_MANAGER: &str = "caas-operator";
+
+/// Errors that end a reconcile early; they are retried with backoff. Everything a user
+/// can act on is reported in the object's status instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Operator settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where `ClusterCaaSIssuer` Secrets live.
+    pub cluster_resource_namespace: String,
+    /// Where the temporary HTTP-01 Services send traffic.
+    pub solver_endpoint: SolverEndpoint,
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: kube::Client,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    pub stats: Arc<AcmeStats>,
+    pub accounts: Accounts,
+    /// The watched Certificates: the HTTP-01 listener answers from here.
+    pub certificates: Store<Certificate>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, settings: Settings, certificates: Store<Certificate>) -> Self {
+        let reporter = Reporter {
+            controller: "caas-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            stats: Arc::default(),
+            accounts: Accounts::default(),
+            certificates,
+        }
+    }
+
+    /// Publishes an event; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::debug!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+/// Which issuer kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IssuerKind {
+    Namespaced,
+    Cluster,
+}
+
+/// An issuer of either kind, with where its Secrets live.
+#[derive(Clone, Debug)]
+pub struct IssuerHandle {
+    pub kind: IssuerKind,
+    pub name: String,
+    /// The issuer's namespace (namespaced) or the cluster resource namespace (cluster).
+    pub secret_namespace: String,
+    pub spec: IssuerSpec,
+    pub status: Option<IssuerStatus>,
+    pub generation: Option<i64>,
+}
+
+impl IssuerHandle {
+    pub fn from_namespaced(issuer: &CaaSIssuer) -> Self {
+        IssuerHandle {
+            kind: IssuerKind::Namespaced,
+            name: issuer.name_any(),
+            secret_namespace: issuer.namespace().unwrap_or_default(),
+            spec: issuer.spec.clone(),
+            status: issuer.status.clone(),
+            generation: issuer.metadata.generation,
+        }
+    }
+
+    pub fn from_cluster(issuer: &ClusterCaaSIssuer, settings: &Settings) -> Self {
+        IssuerHandle {
+            kind: IssuerKind::Cluster,
+            name: issuer.name_any(),
+            secret_namespace: settings.cluster_resource_namespace.clone(),
+            spec: issuer.spec.0.clone(),
+            status: issuer.status.clone(),
+            generation: issuer.metadata.generation,
+        }
+    }
+
+    /// `CaaSIssuer/name` or `ClusterCaaSIssuer/name`, as written in Secret annotations.
+    pub fn display(&self) -> String {
+        match self.kind {
+            IssuerKind::Namespaced => format!("CaaSIssuer/{}", self.name),
+            IssuerKind::Cluster => format!("ClusterCaaSIssuer/{}", self.name),
+        }
+    }
+
+    fn cache_key(&self) -> String {
+        format!("{}/{}", self.secret_namespace, self.display())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"))
+            .is_some_and(|c| c.is_true())
+    }
+
+    /// What about the issuer changes the certificates it makes (for the request hash).
+    pub fn fingerprint(&self) -> String {
+        format!("{}|{}|{}", self.display(), self.spec.server, self.spec.profile.as_deref().unwrap_or(""))
+    }
+}
+
+/// Looks up the issuer a Certificate names. `Ok(None)` when it does not exist.
+pub async fn resolve_issuer(ctx: &Context, cert: &Certificate) -> Result<Option<IssuerHandle>, kube::Error> {
+    let name = &cert.spec.issuer_ref.name;
+    if cert.spec.issuer_ref.is_cluster() {
+        let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());
+        Ok(api.get_opt(name).await?.map(|i| IssuerHandle::from_cluster(&i, &ctx.settings)))
+    } else {
+        let ns = cert.namespace().unwrap_or_default();
+        let api: Api<CaaSIssuer> = Api::namespaced(ctx.client.clone(), &ns);
+        Ok(api.get_opt(name).await?.as_ref().map(IssuerHandle::from_namespaced))
+    }
+}
+
+/// Reads `key` of Secret `name`; `Ok(None)` when the Secret or key is missing.
+pub async fn read_secret_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(key))
+        .map(|b| b.0))
+}
+
+/// ACME accounts by issuer, loaded once from the account key Secret.
+#[derive(Default)]
+pub struct Accounts {
+    cache: Mutex<HashMap<String, (String, instant_acme::Account)>>,
+}
+
+fn ca_fingerprint(spec: &IssuerSpec, key_version: &str) -> String {
+    format!("{}|{}|{}", spec.server, spec.ca_bundle.as_deref().unwrap_or(""), key_version)
+}
+
+impl Accounts {
+    pub fn insert(&self, issuer: &IssuerHandle, key_version: &str, account: instant_acme::Account) {
+        self.cache.lock().expect("accounts lock").insert(
+            issuer.cache_key(),
+            (ca_fingerprint(&issuer.spec, key_version), account),
+        );
+    }
+
+    pub fn cached(&self, issuer: &IssuerHandle, key_version: &str) -> Option<instant_acme::Account> {
+        let cache = self.cache.lock().expect("accounts lock");
+        cache
+            .get(&issuer.cache_key())
+            .filter(|(fp, _)| *fp == ca_fingerprint(&issuer.spec, key_version))
+            .map(|(_, a)| a.clone())
+    }
+
+    /// The issuer's account: from the cache, or loaded with the key in its Secret.
+    pub async fn get(&self, ctx: &Context, issuer: &IssuerHandle) -> Result<instant_acme::Account, AcmeError> {
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
+        let secret_name = &issuer.spec.private_key_secret_ref.name;
+        let secret = api
+            .get_opt(secret_name)
+            .await
+            .map_err(|e| AcmeError::Unreachable(format!("reading the account key Secret: {e}")))?
+            .ok_or_else(|| {
+                AcmeError::AccountNotFound(format!(
+                    "the account key Secret {}/{secret_name} does not exist yet",
+                    issuer.secret_namespace
+                ))
+            })?;
+        let version = secret.resource_version().unwrap_or_default();
+        if let Some(account) = self.cached(issuer, &version) {
+            return Ok(account);
+        }
+        let key = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("tls.key"))
+            .map(|b| String::from_utf8_lossy(&b.0).to_string())
+            .ok_or_else(|| AcmeError::InvalidSpec(format!("the account key Secret {secret_name} has no tls.key")))?;
+        let http = AcmeHttp::new(issuer.spec.ca_bundle.as_deref(), ctx.stats.clone())?;
+        let account = crate::acme::load(&http, &issuer.spec.server, &key).await?;
+        self.insert(issuer, &version, account.clone());
+        Ok(account)
+    }
+}
+
+/// Now, as an RFC 3339 string (what status fields hold).
+pub fn now_string() -> String {
+    jiff::Timestamp::now().to_string()
+}

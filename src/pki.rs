@@ -1,0 +1,291 @@
+//! Keys, CSRs, certificate chains, and the contents of the TLS Secret.
+//!
+//! Pure functions over bytes: nothing here talks to the API server or the CA.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::api::certificate::{
+    KeyAlgorithm, KeyEncoding, OutputFormatType, PrivateKeySpec,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PkiError {
+    #[error("unsupported private key: {0}")]
+    UnsupportedKey(String),
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("cannot build the CSR: {0}")]
+    Csr(String),
+}
+
+/// The key settings a Certificate asks for, with defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySettings {
+    pub algorithm: KeyAlgorithm,
+    pub size: u32,
+    pub encoding: KeyEncoding,
+}
+
+impl KeySettings {
+    /// Resolves defaults and checks the combination.
+    pub fn from_spec(spec: Option<&PrivateKeySpec>) -> Result<KeySettings, String> {
+        let algorithm = spec.and_then(|s| s.algorithm).unwrap_or_default();
+        let encoding = spec.and_then(|s| s.encoding).unwrap_or_default();
+        let size = spec.and_then(|s| s.size);
+        let size = match (algorithm, size) {
+            (KeyAlgorithm::Ecdsa, None) => 256,
+            (KeyAlgorithm::Ecdsa, Some(s @ (256 | 384))) => s,
+            (KeyAlgorithm::Ecdsa, Some(s)) => {
+                return Err(format!("privateKey.size {s} is not valid for ECDSA: use 256 or 384"));
+            }
+            (KeyAlgorithm::Rsa, None) => 2048,
+            (KeyAlgorithm::Rsa, Some(s @ (2048 | 3072 | 4096))) => s,
+            (KeyAlgorithm::Rsa, Some(s)) => {
+                return Err(format!(
+                    "privateKey.size {s} is not valid for RSA: use 2048, 3072 or 4096"
+                ));
+            }
+            (KeyAlgorithm::Ed25519, None | Some(256)) => 256,
+            (KeyAlgorithm::Ed25519, Some(s)) => {
+                return Err(format!("privateKey.size {s} is not valid for Ed25519: leave it unset"));
+            }
+        };
+        if algorithm == KeyAlgorithm::Rsa {
+            return Err(
+                "privateKey.algorithm RSA is not supported yet: use ECDSA (default) or Ed25519".into(),
+            );
+        }
+        if encoding == KeyEncoding::Pkcs1 {
+            return Err("privateKey.encoding PKCS1 is not supported yet: use PKCS8 (default)".into());
+        }
+        Ok(KeySettings {
+            algorithm,
+            size,
+            encoding,
+        })
+    }
+
+    fn rcgen_algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match (self.algorithm, self.size) {
+            (KeyAlgorithm::Ecdsa, 384) => &rcgen::PKCS_ECDSA_P384_SHA384,
+            (KeyAlgorithm::Ecdsa, _) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            (KeyAlgorithm::Ed25519, _) => &rcgen::PKCS_ED25519,
+            (KeyAlgorithm::Rsa, _) => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+
+    /// Whether an existing key (PEM) has these settings.
+    pub fn matches(&self, key_pem: &str) -> bool {
+        KeyPair::from_pem(key_pem)
+            .map(|k| k.algorithm() == self.rcgen_algorithm())
+            .unwrap_or(false)
+    }
+}
+
+/// A new private key, as PEM (PKCS#8).
+pub fn generate_key(settings: &KeySettings) -> Result<String, PkiError> {
+    let key = KeyPair::generate_for(settings.rcgen_algorithm())
+        .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
+    Ok(key.serialize_pem())
+}
+
+/// A CSR (DER) for the names, signed with the key (PEM).
+pub fn csr_der(
+    key_pem: &str,
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+    common_name: Option<&str>,
+) -> Result<Vec<u8>, PkiError> {
+    let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let mut params =
+        CertificateParams::new(dns_names.to_vec()).map_err(|e| PkiError::Csr(e.to_string()))?;
+    params
+        .subject_alt_names
+        .extend(ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+    let mut dn = DistinguishedName::new();
+    if let Some(cn) = common_name {
+        dn.push(DnType::CommonName, cn);
+    }
+    params.distinguished_name = dn;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| PkiError::Csr(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+/// What matters about an issued certificate (the leaf of a chain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// The leaf's SubjectPublicKeyInfo, DER.
+    pub public_key_spki: Vec<u8>,
+    /// Number of certificates in the chain.
+    pub chain_len: usize,
+}
+
+/// The PEM blocks of type CERTIFICATE in `pem`, as DER.
+pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    let mut out = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| PkiError::InvalidCertificate(format!("bad PEM: {e}")))?;
+        if block.label == "CERTIFICATE" {
+            out.push(block.contents);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a PEM chain (leaf first).
+pub fn parse_chain(pem: &str) -> Result<CertInfo, PkiError> {
+    let ders = pem_certificates(pem)?;
+    let leaf_der = ders
+        .first()
+        .ok_or_else(|| PkiError::InvalidCertificate("no CERTIFICATE block".into()))?;
+    let (_, leaf) = X509Certificate::from_der(leaf_der)
+        .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    let ts = |t: x509_parser::time::ASN1Time| {
+        Timestamp::from_second(t.timestamp())
+            .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
+    };
+    let mut dns_names = Vec::new();
+    let mut ip_addresses = Vec::new();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => dns_names.push(n.to_string()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => ip_addresses.push(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap())),
+                    16 => ip_addresses.push(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap())),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo {
+        not_before: ts(leaf.validity().not_before)?,
+        not_after: ts(leaf.validity().not_after)?,
+        dns_names,
+        ip_addresses,
+        serial: leaf.raw_serial_as_string().replace(':', ""),
+        public_key_spki: leaf.public_key().raw.to_vec(),
+        chain_len: ders.len(),
+    })
+}
+
+/// The SubjectPublicKeyInfo (DER) of a private key (PEM).
+pub fn public_key_spki(key_pem: &str) -> Result<Vec<u8>, PkiError> {
+    use rcgen::PublicKeyData;
+    let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    Ok(key.subject_public_key_info())
+}
+
+/// Whether the private key (PEM) belongs to the chain's leaf.
+pub fn key_matches(key_pem: &str, cert: &CertInfo) -> bool {
+    public_key_spki(key_pem).is_ok_and(|spki| spki == cert.public_key_spki)
+}
+
+/// The `data` of the TLS Secret: `tls.crt` (leaf + chain), `tls.key`, and the extra
+/// formats asked for.
+pub fn secret_data(
+    chain_pem: &str,
+    key_pem: &str,
+    formats: &[OutputFormatType],
+) -> Result<BTreeMap<String, Vec<u8>>, PkiError> {
+    let mut data = BTreeMap::new();
+    data.insert("tls.crt".to_string(), chain_pem.as_bytes().to_vec());
+    data.insert("tls.key".to_string(), key_pem.as_bytes().to_vec());
+    for format in formats {
+        match format {
+            OutputFormatType::CombinedPem => {
+                let mut combined = key_pem.trim_end().to_string();
+                combined.push('\n');
+                combined.push_str(chain_pem);
+                data.insert("tls-combined.pem".to_string(), combined.into_bytes());
+            }
+            OutputFormatType::Der => {
+                let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+                data.insert("key.der".to_string(), key.serialize_der());
+            }
+        }
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(names: &[&str], key_pem: &str) -> String {
+        let key = KeyPair::from_pem(key_pem).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn key_settings_defaults_and_errors() {
+        let s = KeySettings::from_spec(None).unwrap();
+        assert_eq!((s.algorithm, s.size, s.encoding), (KeyAlgorithm::Ecdsa, 256, KeyEncoding::Pkcs8));
+        let spec = PrivateKeySpec { size: Some(521), ..Default::default() };
+        assert!(KeySettings::from_spec(Some(&spec)).unwrap_err().contains("256 or 384"));
+        let spec = PrivateKeySpec { algorithm: Some(KeyAlgorithm::Ed25519), ..Default::default() };
+        assert_eq!(KeySettings::from_spec(Some(&spec)).unwrap().algorithm, KeyAlgorithm::Ed25519);
+    }
+
+    #[test]
+    fn generated_keys_match_their_settings_and_certificates() {
+        for size in [256, 384] {
+            let settings = KeySettings { algorithm: KeyAlgorithm::Ecdsa, size, encoding: KeyEncoding::Pkcs8 };
+            let key = generate_key(&settings).unwrap();
+            assert!(settings.matches(&key));
+            let other = KeySettings { size: if size == 256 { 384 } else { 256 }, ..settings };
+            assert!(!other.matches(&key));
+            let cert = parse_chain(&self_signed(&["a.example", "b.example"], &key)).unwrap();
+            assert_eq!(cert.dns_names, vec!["a.example", "b.example"]);
+            assert!(key_matches(&key, &cert));
+            let stranger = generate_key(&settings).unwrap();
+            assert!(!key_matches(&stranger, &cert));
+        }
+    }
+
+    #[test]
+    fn csr_carries_names_and_no_default_subject() {
+        let key = generate_key(&KeySettings::from_spec(None).unwrap()).unwrap();
+        let der = csr_der(&key, &["x.example".into()], &["10.0.0.1".parse().unwrap()], None).unwrap();
+        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+        assert_eq!(csr.certification_request_info.subject.to_string(), "");
+    }
+
+    #[test]
+    fn secret_data_formats() {
+        let key = generate_key(&KeySettings::from_spec(None).unwrap()).unwrap();
+        let chain = self_signed(&["a.example"], &key);
+        let data = secret_data(&chain, &key, &[OutputFormatType::CombinedPem, OutputFormatType::Der]).unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), vec!["key.der", "tls-combined.pem", "tls.crt", "tls.key"]);
+        let combined = String::from_utf8(data["tls-combined.pem"].clone()).unwrap();
+        assert!(combined.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(combined.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse_chain("not pem").is_err());
+        assert!(parse_chain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+        assert!(!key_matches("garbage", &parse_chain(&self_signed(&["a"], &generate_key(&KeySettings::from_spec(None).unwrap()).unwrap())).unwrap()));
+    }
+}

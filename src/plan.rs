@@ -1,0 +1,403 @@
+//! The pure decisions of the Certificate controller: is the spec valid, and is the
+//! Secret's certificate still what the spec asks for, or must a new one be issued?
+//!
+//! No I/O here: the controller gathers the spec, status, Secret contents and the time,
+//! and carries out what these functions return.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::api::certificate::{CertificateSpec, CertificateStatus, RotationPolicy};
+use crate::pki::{CertInfo, KeySettings, key_matches};
+use crate::renewal;
+
+/// What a valid Certificate spec asks for, normalized.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// Lowercased, deduplicated, in the spec's order.
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub common_name: Option<String>,
+    pub key: KeySettings,
+    pub rotation: RotationPolicy,
+    pub duration: Option<SignedDuration>,
+    pub renew_before: Option<SignedDuration>,
+    pub renew_before_percentage: Option<u8>,
+    /// Fingerprint of what the certificate must contain (names, key settings, issuer):
+    /// an order made for another fingerprint is abandoned.
+    pub hash: String,
+}
+
+/// Checks one DNS name (RFC 1123 labels; a wildcard only as the whole first label).
+pub fn validate_dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a DNS name is empty".into());
+    }
+    if name.len() > 253 {
+        return Err(format!("DNS name {name:?} is longer than 253 characters"));
+    }
+    let body = name.strip_prefix("*.").unwrap_or(name);
+    if body.contains('*') {
+        return Err(format!(
+            "DNS name {name:?}: a wildcard is only allowed as the whole first label (*.example.com)"
+        ));
+    }
+    let labels: Vec<&str> = body.split('.').collect();
+    if labels.len() < 2 && name.starts_with("*.") {
+        return Err(format!("DNS name {name:?}: a wildcard needs a domain below it"));
+    }
+    for label in labels {
+        if label.is_empty() {
+            return Err(format!("DNS name {name:?} has an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!("DNS name {name:?} has a label longer than 63 characters"));
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!(
+                "DNS name {name:?} has characters other than letters, digits and '-' \
+                 (write internationalized names in their xn-- form)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("DNS name {name:?} has a label starting or ending with '-'"));
+        }
+    }
+    Ok(())
+}
+
+fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Validates a spec and resolves its defaults. The error is a message for the user.
+pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Request, String> {
+    if !valid_secret_name(&spec.secret_name) {
+        return Err(format!(
+            "secretName {:?} is not a valid Secret name (lowercase letters, digits, '-' and '.')",
+            spec.secret_name
+        ));
+    }
+    if spec.issuer_ref.name.is_empty() {
+        return Err("issuerRef.name is empty".into());
+    }
+    match spec.issuer_ref.kind.as_deref() {
+        None | Some("CaaSIssuer") | Some("ClusterCaaSIssuer") => {}
+        Some(other) => {
+            return Err(format!(
+                "issuerRef.kind {other:?} is not CaaSIssuer or ClusterCaaSIssuer"
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut dns_names = Vec::new();
+    for name in &spec.dns_names {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        validate_dns_name(&name)?;
+        if seen.insert(name.clone()) {
+            dns_names.push(name);
+        }
+    }
+    let mut ip_addresses = Vec::new();
+    for ip in &spec.ip_addresses {
+        let parsed: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("ipAddresses: {ip:?} is not an IP address"))?;
+        if !ip_addresses.contains(&parsed) {
+            ip_addresses.push(parsed);
+        }
+    }
+    if dns_names.is_empty() && ip_addresses.is_empty() {
+        return Err("the Certificate names nothing: set dnsNames (or ipAddresses)".into());
+    }
+    if dns_names.len() + ip_addresses.len() > 100 {
+        return Err("at most 100 names fit in one certificate".into());
+    }
+    let common_name = match spec.common_name.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(cn) => {
+            let lower = cn.to_ascii_lowercase();
+            if cn.len() > 64 {
+                return Err(format!("commonName {cn:?} is longer than 64 characters"));
+            }
+            if !dns_names.contains(&lower) && !ip_addresses.iter().any(|ip| ip.to_string() == cn)
+            {
+                return Err(format!(
+                    "commonName {cn:?} must also be listed in dnsNames or ipAddresses"
+                ));
+            }
+            Some(lower)
+        }
+    };
+    let parse = |field: &str, v: &Option<String>| -> Result<Option<SignedDuration>, String> {
+        v.as_deref()
+            .map(|s| renewal::parse_duration(s).map_err(|e| format!("{field}: {e}")))
+            .transpose()
+    };
+    let duration = parse("duration", &spec.duration)?;
+    let renew_before = parse("renewBefore", &spec.renew_before)?;
+    if let Some(p) = spec.renew_before_percentage
+        && !(1..=99).contains(&p)
+    {
+        return Err(format!("renewBeforePercentage {p} must be between 1 and 99"));
+    }
+    if let (Some(d), Some(rb)) = (duration, renew_before)
+        && rb >= d
+    {
+        return Err(format!(
+            "renewBefore ({rb:#}) must be shorter than duration ({d:#})"
+        ));
+    }
+    let key = KeySettings::from_spec(spec.private_key.as_ref())?;
+    let rotation = spec
+        .private_key
+        .as_ref()
+        .and_then(|k| k.rotation_policy)
+        .unwrap_or_default();
+
+    let mut sorted_names = dns_names.clone();
+    sorted_names.sort();
+    let mut sorted_ips: Vec<String> = ip_addresses.iter().map(|i| i.to_string()).collect();
+    sorted_ips.sort();
+    let fingerprint = format!(
+        "{}|{}|{}|{:?}/{}/{:?}|{}",
+        sorted_names.join(","),
+        sorted_ips.join(","),
+        common_name.as_deref().unwrap_or(""),
+        key.algorithm,
+        key.size,
+        key.encoding,
+        issuer_fingerprint
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, fingerprint.as_bytes());
+    let hash: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Request {
+        dns_names,
+        ip_addresses,
+        common_name,
+        key,
+        rotation,
+        duration,
+        renew_before,
+        renew_before_percentage: spec.renew_before_percentage,
+        hash,
+    })
+}
+
+/// What the Secret holds, as far as the decision needs.
+#[derive(Clone, Debug, Default)]
+pub struct SecretView {
+    /// The leaf of `tls.crt`, or why it could not be read.
+    pub cert: Option<Result<CertInfo, String>>,
+    pub key_pem: Option<String>,
+    /// The issuer named in the Secret's annotations.
+    pub issuer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// The Secret is good; renew at this time.
+    Valid { renewal_time: Timestamp },
+    /// A certificate must be issued, for this reason (a CamelCase word) and message.
+    Issue { reason: &'static str, message: String },
+}
+
+/// Decides whether the Secret's certificate satisfies the request.
+///
+/// `jitter` is a random draw in [0, 1) used only when the renewal time is computed
+/// afresh (it is kept in status otherwise, so it does not move between reconciles).
+pub fn decide(
+    request: &Request,
+    issuer: &str,
+    status: Option<&CertificateStatus>,
+    secret: Option<&SecretView>,
+    now: Timestamp,
+    jitter: f64,
+) -> Decision {
+    let issue = |reason, message: &str| Decision::Issue { reason, message: message.to_string() };
+    let Some(secret) = secret else {
+        return issue("SecretMissing", "the Secret does not exist");
+    };
+    let cert = match &secret.cert {
+        None => return issue("SecretMissing", "the Secret has no tls.crt"),
+        Some(Err(e)) => return issue("InvalidCertificate", &format!("the Secret's tls.crt cannot be read: {e}")),
+        Some(Ok(cert)) => cert,
+    };
+    match &secret.key_pem {
+        None => return issue("KeyMissing", "the Secret has no tls.key"),
+        Some(key) if !key_matches(key, cert) => {
+            return issue("KeyMismatch", "the Secret's tls.key does not belong to its certificate");
+        }
+        Some(key) if !request.key.matches(key) => {
+            return issue("KeySettingsChanged", "the private key settings changed");
+        }
+        Some(_) => {}
+    }
+    let want: BTreeSet<&str> = request.dns_names.iter().map(String::as_str).collect();
+    let have: BTreeSet<String> = cert.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let have: BTreeSet<&str> = have.iter().map(String::as_str).collect();
+    let want_ips: BTreeSet<&IpAddr> = request.ip_addresses.iter().collect();
+    let have_ips: BTreeSet<&IpAddr> = cert.ip_addresses.iter().collect();
+    if want != have || want_ips != have_ips {
+        return issue("NamesChanged", "the certificate's names differ from the spec");
+    }
+    if secret.issuer.as_deref().is_some_and(|i| i != issuer) {
+        return issue("IssuerChanged", "the certificate came from another issuer");
+    }
+    if now >= cert.not_after {
+        return issue("Expired", "the certificate has expired");
+    }
+    let known = status.and_then(|s| {
+        let same_cert = s.not_after.as_deref() == Some(&cert.not_after.to_string());
+        s.renewal_time.as_deref().filter(|_| same_cert)?.parse::<Timestamp>().ok()
+    });
+    let renewal_time = known.unwrap_or_else(|| {
+        let lifetime = cert.not_after.duration_since(cert.not_before);
+        let before = renewal::renew_before(
+            lifetime,
+            request.renew_before,
+            request.renew_before_percentage,
+        );
+        renewal::renewal_time(cert.not_before, cert.not_after, before, jitter)
+    });
+    if now >= renewal_time {
+        return issue("RenewalDue", &format!("renewal was due at {renewal_time}"));
+    }
+    Decision::Valid { renewal_time }
+}
+
+/// Delay before the next attempt after `attempts` failed issuances in a row:
+/// 10 s doubling, capped at 4 hours.
+pub fn backoff(attempts: i32) -> SignedDuration {
+    let exp = attempts.clamp(1, 20) - 1;
+    let secs = 10i64.saturating_mul(1i64 << exp).min(4 * 3600);
+    SignedDuration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::certificate::{IssuerRef, PrivateKeySpec, KeyAlgorithm};
+    use crate::pki::{generate_key, parse_chain};
+
+    fn spec(names: &[&str]) -> CertificateSpec {
+        CertificateSpec {
+            secret_name: "tls".into(),
+            issuer_ref: IssuerRef { name: "ca".into(), kind: None },
+            dns_names: names.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validation_messages() {
+        assert!(validate(&spec(&[]), "i").unwrap_err().contains("names nothing"));
+        assert!(validate(&spec(&["a..b"]), "i").unwrap_err().contains("empty label"));
+        assert!(validate(&spec(&["a.*.b"]), "i").unwrap_err().contains("wildcard"));
+        assert!(validate(&spec(&["*"]), "i").is_err());
+        assert!(validate(&spec(&["bad_name.example"]), "i").unwrap_err().contains("xn--"));
+        assert!(validate(&spec(&[&"a".repeat(64)]), "i").unwrap_err().contains("63"));
+        let mut s = spec(&["a.example"]);
+        s.secret_name = "Bad Name".into();
+        assert!(validate(&s, "i").unwrap_err().contains("secretName"));
+        let mut s = spec(&["a.example"]);
+        s.common_name = Some("b.example".into());
+        assert!(validate(&s, "i").unwrap_err().contains("commonName"));
+        let mut s = spec(&["a.example"]);
+        s.renew_before = Some("soon".into());
+        assert!(validate(&s, "i").unwrap_err().contains("renewBefore"));
+        let mut s = spec(&["a.example"]);
+        s.private_key = Some(PrivateKeySpec { algorithm: Some(KeyAlgorithm::Ecdsa), size: Some(1), ..Default::default() });
+        assert!(validate(&s, "i").unwrap_err().contains("256 or 384"));
+        let mut s = spec(&["a.example"]);
+        s.issuer_ref.kind = Some("Issuer".into());
+        assert!(validate(&s, "i").unwrap_err().contains("issuerRef.kind"));
+    }
+
+    #[test]
+    fn normalizes_and_hashes() {
+        let a = validate(&spec(&["B.example.", "a.example", "b.example", "*.a.example"]), "i").unwrap();
+        assert_eq!(a.dns_names, vec!["b.example", "a.example", "*.a.example"]);
+        let b = validate(&spec(&["a.example", "*.a.example", "b.example"]), "i").unwrap();
+        assert_eq!(a.hash, b.hash, "order does not matter");
+        let c = validate(&spec(&["a.example"]), "i").unwrap();
+        assert_ne!(a.hash, c.hash);
+        let d = validate(&spec(&["a.example"]), "other-issuer").unwrap();
+        assert_ne!(c.hash, d.hash);
+    }
+
+    fn secret_for(names: &[&str], key: &str, nb: Timestamp, na: Timestamp) -> SecretView {
+        let kp = rcgen::KeyPair::from_pem(key).unwrap();
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.not_before = time_of(nb);
+        params.not_after = time_of(na);
+        let pem = params.self_signed(&kp).unwrap().pem();
+        SecretView { cert: Some(parse_chain(&pem).map_err(|e| e.to_string())), key_pem: Some(key.to_string()), issuer: Some("CaaSIssuer/ca".into()) }
+    }
+
+    fn time_of(t: Timestamp) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap()
+    }
+
+    #[test]
+    fn decisions() {
+        let req = validate(&spec(&["a.example"]), "i").unwrap();
+        let key = generate_key(&req.key).unwrap();
+        let nb: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let na: Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+        let issuer = "CaaSIssuer/ca";
+        let good = secret_for(&["a.example"], &key, nb, na);
+
+        assert!(matches!(decide(&req, issuer, None, None, now, 0.0), Decision::Issue { reason: "SecretMissing", .. }));
+        match decide(&req, issuer, None, Some(&good), now, 0.0) {
+            Decision::Valid { renewal_time } => assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap()),
+            other => panic!("{other:?}"),
+        }
+        let late: Timestamp = "2026-03-05T00:00:00Z".parse().unwrap();
+        assert!(matches!(decide(&req, issuer, None, Some(&good), late, 0.0), Decision::Issue { reason: "RenewalDue", .. }));
+        let expired: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+        assert!(matches!(decide(&req, issuer, None, Some(&good), expired, 0.0), Decision::Issue { reason: "Expired", .. }));
+
+        let wrong_names = secret_for(&["b.example"], &key, nb, na);
+        assert!(matches!(decide(&req, issuer, None, Some(&wrong_names), now, 0.0), Decision::Issue { reason: "NamesChanged", .. }));
+        let mut wrong_key = good.clone();
+        wrong_key.key_pem = Some(generate_key(&req.key).unwrap());
+        assert!(matches!(decide(&req, issuer, None, Some(&wrong_key), now, 0.0), Decision::Issue { reason: "KeyMismatch", .. }));
+        let mut garbage = good.clone();
+        garbage.cert = Some(Err("bad".into()));
+        assert!(matches!(decide(&req, issuer, None, Some(&garbage), now, 0.0), Decision::Issue { reason: "InvalidCertificate", .. }));
+        assert!(matches!(decide(&req, "ClusterCaaSIssuer/x", None, Some(&good), now, 0.0), Decision::Issue { reason: "IssuerChanged", .. }));
+
+        let mut p384 = spec(&["a.example"]);
+        p384.private_key = Some(PrivateKeySpec { size: Some(384), ..Default::default() });
+        let req384 = validate(&p384, "i").unwrap();
+        assert!(matches!(decide(&req384, issuer, None, Some(&good), now, 0.0), Decision::Issue { reason: "KeySettingsChanged", .. }));
+
+        // A renewal time kept in status wins while it belongs to the same certificate.
+        let status = CertificateStatus {
+            not_after: Some(na.to_string()),
+            renewal_time: Some("2026-03-20T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(decide(&req, issuer, Some(&status), Some(&good), now, 0.9),
+            Decision::Valid { renewal_time: "2026-03-20T00:00:00Z".parse().unwrap() });
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), SignedDuration::from_secs(10));
+        assert_eq!(backoff(2), SignedDuration::from_secs(20));
+        assert_eq!(backoff(5), SignedDuration::from_secs(160));
+        assert_eq!(backoff(30), SignedDuration::from_hours(4));
+    }
+}

@@ -1,0 +1,190 @@
+//! Challenge solvers, and the pure choice of which one serves a name.
+//!
+//! * [`http01`]: the operator's own listener plus a temporary Ingress/Service/Endpoints;
+//! * [`rfc2136`]: DNS-01 through RFC 2136 dynamic updates signed with TSIG.
+
+pub mod http01;
+pub mod rfc2136;
+
+use std::collections::BTreeMap;
+
+use crate::api::issuer::Solver;
+
+/// The ACME challenge type a solver answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Http01,
+    Dns01,
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    pub fn acme_name(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+/// The challenge kind a solver is configured for; `Err` unless exactly one is set.
+pub fn solver_kind(solver: &Solver) -> Result<ChallengeKind, String> {
+    let kinds: Vec<ChallengeKind> = [
+        solver.http01.as_ref().map(|_| ChallengeKind::Http01),
+        solver.dns01.as_ref().map(|_| ChallengeKind::Dns01),
+        solver.tls_alpn01.as_ref().map(|_| ChallengeKind::TlsAlpn01),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match kinds.as_slice() {
+        [one] => Ok(*one),
+        [] => Err("a solver must set one of http01, dns01, tlsAlpn01".into()),
+        _ => Err("a solver must set only one of http01, dns01, tlsAlpn01".into()),
+    }
+}
+
+/// How well a solver's selector matches a name; larger is more specific.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Specificity {
+    exact_name: bool,
+    zone_len: usize,
+    labels: usize,
+}
+
+fn is_in_zone(name: &str, zone: &str) -> bool {
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    name == zone || name.ends_with(&format!(".{zone}"))
+}
+
+fn specificity(
+    solver: &Solver,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<Specificity> {
+    let Some(sel) = &solver.selector else {
+        return Some(Specificity { exact_name: false, zone_len: 0, labels: 0 });
+    };
+    if !sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        return None;
+    }
+    let base = name.strip_prefix("*.").unwrap_or(name);
+    let exact_name = sel.dns_names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let zone_len = sel
+        .dns_zones
+        .iter()
+        .filter(|z| is_in_zone(base, z))
+        .map(|z| z.trim_end_matches('.').len())
+        .max();
+    let has_name_criteria = !sel.dns_names.is_empty() || !sel.dns_zones.is_empty();
+    if has_name_criteria && !exact_name && zone_len.is_none() {
+        return None;
+    }
+    Some(Specificity {
+        exact_name,
+        zone_len: zone_len.unwrap_or(0),
+        labels: sel.match_labels.len(),
+    })
+}
+
+/// The index of the solver for `name` (a DNS identifier, `*.` for wildcards) on a
+/// Certificate with `labels`: the most specific matching selector wins (exact `dnsNames`,
+/// then the longest `dnsZones`, then the most `matchLabels`), ties go to the first listed.
+/// Wildcards can only be proven over DNS-01.
+pub fn select_solver(
+    solvers: &[Solver],
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<usize> {
+    let wildcard = name.starts_with("*.");
+    let mut best: Option<(Specificity, usize)> = None;
+    for (i, solver) in solvers.iter().enumerate() {
+        let Ok(kind) = solver_kind(solver) else { continue };
+        if wildcard && kind != ChallengeKind::Dns01 {
+            continue;
+        }
+        if let Some(spec) = specificity(solver, name, labels)
+            && best.is_none_or(|(b, _)| spec > b)
+        {
+            best = Some((spec, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::issuer::{Dns01Solver, Http01Solver, SolverSelector};
+
+    fn http(selector: Option<SolverSelector>) -> Solver {
+        Solver { selector, http01: Some(Http01Solver::default()), ..Default::default() }
+    }
+    fn dns(selector: Option<SolverSelector>) -> Solver {
+        Solver { selector, dns01: Some(Dns01Solver::default()), ..Default::default() }
+    }
+    fn zones(z: &[&str]) -> Option<SolverSelector> {
+        Some(SolverSelector { dns_zones: z.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+    }
+    fn names(n: &[&str]) -> Option<SolverSelector> {
+        Some(SolverSelector { dns_names: n.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+    }
+    fn none() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn no_selector_matches_everything() {
+        let solvers = vec![http(None)];
+        assert_eq!(select_solver(&solvers, "a.example.com", &none()), Some(0));
+    }
+
+    #[test]
+    fn most_specific_wins() {
+        let solvers = vec![
+            http(None),
+            dns(zones(&["example.com"])),
+            dns(zones(&["sub.example.com"])),
+            http(names(&["www.sub.example.com"])),
+        ];
+        assert_eq!(select_solver(&solvers, "other.org", &none()), Some(0));
+        assert_eq!(select_solver(&solvers, "a.example.com", &none()), Some(1));
+        assert_eq!(select_solver(&solvers, "example.com", &none()), Some(1));
+        assert_eq!(select_solver(&solvers, "a.sub.example.com", &none()), Some(2));
+        assert_eq!(select_solver(&solvers, "www.sub.example.com", &none()), Some(3));
+        // A zone is matched on label boundaries only.
+        assert_eq!(select_solver(&solvers, "notexample.com", &none()), Some(0));
+    }
+
+    #[test]
+    fn wildcards_need_dns01() {
+        let solvers = vec![http(None)];
+        assert_eq!(select_solver(&solvers, "*.example.com", &none()), None);
+        let solvers = vec![http(None), dns(zones(&["example.com"]))];
+        assert_eq!(select_solver(&solvers, "*.example.com", &none()), Some(1));
+    }
+
+    #[test]
+    fn labels_must_all_match_and_count() {
+        let mut team = BTreeMap::new();
+        team.insert("team".to_string(), "a".to_string());
+        let labelled = Solver {
+            selector: Some(SolverSelector { match_labels: team.clone(), ..Default::default() }),
+            dns01: Some(Dns01Solver::default()),
+            ..Default::default()
+        };
+        let solvers = vec![http(None), labelled];
+        assert_eq!(select_solver(&solvers, "x.org", &none()), Some(0));
+        assert_eq!(select_solver(&solvers, "x.org", &team), Some(1));
+    }
+
+    #[test]
+    fn ties_go_to_the_first_and_bad_solvers_are_skipped() {
+        let broken = Solver::default();
+        let solvers = vec![broken, http(None), dns(None)];
+        assert_eq!(select_solver(&solvers, "x.org", &none()), Some(1));
+        assert!(solver_kind(&Solver::default()).is_err());
+    }
+}
