@@ -62,7 +62,10 @@ impl AcmeError {
                 let detail = problem.detail.clone().unwrap_or_default();
                 let text = format!("{kind}: {detail}");
                 match kind.as_str() {
-                    "rateLimited" => AcmeError::RateLimited { detail: text, retry_after: None },
+                    "rateLimited" => AcmeError::RateLimited {
+                        detail: text,
+                        retry_after: None,
+                    },
                     "externalAccountRequired" => AcmeError::EabRejected(text),
                     "unauthorized" | "malformed"
                         if detail.to_ascii_lowercase().contains("external account")
@@ -160,9 +163,12 @@ impl AcmeHttp {
         let builder = match ca_bundle.map(str::trim).filter(|s| !s.is_empty()) {
             Some(pem) => {
                 let mut roots = rustls::RootCertStore::empty();
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}")))?;
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(pem.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}"))
+                        })?;
                 if certs.is_empty() {
                     return Err(AcmeError::InvalidSpec(
                         "caBundle holds no PEM CERTIFICATE block".into(),
@@ -170,7 +176,9 @@ impl AcmeHttp {
                 }
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
-                        AcmeError::InvalidSpec(format!("caBundle holds an unusable certificate: {e}"))
+                        AcmeError::InvalidSpec(format!(
+                            "caBundle holds an unusable certificate: {e}"
+                        ))
                     })?;
                 }
                 builder.with_tls_config(
@@ -338,6 +346,11 @@ mod tests {
     #[test]
     fn pem_roundtrip() {
         let pem = pem_encode("PRIVATE KEY", &[1, 2, 3]);
-        assert_eq!(PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap().secret_pkcs8_der(), &[1, 2, 3]);
+        assert_eq!(
+            PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .secret_pkcs8_der(),
+            &[1, 2, 3]
+        );
     }
 }

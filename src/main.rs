@@ -6,7 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "caas-operator", version, about = "TLS certificates from ACME CAs (with External Account Binding) for Kubernetes")]
+#[command(
+    name = "caas-operator",
+    version,
+    about = "TLS certificates from ACME CAs (with External Account Binding) for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,8 +53,9 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,kube_client=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,kube_client=warn,hyper=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

@@ -59,13 +59,24 @@ pub async fn run(
     let store = cert_controller.store();
     let settings = Settings {
         cluster_resource_namespace: options.cluster_resource_namespace.clone(),
-        solver_endpoint: SolverEndpoint { ip: options.pod_ip, port: options.http01_addr.port() },
+        solver_endpoint: SolverEndpoint {
+            ip: options.pod_ip,
+            port: options.http01_addr.port(),
+        },
     };
     let ctx = Arc::new(Context::new(client.clone(), settings, store.clone()));
 
     // Listeners: HTTP-01 answers and health.
-    let http01 = tokio::spawn(http01::serve(options.http01_addr, store.clone(), shutdown.clone()));
-    let health = tokio::spawn(serve_health(options.metrics_addr, store.clone(), shutdown.clone()));
+    let http01 = tokio::spawn(http01::serve(
+        options.http01_addr,
+        store.clone(),
+        shutdown.clone(),
+    ));
+    let health = tokio::spawn(serve_health(
+        options.metrics_addr,
+        store.clone(),
+        shutdown.clone(),
+    ));
 
     // Certificates: also woken by their TLS Secret (label selector: only managed ones)
     // and by their issuer becoming ready.
@@ -84,25 +95,37 @@ pub async fn run(
                     .map(|name| ObjectRef::new(name).within(ns.as_deref().unwrap_or_default()))
             },
         )
-        .watches(issuers.clone(), watcher::Config::default(), move |issuer: CaaSIssuer| {
-            let ns = issuer.namespace();
-            let name = issuer.name_any();
-            store_ns
-                .state()
-                .into_iter()
-                .filter(|c| !c.spec.issuer_ref.is_cluster() && c.spec.issuer_ref.name == name && c.namespace() == ns)
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
-        })
-        .watches(cluster_issuers.clone(), watcher::Config::default(), move |issuer: ClusterCaaSIssuer| {
-            let name = issuer.name_any();
-            store_cluster
-                .state()
-                .into_iter()
-                .filter(|c| c.spec.issuer_ref.is_cluster() && c.spec.issuer_ref.name == name)
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            issuers.clone(),
+            watcher::Config::default(),
+            move |issuer: CaaSIssuer| {
+                let ns = issuer.namespace();
+                let name = issuer.name_any();
+                store_ns
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        !c.spec.issuer_ref.is_cluster()
+                            && c.spec.issuer_ref.name == name
+                            && c.namespace() == ns
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            cluster_issuers.clone(),
+            watcher::Config::default(),
+            move |issuer: ClusterCaaSIssuer| {
+                let name = issuer.name_any();
+                store_cluster
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.spec.issuer_ref.is_cluster() && c.spec.issuer_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(
             controllers::certificate::reconcile,
@@ -130,7 +153,11 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let sweeper = tokio::spawn(sweep_solvers(client.clone(), options.namespace.clone(), store.clone()));
+    let sweeper = tokio::spawn(sweep_solvers(
+        client.clone(),
+        options.namespace.clone(),
+        store.clone(),
+    ));
 
     tracing::info!(
         namespace = options.namespace.as_deref().unwrap_or("(all)"),
@@ -161,15 +188,22 @@ async fn serve_health(
                 async move {
                     // Ready once the Certificate cache has synced: before that, HTTP-01
                     // answers could be missing.
-                    match tokio::time::timeout(Duration::from_millis(10), store.wait_until_ready()).await {
+                    match tokio::time::timeout(Duration::from_millis(10), store.wait_until_ready())
+                        .await
+                    {
                         Ok(Ok(())) => (axum::http::StatusCode::OK, "ok\n"),
-                        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "cache not synced\n"),
+                        _ => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "cache not synced\n",
+                        ),
                     }
                 }
             }),
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Deletes temporary HTTP-01 objects that no challenge in progress needs: leftovers of
@@ -185,11 +219,16 @@ async fn sweep_solvers(client: Client, namespace: Option<String>, store: Store<C
             "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
             http01::COMPONENT
         );
-        match ingresses.list_metadata(&kube::api::ListParams::default().labels(&selector)).await {
+        match ingresses
+            .list_metadata(&kube::api::ListParams::default().labels(&selector))
+            .await
+        {
             Ok(list) => {
                 for obj in list.items {
                     let ns = obj.namespace().unwrap_or_default();
-                    let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else { continue };
+                    let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else {
+                        continue;
+                    };
                     let cert = store.get(&ObjectRef::new(&cert_name).within(&ns));
                     let keep: Vec<String> = cert
                         .and_then(|c| c.status.clone())
@@ -198,7 +237,9 @@ async fn sweep_solvers(client: Client, namespace: Option<String>, store: Store<C
                         .unwrap_or_default();
                     match http01::cleanup(&client, &ns, &cert_name, &keep).await {
                         Ok(0) => {}
-                        Ok(n) => tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects"),
+                        Ok(n) => {
+                            tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects")
+                        }
                         Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
                     }
                 }

@@ -10,9 +10,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::api::certificate::{
-    KeyAlgorithm, KeyEncoding, OutputFormatType, PrivateKeySpec,
-};
+use crate::api::certificate::{KeyAlgorithm, KeyEncoding, OutputFormatType, PrivateKeySpec};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PkiError {
@@ -44,7 +42,9 @@ impl KeySettings {
             (KeyAlgorithm::Ecdsa, None) => 256,
             (KeyAlgorithm::Ecdsa, Some(s @ (256 | 384))) => s,
             (KeyAlgorithm::Ecdsa, Some(s)) => {
-                return Err(format!("privateKey.size {s} is not valid for ECDSA: use 256 or 384"));
+                return Err(format!(
+                    "privateKey.size {s} is not valid for ECDSA: use 256 or 384"
+                ));
             }
             (KeyAlgorithm::Rsa, None) => 2048,
             (KeyAlgorithm::Rsa, Some(s @ (2048 | 3072 | 4096))) => s,
@@ -55,16 +55,21 @@ impl KeySettings {
             }
             (KeyAlgorithm::Ed25519, None | Some(256)) => 256,
             (KeyAlgorithm::Ed25519, Some(s)) => {
-                return Err(format!("privateKey.size {s} is not valid for Ed25519: leave it unset"));
+                return Err(format!(
+                    "privateKey.size {s} is not valid for Ed25519: leave it unset"
+                ));
             }
         };
         if algorithm == KeyAlgorithm::Rsa {
             return Err(
-                "privateKey.algorithm RSA is not supported yet: use ECDSA (default) or Ed25519".into(),
+                "privateKey.algorithm RSA is not supported yet: use ECDSA (default) or Ed25519"
+                    .into(),
             );
         }
         if encoding == KeyEncoding::Pkcs1 {
-            return Err("privateKey.encoding PKCS1 is not supported yet: use PKCS8 (default)".into());
+            return Err(
+                "privateKey.encoding PKCS1 is not supported yet: use PKCS8 (default)".into(),
+            );
         }
         Ok(KeySettings {
             algorithm,
@@ -217,7 +222,8 @@ pub fn secret_data(
                 data.insert("tls-combined.pem".to_string(), combined.into_bytes());
             }
             OutputFormatType::Der => {
-                let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+                let key =
+                    KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
                 data.insert("key.der".to_string(), key.serialize_der());
             }
         }
@@ -240,20 +246,43 @@ mod tests {
     #[test]
     fn key_settings_defaults_and_errors() {
         let s = KeySettings::from_spec(None).unwrap();
-        assert_eq!((s.algorithm, s.size, s.encoding), (KeyAlgorithm::Ecdsa, 256, KeyEncoding::Pkcs8));
-        let spec = PrivateKeySpec { size: Some(521), ..Default::default() };
-        assert!(KeySettings::from_spec(Some(&spec)).unwrap_err().contains("256 or 384"));
-        let spec = PrivateKeySpec { algorithm: Some(KeyAlgorithm::Ed25519), ..Default::default() };
-        assert_eq!(KeySettings::from_spec(Some(&spec)).unwrap().algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(
+            (s.algorithm, s.size, s.encoding),
+            (KeyAlgorithm::Ecdsa, 256, KeyEncoding::Pkcs8)
+        );
+        let spec = PrivateKeySpec {
+            size: Some(521),
+            ..Default::default()
+        };
+        assert!(
+            KeySettings::from_spec(Some(&spec))
+                .unwrap_err()
+                .contains("256 or 384")
+        );
+        let spec = PrivateKeySpec {
+            algorithm: Some(KeyAlgorithm::Ed25519),
+            ..Default::default()
+        };
+        assert_eq!(
+            KeySettings::from_spec(Some(&spec)).unwrap().algorithm,
+            KeyAlgorithm::Ed25519
+        );
     }
 
     #[test]
     fn generated_keys_match_their_settings_and_certificates() {
         for size in [256, 384] {
-            let settings = KeySettings { algorithm: KeyAlgorithm::Ecdsa, size, encoding: KeyEncoding::Pkcs8 };
+            let settings = KeySettings {
+                algorithm: KeyAlgorithm::Ecdsa,
+                size,
+                encoding: KeyEncoding::Pkcs8,
+            };
             let key = generate_key(&settings).unwrap();
             assert!(settings.matches(&key));
-            let other = KeySettings { size: if size == 256 { 384 } else { 256 }, ..settings };
+            let other = KeySettings {
+                size: if size == 256 { 384 } else { 256 },
+                ..settings
+            };
             assert!(!other.matches(&key));
             let cert = parse_chain(&self_signed(&["a.example", "b.example"], &key)).unwrap();
             assert_eq!(cert.dns_names, vec!["a.example", "b.example"]);
@@ -266,8 +295,15 @@ mod tests {
     #[test]
     fn csr_carries_names_and_no_default_subject() {
         let key = generate_key(&KeySettings::from_spec(None).unwrap()).unwrap();
-        let der = csr_der(&key, &["x.example".into()], &["10.0.0.1".parse().unwrap()], None).unwrap();
-        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+        let der = csr_der(
+            &key,
+            &["x.example".into()],
+            &["10.0.0.1".parse().unwrap()],
+            None,
+        )
+        .unwrap();
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
         assert_eq!(csr.certification_request_info.subject.to_string(), "");
     }
 
@@ -275,8 +311,16 @@ mod tests {
     fn secret_data_formats() {
         let key = generate_key(&KeySettings::from_spec(None).unwrap()).unwrap();
         let chain = self_signed(&["a.example"], &key);
-        let data = secret_data(&chain, &key, &[OutputFormatType::CombinedPem, OutputFormatType::Der]).unwrap();
-        assert_eq!(data.keys().collect::<Vec<_>>(), vec!["key.der", "tls-combined.pem", "tls.crt", "tls.key"]);
+        let data = secret_data(
+            &chain,
+            &key,
+            &[OutputFormatType::CombinedPem, OutputFormatType::Der],
+        )
+        .unwrap();
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            vec!["key.der", "tls-combined.pem", "tls.crt", "tls.key"]
+        );
         let combined = String::from_utf8(data["tls-combined.pem"].clone()).unwrap();
         assert!(combined.starts_with("-----BEGIN PRIVATE KEY-----"));
         assert!(combined.contains("BEGIN CERTIFICATE"));
@@ -285,7 +329,16 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(parse_chain("not pem").is_err());
-        assert!(parse_chain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
-        assert!(!key_matches("garbage", &parse_chain(&self_signed(&["a"], &generate_key(&KeySettings::from_spec(None).unwrap()).unwrap())).unwrap()));
+        assert!(
+            parse_chain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
+        assert!(!key_matches(
+            "garbage",
+            &parse_chain(&self_signed(
+                &["a"],
+                &generate_key(&KeySettings::from_spec(None).unwrap()).unwrap()
+            ))
+            .unwrap()
+        ));
     }
 }

@@ -46,14 +46,18 @@ pub fn validate_dns_name(name: &str) -> Result<(), String> {
     }
     let labels: Vec<&str> = body.split('.').collect();
     if labels.len() < 2 && name.starts_with("*.") {
-        return Err(format!("DNS name {name:?}: a wildcard needs a domain below it"));
+        return Err(format!(
+            "DNS name {name:?}: a wildcard needs a domain below it"
+        ));
     }
     for label in labels {
         if label.is_empty() {
             return Err(format!("DNS name {name:?} has an empty label"));
         }
         if label.len() > 63 {
-            return Err(format!("DNS name {name:?} has a label longer than 63 characters"));
+            return Err(format!(
+                "DNS name {name:?} has a label longer than 63 characters"
+            ));
         }
         if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(format!(
@@ -62,7 +66,9 @@ pub fn validate_dns_name(name: &str) -> Result<(), String> {
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("DNS name {name:?} has a label starting or ending with '-'"));
+            return Err(format!(
+                "DNS name {name:?} has a label starting or ending with '-'"
+            ));
         }
     }
     Ok(())
@@ -129,8 +135,7 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
             if cn.len() > 64 {
                 return Err(format!("commonName {cn:?} is longer than 64 characters"));
             }
-            if !dns_names.contains(&lower) && !ip_addresses.iter().any(|ip| ip.to_string() == cn)
-            {
+            if !dns_names.contains(&lower) && !ip_addresses.iter().any(|ip| ip.to_string() == cn) {
                 return Err(format!(
                     "commonName {cn:?} must also be listed in dnsNames or ipAddresses"
                 ));
@@ -148,7 +153,9 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
     if let Some(p) = spec.renew_before_percentage
         && !(1..=99).contains(&p)
     {
-        return Err(format!("renewBeforePercentage {p} must be between 1 and 99"));
+        return Err(format!(
+            "renewBeforePercentage {p} must be between 1 and 99"
+        ));
     }
     if let (Some(d), Some(rb)) = (duration, renew_before)
         && rb >= d
@@ -179,7 +186,10 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         issuer_fingerprint
     );
     let digest = ring::digest::digest(&ring::digest::SHA256, fingerprint.as_bytes());
-    let hash: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(Request {
         dns_names,
         ip_addresses,
@@ -208,7 +218,10 @@ pub enum Decision {
     /// The Secret is good; renew at this time.
     Valid { renewal_time: Timestamp },
     /// A certificate must be issued, for this reason (a CamelCase word) and message.
-    Issue { reason: &'static str, message: String },
+    Issue {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Decides whether the Secret's certificate satisfies the request.
@@ -223,19 +236,30 @@ pub fn decide(
     now: Timestamp,
     jitter: f64,
 ) -> Decision {
-    let issue = |reason, message: &str| Decision::Issue { reason, message: message.to_string() };
+    let issue = |reason, message: &str| Decision::Issue {
+        reason,
+        message: message.to_string(),
+    };
     let Some(secret) = secret else {
         return issue("SecretMissing", "the Secret does not exist");
     };
     let cert = match &secret.cert {
         None => return issue("SecretMissing", "the Secret has no tls.crt"),
-        Some(Err(e)) => return issue("InvalidCertificate", &format!("the Secret's tls.crt cannot be read: {e}")),
+        Some(Err(e)) => {
+            return issue(
+                "InvalidCertificate",
+                &format!("the Secret's tls.crt cannot be read: {e}"),
+            );
+        }
         Some(Ok(cert)) => cert,
     };
     match &secret.key_pem {
         None => return issue("KeyMissing", "the Secret has no tls.key"),
         Some(key) if !key_matches(key, cert) => {
-            return issue("KeyMismatch", "the Secret's tls.key does not belong to its certificate");
+            return issue(
+                "KeyMismatch",
+                "the Secret's tls.key does not belong to its certificate",
+            );
         }
         Some(key) if !request.key.matches(key) => {
             return issue("KeySettingsChanged", "the private key settings changed");
@@ -243,12 +267,19 @@ pub fn decide(
         Some(_) => {}
     }
     let want: BTreeSet<&str> = request.dns_names.iter().map(String::as_str).collect();
-    let have: BTreeSet<String> = cert.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let have: BTreeSet<String> = cert
+        .dns_names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
     let have: BTreeSet<&str> = have.iter().map(String::as_str).collect();
     let want_ips: BTreeSet<&IpAddr> = request.ip_addresses.iter().collect();
     let have_ips: BTreeSet<&IpAddr> = cert.ip_addresses.iter().collect();
     if want != have || want_ips != have_ips {
-        return issue("NamesChanged", "the certificate's names differ from the spec");
+        return issue(
+            "NamesChanged",
+            "the certificate's names differ from the spec",
+        );
     }
     if secret.issuer.as_deref().is_some_and(|i| i != issuer) {
         return issue("IssuerChanged", "the certificate came from another issuer");
@@ -258,7 +289,11 @@ pub fn decide(
     }
     let known = status.and_then(|s| {
         let same_cert = s.not_after.as_deref() == Some(&cert.not_after.to_string());
-        s.renewal_time.as_deref().filter(|_| same_cert)?.parse::<Timestamp>().ok()
+        s.renewal_time
+            .as_deref()
+            .filter(|_| same_cert)?
+            .parse::<Timestamp>()
+            .ok()
     });
     let renewal_time = known.unwrap_or_else(|| {
         let lifetime = cert.not_after.duration_since(cert.not_before);
@@ -286,13 +321,16 @@ pub fn backoff(attempts: i32) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::certificate::{IssuerRef, PrivateKeySpec, KeyAlgorithm};
+    use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};
     use crate::pki::{generate_key, parse_chain};
 
     fn spec(names: &[&str]) -> CertificateSpec {
         CertificateSpec {
             secret_name: "tls".into(),
-            issuer_ref: IssuerRef { name: "ca".into(), kind: None },
+            issuer_ref: IssuerRef {
+                name: "ca".into(),
+                kind: None,
+            },
             dns_names: names.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
@@ -300,12 +338,32 @@ mod tests {
 
     #[test]
     fn validation_messages() {
-        assert!(validate(&spec(&[]), "i").unwrap_err().contains("names nothing"));
-        assert!(validate(&spec(&["a..b"]), "i").unwrap_err().contains("empty label"));
-        assert!(validate(&spec(&["a.*.b"]), "i").unwrap_err().contains("wildcard"));
+        assert!(
+            validate(&spec(&[]), "i")
+                .unwrap_err()
+                .contains("names nothing")
+        );
+        assert!(
+            validate(&spec(&["a..b"]), "i")
+                .unwrap_err()
+                .contains("empty label")
+        );
+        assert!(
+            validate(&spec(&["a.*.b"]), "i")
+                .unwrap_err()
+                .contains("wildcard")
+        );
         assert!(validate(&spec(&["*"]), "i").is_err());
-        assert!(validate(&spec(&["bad_name.example"]), "i").unwrap_err().contains("xn--"));
-        assert!(validate(&spec(&[&"a".repeat(64)]), "i").unwrap_err().contains("63"));
+        assert!(
+            validate(&spec(&["bad_name.example"]), "i")
+                .unwrap_err()
+                .contains("xn--")
+        );
+        assert!(
+            validate(&spec(&[&"a".repeat(64)]), "i")
+                .unwrap_err()
+                .contains("63")
+        );
         let mut s = spec(&["a.example"]);
         s.secret_name = "Bad Name".into();
         assert!(validate(&s, "i").unwrap_err().contains("secretName"));
@@ -316,7 +374,11 @@ mod tests {
         s.renew_before = Some("soon".into());
         assert!(validate(&s, "i").unwrap_err().contains("renewBefore"));
         let mut s = spec(&["a.example"]);
-        s.private_key = Some(PrivateKeySpec { algorithm: Some(KeyAlgorithm::Ecdsa), size: Some(1), ..Default::default() });
+        s.private_key = Some(PrivateKeySpec {
+            algorithm: Some(KeyAlgorithm::Ecdsa),
+            size: Some(1),
+            ..Default::default()
+        });
         assert!(validate(&s, "i").unwrap_err().contains("256 or 384"));
         let mut s = spec(&["a.example"]);
         s.issuer_ref.kind = Some("Issuer".into());
@@ -325,7 +387,11 @@ mod tests {
 
     #[test]
     fn normalizes_and_hashes() {
-        let a = validate(&spec(&["B.example.", "a.example", "b.example", "*.a.example"]), "i").unwrap();
+        let a = validate(
+            &spec(&["B.example.", "a.example", "b.example", "*.a.example"]),
+            "i",
+        )
+        .unwrap();
         assert_eq!(a.dns_names, vec!["b.example", "a.example", "*.a.example"]);
         let b = validate(&spec(&["a.example", "*.a.example", "b.example"]), "i").unwrap();
         assert_eq!(a.hash, b.hash, "order does not matter");
@@ -337,11 +403,17 @@ mod tests {
 
     fn secret_for(names: &[&str], key: &str, nb: Timestamp, na: Timestamp) -> SecretView {
         let kp = rcgen::KeyPair::from_pem(key).unwrap();
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.not_before = time_of(nb);
         params.not_after = time_of(na);
         let pem = params.self_signed(&kp).unwrap().pem();
-        SecretView { cert: Some(parse_chain(&pem).map_err(|e| e.to_string())), key_pem: Some(key.to_string()), issuer: Some("CaaSIssuer/ca".into()) }
+        SecretView {
+            cert: Some(parse_chain(&pem).map_err(|e| e.to_string())),
+            key_pem: Some(key.to_string()),
+            issuer: Some("CaaSIssuer/ca".into()),
+        }
     }
 
     fn time_of(t: Timestamp) -> time::OffsetDateTime {
@@ -358,30 +430,83 @@ mod tests {
         let issuer = "CaaSIssuer/ca";
         let good = secret_for(&["a.example"], &key, nb, na);
 
-        assert!(matches!(decide(&req, issuer, None, None, now, 0.0), Decision::Issue { reason: "SecretMissing", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, None, now, 0.0),
+            Decision::Issue {
+                reason: "SecretMissing",
+                ..
+            }
+        ));
         match decide(&req, issuer, None, Some(&good), now, 0.0) {
-            Decision::Valid { renewal_time } => assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap()),
+            Decision::Valid { renewal_time } => {
+                assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap())
+            }
             other => panic!("{other:?}"),
         }
         let late: Timestamp = "2026-03-05T00:00:00Z".parse().unwrap();
-        assert!(matches!(decide(&req, issuer, None, Some(&good), late, 0.0), Decision::Issue { reason: "RenewalDue", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, Some(&good), late, 0.0),
+            Decision::Issue {
+                reason: "RenewalDue",
+                ..
+            }
+        ));
         let expired: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
-        assert!(matches!(decide(&req, issuer, None, Some(&good), expired, 0.0), Decision::Issue { reason: "Expired", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, Some(&good), expired, 0.0),
+            Decision::Issue {
+                reason: "Expired",
+                ..
+            }
+        ));
 
         let wrong_names = secret_for(&["b.example"], &key, nb, na);
-        assert!(matches!(decide(&req, issuer, None, Some(&wrong_names), now, 0.0), Decision::Issue { reason: "NamesChanged", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, Some(&wrong_names), now, 0.0),
+            Decision::Issue {
+                reason: "NamesChanged",
+                ..
+            }
+        ));
         let mut wrong_key = good.clone();
         wrong_key.key_pem = Some(generate_key(&req.key).unwrap());
-        assert!(matches!(decide(&req, issuer, None, Some(&wrong_key), now, 0.0), Decision::Issue { reason: "KeyMismatch", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, Some(&wrong_key), now, 0.0),
+            Decision::Issue {
+                reason: "KeyMismatch",
+                ..
+            }
+        ));
         let mut garbage = good.clone();
         garbage.cert = Some(Err("bad".into()));
-        assert!(matches!(decide(&req, issuer, None, Some(&garbage), now, 0.0), Decision::Issue { reason: "InvalidCertificate", .. }));
-        assert!(matches!(decide(&req, "ClusterCaaSIssuer/x", None, Some(&good), now, 0.0), Decision::Issue { reason: "IssuerChanged", .. }));
+        assert!(matches!(
+            decide(&req, issuer, None, Some(&garbage), now, 0.0),
+            Decision::Issue {
+                reason: "InvalidCertificate",
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(&req, "ClusterCaaSIssuer/x", None, Some(&good), now, 0.0),
+            Decision::Issue {
+                reason: "IssuerChanged",
+                ..
+            }
+        ));
 
         let mut p384 = spec(&["a.example"]);
-        p384.private_key = Some(PrivateKeySpec { size: Some(384), ..Default::default() });
+        p384.private_key = Some(PrivateKeySpec {
+            size: Some(384),
+            ..Default::default()
+        });
         let req384 = validate(&p384, "i").unwrap();
-        assert!(matches!(decide(&req384, issuer, None, Some(&good), now, 0.0), Decision::Issue { reason: "KeySettingsChanged", .. }));
+        assert!(matches!(
+            decide(&req384, issuer, None, Some(&good), now, 0.0),
+            Decision::Issue {
+                reason: "KeySettingsChanged",
+                ..
+            }
+        ));
 
         // A renewal time kept in status wins while it belongs to the same certificate.
         let status = CertificateStatus {
@@ -389,8 +514,12 @@ mod tests {
             renewal_time: Some("2026-03-20T00:00:00Z".into()),
             ..Default::default()
         };
-        assert_eq!(decide(&req, issuer, Some(&status), Some(&good), now, 0.9),
-            Decision::Valid { renewal_time: "2026-03-20T00:00:00Z".parse().unwrap() });
+        assert_eq!(
+            decide(&req, issuer, Some(&status), Some(&good), now, 0.9),
+            Decision::Valid {
+                renewal_time: "2026-03-20T00:00:00Z".parse().unwrap()
+            }
+        );
     }
 
     #[test]

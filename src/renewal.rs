@@ -13,9 +13,9 @@ pub const MAX_JITTER: SignedDuration = SignedDuration::from_hours(12);
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     let t = text.trim();
     // Parsed as a span so that days count (as 24 hours), then made an exact duration.
-    let parsed = t.parse::<jiff::Span>().and_then(|span| {
-        span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-    });
+    let parsed = t
+        .parse::<jiff::Span>()
+        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()));
     match parsed {
         Ok(d) if d.is_positive() => Ok(d),
         Ok(_) => Err(format!("duration {text:?} must be positive")),
@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn parses_go_and_friendly_durations() {
         assert_eq!(parse_duration("2160h").unwrap(), DAY * 90);
-        assert_eq!(parse_duration("1h30m").unwrap(), SignedDuration::from_mins(90));
+        assert_eq!(
+            parse_duration("1h30m").unwrap(),
+            SignedDuration::from_mins(90)
+        );
         assert_eq!(parse_duration("720h0m0s").unwrap(), DAY * 30);
         assert_eq!(parse_duration("90d").unwrap(), DAY * 90);
         assert!(parse_duration("soon").unwrap_err().contains("2160h"));
@@ -88,7 +91,10 @@ mod tests {
         assert_eq!(renew_before(DAY * 90, None, None), DAY * 30);
         assert_eq!(renew_before(DAY * 365, None, None), DAY * 30);
         assert_eq!(renew_before(DAY * 6, None, None), DAY * 2);
-        assert_eq!(renew_before(SignedDuration::from_hours(3), None, None), SignedDuration::from_hours(1));
+        assert_eq!(
+            renew_before(SignedDuration::from_hours(3), None, None),
+            SignedDuration::from_hours(1)
+        );
     }
 
     #[test]
@@ -110,8 +116,16 @@ mod tests {
         let earliest = renewal_time(nb, na, rb, 0.999_999);
         assert!(earliest < latest && earliest >= latest - MAX_JITTER);
         // Short certificates: spread is a tenth of renew_before.
-        let short = renewal_time(nb, nb + SignedDuration::from_hours(3), SignedDuration::from_hours(1), 0.5);
-        assert_eq!(short, nb + SignedDuration::from_hours(2) - SignedDuration::from_mins(3));
+        let short = renewal_time(
+            nb,
+            nb + SignedDuration::from_hours(3),
+            SignedDuration::from_hours(1),
+            0.5,
+        );
+        assert_eq!(
+            short,
+            nb + SignedDuration::from_hours(2) - SignedDuration::from_mins(3)
+        );
         // Never before notBefore.
         assert_eq!(renewal_time(nb, nb + DAY, DAY * 2, 0.5), nb);
     }
@@ -121,7 +135,14 @@ mod tests {
         let nb = ts("2026-01-01T00:00:00Z");
         let na = nb + DAY * 90;
         let times: Vec<Timestamp> = (0..1000)
-            .map(|i| renewal_time(nb, na, renew_before(DAY * 90, None, None), i as f64 / 1000.0))
+            .map(|i| {
+                renewal_time(
+                    nb,
+                    na,
+                    renew_before(DAY * 90, None, None),
+                    i as f64 / 1000.0,
+                )
+            })
             .collect();
         let min = times.iter().min().unwrap();
         let max = times.iter().max().unwrap();

@@ -44,7 +44,12 @@ impl Condition {
 /// Puts `new` into `conditions`, replacing the one of the same type. The transition time
 /// is kept when the status did not change (so a status patch with the same conditions is
 /// a no-op), and set to `now` when it did.
-pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: &str, generation: Option<i64>) {
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    mut new: Condition,
+    now: &str,
+    generation: Option<i64>,
+) {
     new.observed_generation = generation;
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(old) => {
@@ -74,15 +79,35 @@ mod tests {
     #[test]
     fn transition_time_changes_only_with_status() {
         let mut conds = Vec::new();
-        set_condition(&mut conds, Condition::new("Ready", false, "Pending", "a"), "t1", Some(1));
-        set_condition(&mut conds, Condition::new("Ready", false, "Other", "b"), "t2", Some(2));
+        set_condition(
+            &mut conds,
+            Condition::new("Ready", false, "Pending", "a"),
+            "t1",
+            Some(1),
+        );
+        set_condition(
+            &mut conds,
+            Condition::new("Ready", false, "Other", "b"),
+            "t2",
+            Some(2),
+        );
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time.as_deref(), Some("t1"));
         assert_eq!(conds[0].reason, "Other");
-        set_condition(&mut conds, Condition::new("Ready", true, "Issued", "c"), "t3", Some(2));
+        set_condition(
+            &mut conds,
+            Condition::new("Ready", true, "Issued", "c"),
+            "t3",
+            Some(2),
+        );
         assert_eq!(conds[0].last_transition_time.as_deref(), Some("t3"));
         assert!(conds[0].is_true());
-        set_condition(&mut conds, Condition::new("Issuing", true, "X", ""), "t4", None);
+        set_condition(
+            &mut conds,
+            Condition::new("Issuing", true, "X", ""),
+            "t4",
+            None,
+        );
         assert_eq!(conds.len(), 2);
         assert_eq!(find(&conds, "Issuing").unwrap().reason, "X");
     }

@@ -174,6 +174,10 @@ pub struct IssuerStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The ACME account's URI at the CA.
-    #[serde(default, rename = "accountURI", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "accountURI",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub account_uri: Option<String>,
 }

@@ -37,10 +37,29 @@ pub fn crds_yaml() -> String {
         ClusterCaaSIssuer::crd(),
         Certificate::crd(),
     ] {
+        let mut value = serde_json::to_value(&crd).expect("CRDs serialize");
+        strip_defaults(&mut value);
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).expect("CRDs serialize to YAML"));
+        out.push_str(&serde_yaml::to_string(&value).expect("CRDs serialize to YAML"));
     }
     out
+}
+
+/// Makes the schemas acceptable to older API servers (1.20 rejects both): removes
+/// `default` (serde applies our defaults already; a `''` default inside a status array
+/// item arrives as null) and `null` from `enum` lists (`nullable: true` says it).
+fn strip_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("default");
+            if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
+            map.values_mut().for_each(strip_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_defaults),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus as AcmeOrderStatus,
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus as AcmeOrderStatus,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -34,7 +35,9 @@ use crate::api::certificate::{
 };
 use crate::api::conditions::{Condition, find, set_condition};
 use crate::api::issuer::Solver;
-use crate::api::{CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::{
+    CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
 use crate::pki;
 use crate::plan::{self, Decision, Request, SecretView};
 use crate::solvers::rfc2136::{self, Rfc2136Client};
@@ -59,7 +62,11 @@ struct Failure {
 
 impl Failure {
     fn new(reason: &'static str, message: impl Into<String>, abandon_order: bool) -> Self {
-        Failure { reason, message: message.into(), abandon_order }
+        Failure {
+            reason,
+            message: message.into(),
+            abandon_order,
+        }
     }
 }
 
@@ -102,7 +109,11 @@ fn next_poll() -> &'static Mutex<HashMap<String, Instant>> {
 }
 
 fn key_of(cert: &Certificate) -> String {
-    format!("{}/{}", cert.namespace().unwrap_or_default(), cert.name_any())
+    format!(
+        "{}/{}",
+        cert.namespace().unwrap_or_default(),
+        cert.name_any()
+    )
 }
 
 pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -110,11 +121,16 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
     let mut status = cert.status.clone().unwrap_or_default();
     let generation = cert.metadata.generation;
     let now_s = now.to_string();
-    let set = |status: &mut CertificateStatus, c: Condition| set_condition(&mut status.conditions, c, &now_s, generation);
+    let set = |status: &mut CertificateStatus, c: Condition| {
+        set_condition(&mut status.conditions, c, &now_s, generation)
+    };
 
     // 1. Validate, find the issuer.
     if let Err(message) = plan::validate(&cert.spec, "") {
-        set(&mut status, Condition::new("Ready", false, "InvalidSpec", message));
+        set(
+            &mut status,
+            Condition::new("Ready", false, "InvalidSpec", message),
+        );
         status.conditions.retain(|c| c.type_ != "Issuing");
         save_status(&ctx, &cert, &status).await?;
         return Ok(Action::await_change());
@@ -123,12 +139,15 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
         Some(issuer) => issuer,
         None => {
             let kind = cert.spec.issuer_ref.kind.as_deref().unwrap_or("CaaSIssuer");
-            set(&mut status, Condition::new(
-                "Ready",
-                false,
-                "IssuerNotFound",
-                format!("{kind} {:?} does not exist", cert.spec.issuer_ref.name),
-            ));
+            set(
+                &mut status,
+                Condition::new(
+                    "Ready",
+                    false,
+                    "IssuerNotFound",
+                    format!("{kind} {:?} does not exist", cert.spec.issuer_ref.name),
+                ),
+            );
             save_status(&ctx, &cert, &status).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -140,22 +159,33 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
             .and_then(|s| find(&s.conditions, "Ready"))
             .map(|c| format!("{}: {}", c.reason, c.message))
             .unwrap_or_else(|| "it has not been checked yet".into());
-        set(&mut status, Condition::new(
-            "Ready",
-            false,
-            "IssuerNotReady",
-            format!("{} is not ready ({why})", issuer.display()),
-        ));
+        set(
+            &mut status,
+            Condition::new(
+                "Ready",
+                false,
+                "IssuerNotReady",
+                format!("{} is not ready ({why})", issuer.display()),
+            ),
+        );
         save_status(&ctx, &cert, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let request = plan::validate(&cert.spec, &issuer.fingerprint()).expect("validated above");
 
     // 2. Is the Secret good?
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     let secret = secrets.get_opt(&cert.spec.secret_name).await?;
     let view = secret.as_ref().map(secret_view);
-    let decision = plan::decide(&request, &issuer.display(), Some(&status), view.as_ref(), now, rand::random());
+    let decision = plan::decide(
+        &request,
+        &issuer.display(),
+        Some(&status),
+        view.as_ref(),
+        now,
+        rand::random(),
+    );
     let current_valid = view
         .as_ref()
         .and_then(|v| v.cert.as_ref()?.as_ref().ok())
@@ -173,20 +203,41 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
             status.renewal_time = Some(renewal_time.to_string());
             status.failed_issuance_attempts = None;
             status.last_failure_time = None;
-            set(&mut status, Condition::new(
-                "Ready",
-                true,
-                "Issued",
-                format!("the certificate is valid until {}; renewal at {renewal_time}", info.not_after),
-            ));
+            set(
+                &mut status,
+                Condition::new(
+                    "Ready",
+                    true,
+                    "Issued",
+                    format!(
+                        "the certificate is valid until {}; renewal at {renewal_time}",
+                        info.not_after
+                    ),
+                ),
+            );
             status.conditions.retain(|c| c.type_ != "Issuing");
             save_status(&ctx, &cert, &status).await?;
             let wait = renewal_time.duration_since(now).unsigned_abs();
             // Look again at least every 8 hours (clock changes, lost watches).
-            Ok(Action::requeue(wait.clamp(Duration::from_secs(1), Duration::from_secs(8 * 3600))))
+            Ok(Action::requeue(wait.clamp(
+                Duration::from_secs(1),
+                Duration::from_secs(8 * 3600),
+            )))
         }
         Decision::Issue { reason, message } => {
-            issue(&ctx, &cert, &issuer, &request, status, secret.as_ref(), current_valid.is_some(), reason, message, now).await
+            issue(
+                &ctx,
+                &cert,
+                &issuer,
+                &request,
+                status,
+                secret.as_ref(),
+                current_valid.is_some(),
+                reason,
+                message,
+                now,
+            )
+            .await
         }
     }
 }
@@ -209,10 +260,14 @@ async fn issue(
 
     // Back off after failures; a changed spec starts afresh.
     let attempts = status.failed_issuance_attempts.unwrap_or(0);
-    let same_spec = find(&status.conditions, "Ready").and_then(|c| c.observed_generation) == generation;
+    let same_spec =
+        find(&status.conditions, "Ready").and_then(|c| c.observed_generation) == generation;
     if attempts > 0 && status.order.is_none() {
         if same_spec {
-            let last = status.last_failure_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+            let last = status
+                .last_failure_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok());
             if let Some(last) = last {
                 let next = last + plan::backoff(attempts);
                 if now < next {
@@ -227,7 +282,11 @@ async fn issue(
 
     // Throttle polling of an order in progress.
     let key = key_of(cert);
-    if status.order.as_ref().is_some_and(|o| o.request_hash == request.hash) {
+    if status
+        .order
+        .as_ref()
+        .is_some_and(|o| o.request_hash == request.hash)
+    {
         let until = next_poll().lock().expect("lock").get(&key).copied();
         if let Some(until) = until
             && until > Instant::now()
@@ -237,13 +296,25 @@ async fn issue(
     }
 
     if status.order.is_none() {
-        ctx.event(cert, false, "Issuing", "Issue", format!("issuing a certificate: {why_message}")).await;
+        ctx.event(
+            cert,
+            false,
+            "Issuing",
+            "Issue",
+            format!("issuing a certificate: {why_message}"),
+        )
+        .await;
         tracing::info!(certificate = %key, reason = why, "issuing: {why_message}");
     }
     let issuing = Condition::new("Issuing", true, why, why_message.clone());
     set_condition(&mut status.conditions, issuing, &now_s, generation);
     if !has_valid_cert {
-        let pending = Condition::new("Ready", false, "Issuing", format!("issuing the certificate ({why_message})"));
+        let pending = Condition::new(
+            "Ready",
+            false,
+            "Issuing",
+            format!("issuing the certificate ({why_message})"),
+        );
         if find(&status.conditions, "Ready").is_none_or(|c| c.is_true() || c.reason != "Issuing") {
             set_condition(&mut status.conditions, pending, &now_s, generation);
         }
@@ -255,7 +326,10 @@ async fn issue(
     };
     match outcome {
         Ok(Progress::Wait(delay)) => {
-            next_poll().lock().expect("lock").insert(key, Instant::now() + delay);
+            next_poll()
+                .lock()
+                .expect("lock")
+                .insert(key, Instant::now() + delay);
             save_status(ctx, cert, &status).await?;
             Ok(Action::requeue(delay))
         }
@@ -275,9 +349,13 @@ async fn issue(
                 delete_next_key(ctx, cert).await;
             }
             let delay = plan::backoff(attempts);
-            let message = format!("{} (attempt {attempts}; next try in {delay:#})", failure.message);
+            let message = format!(
+                "{} (attempt {attempts}; next try in {delay:#})",
+                failure.message
+            );
             tracing::warn!(certificate = %key, reason = failure.reason, "issuance failed: {message}");
-            ctx.event(cert, true, failure.reason, "Issue", message.clone()).await;
+            ctx.event(cert, true, failure.reason, "Issue", message.clone())
+                .await;
             set_condition(
                 &mut status.conditions,
                 Condition::new("Issuing", false, failure.reason, message.clone()),
@@ -347,7 +425,14 @@ async fn drive_order(
             });
             // Persist the order URL before anything else: a restart resumes this order.
             save_status(ctx, cert, status).await?;
-            ctx.event(cert, false, "OrderCreated", "Issue", format!("created ACME order {}", o.url())).await;
+            ctx.event(
+                cert,
+                false,
+                "OrderCreated",
+                "Issue",
+                format!("created ACME order {}", o.url()),
+            )
+            .await;
             o
         }
     };
@@ -373,7 +458,10 @@ async fn drive_order(
                 order.finalize_csr(&csr).await?;
             }
             AcmeOrderStatus::Processing => {
-                let wait = ctx.stats.take_retry_after(order.url()).unwrap_or(Duration::from_millis(300));
+                let wait = ctx
+                    .stats
+                    .take_retry_after(order.url())
+                    .unwrap_or(Duration::from_millis(300));
                 if wait > Duration::from_secs(2) {
                     return Ok(Progress::Wait(wait));
                 }
@@ -381,10 +469,13 @@ async fn drive_order(
                 order.refresh().await?;
             }
             AcmeOrderStatus::Valid => {
-                let chain = order
-                    .certificate()
-                    .await?
-                    .ok_or_else(|| Failure::new("ACMEError", "the CA sent no certificate for a valid order", true))?;
+                let chain = order.certificate().await?.ok_or_else(|| {
+                    Failure::new(
+                        "ACMEError",
+                        "the CA sent no certificate for a valid order",
+                        true,
+                    )
+                })?;
                 let key_pem = match next_key_existing(ctx, cert, request, secret).await? {
                     Some(k) => k,
                     None => {
@@ -448,7 +539,13 @@ async fn order_errors(order: &mut Order, status: &mut CertificateStatus) -> Stri
 }
 
 fn problem_text(p: &instant_acme::Problem) -> String {
-    let kind = p.r#type.as_deref().unwrap_or("").rsplit(':').next().unwrap_or("");
+    let kind = p
+        .r#type
+        .as_deref()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("");
     format!("{kind}: {}", p.detail.as_deref().unwrap_or(""))
 }
 
@@ -504,13 +601,20 @@ async fn present_challenges(
                     .collect();
                 return Err(Failure::new(
                     "ChallengeFailed",
-                    format!("the authorization for {dns_name} is {other:?}: {}", errors.join("; ")),
+                    format!(
+                        "the authorization for {dns_name} is {other:?}: {}",
+                        errors.join("; ")
+                    ),
                     true,
                 ));
             }
         }
         let Some(index) = select_solver(&issuer.spec.solvers, &dns_name, &labels) else {
-            let hint = if dns_name.starts_with("*.") { " (wildcards need a dns01 solver)" } else { "" };
+            let hint = if dns_name.starts_with("*.") {
+                " (wildcards need a dns01 solver)"
+            } else {
+                ""
+            };
             return Err(Failure::new(
                 "NoSolver",
                 format!("no solver of {} matches {dns_name}{hint}", issuer.display()),
@@ -539,7 +643,11 @@ async fn present_challenges(
             instant_acme::ChallengeStatus::Invalid => {
                 return Err(Failure::new(
                     "ChallengeFailed",
-                    format!("{} for {dns_name} failed: {}", kind.acme_name(), rec.error.clone().unwrap_or_default()),
+                    format!(
+                        "{} for {dns_name} failed: {}",
+                        kind.acme_name(),
+                        rec.error.clone().unwrap_or_default()
+                    ),
                     true,
                 ));
             }
@@ -551,7 +659,15 @@ async fn present_challenges(
         let in_place = match kind {
             ChallengeKind::Http01 => {
                 let http = solver.http01.clone().unwrap_or_default();
-                http01::present(&ctx.client, cert, &http, &dns_name, &rec.token, ctx.settings.solver_endpoint).await?;
+                http01::present(
+                    &ctx.client,
+                    cert,
+                    &http,
+                    &dns_name,
+                    &rec.token,
+                    ctx.settings.solver_endpoint,
+                )
+                .await?;
                 // Every replica answers from the watched status: publish the key
                 // authorization first, and wait until our own watch has it.
                 upsert(status, rec.clone());
@@ -564,7 +680,9 @@ async fn present_challenges(
                 client.add_txt(&fqdn, &value).await?;
                 let visible = client.has_txt(&fqdn, &value).await?;
                 if !visible {
-                    rec.error = Some(format!("waiting for {fqdn} TXT to be served by the zone's server"));
+                    rec.error = Some(format!(
+                        "waiting for {fqdn} TXT to be served by the zone's server"
+                    ));
                 }
                 visible
             }
@@ -633,28 +751,44 @@ async fn dns_solver(
         .ok_or_else(|| {
             Failure::new(
                 "SecretNotFound",
-                format!("the TSIG secret {}/{} (key {:?}) does not exist", issuer.secret_namespace, r.name, r.key),
+                format!(
+                    "the TSIG secret {}/{} (key {:?}) does not exist",
+                    issuer.secret_namespace, r.name, r.key
+                ),
                 false,
             )
         })?;
     let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
-    let client = Rfc2136Client::new(server, &cfg.tsig_key_name, cfg.tsig_algorithm.as_deref(), &secret)?;
+    let client = Rfc2136Client::new(
+        server,
+        &cfg.tsig_key_name,
+        cfg.tsig_algorithm.as_deref(),
+        &secret,
+    )?;
     let base = dns_name.strip_prefix("*.").unwrap_or(dns_name);
     Ok((client, format!("_acme-challenge.{base}.")))
 }
 
 /// Removes what the challenges left: temporary HTTP-01 objects and DNS-01 TXT records.
 /// Best effort: failures are logged, and the startup sweep catches HTTP-01 leftovers.
-async fn cleanup(ctx: &Context, cert: &Certificate, issuer: &IssuerHandle, challenges: &[ChallengeStatus]) {
+async fn cleanup(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    challenges: &[ChallengeStatus],
+) {
     let ns = cert.namespace().unwrap_or_default();
     if let Err(e) = http01::cleanup(&ctx.client, &ns, &cert.name_any(), &[]).await {
         tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete temporary HTTP-01 objects");
     }
     let labels = cert.labels().clone();
     for ch in challenges.iter().filter(|c| c.type_ == "dns-01") {
-        let Some(index) = select_solver(&issuer.spec.solvers, &ch.dns_name, &labels) else { continue };
+        let Some(index) = select_solver(&issuer.spec.solvers, &ch.dns_name, &labels) else {
+            continue;
+        };
         let result = async {
-            let (client, fqdn) = dns_solver(ctx, issuer, &issuer.spec.solvers[index], &ch.dns_name).await?;
+            let (client, fqdn) =
+                dns_solver(ctx, issuer, &issuer.spec.solvers[index], &ch.dns_name).await?;
             client.remove_txt(&fqdn, &dns_value(&ch.key)).await?;
             Ok::<_, Failure>(())
         }
@@ -693,11 +827,17 @@ async fn next_key_existing(
 /// The key to finalize with: reused if the order already has one, otherwise a new key
 /// stored in a Secret before it is used, so a crash between finalize and writing the TLS
 /// Secret loses nothing.
-async fn next_key(ctx: &Context, cert: &Certificate, request: &Request, secret: Option<&Secret>) -> Result<String, Failure> {
+async fn next_key(
+    ctx: &Context,
+    cert: &Certificate,
+    request: &Request,
+    secret: Option<&Secret>,
+) -> Result<String, Failure> {
     if let Some(key) = next_key_existing(ctx, cert, request, secret).await? {
         return Ok(key);
     }
-    let key_pem = pki::generate_key(&request.key).map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
+    let key_pem = pki::generate_key(&request.key)
+        .map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
     let ns = cert.namespace().unwrap_or_default();
     let owner = cert.controller_owner_ref(&()).expect("stored Certificate");
     let body = json!({
@@ -714,7 +854,11 @@ async fn next_key(ctx: &Context, cert: &Certificate, request: &Request, secret: 
         "stringData": { "tls.key": key_pem },
     });
     Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-        .patch(&next_key_name(cert), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .patch(
+            &next_key_name(cert),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await?;
     Ok(key_pem)
 }
@@ -727,7 +871,9 @@ async fn delete_next_key(ctx: &Context, cert: &Certificate) {
     {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete the next-key Secret"),
+        Err(e) => {
+            tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete the next-key Secret")
+        }
     }
 }
 
@@ -750,7 +896,12 @@ async fn finish_issued(
             status.order = None;
             set_condition(
                 &mut status.conditions,
-                Condition::new("Issuing", false, "InvalidCertificate", format!("the CA sent an unreadable certificate: {e}")),
+                Condition::new(
+                    "Issuing",
+                    false,
+                    "InvalidCertificate",
+                    format!("the CA sent an unreadable certificate: {e}"),
+                ),
                 &now.to_string(),
                 cert.metadata.generation,
             );
@@ -758,7 +909,12 @@ async fn finish_issued(
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    let formats: Vec<OutputFormatType> = cert.spec.additional_output_formats.iter().map(|f| f.type_).collect();
+    let formats: Vec<OutputFormatType> = cert
+        .spec
+        .additional_output_formats
+        .iter()
+        .map(|f| f.type_)
+        .collect();
     let data = pki::secret_data(chain, key_pem, &formats).expect("the key was made by us");
     let data: BTreeMap<String, String> = data
         .into_iter()
@@ -775,7 +931,12 @@ async fn finish_issued(
     annotations.insert(ANNOTATION_ISSUER_NAME.into(), issuer.name.clone());
     annotations.insert(
         ANNOTATION_ISSUER_KIND.into(),
-        issuer.display().split('/').next().unwrap_or_default().to_string(),
+        issuer
+            .display()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     );
     annotations.insert(ANNOTATION_SERIAL.into(), info.serial.clone());
     annotations.insert(ANNOTATION_ALT_NAMES.into(), request.dns_names.join(","));
@@ -786,20 +947,37 @@ async fn finish_issued(
     });
     let ns = cert.namespace().unwrap_or_default();
     Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-        .patch(&cert.spec.secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .patch(
+            &cert.spec.secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await?;
 
     let lifetime = info.not_after.duration_since(info.not_before);
-    let before = crate::renewal::renew_before(lifetime, request.renew_before, request.renew_before_percentage);
-    let renewal_time = crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
-    let challenges = status.order.take().map(|o| o.challenges).unwrap_or_default();
+    let before = crate::renewal::renew_before(
+        lifetime,
+        request.renew_before,
+        request.renew_before_percentage,
+    );
+    let renewal_time =
+        crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
+    let challenges = status
+        .order
+        .take()
+        .map(|o| o.challenges)
+        .unwrap_or_default();
     status.revision = Some(status.revision.unwrap_or(0) + 1);
     status.not_before = Some(info.not_before.to_string());
     status.not_after = Some(info.not_after.to_string());
     status.renewal_time = Some(renewal_time.to_string());
     status.failed_issuance_attempts = None;
     status.last_failure_time = None;
-    let message = format!("issued by {}; valid until {}; renewal at {renewal_time}", issuer.display(), info.not_after);
+    let message = format!(
+        "issued by {}; valid until {}; renewal at {renewal_time}",
+        issuer.display(),
+        info.not_after
+    );
     set_condition(
         &mut status.conditions,
         Condition::new("Ready", true, "Issued", message.clone()),
@@ -809,11 +987,21 @@ async fn finish_issued(
     status.conditions.retain(|c| c.type_ != "Issuing");
     save_status(ctx, cert, &status).await?;
     tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
-    ctx.event(cert, false, "Issued", "Issue", format!("certificate issued (serial {}); {message}", info.serial)).await;
+    ctx.event(
+        cert,
+        false,
+        "Issued",
+        "Issue",
+        format!("certificate issued (serial {}); {message}", info.serial),
+    )
+    .await;
     cleanup(ctx, cert, issuer, &challenges).await;
     delete_next_key(ctx, cert).await;
     let wait = renewal_time.duration_since(Timestamp::now()).unsigned_abs();
-    Ok(Action::requeue(wait.clamp(Duration::from_secs(1), Duration::from_secs(8 * 3600))))
+    Ok(Action::requeue(wait.clamp(
+        Duration::from_secs(1),
+        Duration::from_secs(8 * 3600),
+    )))
 }
 
 fn secret_string(secret: &Secret, key: &str) -> Option<String> {
@@ -836,15 +1024,22 @@ pub fn secret_view(secret: &Secret) -> SecretView {
 }
 
 /// Writes status by server-side apply when it differs from what the object has.
-async fn save_status(ctx: &Context, cert: &Certificate, status: &CertificateStatus) -> Result<(), kube::Error> {
+async fn save_status(
+    ctx: &Context,
+    cert: &Certificate,
+    status: &CertificateStatus,
+) -> Result<(), kube::Error> {
     if cert.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     api.patch_status(
         &cert.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "status": status })),
+        &Patch::Apply(
+            json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "status": status }),
+        ),
     )
     .await?;
     Ok(())

@@ -22,7 +22,7 @@ use crate::acme::{self, AcmeError, AcmeHttp, Eab};
 use crate::api::conditions::{Condition, set_condition};
 use crate::api::issuer::IssuerStatus;
 use crate::api::{
-    CaaSIssuer, ClusterCaaSIssuer, COMPONENT_LABEL, IssuerSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    COMPONENT_LABEL, CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::solvers::{rfc2136, solver_kind};
 
@@ -30,7 +30,9 @@ use crate::solvers::{rfc2136, solver_kind};
 pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
     let server = spec.server.trim();
     if !server.starts_with("https://") || server.len() <= "https://".len() {
-        return Err(format!("server {server:?} must be the https URL of an ACME directory"));
+        return Err(format!(
+            "server {server:?} must be the https URL of an ACME directory"
+        ));
     }
     if server.parse::<http::Uri>().is_err() {
         return Err(format!("server {server:?} is not a valid URL"));
@@ -72,7 +74,9 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
         }
         if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
             if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
-                return Err(format!("solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"));
+                return Err(format!(
+                    "solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"
+                ));
             }
             if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
                 return Err(format!(
@@ -96,7 +100,11 @@ struct AccountState {
 }
 
 fn failure(reason: &str, message: String) -> AccountState {
-    AccountState { condition: Condition::new("Ready", false, reason, message), account_uri: None, retry: true }
+    AccountState {
+        condition: Condition::new("Ready", false, reason, message),
+        account_uri: None,
+        retry: true,
+    }
 }
 
 fn from_error(e: AcmeError) -> AccountState {
@@ -147,7 +155,9 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
         None => None,
         Some(eab) => {
             let r = &eab.key_secret_ref;
-            let Some(raw) = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await? else {
+            let Some(raw) =
+                read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await?
+            else {
                 return Ok(failure(
                     "SecretNotFound",
                     format!(
@@ -157,7 +167,10 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
                 ));
             };
             match acme::decode_eab_hmac(&raw) {
-                Ok(hmac) => Some(Eab { key_id: eab.key_id.trim().to_string(), hmac }),
+                Ok(hmac) => Some(Eab {
+                    key_id: eab.key_id.trim().to_string(),
+                    hmac,
+                }),
                 Err(e) => return Ok(from_error(e)),
             }
         }
@@ -189,8 +202,11 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
     };
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(created) => {
-            ctx.accounts
-                .insert(issuer, &created.resource_version().unwrap_or_default(), account.clone());
+            ctx.accounts.insert(
+                issuer,
+                &created.resource_version().unwrap_or_default(),
+                account.clone(),
+            );
             Ok(registered(&server, account.id()))
         }
         // Someone (another issuer sharing the key Secret) was first: use theirs next time.
@@ -236,11 +252,17 @@ async fn reconcile_handle(
     let state = account_state(ctx, issuer).await?;
     let mut status = old.cloned().unwrap_or_default();
     let was = crate::api::conditions::find(&status.conditions, "Ready").cloned();
-    set_condition(&mut status.conditions, state.condition.clone(), &super::now_string(), issuer.generation);
+    set_condition(
+        &mut status.conditions,
+        state.condition.clone(),
+        &super::now_string(),
+        issuer.generation,
+    );
     if state.account_uri.is_some() {
         status.account_uri = state.account_uri;
     }
-    let changed = was.as_ref().map(|c| (&c.status, &c.reason)) != Some((&state.condition.status, &state.condition.reason));
+    let changed = was.as_ref().map(|c| (&c.status, &c.reason))
+        != Some((&state.condition.status, &state.condition.reason));
     if changed {
         tracing::info!(issuer = %issuer.display(), reason = %state.condition.reason, "issuer {}", state.condition.message);
     }
@@ -256,11 +278,15 @@ async fn reconcile_handle(
     Ok((status, action))
 }
 
-pub async fn reconcile_namespaced(issuer: Arc<CaaSIssuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_namespaced(
+    issuer: Arc<CaaSIssuer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let handle = IssuerHandle::from_namespaced(&issuer);
     let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
     if issuer.status.as_ref() != Some(&status) {
-        let api: Api<CaaSIssuer> = Api::namespaced(ctx.client.clone(), &issuer.namespace().unwrap_or_default());
+        let api: Api<CaaSIssuer> =
+            Api::namespaced(ctx.client.clone(), &issuer.namespace().unwrap_or_default());
         publish_change(&ctx, &*issuer, issuer.status.as_ref(), &status).await;
         api.patch_status(
             &issuer.name_any(),
@@ -272,7 +298,10 @@ pub async fn reconcile_namespaced(issuer: Arc<CaaSIssuer>, ctx: Arc<Context>) ->
     Ok(action)
 }
 
-pub async fn reconcile_cluster(issuer: Arc<ClusterCaaSIssuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_cluster(
+    issuer: Arc<ClusterCaaSIssuer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let handle = IssuerHandle::from_cluster(&issuer, &ctx.settings);
     let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
     if issuer.status.as_ref() != Some(&status) {
@@ -295,9 +324,18 @@ async fn publish_change<K: Resource<DynamicType = ()>>(
     new: &IssuerStatus,
 ) {
     let old = old.and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"));
-    let Some(new) = crate::api::conditions::find(&new.conditions, "Ready") else { return };
+    let Some(new) = crate::api::conditions::find(&new.conditions, "Ready") else {
+        return;
+    };
     if old.map(|c| (&c.status, &c.reason)) != Some((&new.status, &new.reason)) {
-        ctx.event(obj, !new.is_true(), &new.reason, "Register", new.message.clone()).await;
+        ctx.event(
+            obj,
+            !new.is_true(),
+            &new.reason,
+            "Register",
+            new.message.clone(),
+        )
+        .await;
     }
 }
 
@@ -309,13 +347,20 @@ pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Actio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::issuer::{ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver};
+    use crate::api::issuer::{
+        ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver,
+    };
 
     fn spec() -> IssuerSpec {
         IssuerSpec {
             server: "https://ca.example/dir".into(),
-            private_key_secret_ref: SecretRef { name: "acct".into() },
-            solvers: vec![Solver { http01: Some(Http01Solver::default()), ..Default::default() }],
+            private_key_secret_ref: SecretRef {
+                name: "acct".into(),
+            },
+            solvers: vec![Solver {
+                http01: Some(Http01Solver::default()),
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -329,7 +374,10 @@ mod tests {
         let mut s = spec();
         s.external_account_binding = Some(ExternalAccountBinding {
             key_id: "kid".into(),
-            key_secret_ref: SecretKeySelector { name: "eab".into(), key: "hmac".into() },
+            key_secret_ref: SecretKeySelector {
+                name: "eab".into(),
+                key: "hmac".into(),
+            },
             key_algorithm: Some("HS999".into()),
         });
         assert!(validate(&s).unwrap_err().contains("HS999"));
@@ -337,7 +385,12 @@ mod tests {
         s.solvers.push(Solver::default());
         assert!(validate(&s).unwrap_err().contains("solvers[1]"));
         let mut s = spec();
-        s.solvers[0].http01 = Some(Http01Solver { ingress: Some(Http01Ingress { class: Some("a".into()), ingress_class_name: Some("b".into()) }) });
+        s.solvers[0].http01 = Some(Http01Solver {
+            ingress: Some(Http01Ingress {
+                class: Some("a".into()),
+                ingress_class_name: Some("b".into()),
+            }),
+        });
         assert!(validate(&s).unwrap_err().contains("not both"));
     }
 }

@@ -74,7 +74,11 @@ impl Context {
         note: String,
     ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note),
             action: action.into(),
@@ -149,20 +153,35 @@ impl IssuerHandle {
 
     /// What about the issuer changes the certificates it makes (for the request hash).
     pub fn fingerprint(&self) -> String {
-        format!("{}|{}|{}", self.display(), self.spec.server, self.spec.profile.as_deref().unwrap_or(""))
+        format!(
+            "{}|{}|{}",
+            self.display(),
+            self.spec.server,
+            self.spec.profile.as_deref().unwrap_or("")
+        )
     }
 }
 
 /// Looks up the issuer a Certificate names. `Ok(None)` when it does not exist.
-pub async fn resolve_issuer(ctx: &Context, cert: &Certificate) -> Result<Option<IssuerHandle>, kube::Error> {
+pub async fn resolve_issuer(
+    ctx: &Context,
+    cert: &Certificate,
+) -> Result<Option<IssuerHandle>, kube::Error> {
     let name = &cert.spec.issuer_ref.name;
     if cert.spec.issuer_ref.is_cluster() {
         let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());
-        Ok(api.get_opt(name).await?.map(|i| IssuerHandle::from_cluster(&i, &ctx.settings)))
+        Ok(api
+            .get_opt(name)
+            .await?
+            .map(|i| IssuerHandle::from_cluster(&i, &ctx.settings)))
     } else {
         let ns = cert.namespace().unwrap_or_default();
         let api: Api<CaaSIssuer> = Api::namespaced(ctx.client.clone(), &ns);
-        Ok(api.get_opt(name).await?.as_ref().map(IssuerHandle::from_namespaced))
+        Ok(api
+            .get_opt(name)
+            .await?
+            .as_ref()
+            .map(IssuerHandle::from_namespaced))
     }
 }
 
@@ -189,7 +208,12 @@ pub struct Accounts {
 }
 
 fn ca_fingerprint(spec: &IssuerSpec, key_version: &str) -> String {
-    format!("{}|{}|{}", spec.server, spec.ca_bundle.as_deref().unwrap_or(""), key_version)
+    format!(
+        "{}|{}|{}",
+        spec.server,
+        spec.ca_bundle.as_deref().unwrap_or(""),
+        key_version
+    )
 }
 
 impl Accounts {
@@ -200,7 +224,11 @@ impl Accounts {
         );
     }
 
-    pub fn cached(&self, issuer: &IssuerHandle, key_version: &str) -> Option<instant_acme::Account> {
+    pub fn cached(
+        &self,
+        issuer: &IssuerHandle,
+        key_version: &str,
+    ) -> Option<instant_acme::Account> {
         let cache = self.cache.lock().expect("accounts lock");
         cache
             .get(&issuer.cache_key())
@@ -209,7 +237,11 @@ impl Accounts {
     }
 
     /// The issuer's account: from the cache, or loaded with the key in its Secret.
-    pub async fn get(&self, ctx: &Context, issuer: &IssuerHandle) -> Result<instant_acme::Account, AcmeError> {
+    pub async fn get(
+        &self,
+        ctx: &Context,
+        issuer: &IssuerHandle,
+    ) -> Result<instant_acme::Account, AcmeError> {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
         let secret_name = &issuer.spec.private_key_secret_ref.name;
         let secret = api
@@ -231,7 +263,11 @@ impl Accounts {
             .as_ref()
             .and_then(|d| d.get("tls.key"))
             .map(|b| String::from_utf8_lossy(&b.0).to_string())
-            .ok_or_else(|| AcmeError::InvalidSpec(format!("the account key Secret {secret_name} has no tls.key")))?;
+            .ok_or_else(|| {
+                AcmeError::InvalidSpec(format!(
+                    "the account key Secret {secret_name} has no tls.key"
+                ))
+            })?;
         let http = AcmeHttp::new(issuer.spec.ca_bundle.as_deref(), ctx.stats.clone())?;
         let account = crate::acme::load(&http, &issuer.spec.server, &key).await?;
         self.insert(issuer, &version, account.clone());

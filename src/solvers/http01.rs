@@ -22,10 +22,10 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::api::issuer::Http01Solver;
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::api::issuer::Http01Solver;
 
 pub const COMPONENT: &str = "http01-solver";
 pub const PATH_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -45,10 +45,16 @@ pub fn key_authorization(store: &Store<Certificate>, token: &str) -> Option<Stri
     })
 }
 
-async fn answer(State(store): State<Store<Certificate>>, Path(token): Path<String>) -> (StatusCode, String) {
+async fn answer(
+    State(store): State<Store<Certificate>>,
+    Path(token): Path<String>,
+) -> (StatusCode, String) {
     match key_authorization(&store, &token) {
         Some(key) => (StatusCode::OK, key),
-        None => (StatusCode::NOT_FOUND, "unknown challenge token\n".to_string()),
+        None => (
+            StatusCode::NOT_FOUND,
+            "unknown challenge token\n".to_string(),
+        ),
     }
 }
 
@@ -75,7 +81,10 @@ pub async fn serve(
 /// Name of the temporary objects for one challenge (a DNS-1035 label).
 pub fn resource_name(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("caas-solver-{hex}")
 }
 
@@ -95,7 +104,8 @@ fn labels(cert: &Certificate) -> BTreeMap<String, String> {
 }
 
 fn owner(cert: &Certificate) -> OwnerReference {
-    cert.controller_owner_ref(&()).expect("a stored Certificate has a name and uid")
+    cert.controller_owner_ref(&())
+        .expect("a stored Certificate has a name and uid")
 }
 
 /// Creates (or updates) the temporary Service, Endpoints and Ingress for one challenge.
@@ -209,7 +219,10 @@ mod tests {
     fn resource_names_are_dns_labels() {
         let n = resource_name("some-token_with-odd+chars");
         assert!(n.len() <= 63 && n.starts_with("caas-solver-"));
-        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
         assert_ne!(resource_name("a"), resource_name("b"));
     }
 }

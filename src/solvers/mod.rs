@@ -65,9 +65,17 @@ fn specificity(
     labels: &BTreeMap<String, String>,
 ) -> Option<Specificity> {
     let Some(sel) = &solver.selector else {
-        return Some(Specificity { exact_name: false, zone_len: 0, labels: 0 });
+        return Some(Specificity {
+            exact_name: false,
+            zone_len: 0,
+            labels: 0,
+        });
     };
-    if !sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+    if !sel
+        .match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+    {
         return None;
     }
     let base = name.strip_prefix("*.").unwrap_or(name);
@@ -101,7 +109,9 @@ pub fn select_solver(
     let wildcard = name.starts_with("*.");
     let mut best: Option<(Specificity, usize)> = None;
     for (i, solver) in solvers.iter().enumerate() {
-        let Ok(kind) = solver_kind(solver) else { continue };
+        let Ok(kind) = solver_kind(solver) else {
+            continue;
+        };
         if wildcard && kind != ChallengeKind::Dns01 {
             continue;
         }
@@ -120,16 +130,30 @@ mod tests {
     use crate::api::issuer::{Dns01Solver, Http01Solver, SolverSelector};
 
     fn http(selector: Option<SolverSelector>) -> Solver {
-        Solver { selector, http01: Some(Http01Solver::default()), ..Default::default() }
+        Solver {
+            selector,
+            http01: Some(Http01Solver::default()),
+            ..Default::default()
+        }
     }
     fn dns(selector: Option<SolverSelector>) -> Solver {
-        Solver { selector, dns01: Some(Dns01Solver::default()), ..Default::default() }
+        Solver {
+            selector,
+            dns01: Some(Dns01Solver::default()),
+            ..Default::default()
+        }
     }
     fn zones(z: &[&str]) -> Option<SolverSelector> {
-        Some(SolverSelector { dns_zones: z.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+        Some(SolverSelector {
+            dns_zones: z.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
     }
     fn names(n: &[&str]) -> Option<SolverSelector> {
-        Some(SolverSelector { dns_names: n.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+        Some(SolverSelector {
+            dns_names: n.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
     }
     fn none() -> BTreeMap<String, String> {
         BTreeMap::new()
@@ -152,8 +176,14 @@ mod tests {
         assert_eq!(select_solver(&solvers, "other.org", &none()), Some(0));
         assert_eq!(select_solver(&solvers, "a.example.com", &none()), Some(1));
         assert_eq!(select_solver(&solvers, "example.com", &none()), Some(1));
-        assert_eq!(select_solver(&solvers, "a.sub.example.com", &none()), Some(2));
-        assert_eq!(select_solver(&solvers, "www.sub.example.com", &none()), Some(3));
+        assert_eq!(
+            select_solver(&solvers, "a.sub.example.com", &none()),
+            Some(2)
+        );
+        assert_eq!(
+            select_solver(&solvers, "www.sub.example.com", &none()),
+            Some(3)
+        );
         // A zone is matched on label boundaries only.
         assert_eq!(select_solver(&solvers, "notexample.com", &none()), Some(0));
     }
@@ -171,7 +201,10 @@ mod tests {
         let mut team = BTreeMap::new();
         team.insert("team".to_string(), "a".to_string());
         let labelled = Solver {
-            selector: Some(SolverSelector { match_labels: team.clone(), ..Default::default() }),
+            selector: Some(SolverSelector {
+                match_labels: team.clone(),
+                ..Default::default()
+            }),
             dns01: Some(Dns01Solver::default()),
             ..Default::default()
         };

@@ -25,8 +25,14 @@ pub enum DnsError {
     Config(String),
     #[error("DNS server {server} did not answer: {message}")]
     Unreachable { server: SocketAddr, message: String },
-    #[error("DNS server {server} refused the update of {name}: {code} (check the TSIG key name, secret, algorithm and the zone's update-policy)")]
-    Refused { server: SocketAddr, name: String, code: String },
+    #[error(
+        "DNS server {server} refused the update of {name}: {code} (check the TSIG key name, secret, algorithm and the zone's update-policy)"
+    )]
+    Refused {
+        server: SocketAddr,
+        name: String,
+        code: String,
+    },
     #[error("DNS server {server} is not authoritative for a zone holding {name}")]
     NoZone { server: SocketAddr, name: String },
 }
@@ -51,7 +57,10 @@ pub async fn resolve_nameserver(nameserver: &str) -> Result<SocketAddr, DnsError
     if let Ok(ip) = s.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    let with_port = if s.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if s
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         s.to_string()
     } else {
         format!("{s}:53")
@@ -100,7 +109,11 @@ fn name(fqdn: &str) -> Result<Name, DnsError> {
 }
 
 fn txt(fqdn: &Name, value: &str) -> Record {
-    let mut record = Record::from_rdata(fqdn.clone(), TXT_TTL, RData::TXT(TXT::new(vec![value.to_string()])));
+    let mut record = Record::from_rdata(
+        fqdn.clone(),
+        TXT_TTL,
+        RData::TXT(TXT::new(vec![value.to_string()])),
+    );
     record.set_dns_class(DNSClass::IN);
     record
 }
@@ -136,7 +149,10 @@ impl Rfc2136Client {
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> DnsError {
-        DnsError::Unreachable { server: self.server, message: e.to_string() }
+        DnsError::Unreachable {
+            server: self.server,
+            message: e.to_string(),
+        }
     }
 
     /// The zone (its apex) the server is authoritative for that holds `fqdn`.
@@ -153,7 +169,10 @@ impl Rfc2136Client {
             .chain(response.name_servers())
             .find(|r| r.record_type() == RecordType::SOA)
             .map(|r| r.name().clone())
-            .ok_or(DnsError::NoZone { server: self.server, name: fqdn.to_string() })
+            .ok_or(DnsError::NoZone {
+                server: self.server,
+                name: fqdn.to_string(),
+            })
     }
 
     async fn update(&self, fqdn: &str, value: &str, add: bool) -> Result<(), DnsError> {
@@ -206,8 +225,14 @@ mod tests {
 
     #[tokio::test]
     async fn nameserver_forms() {
-        assert_eq!(resolve_nameserver("127.0.0.1:5353").await.unwrap().port(), 5353);
-        assert_eq!(resolve_nameserver("10.1.2.3").await.unwrap().to_string(), "10.1.2.3:53");
+        assert_eq!(
+            resolve_nameserver("127.0.0.1:5353").await.unwrap().port(),
+            5353
+        );
+        assert_eq!(
+            resolve_nameserver("10.1.2.3").await.unwrap().to_string(),
+            "10.1.2.3:53"
+        );
         assert_eq!(resolve_nameserver("[::1]:54").await.unwrap().port(), 54);
         assert_eq!(resolve_nameserver("::1").await.unwrap().port(), 53);
         assert!(resolve_nameserver("").await.is_err());
@@ -216,8 +241,14 @@ mod tests {
     #[test]
     fn algorithms_and_secrets() {
         assert_eq!(tsig_algorithm(None).unwrap(), TsigAlgorithm::HmacSha256);
-        assert_eq!(tsig_algorithm(Some("hmac-sha512")).unwrap(), TsigAlgorithm::HmacSha512);
-        assert_eq!(tsig_algorithm(Some("HMACSHA384")).unwrap(), TsigAlgorithm::HmacSha384);
+        assert_eq!(
+            tsig_algorithm(Some("hmac-sha512")).unwrap(),
+            TsigAlgorithm::HmacSha512
+        );
+        assert_eq!(
+            tsig_algorithm(Some("HMACSHA384")).unwrap(),
+            TsigAlgorithm::HmacSha384
+        );
         assert!(tsig_algorithm(Some("HMACMD5")).is_err());
         assert_eq!(decode_tsig_secret(b"AAEC\n").unwrap(), vec![0, 1, 2]);
         assert!(decode_tsig_secret(b"not base64!").is_err());

@@ -26,6 +26,9 @@ pub struct PebbleOptions {
     pub env: Vec<(String, String)>,
     /// `Retry-After` seconds Pebble sends on pending authorizations and processing orders.
     pub retry_after_secs: u64,
+    /// Validate at once (`PEBBLE_VA_NOSLEEP=1`); when false Pebble waits 0-15 s before
+    /// each validation, like a slow CA.
+    pub va_nosleep: bool,
 }
 
 impl Default for PebbleOptions {
@@ -36,6 +39,7 @@ impl Default for PebbleOptions {
             dns_server: None,
             env: Vec::new(),
             retry_after_secs: 1,
+            va_nosleep: true,
         }
     }
 }
@@ -103,8 +107,10 @@ impl Pebble {
         cmd.arg("-config")
             .arg(dir.join("config.json"))
             .arg("-dnsserver")
-            .arg(&dns)
-            .env("PEBBLE_VA_NOSLEEP", "1");
+            .arg(&dns);
+        if options.va_nosleep {
+            cmd.env("PEBBLE_VA_NOSLEEP", "1");
+        }
         for (k, v) in &options.env {
             cmd.env(k, v);
         }

@@ -1,0 +1,658 @@
+//! The core path against the real test bed: a `CaaSIssuer` with EAB and a `Certificate`
+//! become a correct TLS Secret, over HTTP-01 and over RFC 2136 DNS-01; issuer failures
+//! are reported and recover; a killed operator resumes its order; bad Certificates are
+//! reported without stopping the others; and no secret ever reaches the logs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use caas_operator::api::{CaaSIssuer, Certificate};
+use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, shared_bind, unique_name};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use support::*;
+
+const ZONE: &str = "acc.test";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Records the names of objects with the HTTP-01 solver label that appear in `ns`.
+fn watch_solver_objects<K>(
+    client: &kube::Client,
+    ns: &str,
+) -> tokio::task::JoinHandle<BTreeSet<String>>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let cfg = watcher::Config::default().labels("caas.dev/component=http01-solver");
+    tokio::spawn(async move {
+        let mut seen = BTreeSet::new();
+        let mut stream = watcher(api, cfg).applied_objects().boxed();
+        while let Ok(Some(Ok(obj))) = tokio::time::timeout(TIMEOUT, stream.next()).await {
+            seen.insert(format!("{}", obj.meta().name.clone().unwrap_or_default()));
+            if seen.len() >= 2 {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+#[tokio::test]
+async fn http01_issues_a_two_name_certificate() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "http01").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": { "ingress": { "ingressClassName": "nginx" } } }]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+
+    let ingresses = watch_solver_objects::<Ingress>(&client, &ns);
+    let services = watch_solver_objects::<Service>(&client, &ns);
+    let endpoints = watch_solver_objects::<Endpoints>(&client, &ns);
+    tokio::time::sleep(Duration::from_millis(300)).await; // watches established
+
+    let names = [
+        format!("{}.{ZONE}", unique_name("a")),
+        format!("{}.{ZONE}", unique_name("b")),
+    ];
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls",
+            "issuerRef": { "name": "pebble" },
+            "dnsNames": names,
+        }),
+    )
+    .await;
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let status = cert.status.clone().unwrap();
+    assert_eq!(status.revision, Some(1));
+    assert!(status.not_after.is_some() && status.renewal_time.is_some());
+    assert!(
+        status.order.is_none(),
+        "the finished order is cleared from status"
+    );
+
+    // The Secret: chain verifies against Pebble's root, key matches, SANs exact.
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("web-tls")
+        .await
+        .unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let chain = secret_text(&secret, "tls.crt");
+    let key = secret_text(&secret, "tls.key");
+    let root = pebble.issuance_root().await;
+    for name in &names {
+        verify_chain(&chain, &root, name)
+            .unwrap_or_else(|e| panic!("chain does not verify for {name}: {e}"));
+    }
+    let info = caas_operator::pki::parse_chain(&chain).unwrap();
+    assert!(info.chain_len >= 2, "tls.crt holds the leaf and its chain");
+    assert!(caas_operator::pki::key_matches(&key, &info));
+    let mut sans = info.dns_names.clone();
+    sans.sort();
+    let mut want = names.to_vec();
+    want.sort();
+    assert_eq!(sans, want);
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("caas.dev/certificate-name")
+            .map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(annotations.get("caas.dev/serial"), Some(&info.serial));
+
+    // The temporary objects existed during the challenges, and none are left.
+    for (kind, seen) in [
+        ("Ingress", ingresses),
+        ("Service", services),
+        ("Endpoints", endpoints),
+    ] {
+        let seen = seen.await.unwrap();
+        assert_eq!(
+            seen.len(),
+            2,
+            "one temporary {kind} per challenge, saw {seen:?}"
+        );
+    }
+    let lp = ListParams::default().labels("caas.dev/component=http01-solver");
+    assert!(
+        Api::<Ingress>::namespaced(client.clone(), &ns)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<Service>::namespaced(client.clone(), &ns)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<Endpoints>::namespaced(client.clone(), &ns)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt("web-next-key")
+            .await
+            .unwrap()
+            .is_none(),
+        "the pending key Secret is removed once the TLS Secret is written"
+    );
+
+    let account_key = secret_text(
+        &Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("pebble-account")
+            .await
+            .unwrap(),
+        "tls.key",
+    );
+    operator.assert_logs_free_of(&[&pebble.eab_hmac, &account_key, &key]);
+}
+
+#[tokio::test]
+async fn dns01_issues_wildcard_and_apex_and_removes_txt_records() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "dns01").await;
+    let pebble = Pebble::start(PebbleOptions {
+        env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+        ..Default::default()
+    });
+    let operator = Operator::start(api, &ns, &pebble);
+    let solver = rfc2136_solver(&client, &ns).await;
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([solver]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+
+    let apex = format!("{}.{ZONE}", unique_name("wild"));
+    let wildcard = format!("*.{apex}");
+    create_certificate(
+        &client,
+        &ns,
+        "wild",
+        json!({
+            "secretName": "wild-tls",
+            "issuerRef": { "name": "pebble" },
+            "dnsNames": [wildcard, apex],
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "wild",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("wild-tls")
+        .await
+        .unwrap();
+    let info = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).unwrap();
+    let sans: BTreeSet<String> = info.dns_names.into_iter().collect();
+    assert_eq!(sans, BTreeSet::from([wildcard.clone(), apex.clone()]));
+    verify_chain(
+        &secret_text(&secret, "tls.crt"),
+        &pebble.issuance_root().await,
+        &format!("www.{apex}"),
+    )
+    .unwrap();
+
+    let txt = shared_bind().dig(&format!("_acme-challenge.{apex}"), "TXT");
+    assert!(txt.is_empty(), "TXT records left in BIND: {txt:?}");
+    operator.assert_logs_free_of(&[
+        &pebble.eab_hmac,
+        &shared_bind().tsig_secret,
+        &secret_text(&secret, "tls.key"),
+    ]);
+}
+
+#[tokio::test]
+async fn issuer_reports_eab_rejection_recovers_and_shares_accounts() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "issuer").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+
+    // A wrong HMAC (well-formed, not the CA's).
+    let wrong = "c2VjcmV0LWJ1dC1ub3QtdGhlLXJpZ2h0LW9uZS1mb3ItdGhpcy1jYQ";
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        wrong,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let issuer = wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "False",
+        "EABRejected",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let (_, _, message) = condition(&issuer.status.unwrap().conditions, "Ready").unwrap();
+    assert!(
+        message.contains("External Account Binding"),
+        "message names EAB: {message}"
+    );
+    assert!(
+        message.len() > "the CA rejected the External Account Binding: ".len() + 5,
+        "message carries the CA's words: {message}"
+    );
+
+    // Fix the Secret: Ready without restarting the operator.
+    apply_secret(&client, &ns, "pebble-eab", &[("hmac", &pebble.eab_hmac)]).await;
+    let issuer = wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let uri = issuer
+        .status
+        .unwrap()
+        .account_uri
+        .expect("account URI in status");
+    assert!(uri.starts_with("https://127.0.0.1:"));
+
+    // A second issuer with the same account key Secret gets the same account.
+    let second: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": "second", "namespace": ns },
+        "spec": {
+            "server": pebble.directory_url, "caBundle": pebble.tls_ca_pem,
+            "privateKeySecretRef": { "name": "pebble-account" },
+            "solvers": [{ "http01": {} }]
+        }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &second)
+        .await
+        .unwrap();
+    let second = wait_issuer(
+        &client,
+        &ns,
+        "second",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(
+        second.status.unwrap().account_uri.as_deref(),
+        Some(uri.as_str())
+    );
+
+    // A missing EAB Secret and a bad server are reported with their own reasons.
+    let missing: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": "missing", "namespace": ns },
+        "spec": {
+            "server": pebble.directory_url, "caBundle": pebble.tls_ca_pem,
+            "externalAccountBinding": { "keyID": pebble.eab_kid, "keySecretRef": { "name": "nope", "key": "hmac" } },
+            "privateKeySecretRef": { "name": "missing-account" }
+        }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &missing)
+        .await
+        .unwrap();
+    wait_issuer(
+        &client,
+        &ns,
+        "missing",
+        "False",
+        "SecretNotFound",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let unreachable: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": "unreachable", "namespace": ns },
+        "spec": { "server": "https://127.0.0.1:1/dir", "privateKeySecretRef": { "name": "u-account" } }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &unreachable)
+        .await
+        .unwrap();
+    wait_issuer(
+        &client,
+        &ns,
+        "unreachable",
+        "False",
+        "ServerUnreachable",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let invalid: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": "invalid", "namespace": ns },
+        "spec": { "server": "https://ca.example/dir", "caBundle": "not PEM", "privateKeySecretRef": { "name": "i-account" } }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &invalid)
+        .await
+        .unwrap();
+    wait_issuer(
+        &client,
+        &ns,
+        "invalid",
+        "False",
+        "InvalidSpec",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+
+    operator.assert_logs_free_of(&[&pebble.eab_hmac, wrong]);
+}
+
+/// Counts new-order requests in Pebble's log.
+fn new_orders(pebble: &Pebble) -> usize {
+    pebble
+        .log()
+        .lines()
+        .filter(|l| l.contains("/order-plz"))
+        .count()
+}
+
+#[tokio::test]
+async fn killed_operator_resumes_the_same_order() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "resume").await;
+    // A CA that takes its time to validate (0-15 s), so the kill lands mid-order.
+    let pebble = Pebble::start(PebbleOptions {
+        va_nosleep: false,
+        ..Default::default()
+    });
+    let mut operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let before = new_orders(&pebble);
+
+    let name = format!("{}.{ZONE}", unique_name("resume"));
+    create_certificate(
+        &client,
+        &ns,
+        "resume",
+        json!({
+            "secretName": "resume-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [name],
+        }),
+    )
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let cert = wait_for(
+        "the order URL in status",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get("resume").await.unwrap() }
+        },
+        |c: &Certificate| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.order.as_ref())
+                .is_some_and(|o| !o.challenges.is_empty())
+        },
+    )
+    .await;
+    operator.kill();
+    let order = cert.status.unwrap().order.unwrap();
+    assert_ne!(
+        order.state, "valid",
+        "the kill must land before the order is valid"
+    );
+
+    operator.restart();
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "resume",
+        "True",
+        Some("Issued"),
+        Duration::from_secs(90),
+        &operator,
+    )
+    .await;
+    assert_eq!(cert.status.unwrap().revision, Some(1));
+    assert_eq!(
+        new_orders(&pebble) - before,
+        1,
+        "the CA saw exactly one new-order request"
+    );
+}
+
+#[tokio::test]
+async fn bad_certificates_are_reported_and_others_still_issue() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "bad").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+
+    create_certificate(
+        &client,
+        &ns,
+        "no-names",
+        json!({ "secretName": "a", "issuerRef": { "name": "pebble" } }),
+    )
+    .await;
+    create_certificate(&client, &ns, "no-issuer", json!({
+        "secretName": "b", "issuerRef": { "name": "does-not-exist" }, "dnsNames": [format!("x.{ZONE}")],
+    }))
+    .await;
+    create_certificate(&client, &ns, "bad-name", json!({
+        "secretName": "c", "issuerRef": { "name": "pebble" }, "dnsNames": ["under_score.acc.test"],
+    }))
+    .await;
+    create_certificate(&client, &ns, "wildcard-http", json!({
+        "secretName": "d", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("*.{}.{ZONE}", unique_name("w"))],
+    }))
+    .await;
+    let good = format!("{}.{ZONE}", unique_name("good"));
+    create_certificate(
+        &client,
+        &ns,
+        "good",
+        json!({
+            "secretName": "good-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [good],
+        }),
+    )
+    .await;
+
+    wait_cert_ready(
+        &client,
+        &ns,
+        "good",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let c = wait_cert_ready(
+        &client,
+        &ns,
+        "no-names",
+        "False",
+        Some("InvalidSpec"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&c.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .2
+            .contains("dnsNames")
+    );
+    let c = wait_cert_ready(
+        &client,
+        &ns,
+        "no-issuer",
+        "False",
+        Some("IssuerNotFound"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&c.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .2
+            .contains("does-not-exist")
+    );
+    let c = wait_cert_ready(
+        &client,
+        &ns,
+        "bad-name",
+        "False",
+        Some("InvalidSpec"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&c.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .2
+            .contains("under_score")
+    );
+    let c = wait_cert_ready(
+        &client,
+        &ns,
+        "wildcard-http",
+        "False",
+        Some("NoSolver"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&c.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .2
+            .contains("dns01")
+    );
+}

@@ -1,0 +1,415 @@
+//! What the operator's integration tests share: installing the CRDs, starting the real
+//! operator binary against the test bed, issuer manifests, waiting, and checking logs
+//! for secrets.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caas_operator::api::{CaaSIssuer, Certificate};
+use caas_testbed::{ApiServer, Pebble, Proc, free_port, scratch_dir, shared_bind};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
+
+/// Installs the generated CRDs once per test binary and waits until they are served.
+pub async fn install_crds(_client: &kube::Client) {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let api_server = caas_testbed::shared_apiserver();
+    // On a thread and runtime of its own: tests run on different runtimes, and a
+    // client must not outlive the runtime that made it.
+    ONCE.get_or_init(|| {
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async { install_crds_now(&api_server.client().await).await })
+        })
+        .join()
+        .expect("installing CRDs")
+    });
+}
+
+async fn install_crds_now(client: &kube::Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in caas_operator::api::crds_yaml().split("\n---\n").skip(1) {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(doc).expect("CRD YAML");
+        let name = crd.metadata.name.clone().unwrap();
+        // Create or replace, not server-side apply: the 1.20 API server mangles applied
+        // CRDs that have subresources ("per-version schemas may not all be identical").
+        match api.get_opt(&name).await.expect("get CRD") {
+            None => match api.create(&Default::default(), &crd).await {
+                Ok(_) => {}
+                Err(e) => panic!("create CRD {name}: {e}"),
+            },
+            Some(existing) => {
+                let mut crd = crd.clone();
+                crd.metadata.resource_version = existing.metadata.resource_version.clone();
+                api.replace(&name, &Default::default(), &crd)
+                    .await
+                    .expect("replace CRD");
+            }
+        }
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in 30 s")
+        .expect("watch CRD");
+    }
+}
+
+/// The operator binary running as a child process, with its log in a file.
+pub struct Operator {
+    pub proc: Proc,
+    pub metrics_port: u16,
+    pub http01_port: u16,
+    args: Vec<String>,
+    kubeconfig: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    runs: u32,
+}
+
+/// The address the temporary HTTP-01 Endpoints point at in tests (no pods run here; the
+/// API server refuses loopback addresses in Endpoints).
+pub const TEST_POD_IP: &str = "10.0.0.10";
+
+impl Operator {
+    /// Starts `caas-operator run` watching `namespace`, answering HTTP-01 on Pebble's
+    /// validation port.
+    pub fn start(api: &ApiServer, namespace: &str, pebble: &Pebble) -> Operator {
+        let metrics_port = free_port();
+        let args = vec![
+            "run".to_string(),
+            format!("--namespace={namespace}"),
+            format!("--http01-addr=127.0.0.1:{}", pebble.http_port),
+            format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+            format!("--cluster-resource-namespace={namespace}"),
+            format!("--pod-ip={TEST_POD_IP}"),
+        ];
+        let dir = scratch_dir("operator");
+        let mut op = Operator {
+            proc: spawn(&args, &api.kubeconfig, &dir, 0),
+            metrics_port,
+            http01_port: pebble.http_port,
+            args,
+            kubeconfig: api.kubeconfig.clone(),
+            dir,
+            runs: 1,
+        };
+        op.wait_healthy();
+        op
+    }
+
+    fn wait_healthy(&mut self) {
+        let port = self.metrics_port;
+        self.proc
+            .wait_until(Duration::from_secs(30), || caas_testbed::port_open(port));
+    }
+
+    /// SIGKILLs the operator (no cleanup, no lease release).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts the operator again with the same arguments (a new log file).
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = spawn(&self.args, &self.kubeconfig, &self.dir, self.runs);
+        self.runs += 1;
+        self.wait_healthy();
+    }
+
+    /// Everything every run of this operator logged.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for run in 0..self.runs {
+            all.push_str(
+                &std::fs::read_to_string(self.dir.join(format!("operator-{run}.log")))
+                    .unwrap_or_default(),
+            );
+        }
+        all
+    }
+
+    /// Fails if any of `secrets` (or the base64 body of a PEM among them) appears in the
+    /// logs.
+    pub fn assert_logs_free_of(&self, secrets: &[&str]) {
+        let logs = self.logs();
+        assert!(
+            !logs.is_empty(),
+            "the operator logged nothing at all: the check below would be empty"
+        );
+        for secret in secrets {
+            for needle in secret_needles(secret) {
+                assert!(
+                    !logs.contains(&needle),
+                    "the operator log contains secret material ({}...)",
+                    &needle[..needle.len().min(12)]
+                );
+            }
+        }
+    }
+}
+
+/// The strings that must not leak for one secret: the value itself and, for PEM, each
+/// base64 line of its body long enough to be specific.
+pub fn secret_needles(secret: &str) -> Vec<String> {
+    let secret = secret.trim();
+    if secret.contains("-----BEGIN") {
+        secret
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+            .map(str::to_string)
+            .collect()
+    } else {
+        vec![secret.to_string()]
+    }
+}
+
+fn spawn(args: &[String], kubeconfig: &std::path::Path, dir: &std::path::Path, run: u32) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_caas-operator"));
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "debug,hyper=info,hyper_util=info,rustls=info,h2=info,tower=info,kube_client=info,kube_runtime=info")
+        .env("NO_COLOR", "1");
+    Proc::spawn(
+        "caas-operator",
+        cmd,
+        &dir.join(format!("operator-{run}.log")),
+        None,
+    )
+}
+
+/// A Secret with the EAB HMAC key, and a `CaaSIssuer` using it with the given solvers.
+pub async fn create_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    pebble: &Pebble,
+    hmac: &str,
+    solvers: serde_json::Value,
+) -> CaaSIssuer {
+    apply_secret(client, ns, &format!("{name}-eab"), &[("hmac", hmac)]).await;
+    let issuer: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": {
+            "server": pebble.directory_url,
+            "caBundle": pebble.tls_ca_pem,
+            "externalAccountBinding": {
+                "keyID": pebble.eab_kid,
+                "keySecretRef": { "name": format!("{name}-eab"), "key": "hmac" }
+            },
+            "privateKeySecretRef": { "name": format!("{name}-account") },
+            "solvers": solvers
+        }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("caas-tests").force(),
+            &Patch::Apply(&issuer),
+        )
+        .await
+        .expect("apply issuer")
+}
+
+/// The RFC 2136 solver for the shared BIND (TSIG secret in `tsig` Secret of `ns`).
+pub async fn rfc2136_solver(client: &kube::Client, ns: &str) -> serde_json::Value {
+    let bind = shared_bind();
+    apply_secret(client, ns, "tsig", &[("secret", &bind.tsig_secret)]).await;
+    json!({ "dns01": { "rfc2136": {
+        "nameserver": bind.addr().to_string(),
+        "tsigKeyName": bind.tsig_key_name,
+        "tsigAlgorithm": "HMACSHA256",
+        "tsigSecretSecretRef": { "name": "tsig", "key": "secret" }
+    } } })
+}
+
+pub async fn apply_secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let string_data: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "namespace": ns },
+        "stringData": string_data
+    });
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("caas-tests").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply secret");
+}
+
+pub async fn create_certificate(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Certificate {
+    let cert: Certificate = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": spec
+    }))
+    .unwrap();
+    Api::<Certificate>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("caas-tests").force(),
+            &Patch::Apply(&cert),
+        )
+        .await
+        .expect("apply certificate")
+}
+
+/// The `type` condition's (status, reason, message), if any.
+pub fn condition(
+    conditions: &[caas_operator::api::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Polls `get` until `done` holds for what it returns, or panics after `timeout` with
+/// the last value and the operator's log tail.
+pub async fn wait_for<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    operator: Option<&Operator>,
+    mut get: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = get().await;
+        if done(&value) {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let log = operator.map(|o| o.proc.log_tail(60)).unwrap_or_default();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last value: {value:#?}\noperator log tail:\n{log}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the Certificate's `Ready` condition has `status` and returns it.
+pub async fn wait_cert_ready(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+    operator: &Operator,
+) -> Certificate {
+    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("Certificate {ns}/{name} Ready={status} {reason:?}"),
+        timeout,
+        Some(operator),
+        || {
+            let api = api.clone();
+            async move { api.get(name).await.expect("get certificate") }
+        },
+        |c: &Certificate| {
+            c.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Ready"))
+                .is_some_and(|(s, r, _)| s == status && reason.is_none_or(|want| want == r))
+        },
+    )
+    .await
+}
+
+/// Waits until the issuer's `Ready` condition has `status` (and `reason`).
+pub async fn wait_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+    operator: &Operator,
+) -> CaaSIssuer {
+    let api: Api<CaaSIssuer> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("CaaSIssuer {ns}/{name} Ready={status} {reason}"),
+        timeout,
+        Some(operator),
+        || {
+            let api = api.clone();
+            async move { api.get(name).await.expect("get issuer") }
+        },
+        |i: &CaaSIssuer| {
+            i.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Ready"))
+                .is_some_and(|(s, r, _)| s == status && r == reason)
+        },
+    )
+    .await
+}
+
+/// `key` of a Secret's data as text.
+pub fn secret_text(secret: &Secret, key: &str) -> String {
+    String::from_utf8(
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
+}
+
+/// Verifies `chain_pem` (leaf first) for `name` against `root_pem`, the way a TLS client
+/// would.
+pub fn verify_chain(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider,
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let (leaf, intermediates) = certs.split_first().ok_or("empty chain")?;
+    let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &server_name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
