@@ -40,7 +40,7 @@ where
         let mut seen = BTreeSet::new();
         let mut stream = watcher(api, cfg).applied_objects().boxed();
         while let Ok(Some(Ok(obj))) = tokio::time::timeout(TIMEOUT, stream.next()).await {
-            seen.insert(format!("{}", obj.meta().name.clone().unwrap_or_default()));
+            seen.insert(obj.meta().name.clone().unwrap_or_default());
             if seen.len() >= 2 {
                 break;
             }
