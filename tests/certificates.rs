@@ -13,7 +13,7 @@ use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, shared_bind, unique_
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use support::*;
@@ -192,6 +192,53 @@ async fn http01_issues_a_two_name_certificate() {
         "the pending key Secret is removed once the TLS Secret is written"
     );
 
+    let lifetime = info.not_after.duration_since(info.not_before);
+    assert!(
+        (lifetime.as_hours() - 90 * 24).abs() <= 1,
+        "Pebble's configured 90-day validity: {lifetime:#}"
+    );
+
+    // Changing dnsNames reissues; the Secret is replaced by a complete successor.
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    certs
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "dnsNames": [names[0]] } })),
+        )
+        .await
+        .unwrap();
+    let cert = wait_for(
+        "revision 2 after changing dnsNames",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get("web").await.unwrap() }
+        },
+        |c: &Certificate| c.status.as_ref().and_then(|s| s.revision) == Some(2),
+    )
+    .await;
+    assert_eq!(
+        condition(&cert.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .0,
+        "True"
+    );
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("web-tls")
+        .await
+        .unwrap();
+    let reissued = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).unwrap();
+    assert_eq!(reissued.dns_names, vec![names[0].clone()]);
+    assert_ne!(reissued.serial, info.serial);
+    let new_key = secret_text(&secret, "tls.key");
+    assert!(caas_operator::pki::key_matches(&new_key, &reissued));
+    assert_ne!(
+        new_key, key,
+        "rotationPolicy Always (the default) makes a new key"
+    );
+
     let account_key = secret_text(
         &Api::<Secret>::namespaced(client.clone(), &ns)
             .get("pebble-account")
@@ -199,7 +246,7 @@ async fn http01_issues_a_two_name_certificate() {
             .unwrap(),
         "tls.key",
     );
-    operator.assert_logs_free_of(&[&pebble.eab_hmac, &account_key, &key]);
+    operator.assert_logs_free_of(&[&pebble.eab_hmac, &account_key, &key, &new_key]);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::{random_bytes, scratch_dir, shared_bind, tool};
 #[derive(Clone, Debug)]
 pub struct PebbleOptions {
     pub eab_required: bool,
-    /// Validity of issued certificates in seconds (Pebble profile `default`).
+    /// Validity of issued certificates in seconds.
     pub validity_secs: u64,
     /// The DNS server Pebble resolves names with; `None` means the shared BIND.
     pub dns_server: Option<SocketAddr>,
@@ -87,10 +87,8 @@ impl Pebble {
                 "externalAccountBindingRequired": options.eab_required,
                 "externalAccountMACKeys": { eab_kid.clone(): eab_hmac.clone() },
                 "retryAfter": { "authz": options.retry_after_secs, "order": options.retry_after_secs },
-                "profiles": {
-                    "default": { "description": "test default", "validityPeriod": options.validity_secs },
-                    "shortlived": { "description": "short-lived", "validityPeriod": options.validity_secs.min(6 * 24 * 3600) }
-                }
+                // Pebble 2.6 has one validity for all certificates (profiles came in 2.7).
+                "certificateValidityPeriod": options.validity_secs
             }
         });
         std::fs::write(
