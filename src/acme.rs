@@ -17,7 +17,11 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{
     Account, BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient, Key, NewAccount,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use rustls_pki_types::pem::PemObject;
+
+use crate::metrics::AcmeRequestLabels;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// What went wrong talking to a CA, sorted by what a user can do about it.
@@ -116,17 +120,21 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Counts of ACME requests by (endpoint, HTTP status), and the last `Retry-After` seen
-/// per URL. Shared by every client the operator makes.
+/// Counts of ACME requests by endpoint and HTTP status (a metric), and the last
+/// `Retry-After` seen per URL. Shared by every client the operator makes.
 #[derive(Default)]
 pub struct AcmeStats {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    requests: Family<AcmeRequestLabels, Counter>,
     retry_after: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl AcmeStats {
-    pub fn requests(&self) -> BTreeMap<(String, u16), u64> {
-        self.requests.lock().expect("stats lock").clone()
+    /// Stats counting into `requests` (the registered metric family).
+    pub fn new(requests: Family<AcmeRequestLabels, Counter>) -> Self {
+        AcmeStats {
+            requests,
+            retry_after: Mutex::default(),
+        }
     }
 
     /// The `Retry-After` the CA last sent for `url`, consumed.
@@ -215,12 +223,13 @@ impl HttpClient for AcmeHttp {
         Box::pin(async move {
             let response = fut.await;
             let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
-            *stats
+            stats
                 .requests
-                .lock()
-                .expect("stats lock")
-                .entry((endpoint, status))
-                .or_default() += 1;
+                .get_or_create(&AcmeRequestLabels {
+                    endpoint,
+                    status: status.to_string(),
+                })
+                .inc();
             let response = response.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             if let Some(secs) = response
                 .headers()

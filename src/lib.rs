@@ -13,6 +13,7 @@
 pub mod acme;
 pub mod api;
 pub mod controllers;
+pub mod metrics;
 pub mod operator;
 pub mod pki;
 pub mod plan;

@@ -45,6 +45,16 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value = "text", env = "CAAS_LOG_FORMAT")]
         log_format: LogFormat,
+        /// Elect a leader through a Lease, so that several replicas can run (all answer
+        /// challenges; one reconciles).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Name of the Lease (in the cluster resource namespace).
+        #[arg(long, default_value = "caas-operator", env = "CAAS_LEASE_NAME")]
+        lease_name: String,
+        /// Seconds a Lease stays valid without renewal (takeover time after a crash).
+        #[arg(long, default_value_t = 15, env = "CAAS_LEASE_DURATION")]
+        lease_duration: u64,
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
@@ -93,10 +103,26 @@ async fn main() -> anyhow::Result<()> {
             cluster_resource_namespace,
             pod_ip,
             log_format,
+            leader_elect,
+            lease_name,
+            lease_duration,
         } => {
             init_logging(log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = kube::Client::try_default().await?;
+            // Count API requests (a metric) with a layer on the client's stack.
+            let kube_requests = prometheus_client::metrics::counter::Counter::default();
+            let counter = kube_requests.clone();
+            let config = kube::Config::infer().await?;
+            let client = kube::client::ClientBuilder::try_from(config)?
+                .with_layer(&tower::util::MapRequestLayer::new(move |req| {
+                    counter.inc();
+                    req
+                }))
+                .build();
+            let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
             let cluster_resource_namespace = cluster_resource_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "caas-operator".into());
@@ -106,8 +132,12 @@ async fn main() -> anyhow::Result<()> {
                 namespace,
                 cluster_resource_namespace,
                 pod_ip,
+                leader_election: leader_elect,
+                lease_name,
+                lease_duration: std::time::Duration::from_secs(lease_duration),
+                identity,
             };
-            caas_operator::operator::run(client, options, shutdown_signal()).await
+            caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }
     }
 }

@@ -1,17 +1,24 @@
-//! Wiring: the watches, the controllers, the solver and health listeners, and shutdown.
+//! Wiring: watches, leader election, controllers, listeners, and shutdown.
+//!
+//! Every replica watches Certificates (so it can answer HTTP-01 from their status) and
+//! serves the solver, health and metrics listeners. Only the replica holding the Lease
+//! runs the controllers; when it loses the Lease (or shuts down) they stop, and on
+//! SIGTERM it releases the Lease so another replica takes over at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::api::{
@@ -19,6 +26,7 @@ use crate::api::{
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::{self, Context, Settings};
+use crate::metrics::Metrics;
 use crate::solvers::http01::{self, SolverEndpoint};
 
 /// How to run the operator.
@@ -31,7 +39,17 @@ pub struct Options {
     pub cluster_resource_namespace: String,
     /// The address other pods reach this replica at (the temporary HTTP-01 Endpoints).
     pub pod_ip: Option<IpAddr>,
+    /// Elect a leader through a Lease in `cluster_resource_namespace`; without it this
+    /// process always reconciles.
+    pub leader_election: bool,
+    pub lease_name: String,
+    /// How long a Lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease.
+    pub identity: String,
 }
+
+type Shutdown = Shared<BoxFuture<'static, ()>>;
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
@@ -43,20 +61,29 @@ where
     }
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs until `shutdown` resolves. `kube_requests` counts the client's API requests.
 pub async fn run(
     client: Client,
     options: Options,
+    kube_requests: prometheus_client::metrics::counter::Counter,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shutdown = futures::future::FutureExt::shared(futures::future::FutureExt::boxed(shutdown));
-    let certificates: Api<Certificate> = api(&client, &options.namespace);
-    let issuers: Api<CaaSIssuer> = api(&client, &options.namespace);
-    let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
-    let managed_secrets: Api<Secret> = api(&client, &options.namespace);
+    let shutdown: Shutdown = shutdown.boxed().shared();
 
-    let cert_controller = Controller::new(certificates, watcher::Config::default());
-    let store = cert_controller.store();
+    // Every replica: the watched Certificates, for HTTP-01 answers and metrics.
+    let (store, writer) = reflector::store();
+    let cert_watch = reflector::reflector(
+        writer,
+        watcher(
+            api::<Certificate>(&client, &options.namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    let cert_watch = tokio::spawn(cert_watch);
+    let metrics = Metrics::new(store.clone(), kube_requests);
     let settings = Settings {
         cluster_resource_namespace: options.cluster_resource_namespace.clone(),
         solver_endpoint: SolverEndpoint {
@@ -64,9 +91,12 @@ pub async fn run(
             port: options.http01_addr.port(),
         },
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings, store.clone()));
-
-    // Listeners: HTTP-01 answers and health.
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        store.clone(),
+        metrics.clone(),
+    ));
     let http01 = tokio::spawn(http01::serve(
         options.http01_addr,
         store.clone(),
@@ -75,32 +105,121 @@ pub async fn run(
     let health = tokio::spawn(serve_health(
         options.metrics_addr,
         store.clone(),
+        metrics,
         shutdown.clone(),
     ));
+    tracing::info!(
+        namespace = options.namespace.as_deref().unwrap_or("(all)"),
+        http01 = %options.http01_addr,
+        metrics = %options.metrics_addr,
+        identity = %options.identity,
+        "caas-operator running"
+    );
 
-    // Certificates: also woken by their TLS Secret (label selector: only managed ones)
-    // and by their issuer becoming ready.
+    if options.leader_election {
+        lead_while_leader(&client, &options, ctx, shutdown.clone()).await?;
+    } else {
+        run_controllers(&client, &options, ctx, shutdown.clone()).await;
+    }
+    let _ = http01.await;
+    let _ = health.await;
+    cert_watch.abort();
+    tracing::info!("caas-operator stopped");
+    Ok(())
+}
+
+/// Campaigns for the Lease; runs the controllers while holding it.
+async fn lead_while_leader(
+    client: &Client,
+    options: &Options,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let secs = options.lease_duration.as_secs().max(3);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+        .with_namespace(&options.cluster_resource_namespace)
+        .with_identity(&options.identity)
+        .with_duration(secs)
+        .with_grace((secs / 3).max(1))
+        .build()
+        .await?;
+    let (mut leader, lease_task) = manager.watch().await;
+    loop {
+        // Wait to lead (or to stop).
+        while !*leader.borrow_and_update() {
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                _ = shutdown.clone() => {
+                    drop(leader);
+                    let _ = lease_task.await;
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(identity = %options.identity, "acquired the Lease: reconciling");
+        let mut watch_lost = leader.clone();
+        let lost = async move {
+            while *watch_lost.borrow_and_update() {
+                if watch_lost.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let stop: Shutdown = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = lost => tracing::warn!("lost the Lease: stopping the controllers"),
+                }
+            }
+            .boxed()
+            .shared()
+        };
+        run_controllers(client, options, ctx.clone(), stop).await;
+        if shutdown.peek().is_some() {
+            drop(leader);
+            // Releases the Lease so another replica takes over without waiting it out.
+            match lease_task.await {
+                Ok(Ok(_)) => tracing::info!("released the Lease"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not release the Lease"),
+                Err(e) => tracing::warn!(error = %e, "lease task failed"),
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// The controllers, until `stop` resolves.
+async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    let certificates: Api<Certificate> = api(client, &options.namespace);
+    let issuers: Api<CaaSIssuer> = api(client, &options.namespace);
+    let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
+    let managed_secrets: Api<Secret> = api(client, &options.namespace);
+    let ingresses: Api<Ingress> = api(client, &options.namespace);
+    let store = ctx.certificates.clone();
+
+    // Certificates are also woken by their TLS Secret (watched by label: only the
+    // Secrets we manage) and by their issuer changing.
     let secret_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}=tls");
-    let store_ns = store.clone();
-    let store_cluster = store.clone();
-    let certs = cert_controller
+    let (store_ns, store_cluster) = (store.clone(), store.clone());
+    let certs = Controller::new(certificates.clone(), watcher::Config::default())
         .watches(
             managed_secrets,
             watcher::Config::default().labels(&secret_selector),
             |secret: Secret| {
-                let ns = secret.namespace();
+                let ns = secret.namespace().unwrap_or_default();
                 secret
                     .labels()
                     .get(CERTIFICATE_LABEL)
-                    .map(|name| ObjectRef::new(name).within(ns.as_deref().unwrap_or_default()))
+                    .map(|name| ObjectRef::new(name).within(&ns))
             },
         )
         .watches(
             issuers.clone(),
             watcher::Config::default(),
             move |issuer: CaaSIssuer| {
-                let ns = issuer.namespace();
-                let name = issuer.name_any();
+                let (ns, name) = (issuer.namespace(), issuer.name_any());
                 store_ns
                     .state()
                     .into_iter()
@@ -126,65 +245,81 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(stop.clone())
         .run(
             controllers::certificate::reconcile,
             controllers::certificate::error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "certificate controller");
-            }
-        });
+        .for_each(|_| futures::future::ready(()));
     let issuer_loop = Controller::new(issuers, watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(stop.clone())
         .run(
             controllers::issuer::reconcile_namespaced,
             controllers::issuer::error_policy,
             ctx.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(|_| futures::future::ready(()));
     let cluster_issuer_loop = Controller::new(cluster_issuers, watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(stop.clone())
         .run(
             controllers::issuer::reconcile_cluster,
             controllers::issuer::error_policy,
             ctx.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(|_| futures::future::ready(()));
+    // Ingresses: also woken when a Certificate they own changes or goes away.
+    let ingress_loop = Controller::new(ingresses, watcher::Config::default())
+        .watches(
+            certificates,
+            watcher::Config::default(),
+            |cert: Certificate| {
+                controllers::ingress::ingress_of(&cert)
+                    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+            },
+        )
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            controllers::ingress::reconcile,
+            controllers::ingress::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
     let sweeper = tokio::spawn(sweep_solvers(
         client.clone(),
         options.namespace.clone(),
-        store.clone(),
+        store,
     ));
-
-    tracing::info!(
-        namespace = options.namespace.as_deref().unwrap_or("(all)"),
-        http01 = %options.http01_addr,
-        metrics = %options.metrics_addr,
-        "caas-operator running"
-    );
-    tokio::join!(certs, issuer_loop, cluster_issuer_loop);
+    tokio::join!(certs, issuer_loop, cluster_issuer_loop, ingress_loop);
     sweeper.abort();
-    let _ = http01.await;
-    let _ = health.await;
-    tracing::info!("caas-operator stopped");
-    Ok(())
+}
+
+async fn metrics_text(
+    State(metrics): State<Arc<Metrics>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
 }
 
 async fn serve_health(
     addr: SocketAddr,
     store: Store<Certificate>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    let ready_store = store.clone();
     let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics)
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let store = ready_store.clone();
+                let store = store.clone();
                 async move {
                     // Ready once the Certificate cache has synced: before that, HTTP-01
                     // answers could be missing.
@@ -207,18 +342,18 @@ async fn serve_health(
 }
 
 /// Deletes temporary HTTP-01 objects that no challenge in progress needs: leftovers of
-/// a crash between presenting a challenge and cleaning up. Runs at start and every
-/// ten minutes.
+/// a crash between presenting a challenge and cleaning up. Runs when this replica starts
+/// leading and every ten minutes after.
 async fn sweep_solvers(client: Client, namespace: Option<String>, store: Store<Certificate>) {
     if store.wait_until_ready().await.is_err() {
         return;
     }
+    let selector = format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
+        http01::COMPONENT
+    );
     loop {
         let ingresses: Api<Ingress> = api(&client, &namespace);
-        let selector = format!(
-            "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
-            http01::COMPONENT
-        );
         match ingresses
             .list_metadata(&kube::api::ListParams::default().labels(&selector))
             .await
@@ -229,8 +364,8 @@ async fn sweep_solvers(client: Client, namespace: Option<String>, store: Store<C
                     let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else {
                         continue;
                     };
-                    let cert = store.get(&ObjectRef::new(&cert_name).within(&ns));
-                    let keep: Vec<String> = cert
+                    let keep: Vec<String> = store
+                        .get(&ObjectRef::new(&cert_name).within(&ns))
                         .and_then(|c| c.status.clone())
                         .and_then(|s| s.order)
                         .map(|o| o.challenges.into_iter().map(|c| c.token).collect())

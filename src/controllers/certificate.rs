@@ -1045,7 +1045,8 @@ async fn save_status(
     Ok(())
 }
 
-pub fn error_policy(cert: Arc<Certificate>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error("certificate");
     tracing::warn!(certificate = %key_of(&cert), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }

@@ -267,6 +267,23 @@ async fn reconcile_handle(
         tracing::info!(issuer = %issuer.display(), reason = %state.condition.reason, "issuer {}", state.condition.message);
     }
     let key = format!("{}/{}", issuer.secret_namespace, issuer.display());
+    let labels = crate::metrics::IssuerLabels {
+        namespace: match issuer.kind {
+            super::IssuerKind::Namespaced => issuer.secret_namespace.clone(),
+            super::IssuerKind::Cluster => String::new(),
+        },
+        name: issuer.name.clone(),
+        kind: issuer
+            .display()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    ctx.metrics
+        .issuer_ready
+        .get_or_create(&labels)
+        .set(i64::from(state.condition.is_true()));
     let action = if state.retry {
         Action::requeue(retry_delay(&key, true))
     } else if state.condition.is_true() {
@@ -339,7 +356,8 @@ async fn publish_change<K: Resource<DynamicType = ()>>(
     }
 }
 
-pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error("issuer");
     tracing::warn!(%error, "issuer reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }

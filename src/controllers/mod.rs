@@ -2,6 +2,7 @@
 //! cache, and small helpers for Secrets, status and events.
 
 pub mod certificate;
+pub mod ingress;
 pub mod issuer;
 
 use std::collections::HashMap;
@@ -46,10 +47,16 @@ pub struct Context {
     pub accounts: Accounts,
     /// The watched Certificates: the HTTP-01 listener answers from here.
     pub certificates: Store<Certificate>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, settings: Settings, certificates: Store<Certificate>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        settings: Settings,
+        certificates: Store<Certificate>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "caas-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -58,9 +65,10 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
-            stats: Arc::default(),
+            stats: Arc::new(AcmeStats::new(metrics.acme_requests.clone())),
             accounts: Accounts::default(),
             certificates,
+            metrics,
         }
     }
 

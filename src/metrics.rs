@@ -1,0 +1,178 @@
+//! Prometheus metrics (served on `--metrics-addr` at `/metrics`).
+//!
+//! Per-Certificate gauges are computed from the watched Certificates at scrape time, so
+//! a deleted Certificate never leaves a stale series; the rest are counted as they
+//! happen.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::Certificate;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AcmeRequestLabels {
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabels {
+    pub namespace: String,
+    pub name: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    namespace: String,
+    name: String,
+    issuer: String,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    pub acme_requests: Family<AcmeRequestLabels, Counter>,
+    pub issuer_ready: Family<IssuerLabels, Gauge>,
+    pub issuance_duration: Histogram,
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub kube_requests: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Computes the per-Certificate gauges from the store on each scrape.
+#[derive(Debug)]
+struct CertificateCollector(Store<Certificate>);
+
+impl Collector for CertificateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let expiry = Family::<CertificateLabels, Gauge<i64>>::default();
+        let ready = Family::<CertificateLabels, Gauge<i64>>::default();
+        let renewal = Family::<CertificateLabels, Gauge<i64>>::default();
+        for cert in self.0.state() {
+            let labels = CertificateLabels {
+                namespace: cert.namespace().unwrap_or_default(),
+                name: cert.name_any(),
+                issuer: cert.spec.issuer_ref.name.clone(),
+            };
+            let status = cert.status.as_ref();
+            let is_ready = status
+                .and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"))
+                .is_some_and(|c| c.is_true());
+            ready.get_or_create(&labels).set(i64::from(is_ready));
+            let ts = |v: Option<&String>| {
+                v.and_then(|t| t.parse::<Timestamp>().ok())
+                    .map(|t| t.as_second())
+            };
+            if let Some(t) = ts(status.and_then(|s| s.not_after.as_ref())) {
+                expiry.get_or_create(&labels).set(t);
+            }
+            if let Some(t) = ts(status.and_then(|s| s.renewal_time.as_ref())) {
+                renewal.get_or_create(&labels).set(t);
+            }
+        }
+        for (name, help, family) in [
+            (
+                "caas_certificate_expiration_timestamp_seconds",
+                "The certificate's notAfter (Unix seconds)",
+                &expiry,
+            ),
+            (
+                "caas_certificate_renewal_timestamp_seconds",
+                "When the operator will renew (Unix seconds)",
+                &renewal,
+            ),
+            (
+                "caas_certificate_ready",
+                "1 when the Certificate's Ready condition is True",
+                &ready,
+            ),
+        ] {
+            let metric_encoder =
+                encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric_encoder)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(certificates: Store<Certificate>, kube_requests: Counter) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let acme_requests = Family::<AcmeRequestLabels, Counter>::default();
+        registry.register(
+            "caas_acme_requests",
+            "ACME requests by endpoint and HTTP status (0: no answer)",
+            acme_requests.clone(),
+        );
+        let issuer_ready = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "caas_issuer_ready",
+            "1 when the issuer's Ready condition is True",
+            issuer_ready.clone(),
+        );
+        let issuance_duration =
+            Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0]);
+        registry.register(
+            "caas_issuance_duration_seconds",
+            "Time from the start of an issuance to the Secret written",
+            issuance_duration.clone(),
+        );
+        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "caas_reconcile_errors",
+            "Reconciles that failed and were retried",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "caas_kube_api_requests",
+            "Requests made to the Kubernetes API server",
+            kube_requests.clone(),
+        );
+        registry.register_collector(Box::new(CertificateCollector(certificates)));
+        Arc::new(Metrics {
+            registry,
+            acme_requests,
+            issuer_ready,
+            issuance_duration,
+            reconcile_errors,
+            kube_requests,
+        })
+    }
+
+    /// The OpenMetrics text of all metrics.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
+    pub fn reconcile_error(&self, controller: &str) {
+        self.reconcile_errors
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            })
+            .inc();
+    }
+}
