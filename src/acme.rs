@@ -143,14 +143,14 @@ impl AcmeStats {
     }
 }
 
-/// The endpoint of an ACME URL, for metrics: up to two path segments made only of
-/// lowercase letters and dashes (`acme/new-order`, `my-order`; CA specific), so that the
-/// IDs in URLs never become label values.
+/// The endpoint of an ACME URL, for metrics: the leading path segments (at most two)
+/// made only of letters and dashes and shorter than 24 characters (`acme/new-order`,
+/// `authZ`; CA specific), so that the IDs in URLs never become label values.
 fn endpoint(uri: &http::Uri) -> String {
     uri.path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .take_while(|s| s.len() < 24 && s.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .take_while(|s| s.len() < 24 && s.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
         .take(2)
         .collect::<Vec<_>>()
         .join("/")

@@ -144,6 +144,12 @@ impl Metrics {
             "Reconciles that failed and were retried",
             reconcile_errors.clone(),
         );
+        // Series exist from the start (at 0), so rate() and alerts work before a failure.
+        for controller in ["certificate", "issuer", "ingress"] {
+            reconcile_errors.get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            });
+        }
         registry.register(
             "caas_kube_api_requests",
             "Requests made to the Kubernetes API server",
@@ -174,5 +180,23 @@ impl Metrics {
                 controller: controller.to_string(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_exist_from_the_start() {
+        let (store, _writer) = kube::runtime::reflector::store::<Certificate>();
+        let metrics = Metrics::new(store, Counter::default());
+        let text = metrics.encode();
+        assert!(
+            text.contains("caas_reconcile_errors_total{controller=\"certificate\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("caas_kube_api_requests_total 0"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -984,6 +984,16 @@ async fn finish_issued(
         &now.to_string(),
         cert.metadata.generation,
     );
+    if let Some(started) = find(&status.conditions, "Issuing")
+        .and_then(|c| c.last_transition_time.as_deref())
+        .and_then(|t| t.parse::<Timestamp>().ok())
+    {
+        let secs = Timestamp::now()
+            .duration_since(started)
+            .as_secs_f64()
+            .max(0.0);
+        ctx.metrics.issuance_duration.observe(secs);
+    }
     status.conditions.retain(|c| c.type_ != "Issuing");
     save_status(ctx, cert, &status).await?;
     tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");

@@ -31,3 +31,24 @@ pub async fn https_get(url: &str, ca_pem: &str) -> anyhow::Result<(u16, Vec<u8>)
     let body = response.into_body().collect().await?.to_bytes().to_vec();
     Ok((status, body))
 }
+
+/// A plain HTTP/1.0 GET to 127.0.0.1:`port` (health and metrics endpoints); returns the
+/// status and body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

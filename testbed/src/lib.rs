@@ -23,7 +23,7 @@ mod proc;
 
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
-pub use http::https_get;
+pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};
 pub use proc::{Proc, free_port, log_tail, port_open};
 

@@ -82,20 +82,32 @@ impl Operator {
     /// Starts `caas-operator run` watching `namespace`, answering HTTP-01 on Pebble's
     /// validation port.
     pub fn start(api: &ApiServer, namespace: &str, pebble: &Pebble) -> Operator {
+        Self::start_with(api, namespace, pebble.http_port, &[])
+    }
+
+    /// Starts `caas-operator run` watching `namespace` with its HTTP-01 listener on
+    /// `http01_port` and `extra` arguments.
+    pub fn start_with(
+        api: &ApiServer,
+        namespace: &str,
+        http01_port: u16,
+        extra: &[&str],
+    ) -> Operator {
         let metrics_port = free_port();
-        let args = vec![
+        let mut args = vec![
             "run".to_string(),
             format!("--namespace={namespace}"),
-            format!("--http01-addr=127.0.0.1:{}", pebble.http_port),
+            format!("--http01-addr=127.0.0.1:{http01_port}"),
             format!("--metrics-addr=127.0.0.1:{metrics_port}"),
             format!("--cluster-resource-namespace={namespace}"),
             format!("--pod-ip={TEST_POD_IP}"),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let dir = scratch_dir("operator");
         let mut op = Operator {
             proc: spawn(&args, &api.kubeconfig, &dir, 0),
             metrics_port,
-            http01_port: pebble.http_port,
+            http01_port,
             args,
             kubeconfig: api.kubeconfig.clone(),
             dir,
@@ -109,6 +121,20 @@ impl Operator {
         let port = self.metrics_port;
         self.proc
             .wait_until(Duration::from_secs(30), || caas_testbed::port_open(port));
+    }
+
+    /// The operator's /metrics text.
+    pub fn metrics(&self) -> String {
+        let (status, body) =
+            caas_testbed::http_get(self.metrics_port, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "/metrics answered {status}");
+        body
+    }
+
+    /// The identity this process uses in the Lease (hostname-pid).
+    pub fn identity(&self) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), self.proc.pid())
     }
 
     /// SIGKILLs the operator (no cleanup, no lease release).
@@ -313,7 +339,8 @@ where
     }
 }
 
-/// Waits until the Certificate's `Ready` condition has `status` and returns it.
+/// Waits until the Certificate exists and its `Ready` condition has `status` (and
+/// `reason`), and returns it.
 pub async fn wait_cert_ready(
     client: &kube::Client,
     ns: &str,
@@ -330,16 +357,17 @@ pub async fn wait_cert_ready(
         Some(operator),
         || {
             let api = api.clone();
-            async move { api.get(name).await.expect("get certificate") }
+            async move { api.get_opt(name).await.expect("get certificate") }
         },
-        |c: &Certificate| {
-            c.status
-                .as_ref()
+        |c: &Option<Certificate>| {
+            c.as_ref()
+                .and_then(|c| c.status.as_ref())
                 .and_then(|s| condition(&s.conditions, "Ready"))
                 .is_some_and(|(s, r, _)| s == status && reason.is_none_or(|want| want == r))
         },
     )
     .await
+    .expect("checked above")
 }
 
 /// Waits until the issuer's `Ready` condition has `status` (and `reason`).

@@ -1,0 +1,384 @@
+//! How users meet the operator in production: annotated Ingresses, several replicas with
+//! one leader, and metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use caas_operator::api::Certificate;
+use caas_testbed::{Pebble, PebbleOptions, free_port, shared_apiserver, unique_name};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use support::*;
+
+const ZONE: &str = "acc.test";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn apply_ingress(
+    client: &kube::Client,
+    ns: &str,
+    annotations: serde_json::Value,
+    tls: serde_json::Value,
+) {
+    let ingress = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": { "name": "shop", "namespace": ns, "annotations": annotations },
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": tls,
+            "rules": [{ "http": { "paths": [{ "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": "shop", "port": { "number": 80 } } } }] } }]
+        }
+    });
+    Api::<Ingress>::namespaced(client.clone(), ns)
+        .patch(
+            "shop",
+            &PatchParams::apply("caas-tests").force(),
+            &Patch::Apply(&ingress),
+        )
+        .await
+        .expect("apply ingress");
+}
+
+async fn get_cert(certs: &Api<Certificate>, name: &str) -> Option<Certificate> {
+    certs.get_opt(name).await.expect("get certificate")
+}
+
+#[tokio::test]
+async fn annotated_ingress_gets_and_loses_its_certificate() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "ingress").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+
+    // A user's own Certificate for a Secret the Ingress will also name.
+    let user_host = format!("{}.{ZONE}", unique_name("user"));
+    create_certificate(
+        &client,
+        &ns,
+        "user-tls",
+        json!({
+            "secretName": "user-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [user_host],
+        }),
+    )
+    .await;
+
+    let h1 = format!("{}.{ZONE}", unique_name("shop"));
+    let h2 = format!("{}.{ZONE}", unique_name("www"));
+    apply_ingress(
+        &client,
+        &ns,
+        json!({ "caas.dev/issuer": "pebble", "caas.dev/duration": "2160h" }),
+        json!([{ "hosts": [h1], "secretName": "shop-tls" }]),
+    )
+    .await;
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "shop-tls",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(cert.spec.dns_names, vec![h1.clone()]);
+    assert_eq!(cert.spec.duration.as_deref(), Some("2160h"));
+    let owner = &cert.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Ingress", "shop")
+    );
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("shop-tls")
+        .await
+        .unwrap();
+    assert_eq!(
+        caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt"))
+            .unwrap()
+            .dns_names,
+        vec![h1.clone()]
+    );
+
+    // Changing the hosts reissues.
+    apply_ingress(
+        &client,
+        &ns,
+        json!({ "caas.dev/issuer": "pebble" }),
+        json!([
+            { "hosts": [h1, h2], "secretName": "shop-tls" },
+            { "hosts": [format!("{}.{ZONE}", unique_name("clash"))], "secretName": "user-tls" }
+        ]),
+    )
+    .await;
+    wait_for(
+        "revision 2 with both hosts",
+        TIMEOUT,
+        Some(&operator),
+        || get_cert(&certs, "shop-tls"),
+        |c| {
+            c.as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.revision)
+                == Some(2)
+        },
+    )
+    .await;
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("shop-tls")
+        .await
+        .unwrap();
+    let mut sans = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt"))
+        .unwrap()
+        .dns_names;
+    sans.sort();
+    let mut want = vec![h1.clone(), h2.clone()];
+    want.sort();
+    assert_eq!(sans, want);
+
+    // The user's Certificate is left alone, and the conflict is reported on the Ingress.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let conflict = wait_for(
+        "a Conflict event on the Ingress",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let events = events.clone();
+            async move { events.list(&Default::default()).await.unwrap().items }
+        },
+        |items: &Vec<Event>| {
+            items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Conflict"))
+        },
+    )
+    .await;
+    let event = conflict
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Conflict"))
+        .unwrap();
+    assert_eq!(
+        event.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("shop")
+    );
+    assert!(event.note.as_deref().unwrap_or("").contains("user-tls"));
+    let user = get_cert(&certs, "user-tls").await.unwrap();
+    assert_eq!(user.spec.dns_names, vec![user_host.clone()]);
+    assert!(user.metadata.owner_references.is_none());
+
+    // Removing the annotation removes the Certificate it made, not the user's.
+    apply_ingress(
+        &client,
+        &ns,
+        json!({}),
+        json!([{ "hosts": [h1, h2], "secretName": "shop-tls" }]),
+    )
+    .await;
+    wait_for(
+        "shop-tls deleted",
+        TIMEOUT,
+        Some(&operator),
+        || get_cert(&certs, "shop-tls"),
+        Option::is_none,
+    )
+    .await;
+    assert!(get_cert(&certs, "user-tls").await.is_some());
+}
+
+async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("caas-operator")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_any_replica_answers_and_takeover_works() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "leader").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+
+    // A leads; B starts second and owns the port Pebble validates HTTP-01 on.
+    let mut a = Operator::start_with(api, &ns, free_port(), &["--lease-duration=6"]);
+    wait_for(
+        "A holds the Lease",
+        TIMEOUT,
+        Some(&a),
+        || lease_holder(&client, &ns),
+        |h| h.as_deref() == Some(a.identity().as_str()),
+    )
+    .await;
+    let b = Operator::start_with(api, &ns, pebble.http_port, &["--lease-duration=6"]);
+
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let first = format!("{}.{ZONE}", unique_name("first"));
+    create_certificate(
+        &client,
+        &ns,
+        "first",
+        json!({
+            "secretName": "first-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [first],
+        }),
+    )
+    .await;
+    wait_cert_ready(&client, &ns, "first", "True", Some("Issued"), TIMEOUT, &a).await;
+    assert_eq!(
+        lease_holder(&client, &ns).await.as_deref(),
+        Some(a.identity().as_str())
+    );
+    assert!(a.logs().contains("certificate issued"), "the leader issued");
+    assert!(
+        !b.logs().contains("certificate issued"),
+        "the follower did not reconcile"
+    );
+    assert!(!b.logs().contains("acquired the Lease"));
+
+    // Kill the leader: B takes over and issues the next Certificate.
+    a.kill();
+    wait_for(
+        "B holds the Lease",
+        TIMEOUT,
+        Some(&b),
+        || lease_holder(&client, &ns),
+        |h| h.as_deref() == Some(b.identity().as_str()),
+    )
+    .await;
+    let second = format!("{}.{ZONE}", unique_name("second"));
+    create_certificate(
+        &client,
+        &ns,
+        "second",
+        json!({
+            "secretName": "second-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [second],
+        }),
+    )
+    .await;
+    wait_cert_ready(&client, &ns, "second", "True", Some("Issued"), TIMEOUT, &b).await;
+    assert!(b.logs().contains("acquired the Lease"));
+}
+
+/// The value of the first sample of `metric` whose labels contain all of `labels`.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(metric)
+                && (l.as_bytes().get(metric.len()) == Some(&b'{')
+                    || l.as_bytes().get(metric.len()) == Some(&b' '))
+        })
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_describe_certificates_issuers_and_acme_traffic() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "metrics").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    create_certificate(&client, &ns, "web", json!({
+        "secretName": "web-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("{}.{ZONE}", unique_name("m"))],
+    }))
+    .await;
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let not_after: jiff::Timestamp = cert.status.unwrap().not_after.unwrap().parse().unwrap();
+
+    let (status, body) = caas_testbed::http_get(operator.metrics_port, "/healthz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, _) = caas_testbed::http_get(operator.metrics_port, "/readyz").unwrap();
+    assert_eq!(status, 200);
+
+    let text = operator.metrics();
+    let name = "name=\"web\"";
+    assert_eq!(
+        sample(
+            &text,
+            "caas_certificate_expiration_timestamp_seconds",
+            &[name]
+        ),
+        Some(not_after.as_second() as f64),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "caas_certificate_ready", &[name]), Some(1.0));
+    let renewal = sample(&text, "caas_certificate_renewal_timestamp_seconds", &[name]).unwrap();
+    assert!(
+        renewal < not_after.as_second() as f64
+            && renewal > jiff::Timestamp::now().as_second() as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "caas_issuer_ready",
+            &["name=\"pebble\"", "kind=\"CaaSIssuer\""]
+        ),
+        Some(1.0)
+    );
+    let issued = sample(&text, "caas_issuance_duration_seconds_count", &[]).unwrap();
+    assert!(issued >= 1.0);
+    let seconds = sample(&text, "caas_issuance_duration_seconds_sum", &[]).unwrap();
+    assert!(seconds > 0.0 && seconds < 60.0, "issuance took {seconds} s");
+    let new_orders = sample(
+        &text,
+        "caas_acme_requests_total",
+        &["endpoint=\"order-plz\"", "status=\"201\""],
+    );
+    assert_eq!(new_orders, Some(1.0), "one new-order request: {text}");
+    assert!(sample(&text, "caas_kube_api_requests_total", &[]).unwrap() > 5.0);
+    assert!(
+        sample(
+            &text,
+            "caas_reconcile_errors_total",
+            &["controller=\"certificate\""]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
