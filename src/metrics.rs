@@ -146,7 +146,7 @@ impl Metrics {
         );
         // Series exist from the start (at 0), so rate() and alerts work before a failure.
         for controller in ["certificate", "issuer", "ingress"] {
-            reconcile_errors.get_or_create(&ControllerLabels {
+            let _ = reconcile_errors.get_or_create(&ControllerLabels {
                 controller: controller.into(),
             });
         }
