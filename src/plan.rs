@@ -318,6 +318,41 @@ pub fn backoff(attempts: i32) -> SignedDuration {
     SignedDuration::from_secs(secs)
 }
 
+/// Whether an issuance may be attempted now, after `attempts` failures in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryGate {
+    /// Go ahead.
+    Go,
+    /// The spec changed since the failures: forget them and go ahead.
+    Reset,
+    /// Back off: look again after this long.
+    Wait(std::time::Duration),
+}
+
+/// The backoff gate: after a failure, wait [`backoff`]`(attempts)` from the last failure
+/// (whether or not an order is in progress); a new spec resets it.
+pub fn retry_gate(
+    attempts: i32,
+    last_failure: Option<Timestamp>,
+    same_spec: bool,
+    now: Timestamp,
+) -> RetryGate {
+    if attempts <= 0 {
+        return RetryGate::Go;
+    }
+    if !same_spec {
+        return RetryGate::Reset;
+    }
+    match last_failure {
+        Some(last) if now < last + backoff(attempts) => RetryGate::Wait(
+            (last + backoff(attempts))
+                .duration_since(now)
+                .unsigned_abs(),
+        ),
+        _ => RetryGate::Go,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +555,25 @@ mod tests {
                 renewal_time: "2026-03-20T00:00:00Z".parse().unwrap()
             }
         );
+    }
+
+    #[test]
+    fn retry_gate_waits_out_the_backoff() {
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(retry_gate(0, None, true, t), RetryGate::Go);
+        assert_eq!(
+            retry_gate(1, Some(t), true, t),
+            RetryGate::Wait(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_gate(3, Some(t), true, t + SignedDuration::from_secs(15)),
+            RetryGate::Wait(std::time::Duration::from_secs(25))
+        );
+        assert_eq!(
+            retry_gate(1, Some(t), true, t + SignedDuration::from_secs(10)),
+            RetryGate::Go
+        );
+        assert_eq!(retry_gate(4, Some(t), false, t), RetryGate::Reset);
     }
 
     #[test]

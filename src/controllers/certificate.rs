@@ -262,22 +262,17 @@ async fn issue(
     let attempts = status.failed_issuance_attempts.unwrap_or(0);
     let same_spec =
         find(&status.conditions, "Ready").and_then(|c| c.observed_generation) == generation;
-    if attempts > 0 && status.order.is_none() {
-        if same_spec {
-            let last = status
-                .last_failure_time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok());
-            if let Some(last) = last {
-                let next = last + plan::backoff(attempts);
-                if now < next {
-                    return Ok(Action::requeue(next.duration_since(now).unsigned_abs()));
-                }
-            }
-        } else {
+    let last_failure = status
+        .last_failure_time
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match plan::retry_gate(attempts, last_failure, same_spec, now) {
+        plan::RetryGate::Wait(wait) => return Ok(Action::requeue(wait)),
+        plan::RetryGate::Reset => {
             status.failed_issuance_attempts = None;
             status.last_failure_time = None;
         }
+        plan::RetryGate::Go => {}
     }
 
     // Throttle polling of an order in progress.

@@ -93,6 +93,16 @@ impl Operator {
         http01_port: u16,
         extra: &[&str],
     ) -> Operator {
+        Self::start_as(&api.kubeconfig, namespace, http01_port, extra)
+    }
+
+    /// Like [`Operator::start_with`], authenticating with the given kubeconfig.
+    pub fn start_as(
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        http01_port: u16,
+        extra: &[&str],
+    ) -> Operator {
         let metrics_port = free_port();
         let mut args = vec![
             "run".to_string(),
@@ -105,11 +115,11 @@ impl Operator {
         args.extend(extra.iter().map(|s| s.to_string()));
         let dir = scratch_dir("operator");
         let mut op = Operator {
-            proc: spawn(&args, &api.kubeconfig, &dir, 0),
+            proc: spawn(&args, kubeconfig, &dir, 0),
             metrics_port,
             http01_port,
             args,
-            kubeconfig: api.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             dir,
             runs: 1,
         };

@@ -30,15 +30,26 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root");
-    let mut args = Args { operator: root.join("target/debug/caas-operator"), examples: root.join("examples"), exit: false };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root");
+    let mut args = Args {
+        operator: root.join("target/debug/caas-operator"),
+        examples: root.join("examples"),
+        exit: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--operator" => args.operator = it.next().ok_or("--operator needs a path")?.into(),
             "--examples" => args.examples = it.next().ok_or("--examples needs a path")?.into(),
             "--exit" => args.exit = true,
-            other => return Err(format!("unknown argument {other}; use --operator PATH, --examples DIR, --exit")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; use --operator PATH, --examples DIR, --exit"
+                ));
+            }
         }
     }
     Ok(args)
@@ -52,13 +63,22 @@ fn kubectl(api: &ApiServer, args: &[&str], stdin: Option<&str>) -> Result<String
     }
     let mut child = cmd.spawn().map_err(|e| format!("kubectl: {e}"))?;
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     } else {
-        Err(format!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -70,21 +90,43 @@ fn step(text: &str) -> Instant {
 fn run() -> Result<(), String> {
     let args = args()?;
     if !args.operator.is_file() {
-        return Err(format!("no operator binary at {} (cargo build first)", args.operator.display()));
+        return Err(format!(
+            "no operator binary at {} (cargo build first)",
+            args.operator.display()
+        ));
     }
     let started = Instant::now();
     let t = step("starting etcd and kube-apiserver 1.20");
     let api = ApiServer::start();
     eprintln!("    ready in {:.1?} at {}", t.elapsed(), api.url);
-    let t = step("starting BIND (zone acc.test) and Pebble (ACME CA requiring External Account Binding)");
+    let t = step(
+        "starting BIND (zone acc.test) and Pebble (ACME CA requiring External Account Binding)",
+    );
     let bind = Bind::start();
-    let pebble = Pebble::start(PebbleOptions { dns_server: Some(bind.addr()), ..Default::default() });
-    eprintln!("    ready in {:.1?}; ACME directory {}", t.elapsed(), pebble.directory_url);
+    let pebble = Pebble::start(PebbleOptions {
+        dns_server: Some(bind.addr()),
+        ..Default::default()
+    });
+    eprintln!(
+        "    ready in {:.1?}; ACME directory {}",
+        t.elapsed(),
+        pebble.directory_url
+    );
 
     step("installing the CRDs");
     let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/caas.dev.yaml");
     kubectl(&api, &["create", "-f", &crds.display().to_string()], None)?;
-    kubectl(&api, &["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None)?;
+    kubectl(
+        &api,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
     kubectl(&api, &["create", "namespace", NAMESPACE], None)?;
 
     step("starting the operator");
@@ -102,7 +144,10 @@ fn run() -> Result<(), String> {
     let mut operator = Proc::spawn("caas-operator", cmd, &log, None);
     operator.wait_until(Duration::from_secs(30), || port_open(metrics_port));
 
-    let t = step(&format!("applying {} (EAB Secret, CaaSIssuer, Certificate, annotated Ingress)", args.examples.display()));
+    let t = step(&format!(
+        "applying {} (EAB Secret, CaaSIssuer, Certificate, annotated Ingress)",
+        args.examples.display()
+    ));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
         .map_err(|e| format!("{}: {e}", args.examples.display()))?
         .filter_map(Result::ok)
@@ -111,7 +156,8 @@ fn run() -> Result<(), String> {
         .collect();
     files.sort();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())?
             .replace("${ACME_SERVER}", &pebble.directory_url)
             .replace("${EAB_KEY_ID}", &pebble.eab_kid)
             .replace("${EAB_HMAC_KEY}", &pebble.eab_hmac)
@@ -120,20 +166,65 @@ fn run() -> Result<(), String> {
     }
     // The demo CA is private: trust its TLS certificate (a public CA needs no caBundle).
     let patch = serde_json::json!({ "spec": { "caBundle": pebble.tls_ca_pem } }).to_string();
-    kubectl(&api, &["patch", "-n", NAMESPACE, "caasissuer", "caas", "--type=merge", "-p", &patch], None)?;
+    kubectl(
+        &api,
+        &[
+            "patch",
+            "-n",
+            NAMESPACE,
+            "caasissuer",
+            "caas",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    )?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let issued = rt.block_on(wait_all_ready(&api, &mut operator, Duration::from_secs(120)))?;
-    eprintln!("    all issued in {:.1?} (demo total {:.1?})\n", t.elapsed(), started.elapsed());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let issued = rt.block_on(wait_all_ready(
+        &api,
+        &mut operator,
+        Duration::from_secs(120),
+    ))?;
+    eprintln!(
+        "    all issued in {:.1?} (demo total {:.1?})\n",
+        t.elapsed(),
+        started.elapsed()
+    );
 
     println!("Certificates issued by the local CA (Pebble, EAB required):\n");
     for cert in &issued {
         println!("  {cert}");
     }
     println!("\n$ kubectl get caasissuers,caascerts -n {NAMESPACE}");
-    print!("{}", kubectl(&api, &["get", "caasissuers,caascerts", "-n", NAMESPACE], None)?);
+    print!(
+        "{}",
+        kubectl(
+            &api,
+            &["get", "caasissuers,caascerts", "-n", NAMESPACE],
+            None
+        )?
+    );
     println!("\n$ kubectl get secrets -n {NAMESPACE} -l caas.dev/component=tls");
-    print!("{}", kubectl(&api, &["get", "secrets", "-n", NAMESPACE, "-l", "caas.dev/component=tls"], None)?);
+    print!(
+        "{}",
+        kubectl(
+            &api,
+            &[
+                "get",
+                "secrets",
+                "-n",
+                NAMESPACE,
+                "-l",
+                "caas.dev/component=tls"
+            ],
+            None
+        )?
+    );
     if args.exit {
         return Ok(());
     }
@@ -150,17 +241,29 @@ fn run() -> Result<(), String> {
 
 /// Waits until every Certificate in the demo namespace (at least two: the example and
 /// the Ingress's) is Ready; returns one summary line per Certificate.
-async fn wait_all_ready(api: &ApiServer, operator: &mut Proc, timeout: Duration) -> Result<Vec<String>, String> {
+async fn wait_all_ready(
+    api: &ApiServer,
+    operator: &mut Proc,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
     let client = api.client().await;
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("caas.dev", "v1alpha1", "Certificate"));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "caas.dev",
+        "v1alpha1",
+        "Certificate",
+    ));
     let certs: Api<DynamicObject> = Api::namespaced_with(client, NAMESPACE, &ar);
     let deadline = Instant::now() + timeout;
     loop {
-        let list = certs.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let list = certs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
         let ready = |c: &DynamicObject| {
-            c.data["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"))
+            c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+            })
         };
         if list.items.len() >= 2 && list.items.iter().all(ready) {
             return Ok(list
@@ -170,8 +273,17 @@ async fn wait_all_ready(api: &ApiServer, operator: &mut Proc, timeout: Duration)
                     format!(
                         "{:<10} names={:<40} issuer={} secret={} expires={}",
                         c.metadata.name.clone().unwrap_or_default(),
-                        c.data["spec"]["dnsNames"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-                        c.data["spec"]["issuerRef"]["name"].as_str().unwrap_or_default(),
+                        c.data["spec"]["dnsNames"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","))
+                            .unwrap_or_default(),
+                        c.data["spec"]["issuerRef"]["name"]
+                            .as_str()
+                            .unwrap_or_default(),
                         c.data["spec"]["secretName"].as_str().unwrap_or_default(),
                         c.data["status"]["notAfter"].as_str().unwrap_or_default(),
                     )
@@ -179,13 +291,22 @@ async fn wait_all_ready(api: &ApiServer, operator: &mut Proc, timeout: Duration)
                 .collect());
         }
         if let Some(status) = operator.exited() {
-            return Err(format!("the operator exited ({status}):\n{}", operator.log_tail(40)));
+            return Err(format!(
+                "the operator exited ({status}):\n{}",
+                operator.log_tail(40)
+            ));
         }
         if Instant::now() > deadline {
             let state: Vec<String> = list
                 .items
                 .iter()
-                .map(|c| format!("{}: {}", c.metadata.name.clone().unwrap_or_default(), c.data["status"]["conditions"]))
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c.metadata.name.clone().unwrap_or_default(),
+                        c.data["status"]["conditions"]
+                    )
+                })
                 .collect();
             return Err(format!(
                 "not everything was issued in {timeout:?}: {state:?}\noperator log:\n{}",

@@ -1,0 +1,216 @@
+//! The Helm chart: lint, generated files current, a real `helm install`, and the
+//! operator issuing certificates with exactly the chart's RBAC (a ServiceAccount token
+//! from the API server), including what that account must NOT be able to do.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, tool, unique_name};
+use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const ZONE: &str = "acc.test";
+
+fn helm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("helm"))
+        .args(args)
+        .current_dir(ROOT)
+        .output()
+        .expect("run helm");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    let (ok, out) = helm(&["lint", "--strict", "charts/caas-operator"]);
+    assert!(ok, "helm lint failed:\n{out}");
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn generated_chart_files_are_current() {
+    let crds = std::fs::read_to_string(format!("{ROOT}/crds/caas.dev.yaml")).unwrap();
+    let chart_crds =
+        std::fs::read_to_string(format!("{ROOT}/charts/caas-operator/crds/caas.dev.yaml"))
+            .unwrap_or_default();
+    assert!(
+        crds == chart_crds,
+        "charts/caas-operator/crds is stale: run `cargo xtask manifests`"
+    );
+    let (ok, rendered) = helm(&[
+        "template",
+        "caas-operator",
+        "charts/caas-operator",
+        "--namespace",
+        "caas-operator",
+        "--include-crds",
+    ]);
+    assert!(ok, "helm template failed:\n{rendered}");
+    let committed =
+        std::fs::read_to_string(format!("{ROOT}/deploy/caas-operator.yaml")).unwrap_or_default();
+    let body = committed
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rendered = rendered
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        body == rendered,
+        "deploy/caas-operator.yaml is stale: run `cargo xtask manifests`"
+    );
+}
+
+async fn allowed(
+    client: &kube::Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: Option<&str>,
+) -> bool {
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "resourceAttributes": { "verb": verb, "group": group, "resource": resource, "namespace": ns } }
+    }))
+    .unwrap();
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("access review")
+        .status
+        .map(|s| s.allowed)
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn helm_install_then_issue_as_the_charts_service_account() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "helm").await;
+    let release = unique_name("caas-operator");
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let (ok, out) = helm(&[
+        "install",
+        &release,
+        "charts/caas-operator",
+        "--namespace",
+        &ns,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        &format!("watchNamespace={ns}"),
+    ]);
+    assert!(ok, "helm install failed:\n{out}");
+
+    // A token for the chart's ServiceAccount, from the API server (TokenRequest).
+    let out = api
+        .kubectl()
+        .args(["create", "token", &release, "-n", &ns, "--duration=1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl create token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let sa = api.client_with_token(&token).await;
+
+    // What it can do, and what it must not.
+    assert!(allowed(&sa, "patch", "caas.dev", "certificates/status", Some(&ns)).await);
+    assert!(allowed(&sa, "create", "coordination.k8s.io", "leases", Some(&ns)).await);
+    for (verb, group, resource, in_ns) in [
+        ("create", "", "pods", true),
+        ("get", "", "configmaps", true),
+        ("update", "", "secrets", true),
+        ("delete", "", "namespaces", false),
+        ("get", "", "nodes", false),
+        (
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            false,
+        ),
+        ("patch", "apps", "deployments", true),
+        ("create", "coordination.k8s.io", "leases", false),
+        ("update", "caas.dev", "caasissuers", true),
+        ("delete", "caas.dev", "caasissuers", true),
+    ] {
+        let scope = if in_ns {
+            Some(ns.as_str())
+        } else {
+            Some("kube-system")
+        };
+        let scope = if resource == "leases" && !in_ns {
+            Some("kube-system")
+        } else {
+            scope
+        };
+        assert!(
+            !allowed(&sa, verb, group, resource, scope).await,
+            "the ServiceAccount can {verb} {group}/{resource} in {scope:?}"
+        );
+    }
+
+    // Run the operator with exactly that identity: any missing permission fails here.
+    let dir = caas_testbed::scratch_dir("sa-kubeconfig");
+    let sa_kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &sa_kubeconfig,
+        std::fs::read_to_string(&api.kubeconfig)
+            .unwrap()
+            .replace(&api.admin_token, &token),
+    )
+    .unwrap();
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start_as(&sa_kubeconfig, &ns, pebble.http_port, &[]);
+    create_issuer(&client, &ns, "pebble", &pebble, &pebble.eab_hmac, json!([{ "http01": {} }, { "selector": { "dnsZones": ["dns.acc.test"] }, "dns01": rfc2136_solver(&client, &ns).await["dns01"] }])).await;
+    create_certificate(&client, &ns, "http", json!({
+        "secretName": "http-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("{}.{ZONE}", unique_name("rbac"))],
+    }))
+    .await;
+    create_certificate(&client, &ns, "dns", json!({
+        "secretName": "dns-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("*.{}.dns.{ZONE}", unique_name("rbac"))],
+    }))
+    .await;
+    let timeout = Duration::from_secs(60);
+    wait_cert_ready(
+        &client,
+        &ns,
+        "http",
+        "True",
+        Some("Issued"),
+        timeout,
+        &operator,
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "dns",
+        "True",
+        Some("Issued"),
+        timeout,
+        &operator,
+    )
+    .await;
+    let logs = operator.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "the operator hit a missing permission:\n{logs}"
+    );
+}
