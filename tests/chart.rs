@@ -38,6 +38,21 @@ fn helm_lint_is_clean() {
 }
 
 #[test]
+fn dockerfile_lints_clean() {
+    let out = Command::new(tool("hadolint"))
+        .arg("Dockerfile")
+        .current_dir(ROOT)
+        .output()
+        .expect("run hadolint");
+    assert!(
+        out.status.success(),
+        "hadolint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn generated_chart_files_are_current() {
     let crds = std::fs::read_to_string(format!("{ROOT}/crds/caas.dev.yaml")).unwrap();
     let chart_crds =

