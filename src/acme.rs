@@ -48,6 +48,10 @@ pub enum AcmeError {
     /// The account key Secret holds a key the CA does not know.
     #[error("{0}")]
     AccountNotFound(String),
+    /// The CA rejected a nonce more often than the client retries on its own: a transient
+    /// condition, retried at once and never counted as a failure.
+    #[error("the CA rejected the request's nonce")]
+    BadNonce,
 }
 
 impl AcmeError {
@@ -70,6 +74,7 @@ impl AcmeError {
                         detail: text,
                         retry_after: None,
                     },
+                    "badNonce" => AcmeError::BadNonce,
                     "externalAccountRequired" => AcmeError::EabRejected(text),
                     "unauthorized" | "malformed"
                         if detail.to_ascii_lowercase().contains("external account")
@@ -102,7 +107,13 @@ impl AcmeError {
             AcmeError::RateLimited { .. } => "RateLimited",
             AcmeError::Problem(_) => "ACMEError",
             AcmeError::AccountNotFound(_) => "AccountNotFound",
+            AcmeError::BadNonce => "BadNonce",
         }
+    }
+
+    /// Errors worth retrying at once without counting a failure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AcmeError::BadNonce)
     }
 }
 
@@ -141,20 +152,37 @@ impl AcmeStats {
     pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
         self.retry_after.lock().expect("stats lock").remove(url)
     }
+
+    /// The longest `Retry-After` the CA sent with an error answer (429, 503) since the
+    /// last call, consumed: how long a rate-limited client must wait.
+    pub fn take_error_retry_after(&self) -> Option<Duration> {
+        self.retry_after
+            .lock()
+            .expect("stats lock")
+            .remove(ERROR_KEY)
+    }
 }
 
 /// The endpoint of an ACME URL, for metrics: the leading path segments (at most two)
-/// made only of letters and dashes and shorter than 24 characters (`acme/new-order`,
-/// `authZ`; CA specific), so that the IDs in URLs never become label values.
+/// that look like words (letters, digits, dashes; some letter; shorter than 24
+/// characters: `acme/new-order`, `authZ`; CA specific), so that the IDs in URLs (long
+/// random strings, numbers) never become label values.
 fn endpoint(uri: &http::Uri) -> String {
     uri.path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .take_while(|s| s.len() < 24 && s.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+        .take_while(|s| {
+            s.len() < 24
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && s.chars().any(|c| c.is_ascii_alphabetic())
+        })
         .take(2)
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// Key of the `Retry-After` sent with error answers.
+const ERROR_KEY: &str = "(error)";
 
 /// instant-acme's HTTP client, with the issuer's trust roots and our bookkeeping.
 #[derive(Clone)]
@@ -237,11 +265,13 @@ impl HttpClient for AcmeHttp {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
             {
-                stats
-                    .retry_after
-                    .lock()
-                    .expect("stats lock")
-                    .insert(url, Duration::from_secs(secs));
+                let mut map = stats.retry_after.lock().expect("stats lock");
+                let wait = Duration::from_secs(secs.min(24 * 3600));
+                if status == 429 || status >= 500 {
+                    let longest = map.get(ERROR_KEY).copied().unwrap_or_default().max(wait);
+                    map.insert(ERROR_KEY.to_string(), longest);
+                }
+                map.insert(url, wait);
             }
             Ok(BytesResponse::from(response))
         })
@@ -348,7 +378,9 @@ mod tests {
     fn endpoints_drop_ids() {
         let uri: http::Uri = "https://ca.example/acme/order/123/abc".parse().unwrap();
         assert_eq!(endpoint(&uri), "acme/order");
-        let uri: http::Uri = "https://127.0.0.1:14000/my-order/Xy3kPq".parse().unwrap();
+        let uri: http::Uri = "https://127.0.0.1:14000/my-order/Xy3kPq_aB9cD0eF1gH2iJ3kL4mN5"
+            .parse()
+            .unwrap();
         assert_eq!(endpoint(&uri), "my-order");
     }
 

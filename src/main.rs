@@ -29,6 +29,9 @@ enum Command {
         /// Listener for HTTP-01 challenge answers.
         #[arg(long, default_value = "0.0.0.0:8089", env = "CAAS_HTTP01_ADDR")]
         http01_addr: SocketAddr,
+        /// TLS listener for TLS-ALPN-01 challenge answers.
+        #[arg(long, default_value = "0.0.0.0:8443", env = "CAAS_TLS_ALPN01_ADDR")]
+        tls_alpn01_addr: SocketAddr,
         /// Listener for /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:9090", env = "CAAS_METRICS_ADDR")]
         metrics_addr: SocketAddr,
@@ -55,6 +58,14 @@ enum Command {
         /// Seconds a Lease stays valid without renewal (takeover time after a crash).
         #[arg(long, default_value_t = 15, env = "CAAS_LEASE_DURATION")]
         lease_duration: u64,
+    },
+    /// Renew a Certificate now (sets its caas.dev/renew annotation to the current time).
+    Renew {
+        /// The Certificate's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig's).
+        #[arg(short, long)]
+        namespace: Option<String>,
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
@@ -92,12 +103,34 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", caas_operator::api::crds_yaml());
             Ok(())
         }
+        Command::Renew { name, namespace } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await?;
+            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+            let api: kube::Api<caas_operator::api::Certificate> =
+                kube::Api::namespaced(client, &ns);
+            let now = jiff::Timestamp::now().to_string();
+            let patch = serde_json::json!({ "metadata": { "annotations": { caas_operator::plan::RENEW_ANNOTATION: now } } });
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot annotate Certificate {ns}/{name}: {e}"))?;
+            println!(
+                "renewal of Certificate {ns}/{name} requested ({} = {now})",
+                caas_operator::plan::RENEW_ANNOTATION
+            );
+            Ok(())
+        }
         Command::Version => {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Command::Run {
             http01_addr,
+            tls_alpn01_addr,
             metrics_addr,
             namespace,
             cluster_resource_namespace,
@@ -128,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| "caas-operator".into());
             let options = caas_operator::operator::Options {
                 http01_addr,
+                tls_alpn01_addr,
                 metrics_addr,
                 namespace,
                 cluster_resource_namespace,

@@ -33,6 +33,7 @@ use crate::solvers::http01::{self, SolverEndpoint};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub http01_addr: SocketAddr,
+    pub tls_alpn01_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     /// Watch only this namespace (all when `None`).
     pub namespace: Option<String>,
@@ -97,10 +98,13 @@ pub async fn run(
         store.clone(),
         metrics.clone(),
     ));
-    let http01 = tokio::spawn(http01::serve(
-        options.http01_addr,
-        store.clone(),
-        shutdown.clone(),
+    let http01 = tokio::spawn(log_listener_error(
+        "HTTP-01",
+        http01::serve(options.http01_addr, store.clone(), shutdown.clone()),
+    ));
+    let tls_alpn01 = tokio::spawn(log_listener_error(
+        "TLS-ALPN-01",
+        crate::solvers::tls_alpn01::serve(options.tls_alpn01_addr, store.clone(), shutdown.clone()),
     ));
     let health = tokio::spawn(serve_health(
         options.metrics_addr,
@@ -122,10 +126,22 @@ pub async fn run(
         run_controllers(&client, &options, ctx, shutdown.clone()).await;
     }
     let _ = http01.await;
+    let _ = tls_alpn01.await;
     let _ = health.await;
     cert_watch.abort();
     tracing::info!("caas-operator stopped");
     Ok(())
+}
+
+/// Runs a listener; a listener that cannot start (port taken) is reported, not fatal:
+/// the other challenge types keep working.
+async fn log_listener_error(
+    name: &str,
+    listener: impl std::future::Future<Output = std::io::Result<()>>,
+) {
+    if let Err(e) = listener.await {
+        tracing::error!(error = %e, "the {name} listener stopped; {name} challenges cannot be answered by this replica");
+    }
 }
 
 /// Campaigns for the Lease; runs the controllers while holding it.

@@ -28,6 +28,9 @@ pub struct Request {
     /// Fingerprint of what the certificate must contain (names, key settings, issuer):
     /// an order made for another fingerprint is abandoned.
     pub hash: String,
+    /// The `caas.dev/renew` annotation's value: a renewal is due when status has not
+    /// acted on this value yet. Set by the caller.
+    pub renew_request: Option<String>,
 }
 
 /// Checks one DNS name (RFC 1123 labels; a wildcard only as the whole first label).
@@ -200,8 +203,12 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         renew_before,
         renew_before_percentage: spec.renew_before_percentage,
         hash,
+        renew_request: None,
     })
 }
+
+/// Annotation that asks for a renewal now (`caas-operator renew` sets it to the time).
+pub const RENEW_ANNOTATION: &str = "caas.dev/renew";
 
 /// What the Secret holds, as far as the decision needs.
 #[derive(Clone, Debug, Default)]
@@ -286,6 +293,14 @@ pub fn decide(
     }
     if now >= cert.not_after {
         return issue("Expired", "the certificate has expired");
+    }
+    if let Some(asked) = &request.renew_request
+        && status.and_then(|s| s.manual_renewal.as_ref()) != Some(asked)
+    {
+        return issue(
+            "ManualRenewal",
+            &format!("renewal requested ({RENEW_ANNOTATION}: {asked})"),
+        );
     }
     let known = status.and_then(|s| {
         let same_cert = s.not_after.as_deref() == Some(&cert.not_after.to_string());
@@ -574,6 +589,32 @@ mod tests {
             RetryGate::Go
         );
         assert_eq!(retry_gate(4, Some(t), false, t), RetryGate::Reset);
+    }
+
+    #[test]
+    fn manual_renewal_once_per_request() {
+        let mut req = validate(&spec(&["a.example"]), "i").unwrap();
+        let key = generate_key(&req.key).unwrap();
+        let nb: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let na: Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+        let good = secret_for(&["a.example"], &key, nb, na);
+        req.renew_request = Some("2026-02-01T00:00:00Z".into());
+        assert!(matches!(
+            decide(&req, "CaaSIssuer/ca", None, Some(&good), now, 0.0),
+            Decision::Issue {
+                reason: "ManualRenewal",
+                ..
+            }
+        ));
+        let handled = CertificateStatus {
+            manual_renewal: req.renew_request.clone(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&req, "CaaSIssuer/ca", Some(&handled), Some(&good), now, 0.0),
+            Decision::Valid { .. }
+        ));
     }
 
     #[test]

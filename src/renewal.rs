@@ -63,6 +63,30 @@ pub fn renewal_time(
     at.max(not_before)
 }
 
+/// The renewal time inside a CA's suggested window (ARI, RFC 9773): `current` while the
+/// window holds it (so it does not move on every check), otherwise a uniformly random
+/// point (`jitter` in [0, 1)) inside the window; never later than the window's end, and
+/// `now` when the window has already passed.
+pub fn ari_renewal_time(
+    start: Timestamp,
+    end: Timestamp,
+    current: Timestamp,
+    now: Timestamp,
+    jitter: f64,
+) -> Timestamp {
+    if end <= now {
+        return now;
+    }
+    if (start..=end).contains(&current) {
+        return current;
+    }
+    let width = end.duration_since(start).max(SignedDuration::ZERO);
+    let at = start
+        .checked_add(width.mul_f64(jitter.clamp(0.0, 1.0)))
+        .unwrap_or(start);
+    at.max(now).min(end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +152,32 @@ mod tests {
         );
         // Never before notBefore.
         assert_eq!(renewal_time(nb, nb + DAY, DAY * 2, 0.5), nb);
+    }
+
+    #[test]
+    fn ari_window() {
+        let s = ts("2026-03-01T00:00:00Z");
+        let e = ts("2026-03-03T00:00:00Z");
+        let now = ts("2026-02-01T00:00:00Z");
+        let outside = ts("2026-03-20T00:00:00Z");
+        assert_eq!(
+            ari_renewal_time(s, e, outside, now, 0.5),
+            ts("2026-03-02T00:00:00Z")
+        );
+        assert_eq!(ari_renewal_time(s, e, outside, now, 0.0), s);
+        let inside = ts("2026-03-01T12:00:00Z");
+        assert_eq!(
+            ari_renewal_time(s, e, inside, now, 0.9),
+            inside,
+            "kept while the window holds it"
+        );
+        // A window that has started: not before now; one that has passed: now.
+        let later = ts("2026-03-02T12:00:00Z");
+        assert_eq!(ari_renewal_time(s, e, outside, later, 0.1), later);
+        assert_eq!(
+            ari_renewal_time(s, e, outside, ts("2026-04-01T00:00:00Z"), 0.5),
+            ts("2026-04-01T00:00:00Z")
+        );
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct CertificateStatus {
     pub failed_issuance_attempts: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<String>,
+    /// The last `caas.dev/renew` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_renewal: Option<String>,
     /// The ACME order in progress (one at a time): a restart resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderStatus>,

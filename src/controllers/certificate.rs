@@ -18,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order,
-    OrderStatus as AcmeOrderStatus,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    Order, OrderStatus as AcmeOrderStatus,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
+use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key, resolve_issuer};
@@ -58,6 +59,8 @@ struct Failure {
     reason: &'static str,
     message: String,
     abandon_order: bool,
+    /// Retry at once, without counting a failure (a rejected nonce).
+    transient: bool,
 }
 
 impl Failure {
@@ -66,13 +69,16 @@ impl Failure {
             reason,
             message: message.into(),
             abandon_order,
+            transient: false,
         }
     }
 }
 
 impl From<AcmeError> for Failure {
     fn from(e: AcmeError) -> Self {
-        Failure::new(e.reason(), e.to_string(), false)
+        let mut f = Failure::new(e.reason(), e.to_string(), false);
+        f.transient = e.is_transient();
+        f
     }
 }
 
@@ -103,8 +109,8 @@ enum Progress {
 
 /// Earliest next poll of the CA per Certificate: our own status writes trigger
 /// reconciles too, and they must not turn into extra ACME requests.
-fn next_poll() -> &'static Mutex<HashMap<String, Instant>> {
-    static NEXT: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+fn next_poll() -> &'static Mutex<HashMap<String, (String, Instant)>> {
+    static NEXT: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
     NEXT.get_or_init(Default::default)
 }
 
@@ -171,7 +177,8 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
         save_status(&ctx, &cert, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
-    let request = plan::validate(&cert.spec, &issuer.fingerprint()).expect("validated above");
+    let mut request = plan::validate(&cert.spec, &issuer.fingerprint()).expect("validated above");
+    request.renew_request = cert.annotations().get(plan::RENEW_ANNOTATION).cloned();
 
     // 2. Is the Secret good?
     let secrets: Api<Secret> =
@@ -198,6 +205,12 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
                 cleanup(&ctx, &cert, &issuer, &order.challenges).await;
             }
             let info = current_valid.expect("a valid decision has a certificate");
+            let renewal_time = match secret.as_ref() {
+                Some(secret) => {
+                    ari_renewal_time(&ctx, &cert, &issuer, secret, &info, renewal_time, now).await
+                }
+                None => renewal_time,
+            };
             status.not_before = Some(info.not_before.to_string());
             status.not_after = Some(info.not_after.to_string());
             status.renewal_time = Some(renewal_time.to_string());
@@ -275,19 +288,19 @@ async fn issue(
         plan::RetryGate::Go => {}
     }
 
-    // Throttle polling of an order in progress.
+    // Throttle: not before the time the last step set (a CA's Retry-After, a poll
+    // interval), unless the spec changed since.
     let key = key_of(cert);
-    if status
-        .order
-        .as_ref()
-        .is_some_and(|o| o.request_hash == request.hash)
+    let until = next_poll()
+        .lock()
+        .expect("lock")
+        .get(&key)
+        .filter(|(hash, _)| *hash == request.hash)
+        .map(|(_, until)| *until);
+    if let Some(until) = until
+        && until > Instant::now()
     {
-        let until = next_poll().lock().expect("lock").get(&key).copied();
-        if let Some(until) = until
-            && until > Instant::now()
-        {
-            return Ok(Action::requeue(until - Instant::now()));
-        }
+        return Ok(Action::requeue(until - Instant::now()));
     }
 
     if status.order.is_none() {
@@ -324,7 +337,7 @@ async fn issue(
             next_poll()
                 .lock()
                 .expect("lock")
-                .insert(key, Instant::now() + delay);
+                .insert(key, (request.hash.clone(), Instant::now() + delay));
             save_status(ctx, cert, &status).await?;
             Ok(Action::requeue(delay))
         }
@@ -332,8 +345,12 @@ async fn issue(
             next_poll().lock().expect("lock").remove(&key);
             finish_issued(ctx, cert, issuer, request, status, &chain, &key_pem, now).await
         }
+        Err(failure) if failure.transient => {
+            tracing::debug!(certificate = %key, "transient CA error ({}); retrying", failure.message);
+            save_status(ctx, cert, &status).await?;
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
         Err(failure) => {
-            next_poll().lock().expect("lock").remove(&key);
             let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
             status.failed_issuance_attempts = Some(attempts);
             status.last_failure_time = Some(now_s.clone());
@@ -343,7 +360,14 @@ async fn issue(
                 cleanup(ctx, cert, issuer, &order.challenges).await;
                 delete_next_key(ctx, cert).await;
             }
-            let delay = plan::backoff(attempts);
+            // A CA's Retry-After (rate limits, 503) wins when it is longer than the backoff.
+            let retry_after = ctx.stats.take_error_retry_after().unwrap_or_default();
+            let delay = plan::backoff(attempts)
+                .max(jiff::SignedDuration::try_from(retry_after).unwrap_or_default());
+            next_poll().lock().expect("lock").insert(
+                key.clone(),
+                (request.hash.clone(), Instant::now() + delay.unsigned_abs()),
+            );
             let message = format!(
                 "{} (attempt {attempts}; next try in {delay:#})",
                 failure.message
@@ -407,11 +431,34 @@ async fn drive_order(
                 .map(|n| Identifier::Dns(n.clone()))
                 .chain(request.ip_addresses.iter().map(|ip| Identifier::Ip(*ip)))
                 .collect();
-            let mut new = NewOrder::new(&identifiers);
-            if let Some(profile) = issuer.spec.profile.as_deref() {
-                new = new.profile(profile);
-            }
-            let o = account.new_order(&new).await?;
+            let new_order = || {
+                let new = NewOrder::new(&identifiers);
+                match issuer.spec.profile.as_deref() {
+                    Some(profile) => new.profile(profile),
+                    None => new,
+                }
+            };
+            // A renewal names the certificate it replaces (ARI, RFC 9773), so the CA can
+            // exempt it from rate limits; a CA that refuses gets a plain order.
+            let replaces = secret
+                .filter(|s| s.annotations().get(ANNOTATION_ISSUER) == Some(&issuer.display()))
+                .and_then(leaf_der);
+            let replaces_id = replaces.as_ref().and_then(|der| {
+                CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())).ok()
+            });
+            let o = match &replaces_id {
+                Some(id) => match account.new_order(&new_order().replaces(id.clone())).await {
+                    Ok(o) => {
+                        tracing::info!(certificate = %key_of(cert), replaces = %id, "renewal order names the certificate it replaces");
+                        o
+                    }
+                    Err(e) => {
+                        tracing::info!(certificate = %key_of(cert), error = %e, "the CA refused `replaces`; ordering without it");
+                        account.new_order(&new_order()).await?
+                    }
+                },
+                None => account.new_order(&new_order()).await?,
+            };
             status.order = Some(OrderStatus {
                 url: o.url().to_string(),
                 state: "pending".into(),
@@ -682,11 +729,10 @@ async fn present_challenges(
                 visible
             }
             ChallengeKind::TlsAlpn01 => {
-                return Err(Failure::new(
-                    "SolverNotSupported",
-                    "tlsAlpn01 solvers are not supported yet: use http01 or dns01",
-                    true,
-                ));
+                // Answered by every replica's TLS listener from the watched status.
+                upsert(status, rec.clone());
+                save_status(ctx, cert, status).await?;
+                wait_for_token(ctx, &rec.token).await
             }
         };
         if in_place {
@@ -714,7 +760,17 @@ async fn present_challenges(
 async fn wait_for_token(ctx: &Context, token: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if http01::key_authorization(&ctx.certificates, token).is_some() {
+        let published = ctx.certificates.state().iter().any(|c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.order.as_ref())
+                .is_some_and(|o| {
+                    o.challenges
+                        .iter()
+                        .any(|ch| ch.token == token && !ch.key.is_empty())
+                })
+        });
+        if published {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -963,6 +1019,7 @@ async fn finish_issued(
         .map(|o| o.challenges)
         .unwrap_or_default();
     status.revision = Some(status.revision.unwrap_or(0) + 1);
+    status.manual_renewal = request.renew_request.clone();
     status.not_before = Some(info.not_before.to_string());
     status.not_after = Some(info.not_after.to_string());
     status.renewal_time = Some(renewal_time.to_string());
@@ -1007,6 +1064,82 @@ async fn finish_issued(
         Duration::from_secs(1),
         Duration::from_secs(8 * 3600),
     )))
+}
+
+/// The DER of the leaf certificate in a TLS Secret.
+fn leaf_der(secret: &Secret) -> Option<Vec<u8>> {
+    let pem = secret_string(secret, "tls.crt")?;
+    pki::pem_certificates(&pem).ok()?.into_iter().next()
+}
+
+/// When the next ARI check is due per Certificate (and for which certificate serial).
+fn ari_checks() -> &'static Mutex<HashMap<String, (String, Instant)>> {
+    static CHECKS: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
+    CHECKS.get_or_init(Default::default)
+}
+
+/// The renewal time with the CA's advice (ARI, RFC 9773): when the CA offers renewal
+/// information, a random moment inside its suggested window (kept while the window still
+/// holds it), re-checked when the CA's `Retry-After` says (bounded to 1-24 h). Without
+/// ARI, or when the CA cannot be asked, `current` stands.
+async fn ari_renewal_time(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    secret: &Secret,
+    info: &pki::CertInfo,
+    current: Timestamp,
+    now: Timestamp,
+) -> Timestamp {
+    let key = key_of(cert);
+    let due = ari_checks()
+        .lock()
+        .expect("lock")
+        .get(&key)
+        .is_none_or(|(serial, next)| *serial != info.serial || *next <= Instant::now());
+    if !due {
+        return current;
+    }
+    let next_check = |after: Duration| {
+        ari_checks()
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), (info.serial.clone(), Instant::now() + after));
+    };
+    let Some(der) = leaf_der(secret) else {
+        return current;
+    };
+    let Ok(id) = CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())) else {
+        next_check(Duration::from_secs(24 * 3600));
+        return current;
+    };
+    let account = match ctx.accounts.get(ctx, issuer).await {
+        Ok(a) => a,
+        Err(_) => return current,
+    };
+    match account.renewal_info(&id).await {
+        Ok((ri, retry_after)) => {
+            next_check(
+                retry_after.clamp(Duration::from_secs(3600), Duration::from_secs(24 * 3600)),
+            );
+            let start =
+                Timestamp::from_second(ri.suggested_window.start.unix_timestamp()).unwrap_or(now);
+            let end =
+                Timestamp::from_second(ri.suggested_window.end.unix_timestamp()).unwrap_or(now);
+            let chosen = crate::renewal::ari_renewal_time(start, end, current, now, rand::random());
+            tracing::info!(certificate = %key, window_start = %start, window_end = %end, renewal = %chosen, "renewal time in the CA's ARI window");
+            chosen
+        }
+        Err(instant_acme::Error::Unsupported(_)) => {
+            next_check(Duration::from_secs(24 * 3600));
+            current
+        }
+        Err(e) => {
+            tracing::debug!(certificate = %key, error = %e, "ARI check failed; keeping the renewal time");
+            next_check(Duration::from_secs(3600));
+            current
+        }
+    }
 }
 
 fn secret_string(secret: &Secret, key: &str) -> Option<String> {

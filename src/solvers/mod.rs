@@ -1,10 +1,12 @@
 //! Challenge solvers, and the pure choice of which one serves a name.
 //!
 //! * [`http01`]: the operator's own listener plus a temporary Ingress/Service/Endpoints;
-//! * [`rfc2136`]: DNS-01 through RFC 2136 dynamic updates signed with TSIG.
+//! * [`rfc2136`]: DNS-01 through RFC 2136 dynamic updates signed with TSIG;
+//! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`.
 
 pub mod http01;
 pub mod rfc2136;
+pub mod tls_alpn01;
 
 use std::collections::BTreeMap;
 

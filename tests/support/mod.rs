@@ -82,7 +82,8 @@ impl Operator {
     /// Starts `caas-operator run` watching `namespace`, answering HTTP-01 on Pebble's
     /// validation port.
     pub fn start(api: &ApiServer, namespace: &str, pebble: &Pebble) -> Operator {
-        Self::start_with(api, namespace, pebble.http_port, &[])
+        let tls = format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port);
+        Self::start_with(api, namespace, pebble.http_port, &[&tls])
     }
 
     /// Starts `caas-operator run` watching `namespace` with its HTTP-01 listener on
@@ -112,6 +113,9 @@ impl Operator {
             format!("--cluster-resource-namespace={namespace}"),
             format!("--pod-ip={TEST_POD_IP}"),
         ];
+        if !extra.iter().any(|a| a.starts_with("--tls-alpn01-addr")) {
+            args.push(format!("--tls-alpn01-addr=127.0.0.1:{}", free_port()));
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let dir = scratch_dir("operator");
         let mut op = Operator {

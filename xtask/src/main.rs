@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test-env") => test_env::run().map(|paths| paths.print()),
         Some("ci") => ci(),
-        Some("test") => test_env::run().and_then(|_| test(&args[1..])),
+        Some("test") => test_env::run().and_then(|_| test(&args[1..]).map(|_| ())),
         Some("manifests") => test_env::run().and_then(|paths| manifests(&paths)),
         Some("demo") => test_env::run().and_then(|_| demo(&args[1..])),
         _ => return usage(),
@@ -71,10 +71,52 @@ fn workspace_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-fn test(extra: &[String]) -> Result<(), String> {
+/// Runs the whole test suite, echoing its output, and returns the (passed, failed)
+/// totals over all test binaries.
+fn test(extra: &[String]) -> Result<(u64, u64), String> {
+    use std::io::BufRead;
     let mut args = vec!["test", "--workspace", "--all-targets"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> cargo {}", args.join(" "));
+    let mut child = Command::new(&cargo_bin)
+        .args(&args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {cargo_bin}: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim().strip_suffix(word).map(|n| {
+                            n.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .to_string()
+                        })
+                    })
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() {
+        Ok((passed, failed))
+    } else {
+        Err(format!(
+            "`cargo {}` failed ({status}): {passed} passed, {failed} failed",
+            args.join(" ")
+        ))
+    }
 }
 
 /// Regenerates the generated files: `crds/caas.dev.yaml` (from the Rust types), the
@@ -163,9 +205,11 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    test(&[])?;
+    let (passed, failed) = test(&[])?;
     // The README's main command, end to end (it stops once everything is issued).
     demo(&["--exit".to_string()])?;
     eprintln!("==> ci passed in {:.0?}", started.elapsed());
+    // The closing line CI reads: every test of the suite, counted over all binaries.
+    println!("ci: {passed} passed, {failed} failed");
     Ok(())
 }

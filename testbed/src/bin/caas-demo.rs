@@ -136,6 +136,7 @@ fn run() -> Result<(), String> {
     cmd.args([
         "run".to_string(),
         format!("--http01-addr=127.0.0.1:{}", pebble.http_port),
+        format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port),
         format!("--metrics-addr=127.0.0.1:{metrics_port}"),
         format!("--cluster-resource-namespace={NAMESPACE}"),
         "--pod-ip=10.0.0.10".to_string(),

@@ -1,0 +1,160 @@
+//! TLS-ALPN-01 (RFC 8737): the operator's own TLS listener answers `acme-tls/1`
+//! handshakes for a name with a self-signed certificate carrying the `acmeIdentifier`
+//! extension (the SHA-256 of the key authorization).
+//!
+//! Like HTTP-01, answers come from the watched Certificates' status, so every replica
+//! answers. Getting the CA's connection on port 443 of the name to this listener (a
+//! LoadBalancer Service, or an SNI-passthrough route) is the cluster's part.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::reflector::Store;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::api::Certificate;
+
+pub const ALPN: &[u8] = b"acme-tls/1";
+
+/// The key authorization of a pending TLS-ALPN-01 challenge for `name`.
+pub fn key_authorization(store: &Store<Certificate>, name: &str) -> Option<String> {
+    store.state().iter().find_map(|cert| {
+        cert.status
+            .as_ref()?
+            .order
+            .as_ref()?
+            .challenges
+            .iter()
+            .find(|c| {
+                c.type_ == "tls-alpn-01"
+                    && c.dns_name.eq_ignore_ascii_case(name)
+                    && !c.key.is_empty()
+            })
+            .map(|c| c.key.clone())
+    })
+}
+
+/// The challenge certificate for `name` and a key authorization (RFC 8737 section 3).
+pub fn challenge_certificate(name: &str, key_authorization: &str) -> Result<CertifiedKey, String> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest.as_ref()));
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        signing,
+    ))
+}
+
+/// Picks the challenge certificate by SNI, for `acme-tls/1` handshakes only.
+#[derive(Debug)]
+struct Resolver {
+    store: Store<Certificate>,
+    /// The last certificates made, by (name, key authorization): the CA connects
+    /// several times (multi-perspective validation).
+    cache: Mutex<Vec<(String, String, Arc<CertifiedKey>)>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN));
+        if !acme {
+            return None;
+        }
+        let name = hello.server_name()?.to_ascii_lowercase();
+        let key_auth = key_authorization(&self.store, &name)?;
+        let mut cache = self.cache.lock().expect("resolver cache");
+        if let Some((_, _, ck)) = cache.iter().find(|(n, k, _)| *n == name && *k == key_auth) {
+            return Some(ck.clone());
+        }
+        let ck = Arc::new(challenge_certificate(&name, &key_auth).ok()?);
+        cache.push((name, key_auth, ck.clone()));
+        if cache.len() > 64 {
+            cache.remove(0);
+        }
+        Some(ck)
+    }
+}
+
+/// Serves TLS-ALPN-01 answers on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    store: Store<Certificate>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Resolver {
+            store,
+            cache: Mutex::new(Vec::new()),
+        }));
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "TLS-ALPN-01 solver listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // The handshake is the answer; the validator closes the connection.
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
+                        Ok(Ok(_)) => tracing::debug!(%peer, "answered a TLS-ALPN-01 handshake"),
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS-ALPN-01 handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS-ALPN-01 handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    #[test]
+    fn challenge_certificate_carries_the_critical_acme_identifier() {
+        let ck = challenge_certificate("a.example", "token.thumb").unwrap();
+        let (_, cert) = X509Certificate::from_der(ck.cert[0].as_ref()).unwrap();
+        let ext = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier extension");
+        assert!(ext.critical);
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"token.thumb");
+        // The value is an OCTET STRING (0x04, 0x20) holding the digest.
+        assert_eq!(&ext.value[..2], &[0x04, 0x20]);
+        assert_eq!(&ext.value[2..], digest.as_ref());
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(sans, vec!["DNSName(a.example)"]);
+    }
+}
