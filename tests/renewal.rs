@@ -341,31 +341,12 @@ async fn failed_validation_is_reported_and_retried_with_growing_delays() {
     // A name outside the test zone: the CA's DNS lookup fails, so validation fails.
     create_certificate(&client, &ns, "bad", json!({ "secretName": "bad-tls", "issuerRef": { "name": "pebble" }, "dnsNames": ["nowhere.invalid-zone.test"] })).await;
     let started = Instant::now();
-    let cert = wait_cert_ready(&client, &ns, "bad", "False", None, TIMEOUT, &operator).await;
-    let cert = if condition(&cert.status.clone().unwrap().conditions, "Ready")
-        .unwrap()
-        .1
-        == "Issuing"
-    {
-        wait_for(
-            "a failure reason",
-            TIMEOUT,
-            Some(&operator),
-            || {
-                let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
-                async move { certs.get("bad").await.unwrap() }
-            },
-            |c| {
-                c.status
-                    .as_ref()
-                    .and_then(|s| s.failed_issuance_attempts)
-                    .is_some()
-            },
-        )
-        .await
-    } else {
-        cert
-    };
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let cert = wait_for("the first failure", TIMEOUT, Some(&operator), || {
+        let certs = certs.clone();
+        async move { certs.get("bad").await.unwrap() }
+    }, |c| c.status.as_ref().and_then(|s| s.failed_issuance_attempts).is_some())
+    .await;
     let (_, reason, message) =
         condition(&cert.status.clone().unwrap().conditions, "Ready").unwrap();
     assert!(
