@@ -60,15 +60,10 @@ impl KeySettings {
                 ));
             }
         };
-        if algorithm == KeyAlgorithm::Rsa {
+        if encoding == KeyEncoding::Pkcs1 && algorithm != KeyAlgorithm::Rsa {
             return Err(
-                "privateKey.algorithm RSA is not supported yet: use ECDSA (default) or Ed25519"
+                "privateKey.encoding PKCS1 is RSA's format: use PKCS8 (default) for ECDSA and Ed25519"
                     .into(),
-            );
-        }
-        if encoding == KeyEncoding::Pkcs1 {
-            return Err(
-                "privateKey.encoding PKCS1 is not supported yet: use PKCS8 (default)".into(),
             );
         }
         Ok(KeySettings {
@@ -87,16 +82,69 @@ impl KeySettings {
         }
     }
 
-    /// Whether an existing key (PEM) has these settings.
+    /// Whether an existing key (PEM) has these settings (algorithm and size).
     pub fn matches(&self, key_pem: &str) -> bool {
-        KeyPair::from_pem(key_pem)
-            .map(|k| k.algorithm() == self.rcgen_algorithm())
-            .unwrap_or(false)
+        let Ok(key) = load_key(key_pem) else {
+            return false;
+        };
+        if key.algorithm() != self.rcgen_algorithm() {
+            return false;
+        }
+        self.algorithm != KeyAlgorithm::Rsa || rsa_bits(key_pem) == Some(self.size)
     }
 }
 
-/// A new private key, as PEM (PKCS#8).
+/// The size in bits of an RSA key (PEM, PKCS#1 or PKCS#8).
+fn rsa_bits(key_pem: &str) -> Option<u32> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(key_pem))
+        .ok()?;
+    u32::try_from(key.size() * 8).ok()
+}
+
+/// Loads a private key from PEM: PKCS#8 (any algorithm) or PKCS#1 (RSA).
+pub fn load_key(key_pem: &str) -> Result<KeyPair, PkiError> {
+    if key_pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(key_pem)
+            .map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+        return KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+            .map_err(|e| PkiError::InvalidKey(e.to_string()));
+    }
+    KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))
+}
+
+/// A new private key as PEM, in the requested encoding (PKCS#8, or PKCS#1 for RSA).
+///
+/// RSA keys come from the `rsa` crate (ring signs with RSA keys but cannot make them).
 pub fn generate_key(settings: &KeySettings) -> Result<String, PkiError> {
+    if settings.algorithm == KeyAlgorithm::Rsa {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let bits = usize::try_from(settings.size).expect("small");
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
+            .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
+        let pem = match settings.encoding {
+            KeyEncoding::Pkcs1 => key
+                .to_pkcs1_pem(LineEnding::LF)
+                .map(|p| p.to_string())
+                .map_err(|e| e.to_string()),
+            KeyEncoding::Pkcs8 => key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map(|p| p.to_string())
+                .map_err(|e| e.to_string()),
+        }
+        .map_err(PkiError::UnsupportedKey)?;
+        return Ok(pem);
+    }
     let key = KeyPair::generate_for(settings.rcgen_algorithm())
         .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
     Ok(key.serialize_pem())
@@ -109,7 +157,7 @@ pub fn csr_der(
     ip_addresses: &[IpAddr],
     common_name: Option<&str>,
 ) -> Result<Vec<u8>, PkiError> {
-    let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let key = load_key(key_pem)?;
     let mut params =
         CertificateParams::new(dns_names.to_vec()).map_err(|e| PkiError::Csr(e.to_string()))?;
     params
@@ -194,7 +242,7 @@ pub fn parse_chain(pem: &str) -> Result<CertInfo, PkiError> {
 /// The SubjectPublicKeyInfo (DER) of a private key (PEM).
 pub fn public_key_spki(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     use rcgen::PublicKeyData;
-    let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let key = load_key(key_pem)?;
     Ok(key.subject_public_key_info())
 }
 
@@ -222,8 +270,7 @@ pub fn secret_data(
                 data.insert("tls-combined.pem".to_string(), combined.into_bytes());
             }
             OutputFormatType::Der => {
-                let key =
-                    KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+                let key = load_key(key_pem)?;
                 data.insert("key.der".to_string(), key.serialize_der());
             }
         }
@@ -290,6 +337,46 @@ mod tests {
             let stranger = generate_key(&settings).unwrap();
             assert!(!key_matches(&stranger, &cert));
         }
+    }
+
+    #[test]
+    fn rsa_keys_in_both_encodings() {
+        for (size, encoding, label) in [
+            (2048, KeyEncoding::Pkcs1, "RSA PRIVATE KEY"),
+            (2048, KeyEncoding::Pkcs8, "PRIVATE KEY"),
+        ] {
+            let settings = KeySettings {
+                algorithm: KeyAlgorithm::Rsa,
+                size,
+                encoding,
+            };
+            let key = generate_key(&settings).unwrap();
+            assert!(
+                key.starts_with(&format!("-----BEGIN {label}-----")),
+                "{key}"
+            );
+            assert!(settings.matches(&key));
+            assert!(
+                !KeySettings {
+                    size: 3072,
+                    ..settings
+                }
+                .matches(&key)
+            );
+            let csr = csr_der(&key, &["r.example".into()], &[], None).unwrap();
+            assert!(!csr.is_empty());
+            let data = secret_data("x", &key, &[OutputFormatType::Der]).unwrap();
+            assert!(!data["key.der"].is_empty());
+        }
+        let ecdsa_pkcs1 = PrivateKeySpec {
+            encoding: Some(KeyEncoding::Pkcs1),
+            ..Default::default()
+        };
+        assert!(
+            KeySettings::from_spec(Some(&ecdsa_pkcs1))
+                .unwrap_err()
+                .contains("RSA's format")
+        );
     }
 
     #[test]

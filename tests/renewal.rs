@@ -184,7 +184,15 @@ fn spki_oid(info: &caas_operator::pki::CertInfo) -> String {
         .and_then(|p| p.as_oid().ok())
         .map(|o| o.to_id_string())
         .unwrap_or_default();
-    format!("{} {}", spki.algorithm.algorithm.to_id_string(), params)
+    let bits = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => format!(" rsa{}", rsa.key_size()),
+        _ => String::new(),
+    };
+    format!(
+        "{} {}{bits}",
+        spki.algorithm.algorithm.to_id_string(),
+        params
+    )
 }
 
 #[tokio::test]
@@ -206,6 +214,21 @@ async fn key_algorithms_and_rotation_policies() {
             "never",
             json!({ "rotationPolicy": "Never" }),
             "1.2.840.10045.2.1 1.2.840.10045.3.1.7",
+        ),
+        (
+            "rsa2048",
+            json!({ "algorithm": "RSA", "size": 2048, "encoding": "PKCS1" }),
+            "1.2.840.113549.1.1.1  rsa2048",
+        ),
+        (
+            "rsa3072",
+            json!({ "algorithm": "RSA", "size": 3072 }),
+            "1.2.840.113549.1.1.1  rsa3072",
+        ),
+        (
+            "rsa4096",
+            json!({ "algorithm": "RSA", "size": 4096 }),
+            "1.2.840.113549.1.1.1  rsa4096",
         ),
         (
             "always",
@@ -251,7 +274,7 @@ async fn key_algorithms_and_rotation_policies() {
             .await
             .unwrap();
     }
-    for (i, name) in [(2, "never"), (3, "always")] {
+    for (i, name) in [(2, "never"), (6, "always")] {
         wait_revision(&client, &ns, name, 2, TIMEOUT, &operator).await;
         let (info, _) = tls_secret(&client, &ns, &format!("{name}-tls")).await;
         if name == "never" {
@@ -342,10 +365,21 @@ async fn failed_validation_is_reported_and_retried_with_growing_delays() {
     create_certificate(&client, &ns, "bad", json!({ "secretName": "bad-tls", "issuerRef": { "name": "pebble" }, "dnsNames": ["nowhere.invalid-zone.test"] })).await;
     let started = Instant::now();
     let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
-    let cert = wait_for("the first failure", TIMEOUT, Some(&operator), || {
-        let certs = certs.clone();
-        async move { certs.get("bad").await.unwrap() }
-    }, |c| c.status.as_ref().and_then(|s| s.failed_issuance_attempts).is_some())
+    let cert = wait_for(
+        "the first failure",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get("bad").await.unwrap() }
+        },
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.failed_issuance_attempts)
+                .is_some()
+        },
+    )
     .await;
     let (_, reason, message) =
         condition(&cert.status.clone().unwrap().conditions, "Ready").unwrap();
