@@ -82,6 +82,9 @@ pub fn run() -> Result<Paths, String> {
         ("/usr/bin/dpkg-deb", "dpkg"),
         ("/usr/bin/unzip", "unzip"),
         ("/usr/bin/npm", "npm"),
+        // Peers for the side-by-side benchmark.
+        ("/usr/bin/lego", "lego"),
+        ("/usr/bin/certbot", "certbot"),
     ];
     if assets.is_none() {
         wanted.extend([

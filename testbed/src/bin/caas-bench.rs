@@ -1,0 +1,658 @@
+//! `cargo xtask bench [--quick]`: time to a certificate, burst, unrelated load and idle
+//! cost of the operator, side by side with lego and certbot, against a real API server
+//! and Pebble on this machine. Prints a markdown table and writes it to a file.
+//!
+//! Fails only when the operator does not issue, never because of a time limit.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caas_testbed::{ApiServer, Bind, Pebble, PebbleOptions, Proc, free_port, http_get, port_open};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+struct Config {
+    quick: bool,
+    operator: PathBuf,
+    out: PathBuf,
+    single_runs: usize,
+    burst: usize,
+    unrelated: usize,
+    idle: Duration,
+}
+
+fn config() -> Result<Config, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    let mut quick = false;
+    let mut operator = root.join("target/debug/caas-operator");
+    let mut out = root.join("target/bench-results.md");
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--operator" => operator = it.next().ok_or("--operator needs a path")?.into(),
+            "--out" => out = it.next().ok_or("--out needs a path")?.into(),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(if quick {
+        Config {
+            quick,
+            operator,
+            out,
+            single_runs: 3,
+            burst: 50,
+            unrelated: 500,
+            idle: Duration::from_secs(15),
+        }
+    } else {
+        Config {
+            quick,
+            operator,
+            out,
+            single_runs: 20,
+            burst: 1000,
+            unrelated: 10_000,
+            idle: Duration::from_secs(300),
+        }
+    })
+}
+
+fn main() {
+    let cfg = match config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(run(&cfg)) {
+        Ok(table) => {
+            println!("{table}");
+            if let Err(e) = std::fs::write(&cfg.out, &table) {
+                eprintln!("bench: cannot write {}: {e}", cfg.out.display());
+            } else {
+                eprintln!("written to {}", cfg.out.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("\nbench FAILED: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&v, 0.5), percentile(&v, 0.9))
+}
+
+/// CPU seconds (user + system) and peak RSS (KiB) of a process, from /proc.
+fn proc_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields after the command: state is index 0; utime 11, stime 12 (1-based 14, 15).
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (cpu, hwm)
+}
+
+fn rss_now(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sum of a counter family in the operator's /metrics.
+fn metric_sum(port: u16, name: &str, filter: &str) -> f64 {
+    let Ok((_, text)) = http_get(port, "/metrics") else {
+        return f64::NAN;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Env {
+    api: ApiServer,
+    _bind: Bind,
+    pebble: Pebble,
+    bind_addr: String,
+    tsig_name: String,
+    tsig_secret: String,
+    client: kube::Client,
+    certs_ar: ApiResource,
+}
+
+fn kubectl(api: &ApiServer, args: &[&str]) -> Result<(), String> {
+    let out = api
+        .kubectl()
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+async fn setup() -> Result<Env, String> {
+    eprintln!("==> starting kube-apiserver, BIND, Pebble");
+    let api = ApiServer::start();
+    let bind = Bind::start();
+    let pebble = Pebble::start(PebbleOptions {
+        dns_server: Some(bind.addr()),
+        env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+        ..Default::default()
+    });
+    let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/caas.dev.yaml");
+    kubectl(&api, &["create", "-f", &crds.display().to_string()])?;
+    kubectl(
+        &api,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+    )?;
+    kubectl(&api, &["create", "namespace", "bench"])?;
+    kubectl(&api, &["create", "namespace", "unrelated"])?;
+    let client = api.client().await;
+    let certs_ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "caas.dev",
+        "v1alpha1",
+        "Certificate",
+    ));
+    let env = Env {
+        bind_addr: bind.addr().to_string(),
+        tsig_name: bind.tsig_key_name.clone(),
+        tsig_secret: bind.tsig_secret.clone(),
+        api,
+        _bind: bind,
+        pebble,
+        client,
+        certs_ar,
+    };
+    // EAB + TSIG Secrets and two issuers: HTTP-01 and DNS-01.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "bench");
+    for (name, key, value) in [
+        ("eab", "hmac", env.pebble.eab_hmac.clone()),
+        ("tsig", "secret", env.tsig_secret.clone()),
+    ] {
+        let s: Secret = serde_json::from_value(
+            json!({ "metadata": { "name": name }, "stringData": { key: value } }),
+        )
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let issuers = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "bench",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("caas.dev", "v1alpha1", "CaaSIssuer")),
+    );
+    for (name, solver) in [
+        ("http", json!({ "http01": {} })),
+        (
+            "dns",
+            json!({ "dns01": { "rfc2136": { "nameserver": env.bind_addr, "tsigKeyName": env.tsig_name, "tsigSecretSecretRef": { "name": "tsig", "key": "secret" } } } }),
+        ),
+    ] {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer", "metadata": { "name": name },
+            "spec": {
+                "server": env.pebble.directory_url, "caBundle": env.pebble.tls_ca_pem,
+                "externalAccountBinding": { "keyID": env.pebble.eab_kid, "keySecretRef": { "name": "eab", "key": "hmac" } },
+                "privateKeySecretRef": { "name": "account" },
+                "solvers": [solver]
+            }
+        }))
+        .unwrap();
+        issuers
+            .create(&PostParams::default(), &obj)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(env)
+}
+
+fn start_operator(env: &Env, cfg: &Config, tag: &str) -> (Proc, u16) {
+    let metrics = free_port();
+    let mut cmd = Command::new(&cfg.operator);
+    cmd.args([
+        "run".to_string(),
+        format!("--http01-addr=127.0.0.1:{}", env.pebble.http_port),
+        format!("--tls-alpn01-addr=127.0.0.1:{}", env.pebble.tls_port),
+        format!("--metrics-addr=127.0.0.1:{metrics}"),
+        "--cluster-resource-namespace=bench".to_string(),
+        "--pod-ip=10.0.0.10".to_string(),
+    ])
+    .env("KUBECONFIG", &env.api.kubeconfig)
+    .env("RUST_LOG", "warn");
+    let mut proc = Proc::spawn(
+        "caas-operator",
+        cmd,
+        &env.api.dir.join(format!("operator-{tag}.log")),
+        None,
+    );
+    proc.wait_until(Duration::from_secs(30), || port_open(metrics));
+    (proc, metrics)
+}
+
+fn is_ready(obj: &DynamicObject) -> bool {
+    obj.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Creates Certificates named `names` (issuer `issuer`) and waits until all are Ready.
+async fn issue_all(
+    env: &Env,
+    issuer: &str,
+    names: &[String],
+    prefix: &str,
+    operator: &mut Proc,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "bench", &env.certs_ar);
+    let wanted: BTreeSet<String> = names.iter().cloned().collect();
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let started = Instant::now();
+    let creates = futures::stream::iter(names.iter().cloned().map(|name| {
+        let api = api.clone();
+        let issuer = issuer.to_string();
+        let prefix = prefix.to_string();
+        async move {
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "metadata": { "name": name },
+                "spec": { "secretName": format!("{name}-tls"), "issuerRef": { "name": issuer }, "dnsNames": [format!("{name}.{prefix}acc.test")] }
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &obj).await.map(|_| ())
+        }
+    }))
+    .buffer_unordered(32)
+    .collect::<Vec<_>>();
+    let mut ready = BTreeSet::new();
+    let wait = async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(obj) = ev {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                if wanted.contains(&name) && is_ready(&obj) {
+                    ready.insert(name);
+                    if ready.len() == wanted.len() {
+                        return Ok(started.elapsed());
+                    }
+                }
+            }
+        }
+        Err("watch ended".to_string())
+    };
+    let (results, waited) = tokio::join!(creates, tokio::time::timeout(timeout, wait));
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(format!("creating Certificates: {e}"));
+    }
+    match waited {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{} of {} Certificates Ready after {timeout:?} (operator log tail:\n{})",
+            ready.len(),
+            wanted.len(),
+            operator.log_tail(20)
+        )),
+    }
+}
+
+/// Runs a peer client `runs` times (after one untimed run that registers its account);
+/// returns the wall times.
+fn peer_runs(env: &Env, peer: &str, runs: usize) -> Result<Vec<f64>, String> {
+    let dir = env.api.dir.join(format!("peer-{peer}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let ca = env.pebble.dir.join("ca.pem");
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let domain = format!("{peer}{i}-{}.peer.acc.test", std::process::id());
+        let mut cmd = match peer {
+            "lego" => {
+                let mut c = Command::new("lego");
+                c.args([
+                    "--server",
+                    &env.pebble.directory_url,
+                    "--email",
+                    "bench@example.com",
+                    "--accept-tos",
+                    "--eab",
+                    "--kid",
+                    &env.pebble.eab_kid,
+                    "--hmac",
+                    &env.pebble.eab_hmac,
+                    "--domains",
+                    &domain,
+                    "--http",
+                    "--http.port",
+                    &format!("127.0.0.1:{}", env.pebble.http_port),
+                    "--key-type",
+                    "ec256",
+                    "--path",
+                    &dir.display().to_string(),
+                    "run",
+                ])
+                .env("LEGO_CA_CERTIFICATES", &ca);
+                c
+            }
+            _ => {
+                let mut c = Command::new("certbot");
+                c.args([
+                    "certonly",
+                    "--standalone",
+                    "--non-interactive",
+                    "--agree-tos",
+                    "-m",
+                    "bench@example.com",
+                    "--server",
+                    &env.pebble.directory_url,
+                    "--eab-kid",
+                    &env.pebble.eab_kid,
+                    "--eab-hmac-key",
+                    &env.pebble.eab_hmac,
+                    "--http-01-port",
+                    &env.pebble.http_port.to_string(),
+                    "--http-01-address",
+                    "127.0.0.1",
+                    "--key-type",
+                    "ecdsa",
+                    "-d",
+                    &domain,
+                    "--config-dir",
+                    &dir.join("config").display().to_string(),
+                    "--work-dir",
+                    &dir.join("work").display().to_string(),
+                    "--logs-dir",
+                    &dir.join("logs").display().to_string(),
+                ])
+                .env("REQUESTS_CA_BUNDLE", &ca);
+                c
+            }
+        };
+        let t = Instant::now();
+        let out = cmd
+            .output()
+            .map_err(|e| format!("{peer}: {e} (cargo xtask test-env installs it)"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{peer} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+        }
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
+}
+
+async fn run(cfg: &Config) -> Result<String, String> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let env = setup().await?;
+    let (mut op, metrics) = start_operator(&env, cfg, "main");
+
+    // 1. Single certificate, HTTP-01 and DNS-01 (account registered by the first one).
+    let mut singles = Vec::new();
+    for (issuer, label) in [("http", "HTTP-01"), ("dns", "DNS-01")] {
+        issue_all(
+            &env,
+            issuer,
+            &[format!("warm-{issuer}")],
+            "w.",
+            &mut op,
+            Duration::from_secs(120),
+        )
+        .await?;
+        let mut times = Vec::new();
+        for i in 0..cfg.single_runs {
+            let d = issue_all(
+                &env,
+                issuer,
+                &[format!("single-{issuer}-{i}")],
+                "s.",
+                &mut op,
+                Duration::from_secs(120),
+            )
+            .await?;
+            times.push(d.as_secs_f64());
+        }
+        let (p50, p90) = stats(times);
+        singles.push((label, p50, p90));
+        rows.push((
+            format!(
+                "single certificate, {label} (p50 / p90 of {})",
+                cfg.single_runs
+            ),
+            format!("{p50:.2} s / {p90:.2} s"),
+        ));
+    }
+    // Peers, against a Pebble of the same configuration (the operator keeps the ports of ours).
+    op.stop(Duration::from_secs(10));
+    let peer_runs_n = if cfg.quick {
+        1
+    } else {
+        cfg.single_runs.min(10)
+    };
+    let http_p50 = singles[0].1;
+    for peer in ["lego", "certbot"] {
+        match peer_runs(&env, peer, peer_runs_n) {
+            Ok(times) => {
+                let (p50, p90) = stats(times);
+                rows.push((
+                    format!("{peer} (Debian), HTTP-01, same Pebble (p50 / p90 of {peer_runs_n})"),
+                    format!(
+                        "{p50:.2} s / {p90:.2} s; caas-operator is {:.1}x faster",
+                        p50 / http_p50
+                    ),
+                ));
+            }
+            Err(e) => rows.push((format!("{peer}"), format!("not measured: {e}"))),
+        }
+    }
+    let (mut op, metrics) = {
+        let _ = metrics;
+        start_operator(&env, cfg, "burst")
+    };
+
+    // 2. Burst.
+    let acme0 = metric_sum(metrics, "caas_acme_requests_total", "");
+    let kube0 = metric_sum(metrics, "caas_kube_api_requests_total", "");
+    let (cpu0, _) = proc_usage(op.pid());
+    let names: Vec<String> = (0..cfg.burst).map(|i| format!("burst-{i}")).collect();
+    let took = issue_all(
+        &env,
+        "http",
+        &names,
+        "b.",
+        &mut op,
+        Duration::from_secs(1800),
+    )
+    .await?;
+    let (cpu1, hwm) = proc_usage(op.pid());
+    let acme = metric_sum(metrics, "caas_acme_requests_total", "") - acme0;
+    let kube = metric_sum(metrics, "caas_kube_api_requests_total", "") - kube0;
+    let n = cfg.burst as f64;
+    rows.push((
+        format!(
+            "burst: {} Certificates created at once, until all Ready",
+            cfg.burst
+        ),
+        format!(
+            "{:.1} s ({:.1} certificates/s)",
+            took.as_secs_f64(),
+            n / took.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        "burst: operator CPU, peak RSS".into(),
+        format!("{:.1} CPU s, {:.1} MiB", cpu1 - cpu0, hwm as f64 / 1024.0),
+    ));
+    rows.push((
+        "burst: ACME / Kubernetes API requests per certificate".into(),
+        format!("{:.1} / {:.1}", acme / n, kube / n),
+    ));
+    let rss_burst = rss_now(op.pid());
+
+    // 4. Idle (before adding unrelated Secrets): nothing due. First let the follow-up of
+    // the burst settle (each new certificate's first ARI check and status update).
+    tokio::time::sleep(if cfg.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(60)
+    })
+    .await;
+    let acme0 = metric_sum(metrics, "caas_acme_requests_total", "");
+    let kube0 = metric_sum(metrics, "caas_kube_api_requests_total", "");
+    let (cpu0, _) = proc_usage(op.pid());
+    tokio::time::sleep(cfg.idle).await;
+    let (cpu1, _) = proc_usage(op.pid());
+    let minutes = cfg.idle.as_secs_f64() / 60.0;
+    let acme_idle = metric_sum(metrics, "caas_acme_requests_total", "") - acme0;
+    let kube_idle = metric_sum(metrics, "caas_kube_api_requests_total", "") - kube0;
+    rows.push((
+        format!(
+            "idle: {} Ready Certificates, {:.0} s",
+            cfg.burst + 2 * (cfg.single_runs + 1),
+            cfg.idle.as_secs_f64()
+        ),
+        format!(
+            "{:.2} CPU s/min, {:.0} ACME and {:.1} API requests/min (Lease renewals)",
+            (cpu1 - cpu0) / minutes,
+            acme_idle / minutes,
+            kube_idle / minutes
+        ),
+    ));
+
+    // 3. Unrelated Secrets: the operator's memory must not grow with them.
+    let rss_before = rss_now(op.pid());
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "unrelated");
+    let blob = "x".repeat(10 * 1024);
+    let t = Instant::now();
+    let results: Vec<_> = futures::stream::iter((0..cfg.unrelated).map(|i| {
+        let secrets = secrets.clone();
+        let blob = blob.clone();
+        async move {
+            let s: Secret = serde_json::from_value(json!({ "metadata": { "name": format!("app-{i}") }, "stringData": { "blob": blob } })).unwrap();
+            secrets.create(&PostParams::default(), &s).await.map(|_| ())
+        }
+    }))
+    .buffer_unordered(32)
+    .collect()
+    .await;
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(format!("creating unrelated Secrets: {e}"));
+    }
+    eprintln!(
+        "    {} unrelated Secrets created in {:.1?}",
+        cfg.unrelated,
+        t.elapsed()
+    );
+    // Renew a few certificates so the operator works while the Secrets are there.
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "bench", &env.certs_ar);
+    let names: Vec<String> = (0..cfg.burst.min(20))
+        .map(|i| format!("after-{i}"))
+        .collect();
+    issue_all(
+        &env,
+        "http",
+        &names,
+        "a.",
+        &mut op,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let _ = api
+        .patch("burst-0", &PatchParams::default(), &Patch::Merge(json!({})))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_now(op.pid());
+    rows.push((
+        format!("unrelated: {} Secrets of 10 KB added", cfg.unrelated),
+        format!("operator RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB; after the burst: {:.1} MiB)", rss_before as f64 / 1024.0, rss_after as f64 / 1024.0, (rss_after as f64 - rss_before as f64) / 1024.0, rss_burst as f64 / 1024.0),
+    ));
+    op.stop(Duration::from_secs(10));
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let profile = if cfg
+        .operator
+        .components()
+        .any(|c| c.as_os_str() == "release")
+    {
+        "release"
+    } else {
+        "debug"
+    };
+    let mut table = format!(
+        "| measurement ({} mode; {cpus} CPUs; operator {profile} build; API server, etcd, Pebble on the same machine) | result |\n|---|---|\n",
+        if cfg.quick { "quick" } else { "full" }
+    );
+    for (k, v) in rows {
+        table.push_str(&format!("| {k} | {v} |\n"));
+    }
+    Ok(table)
+}
