@@ -509,7 +509,7 @@ async fn run(cfg: &Config) -> Result<String, String> {
                     ),
                 ));
             }
-            Err(e) => rows.push((format!("{peer}"), format!("not measured: {e}"))),
+            Err(e) => rows.push((peer.to_string(), format!("not measured: {e}"))),
         }
     }
     let (mut op, metrics) = {
