@@ -125,6 +125,12 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
             ip_addresses.push(parsed);
         }
     }
+    if !ip_addresses.is_empty() {
+        return Err(
+            "ipAddresses are not supported yet (no solver can prove an IP address): list DNS names only"
+                .into(),
+        );
+    }
     if dns_names.is_empty() && ip_addresses.is_empty() {
         return Err("the Certificate names nothing: set dnsNames (or ipAddresses)".into());
     }
@@ -179,7 +185,7 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
     let mut sorted_ips: Vec<String> = ip_addresses.iter().map(|i| i.to_string()).collect();
     sorted_ips.sort();
     let fingerprint = format!(
-        "{}|{}|{}|{:?}/{}/{:?}|{}",
+        "{}|{}|{}|{:?}/{}/{:?}/{rotation:?}|{}",
         sorted_names.join(","),
         sorted_ips.join(","),
         common_name.as_deref().unwrap_or(""),

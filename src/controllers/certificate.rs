@@ -122,7 +122,39 @@ fn key_of(cert: &Certificate) -> String {
     )
 }
 
+/// resourceVersion of the status this process last wrote, per Certificate.
+fn written_versions() -> &'static Mutex<HashMap<String, u64>> {
+    static WRITTEN: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    WRITTEN.get_or_init(Default::default)
+}
+
+/// The Certificate as the API server has it now when the watched copy is older than our
+/// own last status write (its watch event has not arrived yet): acting on the older copy
+/// would write an older status back.
+async fn fresh(ctx: &Context, cert: Arc<Certificate>) -> Result<Arc<Certificate>, kube::Error> {
+    let written = written_versions()
+        .lock()
+        .expect("lock")
+        .get(&key_of(&cert))
+        .copied();
+    let cached = cert.resource_version().and_then(|v| v.parse::<u64>().ok());
+    match (written, cached) {
+        (Some(w), Some(c)) if c >= w => Ok(cert),
+        (None, _) => Ok(cert),
+        _ => {
+            let api: Api<Certificate> =
+                Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+            Ok(api
+                .get_opt(&cert.name_any())
+                .await?
+                .map(Arc::new)
+                .unwrap_or(cert))
+        }
+    }
+}
+
 pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let cert = fresh(&ctx, cert).await?;
     let now = Timestamp::now();
     let mut status = cert.status.clone().unwrap_or_default();
     let generation = cert.metadata.generation;
@@ -203,6 +235,7 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
         Decision::Valid { renewal_time } => {
             if let Some(order) = status.order.take() {
                 cleanup(&ctx, &cert, &issuer, &order.challenges).await;
+                delete_next_key(&ctx, &cert).await;
             }
             let info = current_valid.expect("a valid decision has a certificate");
             let renewal_time = match secret.as_ref() {
@@ -273,8 +306,10 @@ async fn issue(
 
     // Back off after failures; a changed spec starts afresh.
     let attempts = status.failed_issuance_attempts.unwrap_or(0);
+    // The Issuing condition is rewritten on every attempt (Ready is not, while a valid
+    // certificate exists): its generation says whether the failures were for this spec.
     let same_spec =
-        find(&status.conditions, "Ready").and_then(|c| c.observed_generation) == generation;
+        find(&status.conditions, "Issuing").and_then(|c| c.observed_generation) == generation;
     let last_failure = status
         .last_failure_time
         .as_deref()
@@ -411,7 +446,13 @@ async fn drive_order(
         if known.request_hash == request.hash && known.state != "invalid" {
             match account.order(known.url.clone()).await {
                 Ok(o) => order = Some(o),
-                Err(instant_acme::Error::Api(problem)) => {
+                Err(instant_acme::Error::Api(problem))
+                    if problem.status == Some(404)
+                        || problem
+                            .r#type
+                            .as_deref()
+                            .is_some_and(|t| t.ends_with(":malformed")) =>
+                {
                     tracing::info!(certificate = %key_of(cert), ?problem, "the stored order is gone; starting a new one");
                 }
                 Err(e) => return Err(e.into()),
@@ -452,10 +493,19 @@ async fn drive_order(
                         tracing::info!(certificate = %key_of(cert), replaces = %id, "renewal order names the certificate it replaces");
                         o
                     }
-                    Err(e) => {
-                        tracing::info!(certificate = %key_of(cert), error = %e, "the CA refused `replaces`; ordering without it");
+                    // Only a refusal of the request itself (not a rate limit or an
+                    // outage) is retried without `replaces`.
+                    Err(instant_acme::Error::Api(problem))
+                        if !problem
+                            .r#type
+                            .as_deref()
+                            .is_some_and(|t| t.ends_with(":rateLimited"))
+                            && problem.status.is_none_or(|s| s < 500) =>
+                    {
+                        tracing::info!(certificate = %key_of(cert), ?problem, "the CA refused `replaces`; ordering without it");
                         account.new_order(&new_order()).await?
                     }
+                    Err(e) => return Err(e.into()),
                 },
                 None => account.new_order(&new_order()).await?,
             };
@@ -528,6 +578,37 @@ async fn drive_order(
                         ));
                     }
                 };
+                // Never write a Secret that the next look would reject: check the chain,
+                // the key and the names first.
+                let info = pki::parse_chain(&chain).map_err(|e| {
+                    Failure::new(
+                        "InvalidCertificate",
+                        format!("the CA sent an unreadable certificate: {e}"),
+                        true,
+                    )
+                })?;
+                if !pki::key_matches(&key_pem, &info) {
+                    return Err(Failure::new(
+                        "CertificateMismatch",
+                        "the issued certificate is not for this order's key; starting over",
+                        true,
+                    ));
+                }
+                let mut got: Vec<String> = info
+                    .dns_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect();
+                let mut want = request.dns_names.clone();
+                got.sort();
+                want.sort();
+                if got != want {
+                    return Err(Failure::new(
+                        "CertificateMismatch",
+                        format!("the CA issued names {got:?}, not the requested {want:?}"),
+                        true,
+                    ));
+                }
                 return Ok(Progress::Issued { chain, key_pem });
             }
             AcmeOrderStatus::Invalid => {
@@ -701,6 +782,10 @@ async fn present_challenges(
         let in_place = match kind {
             ChallengeKind::Http01 => {
                 let http = solver.http01.clone().unwrap_or_default();
+                // Every replica answers from the watched status, and the sweep keeps the
+                // temporary objects of published challenges: publish first.
+                upsert(status, rec.clone());
+                save_status(ctx, cert, status).await?;
                 http01::present(
                     &ctx.client,
                     cert,
@@ -710,14 +795,13 @@ async fn present_challenges(
                     ctx.settings.solver_endpoint,
                 )
                 .await?;
-                // Every replica answers from the watched status: publish the key
-                // authorization first, and wait until our own watch has it.
-                upsert(status, rec.clone());
-                save_status(ctx, cert, status).await?;
                 wait_for_token(ctx, &rec.token).await
             }
             ChallengeKind::Dns01 => {
                 let (client, fqdn) = dns_solver(ctx, issuer, solver, &dns_name).await?;
+                // In status first: whatever happens next, cleanup knows the record.
+                upsert(status, rec.clone());
+                save_status(ctx, cert, status).await?;
                 let value = dns_value(&rec.key);
                 client.add_txt(&fqdn, &value).await?;
                 let visible = client.has_txt(&fqdn, &value).await?;
@@ -1172,14 +1256,24 @@ async fn save_status(
     }
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    api.patch_status(
-        &cert.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(
-            json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "status": status }),
-        ),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &cert.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(
+                json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "status": status }),
+            ),
+        )
+        .await?;
+    if let Some(rv) = written
+        .resource_version()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        written_versions()
+            .lock()
+            .expect("lock")
+            .insert(key_of(cert), rv);
+    }
     Ok(())
 }
 

@@ -175,11 +175,29 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
             }
         }
     };
-    let (account, key_pem) =
-        match acme::register(&http, &server, issuer.spec.email.as_deref(), eab.as_ref()).await {
-            Ok(r) => r,
-            Err(e) => return Ok(from_error(e)),
-        };
+    // An account registered earlier whose key Secret could not be written is kept here
+    // and written again, instead of registering (and binding the EAB key) once more.
+    let pending_key = format!("{}/{}/{}", issuer.secret_namespace, key_name, server);
+    let pending = unsaved_accounts()
+        .lock()
+        .expect("lock")
+        .get(&pending_key)
+        .cloned();
+    let (account, key_pem) = match pending {
+        Some(p) => p,
+        None => {
+            match acme::register(&http, &server, issuer.spec.email.as_deref(), eab.as_ref()).await {
+                Ok(r) => {
+                    unsaved_accounts()
+                        .lock()
+                        .expect("lock")
+                        .insert(pending_key.clone(), r.clone());
+                    r
+                }
+                Err(e) => return Ok(from_error(e)),
+            }
+        }
+    };
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(key_name.clone()),
@@ -200,7 +218,14 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
         type_: Some("Opaque".into()),
         ..Default::default()
     };
-    match secrets.create(&PostParams::default(), &secret).await {
+    let result = secrets.create(&PostParams::default(), &secret).await;
+    if !matches!(&result, Err(kube::Error::Api(e)) if e.code != 409) {
+        unsaved_accounts()
+            .lock()
+            .expect("lock")
+            .remove(&pending_key);
+    }
+    match result {
         Ok(created) => {
             ctx.accounts.insert(
                 issuer,
@@ -214,8 +239,22 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
             "AccountKeyRace",
             "the account key Secret was created concurrently; retrying with it".into(),
         )),
-        Err(e) => Err(e.into()),
+        // Retried with the same account (kept above), on a growing delay.
+        Err(e) => Ok(failure(
+            "SecretWriteFailed",
+            format!(
+                "the ACME account is registered but its key Secret {key_name} cannot be written: {e}"
+            ),
+        )),
     }
+}
+
+/// Accounts registered at a CA whose key Secret is not written yet, by
+/// namespace/secret/server.
+fn unsaved_accounts() -> &'static Mutex<HashMap<String, (instant_acme::Account, String)>> {
+    static UNSAVED: OnceLock<Mutex<HashMap<String, (instant_acme::Account, String)>>> =
+        OnceLock::new();
+    UNSAVED.get_or_init(Default::default)
 }
 
 fn registered(server: &str, uri: &str) -> AccountState {

@@ -41,6 +41,7 @@ impl Bind {
         let tsig_key_name = "acme-update".to_string();
         let tsig_algorithm = "hmac-sha256".to_string();
         let tsig_secret = base64::engine::general_purpose::STANDARD.encode(random_bytes(32));
+        crate::register_secret(&tsig_secret);
         let d = dir.display();
         std::fs::write(
             dir.join("tsig.key"),

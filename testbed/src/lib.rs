@@ -88,6 +88,23 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
+/// Secrets the test bed handed out in this process (EAB HMAC keys, TSIG secrets), which
+/// must never appear in the operator's logs; see [`registered_secrets`].
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers a secret value that must never be logged.
+pub fn register_secret(secret: &str) {
+    SECRETS
+        .lock()
+        .expect("secrets lock")
+        .push(secret.to_string());
+}
+
+/// Every secret registered so far in this process.
+pub fn registered_secrets() -> Vec<String> {
+    SECRETS.lock().expect("secrets lock").clone()
+}
+
 /// A short random lowercase name, unique enough to isolate tests (`prefix-xxxxxxxx`).
 pub fn unique_name(prefix: &str) -> String {
     let suffix: String = random_bytes(8)

@@ -75,6 +75,7 @@ impl Pebble {
             (free_port(), free_port(), free_port(), free_port());
         let eab_kid = crate::unique_name("kid");
         let eab_hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(48));
+        crate::register_secret(&eab_hmac);
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),

@@ -196,6 +196,29 @@ impl Operator {
     }
 }
 
+impl Drop for Operator {
+    /// Every operator run in the suite is checked: its logs hold no private key and none
+    /// of the secrets the test bed handed out (EAB HMAC keys, TSIG secrets).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.proc.kill();
+        let logs = self.logs();
+        assert!(
+            !logs.contains("PRIVATE KEY-----"),
+            "the operator log contains a PEM private key"
+        );
+        for secret in caas_testbed::registered_secrets() {
+            assert!(
+                !logs.contains(&secret),
+                "the operator log contains a test-bed secret ({}...)",
+                &secret[..8]
+            );
+        }
+    }
+}
+
 /// The strings that must not leak for one secret: the value itself and, for PEM, each
 /// base64 line of its body long enough to be specific.
 pub fn secret_needles(secret: &str) -> Vec<String> {
