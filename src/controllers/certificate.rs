@@ -339,10 +339,12 @@ async fn issue(
     }
 
     if status.order.is_none() {
+        // The reason names why (SecretMissing, RenewalDue, ...): events with the same
+        // reason are merged into one series, which would hide a new cause.
         ctx.event(
             cert,
             false,
-            "Issuing",
+            why,
             "Issue",
             format!("issuing a certificate: {why_message}"),
         )

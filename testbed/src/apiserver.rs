@@ -115,7 +115,8 @@ impl ApiServer {
             .arg("--token-auth-file")
             .arg(dir.join("tokens.csv"))
             .arg("--authorization-mode=RBAC")
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            // /16: a burst of HTTP-01 challenges takes one ClusterIP each.
+            .arg("--service-cluster-ip-range=10.0.0.0/16")
             .arg("--endpoint-reconciler-type=none")
             .arg("--enable-priority-and-fairness=false")
             .arg("--logtostderr=true")

@@ -26,14 +26,15 @@ pub async fn install_crds(_client: &kube::Client) {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(async { install_crds_now(&api_server.client().await).await })
+                .block_on(async { install_crds_on(&api_server.client().await).await })
         })
         .join()
         .expect("installing CRDs")
     });
 }
 
-async fn install_crds_now(client: &kube::Client) {
+/// Installs the generated CRDs on the API server `client` talks to (create or replace).
+pub async fn install_crds_on(client: &kube::Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for doc in caas_operator::api::crds_yaml().split("\n---\n").skip(1) {
         let crd: CustomResourceDefinition = serde_yaml::from_str(doc).expect("CRD YAML");
