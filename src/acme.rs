@@ -181,6 +181,9 @@ fn endpoint(uri: &http::Uri) -> String {
         .join("/")
 }
 
+/// How long one ACME request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Key of the `Retry-After` sent with error answers.
 const ERROR_KEY: &str = "(error)";
 
@@ -249,7 +252,23 @@ impl HttpClient for AcmeHttp {
         let stats = self.stats.clone();
         let fut = self.client.request(req);
         Box::pin(async move {
-            let response = fut.await;
+            // A CA that accepts connections and then says nothing must not hold a
+            // reconcile forever.
+            let response = match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    stats
+                        .requests
+                        .get_or_create(&AcmeRequestLabels {
+                            endpoint,
+                            status: "0".into(),
+                        })
+                        .inc();
+                    return Err(instant_acme::Error::Other(
+                        format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}").into(),
+                    ));
+                }
+            };
             let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
             stats
                 .requests

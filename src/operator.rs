@@ -52,6 +52,9 @@ pub struct Options {
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
 
+/// Certificates reconciled at once.
+const CONCURRENCY: u16 = 32;
+
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -219,7 +222,10 @@ async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, 
     // Secrets we manage) and by their issuer changing.
     let secret_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}=tls");
     let (store_ns, store_cluster) = (store.clone(), store.clone());
+    // Bounded concurrency: a burst of a thousand Certificates otherwise opens hundreds of
+    // connections at once (API server and CA), which costs memory and gains nothing.
     let certs = Controller::new(certificates.clone(), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .watches(
             managed_secrets,
             watcher::Config::default().labels(&secret_selector),

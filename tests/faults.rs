@@ -189,3 +189,93 @@ async fn api_server_restart_mid_issuance_is_ridden_out() {
         "no restart of its own was needed"
     );
 }
+
+#[tokio::test]
+async fn ca_outage_is_reported_backed_off_and_recovered_from() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "outage").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    wait_for(
+        "the issuer",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let api: Api<caas_operator::api::CaaSIssuer> = Api::namespaced(client.clone(), &ns);
+            async move { api.get("pebble").await.unwrap() }
+        },
+        |i| {
+            i.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Ready"))
+                .is_some_and(|c| c.0 == "True")
+        },
+    )
+    .await;
+
+    // The CA stops answering (SIGSTOP: connections open, nothing comes back) for 45 s.
+    pebble.pause();
+    let paused_at = std::time::Instant::now();
+    create_certificate(&client, &ns, "web", json!({
+        "secretName": "web-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("{}.{ZONE}", unique_name("outage"))],
+    }))
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let during = wait_for(
+        "the outage reported",
+        Duration::from_secs(45),
+        Some(&operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get("web").await.unwrap() }
+        },
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Ready"))
+                .is_some_and(|(s, r, _)| s == "False" && r == "ServerUnreachable")
+        },
+    )
+    .await;
+    let (_, _, message) = condition(&during.status.unwrap().conditions, "Ready").unwrap();
+    assert!(
+        message.contains("no answer from the ACME server"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(45).saturating_sub(paused_at.elapsed())).await;
+    pebble.resume();
+
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        Duration::from_secs(120),
+        &operator,
+    )
+    .await;
+    assert_eq!(cert.status.unwrap().revision, Some(1));
+    // Bounded: a handful of attempts, not a request storm.
+    let orders = operator
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("caas_acme_requests_total{") && l.contains("order-plz"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(
+        orders <= 4.0,
+        "{orders} new-order attempts through a 45 s outage"
+    );
+}

@@ -149,6 +149,17 @@ impl Pebble {
         std::fs::read_to_string(&self.proc.log).unwrap_or_default()
     }
 
+    /// Freezes Pebble (SIGSTOP): connections are accepted by the kernel, nothing is
+    /// answered, no state is lost. For outage tests; see [`Pebble::resume`].
+    pub fn pause(&self) {
+        self.proc.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused Pebble go on (SIGCONT).
+    pub fn resume(&self) {
+        self.proc.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
     /// Stops Pebble (SIGKILL); for outage tests.
     pub fn kill(&mut self) {
         self.proc.kill();

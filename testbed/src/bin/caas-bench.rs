@@ -36,16 +36,24 @@ fn config() -> Result<Config, String> {
     let mut quick = false;
     let mut operator = root.join("target/debug/caas-operator");
     let mut out = root.join("target/bench-results.md");
+    let mut overrides: Vec<(String, usize)> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--operator" => operator = it.next().ok_or("--operator needs a path")?.into(),
             "--out" => out = it.next().ok_or("--out needs a path")?.into(),
+            "--burst" | "--unrelated" | "--idle-secs" | "--single-runs" => {
+                let v: usize = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or(format!("{a} needs a number"))?;
+                overrides.push((a.clone(), v));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(if quick {
+    let mut cfg = if quick {
         Config {
             quick,
             operator,
@@ -65,7 +73,17 @@ fn config() -> Result<Config, String> {
             unrelated: 10_000,
             idle: Duration::from_secs(300),
         }
-    })
+    };
+    // Sizes can be overridden, e.g. to look at one part: --burst 1000 --unrelated 0.
+    for (k, v) in overrides {
+        match k.as_str() {
+            "--burst" => cfg.burst = v,
+            "--unrelated" => cfg.unrelated = v,
+            "--idle-secs" => cfg.idle = Duration::from_secs(v as u64),
+            _ => cfg.single_runs = v.max(1),
+        }
+    }
+    Ok(cfg)
 }
 
 fn main() {
