@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use http::Request;
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -153,13 +154,15 @@ impl AcmeStats {
         self.retry_after.lock().expect("stats lock").remove(url)
     }
 
-    /// The longest `Retry-After` the CA sent with an error answer (429, 503) since the
-    /// last call, consumed: how long a rate-limited client must wait.
+    /// The longest `Retry-After` the CA sent with an error answer (429, 503) to requests
+    /// made for the current [`SCOPE`] since the last call, consumed: how long a
+    /// rate-limited client must wait.
     pub fn take_error_retry_after(&self) -> Option<Duration> {
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
         self.retry_after
             .lock()
             .expect("stats lock")
-            .remove(ERROR_KEY)
+            .remove(&format!("{ERROR_KEY}{scope}"))
     }
 }
 
@@ -242,57 +245,122 @@ impl AcmeHttp {
     }
 }
 
+tokio::task_local! {
+    /// The object (namespace/name) a reconcile works for: the `Retry-After` of a CA's
+    /// error answer is kept per object, so one Certificate's rate limit never delays
+    /// another's retry (nor is consumed by it).
+    pub static SCOPE: String;
+}
+
+/// How often one ACME request is sent at most when the connection drops or the CA
+/// answers 500/502/503/504 without `Retry-After` (an overloaded front end, a restarting
+/// CA). A replayed JWS whose nonce the CA already used is answered `badNonce`, which
+/// instant-acme retries with a fresh nonce; a replayed new-order can leave one unused
+/// order behind, which costs less than a failed issuance and its backoff.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 section 10.2.3), at most a day.
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+            Duration::try_from(at.duration_since(now)).unwrap_or_default()
+        }
+    };
+    Some(wait.min(Duration::from_secs(24 * 3600)))
+}
+
 impl HttpClient for AcmeHttp {
     fn request(
         &self,
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let endpoint = endpoint(req.uri());
-        let url = req.uri().to_string();
+        let client = self.client.clone();
         let stats = self.stats.clone();
-        let fut = self.client.request(req);
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
         Box::pin(async move {
-            // A CA that accepts connections and then says nothing must not hold a
-            // reconcile forever.
-            let response = match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-                Ok(r) => r,
-                Err(_) => {
-                    stats
-                        .requests
-                        .get_or_create(&AcmeRequestLabels {
-                            endpoint,
-                            status: "0".into(),
-                        })
-                        .inc();
-                    return Err(instant_acme::Error::Other(
-                        format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}").into(),
-                    ));
-                }
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(never) => match never {},
             };
-            let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
-            stats
-                .requests
-                .get_or_create(&AcmeRequestLabels {
-                    endpoint,
-                    status: status.to_string(),
-                })
-                .inc();
-            let response = response.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
-            if let Some(secs) = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
-                let mut map = stats.retry_after.lock().expect("stats lock");
-                let wait = Duration::from_secs(secs.min(24 * 3600));
-                if status == 429 || status >= 500 {
-                    let longest = map.get(ERROR_KEY).copied().unwrap_or_default().max(wait);
-                    map.insert(ERROR_KEY.to_string(), longest);
+            let endpoint = endpoint(&parts.uri);
+            let url = parts.uri.to_string();
+            let count = |status: u16| {
+                stats
+                    .requests
+                    .get_or_create(&AcmeRequestLabels {
+                        endpoint: endpoint.clone(),
+                        status: status.to_string(),
+                    })
+                    .inc();
+            };
+            let mut attempt = 1;
+            loop {
+                let mut builder = Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone())
+                    .version(parts.version);
+                for (name, value) in &parts.headers {
+                    builder = builder.header(name, value);
                 }
-                map.insert(url, wait);
+                let req = builder
+                    .body(BodyWrapper::from(body.to_vec()))
+                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                // A CA that accepts connections and then says nothing must not hold a
+                // reconcile forever (and is not asked again at once).
+                let response = match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        count(0);
+                        return Err(instant_acme::Error::Other(
+                            format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}")
+                                .into(),
+                        ));
+                    }
+                };
+                let response = match response {
+                    Ok(r) => r,
+                    Err(e) => {
+                        count(0);
+                        if attempt < MAX_ATTEMPTS {
+                            tracing::debug!(%url, attempt, "ACME request failed ({e}); sending it again");
+                            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(instant_acme::Error::Other(Box::new(e)));
+                    }
+                };
+                let status = response.status().as_u16();
+                count(status);
+                let retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+                if matches!(status, 500 | 502 | 503 | 504)
+                    && retry_after.is_none()
+                    && attempt < MAX_ATTEMPTS
+                {
+                    tracing::debug!(%url, attempt, status, "the CA answered {status}; sending the request again");
+                    tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+                    attempt += 1;
+                    continue;
+                }
+                if let Some(wait) = retry_after {
+                    let mut map = stats.retry_after.lock().expect("stats lock");
+                    if status == 429 || status >= 500 {
+                        let key = format!("{ERROR_KEY}{scope}");
+                        let longest = map.get(&key).copied().unwrap_or_default().max(wait);
+                        map.insert(key, longest);
+                    }
+                    map.insert(url, wait);
+                }
+                return Ok(BytesResponse::from(response));
             }
-            Ok(BytesResponse::from(response))
         })
     }
 }
@@ -401,6 +469,22 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(endpoint(&uri), "my-order");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now: jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 12:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        // A date in the past means now; absurd values are capped at a day.
+        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("99999999", now), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::certificate::{CertificateSpec, CertificateStatus, RotationPolicy};
+use crate::api::certificate::{CertificateSpec, CertificateStatus, OrderStatus, RotationPolicy};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 use crate::renewal;
 
@@ -374,6 +374,95 @@ pub fn retry_gate(
     }
 }
 
+/// How long to wait before asking the CA again about an order whose state (and its
+/// challenges' states) has not changed for `unchanged`. The CA's `Retry-After` wins
+/// (bounded: 200 ms to 10 minutes). Otherwise quick polls while the order is fresh (most
+/// CAs validate and issue within seconds), then a fifth of the time waited so far, at
+/// most a minute: a CA that takes ten minutes is asked about 40 times, one that takes a
+/// day about 1,500 times, and none is ever given up on for being slow.
+pub fn poll_delay(
+    unchanged: std::time::Duration,
+    retry_after: Option<std::time::Duration>,
+    floor: std::time::Duration,
+) -> std::time::Duration {
+    use std::time::Duration;
+    if let Some(wait) = retry_after {
+        return wait.clamp(Duration::from_millis(200), Duration::from_secs(600));
+    }
+    (unchanged / 5).min(Duration::from_secs(60)).max(floor)
+}
+
+/// What the progress of an order is made of: its state and its challenges' states. The
+/// time since this last changed is what [`poll_delay`] grows with.
+pub fn progress_signature(order: &OrderStatus) -> String {
+    let mut sig = order.state.clone();
+    for c in &order.challenges {
+        sig.push('|');
+        sig.push_str(&c.state);
+    }
+    sig
+}
+
+/// The `Issuing` condition (reason, message) while an order waits on the CA or on DNS for
+/// a while (`unchanged` at least 5 s): what is being waited for, since when, and when the
+/// operator looks again. `None` while things move.
+pub fn waiting_condition(
+    order: &OrderStatus,
+    unchanged: std::time::Duration,
+    next: std::time::Duration,
+) -> Option<(&'static str, String)> {
+    if unchanged < std::time::Duration::from_secs(5) {
+        return None;
+    }
+    let took = human(unchanged);
+    let next = human(next);
+    if order.state == "processing" {
+        return Some((
+            "WaitingForCA",
+            format!(
+                "the CA has been processing the order (issuing the certificate) for {took}; \
+                 asking again in {next}, with no time limit"
+            ),
+        ));
+    }
+    if order.state != "pending" {
+        return None;
+    }
+    if let Some(dns) = order
+        .challenges
+        .iter()
+        .filter_map(|c| c.error.as_deref())
+        .find(|e| e.starts_with("waiting for"))
+    {
+        return Some((
+            "WaitingForDNS",
+            format!("{dns} (for {took}; checking again in {next})"),
+        ));
+    }
+    let validating: Vec<&str> = order
+        .challenges
+        .iter()
+        .filter(|c| c.state == "processing")
+        .map(|c| c.dns_name.as_str())
+        .collect();
+    if validating.is_empty() {
+        return None;
+    }
+    Some((
+        "WaitingForCA",
+        format!(
+            "the CA has been validating {} for {took}; asking again in {next}, with no time limit",
+            validating.join(", ")
+        ),
+    ))
+}
+
+/// A duration in whole seconds, as `4m 10s`.
+fn human(d: std::time::Duration) -> String {
+    let secs = SignedDuration::from_secs(d.as_secs().min(i64::MAX as u64) as i64);
+    format!("{secs:#}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,5 +718,69 @@ mod tests {
         assert_eq!(backoff(2), SignedDuration::from_secs(20));
         assert_eq!(backoff(5), SignedDuration::from_secs(160));
         assert_eq!(backoff(30), SignedDuration::from_hours(4));
+    }
+
+    #[test]
+    fn polling_backs_off_and_honours_retry_after() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        assert_eq!(poll_delay(s(0), None, ms(500)), ms(500));
+        assert_eq!(poll_delay(s(1), None, ms(300)), ms(300));
+        assert_eq!(poll_delay(s(100), None, ms(500)), s(20));
+        assert_eq!(poll_delay(s(3600), None, ms(500)), s(60));
+        assert_eq!(poll_delay(s(3600), Some(s(7)), ms(500)), s(7));
+        assert_eq!(poll_delay(s(0), Some(s(86400)), ms(500)), s(600));
+        assert_eq!(poll_delay(s(0), Some(s(0)), ms(500)), ms(200));
+        // Ten minutes of a CA that says nothing: about 40 polls, the last gaps a minute.
+        let (mut t, mut polls, mut last) = (Duration::ZERO, 0, Duration::ZERO);
+        while t < s(600) {
+            last = poll_delay(t, None, ms(300));
+            t += last;
+            polls += 1;
+        }
+        assert!((25..=60).contains(&polls), "{polls} polls in 10 minutes");
+        assert_eq!(last, s(60));
+    }
+
+    #[test]
+    fn waiting_conditions_say_what_is_awaited() {
+        use crate::api::certificate::ChallengeStatus;
+        use std::time::Duration;
+        let ch = |name: &str, state: &str, error: Option<&str>| ChallengeStatus {
+            type_: "http-01".into(),
+            dns_name: name.into(),
+            token: "t".into(),
+            key: "k".into(),
+            state: state.into(),
+            error: error.map(str::to_string),
+        };
+        let mut order = OrderStatus {
+            url: "https://ca/order/1".into(),
+            state: "pending".into(),
+            request_hash: "h".into(),
+            challenges: vec![ch("a.example", "processing", None), ch("b.example", "valid", None)],
+            state_since: None,
+        };
+        let s = Duration::from_secs;
+        assert_eq!(waiting_condition(&order, s(2), s(1)), None);
+        let (reason, message) = waiting_condition(&order, s(250), s(50)).unwrap();
+        assert_eq!(reason, "WaitingForCA");
+        assert!(message.contains("validating a.example for 4m 10s"), "{message}");
+        assert!(message.contains("in 50s"), "{message}");
+        let sig = progress_signature(&order);
+        order.challenges[0].state = "valid".into();
+        assert_ne!(progress_signature(&order), sig);
+        assert_eq!(waiting_condition(&order, s(250), s(50)), None);
+        order.state = "processing".into();
+        let (reason, message) = waiting_condition(&order, s(600), s(60)).unwrap();
+        assert_eq!(reason, "WaitingForCA");
+        assert!(message.contains("processing the order"), "{message}");
+        order.state = "pending".into();
+        order.challenges[0] = ch("c.example", "pending", Some("waiting for _acme-challenge.c.example. TXT to be served by the zone's server"));
+        let (reason, _) = waiting_condition(&order, s(30), s(6)).unwrap();
+        assert_eq!(reason, "WaitingForDNS");
+        order.state = "valid".into();
+        assert_eq!(waiting_condition(&order, s(30), s(6)), None);
     }
 }

@@ -177,6 +177,10 @@ pub struct OrderStatus {
     pub request_hash: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub challenges: Vec<ChallengeStatus>,
+    /// When the order's state or one of its challenges' states last changed: how long
+    /// the CA (or DNS) has kept the operator waiting. Polls grow sparser with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_since: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

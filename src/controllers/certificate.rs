@@ -101,8 +101,12 @@ impl From<rfc2136::DnsError> for Failure {
 }
 
 enum Progress {
-    /// Waiting on the CA or DNS; look again after this long.
-    Wait(Duration),
+    /// Waiting on the CA or DNS: look again after the CA's `Retry-After` if it sent
+    /// one, else after [`plan::poll_delay`] (at least `floor`).
+    Wait {
+        retry_after: Option<Duration>,
+        floor: Duration,
+    },
     /// The chain and the key it was issued for.
     Issued { chain: String, key_pem: String },
 }
@@ -154,6 +158,13 @@ async fn fresh(ctx: &Context, cert: Arc<Certificate>) -> Result<Arc<Certificate>
 }
 
 pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(&cert);
+    crate::acme::SCOPE
+        .scope(key, reconcile_scoped(cert, ctx))
+        .await
+}
+
+async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let cert = fresh(&ctx, cert).await?;
     let now = Timestamp::now();
     let mut status = cert.status.clone().unwrap_or_default();
@@ -365,12 +376,27 @@ async fn issue(
         }
     }
 
+    let before = status.order.as_ref().map(plan::progress_signature);
     let outcome = match ctx.accounts.get(ctx, issuer).await {
         Ok(account) => drive_order(ctx, cert, issuer, &account, request, &mut status, secret).await,
         Err(e) => Err(e.into()),
     };
     match outcome {
-        Ok(Progress::Wait(delay)) => {
+        Ok(Progress::Wait { retry_after, floor }) => {
+            let unchanged = note_progress(&mut status, before, Timestamp::now());
+            let delay = plan::poll_delay(unchanged, retry_after, floor);
+            if let Some((reason, message)) = status
+                .order
+                .as_ref()
+                .and_then(|o| plan::waiting_condition(o, unchanged, delay))
+            {
+                set_condition(
+                    &mut status.conditions,
+                    Condition::new("Issuing", true, reason, message),
+                    &now_s,
+                    generation,
+                );
+            }
             next_poll()
                 .lock()
                 .expect("lock")
@@ -397,10 +423,13 @@ async fn issue(
                 cleanup(ctx, cert, issuer, &order.challenges).await;
                 delete_next_key(ctx, cert).await;
             }
-            // A CA's Retry-After (rate limits, 503) wins when it is longer than the backoff.
-            let retry_after = ctx.stats.take_error_retry_after().unwrap_or_default();
-            let delay = plan::backoff(attempts)
-                .max(jiff::SignedDuration::try_from(retry_after).unwrap_or_default());
+            // A CA that says when to come back (429 or 503 with Retry-After) is asked
+            // again then, not sooner and not later; other failures back off.
+            let delay = match ctx.stats.take_error_retry_after() {
+                Some(wait) => jiff::SignedDuration::try_from(wait.max(Duration::from_secs(1)))
+                    .unwrap_or_else(|_| plan::backoff(attempts)),
+                None => plan::backoff(attempts),
+            };
             next_poll().lock().expect("lock").insert(
                 key.clone(),
                 (request.hash.clone(), Instant::now() + delay.unsigned_abs()),
@@ -516,6 +545,7 @@ async fn drive_order(
                 state: "pending".into(),
                 request_hash: request.hash.clone(),
                 challenges: Vec::new(),
+                state_since: Some(Timestamp::now().to_string()),
             });
             // Persist the order URL before anything else: a restart resumes this order.
             save_status(ctx, cert, status).await?;
@@ -531,6 +561,9 @@ async fn drive_order(
         }
     };
 
+    // Right after finalize, a quick CA issues within a second or two: look again inline
+    // (a few times) instead of a full reconcile round.
+    let mut finalized_now = false;
     for _ in 0..10 {
         let state = order.state().status;
         if let Some(o) = status.order.as_mut() {
@@ -550,16 +583,17 @@ async fn drive_order(
                 )
                 .map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
                 order.finalize_csr(&csr).await?;
+                finalized_now = true;
             }
             AcmeOrderStatus::Processing => {
-                let wait = ctx
-                    .stats
-                    .take_retry_after(order.url())
-                    .unwrap_or(Duration::from_millis(300));
-                if wait > Duration::from_secs(2) {
-                    return Ok(Progress::Wait(wait));
+                let retry_after = ctx.stats.take_retry_after(order.url());
+                if !finalized_now || retry_after.is_some_and(|w| w > Duration::from_secs(2)) {
+                    return Ok(Progress::Wait {
+                        retry_after,
+                        floor: Duration::from_millis(300),
+                    });
                 }
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(retry_after.unwrap_or(Duration::from_millis(300))).await;
                 order.refresh().await?;
             }
             AcmeOrderStatus::Valid => {
@@ -619,7 +653,31 @@ async fn drive_order(
             }
         }
     }
-    Ok(Progress::Wait(Duration::from_secs(1)))
+    Ok(Progress::Wait {
+        retry_after: None,
+        floor: Duration::from_secs(1),
+    })
+}
+
+/// Restarts the order's `stateSince` clock when its progress signature changed since
+/// `before`; returns how long it has been unchanged.
+fn note_progress(status: &mut CertificateStatus, before: Option<String>, now: Timestamp) -> Duration {
+    let Some(order) = status.order.as_mut() else {
+        return Duration::ZERO;
+    };
+    let since = order
+        .state_since
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match since {
+        Some(since) if before.as_deref() == Some(plan::progress_signature(order).as_str()) => {
+            now.duration_since(since).unsigned_abs()
+        }
+        _ => {
+            order.state_since = Some(now.to_string());
+            Duration::ZERO
+        }
+    }
 }
 
 fn order_state_name(s: AcmeOrderStatus) -> &'static str {
@@ -830,15 +888,16 @@ async fn present_challenges(
         }
         upsert(status, rec);
     }
-    let wait = if waiting_on_dns {
-        Duration::from_secs(2)
-    } else {
-        ctx.stats
-            .take_retry_after(order.url())
-            .unwrap_or(Duration::from_millis(500))
-            .clamp(Duration::from_millis(200), Duration::from_secs(600))
-    };
-    Ok(Progress::Wait(wait))
+    if waiting_on_dns {
+        return Ok(Progress::Wait {
+            retry_after: None,
+            floor: Duration::from_secs(2),
+        });
+    }
+    Ok(Progress::Wait {
+        retry_after: ctx.stats.take_retry_after(order.url()),
+        floor: Duration::from_millis(500),
+    })
 }
 
 /// Waits (up to 5 s) until the watched Certificates hold the key authorization for
