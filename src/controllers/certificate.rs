@@ -1142,13 +1142,45 @@ async fn finish_issued(
         "data": data,
     });
     let ns = cert.namespace().unwrap_or_default();
-    Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+    if let Err(e) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
         .patch(
             &cert.spec.secret_name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
-        .await?;
+        .await
+    {
+        // The certificate is safe at the CA and its key in the next-key Secret: keep
+        // the order (the next attempt downloads it again) and say why nothing changed.
+        let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+        let delay = plan::backoff(attempts);
+        status.failed_issuance_attempts = Some(attempts);
+        status.last_failure_time = Some(now.to_string());
+        let message = format!(
+            "the certificate was issued but Secret {} cannot be written: {e} (attempt {attempts}; next try in {delay:#})",
+            cert.spec.secret_name
+        );
+        tracing::warn!(certificate = %key_of(cert), "{message}");
+        ctx.event(cert, true, "SecretWriteFailed", "Issue", message.clone())
+            .await;
+        let reason = Condition::new("Issuing", false, "SecretWriteFailed", message.clone());
+        set_condition(
+            &mut status.conditions,
+            reason,
+            &now.to_string(),
+            cert.metadata.generation,
+        );
+        if find(&status.conditions, "Ready").is_none_or(|c| !c.is_true()) {
+            set_condition(
+                &mut status.conditions,
+                Condition::new("Ready", false, "SecretWriteFailed", message),
+                &now.to_string(),
+                cert.metadata.generation,
+            );
+        }
+        save_status(ctx, cert, &status).await?;
+        return Ok(Action::requeue(delay.unsigned_abs()));
+    }
 
     let lifetime = info.not_after.duration_since(info.not_before);
     let before = crate::renewal::renew_before(

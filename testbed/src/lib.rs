@@ -15,12 +15,14 @@
 //! with a message saying how to get it. Nothing started here outlives the test process.
 #![forbid(unsafe_code)]
 
+pub mod acme_proxy;
 mod apiserver;
 mod bind;
 mod http;
 mod pebble;
 mod proc;
 
+pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
 pub use http::{http_get, https_get};

@@ -258,12 +258,26 @@ pub async fn create_issuer(
     hmac: &str,
     solvers: serde_json::Value,
 ) -> CaaSIssuer {
+    create_issuer_at(client, ns, name, pebble, &pebble.directory_url, hmac, solvers).await
+}
+
+/// Like [`create_issuer`], with the ACME directory at `server` (a proxy in front of
+/// `pebble`).
+pub async fn create_issuer_at(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    pebble: &Pebble,
+    server: &str,
+    hmac: &str,
+    solvers: serde_json::Value,
+) -> CaaSIssuer {
     apply_secret(client, ns, &format!("{name}-eab"), &[("hmac", hmac)]).await;
     let issuer: CaaSIssuer = serde_json::from_value(json!({
         "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
         "metadata": { "name": name, "namespace": ns },
         "spec": {
-            "server": pebble.directory_url,
+            "server": server,
             "caBundle": pebble.tls_ca_pem,
             "externalAccountBinding": {
                 "keyID": pebble.eab_kid,

@@ -1,0 +1,549 @@
+//! Reliability against a CA reached through the fault-injecting proxy (test support in
+//! `caas_testbed::acme_proxy`): the operator killed at each step of an issuance, a CA
+//! front end that rate-limits, fails, stalls and drops connections, and 500
+//! Certificates issued while the operator is restarted three times.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use caas_operator::api::{COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use caas_testbed::acme_proxy::{AcmeProxy, Exchange, Fault, Kind};
+use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, shared_bind, unique_name};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use support::*;
+
+const ZONE: &str = "acc.test";
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    OrderCreated,
+    ChallengePresented,
+    ChallengeAccepted,
+    Finalized,
+    Downloaded,
+}
+
+fn accepted_challenges(log: &[Exchange]) -> usize {
+    log.iter()
+        .filter(|e| e.kind == Kind::Challenge && e.status == 200)
+        .count()
+}
+
+/// The temporary HTTP-01 objects in `ns` (Ingress, Service, Endpoints).
+async fn solver_objects(client: &kube::Client, ns: &str) -> usize {
+    let lp = ListParams::default().labels(&format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}=http01-solver"
+    ));
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let services = Api::<Service>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .len();
+    ingresses + services + endpoints
+}
+
+/// Kills the operator (SIGKILL) at `stage` of an issuance for two names, one proved by
+/// HTTP-01 and one by DNS-01; a new operator must finish with the same single order,
+/// leave nothing temporary behind, and write a Secret whose key matches.
+async fn killed_at(stage: Stage) {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "kill").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let proxy = AcmeProxy::start(&pebble).await;
+    let mut operator = Operator::start(api, &ns, &pebble);
+    let http_name = format!("{}.{ZONE}", unique_name("kh"));
+    let dns_name = format!("{}.{ZONE}", unique_name("kd"));
+    let mut dns = rfc2136_solver(&client, &ns).await;
+    dns["selector"] = json!({ "dnsNames": [dns_name] });
+    create_issuer_at(
+        &client,
+        &ns,
+        "ca",
+        &pebble,
+        &proxy.directory_url,
+        &pebble.eab_hmac,
+        json!([dns, { "http01": {} }]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "ca",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    if stage == Stage::Downloaded {
+        // A Secret the operator cannot write (immutable, another type): the issued
+        // certificate is downloaded and then cannot be stored.
+        let blocker: Secret = serde_json::from_value(json!({
+            "metadata": { "name": "kill-tls" }, "immutable": true, "type": "Opaque",
+            "data": { "placeholder": "eA==" }
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &blocker).await.unwrap();
+    }
+    proxy.set_rule(move |req, log| {
+        let hold = match stage {
+            Stage::OrderCreated => log
+                .iter()
+                .any(|e| e.kind == Kind::NewOrder && e.status == 201),
+            // The second challenge's acceptance: both are presented, one accepted.
+            Stage::ChallengePresented => {
+                req.kind == Kind::Challenge
+                    && log.iter().any(|e| e.kind == Kind::Challenge && e.status == 200)
+            }
+            Stage::ChallengeAccepted => accepted_challenges(log) >= 2,
+            Stage::Finalized => log
+                .iter()
+                .any(|e| e.kind == Kind::Finalize && e.status == 200),
+            Stage::Downloaded => false,
+        };
+        hold.then_some(Fault::Hold)
+    });
+    create_certificate(
+        &client,
+        &ns,
+        "kill",
+        json!({
+            "secretName": "kill-tls", "issuerRef": { "name": "ca" },
+            "dnsNames": [http_name, dns_name],
+        }),
+    )
+    .await;
+
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    if stage == Stage::Downloaded {
+        wait_for(
+            "the Secret write to fail after the download",
+            TIMEOUT,
+            Some(&operator),
+            || {
+                let certs = certs.clone();
+                async move { certs.get("kill").await.unwrap() }
+            },
+            |c: &Certificate| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| condition(&s.conditions, "Ready"))
+                    .is_some_and(|(_, reason, _)| reason == "SecretWriteFailed")
+            },
+        )
+        .await;
+    } else {
+        wait_for(
+            &format!("the proxy to hold the operator at {stage:?}"),
+            TIMEOUT,
+            Some(&operator),
+            || async { proxy.holding() },
+            |h| *h,
+        )
+        .await;
+    }
+    // Let the operator write whatever it writes before it would hear back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    operator.kill();
+
+    // The kill landed where it was meant to.
+    let log = proxy.exchanges();
+    let has = |kind: Kind| log.iter().any(|e| e.kind == kind && e.status == 200);
+    let cert = certs.get("kill").await.unwrap();
+    let order = cert.status.as_ref().and_then(|s| s.order.clone());
+    match stage {
+        Stage::OrderCreated => {
+            assert!(
+                order.is_some_and(|o| o.url.contains("/my-order/")),
+                "the order URL is in status before anything else"
+            );
+            assert!(!has(Kind::Authz), "killed before any authorization was read");
+        }
+        Stage::ChallengePresented => {
+            let txt = shared_bind().dig(&format!("_acme-challenge.{dns_name}"), "TXT");
+            let objects = solver_objects(&client, &ns).await;
+            assert!(
+                !txt.is_empty() && objects > 0,
+                "both challenges are presented when killed (TXT {txt:?}, {objects} HTTP-01 objects)"
+            );
+            assert_eq!(accepted_challenges(&log), 1);
+        }
+        Stage::ChallengeAccepted => {
+            assert_eq!(accepted_challenges(&log), 2);
+            assert!(!has(Kind::Finalize), "killed before finalize");
+        }
+        Stage::Finalized => {
+            assert!(has(Kind::Finalize));
+            assert!(!has(Kind::Certificate), "killed before the download");
+        }
+        Stage::Downloaded => {
+            assert!(has(Kind::Certificate), "the certificate was downloaded");
+            let blocker = secrets.get("kill-tls").await.unwrap();
+            assert!(secret_text(&blocker, "tls.crt").is_empty());
+            secrets
+                .delete("kill-tls", &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+    }
+
+    proxy.clear_rule();
+    operator.restart();
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "kill",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(cert.status.as_ref().unwrap().revision, Some(1));
+    assert_eq!(
+        proxy.new_orders().len(),
+        1,
+        "{stage:?}: the CA saw exactly one new order"
+    );
+    assert_eq!(proxy.finalized_orders().len(), 1, "{stage:?}: one finalize");
+
+    let secret = secrets.get("kill-tls").await.unwrap();
+    let info = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).unwrap();
+    assert!(
+        caas_operator::pki::key_matches(&secret_text(&secret, "tls.key"), &info),
+        "{stage:?}: the Secret's key matches its certificate"
+    );
+    let mut names = info.dns_names.clone();
+    names.sort();
+    let mut want = vec![http_name.clone(), dns_name.clone()];
+    want.sort();
+    assert_eq!(names, want);
+    verify_chain(
+        &secret_text(&secret, "tls.crt"),
+        &pebble.issuance_root().await,
+        &http_name,
+    )
+    .unwrap();
+
+    // Nothing temporary is left: HTTP-01 objects, TXT records, the next-key Secret.
+    wait_for(
+        "no temporary HTTP-01 objects",
+        TIMEOUT,
+        Some(&operator),
+        || solver_objects(&client, &ns),
+        |n| *n == 0,
+    )
+    .await;
+    wait_for(
+        "no TXT record",
+        TIMEOUT,
+        Some(&operator),
+        || async { shared_bind().dig(&format!("_acme-challenge.{dns_name}"), "TXT") },
+        |t: &Vec<String>| t.is_empty(),
+    )
+    .await;
+    assert!(
+        secrets.get_opt("kill-next-key").await.unwrap().is_none(),
+        "the next-key Secret is removed once the certificate is written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_order_is_created() {
+    killed_at(Stage::OrderCreated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_challenge_is_presented() {
+    killed_at(Stage::ChallengePresented).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_challenges_are_accepted() {
+    killed_at(Stage::ChallengeAccepted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_finalize() {
+    killed_at(Stage::Finalized).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_download_before_the_secret_is_written() {
+    killed_at(Stage::Downloaded).await;
+}
+
+/// A CA front end that answers the first new-order of each Certificate with 429 and
+/// `Retry-After: 6`, and every tenth request with a 500, a dropped connection, or a
+/// 1.5-second stall: every Certificate still becomes Ready with one order, and no
+/// new-order is sent again before its `Retry-After` is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
+    const RETRY_AFTER: u64 = 6;
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "flaky").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let proxy = AcmeProxy::start(&pebble).await;
+    let mut n = 0u64;
+    proxy.set_rule(move |req, log| {
+        if req.kind == Kind::NewOrder
+            && !log
+                .iter()
+                .any(|e| e.kind == Kind::NewOrder && e.names == req.names)
+        {
+            return Some(Fault::RateLimited {
+                retry_after_secs: RETRY_AFTER,
+            });
+        }
+        n += 1;
+        match n % 10 {
+            3 => Some(Fault::ServerError),
+            6 => Some(Fault::Drop),
+            8 => Some(Fault::Slow(Duration::from_millis(1500))),
+            _ => None,
+        }
+    });
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer_at(
+        &client,
+        &ns,
+        "ca",
+        &pebble,
+        &proxy.directory_url,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let names: Vec<String> = (0..4)
+        .map(|i| format!("{}.{ZONE}", unique_name(&format!("flaky{i}"))))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        create_certificate(
+            &client,
+            &ns,
+            &format!("c{i}"),
+            json!({ "secretName": format!("c{i}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [name] }),
+        )
+        .await;
+    }
+    for i in 0..names.len() {
+        wait_cert_ready(
+            &client,
+            &ns,
+            &format!("c{i}"),
+            "True",
+            Some("Issued"),
+            Duration::from_secs(180),
+            &operator,
+        )
+        .await;
+    }
+
+    let log = proxy.exchanges();
+    let injected = |f: &dyn Fn(&Fault) -> bool| {
+        log.iter()
+            .filter(|e| e.fault.as_ref().is_some_and(f))
+            .count()
+    };
+    let errors = injected(&|f| *f == Fault::ServerError);
+    let drops = injected(&|f| *f == Fault::Drop);
+    let stalls = injected(&|f| matches!(f, Fault::Slow(_)));
+    let limited = injected(&|f| matches!(f, Fault::RateLimited { .. }));
+    println!(
+        "{} requests; injected: {limited} x 429, {errors} x 500, {drops} drops, {stalls} stalls",
+        log.len()
+    );
+    assert!(errors > 0 && drops > 0 && stalls > 0 && limited >= names.len());
+
+    for name in &names {
+        let orders: Vec<&Exchange> = log
+            .iter()
+            .filter(|e| e.kind == Kind::NewOrder && e.names == vec![name.clone()])
+            .collect();
+        let first = orders[0];
+        assert_eq!(first.status, 429);
+        let next = orders
+            .iter()
+            .find(|e| e.at > first.at)
+            .unwrap_or_else(|| panic!("{name}: no new-order after the 429"));
+        let gap = next.at - first.at;
+        println!("{name}: new-order again {gap:?} after 429 with Retry-After {RETRY_AFTER}");
+        assert!(
+            gap >= Duration::from_secs(RETRY_AFTER),
+            "{name}: new-order sent again after {gap:?}, before Retry-After ({RETRY_AFTER} s)"
+        );
+        assert!(
+            gap < Duration::from_secs(RETRY_AFTER * 5),
+            "{name}: waited {gap:?} after a {RETRY_AFTER} s Retry-After"
+        );
+    }
+    let mut per_name: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for (_, n) in proxy.finalized_orders() {
+        *per_name.entry(n).or_default() += 1;
+    }
+    for name in &names {
+        assert_eq!(
+            per_name.get(&vec![name.clone()]),
+            Some(&1),
+            "{name}: exactly one successful order"
+        );
+    }
+    // The rate limit was reported on the Certificate's events with the CA's words.
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RateLimited")
+                && e.note.as_deref().is_some_and(|n| n.contains("next try in 6s"))),
+        "a RateLimited event naming the wait: {:?}",
+        events.iter().map(|e| &e.note).collect::<Vec<_>>()
+    );
+}
+
+/// 500 Certificates while the operator is killed twice (SIGKILL) and stopped once
+/// (SIGTERM) along the way: all become Ready, each with exactly one successful order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_certificates_through_three_restarts() {
+    const COUNT: usize = 500;
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "restarts").await;
+    let pebble = Pebble::start(PebbleOptions {
+        env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+        ..Default::default()
+    });
+    let proxy = AcmeProxy::start(&pebble).await;
+    let mut operator = Operator::start(api, &ns, &pebble);
+    create_issuer_at(
+        &client,
+        &ns,
+        "ca",
+        &pebble,
+        &proxy.directory_url,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let run = unique_name("r");
+    let started = Instant::now();
+    futures::stream::iter(0..COUNT)
+        .map(|i| {
+            let client = client.clone();
+            let ns = ns.clone();
+            let run = run.clone();
+            async move {
+                create_certificate(
+                    &client,
+                    &ns,
+                    &format!("c{i}"),
+                    json!({ "secretName": format!("c{i}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [format!("{run}-{i}.{ZONE}")] }),
+                )
+                .await;
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let ready_count = || {
+        let certs = certs.clone();
+        async move {
+            certs
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|c| {
+                    c.status
+                        .as_ref()
+                        .and_then(|s| condition(&s.conditions, "Ready"))
+                        .is_some_and(|(s, _, _)| s == "True")
+                })
+                .count()
+        }
+    };
+    for (at, graceful) in [(100, false), (250, true), (400, false)] {
+        let ready = wait_for(
+            &format!("{at} Certificates Ready"),
+            Duration::from_secs(300),
+            Some(&operator),
+            ready_count,
+            |n| *n >= at,
+        )
+        .await;
+        println!(
+            "{ready} Ready after {:?}; restarting ({})",
+            started.elapsed(),
+            if graceful { "SIGTERM" } else { "SIGKILL" }
+        );
+        if graceful {
+            operator.proc.stop(Duration::from_secs(10));
+        }
+        operator.restart();
+    }
+    wait_for(
+        "all Certificates Ready",
+        Duration::from_secs(600),
+        Some(&operator),
+        ready_count,
+        |n| *n == COUNT,
+    )
+    .await;
+    println!("{COUNT} Ready after {:?}", started.elapsed());
+
+    let mut per_name: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for (_, n) in proxy.finalized_orders() {
+        *per_name.entry(n).or_default() += 1;
+    }
+    let new_orders = proxy.new_orders().len();
+    println!("{new_orders} new orders for {COUNT} Certificates");
+    for i in 0..COUNT {
+        let name = vec![format!("{run}-{i}.{ZONE}")];
+        assert_eq!(
+            per_name.get(&name),
+            Some(&1),
+            "{name:?}: exactly one successful order"
+        );
+    }
+    for c in certs.list(&Default::default()).await.unwrap().items {
+        assert_eq!(
+            c.status.as_ref().and_then(|s| s.revision),
+            Some(1),
+            "{:?} written once",
+            c.metadata.name
+        );
+    }
+}
