@@ -414,30 +414,43 @@ async fn issue(
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         Err(failure) => {
-            let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
-            status.failed_issuance_attempts = Some(attempts);
-            status.last_failure_time = Some(now_s.clone());
+            // A CA that says when to come back (429 or 503 with Retry-After) is asked
+            // again then, not sooner and not later: that is the CA's pacing, not a failure
+            // to back off from. Other failures count, and back off exponentially.
+            let ca_wait = ctx.stats.take_error_retry_after();
+            let (attempts, delay) = match ca_wait {
+                Some(wait) => (
+                    status.failed_issuance_attempts.unwrap_or(0),
+                    jiff::SignedDuration::try_from(wait.max(Duration::from_secs(1)))
+                        .unwrap_or_else(|_| plan::backoff(1)),
+                ),
+                None => {
+                    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+                    status.failed_issuance_attempts = Some(attempts);
+                    status.last_failure_time = Some(now_s.clone());
+                    (attempts, plan::backoff(attempts))
+                }
+            };
             if failure.abandon_order
                 && let Some(order) = status.order.take()
             {
                 cleanup(ctx, cert, issuer, &order.challenges).await;
                 delete_next_key(ctx, cert).await;
             }
-            // A CA that says when to come back (429 or 503 with Retry-After) is asked
-            // again then, not sooner and not later; other failures back off.
-            let delay = match ctx.stats.take_error_retry_after() {
-                Some(wait) => jiff::SignedDuration::try_from(wait.max(Duration::from_secs(1)))
-                    .unwrap_or_else(|_| plan::backoff(attempts)),
-                None => plan::backoff(attempts),
-            };
             next_poll().lock().expect("lock").insert(
                 key.clone(),
                 (request.hash.clone(), Instant::now() + delay.unsigned_abs()),
             );
-            let message = format!(
-                "{} (attempt {attempts}; next try in {delay:#})",
-                failure.message
-            );
+            let message = match ca_wait {
+                Some(_) => format!(
+                    "{} (the CA asks to wait; next try in {delay:#})",
+                    failure.message
+                ),
+                None => format!(
+                    "{} (attempt {attempts}; next try in {delay:#})",
+                    failure.message
+                ),
+            };
             tracing::warn!(certificate = %key, reason = failure.reason, "issuance failed: {message}");
             ctx.event(cert, true, failure.reason, "Issue", message.clone())
                 .await;
