@@ -311,7 +311,9 @@ impl HttpClient for AcmeHttp {
                     .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
                 // A CA that accepts connections and then says nothing must not hold a
                 // reconcile forever (and is not asked again at once).
-                let response = match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await {
+                let response = match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => {
                         count(0);
@@ -327,7 +329,8 @@ impl HttpClient for AcmeHttp {
                         count(0);
                         if attempt < MAX_ATTEMPTS {
                             tracing::debug!(%url, attempt, "ACME request failed ({e}); sending it again");
-                            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+                            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1)))
+                                .await;
                             attempt += 1;
                             continue;
                         }
@@ -474,15 +477,24 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_dates() {
         let now: jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(
             parse_retry_after("Sat, 28 Nov 2026 12:01:30 GMT", now),
             Some(Duration::from_secs(90))
         );
         // A date in the past means now; absurd values are capped at a day.
-        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("99999999", now), Some(Duration::from_secs(86400)));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("99999999", now),
+            Some(Duration::from_secs(86400))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }

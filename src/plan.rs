@@ -759,14 +759,20 @@ mod tests {
             url: "https://ca/order/1".into(),
             state: "pending".into(),
             request_hash: "h".into(),
-            challenges: vec![ch("a.example", "processing", None), ch("b.example", "valid", None)],
+            challenges: vec![
+                ch("a.example", "processing", None),
+                ch("b.example", "valid", None),
+            ],
             state_since: None,
         };
         let s = Duration::from_secs;
         assert_eq!(waiting_condition(&order, s(2), s(1)), None);
         let (reason, message) = waiting_condition(&order, s(250), s(50)).unwrap();
         assert_eq!(reason, "WaitingForCA");
-        assert!(message.contains("validating a.example for 4m 10s"), "{message}");
+        assert!(
+            message.contains("validating a.example for 4m 10s"),
+            "{message}"
+        );
         assert!(message.contains("in 50s"), "{message}");
         let sig = progress_signature(&order);
         order.challenges[0].state = "valid".into();
@@ -777,7 +783,11 @@ mod tests {
         assert_eq!(reason, "WaitingForCA");
         assert!(message.contains("processing the order"), "{message}");
         order.state = "pending".into();
-        order.challenges[0] = ch("c.example", "pending", Some("waiting for _acme-challenge.c.example. TXT to be served by the zone's server"));
+        order.challenges[0] = ch(
+            "c.example",
+            "pending",
+            Some("waiting for _acme-challenge.c.example. TXT to be served by the zone's server"),
+        );
         let (reason, _) = waiting_condition(&order, s(30), s(6)).unwrap();
         assert_eq!(reason, "WaitingForDNS");
         order.state = "valid".into();

@@ -192,7 +192,8 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
     )
     .unwrap();
     let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start_as(&sa_kubeconfig, &ns, pebble.http_port, &[]);
+    let mut operator = Operator::start_as(&sa_kubeconfig, &ns, pebble.http_port, &[]);
+    operator.admin_kubeconfig = api.kubeconfig.clone();
     create_issuer(&client, &ns, "pebble", &pebble, &pebble.eab_hmac, json!([{ "http01": {} }, { "selector": { "dnsZones": ["dns.acc.test"] }, "dns01": rfc2136_solver(&client, &ns).await["dns01"] }])).await;
     create_certificate(&client, &ns, "http", json!({
         "secretName": "http-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("{}.{ZONE}", unique_name("rbac"))],

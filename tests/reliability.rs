@@ -107,7 +107,10 @@ async fn killed_at(stage: Stage) {
             "data": { "placeholder": "eA==" }
         }))
         .unwrap();
-        secrets.create(&PostParams::default(), &blocker).await.unwrap();
+        secrets
+            .create(&PostParams::default(), &blocker)
+            .await
+            .unwrap();
     }
     proxy.set_rule(move |req, log| {
         let hold = match stage {
@@ -117,7 +120,9 @@ async fn killed_at(stage: Stage) {
             // The second challenge's acceptance: both are presented, one accepted.
             Stage::ChallengePresented => {
                 req.kind == Kind::Challenge
-                    && log.iter().any(|e| e.kind == Kind::Challenge && e.status == 200)
+                    && log
+                        .iter()
+                        .any(|e| e.kind == Kind::Challenge && e.status == 200)
             }
             Stage::ChallengeAccepted => accepted_challenges(log) >= 2,
             Stage::Finalized => log
@@ -181,7 +186,10 @@ async fn killed_at(stage: Stage) {
                 order.is_some_and(|o| o.url.contains("/my-order/")),
                 "the order URL is in status before anything else"
             );
-            assert!(!has(Kind::Authz), "killed before any authorization was read");
+            assert!(
+                !has(Kind::Authz),
+                "killed before any authorization was read"
+            );
         }
         Stage::ChallengePresented => {
             let txt = shared_bind().dig(&format!("_acme-challenge.{dns_name}"), "TXT");
@@ -191,6 +199,32 @@ async fn killed_at(stage: Stage) {
                 "both challenges are presented when killed (TXT {txt:?}, {objects} HTTP-01 objects)"
             );
             assert_eq!(accepted_challenges(&log), 1);
+            // The temporary Ingress routes exactly the one challenge path, nothing else.
+            let token = order
+                .iter()
+                .flat_map(|o| &o.challenges)
+                .find(|c| c.type_ == "http-01")
+                .map(|c| c.token.clone())
+                .expect("the HTTP-01 challenge in status");
+            let lp = ListParams::default().labels(&format!("{COMPONENT_LABEL}=http01-solver"));
+            let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(ingresses.len(), 1);
+            let spec = ingresses[0].spec.clone().unwrap();
+            assert!(spec.default_backend.is_none() && spec.tls.is_none());
+            let rules = spec.rules.unwrap();
+            assert_eq!(rules.len(), 1);
+            assert_eq!(rules[0].host.as_deref(), Some(http_name.as_str()));
+            let paths = &rules[0].http.as_ref().unwrap().paths;
+            assert_eq!(paths.len(), 1);
+            assert_eq!(
+                paths[0].path.as_deref(),
+                Some(format!("/.well-known/acme-challenge/{token}").as_str())
+            );
+            assert_eq!(paths[0].path_type, "Exact");
         }
         Stage::ChallengeAccepted => {
             assert_eq!(accepted_challenges(&log), 2);
@@ -266,6 +300,18 @@ async fn killed_at(stage: Stage) {
         |t: &Vec<String>| t.is_empty(),
     )
     .await;
+    // Key Secrets are labelled (the operator watches only those; tooling can find them).
+    for (name, component) in [("kill-tls", "tls"), ("ca-account", "account-key")] {
+        let labels = secrets.get(name).await.unwrap().metadata.labels.unwrap();
+        assert_eq!(
+            labels.get(MANAGED_BY_LABEL).map(String::as_str),
+            Some(MANAGED_BY_VALUE)
+        );
+        assert_eq!(
+            labels.get(COMPONENT_LABEL).map(String::as_str),
+            Some(component)
+        );
+    }
     assert!(
         secrets.get_opt("kill-next-key").await.unwrap().is_none(),
         "the next-key Secret is removed once the certificate is written"
@@ -424,7 +470,9 @@ async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
         events
             .iter()
             .any(|e| e.reason.as_deref() == Some("RateLimited")
-                && e.note.as_deref().is_some_and(|n| n.contains("next try in 6s"))),
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("next try in 6s"))),
         "a RateLimited event naming the wait: {:?}",
         events.iter().map(|e| &e.note).collect::<Vec<_>>()
     );

@@ -674,7 +674,11 @@ async fn drive_order(
 
 /// Restarts the order's `stateSince` clock when its progress signature changed since
 /// `before`; returns how long it has been unchanged.
-fn note_progress(status: &mut CertificateStatus, before: Option<String>, now: Timestamp) -> Duration {
+fn note_progress(
+    status: &mut CertificateStatus,
+    before: Option<String>,
+    now: Timestamp,
+) -> Duration {
     let Some(order) = status.order.as_mut() else {
         return Duration::ZERO;
     };

@@ -170,10 +170,7 @@ impl AcmeProxy {
             .await
             .expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let upstream = pebble
-            .directory_url
-            .trim_end_matches("/dir")
-            .to_string();
+        let upstream = pebble.directory_url.trim_end_matches("/dir").to_string();
         let state = Arc::new(State {
             upstream,
             host: format!("127.0.0.1:{port}"),
@@ -279,7 +276,12 @@ impl Drop for AcmeProxy {
     }
 }
 
-fn problem(status: u16, kind: &str, detail: &str, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+fn problem(
+    status: u16,
+    kind: &str,
+    detail: &str,
+    retry_after: Option<u64>,
+) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
         "type": format!("urn:ietf:params:acme:error:{kind}"),
         "detail": detail,
@@ -388,7 +390,9 @@ async fn handle(
         }
         Some(Fault::Drop) => {
             state.log.lock().expect("lock").push(exchange);
-            return Err(std::io::Error::other("connection dropped by the test proxy"));
+            return Err(std::io::Error::other(
+                "connection dropped by the test proxy",
+            ));
         }
         Some(Fault::Hold) => {
             state.log.lock().expect("lock").push(exchange);

@@ -78,8 +78,24 @@ fn workspace_root() -> std::path::PathBuf {
 /// totals over all test binaries.
 fn test(extra: &[String]) -> Result<(u64, u64), String> {
     use std::io::BufRead;
+    // Build everything first (never two builds at once), then run the 20-minute slow-CA
+    // test binary in the background while the rest runs.
+    cargo(&[
+        "test",
+        "--workspace",
+        "--all-targets",
+        "--no-run",
+        "--quiet",
+    ])?;
+    let mut slow = match extra.is_empty() {
+        true => Some(SlowTest::start()?),
+        false => None,
+    };
     let mut args = vec!["test", "--workspace", "--all-targets"];
     args.extend(extra.iter().map(String::as_str));
+    if slow.is_some() {
+        args.extend(["--", "--skip", SLOW_TEST]);
+    }
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo {}", args.join(" "));
     let mut child = Command::new(&cargo_bin)
@@ -110,7 +126,15 @@ fn test(extra: &[String]) -> Result<(u64, u64), String> {
             failed += count(" failed");
         }
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let mut status = child.wait().map_err(|e| e.to_string())?;
+    if let Some(slow) = slow.as_mut() {
+        let (ok, p, f) = slow.finish()?;
+        passed += p;
+        failed += f;
+        if !ok && status.success() {
+            status = slow.status.expect("finished");
+        }
+    }
     println!("tests: {passed} passed, {failed} failed");
     if status.success() {
         Ok((passed, failed))
@@ -119,6 +143,74 @@ fn test(extra: &[String]) -> Result<(u64, u64), String> {
             "`cargo {}` failed ({status}): {passed} passed, {failed} failed",
             args.join(" ")
         ))
+    }
+}
+
+/// The test that waits on a slow CA for 20 minutes (tests/slow_ca.rs).
+const SLOW_TEST: &str = "a_slow_ca_is_waited_for_without_a_timeout";
+
+/// The slow-CA test binary running in the background, its output in a file.
+struct SlowTest {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl SlowTest {
+    fn start() -> Result<SlowTest, String> {
+        let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(&cargo_bin)
+            .args([
+                "test",
+                "--test",
+                "slow_ca",
+                "--no-run",
+                "--message-format=json",
+            ])
+            .current_dir(workspace_root())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {cargo_bin}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // `cargo --message-format=json` prints one JSON object per line; the test binary's
+        // line names the target and its executable (std only here: no JSON parser).
+        let exe = stdout
+            .lines()
+            .filter(|l| l.contains("\"name\":\"slow_ca\"") && l.contains("\"test\":true"))
+            .find_map(|l| {
+                let rest = l.split("\"executable\":\"").nth(1)?;
+                Some(rest.split('"').next()?.to_string())
+            })
+            .ok_or("cannot find the slow_ca test binary in cargo's output")?;
+        let log = workspace_root().join("target").join("slow_ca.log");
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        eprintln!("==> {exe} (in the background, output in {})", log.display());
+        let child = Command::new(&exe)
+            .arg("--nocapture")
+            .current_dir(workspace_root())
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot run {exe}: {e}"))?;
+        Ok(SlowTest {
+            child,
+            log,
+            status: None,
+        })
+    }
+
+    /// Waits for it, echoes its output, and returns (success, passed, failed).
+    fn finish(&mut self) -> Result<(bool, u64, u64), String> {
+        eprintln!("==> waiting for the slow-CA test");
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        self.status = Some(status);
+        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        println!("{output}");
+        let (passed, failed) = match status.success() {
+            true => (1, 0),
+            false => (0, 1),
+        };
+        Ok((status.success(), passed, failed))
     }
 }
 
