@@ -29,12 +29,17 @@ fn helm(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn helm_lint_is_clean() {
-    let (ok, out) = helm(&["lint", "--strict", "charts/caas-operator"]);
-    assert!(ok, "helm lint failed:\n{out}");
-    assert!(
-        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
-        "{out}"
-    );
+    // Both RBAC shapes: cluster-wide, and one watched namespace.
+    for extra in [&[][..], &["--set", "watchNamespace=apps"][..]] {
+        let mut args = vec!["lint", "--strict", "charts/caas-operator"];
+        args.extend_from_slice(extra);
+        let (ok, out) = helm(&args);
+        assert!(ok, "helm lint {extra:?} failed:\n{out}");
+        assert!(
+            !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -180,6 +185,23 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
             "the ServiceAccount can {verb} {group}/{resource} in {scope:?}"
         );
     }
+
+    // With watchNamespace set, Secrets (and all other namespaced resources) are
+    // reachable in that namespace only: other applications' Secrets elsewhere are not.
+    assert!(allowed(&sa, "list", "", "secrets", Some(&ns)).await);
+    for (verb, scope) in [
+        ("get", Some("kube-system")),
+        ("list", Some("default")),
+        ("list", None),
+        ("watch", None),
+    ] {
+        assert!(
+            !allowed(&sa, verb, "", "secrets", scope).await,
+            "the ServiceAccount can {verb} Secrets in {scope:?}"
+        );
+    }
+    assert!(!allowed(&sa, "list", "networking.k8s.io", "ingresses", None).await);
+    assert!(allowed(&sa, "watch", "caas.dev", "clustercaasissuers", None).await);
 
     // Run the operator with exactly that identity: any missing permission fails here.
     let dir = caas_testbed::scratch_dir("sa-kubeconfig");
