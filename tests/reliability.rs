@@ -595,3 +595,20 @@ async fn five_hundred_certificates_through_three_restarts() {
         );
     }
 }
+
+/// The secrets scan every operator run ends with (tests/support) finds a key inside
+/// JSON-escaped PEM text and base64 in any surroundings, and nothing else.
+#[test]
+fn secrets_scan_finds_keys_in_any_surroundings() {
+    let secret = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgabcdefghijklmnop";
+    let needles = [
+        secret.to_string(),
+        "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==".to_string(),
+    ]
+    .into_iter()
+    .collect();
+    let log = format!(r#"{{"msg":"key: -----BEGIN X-----\n{secret}\nxyz"}}"#);
+    assert_eq!(find_any(&log, &needles).map(String::as_str), Some(secret));
+    assert!(find_any("token=c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==;", &needles).is_some());
+    assert!(find_any("nothing to see here, MIGHAgEAMBMGByqGSM49", &needles).is_none());
+}

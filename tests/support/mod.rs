@@ -584,24 +584,3 @@ pub fn verify_chain(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), S
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn find_any_sees_secrets_inside_escaped_json_and_pem() {
-        let secret = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgabcdefghijklmnop";
-        let needles = [
-            secret.to_string(),
-            "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==".to_string(),
-        ]
-        .into_iter()
-        .collect();
-        let log = format!(r#"{{"msg":"key: -----BEGIN X-----\n{secret}\nxyz"}}"#);
-        assert_eq!(
-            super::find_any(&log, &needles).map(String::as_str),
-            Some(secret)
-        );
-        assert!(super::find_any("token=c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==;", &needles).is_some());
-        assert!(super::find_any("nothing to see here, MIGHAgEAMBMGByqGSM49", &needles).is_none());
-    }
-}

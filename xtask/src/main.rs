@@ -4,7 +4,8 @@
 //!   and etcd, Pebble 2.6 (ACME with EAB and ARI) and pebble-challtestsrv, BIND 9, kubectl
 //!   and Helm. Idempotent: a second run only checks and takes seconds.
 //! * `ci` is the one command that checks the project: `test-env`, `cargo fmt --check`,
-//!   `cargo clippy --all-targets -- -D warnings` and the whole test suite.
+//!   `cargo deny`, `cargo clippy --all-targets -- -D warnings`, the whole test suite, the
+//!   demo and the quick benchmark.
 //!
 //! Plain `std` on purpose: this crate must build in seconds on a fresh machine, before
 //! anything else is there.
@@ -20,7 +21,7 @@ fn usage() -> ExitCode {
 
 tasks:
   test-env   install/cache the test bed (kube-apiserver, etcd, Pebble, BIND, kubectl, Helm)
-  ci         test-env, then cargo fmt --check, clippy -D warnings, and all tests
+  ci         test-env, then cargo fmt --check, cargo deny, clippy -D warnings, all tests
   test       the whole test suite (assumes test-env has run)
   manifests  regenerate crds/, the chart's CRDs and deploy/caas-operator.yaml
     bench      time to a certificate, burst, memory, idle cost; lego and certbot side by side
@@ -108,23 +109,9 @@ fn test(extra: &[String]) -> Result<(u64, u64), String> {
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.map_err(|e| e.to_string())?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            let count = |word: &str| {
-                rest.split(';')
-                    .find_map(|part| {
-                        part.trim().strip_suffix(word).map(|n| {
-                            n.trim()
-                                .trim_start_matches("ok. ")
-                                .trim_start_matches("FAILED. ")
-                                .to_string()
-                        })
-                    })
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            passed += count(" passed");
-            failed += count(" failed");
-        }
+        let (p, f) = test_result_counts(&line);
+        passed += p;
+        failed += f;
     }
     let mut status = child.wait().map_err(|e| e.to_string())?;
     if let Some(slow) = slow.as_mut() {
@@ -144,6 +131,27 @@ fn test(extra: &[String]) -> Result<(u64, u64), String> {
             args.join(" ")
         ))
     }
+}
+
+/// The (passed, failed) counts of a libtest `test result:` line; zeros for other lines.
+fn test_result_counts(line: &str) -> (u64, u64) {
+    let Some(rest) = line.strip_prefix("test result: ") else {
+        return (0, 0);
+    };
+    let count = |word: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim().strip_suffix(word).map(|n| {
+                    n.trim()
+                        .trim_start_matches("ok. ")
+                        .trim_start_matches("FAILED. ")
+                        .to_string()
+                })
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (count(" passed"), count(" failed"))
 }
 
 /// The test that waits on a slow CA for 20 minutes (tests/slow_ca.rs).
@@ -186,7 +194,7 @@ impl SlowTest {
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         eprintln!("==> {exe} (in the background, output in {})", log.display());
         let child = Command::new(&exe)
-            .arg("--nocapture")
+            .args([SLOW_TEST, "--nocapture"])
             .current_dir(workspace_root())
             .stdout(file.try_clone().map_err(|e| e.to_string())?)
             .stderr(file)
@@ -206,10 +214,14 @@ impl SlowTest {
         self.status = Some(status);
         let output = std::fs::read_to_string(&self.log).unwrap_or_default();
         println!("{output}");
-        let (passed, failed) = match status.success() {
-            true => (1, 0),
-            false => (0, 1),
-        };
+        let (passed, mut failed) = output
+            .lines()
+            .map(test_result_counts)
+            .fold((0, 0), |(p, f), (a, b)| (p + a, f + b));
+        if !status.success() && failed == 0 {
+            // Crashed before its summary line.
+            failed = 1;
+        }
         Ok((status.success(), passed, failed))
     }
 }
