@@ -244,11 +244,17 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
 
     match decision {
         Decision::Valid { renewal_time } => {
+            let info = current_valid.expect("a valid decision has a certificate");
             if let Some(order) = status.order.take() {
+                // A process stopped between writing the Secret and writing status: the
+                // Secret holds this order's certificate, one status has not counted yet.
+                if status.not_before.as_deref() != Some(info.not_before.to_string().as_str()) {
+                    status.revision = Some(status.revision.unwrap_or(0) + 1);
+                    status.manual_renewal = request.renew_request.clone();
+                }
                 cleanup(&ctx, &cert, &issuer, &order.challenges).await;
                 delete_next_key(&ctx, &cert).await;
             }
-            let info = current_valid.expect("a valid decision has a certificate");
             let renewal_time = match secret.as_ref() {
                 Some(secret) => {
                     ari_renewal_time(&ctx, &cert, &issuer, secret, &info, renewal_time, now).await
