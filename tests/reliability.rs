@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use caas_operator::api::{COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use caas_testbed::acme_proxy::{AcmeProxy, Exchange, Fault, Kind};
-use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, shared_bind, unique_name};
+use caas_testbed::acme_proxy::{Exchange, Fault, Kind};
+use caas_testbed::{PebbleOptions, shared_bind, unique_name};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -67,27 +66,19 @@ async fn solver_objects(client: &kube::Client, ns: &str) -> usize {
 /// HTTP-01 and one by DNS-01; a new operator must finish with the same single order,
 /// leave nothing temporary behind, and write a Secret whose key matches.
 async fn killed_at(stage: Stage) {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "kill").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let proxy = AcmeProxy::start(&pebble).await;
-    let mut operator = Operator::start(api, &ns, &pebble);
+    let bed = ProxiedBed::start("kill", PebbleOptions::default()).await;
     let http_name = format!("{}.{ZONE}", unique_name("kh"));
     let dns_name = format!("{}.{ZONE}", unique_name("kd"));
-    let mut dns = rfc2136_solver(&client, &ns).await;
+    let mut dns = rfc2136_solver(&bed.client, &bed.ns).await;
     dns["selector"] = json!({ "dnsNames": [dns_name] });
-    create_issuer_at(
-        &client,
-        &ns,
-        "ca",
-        &pebble,
-        &proxy.directory_url,
-        &pebble.eab_hmac,
-        json!([dns, { "http01": {} }]),
-    )
-    .await;
+    bed.issuer(json!([dns, { "http01": {} }])).await;
+    let ProxiedBed {
+        client,
+        ns,
+        pebble,
+        proxy,
+        mut operator,
+    } = bed;
     wait_issuer(
         &client,
         &ns,
@@ -350,14 +341,9 @@ async fn killed_after_download_before_the_secret_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
     const RETRY_AFTER: u64 = 6;
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "flaky").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let proxy = AcmeProxy::start(&pebble).await;
+    let bed = ProxiedBed::start("flaky", PebbleOptions::default()).await;
     let mut n = 0u64;
-    proxy.set_rule(move |req, log| {
+    bed.proxy.set_rule(move |req, log| {
         if req.kind == Kind::NewOrder
             && !log
                 .iter()
@@ -375,17 +361,14 @@ async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
             _ => None,
         }
     });
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer_at(
-        &client,
-        &ns,
-        "ca",
-        &pebble,
-        &proxy.directory_url,
-        &pebble.eab_hmac,
-        json!([{ "http01": {} }]),
-    )
-    .await;
+    bed.issuer(json!([{ "http01": {} }])).await;
+    let ProxiedBed {
+        client,
+        ns,
+        proxy,
+        operator,
+        ..
+    } = bed;
     let names: Vec<String> = (0..4)
         .map(|i| format!("{}.{ZONE}", unique_name(&format!("flaky{i}"))))
         .collect();
@@ -449,10 +432,7 @@ async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
             "{name}: waited {gap:?} after a {RETRY_AFTER} s Retry-After"
         );
     }
-    let mut per_name: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    for (_, n) in proxy.finalized_orders() {
-        *per_name.entry(n).or_default() += 1;
-    }
+    let per_name = proxy.finalized_per_names();
     for name in &names {
         assert_eq!(
             per_name.get(&vec![name.clone()]),
@@ -483,26 +463,22 @@ async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_certificates_through_three_restarts() {
     const COUNT: usize = 500;
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "restarts").await;
-    let pebble = Pebble::start(PebbleOptions {
-        env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
-        ..Default::default()
-    });
-    let proxy = AcmeProxy::start(&pebble).await;
-    let mut operator = Operator::start(api, &ns, &pebble);
-    create_issuer_at(
-        &client,
-        &ns,
-        "ca",
-        &pebble,
-        &proxy.directory_url,
-        &pebble.eab_hmac,
-        json!([{ "http01": {} }]),
+    let bed = ProxiedBed::start(
+        "restarts",
+        PebbleOptions {
+            env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+            ..Default::default()
+        },
     )
     .await;
+    bed.issuer(json!([{ "http01": {} }])).await;
+    let ProxiedBed {
+        client,
+        ns,
+        proxy,
+        mut operator,
+        ..
+    } = bed;
     let run = unique_name("r");
     let started = Instant::now();
     futures::stream::iter(0..COUNT)
@@ -572,10 +548,7 @@ async fn five_hundred_certificates_through_three_restarts() {
     .await;
     println!("{COUNT} Ready after {:?}", started.elapsed());
 
-    let mut per_name: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    for (_, n) in proxy.finalized_orders() {
-        *per_name.entry(n).or_default() += 1;
-    }
+    let per_name = proxy.finalized_per_names();
     let new_orders = proxy.new_orders().len();
     println!("{new_orders} new orders for {COUNT} Certificates");
     for i in 0..COUNT {
@@ -583,7 +556,13 @@ async fn five_hundred_certificates_through_three_restarts() {
         assert_eq!(
             per_name.get(&name),
             Some(&1),
-            "{name:?}: exactly one successful order"
+            "{name:?}: exactly one successful order; its orders: {:?}",
+            proxy
+                .new_orders()
+                .iter()
+                .filter(|e| e.names == name)
+                .map(|e| &e.order_id)
+                .collect::<Vec<_>>()
         );
     }
     for c in certs.list(&Default::default()).await.unwrap().items {

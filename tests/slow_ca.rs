@@ -11,8 +11,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use caas_operator::api::Certificate;
-use caas_testbed::acme_proxy::{AcmeProxy, Exchange, Kind, SlowCa};
-use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, unique_name};
+use caas_testbed::acme_proxy::{Exchange, Kind, SlowCa};
+use caas_testbed::{PebbleOptions, unique_name};
 use kube::api::Api;
 use serde_json::json;
 use support::*;
@@ -51,46 +51,36 @@ async fn a_slow_ca_is_waited_for_without_a_timeout() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(10);
     let hold = Duration::from_secs(minutes * 60);
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "slow").await;
-    let pebble = Pebble::start(PebbleOptions {
-        // No Retry-After: the operator's own backoff is what is measured.
-        retry_after_secs: 0,
-        ..Default::default()
-    });
-    let proxy = AcmeProxy::start(&pebble).await;
+    let bed = ProxiedBed::start(
+        "slow",
+        PebbleOptions {
+            // No Retry-After: the operator's own backoff is what is measured.
+            retry_after_secs: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (client, ns, proxy, operator) = (&bed.client, &bed.ns, &bed.proxy, &bed.operator);
     proxy.set_slow(SlowCa {
         validation: hold,
         issuance: hold,
     });
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer_at(
-        &client,
-        &ns,
-        "ca",
-        &pebble,
-        &proxy.directory_url,
-        &pebble.eab_hmac,
-        json!([{ "http01": {} }]),
-    )
-    .await;
+    bed.issuer(json!([{ "http01": {} }])).await;
     let name = format!("{}.{ZONE}", unique_name("slow"));
     create_certificate(
-        &client,
-        &ns,
+        client,
+        ns,
         "slow",
         json!({ "secretName": "slow-tls", "issuerRef": { "name": "ca" }, "dnsNames": [name] }),
     )
     .await;
-    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
 
     // Validation: the CA accepted the challenge and says "processing" for `hold`.
     let accepted = wait_for(
         "the challenge to be accepted",
         Duration::from_secs(90),
-        Some(&operator),
+        Some(operator),
         || async { proxy.exchanges() },
         |log: &Vec<Exchange>| {
             log.iter()
@@ -113,7 +103,7 @@ async fn a_slow_ca_is_waited_for_without_a_timeout() {
     let finalized = wait_for(
         "finalize",
         hold + Duration::from_secs(180),
-        Some(&operator),
+        Some(operator),
         || async { proxy.exchanges() },
         |log: &Vec<Exchange>| {
             log.iter()
@@ -132,13 +122,13 @@ async fn a_slow_ca_is_waited_for_without_a_timeout() {
     assert!(message.contains("processing the order"), "{message}");
 
     wait_cert_ready(
-        &client,
-        &ns,
+        client,
+        ns,
         "slow",
         "True",
         Some("Issued"),
         hold + Duration::from_secs(180),
-        &operator,
+        operator,
     )
     .await;
     let log = proxy.exchanges();

@@ -143,7 +143,7 @@ impl AcmeProxy {
             .expect("cert PEM");
         let key = PrivateKeyDer::from_pem_slice(&key_pem).expect("key PEM");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("TLS versions")
             .with_no_client_auth()
@@ -151,15 +151,7 @@ impl AcmeProxy {
             .expect("server cert");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
 
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(pebble.tls_ca_pem.as_bytes()) {
-            roots.add(c.expect("CA PEM")).expect("add root");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::http::tls_client_config(&pebble.tls_ca_pem).expect("Pebble's CA");
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -196,7 +188,14 @@ impl AcmeProxy {
                     };
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
-                        async move { handle(state, req).await }
+                        // In a task of its own: a client killed mid-request must not cancel
+                        // the forwarding (the CA acts on it) nor its entry in the log.
+                        let exchange = tokio::spawn(handle(state, req));
+                        async move {
+                            exchange
+                                .await
+                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -258,6 +257,15 @@ impl AcmeProxy {
                 Some((id, names))
             })
             .collect()
+    }
+
+    /// How many orders were finalized successfully per set of names (sorted).
+    pub fn finalized_per_names(&self) -> std::collections::BTreeMap<Vec<String>, usize> {
+        let mut per = std::collections::BTreeMap::new();
+        for (_, names) in self.finalized_orders() {
+            *per.entry(names).or_default() += 1;
+        }
+        per
     }
 
     /// New orders the CA created (answered 201).

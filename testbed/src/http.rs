@@ -9,17 +9,22 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// GETs `url`, trusting only the PEM roots in `ca_pem`; returns the status and body.
-pub async fn https_get(url: &str, ca_pem: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+/// A TLS client configuration (ring) trusting only the PEM roots in `ca_pem`.
+pub fn tls_client_config(ca_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// GETs `url`, trusting only the PEM roots in `ca_pem`; returns the status and body.
+pub async fn https_get(url: &str, ca_pem: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let tls = tls_client_config(ca_pem)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

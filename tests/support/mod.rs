@@ -584,3 +584,47 @@ pub fn verify_chain(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), S
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
+
+/// One test's world behind the fault proxy: its own namespace, Pebble, the proxy in
+/// front of it, and the operator. [`ProxiedBed::issuer`] adds the `CaaSIssuer` "ca"
+/// that reaches Pebble through the proxy.
+pub struct ProxiedBed {
+    pub client: kube::Client,
+    pub ns: String,
+    pub pebble: Pebble,
+    pub proxy: caas_testbed::AcmeProxy,
+    pub operator: Operator,
+}
+
+impl ProxiedBed {
+    pub async fn start(prefix: &str, options: caas_testbed::PebbleOptions) -> ProxiedBed {
+        let api = caas_testbed::shared_apiserver();
+        let client = api.client().await;
+        install_crds(&client).await;
+        let ns = api.namespace(&client, prefix).await;
+        let pebble = Pebble::start(options);
+        let proxy = caas_testbed::AcmeProxy::start(&pebble).await;
+        let operator = Operator::start(api, &ns, &pebble);
+        ProxiedBed {
+            client,
+            ns,
+            pebble,
+            proxy,
+            operator,
+        }
+    }
+
+    /// The issuer "ca" with `solvers`, its ACME server the proxy.
+    pub async fn issuer(&self, solvers: serde_json::Value) {
+        create_issuer_at(
+            &self.client,
+            &self.ns,
+            "ca",
+            &self.pebble,
+            &self.proxy.directory_url,
+            &self.pebble.eab_hmac,
+            solvers,
+        )
+        .await;
+    }
+}
