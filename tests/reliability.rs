@@ -14,6 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use support::*;
@@ -249,6 +250,14 @@ async fn killed_at(stage: Stage) {
     )
     .await;
     assert_eq!(cert.status.as_ref().unwrap().revision, Some(1));
+    wait_for(
+        "the DNS-01 cleanup finalizer to go once the records are removed",
+        TIMEOUT,
+        Some(&operator),
+        || async { certs.get("kill").await.unwrap().metadata.finalizers },
+        |f| f.as_ref().is_none_or(|f| f.is_empty()),
+    )
+    .await;
     assert_eq!(
         proxy.new_orders().len(),
         1,
@@ -590,4 +599,56 @@ fn secrets_scan_finds_keys_in_any_surroundings() {
     assert_eq!(find_any(&log, &needles).map(String::as_str), Some(secret));
     assert!(find_any("token=c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==;", &needles).is_some());
     assert!(find_any("nothing to see here, MIGHAgEAMBMGByqGSM49", &needles).is_none());
+}
+
+/// A Certificate deleted while its DNS-01 TXT record is published (the CA is still
+/// validating): the record is removed before the Certificate goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_certificate_mid_order_removes_its_txt_record() {
+    let bed = ProxiedBed::start("delete", PebbleOptions::default()).await;
+    bed.proxy.set_slow(caas_testbed::SlowCa {
+        validation: Duration::from_secs(600),
+        issuance: Duration::from_secs(600),
+    });
+    let dns = rfc2136_solver(&bed.client, &bed.ns).await;
+    bed.issuer(json!([dns])).await;
+    let name = format!("{}.{ZONE}", unique_name("del"));
+    create_certificate(
+        &bed.client,
+        &bed.ns,
+        "del",
+        json!({ "secretName": "del-tls", "issuerRef": { "name": "ca" }, "dnsNames": [name] }),
+    )
+    .await;
+    let record = format!("_acme-challenge.{name}");
+    wait_for(
+        "the TXT record to be published",
+        TIMEOUT,
+        Some(&bed.operator),
+        || async { shared_bind().dig(&record, "TXT") },
+        |t: &Vec<String>| !t.is_empty(),
+    )
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let cert = certs.get("del").await.unwrap();
+    assert!(
+        cert.finalizers()
+            .iter()
+            .any(|f| f == caas_operator::controllers::certificate::DNS_CLEANUP_FINALIZER),
+        "a published TXT record is guarded by the finalizer: {:?}",
+        cert.metadata.finalizers
+    );
+    certs.delete("del", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "the Certificate to be gone",
+        TIMEOUT,
+        Some(&bed.operator),
+        || async { certs.get_opt("del").await.unwrap().is_none() },
+        |gone| *gone,
+    )
+    .await;
+    assert!(
+        shared_bind().dig(&record, "TXT").is_empty(),
+        "the TXT record was removed before the Certificate went"
+    );
 }

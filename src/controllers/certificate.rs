@@ -166,6 +166,9 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
 
 async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let cert = fresh(&ctx, cert).await?;
+    if cert.metadata.deletion_timestamp.is_some() {
+        return finalize_deletion(&ctx, &cert).await;
+    }
     let now = Timestamp::now();
     let mut status = cert.status.clone().unwrap_or_default();
     let generation = cert.metadata.generation;
@@ -882,9 +885,11 @@ async fn present_challenges(
             }
             ChallengeKind::Dns01 => {
                 let (client, fqdn) = dns_solver(ctx, issuer, solver, &dns_name).await?;
-                // In status first: whatever happens next, cleanup knows the record.
+                // In status first: whatever happens next, cleanup knows the record; and
+                // a deletion of the Certificate waits until the record is gone.
                 upsert(status, rec.clone());
                 save_status(ctx, cert, status).await?;
+                ensure_finalizer(ctx, cert).await?;
                 let value = dns_value(&rec.key);
                 client.add_txt(&fqdn, &value).await?;
                 let visible = client.has_txt(&fqdn, &value).await?;
@@ -990,19 +995,24 @@ async fn dns_solver(
 
 /// Removes what the challenges left: temporary HTTP-01 objects and DNS-01 TXT records.
 /// Best effort: failures are logged, and the startup sweep catches HTTP-01 leftovers.
+/// Removes what the order's challenges put in place: temporary HTTP-01 objects and
+/// DNS-01 TXT records. Once the TXT records are gone, the deletion guard goes too.
+/// Returns whether every TXT record was removed.
 async fn cleanup(
     ctx: &Context,
     cert: &Certificate,
     issuer: &IssuerHandle,
     challenges: &[ChallengeStatus],
-) {
+) -> bool {
     let ns = cert.namespace().unwrap_or_default();
     if let Err(e) = http01::cleanup(&ctx.client, &ns, &cert.name_any(), &[]).await {
         tracing::warn!(certificate = %key_of(cert), error = %e, "cannot delete temporary HTTP-01 objects");
     }
     let labels = cert.labels().clone();
+    let mut dns_ok = true;
     for ch in challenges.iter().filter(|c| c.type_ == "dns-01") {
         let Some(index) = select_solver(&issuer.spec.solvers, &ch.dns_name, &labels) else {
+            dns_ok = false;
             continue;
         };
         let result = async {
@@ -1014,8 +1024,135 @@ async fn cleanup(
         .await;
         if let Err(e) = result {
             tracing::warn!(certificate = %key_of(cert), error = %e.message, "cannot remove a DNS-01 TXT record");
+            dns_ok = false;
         }
     }
+    if dns_ok && challenges.iter().any(|c| c.type_ == "dns-01") {
+        remove_finalizer(ctx, cert).await;
+    }
+    dns_ok
+}
+
+/// Guards DNS-01 TXT records, which live outside the cluster: while any is published
+/// the Certificate carries this finalizer, so deleting it mid-order removes them first.
+/// (HTTP-01 objects are owned by the Certificate: garbage collection removes them.)
+pub const DNS_CLEANUP_FINALIZER: &str = "caas.dev/dns01-cleanup";
+
+async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let current = api.get(&cert.name_any()).await?;
+    if current
+        .finalizers()
+        .iter()
+        .any(|f| f == DNS_CLEANUP_FINALIZER)
+    {
+        return Ok(());
+    }
+    let add = match current.metadata.finalizers {
+        Some(_) => {
+            json!({ "op": "add", "path": "/metadata/finalizers/-", "value": DNS_CLEANUP_FINALIZER })
+        }
+        None => {
+            json!({ "op": "add", "path": "/metadata/finalizers", "value": [DNS_CLEANUP_FINALIZER] })
+        }
+    };
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": "/metadata/resourceVersion", "value": current.resource_version() },
+        add,
+    ]))
+    .expect("a valid JSON patch");
+    api.patch(
+        &cert.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(ctx: &Context, cert: &Certificate) {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let result = async {
+        let Some(current) = api.get_opt(&cert.name_any()).await? else {
+            return Ok(());
+        };
+        let Some(index) = current
+            .finalizers()
+            .iter()
+            .position(|f| f == DNS_CLEANUP_FINALIZER)
+        else {
+            return Ok(());
+        };
+        let path = format!("/metadata/finalizers/{index}");
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            { "op": "test", "path": path, "value": DNS_CLEANUP_FINALIZER },
+            { "op": "remove", "path": path },
+        ]))
+        .expect("a valid JSON patch");
+        api.patch(
+            &cert.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+        .map(|_| ())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(certificate = %key_of(cert), error = %e, "cannot remove the DNS-01 cleanup finalizer");
+    }
+}
+
+/// A Certificate being deleted: remove the TXT records of its order, then let it go.
+/// A DNS server that refuses is retried for 5 minutes; after that the deletion goes
+/// ahead and an event names the records left behind.
+async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, Error> {
+    if !cert.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let challenges = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.order.as_ref())
+        .map(|o| o.challenges.clone())
+        .unwrap_or_default();
+    let records: Vec<String> = challenges
+        .iter()
+        .filter(|c| c.type_ == "dns-01")
+        .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
+        .collect();
+    let removed = match resolve_issuer(ctx, cert).await? {
+        Some(issuer) => cleanup(ctx, cert, &issuer, &challenges).await,
+        None => false,
+    };
+    if removed || records.is_empty() {
+        remove_finalizer(ctx, cert).await;
+        return Ok(Action::await_change());
+    }
+    let deleting_for = cert
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .unwrap_or_default();
+    if deleting_for < jiff::SignedDuration::from_mins(5) {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    ctx.event(
+        cert,
+        true,
+        "CleanupFailed",
+        "Delete",
+        format!(
+            "could not remove the TXT records {} for 5 minutes (issuer gone or DNS server refusing); deleting anyway: remove them by hand",
+            records.join(", ")
+        ),
+    )
+    .await;
+    remove_finalizer(ctx, cert).await;
+    Ok(Action::await_change())
 }
 
 fn next_key_name(cert: &Certificate) -> String {
