@@ -375,21 +375,23 @@ pub fn retry_gate(
 }
 
 /// How long to wait before asking the CA again about an order whose state (and its
-/// challenges' states) has not changed for `unchanged`. The CA's `Retry-After` wins
-/// (bounded: 200 ms to 10 minutes). Otherwise quick polls while the order is fresh (most
-/// CAs validate and issue within seconds), then a fifth of the time waited so far, at
-/// most a minute: a CA that takes ten minutes is asked about 40 times, one that takes a
-/// day about 1,500 times, and none is ever given up on for being slow.
+/// challenges' states) has not changed for `unchanged`: quick polls while the order is
+/// fresh (most CAs validate and issue within seconds), then a fifth of the time waited so
+/// far, at most a minute. A CA that takes ten minutes is asked about 40 times, one that
+/// takes a day about 1,500 times, and none is ever given up on for being slow. The CA's
+/// `Retry-After` is a minimum (up to an hour): never sooner, and a CA sending
+/// `Retry-After: 0` for hours does not get polled in a loop.
 pub fn poll_delay(
     unchanged: std::time::Duration,
     retry_after: Option<std::time::Duration>,
     floor: std::time::Duration,
 ) -> std::time::Duration {
     use std::time::Duration;
-    if let Some(wait) = retry_after {
-        return wait.clamp(Duration::from_millis(200), Duration::from_secs(600));
+    let own = (unchanged / 5).min(Duration::from_secs(60)).max(floor);
+    match retry_after {
+        Some(wait) => wait.min(Duration::from_secs(3600)).max(own),
+        None => own,
     }
-    (unchanged / 5).min(Duration::from_secs(60)).max(floor)
 }
 
 /// What the progress of an order is made of: its state and its challenges' states. The
@@ -729,9 +731,11 @@ mod tests {
         assert_eq!(poll_delay(s(1), None, ms(300)), ms(300));
         assert_eq!(poll_delay(s(100), None, ms(500)), s(20));
         assert_eq!(poll_delay(s(3600), None, ms(500)), s(60));
-        assert_eq!(poll_delay(s(3600), Some(s(7)), ms(500)), s(7));
-        assert_eq!(poll_delay(s(0), Some(s(86400)), ms(500)), s(600));
-        assert_eq!(poll_delay(s(0), Some(s(0)), ms(500)), ms(200));
+        assert_eq!(poll_delay(s(0), Some(s(7)), ms(500)), s(7));
+        assert_eq!(poll_delay(s(3600), Some(s(7)), ms(500)), s(60));
+        assert_eq!(poll_delay(s(0), Some(s(86400)), ms(500)), s(3600));
+        assert_eq!(poll_delay(s(0), Some(s(0)), ms(500)), ms(500));
+        assert_eq!(poll_delay(s(600), Some(s(0)), ms(500)), s(60));
         // Ten minutes of a CA that says nothing: about 40 polls, the last gaps a minute.
         let (mut t, mut polls, mut last) = (Duration::ZERO, 0, Duration::ZERO);
         while t < s(600) {

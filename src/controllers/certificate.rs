@@ -61,6 +61,8 @@ struct Failure {
     abandon_order: bool,
     /// Retry at once, without counting a failure (a rejected nonce).
     transient: bool,
+    /// The CA answered with this failure (its `Retry-After` applies).
+    from_ca: bool,
 }
 
 impl Failure {
@@ -70,6 +72,7 @@ impl Failure {
             message: message.into(),
             abandon_order,
             transient: false,
+            from_ca: false,
         }
     }
 }
@@ -78,6 +81,7 @@ impl From<AcmeError> for Failure {
     fn from(e: AcmeError) -> Self {
         let mut f = Failure::new(e.reason(), e.to_string(), false);
         f.transient = e.is_transient();
+        f.from_ca = true;
         f
     }
 }
@@ -385,6 +389,9 @@ async fn issue(
         }
     }
 
+    // A Retry-After left from an earlier request (an ARI check, say) must not apply to
+    // this attempt's failures.
+    let _ = ctx.stats.take_error_retry_after();
     let before = status.order.as_ref().map(plan::progress_signature);
     let outcome = match ctx.accounts.get(ctx, issuer).await {
         Ok(account) => drive_order(ctx, cert, issuer, &account, request, &mut status, secret).await,
@@ -423,23 +430,17 @@ async fn issue(
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         Err(failure) => {
-            // A CA that says when to come back (429 or 503 with Retry-After) is asked
-            // again then, not sooner and not later: that is the CA's pacing, not a failure
-            // to back off from. Other failures count, and back off exponentially.
-            let ca_wait = ctx.stats.take_error_retry_after();
-            let (attempts, delay) = match ca_wait {
-                Some(wait) => (
-                    status.failed_issuance_attempts.unwrap_or(0),
-                    jiff::SignedDuration::try_from(wait.max(Duration::from_secs(1)))
-                        .unwrap_or_else(|_| plan::backoff(1)),
-                ),
-                None => {
-                    let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
-                    status.failed_issuance_attempts = Some(attempts);
-                    status.last_failure_time = Some(now_s.clone());
-                    (attempts, plan::backoff(attempts))
-                }
-            };
+            // Every failure counts and backs off; a CA that says when to come back (429
+            // or 503 with Retry-After) is not asked sooner than that.
+            let attempts = status.failed_issuance_attempts.unwrap_or(0) + 1;
+            status.failed_issuance_attempts = Some(attempts);
+            status.last_failure_time = Some(now_s.clone());
+            let ca_wait = ctx
+                .stats
+                .take_error_retry_after()
+                .filter(|_| failure.from_ca)
+                .and_then(|w| jiff::SignedDuration::try_from(w).ok());
+            let delay = plan::backoff(attempts).max(ca_wait.unwrap_or_default());
             if failure.abandon_order
                 && let Some(order) = status.order.take()
             {
@@ -451,8 +452,8 @@ async fn issue(
                 (request.hash.clone(), Instant::now() + delay.unsigned_abs()),
             );
             let message = match ca_wait {
-                Some(_) => format!(
-                    "{} (the CA asks to wait; next try in {delay:#})",
+                Some(wait) => format!(
+                    "{} (attempt {attempts}; the CA asks to wait {wait:#}; next try in {delay:#})",
                     failure.message
                 ),
                 None => format!(
@@ -604,7 +605,20 @@ async fn drive_order(
                     request.common_name.as_deref(),
                 )
                 .map_err(|e| Failure::new("InvalidSpec", e.to_string(), true))?;
-                order.finalize_csr(&csr).await?;
+                match order.finalize_csr(&csr).await {
+                    Ok(()) => {}
+                    // A finalize the CA already took (its answer was lost and the request
+                    // sent again): the order has moved on; look at it again.
+                    Err(instant_acme::Error::Api(problem))
+                        if problem
+                            .r#type
+                            .as_deref()
+                            .is_some_and(|t| t.ends_with(":orderNotReady")) =>
+                    {
+                        order.refresh().await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 finalized_now = true;
             }
             AcmeOrderStatus::Processing => {
@@ -1027,8 +1041,31 @@ async fn cleanup(
             dns_ok = false;
         }
     }
-    if dns_ok && challenges.iter().any(|c| c.type_ == "dns-01") {
-        remove_finalizer(ctx, cert).await;
+    if challenges.iter().any(|c| c.type_ == "dns-01") {
+        if !dns_ok && cert.metadata.deletion_timestamp.is_none() {
+            // Status is about to forget the order: say which records may be left.
+            let names: Vec<String> = challenges
+                .iter()
+                .filter(|c| c.type_ == "dns-01")
+                .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
+                .collect();
+            ctx.event(
+                cert,
+                true,
+                "CleanupFailed",
+                "Issue",
+                format!(
+                    "could not remove the TXT records {} (see the operator log); remove them by hand",
+                    names.join(", ")
+                ),
+            )
+            .await;
+        }
+        if (cert.metadata.deletion_timestamp.is_none() || dns_ok)
+            && let Err(e) = remove_finalizer(ctx, cert).await
+        {
+            tracing::warn!(certificate = %key_of(cert), error = %e, "cannot remove the DNS-01 cleanup finalizer");
+        }
     }
     dns_ok
 }
@@ -1057,9 +1094,36 @@ async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
             json!({ "op": "add", "path": "/metadata/finalizers", "value": [DNS_CLEANUP_FINALIZER] })
         }
     };
+    // Appending cannot drop another controller's finalizer; creating the list can only
+    // race with another first finalizer in the instant between GET and PATCH.
+    let patch: json_patch::Patch =
+        serde_json::from_value(json!([add])).expect("a valid JSON patch");
+    api.patch(
+        &cert.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let Some(current) = api.get_opt(&cert.name_any()).await? else {
+        return Ok(());
+    };
+    let Some(index) = current
+        .finalizers()
+        .iter()
+        .position(|f| f == DNS_CLEANUP_FINALIZER)
+    else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
     let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": "/metadata/resourceVersion", "value": current.resource_version() },
-        add,
+        { "op": "test", "path": path, "value": DNS_CLEANUP_FINALIZER },
+        { "op": "remove", "path": path },
     ]))
     .expect("a valid JSON patch");
     api.patch(
@@ -1071,43 +1135,11 @@ async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
     Ok(())
 }
 
-async fn remove_finalizer(ctx: &Context, cert: &Certificate) {
-    let api: Api<Certificate> =
-        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
-    let result = async {
-        let Some(current) = api.get_opt(&cert.name_any()).await? else {
-            return Ok(());
-        };
-        let Some(index) = current
-            .finalizers()
-            .iter()
-            .position(|f| f == DNS_CLEANUP_FINALIZER)
-        else {
-            return Ok(());
-        };
-        let path = format!("/metadata/finalizers/{index}");
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            { "op": "test", "path": path, "value": DNS_CLEANUP_FINALIZER },
-            { "op": "remove", "path": path },
-        ]))
-        .expect("a valid JSON patch");
-        api.patch(
-            &cert.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(patch),
-        )
-        .await
-        .map(|_| ())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(certificate = %key_of(cert), error = %e, "cannot remove the DNS-01 cleanup finalizer");
-    }
-}
-
 /// A Certificate being deleted: remove the TXT records of its order, then let it go.
-/// A DNS server that refuses is retried for 5 minutes; after that the deletion goes
-/// ahead and an event names the records left behind.
+/// A DNS server that refuses is retried for 2 minutes; an issuer that is gone (deleted
+/// with its namespace, say) cannot be used to remove anything. Either way the deletion
+/// then goes ahead and an event names the records left behind. A failure to drop the
+/// finalizer is an error: the controller retries it.
 async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, Error> {
     if !cert.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
         return Ok(Action::await_change());
@@ -1123,12 +1155,17 @@ async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, 
         .filter(|c| c.type_ == "dns-01")
         .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
         .collect();
-    let removed = match resolve_issuer(ctx, cert).await? {
-        Some(issuer) => cleanup(ctx, cert, &issuer, &challenges).await,
+    if records.is_empty() {
+        remove_finalizer(ctx, cert).await?;
+        return Ok(Action::await_change());
+    }
+    let issuer = resolve_issuer(ctx, cert).await?;
+    let removed = match &issuer {
+        Some(issuer) => cleanup(ctx, cert, issuer, &challenges).await,
         None => false,
     };
-    if removed || records.is_empty() {
-        remove_finalizer(ctx, cert).await;
+    if removed {
+        remove_finalizer(ctx, cert).await?;
         return Ok(Action::await_change());
     }
     let deleting_for = cert
@@ -1137,7 +1174,7 @@ async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, 
         .as_ref()
         .map(|t| Timestamp::now().duration_since(t.0))
         .unwrap_or_default();
-    if deleting_for < jiff::SignedDuration::from_mins(5) {
+    if issuer.is_some() && deleting_for < jiff::SignedDuration::from_mins(2) {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     ctx.event(
@@ -1146,12 +1183,17 @@ async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, 
         "CleanupFailed",
         "Delete",
         format!(
-            "could not remove the TXT records {} for 5 minutes (issuer gone or DNS server refusing); deleting anyway: remove them by hand",
-            records.join(", ")
+            "could not remove the TXT records {} ({}); deleting anyway: remove them by hand",
+            records.join(", "),
+            if issuer.is_some() {
+                "the DNS server refused for 2 minutes"
+            } else {
+                "the issuer is gone"
+            }
         ),
     )
     .await;
-    remove_finalizer(ctx, cert).await;
+    remove_finalizer(ctx, cert).await?;
     Ok(Action::await_change())
 }
 
@@ -1384,6 +1426,9 @@ async fn finish_issued(
         ctx.metrics.issuance_duration.observe(secs);
     }
     status.conditions.retain(|c| c.type_ != "Issuing");
+    // Clean up before status forgets the order: a process killed in between finds the
+    // order again on restart and cleans up then.
+    cleanup(ctx, cert, issuer, &challenges).await;
     save_status(ctx, cert, &status).await?;
     tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
     ctx.event(
@@ -1394,7 +1439,6 @@ async fn finish_issued(
         format!("certificate issued (serial {}); {message}", info.serial),
     )
     .await;
-    cleanup(ctx, cert, issuer, &challenges).await;
     delete_next_key(ctx, cert).await;
     let wait = renewal_time.duration_since(Timestamp::now()).unsigned_abs();
     Ok(Action::requeue(wait.clamp(

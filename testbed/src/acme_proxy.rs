@@ -217,6 +217,7 @@ impl AcmeProxy {
         rule: impl FnMut(&Exchange, &[Exchange]) -> Option<Fault> + Send + 'static,
     ) {
         *self.state.rule.lock().expect("lock") = Some(Box::new(rule));
+        let _ = self.state.release.send(false);
     }
 
     /// No more faults; held requests are answered with a dropped connection.

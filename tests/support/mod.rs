@@ -76,6 +76,9 @@ pub struct Operator {
     pub admin_kubeconfig: std::path::PathBuf,
     dir: std::path::PathBuf,
     runs: u32,
+    /// `kubectl get -w` of the Secrets the operator manages in its namespace, for the
+    /// whole run: every key the operator makes is known, even one deleted later.
+    key_watch: Proc,
 }
 
 /// The address the temporary HTTP-01 Endpoints point at in tests (no pods run here; the
@@ -122,6 +125,13 @@ impl Operator {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let dir = scratch_dir("operator");
+        let namespace_arg = format!("--namespace={namespace}");
+        let mut watch = Command::new(caas_testbed::tool("kubectl"));
+        watch
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .args(["get", "secrets", &namespace_arg, "--watch", "--output=json"])
+            .arg("--selector=app.kubernetes.io/managed-by=caas-operator");
+        let key_watch = Proc::spawn("kubectl", watch, &dir.join("key-watch.json"), None);
         let mut op = Operator {
             proc: spawn(&args, kubeconfig, &dir, 0),
             metrics_port,
@@ -131,6 +141,7 @@ impl Operator {
             admin_kubeconfig: kubeconfig.to_path_buf(),
             dir,
             runs: 1,
+            key_watch,
         };
         op.wait_healthy();
         op
@@ -240,7 +251,11 @@ impl Drop for Operator {
             "-o",
             "json",
         ]) + &kubectl(&["get", "clustercaasissuers", "-o", "json"]);
-        let managed: serde_json::Value = serde_json::from_str(&kubectl(&[
+        // Every key the operator made during the run (the watch saw each Secret it
+        // wrote, including next keys deleted since), plus those there now.
+        self.key_watch.kill();
+        let watched = std::fs::read_to_string(self.dir.join("key-watch.json")).unwrap_or_default();
+        let now = kubectl(&[
             "get",
             "secrets",
             "-n",
@@ -249,16 +264,26 @@ impl Drop for Operator {
             "app.kubernetes.io/managed-by=caas-operator",
             "-o",
             "json",
-        ]))
-        .expect("secrets JSON");
+        ]);
         let mut needles: Vec<String> = caas_testbed::registered_secrets();
-        for secret in managed["items"].as_array().into_iter().flatten() {
-            if let Some(key) = secret["data"]["tls.key"].as_str() {
-                use base64::Engine;
-                let pem = base64::engine::general_purpose::STANDARD
-                    .decode(key)
-                    .unwrap_or_default();
-                needles.extend(secret_needles(&String::from_utf8_lossy(&pem)));
+        for text in [&watched, &now] {
+            for value in serde_json::Deserializer::from_str(text)
+                .into_iter::<serde_json::Value>()
+                .map_while(Result::ok)
+            {
+                let items = match value["items"].as_array() {
+                    Some(items) => items.clone(),
+                    None => vec![value],
+                };
+                for secret in items {
+                    if let Some(key) = secret["data"]["tls.key"].as_str() {
+                        use base64::Engine;
+                        let pem = base64::engine::general_purpose::STANDARD
+                            .decode(key)
+                            .unwrap_or_default();
+                        needles.extend(secret_needles(&String::from_utf8_lossy(&pem)));
+                    }
+                }
             }
         }
         let needles: std::collections::HashSet<String> = needles.into_iter().collect();

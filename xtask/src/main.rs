@@ -157,11 +157,21 @@ fn test_result_counts(line: &str) -> (u64, u64) {
 /// The test that waits on a slow CA for 20 minutes (tests/slow_ca.rs).
 const SLOW_TEST: &str = "a_slow_ca_is_waited_for_without_a_timeout";
 
-/// The slow-CA test binary running in the background, its output in a file.
+/// The slow-CA test binary running in the background, its output in a file. Killed if
+/// dropped before it finished (an earlier step failed).
 struct SlowTest {
     child: std::process::Child,
     log: std::path::PathBuf,
     status: Option<std::process::ExitStatus>,
+}
+
+impl Drop for SlowTest {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl SlowTest {
