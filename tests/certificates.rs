@@ -51,18 +51,9 @@ where
 
 #[tokio::test]
 async fn http01_issues_a_two_name_certificate() {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "http01").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(
-        &client,
-        &ns,
-        "pebble",
-        &pebble,
-        &pebble.eab_hmac,
+    let (client, ns, pebble, operator) = setup(
+        "http01",
+        PebbleOptions::default(),
         json!([{ "http01": { "ingress": { "ingressClassName": "nginx" } } }]),
     )
     .await;
@@ -582,21 +573,8 @@ async fn killed_operator_resumes_the_same_order() {
 
 #[tokio::test]
 async fn bad_certificates_are_reported_and_others_still_issue() {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "bad").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(
-        &client,
-        &ns,
-        "pebble",
-        &pebble,
-        &pebble.eab_hmac,
-        json!([{ "http01": {} }]),
-    )
-    .await;
+    let (client, ns, _pebble, operator) =
+        setup("bad", PebbleOptions::default(), json!([{ "http01": {} }])).await;
 
     create_certificate(
         &client,

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use caas_operator::api::Certificate;
-use caas_testbed::{ApiServer, Pebble, PebbleOptions, shared_apiserver, unique_name};
+use caas_testbed::{ApiServer, Pebble, PebbleOptions, unique_name};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -15,34 +15,6 @@ use support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn revision(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    at_least: i64,
-    operator: &Operator,
-) -> Certificate {
-    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("{name} at revision {at_least}"),
-        TIMEOUT,
-        Some(operator),
-        || {
-            let certs = certs.clone();
-            async move { certs.get_opt(name).await.unwrap() }
-        },
-        |c| {
-            c.as_ref()
-                .and_then(|c| c.status.as_ref())
-                .and_then(|s| s.revision)
-                .unwrap_or(0)
-                >= at_least
-        },
-    )
-    .await
-    .unwrap()
-}
 
 async fn event_notes(client: &kube::Client, ns: &str) -> Vec<String> {
     Api::<Event>::namespaced(client.clone(), ns)
@@ -57,18 +29,9 @@ async fn event_notes(client: &kube::Client, ns: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn deleted_or_corrupted_secret_is_restored_and_reported() {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "restore").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(
-        &client,
-        &ns,
-        "pebble",
-        &pebble,
-        &pebble.eab_hmac,
+    let (client, ns, _pebble, operator) = setup(
+        "restore",
+        PebbleOptions::default(),
         json!([{ "http01": {} }]),
     )
     .await;
@@ -76,7 +39,7 @@ async fn deleted_or_corrupted_secret_is_restored_and_reported() {
         "secretName": "web-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [format!("{}.{ZONE}", unique_name("restore"))],
     }))
     .await;
-    revision(&client, &ns, "web", 1, &operator).await;
+    wait_revision(&client, &ns, "web", 1, TIMEOUT, &operator).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
 
     // Deleted by hand: reissued, and the event says why.
@@ -84,7 +47,7 @@ async fn deleted_or_corrupted_secret_is_restored_and_reported() {
         .delete("web-tls", &DeleteParams::default())
         .await
         .unwrap();
-    revision(&client, &ns, "web", 2, &operator).await;
+    wait_revision(&client, &ns, "web", 2, TIMEOUT, &operator).await;
     let secret = secrets.get("web-tls").await.unwrap();
     let info = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).unwrap();
     assert!(caas_operator::pki::key_matches(
@@ -110,7 +73,7 @@ async fn deleted_or_corrupted_secret_is_restored_and_reported() {
         )
         .await
         .unwrap();
-    revision(&client, &ns, "web", 3, &operator).await;
+    wait_revision(&client, &ns, "web", 3, TIMEOUT, &operator).await;
     let secret = secrets.get("web-tls").await.unwrap();
     assert!(caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).is_ok());
     wait_for(
@@ -192,18 +155,9 @@ async fn api_server_restart_mid_issuance_is_ridden_out() {
 
 #[tokio::test]
 async fn ca_outage_is_reported_backed_off_and_recovered_from() {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "outage").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(
-        &client,
-        &ns,
-        "pebble",
-        &pebble,
-        &pebble.eab_hmac,
+    let (client, ns, pebble, operator) = setup(
+        "outage",
+        PebbleOptions::default(),
         json!([{ "http01": {} }]),
     )
     .await;

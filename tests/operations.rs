@@ -50,18 +50,9 @@ async fn get_cert(certs: &Api<Certificate>, name: &str) -> Option<Certificate> {
 
 #[tokio::test]
 async fn annotated_ingress_gets_and_loses_its_certificate() {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, "ingress").await;
-    let pebble = Pebble::start(PebbleOptions::default());
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(
-        &client,
-        &ns,
-        "pebble",
-        &pebble,
-        &pebble.eab_hmac,
+    let (client, ns, _pebble, operator) = setup(
+        "ingress",
+        PebbleOptions::default(),
         json!([{ "http01": {} }]),
     )
     .await;

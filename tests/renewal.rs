@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use caas_operator::api::Certificate;
-use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, unique_name};
+use caas_testbed::{PebbleOptions, unique_name};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -16,21 +16,6 @@ use support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn setup(
-    prefix: &str,
-    options: PebbleOptions,
-    solvers: serde_json::Value,
-) -> (kube::Client, String, Pebble, Operator) {
-    let api = shared_apiserver();
-    let client = api.client().await;
-    install_crds(&client).await;
-    let ns = api.namespace(&client, prefix).await;
-    let pebble = Pebble::start(options);
-    let operator = Operator::start(api, &ns, &pebble);
-    create_issuer(&client, &ns, "pebble", &pebble, &pebble.eab_hmac, solvers).await;
-    (client, ns, pebble, operator)
-}
 
 async fn tls_secret(
     client: &kube::Client,
@@ -43,35 +28,6 @@ async fn tls_secret(
         .unwrap();
     let info = caas_operator::pki::parse_chain(&secret_text(&secret, "tls.crt")).unwrap();
     (info, secret_text(&secret, "tls.key"))
-}
-
-async fn wait_revision(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    revision: i64,
-    timeout: Duration,
-    operator: &Operator,
-) -> Certificate {
-    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("{name} at revision {revision}"),
-        timeout,
-        Some(operator),
-        || {
-            let certs = certs.clone();
-            async move { certs.get_opt(name).await.unwrap() }
-        },
-        |c| {
-            c.as_ref()
-                .and_then(|c| c.status.as_ref())
-                .and_then(|s| s.revision)
-                .unwrap_or(0)
-                >= revision
-        },
-    )
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

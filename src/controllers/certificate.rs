@@ -1044,11 +1044,7 @@ async fn cleanup(
     if challenges.iter().any(|c| c.type_ == "dns-01") {
         if !dns_ok && cert.metadata.deletion_timestamp.is_none() {
             // Status is about to forget the order: say which records may be left.
-            let names: Vec<String> = challenges
-                .iter()
-                .filter(|c| c.type_ == "dns-01")
-                .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
-                .collect();
+            let names = txt_records(challenges);
             ctx.event(
                 cert,
                 true,
@@ -1068,6 +1064,27 @@ async fn cleanup(
         }
     }
     dns_ok
+}
+
+/// The TXT record names the DNS-01 challenges among `challenges` publish.
+fn txt_records(challenges: &[ChallengeStatus]) -> Vec<String> {
+    challenges
+        .iter()
+        .filter(|c| c.type_ == "dns-01")
+        .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
+        .collect()
+}
+
+/// Applies the JSON patch `ops` to the Certificate.
+async fn patch_certificate(
+    api: &Api<Certificate>,
+    name: &str,
+    ops: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("a valid JSON patch");
+    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
+    Ok(())
 }
 
 /// Guards DNS-01 TXT records, which live outside the cluster: while any is published
@@ -1096,15 +1113,7 @@ async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
     };
     // Appending cannot drop another controller's finalizer; creating the list can only
     // race with another first finalizer in the instant between GET and PATCH.
-    let patch: json_patch::Patch =
-        serde_json::from_value(json!([add])).expect("a valid JSON patch");
-    api.patch(
-        &cert.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
+    patch_certificate(&api, &cert.name_any(), json!([add])).await
 }
 
 async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
@@ -1121,18 +1130,15 @@ async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
         return Ok(());
     };
     let path = format!("/metadata/finalizers/{index}");
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": path, "value": DNS_CLEANUP_FINALIZER },
-        { "op": "remove", "path": path },
-    ]))
-    .expect("a valid JSON patch");
-    api.patch(
+    patch_certificate(
+        &api,
         &cert.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
+        json!([
+            { "op": "test", "path": path, "value": DNS_CLEANUP_FINALIZER },
+            { "op": "remove", "path": path },
+        ]),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// A Certificate being deleted: remove the TXT records of its order, then let it go.
@@ -1150,11 +1156,7 @@ async fn finalize_deletion(ctx: &Context, cert: &Certificate) -> Result<Action, 
         .and_then(|s| s.order.as_ref())
         .map(|o| o.challenges.clone())
         .unwrap_or_default();
-    let records: Vec<String> = challenges
-        .iter()
-        .filter(|c| c.type_ == "dns-01")
-        .map(|c| format!("_acme-challenge.{}", c.dns_name.trim_start_matches("*.")))
-        .collect();
+    let records = txt_records(challenges.as_slice());
     if records.is_empty() {
         remove_finalizer(ctx, cert).await?;
         return Ok(Action::await_change());

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use caas_operator::api::{CaaSIssuer, Certificate};
-use caas_testbed::{ApiServer, Pebble, Proc, free_port, scratch_dir, shared_bind};
+use caas_testbed::{ApiServer, Pebble, PebbleOptions, Proc, free_port, scratch_dir, shared_bind};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -251,39 +251,21 @@ impl Drop for Operator {
             "-o",
             "json",
         ]) + &kubectl(&["get", "clustercaasissuers", "-o", "json"]);
-        // Every key the operator made during the run (the watch saw each Secret it
-        // wrote, including next keys deleted since), plus those there now.
+        // Every key the operator made during the run: the watch listed its Secrets
+        // first, then saw each one it wrote, next keys deleted since included.
         self.key_watch.kill();
         let watched = std::fs::read_to_string(self.dir.join("key-watch.json")).unwrap_or_default();
-        let now = kubectl(&[
-            "get",
-            "secrets",
-            "-n",
-            &ns,
-            "-l",
-            "app.kubernetes.io/managed-by=caas-operator",
-            "-o",
-            "json",
-        ]);
         let mut needles: Vec<String> = caas_testbed::registered_secrets();
-        for text in [&watched, &now] {
-            for value in serde_json::Deserializer::from_str(text)
-                .into_iter::<serde_json::Value>()
-                .map_while(Result::ok)
-            {
-                let items = match value["items"].as_array() {
-                    Some(items) => items.clone(),
-                    None => vec![value],
-                };
-                for secret in items {
-                    if let Some(key) = secret["data"]["tls.key"].as_str() {
-                        use base64::Engine;
-                        let pem = base64::engine::general_purpose::STANDARD
-                            .decode(key)
-                            .unwrap_or_default();
-                        needles.extend(secret_needles(&String::from_utf8_lossy(&pem)));
-                    }
-                }
+        for secret in serde_json::Deserializer::from_str(&watched)
+            .into_iter::<serde_json::Value>()
+            .map_while(Result::ok)
+        {
+            if let Some(key) = secret["data"]["tls.key"].as_str() {
+                use base64::Engine;
+                let pem = base64::engine::general_purpose::STANDARD
+                    .decode(key)
+                    .unwrap_or_default();
+                needles.extend(secret_needles(&String::from_utf8_lossy(&pem)));
             }
         }
         let needles: std::collections::HashSet<String> = needles.into_iter().collect();
@@ -652,4 +634,51 @@ impl ProxiedBed {
         )
         .await;
     }
+}
+
+/// One test's world: its own namespace, Pebble started with `options`, the operator, and
+/// the `CaaSIssuer` "pebble" with `solvers`.
+pub async fn setup(
+    prefix: &str,
+    options: PebbleOptions,
+    solvers: serde_json::Value,
+) -> (kube::Client, String, Pebble, Operator) {
+    let api = caas_testbed::shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, prefix).await;
+    let pebble = Pebble::start(options);
+    let operator = Operator::start(api, &ns, &pebble);
+    create_issuer(&client, &ns, "pebble", &pebble, &pebble.eab_hmac, solvers).await;
+    (client, ns, pebble, operator)
+}
+
+/// Waits until the Certificate's `status.revision` is at least `revision`.
+pub async fn wait_revision(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    revision: i64,
+    timeout: Duration,
+    operator: &Operator,
+) -> Certificate {
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{name} at revision {revision}"),
+        timeout,
+        Some(operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get_opt(name).await.unwrap() }
+        },
+        |c| {
+            c.as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.revision)
+                .unwrap_or(0)
+                >= revision
+        },
+    )
+    .await
+    .unwrap()
 }
