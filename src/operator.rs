@@ -25,9 +25,11 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::controllers::{self, Context, Settings};
+use crate::controllers::memory::object_key;
+use crate::controllers::{self, Context, Settings, Stores};
 use crate::metrics::Metrics;
 use crate::solvers::http01::{self, SolverEndpoint};
+use crate::solvers::index::ChallengeIndex;
 
 /// How to run the operator.
 #[derive(Clone, Debug)]
@@ -74,40 +76,41 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shutdown: Shutdown = shutdown.boxed().shared();
 
-    // Every replica: the watched Certificates, for HTTP-01 answers and metrics.
+    // Every replica: the watched Certificates, for challenge answers and metrics.
     let (store, writer) = reflector::store();
-    let cert_watch = reflector::reflector(
-        writer,
-        watcher(
-            api::<Certificate>(&client, &options.namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
-    let cert_watch = tokio::spawn(cert_watch);
-    let metrics = Metrics::new(store.clone(), kube_requests);
-    let settings = Settings {
-        cluster_resource_namespace: options.cluster_resource_namespace.clone(),
-        solver_endpoint: SolverEndpoint {
-            ip: options.pod_ip,
-            port: options.http01_addr.port(),
-        },
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        store.clone(),
-        metrics.clone(),
+    let index = Arc::new(ChallengeIndex::default());
+    let cert_watch = tokio::spawn(index_certificates(
+        reflector::reflector(
+            writer,
+            watcher(
+                api::<Certificate>(&client, &options.namespace),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff(),
+        index.clone(),
     ));
+    let metrics = Metrics::new(store.clone(), kube_requests);
+    let shared = TermInputs {
+        client: client.clone(),
+        settings: Settings {
+            cluster_resource_namespace: options.cluster_resource_namespace.clone(),
+            solver_endpoint: SolverEndpoint {
+                ip: options.pod_ip,
+                port: options.http01_addr.port(),
+            },
+        },
+        certificates: store.clone(),
+        index: index.clone(),
+        metrics: metrics.clone(),
+    };
     let http01 = tokio::spawn(log_listener_error(
         "HTTP-01",
-        http01::serve(options.http01_addr, store.clone(), shutdown.clone()),
+        http01::serve(options.http01_addr, index.clone(), shutdown.clone()),
     ));
     let tls_alpn01 = tokio::spawn(log_listener_error(
         "TLS-ALPN-01",
-        crate::solvers::tls_alpn01::serve(options.tls_alpn01_addr, store.clone(), shutdown.clone()),
+        crate::solvers::tls_alpn01::serve(options.tls_alpn01_addr, index, shutdown.clone()),
     ));
     let health = tokio::spawn(serve_health(
         options.metrics_addr,
@@ -124,9 +127,9 @@ pub async fn run(
     );
 
     if options.leader_election {
-        lead_while_leader(&client, &options, ctx, shutdown.clone()).await?;
+        lead_while_leader(&client, &options, &shared, shutdown.clone()).await?;
     } else {
-        run_controllers(&client, &options, ctx, shutdown.clone()).await;
+        run_controllers(&options, &shared, shutdown.clone()).await;
     }
     let _ = http01.await;
     let _ = tls_alpn01.await;
@@ -134,6 +137,34 @@ pub async fn run(
     cert_watch.abort();
     tracing::info!("caas-operator stopped");
     Ok(())
+}
+
+/// What every leadership term's [`Context`] is made from.
+struct TermInputs {
+    client: Client,
+    settings: Settings,
+    certificates: Store<Certificate>,
+    index: Arc<ChallengeIndex>,
+    metrics: Arc<Metrics>,
+}
+
+/// Keeps the challenge index in step with the Certificate watch.
+async fn index_certificates(
+    events: impl futures::Stream<Item = Result<watcher::Event<Certificate>, watcher::Error>>,
+    index: Arc<ChallengeIndex>,
+) {
+    events
+        .for_each(|event| {
+            match event {
+                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => index.update(&c),
+                Ok(watcher::Event::Delete(c)) => index.remove(&c),
+                Ok(watcher::Event::Init) => index.begin_resync(),
+                Ok(watcher::Event::InitDone) => index.end_resync(),
+                Err(e) => tracing::debug!(error = %e, "Certificate watch error; retrying"),
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// Runs a listener; a listener that cannot start (port taken) is reported, not fatal:
@@ -151,7 +182,7 @@ async fn log_listener_error(
 async fn lead_while_leader(
     client: &Client,
     options: &Options,
-    ctx: Arc<Context>,
+    shared: &TermInputs,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let secs = options.lease_duration.as_secs().max(3);
@@ -195,7 +226,7 @@ async fn lead_while_leader(
             .boxed()
             .shared()
         };
-        run_controllers(client, options, ctx.clone(), stop).await;
+        run_controllers(options, shared, stop).await;
         if shutdown.peek().is_some() {
             drop(leader);
             // Releases the Lease so another replica takes over without waiting it out.
@@ -209,22 +240,98 @@ async fn lead_while_leader(
     }
 }
 
-/// The controllers, until `stop` resolves.
-async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, stop: Shutdown) {
-    let certificates: Api<Certificate> = api(client, &options.namespace);
+/// The controllers, until `stop` resolves, with a fresh [`Context`] (and so fresh
+/// per-object memory) for this leadership term.
+async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown) {
+    let client = &shared.client;
     let issuers: Api<CaaSIssuer> = api(client, &options.namespace);
     let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
-    let managed_secrets: Api<Secret> = api(client, &options.namespace);
-    let ingresses: Api<Ingress> = api(client, &options.namespace);
-    let store = ctx.certificates.clone();
+    let issuer_ctrl = Controller::new(issuers, watcher::Config::default());
+    let cluster_issuer_ctrl = Controller::new(cluster_issuers, watcher::Config::default());
+    // Every Secret the operator manages (TLS, next keys, account keys), by label.
+    let (secrets, writer) = reflector::store();
+    let secret_watch = tokio::spawn(
+        reflector::reflector(
+            writer,
+            watcher(
+                api::<Secret>(client, &options.namespace),
+                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+            ),
+        )
+        .default_backoff()
+        .for_each(|_| futures::future::ready(())),
+    );
+    let stores = Stores {
+        issuers: issuer_ctrl.store(),
+        cluster_issuers: cluster_issuer_ctrl.store(),
+        secrets,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        shared.settings.clone(),
+        shared.certificates.clone(),
+        shared.index.clone(),
+        stores,
+        shared.metrics.clone(),
+    ));
+    let forget_issuer = |ctx: &Context, key: String| {
+        ctx.memory.forget_issuer(&key);
+        futures::future::ready(())
+    };
+    let issuer_loop = issuer_ctrl
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            controllers::issuer::reconcile_namespaced,
+            controllers::issuer::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| match result {
+            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                let ns = obj.namespace.unwrap_or_default();
+                forget_issuer(&ctx, format!("{ns}/CaaSIssuer/{}", obj.name))
+            }
+            _ => futures::future::ready(()),
+        });
+    let cluster_issuer_loop = cluster_issuer_ctrl
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            controllers::issuer::reconcile_cluster,
+            controllers::issuer::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| match result {
+            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                let ns = &ctx.settings.cluster_resource_namespace;
+                forget_issuer(&ctx, format!("{ns}/ClusterCaaSIssuer/{}", obj.name))
+            }
+            _ => futures::future::ready(()),
+        });
+    let sweeper = tokio::spawn(sweep_solvers(
+        client.clone(),
+        options.namespace.clone(),
+        shared.certificates.clone(),
+    ));
+    tokio::join!(
+        certificate_loop(options, ctx.clone(), stop.clone()),
+        issuer_loop,
+        cluster_issuer_loop,
+        ingress_loop(options, ctx.clone(), stop)
+    );
+    sweeper.abort();
+    secret_watch.abort();
+}
 
-    // Certificates are also woken by their TLS Secret (watched by label: only the
-    // Secrets we manage) and by their issuer changing.
+/// Certificates, also woken by their TLS Secret (watched by label: only the Secrets we
+/// manage) and by their issuer changing. A deleted Certificate's memory is dropped.
+async fn certificate_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    let client = &ctx.client;
+    let certificates: Api<Certificate> = api(client, &options.namespace);
+    let managed_secrets: Api<Secret> = api(client, &options.namespace);
     let secret_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}=tls");
-    let (store_ns, store_cluster) = (store.clone(), store.clone());
+    let (store_ns, store_cluster) = (ctx.certificates.clone(), ctx.certificates.clone());
     // Bounded concurrency: a burst of a thousand Certificates otherwise opens hundreds of
     // connections at once (API server and CA), which costs memory and gains nothing.
-    let certs = Controller::new(certificates.clone(), watcher::Config::default())
+    Controller::new(certificates, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .watches(
             managed_secrets,
@@ -238,7 +345,7 @@ async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, 
             },
         )
         .watches(
-            issuers.clone(),
+            api::<CaaSIssuer>(client, &options.namespace),
             watcher::Config::default(),
             move |issuer: CaaSIssuer| {
                 let (ns, name) = (issuer.namespace(), issuer.name_any());
@@ -255,7 +362,7 @@ async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, 
             },
         )
         .watches(
-            cluster_issuers.clone(),
+            Api::<ClusterCaaSIssuer>::all(client.clone()),
             watcher::Config::default(),
             move |issuer: ClusterCaaSIssuer| {
                 let name = issuer.name_any();
@@ -267,31 +374,27 @@ async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, 
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(stop.clone())
+        .graceful_shutdown_on(stop)
         .run(
             controllers::certificate::reconcile,
             controllers::certificate::error_policy,
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
-    let issuer_loop = Controller::new(issuers, watcher::Config::default())
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            controllers::issuer::reconcile_namespaced,
-            controllers::issuer::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    let cluster_issuer_loop = Controller::new(cluster_issuers, watcher::Config::default())
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            controllers::issuer::reconcile_cluster,
-            controllers::issuer::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    // Ingresses: also woken when a Certificate they own changes or goes away.
-    let ingress_loop = Controller::new(ingresses, watcher::Config::default())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+                ctx.memory
+                    .forget_certificate(&object_key(obj.namespace.as_deref(), &obj.name));
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Ingresses: also woken when a Certificate they own changes or goes away.
+async fn ingress_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    let ingresses: Api<Ingress> = api(&ctx.client, &options.namespace);
+    let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
+    Controller::new(ingresses, watcher::Config::default())
         .watches(
             certificates,
             watcher::Config::default(),
@@ -300,20 +403,14 @@ async fn run_controllers(client: &Client, options: &Options, ctx: Arc<Context>, 
                     .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
             },
         )
-        .graceful_shutdown_on(stop.clone())
+        .graceful_shutdown_on(stop)
         .run(
             controllers::ingress::reconcile,
             controllers::ingress::error_policy,
-            ctx.clone(),
+            ctx,
         )
-        .for_each(|_| futures::future::ready(()));
-    let sweeper = tokio::spawn(sweep_solvers(
-        client.clone(),
-        options.namespace.clone(),
-        store,
-    ));
-    tokio::join!(certs, issuer_loop, cluster_issuer_loop, ingress_loop);
-    sweeper.abort();
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 async fn metrics_text(

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::certificate::{CertificateSpec, CertificateStatus, OrderStatus, RotationPolicy};
+use crate::api::{ChallengeState, OrderState};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 use crate::renewal;
 
@@ -228,8 +229,11 @@ pub struct SecretView {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
-    /// The Secret is good; renew at this time.
-    Valid { renewal_time: Timestamp },
+    /// The Secret is good (this is its certificate); renew at this time.
+    Valid {
+        renewal_time: Timestamp,
+        cert: CertInfo,
+    },
     /// A certificate must be issued, for this reason (a CamelCase word) and message.
     Issue {
         reason: &'static str,
@@ -328,7 +332,10 @@ pub fn decide(
     if now >= renewal_time {
         return issue("RenewalDue", &format!("renewal was due at {renewal_time}"));
     }
-    Decision::Valid { renewal_time }
+    Decision::Valid {
+        renewal_time,
+        cert: cert.clone(),
+    }
 }
 
 /// Delay before the next attempt after `attempts` failed issuances in a row:
@@ -397,10 +404,10 @@ pub fn poll_delay(
 /// What the progress of an order is made of: its state and its challenges' states. The
 /// time since this last changed is what [`poll_delay`] grows with.
 pub fn progress_signature(order: &OrderStatus) -> String {
-    let mut sig = order.state.clone();
+    let mut sig = order.state.as_str().to_string();
     for c in &order.challenges {
         sig.push('|');
-        sig.push_str(&c.state);
+        sig.push_str(c.state.as_str());
     }
     sig
 }
@@ -418,7 +425,7 @@ pub fn waiting_condition(
     }
     let took = human(unchanged);
     let next = human(next);
-    if order.state == "processing" {
+    if order.state == OrderState::Processing {
         return Some((
             "WaitingForCA",
             format!(
@@ -427,14 +434,15 @@ pub fn waiting_condition(
             ),
         ));
     }
-    if order.state != "pending" {
+    if order.state != OrderState::Pending {
         return None;
     }
     if let Some(dns) = order
         .challenges
         .iter()
+        .filter(|c| c.waiting_for_dns)
         .filter_map(|c| c.error.as_deref())
-        .find(|e| e.starts_with("waiting for"))
+        .next()
     {
         return Some((
             "WaitingForDNS",
@@ -444,7 +452,7 @@ pub fn waiting_condition(
     let validating: Vec<&str> = order
         .challenges
         .iter()
-        .filter(|c| c.state == "processing")
+        .filter(|c| c.state == ChallengeState::Processing)
         .map(|c| c.dns_name.as_str())
         .collect();
     if validating.is_empty() {
@@ -585,7 +593,7 @@ mod tests {
             }
         ));
         match decide(&req, issuer, None, Some(&good), now, 0.0) {
-            Decision::Valid { renewal_time } => {
+            Decision::Valid { renewal_time, .. } => {
                 assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap())
             }
             other => panic!("{other:?}"),
@@ -661,12 +669,10 @@ mod tests {
             renewal_time: Some("2026-03-20T00:00:00Z".into()),
             ..Default::default()
         };
-        assert_eq!(
+        assert!(matches!(
             decide(&req, issuer, Some(&status), Some(&good), now, 0.9),
-            Decision::Valid {
-                renewal_time: "2026-03-20T00:00:00Z".parse().unwrap()
-            }
-        );
+            Decision::Valid { renewal_time, .. } if renewal_time == "2026-03-20T00:00:00Z".parse::<Timestamp>().unwrap()
+        ));
     }
 
     #[test]
@@ -752,16 +758,17 @@ mod tests {
         use crate::api::certificate::ChallengeStatus;
         use std::time::Duration;
         let ch = |name: &str, state: &str, error: Option<&str>| ChallengeStatus {
-            type_: "http-01".into(),
+            type_: crate::api::ChallengeType::Http01,
             dns_name: name.into(),
             token: "t".into(),
             key: "k".into(),
-            state: state.into(),
+            state: ChallengeState::from_wire(state).unwrap(),
+            waiting_for_dns: error.is_some(),
             error: error.map(str::to_string),
         };
         let mut order = OrderStatus {
             url: "https://ca/order/1".into(),
-            state: "pending".into(),
+            state: OrderState::Pending,
             request_hash: "h".into(),
             challenges: vec![
                 ch("a.example", "processing", None),
@@ -779,14 +786,14 @@ mod tests {
         );
         assert!(message.contains("in 50s"), "{message}");
         let sig = progress_signature(&order);
-        order.challenges[0].state = "valid".into();
+        order.challenges[0].state = ChallengeState::Valid;
         assert_ne!(progress_signature(&order), sig);
         assert_eq!(waiting_condition(&order, s(250), s(50)), None);
-        order.state = "processing".into();
+        order.state = OrderState::Processing;
         let (reason, message) = waiting_condition(&order, s(600), s(60)).unwrap();
         assert_eq!(reason, "WaitingForCA");
         assert!(message.contains("processing the order"), "{message}");
-        order.state = "pending".into();
+        order.state = OrderState::Pending;
         order.challenges[0] = ch(
             "c.example",
             "pending",
@@ -794,7 +801,7 @@ mod tests {
         );
         let (reason, _) = waiting_condition(&order, s(30), s(6)).unwrap();
         assert_eq!(reason, "WaitingForDNS");
-        order.state = "valid".into();
+        order.state = OrderState::Valid;
         assert_eq!(waiting_condition(&order, s(30), s(6)), None);
     }
 }

@@ -6,6 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::acme::{ChallengeState, ChallengeType, OrderState};
 use super::conditions::Condition;
 
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -170,7 +171,7 @@ pub struct CertificateStatus {
 pub struct OrderStatus {
     pub url: String,
     /// ACME order state: `pending`, `ready`, `processing`, `valid`, `invalid`.
-    pub state: String,
+    pub state: OrderState,
     /// Fingerprint of the request (names, key settings) the order was made for: an
     /// order for an older spec is abandoned.
     #[serde(default)]
@@ -188,7 +189,7 @@ pub struct OrderStatus {
 pub struct ChallengeStatus {
     /// `http-01`, `dns-01` or `tls-alpn-01`.
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: ChallengeType,
     /// The identifier (DNS name, `*.` for wildcards) this challenge proves.
     pub dns_name: String,
     pub token: String,
@@ -196,8 +197,17 @@ pub struct ChallengeStatus {
     #[serde(default)]
     pub key: String,
     /// ACME challenge state: `pending`, `processing`, `valid`, `invalid`.
-    pub state: String,
-    /// The CA's error, when it rejected the challenge.
+    pub state: ChallengeState,
+    /// The CA's error, when it rejected the challenge; or, while `waitingForDNS`, what the
+    /// operator waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The TXT record is published but not yet served by the zone's server: the CA is
+    /// not asked to validate until it is.
+    #[serde(
+        default,
+        rename = "waitingForDNS",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub waiting_for_dns: bool,
 }

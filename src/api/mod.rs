@@ -4,10 +4,12 @@
 //! API version. The CRD YAML under `crds/` is generated from these types by
 //! `caas-operator crd` and a test fails when it is stale.
 
+pub mod acme;
 pub mod certificate;
 pub mod conditions;
 pub mod issuer;
 
+pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use conditions::Condition;
 pub use issuer::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};

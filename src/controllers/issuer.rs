@@ -6,8 +6,8 @@
 //! `InvalidSpec`, `AccountNotFound`. Failures are retried on a growing delay, so fixing
 //! a Secret is picked up without a restart.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
 use crate::acme::{self, AcmeError, AcmeHttp, Eab};
@@ -127,87 +126,83 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
     let key_name = issuer.spec.private_key_secret_ref.name.clone();
-    let server = issuer.spec.server.trim().to_string();
-
     if let Some(secret) = secrets.get_opt(&key_name).await? {
-        let version = secret.resource_version().unwrap_or_default();
-        let cached = ctx.accounts.cached(issuer, &version);
-        let account = match cached {
-            Some(a) => a,
-            None => {
-                let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
-                    return Ok(failure(
-                        "InvalidSpec",
-                        format!("the account key Secret {key_name} has no tls.key"),
-                    ));
-                };
-                match acme::load(&http, &server, &String::from_utf8_lossy(&key.0)).await {
-                    Ok(a) => a,
-                    Err(e) => return Ok(from_error(e)),
-                }
-            }
-        };
-        ctx.accounts.insert(issuer, &version, account.clone());
-        return Ok(registered(&server, account.id()));
+        return Ok(existing_account(ctx, issuer, &http, &secret).await);
     }
+    let eab = match eab(ctx, issuer).await? {
+        Ok(eab) => eab,
+        Err(state) => return Ok(state),
+    };
+    register(ctx, issuer, &http, &secrets, eab.as_ref()).await
+}
 
-    let eab = match &issuer.spec.external_account_binding {
-        None => None,
-        Some(eab) => {
-            let r = &eab.key_secret_ref;
-            let Some(raw) =
-                read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await?
-            else {
-                return Ok(failure(
-                    "SecretNotFound",
-                    format!(
-                        "the EAB HMAC key Secret {}/{} (key {:?}) does not exist",
-                        issuer.secret_namespace, r.name, r.key
-                    ),
-                ));
-            };
-            match acme::decode_eab_hmac(&raw) {
-                Ok(hmac) => Some(Eab {
-                    key_id: eab.key_id.trim().to_string(),
-                    hmac,
-                }),
-                Err(e) => return Ok(from_error(e)),
-            }
-        }
-    };
-    // An account registered earlier whose key Secret could not be written is kept here
-    // and written again, instead of registering (and binding the EAB key) once more.
-    let pending_key = format!("{}/{}/{}", issuer.secret_namespace, key_name, server);
-    let pending = unsaved_accounts()
-        .lock()
-        .expect("lock")
-        .get(&pending_key)
-        .cloned();
-    let (account, key_pem) = match pending {
-        Some(p) => p,
+/// The account of an existing key Secret (cached while the Secret is unchanged).
+async fn existing_account(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    http: &AcmeHttp,
+    secret: &Secret,
+) -> AccountState {
+    let server = issuer.spec.server.trim();
+    let version = secret.resource_version().unwrap_or_default();
+    let account = match ctx.accounts.cached(issuer, &version) {
+        Some(a) => a,
         None => {
-            match acme::register(&http, &server, issuer.spec.email.as_deref(), eab.as_ref()).await {
-                Ok(r) => {
-                    unsaved_accounts()
-                        .lock()
-                        .expect("lock")
-                        .insert(pending_key.clone(), r.clone());
-                    r
-                }
-                Err(e) => return Ok(from_error(e)),
+            let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
+                return failure(
+                    "InvalidSpec",
+                    format!(
+                        "the account key Secret {} has no tls.key",
+                        issuer.spec.private_key_secret_ref.name
+                    ),
+                );
+            };
+            match acme::load(http, server, &String::from_utf8_lossy(&key.0)).await {
+                Ok(a) => a,
+                Err(e) => return from_error(e),
             }
         }
     };
-    let secret = Secret {
+    ctx.accounts.insert(issuer, &version, account.clone());
+    registered(server, account.id())
+}
+
+/// The EAB key the issuer names; `Ok(Err(state))` when it cannot be had.
+async fn eab(ctx: &Context, issuer: &IssuerHandle) -> Result<Result<Option<Eab>, AccountState>, Error> {
+    let Some(eab) = &issuer.spec.external_account_binding else {
+        return Ok(Ok(None));
+    };
+    let r = &eab.key_secret_ref;
+    let Some(raw) = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await?
+    else {
+        return Ok(Err(failure(
+            "SecretNotFound",
+            format!(
+                "the EAB HMAC key Secret {}/{} (key {:?}) does not exist",
+                issuer.secret_namespace, r.name, r.key
+            ),
+        )));
+    };
+    Ok(match acme::decode_eab_hmac(&raw) {
+        Ok(hmac) => Ok(Some(Eab {
+            key_id: eab.key_id.trim().to_string(),
+            hmac,
+        })),
+        Err(e) => Err(from_error(e)),
+    })
+}
+
+fn account_key_secret(issuer: &IssuerHandle, uri: &str, key_pem: String) -> Secret {
+    Secret {
         metadata: kube::api::ObjectMeta {
-            name: Some(key_name.clone()),
+            name: Some(issuer.spec.private_key_secret_ref.name.clone()),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
                 (COMPONENT_LABEL.to_string(), "account-key".to_string()),
             ])),
             annotations: Some(BTreeMap::from([
                 ("caas.dev/issuer".to_string(), issuer.display()),
-                ("caas.dev/account-uri".to_string(), account.id().to_string()),
+                ("caas.dev/account-uri".to_string(), uri.to_string()),
             ])),
             ..Default::default()
         },
@@ -217,13 +212,37 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
         )])),
         type_: Some("Opaque".into()),
         ..Default::default()
+    }
+}
+
+/// Registers an account (with EAB) and writes its key Secret. An account registered
+/// earlier whose key Secret could not be written is kept in memory and written again,
+/// instead of registering (and binding the EAB key) once more.
+async fn register(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    http: &AcmeHttp,
+    secrets: &Api<Secret>,
+    eab: Option<&Eab>,
+) -> Result<AccountState, Error> {
+    let server = issuer.spec.server.trim().to_string();
+    let key_name = &issuer.spec.private_key_secret_ref.name;
+    let (memory_key, target) = (issuer.cache_key(), format!("{key_name}|{server}"));
+    let (account, key_pem) = match ctx.memory.unsaved_account(&memory_key, &target) {
+        Some(p) => p,
+        None => match acme::register(http, &server, issuer.spec.email.as_deref(), eab).await {
+            Ok(r) => {
+                ctx.memory
+                    .set_unsaved_account(&memory_key, &target, Some(r.clone()));
+                r
+            }
+            Err(e) => return Ok(from_error(e)),
+        },
     };
+    let secret = account_key_secret(issuer, account.id(), key_pem);
     let result = secrets.create(&PostParams::default(), &secret).await;
     if !matches!(&result, Err(kube::Error::Api(e)) if e.code != 409) {
-        unsaved_accounts()
-            .lock()
-            .expect("lock")
-            .remove(&pending_key);
+        ctx.memory.set_unsaved_account(&memory_key, &target, None);
     }
     match result {
         Ok(created) => {
@@ -249,14 +268,6 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
     }
 }
 
-/// Accounts registered at a CA whose key Secret is not written yet, by
-/// namespace/secret/server.
-fn unsaved_accounts() -> &'static Mutex<HashMap<String, (instant_acme::Account, String)>> {
-    static UNSAVED: OnceLock<Mutex<HashMap<String, (instant_acme::Account, String)>>> =
-        OnceLock::new();
-    UNSAVED.get_or_init(Default::default)
-}
-
 fn registered(server: &str, uri: &str) -> AccountState {
     AccountState {
         condition: Condition::new(
@@ -268,19 +279,6 @@ fn registered(server: &str, uri: &str) -> AccountState {
         account_uri: Some(uri.to_string()),
         retry: false,
     }
-}
-
-/// Consecutive failures per issuer, for the retry delay (5 s doubling, at most 5 min).
-fn retry_delay(key: &str, failed: bool) -> Duration {
-    static FAILURES: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
-    let mut map = FAILURES.get_or_init(Default::default).lock().expect("lock");
-    if !failed {
-        map.remove(key);
-        return Duration::ZERO;
-    }
-    let n = map.entry(key.to_string()).or_default();
-    *n = (*n + 1).min(10);
-    Duration::from_secs((5u64 << (*n - 1)).min(300))
 }
 
 async fn reconcile_handle(
@@ -305,7 +303,7 @@ async fn reconcile_handle(
     if changed {
         tracing::info!(issuer = %issuer.display(), reason = %state.condition.reason, "issuer {}", state.condition.message);
     }
-    let key = format!("{}/{}", issuer.secret_namespace, issuer.display());
+    let key = issuer.cache_key();
     let labels = crate::metrics::IssuerLabels {
         namespace: match issuer.kind {
             super::IssuerKind::Namespaced => issuer.secret_namespace.clone(),
@@ -324,9 +322,9 @@ async fn reconcile_handle(
         .get_or_create(&labels)
         .set(i64::from(state.condition.is_true()));
     let action = if state.retry {
-        Action::requeue(retry_delay(&key, true))
+        Action::requeue(ctx.memory.issuer_failed(&key))
     } else if state.condition.is_true() {
-        retry_delay(&key, false);
+        ctx.memory.issuer_succeeded(&key);
         Action::requeue(Duration::from_secs(3600))
     } else {
         Action::await_change()
@@ -347,7 +345,7 @@ pub async fn reconcile_namespaced(
         api.patch_status(
             &issuer.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer", "status": status })),
+            &Patch::Apply(StatusPatch::new("CaaSIssuer", &status)),
         )
         .await?;
     }
@@ -366,11 +364,30 @@ pub async fn reconcile_cluster(
         api.patch_status(
             &issuer.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(json!({ "apiVersion": "caas.dev/v1alpha1", "kind": "ClusterCaaSIssuer", "status": status })),
+            &Patch::Apply(StatusPatch::new("ClusterCaaSIssuer", &status)),
         )
         .await?;
     }
     Ok(action)
+}
+
+/// The body of a status apply: apiVersion, kind and status only.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a IssuerStatus,
+}
+
+impl<'a> StatusPatch<'a> {
+    fn new(kind: &'static str, status: &'a IssuerStatus) -> Self {
+        StatusPatch {
+            api_version: "caas.dev/v1alpha1",
+            kind,
+            status,
+        }
+    }
 }
 
 async fn publish_change<K: Resource<DynamicType = ()>>(

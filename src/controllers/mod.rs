@@ -4,6 +4,7 @@
 pub mod certificate;
 pub mod ingress;
 pub mod issuer;
+pub mod memory;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,14 +12,17 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::acme::{AcmeError, AcmeHttp, AcmeStats};
 use crate::api::issuer::IssuerStatus;
 use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::http01::SolverEndpoint;
+use crate::solvers::index::ChallengeIndex;
+use memory::Memory;
 
+/// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "caas-operator";
 
 /// Errors that end a reconcile early; they are retried with backoff. Everything a user
@@ -27,6 +31,51 @@ pub const FIELD_MANAGER: &str = "caas-operator";
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+}
+
+/// What the controllers read instead of asking the API server: the watched issuers and
+/// the Secrets the operator manages (by label).
+#[derive(Clone)]
+pub struct Stores {
+    pub issuers: Store<CaaSIssuer>,
+    pub cluster_issuers: Store<ClusterCaaSIssuer>,
+    pub secrets: Store<Secret>,
+}
+
+impl Stores {
+    /// The issuer a Certificate names, once the issuer stores have synced.
+    pub async fn issuer_of(&self, cert: &Certificate, settings: &Settings) -> Option<IssuerHandle> {
+        let name = &cert.spec.issuer_ref.name;
+        if cert.spec.issuer_ref.is_cluster() {
+            self.cluster_issuers.wait_until_ready().await.ok()?;
+            self.cluster_issuers
+                .get(&ObjectRef::new(name))
+                .map(|i| IssuerHandle::from_cluster(&i, settings))
+        } else {
+            self.issuers.wait_until_ready().await.ok()?;
+            let ns = cert.namespace().unwrap_or_default();
+            self.issuers
+                .get(&ObjectRef::new(name).within(&ns))
+                .map(|i| IssuerHandle::from_namespaced(&i))
+        }
+    }
+
+    /// A managed Secret from the store, once it has synced.
+    pub async fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.secrets.wait_until_ready().await.ok()?;
+        self.secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|s| (*s).clone())
+    }
+}
+
+/// Why an account could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("reading the account key Secret: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Acme(#[from] AcmeError),
 }
 
 /// Operator settings from the command line.
@@ -45,8 +94,14 @@ pub struct Context {
     pub recorder: Recorder,
     pub stats: Arc<AcmeStats>,
     pub accounts: Accounts,
-    /// The watched Certificates: the HTTP-01 listener answers from here.
+    /// The watched Certificates.
     pub certificates: Store<Certificate>,
+    /// The challenges this replica answers (shared with the listeners).
+    pub index: Arc<ChallengeIndex>,
+    /// Issuers and managed Secrets.
+    pub stores: Stores,
+    /// Per-object memory of this leadership term.
+    pub memory: Arc<Memory>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -55,6 +110,8 @@ impl Context {
         client: kube::Client,
         settings: Settings,
         certificates: Store<Certificate>,
+        index: Arc<ChallengeIndex>,
+        stores: Stores,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let reporter = Reporter {
@@ -68,6 +125,9 @@ impl Context {
             stats: Arc::new(AcmeStats::new(metrics.acme_requests.clone())),
             accounts: Accounts::default(),
             certificates,
+            index,
+            stores,
+            memory: Arc::new(Memory::default()),
             metrics,
         }
     }
@@ -148,7 +208,8 @@ impl IssuerHandle {
         }
     }
 
-    fn cache_key(&self) -> String {
+    /// The issuer's key in caches and [`Memory`].
+    pub fn cache_key(&self) -> String {
         format!("{}/{}", self.secret_namespace, self.display())
     }
 
@@ -167,29 +228,6 @@ impl IssuerHandle {
             self.spec.server,
             self.spec.profile.as_deref().unwrap_or("")
         )
-    }
-}
-
-/// Looks up the issuer a Certificate names. `Ok(None)` when it does not exist.
-pub async fn resolve_issuer(
-    ctx: &Context,
-    cert: &Certificate,
-) -> Result<Option<IssuerHandle>, kube::Error> {
-    let name = &cert.spec.issuer_ref.name;
-    if cert.spec.issuer_ref.is_cluster() {
-        let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());
-        Ok(api
-            .get_opt(name)
-            .await?
-            .map(|i| IssuerHandle::from_cluster(&i, &ctx.settings)))
-    } else {
-        let ns = cert.namespace().unwrap_or_default();
-        let api: Api<CaaSIssuer> = Api::namespaced(ctx.client.clone(), &ns);
-        Ok(api
-            .get_opt(name)
-            .await?
-            .as_ref()
-            .map(IssuerHandle::from_namespaced))
     }
 }
 
@@ -244,24 +282,26 @@ impl Accounts {
             .map(|(_, a)| a.clone())
     }
 
-    /// The issuer's account: from the cache, or loaded with the key in its Secret.
+    /// The issuer's account: from the cache, or loaded with the key in its Secret (from
+    /// the store of managed Secrets; a key Secret the user made is read directly).
     pub async fn get(
         &self,
         ctx: &Context,
         issuer: &IssuerHandle,
-    ) -> Result<instant_acme::Account, AcmeError> {
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
+    ) -> Result<instant_acme::Account, AccountError> {
+        let ns = &issuer.secret_namespace;
         let secret_name = &issuer.spec.private_key_secret_ref.name;
-        let secret = api
-            .get_opt(secret_name)
-            .await
-            .map_err(|e| AcmeError::Unreachable(format!("reading the account key Secret: {e}")))?
-            .ok_or_else(|| {
-                AcmeError::AccountNotFound(format!(
-                    "the account key Secret {}/{secret_name} does not exist yet",
-                    issuer.secret_namespace
-                ))
-            })?;
+        let secret = match ctx.stores.secret(ns, secret_name).await {
+            Some(s) => s,
+            None => Api::<Secret>::namespaced(ctx.client.clone(), ns)
+                .get_opt(secret_name)
+                .await?
+                .ok_or_else(|| {
+                    AcmeError::AccountNotFound(format!(
+                        "the account key Secret {ns}/{secret_name} does not exist yet"
+                    ))
+                })?,
+        };
         let version = secret.resource_version().unwrap_or_default();
         if let Some(account) = self.cached(issuer, &version) {
             return Ok(account);

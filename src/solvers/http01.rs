@@ -1,7 +1,7 @@
 //! HTTP-01: the operator answers `/.well-known/acme-challenge/<token>` itself.
 //!
-//! Answers come from the watched Certificates' status (each challenge's token and key
-//! authorization), so any replica can answer. For each challenge the operator creates,
+//! Answers come from the [`ChallengeIndex`] (fed by the watched Certificates' status:
+//! each challenge's token and key authorization), so any replica can answer. For each challenge the operator creates,
 //! in the Certificate's namespace, a temporary Ingress routing exactly that path to a
 //! selector-less Service whose Endpoints lead to the operator: no pod per challenge.
 //! All three are labelled and owned by the Certificate, and deleted when the challenge
@@ -9,47 +9,44 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::reflector::Store;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
-
-use crate::api::issuer::Http01Solver;
-use crate::api::{
-    CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
 };
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use super::index::ChallengeIndex;
+use super::{Challenge, SolveEnv, Solver, SolverError};
+use crate::api::issuer::{Http01Solver, Solver as SolverConfig};
+use crate::api::{
+    CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ChallengeType, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+};
+use crate::controllers::FIELD_MANAGER;
 
 pub const COMPONENT: &str = "http01-solver";
 pub const PATH_PREFIX: &str = "/.well-known/acme-challenge/";
-const FIELD_MANAGER: &str = "caas-operator";
-
-/// The key authorization for `token`, from any watched Certificate's current order.
-pub fn key_authorization(store: &Store<Certificate>, token: &str) -> Option<String> {
-    store.state().iter().find_map(|cert| {
-        cert.status
-            .as_ref()?
-            .order
-            .as_ref()?
-            .challenges
-            .iter()
-            .find(|c| c.type_ == "http-01" && c.token == token && !c.key.is_empty())
-            .map(|c| c.key.clone())
-    })
-}
+/// The temporary Service's port.
+const SERVICE_PORT: i32 = 8089;
 
 async fn answer(
-    State(store): State<Store<Certificate>>,
+    State(index): State<Arc<ChallengeIndex>>,
     Path(token): Path<String>,
 ) -> (StatusCode, String) {
-    match key_authorization(&store, &token) {
+    match index.http01(&token) {
         Some(key) => (StatusCode::OK, key),
         None => (
             StatusCode::NOT_FOUND,
@@ -59,21 +56,21 @@ async fn answer(
 }
 
 /// The solver listener's routes.
-pub fn router(store: Store<Certificate>) -> Router {
+pub fn router(index: Arc<ChallengeIndex>) -> Router {
     Router::new()
         .route("/.well-known/acme-challenge/{token}", get(answer))
-        .with_state(store)
+        .with_state(index)
 }
 
 /// Serves HTTP-01 answers on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
-    store: Store<Certificate>,
+    index: Arc<ChallengeIndex>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "HTTP-01 solver listening");
-    axum::serve(listener, router(store))
+    axum::serve(listener, router(index))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -103,9 +100,104 @@ fn labels(cert: &Certificate) -> BTreeMap<String, String> {
     ])
 }
 
-fn owner(cert: &Certificate) -> OwnerReference {
-    cert.controller_owner_ref(&())
-        .expect("a stored Certificate has a name and uid")
+fn owner(cert: &Certificate) -> Result<OwnerReference, SolverError> {
+    cert.controller_owner_ref(&()).ok_or_else(|| {
+        SolverError::InvalidSpec("the Certificate has no name or uid yet".into())
+    })
+}
+
+fn meta(
+    name: &str,
+    cert: &Certificate,
+    annotations: Option<BTreeMap<String, String>>,
+) -> Result<ObjectMeta, SolverError> {
+    Ok(ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some(labels(cert)),
+        annotations,
+        owner_references: Some(vec![owner(cert)?]),
+        ..Default::default()
+    })
+}
+
+fn service(name: &str, cert: &Certificate, endpoint: SolverEndpoint) -> Result<Service, SolverError> {
+    Ok(Service {
+        metadata: meta(name, cert, None)?,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::Int(i32::from(endpoint.port))),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn endpoints(name: &str, cert: &Certificate, ip: IpAddr, port: u16) -> Result<Endpoints, SolverError> {
+    Ok(Endpoints {
+        metadata: meta(name, cert, None)?,
+        subsets: Some(vec![EndpointSubset {
+            addresses: Some(vec![EndpointAddress {
+                ip: ip.to_string(),
+                ..Default::default()
+            }]),
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: i32::from(port),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }]),
+    })
+}
+
+/// One rule: the challenge's host and its exact path, nothing else.
+fn ingress(
+    name: &str,
+    cert: &Certificate,
+    solver: &Http01Solver,
+    dns_name: &str,
+    token: &str,
+) -> Result<Ingress, SolverError> {
+    let cfg = solver.ingress.clone().unwrap_or_default();
+    let annotations = cfg
+        .class
+        .as_ref()
+        .map(|class| BTreeMap::from([("kubernetes.io/ingress.class".to_string(), class.clone())]));
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: name.to_string(),
+            port: Some(ServiceBackendPort {
+                number: Some(SERVICE_PORT),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    Ok(Ingress {
+        metadata: meta(name, cert, annotations)?,
+        spec: Some(IngressSpec {
+            ingress_class_name: cfg.ingress_class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(dns_name.to_string()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(format!("{PATH_PREFIX}{token}")),
+                        path_type: "Exact".into(),
+                        backend,
+                    }],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 /// Creates (or updates) the temporary Service, Endpoints and Ingress for one challenge.
@@ -116,30 +208,17 @@ pub async fn present(
     dns_name: &str,
     token: &str,
     endpoint: SolverEndpoint,
-) -> Result<(), kube::Error> {
+) -> Result<(), SolverError> {
     let ns = cert.namespace().unwrap_or_default();
     let name = resource_name(token);
-    let labels = labels(cert);
-    let owner = owner(cert);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-
-    let service = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": name, "labels": labels, "ownerReferences": [owner] },
-        "spec": { "type": "ClusterIP", "ports": [{ "name": "http", "port": 8089, "targetPort": endpoint.port, "protocol": "TCP" }] }
-    });
     Api::<Service>::namespaced(client.clone(), &ns)
-        .patch(&name, &pp, &Patch::Apply(&service))
+        .patch(&name, &pp, &Patch::Apply(&service(&name, cert, endpoint)?))
         .await?;
     match endpoint.ip {
         Some(ip) => {
-            let endpoints = json!({
-                "apiVersion": "v1", "kind": "Endpoints",
-                "metadata": { "name": name, "labels": labels, "ownerReferences": [owner] },
-                "subsets": [{ "addresses": [{ "ip": ip.to_string() }], "ports": [{ "name": "http", "port": endpoint.port, "protocol": "TCP" }] }]
-            });
             Api::<Endpoints>::namespaced(client.clone(), &ns)
-                .patch(&name, &pp, &Patch::Apply(&endpoints))
+                .patch(&name, &pp, &Patch::Apply(&endpoints(&name, cert, ip, endpoint.port)?))
                 .await?;
         }
         None => tracing::warn!(
@@ -147,33 +226,72 @@ pub async fn present(
              only a CA that reaches the solver listener directly can validate"
         ),
     }
-    let ingress_cfg = solver.ingress.clone().unwrap_or_default();
-    let mut annotations = BTreeMap::new();
-    if let Some(class) = &ingress_cfg.class {
-        annotations.insert("kubernetes.io/ingress.class".to_string(), class.clone());
-    }
-    let mut spec = json!({
-        "rules": [{
-            "host": dns_name,
-            "http": { "paths": [{
-                "path": format!("{PATH_PREFIX}{token}"),
-                "pathType": "Exact",
-                "backend": { "service": { "name": name, "port": { "number": 8089 } } }
-            }] }
-        }]
-    });
-    if let Some(class) = &ingress_cfg.ingress_class_name {
-        spec["ingressClassName"] = json!(class);
-    }
-    let ingress = json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": { "name": name, "labels": labels, "annotations": annotations, "ownerReferences": [owner] },
-        "spec": spec
-    });
+    let ingress = ingress(&name, cert, solver, dns_name, token)?;
     Api::<Ingress>::namespaced(client.clone(), &ns)
         .patch(&name, &pp, &Patch::Apply(&ingress))
         .await?;
     Ok(())
+}
+
+/// Deletes the temporary objects of one challenge (those already gone are fine).
+pub async fn remove(client: &kube::Client, namespace: &str, token: &str) -> Result<(), kube::Error> {
+    let name = resource_name(token);
+    let dp = DeleteParams::background();
+    let ignore_gone = |r: Result<_, kube::Error>| match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    };
+    ignore_gone(Api::<Ingress>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))?;
+    ignore_gone(Api::<Service>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))?;
+    ignore_gone(Api::<Endpoints>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))
+}
+
+/// HTTP-01 behind the [`Solver`] trait.
+pub struct Http01;
+
+impl Solver for Http01 {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
+    }
+
+    fn field(&self) -> &'static str {
+        "http01"
+    }
+
+    fn configured(&self, config: &SolverConfig) -> bool {
+        config.http01.is_some()
+    }
+
+    fn present<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async move {
+            let http = env.config.http01.clone().unwrap_or_default();
+            present(
+                &env.ctx.client,
+                env.cert,
+                &http,
+                challenge.dns_name,
+                challenge.token,
+                env.ctx.settings.solver_endpoint,
+            )
+            .await
+        })
+    }
+
+    fn cleanup<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async move {
+            let ns = env.cert.namespace().unwrap_or_default();
+            Ok(remove(&env.ctx.client, &ns, challenge.token).await?)
+        })
+    }
 }
 
 /// Deletes this Certificate's temporary solver objects, except those for `keep` tokens.

@@ -4,46 +4,150 @@
 //! * [`rfc2136`]: DNS-01 through RFC 2136 dynamic updates signed with TSIG;
 //! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`.
 
+pub mod dns01;
 pub mod http01;
+pub mod index;
 pub mod rfc2136;
 pub mod tls_alpn01;
 
 use std::collections::BTreeMap;
 
-use crate::api::issuer::Solver;
+use futures::future::BoxFuture;
 
-/// The ACME challenge type a solver answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChallengeKind {
-    Http01,
-    Dns01,
-    TlsAlpn01,
+use crate::api::issuer::Solver as SolverConfig;
+use crate::api::{Certificate, ChallengeType};
+use crate::controllers::{Context, IssuerHandle};
+
+/// Every solver the operator has. Adding one is a new file implementing [`Solver`] and
+/// one line here.
+pub const SOLVERS: &[&dyn Solver] = &[&http01::Http01, &dns01::Dns01, &tls_alpn01::TlsAlpn01];
+
+/// What a solver needs to act for one Certificate.
+pub struct SolveEnv<'a> {
+    pub ctx: &'a Context,
+    pub cert: &'a Certificate,
+    pub issuer: &'a IssuerHandle,
+    /// The issuer's solver entry chosen for the challenge's name.
+    pub config: &'a SolverConfig,
 }
 
-impl ChallengeKind {
-    pub fn acme_name(self) -> &'static str {
+/// One challenge, as status records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Challenge<'a> {
+    /// The identifier (`*.` for wildcards).
+    pub dns_name: &'a str,
+    pub token: &'a str,
+    pub key_authorization: &'a str,
+}
+
+/// Whether the CA can see a presented answer yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet, and what is being waited for.
+    Waiting(String),
+}
+
+/// Why a solver could not act, with the reason word status shows.
+#[derive(Debug, thiserror::Error)]
+pub enum SolverError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Dns(#[from] rfc2136::DnsError),
+    #[error("{0}")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    InvalidSpec(String),
+}
+
+impl SolverError {
+    pub fn reason(&self) -> &'static str {
         match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::Dns01 => "dns-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            SolverError::Kube(_) => "KubernetesError",
+            SolverError::Dns(_) => "DNSUpdateFailed",
+            SolverError::SecretNotFound(_) => "SecretNotFound",
+            SolverError::InvalidSpec(_) => "InvalidSpec",
         }
     }
 }
 
-/// The challenge kind a solver is configured for; `Err` unless exactly one is set.
-pub fn solver_kind(solver: &Solver) -> Result<ChallengeKind, String> {
-    let kinds: Vec<ChallengeKind> = [
-        solver.http01.as_ref().map(|_| ChallengeKind::Http01),
-        solver.dns01.as_ref().map(|_| ChallengeKind::Dns01),
-        solver.tls_alpn01.as_ref().map(|_| ChallengeKind::TlsAlpn01),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+/// A way of answering one ACME challenge type. The controller writes each challenge to
+/// status (and to the [`index::ChallengeIndex`]) before `present`, calls `ready` until it
+/// says so, tells the CA to validate, and calls `cleanup` once the order is over.
+pub trait Solver: Send + Sync {
+    /// The challenge type it answers.
+    fn challenge_type(&self) -> ChallengeType;
+
+    /// The issuer spec field that configures it (`http01`, `dns01`, `tlsAlpn01`).
+    fn field(&self) -> &'static str;
+
+    /// Whether an issuer's solver entry is for this solver.
+    fn configured(&self, config: &SolverConfig) -> bool;
+
+    /// Puts the answer in place (idempotent: called again after a restart).
+    fn present<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>>;
+
+    /// Whether the CA can see the answer now.
+    fn ready<'a>(
+        &'a self,
+        _env: &'a SolveEnv<'a>,
+        _challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
+        Box::pin(async { Ok(Readiness::Ready) })
+    }
+
+    /// Removes the answer (idempotent; a missing answer is not an error).
+    fn cleanup<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>>;
+
+    /// After `cleanup` of all of a Certificate's challenges of this type (`all_removed`:
+    /// none failed), e.g. to drop a deletion guard.
+    fn cleaned_up<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        _cert: &'a Certificate,
+        _challenges: &'a [Challenge<'a>],
+        _all_removed: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The solver for a challenge type.
+pub fn for_type(type_: ChallengeType) -> Option<&'static dyn Solver> {
+    SOLVERS
+        .iter()
+        .copied()
+        .find(|s| s.challenge_type() == type_)
+}
+
+fn fields() -> String {
+    SOLVERS
+        .iter()
+        .map(|s| s.field())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The challenge type a solver entry is configured for; `Err` unless exactly one is set.
+pub fn solver_kind(solver: &SolverConfig) -> Result<ChallengeType, String> {
+    let kinds: Vec<ChallengeType> = SOLVERS
+        .iter()
+        .filter(|s| s.configured(solver))
+        .map(|s| s.challenge_type())
+        .collect();
     match kinds.as_slice() {
         [one] => Ok(*one),
-        [] => Err("a solver must set one of http01, dns01, tlsAlpn01".into()),
-        _ => Err("a solver must set only one of http01, dns01, tlsAlpn01".into()),
+        [] => Err(format!("a solver must set one of {}", fields())),
+        _ => Err(format!("a solver must set only one of {}", fields())),
     }
 }
 
@@ -62,7 +166,7 @@ fn is_in_zone(name: &str, zone: &str) -> bool {
 }
 
 fn specificity(
-    solver: &Solver,
+    solver: &SolverConfig,
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Option<Specificity> {
@@ -104,7 +208,7 @@ fn specificity(
 /// then the longest `dnsZones`, then the most `matchLabels`), ties go to the first listed.
 /// Wildcards can only be proven over DNS-01.
 pub fn select_solver(
-    solvers: &[Solver],
+    solvers: &[SolverConfig],
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Option<usize> {
@@ -114,7 +218,7 @@ pub fn select_solver(
         let Ok(kind) = solver_kind(solver) else {
             continue;
         };
-        if wildcard && kind != ChallengeKind::Dns01 {
+        if wildcard && kind != ChallengeType::Dns01 {
             continue;
         }
         if let Some(spec) = specificity(solver, name, labels)
@@ -130,6 +234,7 @@ pub fn select_solver(
 mod tests {
     use super::*;
     use crate::api::issuer::{Dns01Solver, Http01Solver, SolverSelector};
+    type Solver = SolverConfig;
 
     fn http(selector: Option<SolverSelector>) -> Solver {
         Solver {

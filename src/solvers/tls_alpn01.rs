@@ -2,39 +2,24 @@
 //! handshakes for a name with a self-signed certificate carrying the `acmeIdentifier`
 //! extension (the SHA-256 of the key authorization).
 //!
-//! Like HTTP-01, answers come from the watched Certificates' status, so every replica
-//! answers. Getting the CA's connection on port 443 of the name to this listener (a
+//! Like HTTP-01, answers come from the [`ChallengeIndex`] (the watched Certificates'
+//! status), so every replica answers. Getting the CA's connection on port 443 of the name to this listener (a
 //! LoadBalancer Service, or an SNI-passthrough route) is the cluster's part.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use kube::runtime::reflector::Store;
+use futures::future::BoxFuture;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::api::Certificate;
+use super::index::ChallengeIndex;
+use super::{Challenge, SolveEnv, Solver, SolverError};
+use crate::api::ChallengeType;
+use crate::api::issuer::Solver as SolverConfig;
 
 pub const ALPN: &[u8] = b"acme-tls/1";
-
-/// The key authorization of a pending TLS-ALPN-01 challenge for `name`.
-pub fn key_authorization(store: &Store<Certificate>, name: &str) -> Option<String> {
-    store.state().iter().find_map(|cert| {
-        cert.status
-            .as_ref()?
-            .order
-            .as_ref()?
-            .challenges
-            .iter()
-            .find(|c| {
-                c.type_ == "tls-alpn-01"
-                    && c.dns_name.eq_ignore_ascii_case(name)
-                    && !c.key.is_empty()
-            })
-            .map(|c| c.key.clone())
-    })
-}
 
 /// The challenge certificate for `name` and a key authorization (RFC 8737 section 3).
 pub fn challenge_certificate(name: &str, key_authorization: &str) -> Result<CertifiedKey, String> {
@@ -59,7 +44,7 @@ pub fn challenge_certificate(name: &str, key_authorization: &str) -> Result<Cert
 /// Picks the challenge certificate by SNI, for `acme-tls/1` handshakes only.
 #[derive(Debug)]
 struct Resolver {
-    store: Store<Certificate>,
+    index: Arc<ChallengeIndex>,
     /// The last certificates made, by (name, key authorization): the CA connects
     /// several times (multi-perspective validation).
     cache: Mutex<Vec<(String, String, Arc<CertifiedKey>)>>,
@@ -74,7 +59,7 @@ impl ResolvesServerCert for Resolver {
             return None;
         }
         let name = hello.server_name()?.to_ascii_lowercase();
-        let key_auth = key_authorization(&self.store, &name)?;
+        let key_auth = self.index.tls_alpn01(&name)?;
         let mut cache = self.cache.lock().expect("resolver cache");
         if let Some((_, _, ck)) = cache.iter().find(|(n, k, _)| *n == name && *k == key_auth) {
             return Some(ck.clone());
@@ -91,7 +76,7 @@ impl ResolvesServerCert for Resolver {
 /// Serves TLS-ALPN-01 answers on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
-    store: Store<Certificate>,
+    index: Arc<ChallengeIndex>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -100,7 +85,7 @@ pub async fn serve(
         .map_err(std::io::Error::other)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver {
-            store,
+            index,
             cache: Mutex::new(Vec::new()),
         }));
     config.alpn_protocols = vec![ALPN.to_vec()];
@@ -124,6 +109,40 @@ pub async fn serve(
                 });
             }
         }
+    }
+}
+
+/// TLS-ALPN-01 behind the [`Solver`] trait: the listener answers from the index, so
+/// there is nothing to put in place or remove.
+pub struct TlsAlpn01;
+
+impl Solver for TlsAlpn01 {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::TlsAlpn01
+    }
+
+    fn field(&self) -> &'static str {
+        "tlsAlpn01"
+    }
+
+    fn configured(&self, config: &SolverConfig) -> bool {
+        config.tls_alpn01.is_some()
+    }
+
+    fn present<'a>(
+        &'a self,
+        _env: &'a SolveEnv<'a>,
+        _challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn cleanup<'a>(
+        &'a self,
+        _env: &'a SolveEnv<'a>,
+        _challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -1,0 +1,305 @@
+//! Driving one ACME order: resume the order in status (or create one), then carry out
+//! the steps the state machine ([`super::order::next_step`]) names, as far as the CA
+//! allows without waiting.
+
+use std::time::Duration;
+
+use instant_acme::{Account, CertificateIdentifier, Identifier, NewOrder, Order};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use rustls_pki_types::CertificateDer;
+
+use super::failure::{Failure, Step as FailedStep};
+use super::order::{self, AuthzView, OrderView, Step};
+use super::secret::{ANNOTATION_ISSUER, leaf_der};
+use super::status::{Reason, StatusWriter};
+use super::{key_of, keys, present};
+use crate::api::certificate::OrderStatus;
+use crate::api::{Certificate, ChallengeState, ChallengeType, OrderState};
+use crate::controllers::{Context, IssuerHandle};
+use crate::pki::{self, CertInfo};
+use crate::plan::Request;
+use crate::solvers::{select_solver, solver_kind};
+
+/// Where an order stands after a pass.
+pub enum Progress {
+    /// Waiting on the CA or DNS: look again after the CA's `Retry-After` if it sent
+    /// one, else after [`crate::plan::poll_delay`] (at least `floor`).
+    Wait {
+        retry_after: Option<Duration>,
+        floor: Duration,
+    },
+    /// The chain (checked against the key and the names), its key, and what it says.
+    Issued {
+        chain: String,
+        key_pem: String,
+        info: CertInfo,
+    },
+}
+
+/// What one pass needs.
+pub struct Pass<'a> {
+    pub ctx: &'a Context,
+    pub cert: &'a Certificate,
+    pub issuer: &'a IssuerHandle,
+    pub account: &'a Account,
+    pub request: &'a Request,
+    pub tls: Option<&'a Secret>,
+}
+
+/// Takes as many steps of the order as the CA allows without waiting.
+pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, Failure> {
+    let mut order = match resume(p, w).await? {
+        Some(o) => o,
+        None => create(p, w).await?,
+    };
+    let mut finalized = false;
+    let mut waited = false;
+    loop {
+        let state: OrderState = order.state().status.into();
+        if let Some(o) = w.status.order.as_mut() {
+            o.state = state;
+        }
+        let authzs = match state {
+            OrderState::Pending | OrderState::Invalid => authorizations(&mut order).await?,
+            _ => Vec::new(),
+        };
+        let view = OrderView {
+            status: state,
+            error: order.state().error.as_ref().map(order::Problem::from),
+        };
+        let choose = |name: &str| choose(p, name);
+        match order::next_step(&view, &authzs, &choose) {
+            Step::Validate(chosen) => {
+                return present::present(p.ctx, p.cert, p.issuer, &mut order, w, &chosen).await;
+            }
+            Step::Finalize if !finalized => {
+                finalize(p, &mut order).await?;
+                finalized = true;
+            }
+            // Right after finalize a quick CA issues within moments: look once more.
+            Step::AwaitIssuance if finalized && !waited => {
+                let wait = p.ctx.stats.take_retry_after(order.url());
+                if wait.is_some_and(|w| w > Duration::from_secs(2)) {
+                    return Ok(Progress::Wait { retry_after: wait, floor: Duration::from_millis(300) });
+                }
+                tokio::time::sleep(wait.unwrap_or(Duration::from_millis(300))).await;
+                order.refresh().await.map_err(Failure::from_acme(FailedStep::Order))?;
+                waited = true;
+            }
+            Step::Finalize | Step::AwaitIssuance => {
+                return Ok(Progress::Wait {
+                    retry_after: p.ctx.stats.take_retry_after(order.url()),
+                    floor: Duration::from_millis(300),
+                });
+            }
+            Step::Download => return download(p, &mut order).await,
+            Step::Fail(f) => {
+                record_errors(w, &authzs);
+                return Err(Failure::order(f));
+            }
+        }
+    }
+}
+
+/// The challenge type the issuer proves `name` with.
+fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::Failure> {
+    let solvers = &p.issuer.spec.solvers;
+    let Some(index) = select_solver(solvers, name, p.cert.labels()) else {
+        let hint = if name.starts_with("*.") {
+            " (wildcards need a dns01 solver)"
+        } else {
+            ""
+        };
+        return Err(order::Failure::new(
+            "NoSolver",
+            format!("no solver of {} matches {name}{hint}", p.issuer.display()),
+        ));
+    };
+    solver_kind(&solvers[index]).map_err(|e| order::Failure::new("InvalidSpec", e))
+}
+
+async fn authorizations(order: &mut Order) -> Result<Vec<AuthzView>, Failure> {
+    let mut views = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let authz = authz.map_err(Failure::from_acme(FailedStep::Order))?;
+        views.push(AuthzView::from(&*authz));
+    }
+    Ok(views)
+}
+
+/// The CA's errors, on the challenges status records.
+fn record_errors(w: &mut StatusWriter<'_>, authzs: &[AuthzView]) {
+    let Some(order) = w.status.order.as_mut() else {
+        return;
+    };
+    for ch in authzs.iter().flat_map(|a| &a.challenges) {
+        if let Some(e) = &ch.error
+            && let Some(rec) = order.challenges.iter_mut().find(|c| c.token == ch.token)
+        {
+            rec.state = ChallengeState::Invalid;
+            rec.error = Some(e.text());
+            rec.waiting_for_dns = false;
+        }
+    }
+}
+
+/// The order in status, if it is for this request and the CA still has it. An order that
+/// cannot be resumed has its challenges cleaned up and is forgotten.
+async fn resume(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Option<Order>, Failure> {
+    let Some(known) = w.status.order.clone() else {
+        return Ok(None);
+    };
+    if known.request_hash == p.request.hash && known.state != OrderState::Invalid {
+        match p.account.order(known.url.clone()).await {
+            Ok(o) => return Ok(Some(o)),
+            Err(instant_acme::Error::Api(problem))
+                if problem.status == Some(404)
+                    || problem
+                        .r#type
+                        .as_deref()
+                        .is_some_and(|t| t.ends_with(":malformed")) =>
+            {
+                tracing::info!(certificate = %key_of(p.cert), ?problem, "the stored order is gone; starting a new one");
+            }
+            Err(e) => return Err(Failure::from_acme(FailedStep::Order)(e)),
+        }
+    }
+    present::cleanup(p.ctx, p.cert, p.issuer, &known.challenges).await;
+    w.status.order = None;
+    Ok(None)
+}
+
+fn new_order<'a>(p: &Pass<'a>, identifiers: &'a [Identifier]) -> NewOrder<'a> {
+    let new = NewOrder::new(identifiers);
+    match p.issuer.spec.profile.as_deref() {
+        Some(profile) => new.profile(profile),
+        None => new,
+    }
+}
+
+/// A new order (naming the certificate it replaces, for renewals), persisted in status
+/// before anything else: a restart resumes it.
+async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
+    let identifiers: Vec<Identifier> = p
+        .request
+        .dns_names
+        .iter()
+        .map(|n| Identifier::Dns(n.clone()))
+        .chain(p.request.ip_addresses.iter().map(|ip| Identifier::Ip(*ip)))
+        .collect();
+    // A renewal names the certificate it replaces (ARI, RFC 9773), so the CA can exempt
+    // it from rate limits; a CA that refuses gets a plain order.
+    let replaces = p
+        .tls
+        .filter(|s| s.annotations().get(ANNOTATION_ISSUER) == Some(&p.issuer.display()))
+        .and_then(leaf_der)
+        .and_then(|der| CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())).ok());
+    let order = match replaces {
+        Some(id) => match p.account.new_order(&new_order(p, &identifiers).replaces(id.clone())).await {
+            Ok(o) => {
+                tracing::info!(certificate = %key_of(p.cert), replaces = %id, "renewal order names the certificate it replaces");
+                o
+            }
+            // Only a refusal of the request itself (not a rate limit or an outage) is
+            // retried without `replaces`.
+            Err(instant_acme::Error::Api(problem))
+                if !problem
+                    .r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":rateLimited"))
+                    && problem.status.is_none_or(|s| s < 500) =>
+            {
+                tracing::info!(certificate = %key_of(p.cert), ?problem, "the CA refused `replaces`; ordering without it");
+                p.account
+                    .new_order(&new_order(p, &identifiers))
+                    .await
+                    .map_err(Failure::from_acme(FailedStep::Order))?
+            }
+            Err(e) => return Err(Failure::from_acme(FailedStep::Order)(e)),
+        },
+        None => p
+            .account
+            .new_order(&new_order(p, &identifiers))
+            .await
+            .map_err(Failure::from_acme(FailedStep::Order))?,
+    };
+    w.status.order = Some(OrderStatus {
+        url: order.url().to_string(),
+        state: OrderState::Pending,
+        request_hash: p.request.hash.clone(),
+        challenges: Vec::new(),
+        state_since: Some(Timestamp::now().to_string()),
+    });
+    w.save()
+        .await
+        .map_err(|e| Failure::new(FailedStep::Order, Reason::KUBERNETES_ERROR, e.to_string(), false))?;
+    p.ctx
+        .event(p.cert, false, "OrderCreated", "Issue", format!("created ACME order {}", order.url()))
+        .await;
+    Ok(order)
+}
+
+/// Sends the CSR, made with the order's key (kept before it is used).
+async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
+    let key_pem = keys::next(p.ctx, p.cert, p.request, p.tls).await?;
+    let r = p.request;
+    let csr = pki::csr_der(&key_pem, &r.dns_names, &r.ip_addresses, r.common_name.as_deref())
+        .map_err(|e| Failure::new(FailedStep::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
+    match order.finalize_csr(&csr).await {
+        Ok(()) => Ok(()),
+        // A finalize the CA already took (its answer was lost and the request sent
+        // again): the order has moved on; look at it again.
+        Err(instant_acme::Error::Api(problem))
+            if problem
+                .r#type
+                .as_deref()
+                .is_some_and(|t| t.ends_with(":orderNotReady")) =>
+        {
+            order
+                .refresh()
+                .await
+                .map(|_| ())
+                .map_err(Failure::from_acme(FailedStep::Order))
+        }
+        Err(e) => Err(Failure::from_acme(FailedStep::Order)(e)),
+    }
+}
+
+/// Downloads the chain and checks it against the kept key and the requested names:
+/// never write a Secret that the next look would reject.
+async fn download(p: &Pass<'_>, order: &mut Order) -> Result<Progress, Failure> {
+    let fail = |reason, message: String| Failure::new(FailedStep::Download, reason, message, true);
+    let chain = order
+        .certificate()
+        .await
+        .map_err(Failure::from_acme(FailedStep::Download))?
+        .ok_or_else(|| fail(Reason::ACME_ERROR, "the CA sent no certificate for a valid order".into()))?;
+    let Some(key_pem) = keys::existing(p.ctx, p.cert, p.request, p.tls).await? else {
+        return Err(fail(
+            Reason::KEY_LOST,
+            "the private key for this order is gone (its Secret was deleted); starting over".into(),
+        ));
+    };
+    let info = pki::parse_chain(&chain)
+        .map_err(|e| fail(Reason::INVALID_CERTIFICATE, format!("the CA sent an unreadable certificate: {e}")))?;
+    if !pki::key_matches(&key_pem, &info) {
+        return Err(fail(
+            Reason::CERTIFICATE_MISMATCH,
+            "the issued certificate is not for this order's key; starting over".into(),
+        ));
+    }
+    let mut got: Vec<String> = info.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let mut want = p.request.dns_names.clone();
+    got.sort();
+    want.sort();
+    if got != want {
+        return Err(fail(
+            Reason::CERTIFICATE_MISMATCH,
+            format!("the CA issued names {got:?}, not the requested {want:?}"),
+        ));
+    }
+    Ok(Progress::Issued { chain, key_pem, info })
+}

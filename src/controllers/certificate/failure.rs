@@ -1,0 +1,89 @@
+//! Why an issuance attempt stopped: the error of the order-driving steps, with the reason
+//! word status shows, and what it means for the order.
+
+use super::order;
+use super::status::Reason;
+use crate::acme::AcmeError;
+use crate::controllers::AccountError;
+use crate::solvers::SolverError;
+
+/// Which step of an issuance failed (for logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Account,
+    Order,
+    Present,
+    Keys,
+    Download,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Account => "account",
+            Step::Order => "drive order",
+            Step::Present => "present challenges",
+            Step::Keys => "keys",
+            Step::Download => "download",
+        })
+    }
+}
+
+/// An issuance attempt that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {reason}: {message}", reason = reason.as_str())]
+pub struct Failure {
+    pub step: Step,
+    pub reason: Reason,
+    pub message: String,
+    /// The order is dead: the next attempt starts a new one.
+    pub abandon_order: bool,
+    /// Retry at once, without counting a failure (a rejected nonce).
+    pub transient: bool,
+    /// The CA answered with this failure (its `Retry-After` applies).
+    pub from_ca: bool,
+}
+
+impl Failure {
+    pub fn new(step: Step, reason: Reason, message: impl Into<String>, abandon_order: bool) -> Self {
+        Failure {
+            step,
+            reason,
+            message: message.into(),
+            abandon_order,
+            transient: false,
+            from_ca: false,
+        }
+    }
+
+    pub fn acme(step: Step, e: AcmeError) -> Self {
+        let mut f = Failure::new(step, Reason(e.reason()), e.to_string(), false);
+        f.transient = e.is_transient();
+        f.from_ca = true;
+        f
+    }
+
+    pub fn from_acme(step: Step) -> impl Fn(instant_acme::Error) -> Failure {
+        move |e| Failure::acme(step, AcmeError::from_acme(e))
+    }
+
+    pub fn kube(step: Step) -> impl Fn(kube::Error) -> Failure {
+        move |e| Failure::new(step, Reason::KUBERNETES_ERROR, e.to_string(), false)
+    }
+
+    pub fn solver(e: SolverError) -> Failure {
+        Failure::new(Step::Present, Reason(e.reason()), e.to_string(), false)
+    }
+
+    pub fn account(e: AccountError) -> Failure {
+        match e {
+            AccountError::Kube(e) => Failure::kube(Step::Account)(e),
+            AccountError::Acme(e) => Failure::acme(Step::Account, e),
+        }
+    }
+
+    /// A dead order, as the state machine found it.
+    pub fn order(f: order::Failure) -> Failure {
+        Failure::new(Step::Order, Reason(f.reason), f.message, true)
+    }
+}

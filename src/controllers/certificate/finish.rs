@@ -1,0 +1,179 @@
+//! Finishing: the status of a good certificate (and the Secret write that made it), and
+//! a Certificate's deletion.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+
+use super::observe::Observed;
+use super::status::{ISSUING, Reason, StatusWriter};
+use super::{Error, ari, key_of, keys, present, secret};
+use crate::controllers::{Context, IssuerHandle};
+use crate::pki::CertInfo;
+use crate::plan::{self, Request};
+use crate::solvers::dns01;
+
+/// Look again at least this often (clock changes, lost watches).
+const LOOK_AGAIN: Duration = Duration::from_secs(8 * 3600);
+
+fn until(renewal_time: Timestamp) -> Action {
+    let wait = renewal_time.duration_since(Timestamp::now()).unsigned_abs();
+    Action::requeue(wait.clamp(Duration::from_secs(1), LOOK_AGAIN))
+}
+
+/// The Secret holds a good certificate: report it and come back at the renewal time.
+pub async fn valid(
+    ctx: &Context,
+    seen: &Observed,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    info: CertInfo,
+    renewal_time: Timestamp,
+) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    if let Some(order) = w.status.order.take() {
+        // A process stopped between writing the Secret and writing status: the Secret
+        // holds this order's certificate, one status has not counted yet.
+        if w.status.not_before.as_deref() != Some(info.not_before.to_string().as_str()) {
+            w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
+            w.status.manual_renewal = request.renew_request.clone();
+        }
+        present::cleanup(ctx, cert, issuer, &order.challenges).await;
+        keys::delete_next(ctx, cert).await;
+    }
+    let renewal_time = match seen.secret.as_ref() {
+        Some(s) => ari::renewal_time(ctx, cert, issuer, s, &info, renewal_time, w.now).await,
+        None => renewal_time,
+    };
+    record(&mut w, &info, renewal_time);
+    w.set_ready(
+        true,
+        Reason::ISSUED,
+        format!(
+            "the certificate is valid until {}; renewal at {renewal_time}",
+            info.not_after
+        ),
+    );
+    w.drop_issuing();
+    w.save().await?;
+    Ok(until(renewal_time))
+}
+
+fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
+    w.status.not_before = Some(info.not_before.to_string());
+    w.status.not_after = Some(info.not_after.to_string());
+    w.status.renewal_time = Some(renewal_time.to_string());
+    w.status.failed_issuance_attempts = None;
+    w.status.last_failure_time = None;
+}
+
+/// A certificate just downloaded and checked.
+pub struct Issued {
+    pub chain: String,
+    pub key_pem: String,
+    pub info: CertInfo,
+}
+
+/// Writes the TLS Secret, then status, then cleans up.
+pub async fn issued(
+    ctx: &Context,
+    seen: &Observed,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    issued: Issued,
+) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    let Issued { chain, key_pem, info } = issued;
+    let written = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
+        Ok(body) => secret::apply(ctx, cert, &body).await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the certificate or key cannot be encoded: {e}")),
+    };
+    if let Err(e) = written {
+        return secret_write_failed(ctx, seen, w, e).await;
+    }
+    let lifetime = info.not_after.duration_since(info.not_before);
+    let before = crate::renewal::renew_before(
+        lifetime,
+        request.renew_before,
+        request.renew_before_percentage,
+    );
+    let renewal_time =
+        crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
+    let challenges = w.status.order.take().map(|o| o.challenges).unwrap_or_default();
+    w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
+    w.status.manual_renewal = request.renew_request.clone();
+    record(&mut w, &info, renewal_time);
+    let message = format!(
+        "issued by {}; valid until {}; renewal at {renewal_time}",
+        issuer.display(),
+        info.not_after
+    );
+    w.set_ready(true, Reason::ISSUED, message.clone());
+    if let Some(started) = w
+        .condition(ISSUING)
+        .and_then(|c| c.last_transition_time.as_deref())
+        .and_then(|t| t.parse::<Timestamp>().ok())
+    {
+        let secs = Timestamp::now().duration_since(started).as_secs_f64().max(0.0);
+        ctx.metrics.issuance_duration.observe(secs);
+    }
+    w.drop_issuing();
+    // Clean up before status forgets the order: a process killed in between finds the
+    // order again on restart and cleans up then.
+    present::cleanup(ctx, cert, issuer, &challenges).await;
+    w.save().await?;
+    tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
+    let note = format!("certificate issued (serial {}); {message}", info.serial);
+    ctx.event(cert, false, "Issued", "Issue", note).await;
+    keys::delete_next(ctx, cert).await;
+    Ok(until(renewal_time))
+}
+
+/// The certificate is safe at the CA and its key in the next-key Secret: keep the order
+/// (the next attempt downloads it again) and say why nothing changed.
+async fn secret_write_failed(
+    ctx: &Context,
+    seen: &Observed,
+    mut w: StatusWriter<'_>,
+    error: String,
+) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    let attempts = w.status.failed_issuance_attempts.unwrap_or(0) + 1;
+    let delay = plan::backoff(attempts);
+    w.status.failed_issuance_attempts = Some(attempts);
+    w.status.last_failure_time = Some(w.now.to_string());
+    let message = format!(
+        "the certificate was issued but Secret {} cannot be written: {error} (attempt {attempts}; next try in {delay:#})",
+        cert.spec.secret_name
+    );
+    tracing::warn!(certificate = %key_of(cert), "{message}");
+    ctx.event(cert, true, Reason::SECRET_WRITE_FAILED.as_str(), "Issue", message.clone())
+        .await;
+    w.set_issuing(false, Reason::SECRET_WRITE_FAILED, message.clone());
+    if !w.is_ready() {
+        w.set_ready(false, Reason::SECRET_WRITE_FAILED, message);
+    }
+    w.save().await?;
+    Ok(Action::requeue(delay.unsigned_abs()))
+}
+
+/// A Certificate being deleted: DNS-01 records are removed first (see
+/// [`dns01::finalize_deletion`]); everything else is owned and garbage-collected.
+pub async fn deletion(ctx: &Context, seen: &Observed) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    let cleanup = async |issuer: &IssuerHandle| {
+        let challenges = cert
+            .status
+            .as_ref()
+            .and_then(|s| s.order.as_ref())
+            .map(|o| o.challenges.clone())
+            .unwrap_or_default();
+        present::cleanup(ctx, cert, issuer, &challenges).await
+    };
+    dns01::finalize_deletion(ctx, cert, seen.issuer.as_ref(), cleanup)
+        .await
+        .map_err(Error::Deletion)
+}

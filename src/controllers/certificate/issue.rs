@@ -1,0 +1,198 @@
+//! Issue: one attempt at an order, after backoff, and what its outcome means for status.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kube::runtime::controller::Action;
+
+use super::drive::{self, Pass, Progress};
+use super::failure::Failure;
+use super::observe::Observed;
+use super::status::{ISSUING, READY, Reason, StatusWriter};
+use super::{Error, finish, key_of, present};
+use crate::api::CertificateStatus;
+use crate::controllers::{Context, IssuerHandle};
+use crate::plan::{self, Request};
+
+/// Why a certificate is being issued.
+pub struct Why {
+    pub reason: &'static str,
+    pub message: String,
+    /// A valid certificate is in place meanwhile (`Ready` stays true).
+    pub has_valid_cert: bool,
+}
+
+/// Backoff after failures (a changed spec starts afresh), then the throttle set by the
+/// last step (a CA's Retry-After, a poll interval): how long to wait, if at all.
+fn gate(ctx: &Context, key: &str, request: &Request, w: &mut StatusWriter<'_>) -> Option<Duration> {
+    let attempts = w.status.failed_issuance_attempts.unwrap_or(0);
+    // The Issuing condition is rewritten on every attempt (Ready is not, while a valid
+    // certificate exists): its generation says whether the failures were for this spec.
+    let generation = w.generation();
+    let same_spec = w.condition(ISSUING).and_then(|c| c.observed_generation) == generation;
+    let last_failure = w
+        .status
+        .last_failure_time
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match plan::retry_gate(attempts, last_failure, same_spec, w.now) {
+        plan::RetryGate::Wait(wait) => return Some(wait),
+        plan::RetryGate::Reset => {
+            w.status.failed_issuance_attempts = None;
+            w.status.last_failure_time = None;
+        }
+        plan::RetryGate::Go => {}
+    }
+    ctx.memory.poll_wait(key, &request.hash)
+}
+
+pub async fn issue(
+    ctx: &Context,
+    seen: &Observed,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    why: Why,
+) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    let key = key_of(cert);
+    if let Some(wait) = gate(ctx, &key, request, &mut w) {
+        return Ok(Action::requeue(wait));
+    }
+    if w.status.order.is_none() {
+        // The reason names why (SecretMissing, RenewalDue, ...): events with the same
+        // reason are merged into one series, which would hide a new cause.
+        let note = format!("issuing a certificate: {}", why.message);
+        ctx.event(cert, false, why.reason, "Issue", note).await;
+        tracing::info!(certificate = %key, reason = why.reason, "issuing: {}", why.message);
+    }
+    w.set_issuing(true, Reason(why.reason), why.message.clone());
+    if !why.has_valid_cert
+        && w.condition(READY).is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
+    {
+        w.set_ready(false, Reason::ISSUING, format!("issuing the certificate ({})", why.message));
+    }
+
+    // A Retry-After left from an earlier request (an ARI check, say) must not apply to
+    // this attempt's failures.
+    let _ = ctx.stats.take_error_retry_after();
+    let before = w.status.order.as_ref().map(plan::progress_signature);
+    let outcome = match ctx.accounts.get(ctx, issuer).await {
+        Ok(account) => {
+            let pass = Pass {
+                ctx,
+                cert,
+                issuer,
+                account: &account,
+                request,
+                tls: seen.secret.as_ref(),
+            };
+            drive::drive(&pass, &mut w).await
+        }
+        Err(e) => Err(Failure::account(e)),
+    };
+    match outcome {
+        Ok(Progress::Wait { retry_after, floor }) => {
+            waiting(ctx, &key, request, w, before, retry_after, floor).await
+        }
+        Ok(Progress::Issued { chain, key_pem, info }) => {
+            ctx.memory.clear_poll_wait(&key);
+            let issued = finish::Issued { chain, key_pem, info };
+            finish::issued(ctx, seen, issuer, request, w, issued).await
+        }
+        Err(failure) if failure.transient => {
+            tracing::debug!(certificate = %key, "transient CA error ({failure}); retrying");
+            w.save().await?;
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
+        Err(failure) => failed(ctx, seen, issuer, request, w, failure, why.has_valid_cert).await,
+    }
+}
+
+/// Restarts the order's `stateSince` clock when its progress signature changed since
+/// `before`; returns how long it has been unchanged.
+pub fn note_progress(status: &mut CertificateStatus, before: Option<String>, now: Timestamp) -> Duration {
+    let Some(order) = status.order.as_mut() else {
+        return Duration::ZERO;
+    };
+    let since = order.state_since.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    match since {
+        Some(since) if before.as_deref() == Some(plan::progress_signature(order).as_str()) => {
+            now.duration_since(since).unsigned_abs()
+        }
+        _ => {
+            order.state_since = Some(now.to_string());
+            Duration::ZERO
+        }
+    }
+}
+
+async fn waiting(
+    ctx: &Context,
+    key: &str,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    before: Option<String>,
+    retry_after: Option<Duration>,
+    floor: Duration,
+) -> Result<Action, Error> {
+    let unchanged = note_progress(&mut w.status, before, Timestamp::now());
+    let delay = plan::poll_delay(unchanged, retry_after, floor);
+    if let Some((reason, message)) = w
+        .status
+        .order
+        .as_ref()
+        .and_then(|o| plan::waiting_condition(o, unchanged, delay))
+    {
+        w.set_issuing(true, Reason(reason), message);
+    }
+    ctx.memory.set_poll_wait(key, &request.hash, delay);
+    w.save().await?;
+    Ok(Action::requeue(delay))
+}
+
+/// Every failure counts and backs off; a CA that says when to come back (429 or 503
+/// with Retry-After) is not asked sooner than that.
+async fn failed(
+    ctx: &Context,
+    seen: &Observed,
+    issuer: &IssuerHandle,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    failure: Failure,
+    has_valid_cert: bool,
+) -> Result<Action, Error> {
+    let cert = &*seen.cert;
+    let key = key_of(cert);
+    let attempts = w.status.failed_issuance_attempts.unwrap_or(0) + 1;
+    w.status.failed_issuance_attempts = Some(attempts);
+    w.status.last_failure_time = Some(w.now.to_string());
+    let ca_wait = ctx
+        .stats
+        .take_error_retry_after()
+        .filter(|_| failure.from_ca)
+        .and_then(|d| SignedDuration::try_from(d).ok());
+    let delay = plan::backoff(attempts).max(ca_wait.unwrap_or_default());
+    if failure.abandon_order
+        && let Some(order) = w.status.order.take()
+    {
+        present::cleanup(ctx, cert, issuer, &order.challenges).await;
+        super::keys::delete_next(ctx, cert).await;
+    }
+    ctx.memory.set_poll_wait(&key, &request.hash, delay.unsigned_abs());
+    let message = match ca_wait {
+        Some(wait) => format!(
+            "{} (attempt {attempts}; the CA asks to wait {wait:#}; next try in {delay:#})",
+            failure.message
+        ),
+        None => format!("{} (attempt {attempts}; next try in {delay:#})", failure.message),
+    };
+    tracing::warn!(certificate = %key, reason = failure.reason.as_str(), step = %failure.step, "issuance failed: {message}");
+    ctx.event(cert, true, failure.reason.as_str(), "Issue", message.clone()).await;
+    w.set_issuing(false, failure.reason, message.clone());
+    if !has_valid_cert {
+        w.set_ready(false, failure.reason, message);
+    }
+    w.save().await?;
+    Ok(Action::requeue(delay.unsigned_abs()))
+}

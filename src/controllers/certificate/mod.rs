@@ -1,0 +1,161 @@
+//! Certificate controller. One reconcile is a pipeline of named steps, each in its file:
+//!
+//! 1. [`observe`]: the only reads (the Certificate, its TLS Secret and its issuer, from
+//!    the watched stores);
+//! 2. validate the spec ([`crate::plan::validate`], `InvalidSpec`);
+//! 3. resolve the issuer (`IssuerNotFound`, `IssuerNotReady`);
+//! 4. decide, from the Secret, status and time, whether the certificate is good
+//!    ([`crate::plan::decide`]); if so, report it ([`finish`]) and come back at the
+//!    renewal time ([`ari`] refines it with the CA's advice);
+//! 5. otherwise [`issue`]: back off after failures, then [`drive`] one ACME order
+//!    (resumed from `status.order.url` after a restart) through the pure state machine
+//!    in [`order`]: [`present`] challenges with the issuer's solvers, finalize with a key
+//!    kept in a Secret ([`keys`]), download the chain;
+//! 6. write the TLS Secret ([`secret`]);
+//! 7. finish status ([`status`], [`finish`]) and clean the solvers up.
+//!
+//! Waiting on the CA never blocks: the reconcile returns and is requeued after the
+//! CA's `Retry-After` (or a growing delay). Failures back off exponentially
+//! ([`crate::plan::backoff`]) and are reported with the CA's words.
+
+pub mod ari;
+pub mod drive;
+pub mod failure;
+pub mod finish;
+pub mod issue;
+pub mod keys;
+pub mod observe;
+pub mod order;
+pub mod present;
+pub mod secret;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::{Context, IssuerHandle};
+use crate::api::Certificate;
+use crate::api::conditions::find;
+use crate::plan::{self, Decision};
+use status::{Reason, StatusWriter};
+
+pub use crate::solvers::dns01::DNS_CLEANUP_FINALIZER;
+pub use secret::{
+    ANNOTATION_ALT_NAMES, ANNOTATION_CERTIFICATE, ANNOTATION_ISSUER, ANNOTATION_ISSUER_KIND,
+    ANNOTATION_ISSUER_NAME, ANNOTATION_SERIAL, secret_view,
+};
+
+/// A reconcile that ended early, named by its step; retried with backoff. Everything a
+/// user can act on is reported in the Certificate's status instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("observe: {0}")]
+    Observe(#[source] kube::Error),
+    #[error("write status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("deletion cleanup: {0}")]
+    Deletion(#[source] kube::Error),
+}
+
+/// `namespace/name`.
+pub fn key_of(cert: &Certificate) -> String {
+    super::memory::object_key(cert.namespace().as_deref(), &cert.name_any())
+}
+
+pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(&cert);
+    crate::acme::SCOPE
+        .scope(key, reconcile_scoped(cert, ctx))
+        .await
+}
+
+async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let seen = observe::observe(&ctx, cert).await.map_err(Error::Observe)?;
+    if seen.cert.metadata.deletion_timestamp.is_some() {
+        return finish::deletion(&ctx, &seen).await;
+    }
+    let mut w = StatusWriter::new(&ctx, &seen.cert);
+
+    // Validate.
+    if let Err(message) = plan::validate(&seen.cert.spec, "") {
+        w.set_ready(false, Reason::INVALID_SPEC, message);
+        w.drop_issuing();
+        w.save().await?;
+        return Ok(Action::await_change());
+    }
+    // Resolve the issuer.
+    let Some(issuer) = seen.issuer.as_ref() else {
+        let r = &seen.cert.spec.issuer_ref;
+        let kind = r.kind.as_deref().unwrap_or("CaaSIssuer");
+        w.set_ready(
+            false,
+            Reason::ISSUER_NOT_FOUND,
+            format!("{kind} {:?} does not exist", r.name),
+        );
+        w.save().await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    if !issuer.is_ready() {
+        w.set_ready(false, Reason::ISSUER_NOT_READY, not_ready_message(issuer));
+        w.save().await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let mut request = match plan::validate(&seen.cert.spec, &issuer.fingerprint()) {
+        Ok(r) => r,
+        Err(message) => {
+            w.set_ready(false, Reason::INVALID_SPEC, message);
+            w.save().await?;
+            return Ok(Action::await_change());
+        }
+    };
+    request.renew_request = seen.cert.annotations().get(plan::RENEW_ANNOTATION).cloned();
+
+    // Decide.
+    let view = seen.secret.as_ref().map(secret_view);
+    let now = w.now;
+    let decision = plan::decide(
+        &request,
+        &issuer.display(),
+        Some(&w.status),
+        view.as_ref(),
+        now,
+        rand::random(),
+    );
+    match decision {
+        Decision::Valid { renewal_time, cert } => {
+            finish::valid(&ctx, &seen, issuer, &request, w, cert, renewal_time).await
+        }
+        Decision::Issue { reason, message } => {
+            let has_valid = view
+                .as_ref()
+                .and_then(|v| v.cert.as_ref()?.as_ref().ok())
+                .is_some_and(|c| c.not_after > now);
+            let why = issue::Why {
+                reason,
+                message,
+                has_valid_cert: has_valid,
+            };
+            issue::issue(&ctx, &seen, issuer, &request, w, why).await
+        }
+    }
+}
+
+fn not_ready_message(issuer: &IssuerHandle) -> String {
+    let why = issuer
+        .status
+        .as_ref()
+        .and_then(|s| find(&s.conditions, status::READY))
+        .map(|c| format!("{}: {}", c.reason, c.message))
+        .unwrap_or_else(|| "it has not been checked yet".into());
+    format!("{} is not ready ({why})", issuer.display())
+}
+
+pub fn error_policy(cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error("certificate");
+    tracing::warn!(certificate = %key_of(&cert), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+

@@ -1,0 +1,85 @@
+//! Observe: every read a reconcile makes, from the watched stores. The API server is
+//! asked directly only when a stored copy is older than what this process wrote itself
+//! (its watch event has not arrived yet): acting on the older copy would undo the write.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::key_of;
+use crate::api::Certificate;
+use crate::controllers::{Context, IssuerHandle};
+
+/// What one reconcile works from.
+pub struct Observed {
+    pub cert: Arc<Certificate>,
+    /// The TLS Secret, when it exists and the operator manages it.
+    pub secret: Option<Secret>,
+    /// The issuer the Certificate names, when it exists.
+    pub issuer: Option<IssuerHandle>,
+}
+
+pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, kube::Error> {
+    let cert = fresh(ctx, cert).await?;
+    let issuer = ctx.stores.issuer_of(&cert, &ctx.settings).await;
+    let ns = cert.namespace().unwrap_or_default();
+    let secret = managed_secret(ctx, &cert, &ns, &cert.spec.secret_name).await?;
+    Ok(Observed {
+        cert,
+        secret,
+        issuer,
+    })
+}
+
+fn version(obj: &impl ResourceExt) -> Option<u64> {
+    obj.resource_version().and_then(|v| v.parse().ok())
+}
+
+/// The Certificate as the API server has it now when the watched copy is older than our
+/// own last status write.
+async fn fresh(ctx: &Context, cert: Arc<Certificate>) -> Result<Arc<Certificate>, kube::Error> {
+    let written = ctx.memory.written_status(&key_of(&cert));
+    match (written, version(&*cert)) {
+        (Some(w), Some(c)) if c >= w => Ok(cert),
+        (None, _) => Ok(cert),
+        _ => {
+            let api: Api<Certificate> =
+                Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+            Ok(api
+                .get_opt(&cert.name_any())
+                .await?
+                .map(Arc::new)
+                .unwrap_or(cert))
+        }
+    }
+}
+
+/// A Secret the operator writes for `cert` (TLS, next key): from the store of managed
+/// Secrets, or from the API server when the store has not caught up with our own write.
+pub async fn managed_secret(
+    ctx: &Context,
+    cert: &Certificate,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Secret>, kube::Error> {
+    let stored = ctx.stores.secret(namespace, name).await;
+    let written = ctx.memory.written_secret(&key_of(cert), name);
+    let stale = match (&stored, written) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(s), Some(w)) => version(s).is_none_or(|v| v < w),
+    };
+    if !stale {
+        return Ok(stored);
+    }
+    let current = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    if current.is_none() {
+        // Deleted since we wrote it: the store is right after all.
+        ctx.memory.set_written_secret(&key_of(cert), name, None);
+    }
+    Ok(current)
+}

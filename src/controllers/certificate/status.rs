@@ -1,0 +1,146 @@
+//! Finishing status: condition types and reasons as typed constants, and the one place
+//! a Certificate's status is written (server-side apply, only when it changed).
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::{Error, key_of};
+use crate::api::conditions::{Condition, find, set_condition};
+use crate::api::{Certificate, CertificateStatus};
+use crate::controllers::{Context, FIELD_MANAGER};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const ISSUING: &str = "Issuing";
+
+/// A condition reason: a word users and alerts match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason(pub &'static str);
+
+impl Reason {
+    pub const ISSUED: Reason = Reason("Issued");
+    pub const ISSUING: Reason = Reason("Issuing");
+    pub const INVALID_SPEC: Reason = Reason("InvalidSpec");
+    pub const ISSUER_NOT_FOUND: Reason = Reason("IssuerNotFound");
+    pub const ISSUER_NOT_READY: Reason = Reason("IssuerNotReady");
+    pub const WAITING_FOR_CA: Reason = Reason("WaitingForCA");
+    pub const WAITING_FOR_DNS: Reason = Reason("WaitingForDNS");
+    pub const SECRET_WRITE_FAILED: Reason = Reason("SecretWriteFailed");
+    pub const INVALID_CERTIFICATE: Reason = Reason("InvalidCertificate");
+    pub const CERTIFICATE_MISMATCH: Reason = Reason("CertificateMismatch");
+    pub const KEY_LOST: Reason = Reason("KeyLost");
+    pub const ACME_ERROR: Reason = Reason("ACMEError");
+    pub const KUBERNETES_ERROR: Reason = Reason("KubernetesError");
+    pub const ORDER_FAILED: Reason = Reason("OrderFailed");
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+/// A Certificate's status being worked on, and how to write it.
+pub struct StatusWriter<'a> {
+    ctx: &'a Context,
+    cert: &'a Certificate,
+    pub status: CertificateStatus,
+    /// The reconcile's time.
+    pub now: Timestamp,
+}
+
+impl<'a> StatusWriter<'a> {
+    pub fn new(ctx: &'a Context, cert: &'a Certificate) -> Self {
+        StatusWriter {
+            ctx,
+            cert,
+            status: cert.status.clone().unwrap_or_default(),
+            now: Timestamp::now(),
+        }
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.cert.metadata.generation
+    }
+
+    pub fn set(&mut self, type_: &str, status: bool, reason: Reason, message: impl Into<String>) {
+        let c = Condition::new(type_, status, reason.as_str(), message);
+        set_condition(
+            &mut self.status.conditions,
+            c,
+            &self.now.to_string(),
+            self.cert.metadata.generation,
+        );
+    }
+
+    pub fn set_ready(&mut self, ready: bool, reason: Reason, message: impl Into<String>) {
+        self.set(READY, ready, reason, message);
+    }
+
+    pub fn set_issuing(&mut self, issuing: bool, reason: Reason, message: impl Into<String>) {
+        self.set(ISSUING, issuing, reason, message);
+    }
+
+    pub fn drop_issuing(&mut self) {
+        self.status.conditions.retain(|c| c.type_ != ISSUING);
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        find(&self.status.conditions, type_)
+    }
+
+    /// Whether `Ready` is true now.
+    pub fn is_ready(&self) -> bool {
+        self.condition(READY).is_some_and(|c| c.is_true())
+    }
+
+    /// Writes status when it differs from what the object has.
+    pub async fn save(&self) -> Result<(), Error> {
+        save_status(self.ctx, self.cert, &self.status)
+            .await
+            .map_err(Error::Status)
+    }
+}
+
+/// Writes status by server-side apply when it differs from what the object has, and
+/// remembers the version written (so an older cached copy is never acted on) and the
+/// challenges it publishes (so this replica answers them at once).
+pub async fn save_status(
+    ctx: &Context,
+    cert: &Certificate,
+    status: &CertificateStatus,
+) -> Result<(), kube::Error> {
+    if cert.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let patch = StatusPatch {
+        api_version: "caas.dev/v1alpha1",
+        kind: "Certificate",
+        status,
+    };
+    let written = api
+        .patch_status(
+            &cert.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if let Some(rv) = written
+        .resource_version()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        ctx.memory.set_written_status(&key_of(cert), rv);
+    }
+    ctx.index.update(&written);
+    Ok(())
+}
+
+/// The body of a status apply: apiVersion, kind and status only (the spec is not ours).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a CertificateStatus,
+}

@@ -1,0 +1,333 @@
+//! What the controllers remember between reconciles, per object: one struct, held by the
+//! [`Context`](super::Context) of one leadership term (a replica that loses the Lease
+//! forgets it all), pruned when its object is deleted, with an injectable clock.
+//!
+//! Nothing here is needed for correctness after a restart: status carries what must
+//! survive (the order URL, failure counts); this only saves requests and keeps waits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Where "now" comes from (monotonic): the system clock, or a test's.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A namespaced object (`namespace/name`); cluster-scoped objects have an empty namespace.
+pub type ObjectKey = String;
+
+/// The key of an object.
+pub fn object_key(namespace: Option<&str>, name: &str) -> ObjectKey {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// An ACME account registered at a CA whose key Secret is not written yet.
+pub type UnsavedAccount = (instant_acme::Account, String);
+
+#[derive(Default)]
+struct Maps {
+    /// Certificates: earliest next poll of the CA, for the request hash it was set for.
+    next_poll: HashMap<ObjectKey, (String, Instant)>,
+    /// Certificates: resourceVersion of the status this process last wrote.
+    written_status: HashMap<ObjectKey, u64>,
+    /// Certificates: resourceVersion of each Secret this process last wrote for them
+    /// (TLS, next key), by Secret name.
+    written_secrets: HashMap<ObjectKey, HashMap<String, u64>>,
+    /// Certificates: next ARI check, for which certificate serial.
+    ari_checks: HashMap<ObjectKey, (String, Instant)>,
+    /// Certificates: the `Retry-After` of the CA's last error answer (429, 503).
+    error_waits: HashMap<ObjectKey, Duration>,
+    /// Issuers: consecutive failures (retry delay).
+    issuer_failures: HashMap<ObjectKey, u32>,
+    /// Issuers: accounts registered but not saved, by issuer, with the key Secret and
+    /// server they were registered for.
+    unsaved_accounts: HashMap<ObjectKey, (String, UnsavedAccount)>,
+}
+
+impl Maps {
+    fn len(&self) -> usize {
+        self.next_poll.len()
+            + self.written_status.len()
+            + self.written_secrets.len()
+            + self.ari_checks.len()
+            + self.error_waits.len()
+            + self.issuer_failures.len()
+            + self.unsaved_accounts.len()
+    }
+}
+
+/// Per-object memory of the controllers.
+pub struct Memory {
+    clock: Arc<dyn Clock>,
+    maps: Mutex<Maps>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory::new(Arc::new(SystemClock))
+    }
+}
+
+impl Memory {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Memory {
+            clock,
+            maps: Mutex::default(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn maps(&self) -> MutexGuard<'_, Maps> {
+        // A panic while holding the lock cannot leave the maps inconsistent (each
+        // operation is one insert or remove): use them anyway.
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long to wait before polling the CA for `key` again, if the wait was set for
+    /// the same request.
+    pub fn poll_wait(&self, key: &str, request_hash: &str) -> Option<Duration> {
+        let now = self.now();
+        self.maps()
+            .next_poll
+            .get(key)
+            .filter(|(hash, until)| hash == request_hash && *until > now)
+            .map(|(_, until)| *until - now)
+    }
+
+    pub fn set_poll_wait(&self, key: &str, request_hash: &str, wait: Duration) {
+        let until = self.now() + wait;
+        self.maps()
+            .next_poll
+            .insert(key.into(), (request_hash.into(), until));
+    }
+
+    pub fn clear_poll_wait(&self, key: &str) {
+        self.maps().next_poll.remove(key);
+    }
+
+    pub fn written_status(&self, key: &str) -> Option<u64> {
+        self.maps().written_status.get(key).copied()
+    }
+
+    pub fn set_written_status(&self, key: &str, version: u64) {
+        self.maps().written_status.insert(key.into(), version);
+    }
+
+    /// The resourceVersion of Secret `secret` as this process last wrote it for `key`.
+    pub fn written_secret(&self, key: &str, secret: &str) -> Option<u64> {
+        self.maps()
+            .written_secrets
+            .get(key)
+            .and_then(|m| m.get(secret))
+            .copied()
+    }
+
+    pub fn set_written_secret(&self, key: &str, secret: &str, version: Option<u64>) {
+        let mut maps = self.maps();
+        let entry = maps.written_secrets.entry(key.into()).or_default();
+        match version {
+            Some(v) => {
+                entry.insert(secret.into(), v);
+            }
+            None => {
+                entry.remove(secret);
+            }
+        }
+        if entry.is_empty() {
+            maps.written_secrets.remove(key);
+        }
+    }
+
+    /// Whether an ARI check is due for `key`'s certificate `serial`.
+    pub fn ari_due(&self, key: &str, serial: &str) -> bool {
+        let now = self.now();
+        self.maps()
+            .ari_checks
+            .get(key)
+            .is_none_or(|(s, next)| s != serial || *next <= now)
+    }
+
+    pub fn set_next_ari_check(&self, key: &str, serial: &str, after: Duration) {
+        let next = self.now() + after;
+        self.maps()
+            .ari_checks
+            .insert(key.into(), (serial.into(), next));
+    }
+
+    /// Records the `Retry-After` of a CA error answer for `key` (the longest wins until
+    /// it is taken).
+    pub fn record_error_wait(&self, key: &str, wait: Duration) {
+        let mut maps = self.maps();
+        let entry = maps.error_waits.entry(key.into()).or_default();
+        *entry = (*entry).max(wait);
+    }
+
+    /// The `Retry-After` of the CA's error answers for `key` since the last call.
+    pub fn take_error_wait(&self, key: &str) -> Option<Duration> {
+        self.maps().error_waits.remove(key)
+    }
+
+    /// One more consecutive failure of issuer `key`: the retry delay, 5 s doubling to
+    /// at most 5 minutes.
+    pub fn issuer_failed(&self, key: &str) -> Duration {
+        let mut maps = self.maps();
+        let n = maps.issuer_failures.entry(key.into()).or_default();
+        *n = (*n + 1).min(10);
+        Duration::from_secs((5u64 << (*n - 1)).min(300))
+    }
+
+    pub fn issuer_succeeded(&self, key: &str) {
+        self.maps().issuer_failures.remove(key);
+    }
+
+    /// The account issuer `key` registered for `target` (key Secret and server) and
+    /// could not save yet.
+    pub fn unsaved_account(&self, key: &str, target: &str) -> Option<UnsavedAccount> {
+        self.maps()
+            .unsaved_accounts
+            .get(key)
+            .filter(|(t, _)| t == target)
+            .map(|(_, a)| a.clone())
+    }
+
+    pub fn set_unsaved_account(&self, key: &str, target: &str, account: Option<UnsavedAccount>) {
+        let mut maps = self.maps();
+        match account {
+            Some(a) => {
+                maps.unsaved_accounts.insert(key.into(), (target.into(), a));
+            }
+            None => {
+                maps.unsaved_accounts.remove(key);
+            }
+        }
+    }
+
+    /// Forgets everything about a deleted Certificate.
+    pub fn forget_certificate(&self, key: &str) {
+        let mut maps = self.maps();
+        maps.next_poll.remove(key);
+        maps.written_status.remove(key);
+        maps.written_secrets.remove(key);
+        maps.ari_checks.remove(key);
+        maps.error_waits.remove(key);
+    }
+
+    /// Forgets everything about a deleted issuer.
+    pub fn forget_issuer(&self, key: &str) {
+        let mut maps = self.maps();
+        maps.issuer_failures.remove(key);
+        maps.unsaved_accounts.remove(key);
+    }
+
+    /// How many entries all maps hold (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.maps().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that moves only when told.
+    struct TestClock {
+        start: Instant,
+        offset: Mutex<Duration>,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> Instant {
+            self.start + *self.offset.lock().unwrap()
+        }
+    }
+
+    fn memory() -> (Arc<TestClock>, Memory) {
+        let clock = Arc::new(TestClock {
+            start: Instant::now(),
+            offset: Mutex::new(Duration::ZERO),
+        });
+        (clock.clone(), Memory::new(clock))
+    }
+
+    #[test]
+    fn waits_follow_the_injected_clock() {
+        let (clock, m) = memory();
+        m.set_poll_wait("ns/a", "h1", Duration::from_secs(10));
+        assert_eq!(m.poll_wait("ns/a", "h1"), Some(Duration::from_secs(10)));
+        assert_eq!(m.poll_wait("ns/a", "h2"), None, "another request: no wait");
+        *clock.offset.lock().unwrap() = Duration::from_secs(4);
+        assert_eq!(m.poll_wait("ns/a", "h1"), Some(Duration::from_secs(6)));
+        *clock.offset.lock().unwrap() = Duration::from_secs(10);
+        assert_eq!(m.poll_wait("ns/a", "h1"), None);
+
+        m.set_next_ari_check("ns/a", "serial", Duration::from_secs(60));
+        assert!(!m.ari_due("ns/a", "serial"));
+        assert!(m.ari_due("ns/a", "other-serial"));
+        *clock.offset.lock().unwrap() = Duration::from_secs(70);
+        assert!(m.ari_due("ns/a", "serial"));
+    }
+
+    #[test]
+    fn issuer_delay_doubles_to_five_minutes_and_resets() {
+        let (_, m) = memory();
+        let delays: Vec<u64> = (0..8).map(|_| m.issuer_failed("i").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        m.issuer_succeeded("i");
+        assert_eq!(m.issuer_failed("i").as_secs(), 5);
+    }
+
+    #[test]
+    fn error_waits_keep_the_longest_until_taken() {
+        let (_, m) = memory();
+        m.record_error_wait("ns/a", Duration::from_secs(5));
+        m.record_error_wait("ns/a", Duration::from_secs(15));
+        m.record_error_wait("ns/a", Duration::from_secs(1));
+        assert_eq!(m.take_error_wait("ns/a"), Some(Duration::from_secs(15)));
+        assert_eq!(m.take_error_wait("ns/a"), None);
+        assert_eq!(m.take_error_wait("ns/b"), None);
+    }
+
+    #[test]
+    fn maps_return_to_empty_after_many_objects_come_and_go() {
+        let (_, m) = memory();
+        for i in 0..1000 {
+            let cert = object_key(Some("ns"), &format!("cert-{i}"));
+            m.set_poll_wait(&cert, "hash", Duration::from_secs(1));
+            m.set_written_status(&cert, i);
+            m.set_written_secret(&cert, "tls", Some(i));
+            m.set_written_secret(&cert, "next-key", Some(i));
+            m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
+            m.record_error_wait(&cert, Duration::from_secs(15));
+            let issuer = object_key(None, &format!("issuer-{i}"));
+            m.issuer_failed(&issuer);
+        }
+        assert_eq!(m.len(), 6 * 1000);
+        for i in 0..1000 {
+            m.forget_certificate(&object_key(Some("ns"), &format!("cert-{i}")));
+            m.forget_issuer(&object_key(None, &format!("issuer-{i}")));
+        }
+        assert!(m.is_empty(), "{} entries left", m.len());
+
+        // Removing the last written Secret drops the Certificate's entry as well.
+        m.set_written_secret("ns/x", "tls", Some(1));
+        m.set_written_secret("ns/x", "tls", None);
+        assert!(m.is_empty());
+    }
+}

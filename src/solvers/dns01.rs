@@ -1,0 +1,358 @@
+//! DNS-01: a TXT record `_acme-challenge.<name>` holding the key authorization's digest,
+//! published through the issuer's DNS provider (today RFC 2136, see [`super::rfc2136`]).
+//!
+//! TXT records live outside the cluster, so garbage collection cannot remove them: while
+//! any is published the Certificate carries the [`DNS_CLEANUP_FINALIZER`], and deleting
+//! it mid-order removes the records first ([`finalize_deletion`]).
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, TestOperation};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+
+use super::rfc2136::{self, Rfc2136Client};
+use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
+use crate::api::certificate::ChallengeStatus;
+use crate::api::issuer::Solver as SolverConfig;
+use crate::api::{Certificate, ChallengeType};
+use crate::controllers::{Context, IssuerHandle, read_secret_key};
+
+/// Guards DNS-01 TXT records: present on a Certificate only while one is published.
+/// (HTTP-01 objects are owned by the Certificate: garbage collection removes them.)
+pub const DNS_CLEANUP_FINALIZER: &str = "caas.dev/dns01-cleanup";
+
+/// The TXT value for a DNS-01 key authorization: base64url(SHA-256(key authorization)).
+pub fn record_value(key_authorization: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The TXT record name for an identifier (a wildcard is proven at its base name), as an
+/// absolute name.
+pub fn record_name(dns_name: &str) -> String {
+    format!(
+        "_acme-challenge.{}.",
+        dns_name.strip_prefix("*.").unwrap_or(dns_name)
+    )
+}
+
+/// The TXT record names the DNS-01 challenges among `challenges` publish (for messages).
+pub fn txt_records(challenges: &[ChallengeStatus]) -> Vec<String> {
+    challenges
+        .iter()
+        .filter(|c| c.type_ == ChallengeType::Dns01)
+        .map(|c| record_name(&c.dns_name).trim_end_matches('.').to_string())
+        .collect()
+}
+
+/// The RFC 2136 client of a DNS-01 solver entry.
+async fn client(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    config: &SolverConfig,
+) -> Result<Rfc2136Client, SolverError> {
+    let cfg = config
+        .dns01
+        .as_ref()
+        .and_then(|d| d.rfc2136.as_ref())
+        .ok_or_else(|| SolverError::InvalidSpec("the dns01 solver names no provider".into()))?;
+    let r = &cfg.tsig_secret_secret_ref;
+    let secret = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key)
+        .await?
+        .ok_or_else(|| {
+            SolverError::SecretNotFound(format!(
+                "the TSIG secret {}/{} (key {:?}) does not exist",
+                issuer.secret_namespace, r.name, r.key
+            ))
+        })?;
+    let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
+    Ok(Rfc2136Client::new(
+        server,
+        &cfg.tsig_key_name,
+        cfg.tsig_algorithm.as_deref(),
+        &secret,
+    )?)
+}
+
+/// DNS-01 behind the [`Solver`] trait.
+pub struct Dns01;
+
+impl Solver for Dns01 {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Dns01
+    }
+
+    fn field(&self) -> &'static str {
+        "dns01"
+    }
+
+    fn configured(&self, config: &SolverConfig) -> bool {
+        config.dns01.is_some()
+    }
+
+    fn present<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async move {
+            let client = client(env.ctx, env.issuer, env.config).await?;
+            // Status already names the record; from now on a deletion waits for it.
+            ensure_finalizer(env.ctx, env.cert).await?;
+            let value = record_value(challenge.key_authorization);
+            client
+                .add_txt(&record_name(challenge.dns_name), &value)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn ready<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
+        Box::pin(async move {
+            let client = client(env.ctx, env.issuer, env.config).await?;
+            let fqdn = record_name(challenge.dns_name);
+            let value = record_value(challenge.key_authorization);
+            Ok(if client.has_txt(&fqdn, &value).await? {
+                Readiness::Ready
+            } else {
+                Readiness::Waiting(format!(
+                    "waiting for {fqdn} TXT to be served by the zone's server"
+                ))
+            })
+        })
+    }
+
+    fn cleanup<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        Box::pin(async move {
+            let client = client(env.ctx, env.issuer, env.config).await?;
+            let value = record_value(challenge.key_authorization);
+            client
+                .remove_txt(&record_name(challenge.dns_name), &value)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn cleaned_up<'a>(
+        &'a self,
+        ctx: &'a Context,
+        cert: &'a Certificate,
+        challenges: &'a [Challenge<'a>],
+        all_removed: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(after_cleanup(ctx, cert, challenges, all_removed))
+    }
+}
+
+/// Once the order's records were removed (or could not be): outside a deletion, say which
+/// records may be left (status is about to forget the order) and drop the guard; during
+/// one, drop it only when everything was removed ([`finalize_deletion`] decides the rest).
+async fn after_cleanup(
+    ctx: &Context,
+    cert: &Certificate,
+    challenges: &[Challenge<'_>],
+    all_removed: bool,
+) {
+    if challenges.is_empty() {
+        return;
+    }
+    let deleting = cert.metadata.deletion_timestamp.is_some();
+    if !all_removed && !deleting {
+        let names: Vec<String> = challenges
+            .iter()
+            .map(|c| record_name(c.dns_name).trim_end_matches('.').to_string())
+            .collect();
+        ctx.event(
+            cert,
+            true,
+            "CleanupFailed",
+            "Issue",
+            format!(
+                "could not remove the TXT records {} (see the operator log); remove them by hand",
+                names.join(", ")
+            ),
+        )
+        .await;
+    }
+    if (!deleting || all_removed)
+        && let Err(e) = remove_finalizer(ctx, cert).await
+    {
+        tracing::warn!(certificate = %cert.name_any(), error = %e, "cannot remove the DNS-01 cleanup finalizer");
+    }
+}
+
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+async fn patch(api: &Api<Certificate>, name: &str, ops: Vec<PatchOperation>) -> Result<(), kube::Error> {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::<()>::Json(json_patch::Patch(ops)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds the guard (reading the Certificate as it is now: the cached copy may predate
+/// another controller's finalizer).
+async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let current = api.get(&cert.name_any()).await?;
+    if current.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
+        return Ok(());
+    }
+    let value = serde_json::Value::String(DNS_CLEANUP_FINALIZER.into());
+    // Appending cannot drop another controller's finalizer; creating the list can only
+    // race with another first finalizer in the instant between GET and PATCH.
+    let add = match current.metadata.finalizers {
+        Some(_) => AddOperation {
+            path: pointer(&["metadata", "finalizers", "-"]),
+            value,
+        },
+        None => AddOperation {
+            path: pointer(&["metadata", "finalizers"]),
+            value: serde_json::Value::Array(vec![value]),
+        },
+    };
+    patch(&api, &cert.name_any(), vec![PatchOperation::Add(add)]).await
+}
+
+async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+    let api: Api<Certificate> =
+        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    let Some(current) = api.get_opt(&cert.name_any()).await? else {
+        return Ok(());
+    };
+    let Some(index) = current
+        .finalizers()
+        .iter()
+        .position(|f| f == DNS_CLEANUP_FINALIZER)
+    else {
+        return Ok(());
+    };
+    let path = pointer(&["metadata", "finalizers", &index.to_string()]);
+    let ops = vec![
+        PatchOperation::Test(TestOperation {
+            path: path.clone(),
+            value: serde_json::Value::String(DNS_CLEANUP_FINALIZER.into()),
+        }),
+        PatchOperation::Remove(RemoveOperation { path }),
+    ];
+    patch(&api, &cert.name_any(), ops).await
+}
+
+/// A Certificate being deleted: remove the TXT records of its order, then let it go.
+/// A DNS server that refuses is retried for 2 minutes; an issuer that is gone (deleted
+/// with its namespace, say) cannot be used to remove anything. Either way the deletion
+/// then goes ahead and an event names the records left behind. A failure to drop the
+/// finalizer is an error: the controller retries it. `cleanup` removes the order's
+/// records with the issuer, returning whether all went.
+pub async fn finalize_deletion<F>(
+    ctx: &Context,
+    cert: &Certificate,
+    issuer: Option<&IssuerHandle>,
+    cleanup: F,
+) -> Result<Action, kube::Error>
+where
+    F: AsyncFnOnce(&IssuerHandle) -> bool,
+{
+    if !cert.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let challenges = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.order.as_ref())
+        .map(|o| o.challenges.clone())
+        .unwrap_or_default();
+    let records = txt_records(&challenges);
+    let removed = match issuer {
+        _ if records.is_empty() => true,
+        Some(issuer) => cleanup(issuer).await,
+        None => false,
+    };
+    if removed {
+        remove_finalizer(ctx, cert).await?;
+        return Ok(Action::await_change());
+    }
+    let deleting_for = cert
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .unwrap_or_default();
+    if issuer.is_some() && deleting_for < jiff::SignedDuration::from_mins(2) {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let why = if issuer.is_some() {
+        "the DNS server refused for 2 minutes"
+    } else {
+        "the issuer is gone"
+    };
+    ctx.event(
+        cert,
+        true,
+        "CleanupFailed",
+        "Delete",
+        format!(
+            "could not remove the TXT records {} ({why}); deleting anyway: remove them by hand",
+            records.join(", "),
+        ),
+    )
+    .await;
+    remove_finalizer(ctx, cert).await?;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_value_is_unpadded_base64url_sha256() {
+        let v = record_value("token.thumbprint");
+        assert_eq!(v.len(), 43);
+        assert!(!v.contains('=') && !v.contains('+') && !v.contains('/'));
+        // RFC 8555 section 8.4: the digest of the key authorization, nothing else.
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"token.thumbprint");
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&v).unwrap(),
+            digest.as_ref()
+        );
+    }
+
+    #[test]
+    fn wildcards_are_proven_at_their_base_name() {
+        assert_eq!(record_name("*.example.com"), "_acme-challenge.example.com.");
+        assert_eq!(record_name("example.com"), "_acme-challenge.example.com.");
+        let ch = |t, n: &str| ChallengeStatus {
+            type_: t,
+            dns_name: n.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            txt_records(&[
+                ch(ChallengeType::Dns01, "*.a.example"),
+                ch(ChallengeType::Http01, "b.example"),
+            ]),
+            vec!["_acme-challenge.a.example"]
+        );
+    }
+}
