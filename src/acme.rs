@@ -149,6 +149,28 @@ impl AcmeStats {
         }
     }
 
+    /// Counts one request to `endpoint` answered with `status` (0: no answer).
+    fn count(&self, endpoint: &str, status: u16) {
+        self.requests
+            .get_or_create(&AcmeRequestLabels {
+                endpoint: endpoint.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the `Retry-After` of an answer to `url` with `status`; an error answer's
+    /// (429, 5xx) also as the longest one for `scope`.
+    fn record_retry_after(&self, scope: &str, status: u16, url: String, wait: Duration) {
+        let mut map = self.retry_after.lock().expect("stats lock");
+        if status == 429 || status >= 500 {
+            let key = format!("{ERROR_KEY}{scope}");
+            let longest = map.get(&key).copied().unwrap_or_default().max(wait);
+            map.insert(key, longest);
+        }
+        map.insert(url, wait);
+    }
+
     /// The `Retry-After` the CA last sent for `url`, consumed.
     pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
         self.retry_after.lock().expect("stats lock").remove(url)
@@ -163,6 +185,14 @@ impl AcmeStats {
             .lock()
             .expect("stats lock")
             .remove(&format!("{ERROR_KEY}{scope}"))
+    }
+
+    /// Forgets the waits kept for a deleted object's scope.
+    pub fn forget(&self, scope: &str) {
+        self.retry_after
+            .lock()
+            .expect("stats lock")
+            .remove(&format!("{ERROR_KEY}{scope}"));
     }
 }
 
@@ -190,10 +220,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Key of the `Retry-After` sent with error answers.
 const ERROR_KEY: &str = "(error)";
 
+/// The hyper client under [`AcmeHttp`].
+type HyperHttps = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+
 /// instant-acme's HTTP client, with the issuer's trust roots and our bookkeeping.
 #[derive(Clone)]
 pub struct AcmeHttp {
-    client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    client: HyperHttps,
     stats: Arc<AcmeStats>,
 }
 
@@ -280,92 +313,98 @@ impl HttpClient for AcmeHttp {
         let client = self.client.clone();
         let stats = self.stats.clone();
         let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let body = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(never) => match never {},
-            };
-            let endpoint = endpoint(&parts.uri);
-            let url = parts.uri.to_string();
-            let count = |status: u16| {
-                stats
-                    .requests
-                    .get_or_create(&AcmeRequestLabels {
-                        endpoint: endpoint.clone(),
-                        status: status.to_string(),
-                    })
-                    .inc();
-            };
-            let mut attempt = 1;
-            loop {
-                let mut builder = Request::builder()
-                    .method(parts.method.clone())
-                    .uri(parts.uri.clone())
-                    .version(parts.version);
-                for (name, value) in &parts.headers {
-                    builder = builder.header(name, value);
-                }
-                let req = builder
-                    .body(BodyWrapper::from(body.to_vec()))
-                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
-                // A CA that accepts connections and then says nothing must not hold a
-                // reconcile forever (and is not asked again at once).
-                let response = match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => {
-                        count(0);
-                        return Err(instant_acme::Error::Other(
-                            format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}")
-                                .into(),
-                        ));
-                    }
-                };
-                let response = match response {
-                    Ok(r) => r,
-                    Err(e) => {
-                        count(0);
-                        if attempt < MAX_ATTEMPTS {
-                            tracing::debug!(%url, attempt, "ACME request failed ({e}); sending it again");
-                            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1)))
-                                .await;
-                            attempt += 1;
-                            continue;
-                        }
-                        return Err(instant_acme::Error::Other(Box::new(e)));
-                    }
-                };
-                let status = response.status().as_u16();
-                count(status);
-                let retry_after = response
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-                if matches!(status, 500 | 502 | 503 | 504)
-                    && retry_after.is_none()
-                    && attempt < MAX_ATTEMPTS
-                {
-                    tracing::debug!(%url, attempt, status, "the CA answered {status}; sending the request again");
-                    tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+        Box::pin(send(client, stats, scope, req))
+    }
+}
+
+/// Sends one ACME request, again (up to [`MAX_ATTEMPTS`] times in all) when the
+/// connection drops or the CA answers 500/502/503/504 without `Retry-After`; counts every
+/// answer (status 0: none) and records the `Retry-After` of the one handed back.
+async fn send(
+    client: HyperHttps,
+    stats: Arc<AcmeStats>,
+    scope: String,
+    req: Request<BodyWrapper<Bytes>>,
+) -> Result<BytesResponse, instant_acme::Error> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let endpoint = endpoint(&parts.uri);
+    let url = parts.uri.to_string();
+    let mut attempt = 1;
+    loop {
+        let req = copy_request(&parts, &body)?;
+        // A CA that accepts connections and then says nothing must not hold a
+        // reconcile forever (and is not asked again at once).
+        let Ok(response) = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await else {
+            stats.count(&endpoint, 0);
+            return Err(instant_acme::Error::Other(
+                format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}").into(),
+            ));
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                stats.count(&endpoint, 0);
+                if attempt < MAX_ATTEMPTS {
+                    tracing::debug!(%url, attempt, "ACME request failed ({e}); sending it again");
+                    pause_before_resending(attempt).await;
                     attempt += 1;
                     continue;
                 }
-                if let Some(wait) = retry_after {
-                    let mut map = stats.retry_after.lock().expect("stats lock");
-                    if status == 429 || status >= 500 {
-                        let key = format!("{ERROR_KEY}{scope}");
-                        let longest = map.get(&key).copied().unwrap_or_default().max(wait);
-                        map.insert(key, longest);
-                    }
-                    map.insert(url, wait);
-                }
-                return Ok(BytesResponse::from(response));
+                return Err(instant_acme::Error::Other(Box::new(e)));
             }
-        })
+        };
+        let status = response.status().as_u16();
+        stats.count(&endpoint, status);
+        let retry_after = retry_after(response.headers());
+        if matches!(status, 500 | 502 | 503 | 504)
+            && retry_after.is_none()
+            && attempt < MAX_ATTEMPTS
+        {
+            tracing::debug!(%url, attempt, status, "the CA answered {status}; sending the request again");
+            pause_before_resending(attempt).await;
+            attempt += 1;
+            continue;
+        }
+        if let Some(wait) = retry_after {
+            stats.record_retry_after(&scope, status, url, wait);
+        }
+        return Ok(BytesResponse::from(response));
     }
+}
+
+/// A fresh copy of a request (method, URI, version, headers, body), to send (again).
+fn copy_request(
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Result<Request<BodyWrapper<Bytes>>, instant_acme::Error> {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(BodyWrapper::from(body.to_vec()))
+        .map_err(|e| instant_acme::Error::Other(Box::new(e)))
+}
+
+/// The pause before sending a request again after failed attempt number `attempt`
+/// (from 1): 250 ms, then 1 s.
+async fn pause_before_resending(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+}
+
+/// An answer's `Retry-After`, if it has a readable one.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()))
 }
 
 /// Decodes an EAB HMAC key as CAs hand it out: base64url, padded or not (standard

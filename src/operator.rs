@@ -255,7 +255,8 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
             writer,
             watcher(
                 api::<Secret>(client, &options.namespace),
-                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+                watcher::Config::default()
+                    .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
             ),
         )
         .default_backoff()
@@ -382,8 +383,9 @@ async fn certificate_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) 
         )
         .for_each(|result| {
             if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
-                ctx.memory
-                    .forget_certificate(&object_key(obj.namespace.as_deref(), &obj.name));
+                let key = object_key(obj.namespace.as_deref(), &obj.name);
+                ctx.memory.forget_certificate(&key);
+                ctx.stats.forget(&key);
             }
             futures::future::ready(())
         })

@@ -90,6 +90,35 @@ fn valid_secret_name(name: &str) -> bool {
 
 /// Validates a spec and resolves its defaults. The error is a message for the user.
 pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Request, String> {
+    validate_refs(spec)?;
+    let (dns_names, ip_addresses) = validate_names(spec)?;
+    let common_name = validate_common_name(spec, &dns_names, &ip_addresses)?;
+    let (duration, renew_before) = validate_durations(spec)?;
+    let (key, rotation) = validate_key(spec)?;
+    let hash = request_hash(
+        &dns_names,
+        &ip_addresses,
+        common_name.as_deref(),
+        &key,
+        rotation,
+        issuer_fingerprint,
+    );
+    Ok(Request {
+        dns_names,
+        ip_addresses,
+        common_name,
+        key,
+        rotation,
+        duration,
+        renew_before,
+        renew_before_percentage: spec.renew_before_percentage,
+        hash,
+        renew_request: None,
+    })
+}
+
+/// Checks `secretName` and `issuerRef`.
+fn validate_refs(spec: &CertificateSpec) -> Result<(), String> {
     if !valid_secret_name(&spec.secret_name) {
         return Err(format!(
             "secretName {:?} is not a valid Secret name (lowercase letters, digits, '-' and '.')",
@@ -100,32 +129,18 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         return Err("issuerRef.name is empty".into());
     }
     match spec.issuer_ref.kind.as_deref() {
-        None | Some("CaaSIssuer") | Some("ClusterCaaSIssuer") => {}
-        Some(other) => {
-            return Err(format!(
-                "issuerRef.kind {other:?} is not CaaSIssuer or ClusterCaaSIssuer"
-            ));
-        }
+        None | Some("CaaSIssuer") | Some("ClusterCaaSIssuer") => Ok(()),
+        Some(other) => Err(format!(
+            "issuerRef.kind {other:?} is not CaaSIssuer or ClusterCaaSIssuer"
+        )),
     }
-    let mut seen = BTreeSet::new();
-    let mut dns_names = Vec::new();
-    for name in &spec.dns_names {
-        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-        validate_dns_name(&name)?;
-        if seen.insert(name.clone()) {
-            dns_names.push(name);
-        }
-    }
-    let mut ip_addresses = Vec::new();
-    for ip in &spec.ip_addresses {
-        let parsed: IpAddr = ip
-            .trim()
-            .parse()
-            .map_err(|_| format!("ipAddresses: {ip:?} is not an IP address"))?;
-        if !ip_addresses.contains(&parsed) {
-            ip_addresses.push(parsed);
-        }
-    }
+}
+
+/// The DNS names and IP addresses, normalized and deduplicated, checked individually and
+/// as a whole (something, at most 100, no IP addresses yet).
+fn validate_names(spec: &CertificateSpec) -> Result<(Vec<String>, Vec<IpAddr>), String> {
+    let dns_names = normalize_dns_names(&spec.dns_names)?;
+    let ip_addresses = parse_ip_addresses(&spec.ip_addresses)?;
     if !ip_addresses.is_empty() {
         return Err(
             "ipAddresses are not supported yet (no solver can prove an IP address): list DNS names only"
@@ -138,8 +153,47 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
     if dns_names.len() + ip_addresses.len() > 100 {
         return Err("at most 100 names fit in one certificate".into());
     }
-    let common_name = match spec.common_name.as_deref().map(str::trim) {
-        None | Some("") => None,
+    Ok((dns_names, ip_addresses))
+}
+
+/// `dnsNames` trimmed, without a trailing dot, lowercased, checked and deduplicated (in
+/// the spec's order).
+fn normalize_dns_names(names: &[String]) -> Result<Vec<String>, String> {
+    let mut seen = BTreeSet::new();
+    let mut dns_names = Vec::new();
+    for name in names {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        validate_dns_name(&name)?;
+        if seen.insert(name.clone()) {
+            dns_names.push(name);
+        }
+    }
+    Ok(dns_names)
+}
+
+/// `ipAddresses` parsed and deduplicated (in the spec's order).
+fn parse_ip_addresses(ips: &[String]) -> Result<Vec<IpAddr>, String> {
+    let mut ip_addresses = Vec::new();
+    for ip in ips {
+        let parsed: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("ipAddresses: {ip:?} is not an IP address"))?;
+        if !ip_addresses.contains(&parsed) {
+            ip_addresses.push(parsed);
+        }
+    }
+    Ok(ip_addresses)
+}
+
+/// `commonName` lowercased (`None` when unset or blank); it must be one of the names.
+fn validate_common_name(
+    spec: &CertificateSpec,
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+) -> Result<Option<String>, String> {
+    match spec.common_name.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
         Some(cn) => {
             let lower = cn.to_ascii_lowercase();
             if cn.len() > 64 {
@@ -150,9 +204,15 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
                     "commonName {cn:?} must also be listed in dnsNames or ipAddresses"
                 ));
             }
-            Some(lower)
+            Ok(Some(lower))
         }
-    };
+    }
+}
+
+/// `duration` and `renewBefore` parsed, checked with `renewBeforePercentage`.
+fn validate_durations(
+    spec: &CertificateSpec,
+) -> Result<(Option<SignedDuration>, Option<SignedDuration>), String> {
     let parse = |field: &str, v: &Option<String>| -> Result<Option<SignedDuration>, String> {
         v.as_deref()
             .map(|s| renewal::parse_duration(s).map_err(|e| format!("{field}: {e}")))
@@ -174,14 +234,30 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
             "renewBefore ({rb:#}) must be shorter than duration ({d:#})"
         ));
     }
+    Ok((duration, renew_before))
+}
+
+/// The private key settings and rotation policy, defaults resolved.
+fn validate_key(spec: &CertificateSpec) -> Result<(KeySettings, RotationPolicy), String> {
     let key = KeySettings::from_spec(spec.private_key.as_ref())?;
     let rotation = spec
         .private_key
         .as_ref()
         .and_then(|k| k.rotation_policy)
         .unwrap_or_default();
+    Ok((key, rotation))
+}
 
-    let mut sorted_names = dns_names.clone();
+/// [`Request::hash`]: names (in any order), key settings and issuer, hashed.
+fn request_hash(
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+    common_name: Option<&str>,
+    key: &KeySettings,
+    rotation: RotationPolicy,
+    issuer_fingerprint: &str,
+) -> String {
+    let mut sorted_names = dns_names.to_vec();
     sorted_names.sort();
     let mut sorted_ips: Vec<String> = ip_addresses.iter().map(|i| i.to_string()).collect();
     sorted_ips.sort();
@@ -189,29 +265,17 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         "{}|{}|{}|{:?}/{}/{:?}/{rotation:?}|{}",
         sorted_names.join(","),
         sorted_ips.join(","),
-        common_name.as_deref().unwrap_or(""),
+        common_name.unwrap_or(""),
         key.algorithm,
         key.size,
         key.encoding,
         issuer_fingerprint
     );
     let digest = ring::digest::digest(&ring::digest::SHA256, fingerprint.as_bytes());
-    let hash: String = digest.as_ref()[..12]
+    digest.as_ref()[..12]
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Request {
-        dns_names,
-        ip_addresses,
-        common_name,
-        key,
-        rotation,
-        duration,
-        renew_before,
-        renew_before_percentage: spec.renew_before_percentage,
-        hash,
-        renew_request: None,
-    })
+        .collect()
 }
 
 /// Annotation that asks for a renewal now (`caas-operator renew` sets it to the time).
@@ -229,7 +293,7 @@ pub struct SecretView {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
-    /// The Secret is good (this is its certificate); renew at this time.
+    /// The Secret is good: its certificate, to renew at this time.
     Valid {
         renewal_time: Timestamp,
         cert: CertInfo,
@@ -253,36 +317,95 @@ pub fn decide(
     now: Timestamp,
     jitter: f64,
 ) -> Decision {
-    let issue = |reason, message: &str| Decision::Issue {
-        reason,
-        message: message.to_string(),
-    };
-    let Some(secret) = secret else {
-        return issue("SecretMissing", "the Secret does not exist");
-    };
-    let cert = match &secret.cert {
-        None => return issue("SecretMissing", "the Secret has no tls.crt"),
-        Some(Err(e)) => {
-            return issue(
-                "InvalidCertificate",
-                &format!("the Secret's tls.crt cannot be read: {e}"),
-            );
-        }
-        Some(Ok(cert)) => cert,
-    };
-    match &secret.key_pem {
-        None => return issue("KeyMissing", "the Secret has no tls.key"),
-        Some(key) if !key_matches(key, cert) => {
-            return issue(
-                "KeyMismatch",
-                "the Secret's tls.key does not belong to its certificate",
-            );
-        }
-        Some(key) if !request.key.matches(key) => {
-            return issue("KeySettingsChanged", "the private key settings changed");
-        }
-        Some(_) => {}
+    match check(request, issuer, status, secret, now, jitter) {
+        Ok((renewal_time, cert)) => Decision::Valid {
+            renewal_time,
+            cert: cert.clone(),
+        },
+        Err(Issue(reason, message)) => Decision::Issue { reason, message },
     }
+}
+
+/// [`decide`]: the Secret's certificate and its renewal time when it satisfies the
+/// request, or the reason and message of the [`Decision::Issue`] saying why it does not.
+fn check<'a>(
+    request: &Request,
+    issuer: &str,
+    status: Option<&CertificateStatus>,
+    secret: Option<&'a SecretView>,
+    now: Timestamp,
+    jitter: f64,
+) -> Result<(Timestamp, &'a CertInfo), Issue> {
+    let (secret, cert) = readable_cert(secret)?;
+    check_key(request, secret, cert)?;
+    check_names(request, cert)?;
+    if secret.issuer.as_deref().is_some_and(|i| i != issuer) {
+        return Err(issue(
+            "IssuerChanged",
+            "the certificate came from another issuer",
+        ));
+    }
+    if now >= cert.not_after {
+        return Err(issue("Expired", "the certificate has expired"));
+    }
+    if let Some(asked) = &request.renew_request
+        && status.and_then(|s| s.manual_renewal.as_ref()) != Some(asked)
+    {
+        return Err(issue(
+            "ManualRenewal",
+            &format!("renewal requested ({RENEW_ANNOTATION}: {asked})"),
+        ));
+    }
+    let renewal_time = renewal_time(request, status, cert, jitter);
+    if now >= renewal_time {
+        return Err(issue(
+            "RenewalDue",
+            &format!("renewal was due at {renewal_time}"),
+        ));
+    }
+    Ok((renewal_time, cert))
+}
+
+/// Why a certificate must be issued: [`Decision::Issue`]'s reason and message.
+struct Issue(&'static str, String);
+
+fn issue(reason: &'static str, message: &str) -> Issue {
+    Issue(reason, message.to_string())
+}
+
+/// The Secret and the certificate in its `tls.crt`, if there is one that can be read.
+fn readable_cert(secret: Option<&SecretView>) -> Result<(&SecretView, &CertInfo), Issue> {
+    let Some(secret) = secret else {
+        return Err(issue("SecretMissing", "the Secret does not exist"));
+    };
+    match &secret.cert {
+        None => Err(issue("SecretMissing", "the Secret has no tls.crt")),
+        Some(Err(e)) => Err(issue(
+            "InvalidCertificate",
+            &format!("the Secret's tls.crt cannot be read: {e}"),
+        )),
+        Some(Ok(cert)) => Ok((secret, cert)),
+    }
+}
+
+/// Whether the Secret's `tls.key` belongs to `cert` and has the requested settings.
+fn check_key(request: &Request, secret: &SecretView, cert: &CertInfo) -> Result<(), Issue> {
+    match &secret.key_pem {
+        None => Err(issue("KeyMissing", "the Secret has no tls.key")),
+        Some(key) if !key_matches(key, cert) => Err(issue(
+            "KeyMismatch",
+            "the Secret's tls.key does not belong to its certificate",
+        )),
+        Some(key) if !request.key.matches(key) => Err(issue(
+            "KeySettingsChanged",
+            "the private key settings changed",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether `cert` names exactly what the request names (DNS names in any case).
+fn check_names(request: &Request, cert: &CertInfo) -> Result<(), Issue> {
     let want: BTreeSet<&str> = request.dns_names.iter().map(String::as_str).collect();
     let have: BTreeSet<String> = cert
         .dns_names
@@ -293,25 +416,22 @@ pub fn decide(
     let want_ips: BTreeSet<&IpAddr> = request.ip_addresses.iter().collect();
     let have_ips: BTreeSet<&IpAddr> = cert.ip_addresses.iter().collect();
     if want != have || want_ips != have_ips {
-        return issue(
+        return Err(issue(
             "NamesChanged",
             "the certificate's names differ from the spec",
-        );
+        ));
     }
-    if secret.issuer.as_deref().is_some_and(|i| i != issuer) {
-        return issue("IssuerChanged", "the certificate came from another issuer");
-    }
-    if now >= cert.not_after {
-        return issue("Expired", "the certificate has expired");
-    }
-    if let Some(asked) = &request.renew_request
-        && status.and_then(|s| s.manual_renewal.as_ref()) != Some(asked)
-    {
-        return issue(
-            "ManualRenewal",
-            &format!("renewal requested ({RENEW_ANNOTATION}: {asked})"),
-        );
-    }
+    Ok(())
+}
+
+/// When to renew `cert`: the time kept in status while it belongs to this certificate,
+/// else computed afresh with `jitter`.
+fn renewal_time(
+    request: &Request,
+    status: Option<&CertificateStatus>,
+    cert: &CertInfo,
+    jitter: f64,
+) -> Timestamp {
     let known = status.and_then(|s| {
         let same_cert = s.not_after.as_deref() == Some(&cert.not_after.to_string());
         s.renewal_time
@@ -320,7 +440,7 @@ pub fn decide(
             .parse::<Timestamp>()
             .ok()
     });
-    let renewal_time = known.unwrap_or_else(|| {
+    known.unwrap_or_else(|| {
         let lifetime = cert.not_after.duration_since(cert.not_before);
         let before = renewal::renew_before(
             lifetime,
@@ -328,14 +448,7 @@ pub fn decide(
             request.renew_before_percentage,
         );
         renewal::renewal_time(cert.not_before, cert.not_after, before, jitter)
-    });
-    if now >= renewal_time {
-        return issue("RenewalDue", &format!("renewal was due at {renewal_time}"));
-    }
-    Decision::Valid {
-        renewal_time,
-        cert: cert.clone(),
-    }
+    })
 }
 
 /// Delay before the next attempt after `attempts` failed issuances in a row:
@@ -441,8 +554,7 @@ pub fn waiting_condition(
         .challenges
         .iter()
         .filter(|c| c.waiting_for_dns)
-        .filter_map(|c| c.error.as_deref())
-        .next()
+        .find_map(|c| c.error.as_deref())
     {
         return Some((
             "WaitingForDNS",
@@ -575,104 +687,130 @@ mod tests {
         time::OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap()
     }
 
-    #[test]
-    fn decisions() {
+    const ISSUER: &str = "CaaSIssuer/ca";
+
+    /// A request for `a.example`, its key, and a Secret with a certificate for it valid
+    /// from January to April 2026; now is February 1st.
+    struct Fixture {
+        req: Request,
+        key: String,
+        nb: Timestamp,
+        na: Timestamp,
+        now: Timestamp,
+        good: SecretView,
+    }
+
+    fn fixture() -> Fixture {
         let req = validate(&spec(&["a.example"]), "i").unwrap();
         let key = generate_key(&req.key).unwrap();
         let nb: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let na: Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
         let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
-        let issuer = "CaaSIssuer/ca";
         let good = secret_for(&["a.example"], &key, nb, na);
+        Fixture {
+            req,
+            key,
+            nb,
+            na,
+            now,
+            good,
+        }
+    }
 
-        assert!(matches!(
-            decide(&req, issuer, None, None, now, 0.0),
-            Decision::Issue {
-                reason: "SecretMissing",
-                ..
-            }
-        ));
-        match decide(&req, issuer, None, Some(&good), now, 0.0) {
-            Decision::Valid { renewal_time, .. } => {
-                assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap())
+    fn reason(decision: Decision) -> &'static str {
+        match decision {
+            Decision::Issue { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_until_the_renewal_time() {
+        let Fixture { req, now, good, .. } = fixture();
+        assert_eq!(
+            reason(decide(&req, ISSUER, None, None, now, 0.0)),
+            "SecretMissing"
+        );
+        match decide(&req, ISSUER, None, Some(&good), now, 0.0) {
+            Decision::Valid { renewal_time, cert } => {
+                assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap());
+                assert_eq!(Some(Ok(cert)), good.cert);
             }
             other => panic!("{other:?}"),
         }
         let late: Timestamp = "2026-03-05T00:00:00Z".parse().unwrap();
-        assert!(matches!(
-            decide(&req, issuer, None, Some(&good), late, 0.0),
-            Decision::Issue {
-                reason: "RenewalDue",
-                ..
-            }
-        ));
+        assert_eq!(
+            reason(decide(&req, ISSUER, None, Some(&good), late, 0.0)),
+            "RenewalDue"
+        );
         let expired: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
-        assert!(matches!(
-            decide(&req, issuer, None, Some(&good), expired, 0.0),
-            Decision::Issue {
-                reason: "Expired",
-                ..
-            }
-        ));
+        assert_eq!(
+            reason(decide(&req, ISSUER, None, Some(&good), expired, 0.0)),
+            "Expired"
+        );
+    }
 
-        let wrong_names = secret_for(&["b.example"], &key, nb, na);
-        assert!(matches!(
-            decide(&req, issuer, None, Some(&wrong_names), now, 0.0),
-            Decision::Issue {
-                reason: "NamesChanged",
-                ..
-            }
-        ));
-        let mut wrong_key = good.clone();
+    #[test]
+    fn changed_names_key_or_issuer_mean_a_new_certificate() {
+        let f = fixture();
+        let (req, now) = (&f.req, f.now);
+        let wrong_names = secret_for(&["b.example"], &f.key, f.nb, f.na);
+        assert_eq!(
+            reason(decide(req, ISSUER, None, Some(&wrong_names), now, 0.0)),
+            "NamesChanged"
+        );
+        let mut wrong_key = f.good.clone();
         wrong_key.key_pem = Some(generate_key(&req.key).unwrap());
-        assert!(matches!(
-            decide(&req, issuer, None, Some(&wrong_key), now, 0.0),
-            Decision::Issue {
-                reason: "KeyMismatch",
-                ..
-            }
-        ));
-        let mut garbage = good.clone();
+        assert_eq!(
+            reason(decide(req, ISSUER, None, Some(&wrong_key), now, 0.0)),
+            "KeyMismatch"
+        );
+        let mut garbage = f.good.clone();
         garbage.cert = Some(Err("bad".into()));
-        assert!(matches!(
-            decide(&req, issuer, None, Some(&garbage), now, 0.0),
-            Decision::Issue {
-                reason: "InvalidCertificate",
-                ..
-            }
-        ));
-        assert!(matches!(
-            decide(&req, "ClusterCaaSIssuer/x", None, Some(&good), now, 0.0),
-            Decision::Issue {
-                reason: "IssuerChanged",
-                ..
-            }
-        ));
-
+        assert_eq!(
+            reason(decide(req, ISSUER, None, Some(&garbage), now, 0.0)),
+            "InvalidCertificate"
+        );
+        assert_eq!(
+            reason(decide(
+                req,
+                "ClusterCaaSIssuer/x",
+                None,
+                Some(&f.good),
+                now,
+                0.0
+            )),
+            "IssuerChanged"
+        );
         let mut p384 = spec(&["a.example"]);
         p384.private_key = Some(PrivateKeySpec {
             size: Some(384),
             ..Default::default()
         });
         let req384 = validate(&p384, "i").unwrap();
-        assert!(matches!(
-            decide(&req384, issuer, None, Some(&good), now, 0.0),
-            Decision::Issue {
-                reason: "KeySettingsChanged",
-                ..
-            }
-        ));
+        assert_eq!(
+            reason(decide(&req384, ISSUER, None, Some(&f.good), now, 0.0)),
+            "KeySettingsChanged"
+        );
+    }
 
-        // A renewal time kept in status wins while it belongs to the same certificate.
+    #[test]
+    fn renewal_time_in_status_is_kept_for_the_same_certificate() {
+        let Fixture {
+            req, na, now, good, ..
+        } = fixture();
         let status = CertificateStatus {
             not_after: Some(na.to_string()),
             renewal_time: Some("2026-03-20T00:00:00Z".into()),
             ..Default::default()
         };
-        assert!(matches!(
-            decide(&req, issuer, Some(&status), Some(&good), now, 0.9),
-            Decision::Valid { renewal_time, .. } if renewal_time == "2026-03-20T00:00:00Z".parse::<Timestamp>().unwrap()
-        ));
+        assert_eq!(
+            decide(&req, ISSUER, Some(&status), Some(&good), now, 0.9),
+            Decision::Valid {
+                renewal_time: "2026-03-20T00:00:00Z".parse().unwrap(),
+                cert: good.cert.clone().unwrap().unwrap(),
+            }
+        );
     }
 
     #[test]

@@ -6,17 +6,19 @@
 //! that are ours or new -> delete ours that are no longer wanted. A Certificate the user
 //! made for the same Secret is never touched: it is reported as a conflict.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressTLS};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER};
-use crate::api::{Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};
+use crate::api::{Certificate, CertificateSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 pub const ISSUER: &str = "caas.dev/issuer";
 pub const CLUSTER_ISSUER: &str = "caas.dev/cluster-issuer";
@@ -32,43 +34,18 @@ pub const INGRESS_LABEL: &str = "caas.dev/ingress";
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredCertificate {
     pub name: String,
-    pub spec: serde_json::Value,
+    pub spec: CertificateSpec,
 }
 
 /// The Certificates an Ingress's annotations and TLS entries ask for (empty when it is
 /// not annotated), or a message saying which annotation is wrong.
 pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
     let ann = ingress.annotations();
-    let (issuer, kind) = match (ann.get(ISSUER), ann.get(CLUSTER_ISSUER)) {
-        (Some(_), Some(_)) => return Err(format!("set {ISSUER} or {CLUSTER_ISSUER}, not both")),
-        (Some(i), None) => (i.trim(), "CaaSIssuer"),
-        (None, Some(i)) => (i.trim(), "ClusterCaaSIssuer"),
-        (None, None) => return Ok(Vec::new()),
+    let Some(issuer_ref) = issuer_ref(ann)? else {
+        return Ok(Vec::new());
     };
-    if issuer.is_empty() {
-        return Err("the issuer annotation is empty".into());
-    }
-    let mut private_key = serde_json::Map::new();
-    if let Some(alg) = ann.get(KEY_ALGORITHM) {
-        let alg = match alg.trim().to_ascii_uppercase().as_str() {
-            "ECDSA" => "ECDSA",
-            "RSA" => "RSA",
-            "ED25519" => "Ed25519",
-            other => {
-                return Err(format!(
-                    "{KEY_ALGORITHM} {other:?} is not ECDSA, RSA or Ed25519"
-                ));
-            }
-        };
-        private_key.insert("algorithm".into(), json!(alg));
-    }
-    if let Some(size) = ann.get(KEY_SIZE) {
-        let size: u32 = size
-            .trim()
-            .parse()
-            .map_err(|_| format!("{KEY_SIZE} {size:?} is not a number"))?;
-        private_key.insert("size".into(), json!(size));
-    }
+    let private_key = private_key(ann)?;
+    let annotated = |key: &str| ann.get(key).map(|v| v.trim().to_string());
     let mut out: Vec<DesiredCertificate> = Vec::new();
     for (i, tls) in ingress
         .spec
@@ -78,46 +55,87 @@ pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
         .flatten()
         .enumerate()
     {
-        let Some(secret) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) else {
-            return Err(format!("spec.tls[{i}] has no secretName"));
-        };
-        let hosts: Vec<String> = tls.hosts.clone().unwrap_or_default();
-        if hosts.is_empty() {
-            return Err(format!("spec.tls[{i}] ({secret}) has no hosts"));
-        }
+        let (secret, hosts) = tls_entry(i, tls)?;
         if let Some(existing) = out.iter_mut().find(|d| d.name == secret) {
             // Two entries sharing a Secret: one certificate for all their hosts.
-            let names = existing.spec["dnsNames"].as_array_mut().expect("dnsNames");
+            let names = &mut existing.spec.dns_names;
             for h in hosts {
-                if !names.contains(&json!(h)) {
-                    names.push(json!(h));
+                if !names.contains(&h) {
+                    names.push(h);
                 }
             }
             continue;
         }
-        let mut spec = json!({
-            "secretName": secret,
-            "issuerRef": { "name": issuer, "kind": kind },
-            "dnsNames": hosts,
-        });
-        if let Some(cn) = ann.get(COMMON_NAME) {
-            spec["commonName"] = json!(cn.trim());
-        }
-        if let Some(d) = ann.get(DURATION) {
-            spec["duration"] = json!(d.trim());
-        }
-        if let Some(rb) = ann.get(RENEW_BEFORE) {
-            spec["renewBefore"] = json!(rb.trim());
-        }
-        if !private_key.is_empty() {
-            spec["privateKey"] = serde_json::Value::Object(private_key.clone());
-        }
         out.push(DesiredCertificate {
             name: secret.to_string(),
-            spec,
+            spec: CertificateSpec {
+                secret_name: secret.to_string(),
+                issuer_ref: issuer_ref.clone(),
+                dns_names: hosts,
+                common_name: annotated(COMMON_NAME),
+                duration: annotated(DURATION),
+                renew_before: annotated(RENEW_BEFORE),
+                private_key: private_key.clone(),
+                ..Default::default()
+            },
         });
     }
     Ok(out)
+}
+
+/// The issuer the annotations name (`None`: not annotated), or what is wrong with them.
+fn issuer_ref(ann: &BTreeMap<String, String>) -> Result<Option<IssuerRef>, String> {
+    let (issuer, kind) = match (ann.get(ISSUER), ann.get(CLUSTER_ISSUER)) {
+        (Some(_), Some(_)) => return Err(format!("set {ISSUER} or {CLUSTER_ISSUER}, not both")),
+        (Some(i), None) => (i.trim(), "CaaSIssuer"),
+        (None, Some(i)) => (i.trim(), "ClusterCaaSIssuer"),
+        (None, None) => return Ok(None),
+    };
+    if issuer.is_empty() {
+        return Err("the issuer annotation is empty".into());
+    }
+    Ok(Some(IssuerRef {
+        name: issuer.to_string(),
+        kind: Some(kind.to_string()),
+    }))
+}
+
+/// The private key settings the annotations ask for (`None`: none).
+fn private_key(ann: &BTreeMap<String, String>) -> Result<Option<PrivateKeySpec>, String> {
+    let mut private_key = PrivateKeySpec::default();
+    if let Some(alg) = ann.get(KEY_ALGORITHM) {
+        let alg = match alg.trim().to_ascii_uppercase().as_str() {
+            "ECDSA" => KeyAlgorithm::Ecdsa,
+            "RSA" => KeyAlgorithm::Rsa,
+            "ED25519" => KeyAlgorithm::Ed25519,
+            other => {
+                return Err(format!(
+                    "{KEY_ALGORITHM} {other:?} is not ECDSA, RSA or Ed25519"
+                ));
+            }
+        };
+        private_key.algorithm = Some(alg);
+    }
+    if let Some(size) = ann.get(KEY_SIZE) {
+        let size: u32 = size
+            .trim()
+            .parse()
+            .map_err(|_| format!("{KEY_SIZE} {size:?} is not a number"))?;
+        private_key.size = Some(size);
+    }
+    Ok((private_key != PrivateKeySpec::default()).then_some(private_key))
+}
+
+/// The Secret name and hosts of `spec.tls[i]`, both required.
+fn tls_entry(i: usize, tls: &IngressTLS) -> Result<(&str, Vec<String>), String> {
+    let Some(secret) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(format!("spec.tls[{i}] has no secretName"));
+    };
+    let hosts: Vec<String> = tls.hosts.clone().unwrap_or_default();
+    if hosts.is_empty() {
+        return Err(format!("spec.tls[{i}] ({secret}) has no hosts"));
+    }
+    Ok((secret, hosts))
 }
 
 fn owned_by(cert: &Certificate, ingress: &Ingress) -> bool {
@@ -157,73 +175,116 @@ pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Actio
     for want in &wanted {
         let conflict = all.iter().find(|c| {
             !owned_by(c, &ingress)
-                && (c.name_any() == want.name || c.spec.secret_name == want.spec["secretName"])
+                && (c.name_any() == want.name || c.spec.secret_name == want.spec.secret_name)
         });
-        if let Some(other) = conflict {
-            ctx.event(
-                &*ingress,
-                true,
-                "Conflict",
-                "Reconcile",
-                format!(
-                    "Certificate {} already manages Secret {}; leaving it alone (remove it or the tls entry)",
-                    other.name_any(),
-                    want.spec["secretName"].as_str().unwrap_or_default()
-                ),
-            )
-            .await;
-            continue;
-        }
-        let body = json!({
-            "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate",
-            "metadata": {
-                "name": want.name,
-                "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE, INGRESS_LABEL: ingress.name_any() },
-                "ownerReferences": [owner],
-            },
-            "spec": want.spec,
-        });
-        let existed = mine.iter().any(|c| c.name_any() == want.name);
-        certs
-            .patch(
-                &want.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await?;
-        if !existed {
-            ctx.event(
-                &*ingress,
-                false,
-                "CreateCertificate",
-                "Reconcile",
-                format!("created Certificate {}", want.name),
-            )
-            .await;
+        match conflict {
+            Some(other) => report_conflict(&ctx, &ingress, other, want).await,
+            None => {
+                let existed = mine.iter().any(|c| c.name_any() == want.name);
+                apply(&ctx, &certs, &ingress, &owner, want, existed).await?;
+            }
         }
     }
     for cert in mine
         .iter()
         .filter(|c| !wanted.iter().any(|w| w.name == c.name_any()))
     {
-        match certs
-            .delete(&cert.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete(&ctx, &certs, &ingress, cert).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(3600)))
+}
+
+/// Tells the Ingress's users that `other`, not theirs, manages the Secret `want` names.
+async fn report_conflict(
+    ctx: &Context,
+    ingress: &Ingress,
+    other: &Certificate,
+    want: &DesiredCertificate,
+) {
+    ctx.event(
+        ingress,
+        true,
+        "Conflict",
+        "Reconcile",
+        format!(
+            "Certificate {} already manages Secret {}; leaving it alone (remove it or the tls entry)",
+            other.name_any(),
+            want.spec.secret_name
+        ),
+    )
+    .await;
+}
+
+/// The Certificate for `want`: labelled for the Ingress and owned by it.
+fn certificate_for(
+    ingress: &Ingress,
+    owner: &OwnerReference,
+    want: &DesiredCertificate,
+) -> Certificate {
+    let mut cert = Certificate::new(&want.name, want.spec.clone());
+    cert.metadata.labels = Some(BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (INGRESS_LABEL.to_string(), ingress.name_any()),
+    ]));
+    cert.metadata.owner_references = Some(vec![owner.clone()]);
+    cert
+}
+
+/// Server-side applies the Certificate for `want` (a `CreateCertificate` event when it
+/// did not exist).
+async fn apply(
+    ctx: &Context,
+    certs: &Api<Certificate>,
+    ingress: &Ingress,
+    owner: &OwnerReference,
+    want: &DesiredCertificate,
+    existed: bool,
+) -> Result<(), Error> {
+    let body = certificate_for(ingress, owner, want);
+    certs
+        .patch(
+            &want.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    if !existed {
         ctx.event(
-            &*ingress,
+            ingress,
             false,
-            "DeleteCertificate",
+            "CreateCertificate",
             "Reconcile",
-            format!("deleted Certificate {}", cert.name_any()),
+            format!("created Certificate {}", want.name),
         )
         .await;
     }
-    Ok(Action::requeue(Duration::from_secs(3600)))
+    Ok(())
+}
+
+/// Deletes a Certificate of the Ingress's that is no longer wanted (gone already is fine).
+async fn delete(
+    ctx: &Context,
+    certs: &Api<Certificate>,
+    ingress: &Ingress,
+    cert: &Certificate,
+) -> Result<(), Error> {
+    match certs
+        .delete(&cert.name_any(), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.event(
+        ingress,
+        false,
+        "DeleteCertificate",
+        "Reconcile",
+        format!("deleted Certificate {}", cert.name_any()),
+    )
+    .await;
+    Ok(())
 }
 
 pub fn error_policy(_ingress: Arc<Ingress>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -241,7 +302,7 @@ pub fn ingress_of(cert: &Certificate) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use serde_json::json;
 
     fn ingress(ann: &[(&str, &str)], tls: serde_json::Value) -> Ingress {
         let ann: BTreeMap<String, String> = ann
@@ -286,19 +347,26 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "ab-tls");
         assert_eq!(
-            d[0].spec["dnsNames"],
-            json!(["a.example", "b.example", "d.example"])
+            d[0].spec.dns_names,
+            vec!["a.example", "b.example", "d.example"]
         );
         assert_eq!(
-            d[0].spec["issuerRef"],
-            json!({ "name": "ca", "kind": "CaaSIssuer" })
+            d[0].spec.issuer_ref,
+            IssuerRef {
+                name: "ca".into(),
+                kind: Some("CaaSIssuer".into())
+            }
         );
-        assert_eq!(d[0].spec["duration"], json!("2160h"));
+        assert_eq!(d[0].spec.duration.as_deref(), Some("2160h"));
         assert_eq!(
-            d[0].spec["privateKey"],
-            json!({ "algorithm": "ECDSA", "size": 384 })
+            d[0].spec.private_key,
+            Some(PrivateKeySpec {
+                algorithm: Some(KeyAlgorithm::Ecdsa),
+                size: Some(384),
+                ..Default::default()
+            })
         );
-        assert_eq!(d[1].spec["dnsNames"], json!(["c.example"]));
+        assert_eq!(d[1].spec.dns_names, vec!["c.example"]);
     }
 
     #[test]
@@ -332,8 +400,61 @@ mod tests {
         );
         let cluster = desired(&ingress(&[(CLUSTER_ISSUER, "global")], tls)).unwrap();
         assert_eq!(
-            cluster[0].spec["issuerRef"]["kind"],
-            json!("ClusterCaaSIssuer")
+            cluster[0].spec.issuer_ref.kind.as_deref(),
+            Some("ClusterCaaSIssuer")
+        );
+    }
+
+    /// The applied Certificate serializes to exactly the JSON written by hand before
+    /// (no defaults added: server-side apply claims only the fields set).
+    #[test]
+    fn applied_body_is_the_spec_as_set() {
+        let owner: OwnerReference = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web",
+            "uid": "u-1", "controller": true, "blockOwnerDeletion": true
+        }))
+        .unwrap();
+        let tls = json!([{ "hosts": ["a.example"], "secretName": "a-tls" }]);
+        let minimal = ingress(&[(CLUSTER_ISSUER, " global ")], tls.clone());
+        let want = &desired(&minimal).unwrap()[0];
+        assert_eq!(
+            serde_json::to_value(certificate_for(&minimal, &owner, want)).unwrap(),
+            json!({
+                "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate",
+                "metadata": {
+                    "name": "a-tls",
+                    "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE, INGRESS_LABEL: "web" },
+                    "ownerReferences": [owner],
+                },
+                "spec": {
+                    "secretName": "a-tls",
+                    "issuerRef": { "name": "global", "kind": "ClusterCaaSIssuer" },
+                    "dnsNames": ["a.example"],
+                },
+            })
+        );
+        let full = ingress(
+            &[
+                (ISSUER, "ca"),
+                (COMMON_NAME, " a.example "),
+                (DURATION, "2160h"),
+                (RENEW_BEFORE, "720h "),
+                (KEY_ALGORITHM, "ed25519"),
+            ],
+            tls,
+        );
+        let want = &desired(&full).unwrap()[0];
+        assert_eq!(
+            serde_json::to_value(&want.spec).unwrap(),
+            json!({
+                "secretName": "a-tls",
+                "issuerRef": { "name": "ca", "kind": "CaaSIssuer" },
+                "dnsNames": ["a.example"],
+                "commonName": "a.example",
+                "duration": "2160h",
+                "renewBefore": "720h",
+                "privateKey": { "algorithm": "Ed25519" },
+            })
         );
     }
 }

@@ -168,7 +168,10 @@ async fn existing_account(
 }
 
 /// The EAB key the issuer names; `Ok(Err(state))` when it cannot be had.
-async fn eab(ctx: &Context, issuer: &IssuerHandle) -> Result<Result<Option<Eab>, AccountState>, Error> {
+async fn eab(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+) -> Result<Result<Option<Eab>, AccountState>, Error> {
     let Some(eab) = &issuer.spec.external_account_binding else {
         return Ok(Ok(None));
     };

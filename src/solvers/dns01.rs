@@ -12,9 +12,9 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, TestOperation};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 
 use super::rfc2136::{self, Rfc2136Client};
 use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
@@ -199,7 +199,11 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-async fn patch(api: &Api<Certificate>, name: &str, ops: Vec<PatchOperation>) -> Result<(), kube::Error> {
+async fn patch(
+    api: &Api<Certificate>,
+    name: &str,
+    ops: Vec<PatchOperation>,
+) -> Result<(), kube::Error> {
     api.patch(
         name,
         &PatchParams::default(),
@@ -215,7 +219,11 @@ async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     let current = api.get(&cert.name_any()).await?;
-    if current.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
+    if current
+        .finalizers()
+        .iter()
+        .any(|f| f == DNS_CLEANUP_FINALIZER)
+    {
         return Ok(());
     }
     let value = serde_json::Value::String(DNS_CLEANUP_FINALIZER.into());
@@ -333,7 +341,9 @@ mod tests {
         // RFC 8555 section 8.4: the digest of the key authorization, nothing else.
         let digest = ring::digest::digest(&ring::digest::SHA256, b"token.thumbprint");
         assert_eq!(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&v).unwrap(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&v)
+                .unwrap(),
             digest.as_ref()
         );
     }

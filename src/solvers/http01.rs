@@ -101,9 +101,8 @@ fn labels(cert: &Certificate) -> BTreeMap<String, String> {
 }
 
 fn owner(cert: &Certificate) -> Result<OwnerReference, SolverError> {
-    cert.controller_owner_ref(&()).ok_or_else(|| {
-        SolverError::InvalidSpec("the Certificate has no name or uid yet".into())
-    })
+    cert.controller_owner_ref(&())
+        .ok_or_else(|| SolverError::InvalidSpec("the Certificate has no name or uid yet".into()))
 }
 
 fn meta(
@@ -120,7 +119,11 @@ fn meta(
     })
 }
 
-fn service(name: &str, cert: &Certificate, endpoint: SolverEndpoint) -> Result<Service, SolverError> {
+fn service(
+    name: &str,
+    cert: &Certificate,
+    endpoint: SolverEndpoint,
+) -> Result<Service, SolverError> {
     Ok(Service {
         metadata: meta(name, cert, None)?,
         spec: Some(ServiceSpec {
@@ -138,7 +141,12 @@ fn service(name: &str, cert: &Certificate, endpoint: SolverEndpoint) -> Result<S
     })
 }
 
-fn endpoints(name: &str, cert: &Certificate, ip: IpAddr, port: u16) -> Result<Endpoints, SolverError> {
+fn endpoints(
+    name: &str,
+    cert: &Certificate,
+    ip: IpAddr,
+    port: u16,
+) -> Result<Endpoints, SolverError> {
     Ok(Endpoints {
         metadata: meta(name, cert, None)?,
         subsets: Some(vec![EndpointSubset {
@@ -218,7 +226,11 @@ pub async fn present(
     match endpoint.ip {
         Some(ip) => {
             Api::<Endpoints>::namespaced(client.clone(), &ns)
-                .patch(&name, &pp, &Patch::Apply(&endpoints(&name, cert, ip, endpoint.port)?))
+                .patch(
+                    &name,
+                    &pp,
+                    &Patch::Apply(&endpoints(&name, cert, ip, endpoint.port)?),
+                )
                 .await?;
         }
         None => tracing::warn!(
@@ -234,7 +246,11 @@ pub async fn present(
 }
 
 /// Deletes the temporary objects of one challenge (those already gone are fine).
-pub async fn remove(client: &kube::Client, namespace: &str, token: &str) -> Result<(), kube::Error> {
+pub async fn remove(
+    client: &kube::Client,
+    namespace: &str,
+    token: &str,
+) -> Result<(), kube::Error> {
     let name = resource_name(token);
     let dp = DeleteParams::background();
     let ignore_gone = |r: Result<_, kube::Error>| match r {
@@ -242,9 +258,24 @@ pub async fn remove(client: &kube::Client, namespace: &str, token: &str) -> Resu
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
     };
-    ignore_gone(Api::<Ingress>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))?;
-    ignore_gone(Api::<Service>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))?;
-    ignore_gone(Api::<Endpoints>::namespaced(client.clone(), namespace).delete(&name, &dp).await.map(|_| ()))
+    ignore_gone(
+        Api::<Ingress>::namespaced(client.clone(), namespace)
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+    )?;
+    ignore_gone(
+        Api::<Service>::namespaced(client.clone(), namespace)
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+    )?;
+    ignore_gone(
+        Api::<Endpoints>::namespaced(client.clone(), namespace)
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+    )
 }
 
 /// HTTP-01 behind the [`Solver`] trait.

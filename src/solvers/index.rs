@@ -190,7 +190,11 @@ mod tests {
             ],
         ));
         assert_eq!(index.http01("t1").as_deref(), Some("t1.thumb"));
-        assert_eq!(index.http01("t2"), None, "a TLS-ALPN-01 token is not HTTP-01");
+        assert_eq!(
+            index.http01("t2"),
+            None,
+            "a TLS-ALPN-01 token is not HTTP-01"
+        );
         assert_eq!(index.tls_alpn01("b.EXAMPLE").as_deref(), Some("t2.thumb"));
         // A late watch event of an older version does not take the challenge away.
         index.update(&cert("a", 4, &[]));

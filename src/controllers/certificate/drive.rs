@@ -82,10 +82,16 @@ pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, F
             Step::AwaitIssuance if finalized && !waited => {
                 let wait = p.ctx.stats.take_retry_after(order.url());
                 if wait.is_some_and(|w| w > Duration::from_secs(2)) {
-                    return Ok(Progress::Wait { retry_after: wait, floor: Duration::from_millis(300) });
+                    return Ok(Progress::Wait {
+                        retry_after: wait,
+                        floor: Duration::from_millis(300),
+                    });
                 }
                 tokio::time::sleep(wait.unwrap_or(Duration::from_millis(300))).await;
-                order.refresh().await.map_err(Failure::from_acme(FailedStep::Order))?;
+                order
+                    .refresh()
+                    .await
+                    .map_err(Failure::from_acme(FailedStep::Order))?;
                 waited = true;
             }
             Step::Finalize | Step::AwaitIssuance => {
@@ -196,9 +202,15 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
         .tls
         .filter(|s| s.annotations().get(ANNOTATION_ISSUER) == Some(&p.issuer.display()))
         .and_then(leaf_der)
-        .and_then(|der| CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())).ok());
+        .and_then(|der| {
+            CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())).ok()
+        });
     let order = match replaces {
-        Some(id) => match p.account.new_order(&new_order(p, &identifiers).replaces(id.clone())).await {
+        Some(id) => match p
+            .account
+            .new_order(&new_order(p, &identifiers).replaces(id.clone()))
+            .await
+        {
             Ok(o) => {
                 tracing::info!(certificate = %key_of(p.cert), replaces = %id, "renewal order names the certificate it replaces");
                 o
@@ -233,11 +245,22 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
         challenges: Vec::new(),
         state_since: Some(Timestamp::now().to_string()),
     });
-    w.save()
-        .await
-        .map_err(|e| Failure::new(FailedStep::Order, Reason::KUBERNETES_ERROR, e.to_string(), false))?;
+    w.save().await.map_err(|e| {
+        Failure::new(
+            FailedStep::Order,
+            Reason::KUBERNETES_ERROR,
+            e.to_string(),
+            false,
+        )
+    })?;
     p.ctx
-        .event(p.cert, false, "OrderCreated", "Issue", format!("created ACME order {}", order.url()))
+        .event(
+            p.cert,
+            false,
+            "OrderCreated",
+            "Issue",
+            format!("created ACME order {}", order.url()),
+        )
         .await;
     Ok(order)
 }
@@ -246,8 +269,13 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
 async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
     let key_pem = keys::next(p.ctx, p.cert, p.request, p.tls).await?;
     let r = p.request;
-    let csr = pki::csr_der(&key_pem, &r.dns_names, &r.ip_addresses, r.common_name.as_deref())
-        .map_err(|e| Failure::new(FailedStep::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
+    let csr = pki::csr_der(
+        &key_pem,
+        &r.dns_names,
+        &r.ip_addresses,
+        r.common_name.as_deref(),
+    )
+    .map_err(|e| Failure::new(FailedStep::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
     match order.finalize_csr(&csr).await {
         Ok(()) => Ok(()),
         // A finalize the CA already took (its answer was lost and the request sent
@@ -276,22 +304,35 @@ async fn download(p: &Pass<'_>, order: &mut Order) -> Result<Progress, Failure> 
         .certificate()
         .await
         .map_err(Failure::from_acme(FailedStep::Download))?
-        .ok_or_else(|| fail(Reason::ACME_ERROR, "the CA sent no certificate for a valid order".into()))?;
+        .ok_or_else(|| {
+            fail(
+                Reason::ACME_ERROR,
+                "the CA sent no certificate for a valid order".into(),
+            )
+        })?;
     let Some(key_pem) = keys::existing(p.ctx, p.cert, p.request, p.tls).await? else {
         return Err(fail(
             Reason::KEY_LOST,
             "the private key for this order is gone (its Secret was deleted); starting over".into(),
         ));
     };
-    let info = pki::parse_chain(&chain)
-        .map_err(|e| fail(Reason::INVALID_CERTIFICATE, format!("the CA sent an unreadable certificate: {e}")))?;
+    let info = pki::parse_chain(&chain).map_err(|e| {
+        fail(
+            Reason::INVALID_CERTIFICATE,
+            format!("the CA sent an unreadable certificate: {e}"),
+        )
+    })?;
     if !pki::key_matches(&key_pem, &info) {
         return Err(fail(
             Reason::CERTIFICATE_MISMATCH,
             "the issued certificate is not for this order's key; starting over".into(),
         ));
     }
-    let mut got: Vec<String> = info.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let mut got: Vec<String> = info
+        .dns_names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
     let mut want = p.request.dns_names.clone();
     got.sort();
     want.sort();
@@ -301,5 +342,9 @@ async fn download(p: &Pass<'_>, order: &mut Order) -> Result<Progress, Failure> 
             format!("the CA issued names {got:?}, not the requested {want:?}"),
         ));
     }
-    Ok(Progress::Issued { chain, key_pem, info })
+    Ok(Progress::Issued {
+        chain,
+        key_pem,
+        info,
+    })
 }

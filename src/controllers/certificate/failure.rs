@@ -45,7 +45,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(step: Step, reason: Reason, message: impl Into<String>, abandon_order: bool) -> Self {
+    pub fn new(
+        step: Step,
+        reason: Reason,
+        message: impl Into<String>,
+        abandon_order: bool,
+    ) -> Self {
         Failure {
             step,
             reason,

@@ -86,9 +86,15 @@ pub async fn issued(
     issued: Issued,
 ) -> Result<Action, Error> {
     let cert = &*seen.cert;
-    let Issued { chain, key_pem, info } = issued;
+    let Issued {
+        chain,
+        key_pem,
+        info,
+    } = issued;
     let written = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
-        Ok(body) => secret::apply(ctx, cert, &body).await.map_err(|e| e.to_string()),
+        Ok(body) => secret::apply(ctx, cert, &body)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(format!("the certificate or key cannot be encoded: {e}")),
     };
     if let Err(e) = written {
@@ -102,7 +108,12 @@ pub async fn issued(
     );
     let renewal_time =
         crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
-    let challenges = w.status.order.take().map(|o| o.challenges).unwrap_or_default();
+    let challenges = w
+        .status
+        .order
+        .take()
+        .map(|o| o.challenges)
+        .unwrap_or_default();
     w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
     w.status.manual_renewal = request.renew_request.clone();
     record(&mut w, &info, renewal_time);
@@ -117,7 +128,10 @@ pub async fn issued(
         .and_then(|c| c.last_transition_time.as_deref())
         .and_then(|t| t.parse::<Timestamp>().ok())
     {
-        let secs = Timestamp::now().duration_since(started).as_secs_f64().max(0.0);
+        let secs = Timestamp::now()
+            .duration_since(started)
+            .as_secs_f64()
+            .max(0.0);
         ctx.metrics.issuance_duration.observe(secs);
     }
     w.drop_issuing();
@@ -150,8 +164,14 @@ async fn secret_write_failed(
         cert.spec.secret_name
     );
     tracing::warn!(certificate = %key_of(cert), "{message}");
-    ctx.event(cert, true, Reason::SECRET_WRITE_FAILED.as_str(), "Issue", message.clone())
-        .await;
+    ctx.event(
+        cert,
+        true,
+        Reason::SECRET_WRITE_FAILED.as_str(),
+        "Issue",
+        message.clone(),
+    )
+    .await;
     w.set_issuing(false, Reason::SECRET_WRITE_FAILED, message.clone());
     if !w.is_ready() {
         w.set_ready(false, Reason::SECRET_WRITE_FAILED, message);

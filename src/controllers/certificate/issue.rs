@@ -68,9 +68,14 @@ pub async fn issue(
     }
     w.set_issuing(true, Reason(why.reason), why.message.clone());
     if !why.has_valid_cert
-        && w.condition(READY).is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
+        && w.condition(READY)
+            .is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
     {
-        w.set_ready(false, Reason::ISSUING, format!("issuing the certificate ({})", why.message));
+        w.set_ready(
+            false,
+            Reason::ISSUING,
+            format!("issuing the certificate ({})", why.message),
+        );
     }
 
     // A Retry-After left from an earlier request (an ARI check, say) must not apply to
@@ -95,9 +100,17 @@ pub async fn issue(
         Ok(Progress::Wait { retry_after, floor }) => {
             waiting(ctx, &key, request, w, before, retry_after, floor).await
         }
-        Ok(Progress::Issued { chain, key_pem, info }) => {
+        Ok(Progress::Issued {
+            chain,
+            key_pem,
+            info,
+        }) => {
             ctx.memory.clear_poll_wait(&key);
-            let issued = finish::Issued { chain, key_pem, info };
+            let issued = finish::Issued {
+                chain,
+                key_pem,
+                info,
+            };
             finish::issued(ctx, seen, issuer, request, w, issued).await
         }
         Err(failure) if failure.transient => {
@@ -111,11 +124,18 @@ pub async fn issue(
 
 /// Restarts the order's `stateSince` clock when its progress signature changed since
 /// `before`; returns how long it has been unchanged.
-pub fn note_progress(status: &mut CertificateStatus, before: Option<String>, now: Timestamp) -> Duration {
+pub fn note_progress(
+    status: &mut CertificateStatus,
+    before: Option<String>,
+    now: Timestamp,
+) -> Duration {
     let Some(order) = status.order.as_mut() else {
         return Duration::ZERO;
     };
-    let since = order.state_since.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let since = order
+        .state_since
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
     match since {
         Some(since) if before.as_deref() == Some(plan::progress_signature(order).as_str()) => {
             now.duration_since(since).unsigned_abs()
@@ -179,16 +199,27 @@ async fn failed(
         present::cleanup(ctx, cert, issuer, &order.challenges).await;
         super::keys::delete_next(ctx, cert).await;
     }
-    ctx.memory.set_poll_wait(&key, &request.hash, delay.unsigned_abs());
+    ctx.memory
+        .set_poll_wait(&key, &request.hash, delay.unsigned_abs());
     let message = match ca_wait {
         Some(wait) => format!(
             "{} (attempt {attempts}; the CA asks to wait {wait:#}; next try in {delay:#})",
             failure.message
         ),
-        None => format!("{} (attempt {attempts}; next try in {delay:#})", failure.message),
+        None => format!(
+            "{} (attempt {attempts}; next try in {delay:#})",
+            failure.message
+        ),
     };
     tracing::warn!(certificate = %key, reason = failure.reason.as_str(), step = %failure.step, "issuance failed: {message}");
-    ctx.event(cert, true, failure.reason.as_str(), "Issue", message.clone()).await;
+    ctx.event(
+        cert,
+        true,
+        failure.reason.as_str(),
+        "Issue",
+        message.clone(),
+    )
+    .await;
     w.set_issuing(false, failure.reason, message.clone());
     if !has_valid_cert {
         w.set_ready(false, failure.reason, message);

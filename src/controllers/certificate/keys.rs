@@ -10,10 +10,10 @@ use kube::api::{Api, DeleteParams, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
 use super::failure::{Failure, Step};
+use super::key_of;
 use super::observe::managed_secret;
 use super::secret::{self, secret_string};
 use super::status::Reason;
-use super::key_of;
 use crate::api::certificate::RotationPolicy;
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -63,7 +63,12 @@ pub async fn next(
     let key_pem = pki::generate_key(&request.key)
         .map_err(|e| Failure::new(Step::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
     let owner = cert.controller_owner_ref(&()).ok_or_else(|| {
-        Failure::new(Step::Keys, Reason::KUBERNETES_ERROR, "the Certificate has no uid yet", false)
+        Failure::new(
+            Step::Keys,
+            Reason::KUBERNETES_ERROR,
+            "the Certificate has no uid yet",
+            false,
+        )
     })?;
     let body = Secret {
         metadata: ObjectMeta {

@@ -158,4 +158,3 @@ pub fn error_policy(cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) ->
     tracing::warn!(certificate = %key_of(&cert), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
-

@@ -199,7 +199,9 @@ pub fn next_step(
         OrderState::Ready => Step::Finalize,
         OrderState::Processing => Step::AwaitIssuance,
         OrderState::Valid => Step::Download,
-        OrderState::Invalid => Step::Fail(Failure::new("OrderFailed", invalid_message(order, authzs))),
+        OrderState::Invalid => {
+            Step::Fail(Failure::new("OrderFailed", invalid_message(order, authzs)))
+        }
     }
 }
 
@@ -237,7 +239,11 @@ fn choose_challenges(
             ));
         };
         if challenge.status == ChallengeState::Invalid {
-            let error = challenge.error.as_ref().map(Problem::text).unwrap_or_default();
+            let error = challenge
+                .error
+                .as_ref()
+                .map(Problem::text)
+                .unwrap_or_default();
             return Err(Failure::new(
                 "ChallengeFailed",
                 format!("{type_} for {} failed: {error}", authz.name),

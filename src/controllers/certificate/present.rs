@@ -10,9 +10,9 @@ use kube::ResourceExt;
 
 use super::drive::Progress;
 use super::failure::{Failure, Step};
+use super::key_of;
 use super::order::Chosen;
 use super::status::StatusWriter;
-use super::key_of;
 use crate::api::certificate::{CertificateStatus, ChallengeStatus};
 use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeState, ChallengeType};
@@ -30,7 +30,11 @@ pub fn upsert(status: &mut CertificateStatus, rec: ChallengeStatus) {
 }
 
 /// The issuer's solver entry for a name (the state machine already checked one exists).
-fn config<'a>(issuer: &'a IssuerHandle, cert: &Certificate, name: &str) -> Option<&'a SolverConfig> {
+fn config<'a>(
+    issuer: &'a IssuerHandle,
+    cert: &Certificate,
+    name: &str,
+) -> Option<&'a SolverConfig> {
     select_solver(&issuer.spec.solvers, name, cert.labels()).map(|i| &issuer.spec.solvers[i])
 }
 
@@ -111,20 +115,34 @@ pub async fn present(
     }
     // Published first: every replica answers from status, and whatever happens next,
     // cleanup knows what was put in place.
-    w.save().await.map_err(|e| Failure::new(Step::Present, super::status::Reason::KUBERNETES_ERROR, e.to_string(), false))?;
+    w.save().await.map_err(|e| {
+        Failure::new(
+            Step::Present,
+            super::status::Reason::KUBERNETES_ERROR,
+            e.to_string(),
+            false,
+        )
+    })?;
     let pending: Vec<&mut ChallengeStatus> = recs
         .iter_mut()
         .filter(|r| r.state == ChallengeState::Pending)
         .collect();
     for rec in &pending {
         let (solver, env) = solver_env(ctx, cert, issuer, rec)?;
-        solver.present(&env, challenge(rec)).await.map_err(Failure::solver)?;
+        solver
+            .present(&env, challenge(rec))
+            .await
+            .map_err(Failure::solver)?;
     }
     let mut ready = Vec::new();
     let mut waiting = false;
     for rec in pending {
         let (solver, env) = solver_env(ctx, cert, issuer, rec)?;
-        match solver.ready(&env, challenge(rec)).await.map_err(Failure::solver)? {
+        match solver
+            .ready(&env, challenge(rec))
+            .await
+            .map_err(Failure::solver)?
+        {
             Readiness::Ready => {
                 ready.push(rec.token.clone());
                 rec.state = ChallengeState::Processing;
@@ -143,7 +161,11 @@ pub async fn present(
         upsert(&mut w.status, rec);
     }
     Ok(Progress::Wait {
-        retry_after: if waiting { None } else { ctx.stats.take_retry_after(order.url()) },
+        retry_after: if waiting {
+            None
+        } else {
+            ctx.stats.take_retry_after(order.url())
+        },
         floor: Duration::from_millis(if waiting { 2000 } else { 500 }),
     })
 }
@@ -155,7 +177,12 @@ fn solver_env<'a>(
     rec: &ChallengeStatus,
 ) -> Result<(&'static dyn Solver, SolveEnv<'a>), Failure> {
     let solver = solvers::for_type(rec.type_).ok_or_else(|| {
-        Failure::new(Step::Present, super::status::Reason::INVALID_SPEC, format!("no solver for {}", rec.type_), true)
+        Failure::new(
+            Step::Present,
+            super::status::Reason::INVALID_SPEC,
+            format!("no solver for {}", rec.type_),
+            true,
+        )
     })?;
     let config = config(issuer, cert, &rec.dns_name).ok_or_else(|| {
         Failure::new(
@@ -165,7 +192,15 @@ fn solver_env<'a>(
             true,
         )
     })?;
-    Ok((solver, SolveEnv { ctx, cert, issuer, config }))
+    Ok((
+        solver,
+        SolveEnv {
+            ctx,
+            cert,
+            issuer,
+            config,
+        },
+    ))
 }
 
 /// Removes what the order's challenges put in place, through their solvers. Returns
@@ -190,7 +225,12 @@ pub async fn cleanup(
         let mut removed = true;
         for rec in &mine {
             let config = config(issuer, cert, &rec.dns_name).unwrap_or(&fallback);
-            let env = SolveEnv { ctx, cert, issuer, config };
+            let env = SolveEnv {
+                ctx,
+                cert,
+                issuer,
+                config,
+            };
             if let Err(e) = solver.cleanup(&env, challenge(rec)).await {
                 tracing::warn!(certificate = %key_of(cert), error = %e, "cannot remove a {} answer", solver.challenge_type());
                 removed = false;

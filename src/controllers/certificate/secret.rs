@@ -83,7 +83,10 @@ pub fn tls_secret(
         (ANNOTATION_ISSUER_NAME.to_string(), issuer.name.clone()),
         (ANNOTATION_ISSUER_KIND.to_string(), kind),
         (ANNOTATION_SERIAL.to_string(), info.serial.clone()),
-        (ANNOTATION_ALT_NAMES.to_string(), request.dns_names.join(",")),
+        (
+            ANNOTATION_ALT_NAMES.to_string(),
+            request.dns_names.join(","),
+        ),
     ]));
     Ok(Secret {
         metadata: ObjectMeta {
