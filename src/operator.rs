@@ -307,7 +307,7 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
             }
             _ => futures::future::ready(()),
         });
-    let sweeper = tokio::spawn(sweep_solvers(
+    let sweeper = tokio::spawn(http01::sweep(
         client.clone(),
         options.namespace.clone(),
         shared.certificates.clone(),
@@ -460,48 +460,4 @@ async fn serve_health(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// Deletes temporary HTTP-01 objects that no challenge in progress needs: leftovers of
-/// a crash between presenting a challenge and cleaning up. Runs when this replica starts
-/// leading and every ten minutes after.
-async fn sweep_solvers(client: Client, namespace: Option<String>, store: Store<Certificate>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
-    let selector = format!(
-        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
-        http01::COMPONENT
-    );
-    loop {
-        let ingresses: Api<Ingress> = api(&client, &namespace);
-        match ingresses
-            .list_metadata(&kube::api::ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => {
-                for obj in list.items {
-                    let ns = obj.namespace().unwrap_or_default();
-                    let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else {
-                        continue;
-                    };
-                    let keep: Vec<String> = store
-                        .get(&ObjectRef::new(&cert_name).within(&ns))
-                        .and_then(|c| c.status.clone())
-                        .and_then(|s| s.order)
-                        .map(|o| o.challenges.into_iter().map(|c| c.token).collect())
-                        .unwrap_or_default();
-                    match http01::cleanup(&client, &ns, &cert_name, &keep).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects")
-                        }
-                        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Ingresses"),
-        }
-        tokio::time::sleep(Duration::from_secs(600)).await;
-    }
 }

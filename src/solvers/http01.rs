@@ -26,6 +26,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::index::ChallengeIndex;
@@ -358,6 +359,53 @@ pub async fn cleanup(
     sweep!(Service);
     sweep!(Endpoints);
     Ok(deleted)
+}
+
+/// Deletes temporary HTTP-01 objects that no challenge in progress needs: leftovers of
+/// a crash between presenting a challenge and cleaning up. Runs when this replica starts
+/// leading and every ten minutes after.
+pub async fn sweep(client: kube::Client, namespace: Option<String>, store: Store<Certificate>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let selector = format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
+        COMPONENT
+    );
+    loop {
+        let ingresses: Api<Ingress> = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        match ingresses
+            .list_metadata(&kube::api::ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => {
+                for obj in list.items {
+                    let ns = obj.namespace().unwrap_or_default();
+                    let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else {
+                        continue;
+                    };
+                    let keep: Vec<String> = store
+                        .get(&ObjectRef::new(&cert_name).within(&ns))
+                        .and_then(|c| c.status.clone())
+                        .and_then(|s| s.order)
+                        .map(|o| o.challenges.into_iter().map(|c| c.token).collect())
+                        .unwrap_or_default();
+                    match cleanup(&client, &ns, &cert_name, &keep).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Ingresses"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
 }
 
 #[cfg(test)]
