@@ -263,6 +263,7 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
         .for_each(|_| futures::future::ready(())),
     );
     let stores = Stores {
+        client: client.clone(),
         issuers: issuer_ctrl.store(),
         cluster_issuers: cluster_issuer_ctrl.store(),
         secrets,

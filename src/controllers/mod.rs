@@ -34,38 +34,81 @@ pub enum Error {
 }
 
 /// What the controllers read instead of asking the API server: the watched issuers and
-/// the Secrets the operator manages (by label).
+/// the Secrets the operator manages (by label). Until a store has synced (or if its
+/// watch cannot start), the API server is asked instead.
 #[derive(Clone)]
 pub struct Stores {
+    pub client: kube::Client,
     pub issuers: Store<CaaSIssuer>,
     pub cluster_issuers: Store<ClusterCaaSIssuer>,
     pub secrets: Store<Secret>,
 }
 
+/// How long a reconcile waits for a store to sync before asking the API server.
+const STORE_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn synced<K>(store: &Store<K>, what: &str) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let ready = tokio::time::timeout(STORE_SYNC_WAIT, store.wait_until_ready()).await;
+    if !matches!(ready, Ok(Ok(()))) {
+        tracing::debug!("the {what} store has not synced; asking the API server");
+        return false;
+    }
+    true
+}
+
 impl Stores {
-    /// The issuer a Certificate names, once the issuer stores have synced.
-    pub async fn issuer_of(&self, cert: &Certificate, settings: &Settings) -> Option<IssuerHandle> {
+    /// The issuer a Certificate names.
+    pub async fn issuer_of(
+        &self,
+        cert: &Certificate,
+        settings: &Settings,
+    ) -> Result<Option<IssuerHandle>, kube::Error> {
         let name = &cert.spec.issuer_ref.name;
         if cert.spec.issuer_ref.is_cluster() {
-            self.cluster_issuers.wait_until_ready().await.ok()?;
-            self.cluster_issuers
-                .get(&ObjectRef::new(name))
-                .map(|i| IssuerHandle::from_cluster(&i, settings))
+            let found = match synced(&self.cluster_issuers, "ClusterCaaSIssuer").await {
+                true => self
+                    .cluster_issuers
+                    .get(&ObjectRef::new(name))
+                    .map(|i| (*i).clone()),
+                false => {
+                    Api::<ClusterCaaSIssuer>::all(self.client.clone())
+                        .get_opt(name)
+                        .await?
+                }
+            };
+            Ok(found.map(|i| IssuerHandle::from_cluster(&i, settings)))
         } else {
-            self.issuers.wait_until_ready().await.ok()?;
             let ns = cert.namespace().unwrap_or_default();
-            self.issuers
-                .get(&ObjectRef::new(name).within(&ns))
-                .map(|i| IssuerHandle::from_namespaced(&i))
+            let found = match synced(&self.issuers, "CaaSIssuer").await {
+                true => self
+                    .issuers
+                    .get(&ObjectRef::new(name).within(&ns))
+                    .map(|i| (*i).clone()),
+                false => {
+                    Api::<CaaSIssuer>::namespaced(self.client.clone(), &ns)
+                        .get_opt(name)
+                        .await?
+                }
+            };
+            Ok(found.as_ref().map(IssuerHandle::from_namespaced))
         }
     }
 
-    /// A managed Secret from the store, once it has synced.
-    pub async fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        self.secrets.wait_until_ready().await.ok()?;
-        self.secrets
-            .get(&ObjectRef::new(name).within(namespace))
-            .map(|s| (*s).clone())
+    /// A managed Secret (`Ok(None)`: there is none the operator manages).
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+        if synced(&self.secrets, "Secret").await {
+            return Ok(self
+                .secrets
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|s| (*s).clone()));
+        }
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
     }
 }
 
@@ -291,7 +334,7 @@ impl Accounts {
     ) -> Result<instant_acme::Account, AccountError> {
         let ns = &issuer.secret_namespace;
         let secret_name = &issuer.spec.private_key_secret_ref.name;
-        let secret = match ctx.stores.secret(ns, secret_name).await {
+        let secret = match ctx.stores.secret(ns, secret_name).await? {
             Some(s) => s,
             None => Api::<Secret>::namespaced(ctx.client.clone(), ns)
                 .get_opt(secret_name)

@@ -23,7 +23,7 @@ pub struct Observed {
 
 pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, kube::Error> {
     let cert = fresh(ctx, cert).await?;
-    let issuer = ctx.stores.issuer_of(&cert, &ctx.settings).await;
+    let issuer = ctx.stores.issuer_of(&cert, &ctx.settings).await?;
     let ns = cert.namespace().unwrap_or_default();
     let secret = managed_secret(ctx, &cert, &ns, &cert.spec.secret_name).await?;
     Ok(Observed {
@@ -64,7 +64,7 @@ pub async fn managed_secret(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Secret>, kube::Error> {
-    let stored = ctx.stores.secret(namespace, name).await;
+    let stored = ctx.stores.secret(namespace, name).await?;
     let written = ctx.memory.written_secret(&key_of(cert), name);
     let stale = match (&stored, written) {
         (_, None) => false,
