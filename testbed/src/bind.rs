@@ -86,9 +86,11 @@ zone "{ZONE}" {{
         cmd.arg("-g").arg("-c").arg(dir.join("named.conf"));
         let log = dir.join("named.log");
         let mut proc = Proc::spawn("named", cmd, &log, Some(&dir));
+        // Not "running": named prints "running on Linux ..." at start-up, before the
+        // zone is loaded, and an update in that window gets SERVFAIL.
         proc.wait_until(Duration::from_secs(30), || {
             std::fs::read_to_string(&log)
-                .map(|t| t.contains("running"))
+                .map(|t| t.contains("all zones loaded"))
                 .unwrap_or(false)
         });
         Bind {
