@@ -2,10 +2,9 @@
 //! counts requests and remembers `Retry-After`; account registration with External
 //! Account Binding; and the classification of CA errors into reasons users act on.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -22,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rustls_pki_types::pem::PemObject;
 
+use crate::controllers::memory::Memory;
 use crate::metrics::AcmeRequestLabels;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -137,16 +137,15 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Default)]
 pub struct AcmeStats {
     requests: Family<AcmeRequestLabels, Counter>,
-    retry_after: Mutex<BTreeMap<String, Duration>>,
+    /// Where the waits the CA asks for are kept, per object ([`SCOPE`]).
+    memory: Arc<Memory>,
 }
 
 impl AcmeStats {
-    /// Stats counting into `requests` (the registered metric family).
-    pub fn new(requests: Family<AcmeRequestLabels, Counter>) -> Self {
-        AcmeStats {
-            requests,
-            retry_after: Mutex::default(),
-        }
+    /// Stats counting into `requests` (the registered metric family), keeping waits in
+    /// `memory`.
+    pub fn new(requests: Family<AcmeRequestLabels, Counter>, memory: Arc<Memory>) -> Self {
+        AcmeStats { requests, memory }
     }
 
     /// Counts one request to `endpoint` answered with `status` (0: no answer).
@@ -162,18 +161,16 @@ impl AcmeStats {
     /// Records the `Retry-After` of an answer to `url` with `status`; an error answer's
     /// (429, 5xx) also as the longest one for `scope`.
     fn record_retry_after(&self, scope: &str, status: u16, url: String, wait: Duration) {
-        let mut map = self.retry_after.lock().expect("stats lock");
         if status == 429 || status >= 500 {
-            let key = format!("{ERROR_KEY}{scope}");
-            let longest = map.get(&key).copied().unwrap_or_default().max(wait);
-            map.insert(key, longest);
+            self.memory.record_error_wait(scope, wait);
         }
-        map.insert(url, wait);
+        self.memory.record_url_wait(scope, &url, wait);
     }
 
-    /// The `Retry-After` the CA last sent for `url`, consumed.
+    /// The `Retry-After` the CA last sent for `url` (for the current [`SCOPE`]), consumed.
     pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
-        self.retry_after.lock().expect("stats lock").remove(url)
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
+        self.memory.take_url_wait(&scope, url)
     }
 
     /// The longest `Retry-After` the CA sent with an error answer (429, 503) to requests
@@ -181,18 +178,7 @@ impl AcmeStats {
     /// rate-limited client must wait.
     pub fn take_error_retry_after(&self) -> Option<Duration> {
         let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
-        self.retry_after
-            .lock()
-            .expect("stats lock")
-            .remove(&format!("{ERROR_KEY}{scope}"))
-    }
-
-    /// Forgets the waits kept for a deleted object's scope.
-    pub fn forget(&self, scope: &str) {
-        self.retry_after
-            .lock()
-            .expect("stats lock")
-            .remove(&format!("{ERROR_KEY}{scope}"));
+        self.memory.take_error_wait(&scope)
     }
 }
 
@@ -218,7 +204,6 @@ fn endpoint(uri: &http::Uri) -> String {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Key of the `Retry-After` sent with error answers.
-const ERROR_KEY: &str = "(error)";
 
 /// The hyper client under [`AcmeHttp`].
 type HyperHttps = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;

@@ -3,7 +3,8 @@
 //! Account Binding.
 //!
 //! * [`api`]: the custom resources (`CaaSIssuer`, `ClusterCaaSIssuer`, `Certificate`);
-//! * [`plan`], [`renewal`], [`solvers::select_solver`]: pure decisions, unit-tested;
+//! * [`plan`], [`renewal`], [`solvers::select_solver`], and the ACME order state machine
+//!   ([`controllers::certificate::order`]): pure decisions, unit-tested;
 //! * [`acme`], [`pki`], [`solvers`]: the CA, keys and certificates, challenge solvers;
 //! * [`controllers`]: the reconcile loops that carry the decisions out;
 //! * [`operator`]: wiring (watches, listeners, shutdown).

@@ -386,7 +386,6 @@ async fn certificate_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) 
             if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
                 let key = object_key(obj.namespace.as_deref(), &obj.name);
                 ctx.memory.forget_certificate(&key);
-                ctx.stats.forget(&key);
             }
             futures::future::ready(())
         })

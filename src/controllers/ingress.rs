@@ -171,7 +171,10 @@ pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Actio
             c.labels().get(INGRESS_LABEL) == Some(&ingress.name_any()) && owned_by(c, &ingress)
         })
         .collect();
-    let owner = ingress.controller_owner_ref(&()).expect("stored Ingress");
+    // A stored Ingress has a name and uid; without them nothing can be owned.
+    let Some(owner) = ingress.controller_owner_ref(&()) else {
+        return Ok(Action::await_change());
+    };
     for want in &wanted {
         let conflict = all.iter().find(|c| {
             !owned_by(c, &ingress)

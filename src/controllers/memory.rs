@@ -47,6 +47,8 @@ struct Maps {
     ari_checks: HashMap<ObjectKey, (String, Instant)>,
     /// Certificates: the `Retry-After` of the CA's last error answer (429, 503).
     error_waits: HashMap<ObjectKey, Duration>,
+    /// Certificates: the `Retry-After` the CA last sent per URL (an order being polled).
+    url_waits: HashMap<ObjectKey, HashMap<String, Duration>>,
     /// Issuers: consecutive failures (retry delay).
     issuer_failures: HashMap<ObjectKey, u32>,
     /// Issuers: accounts registered but not saved, by issuer, with the key Secret and
@@ -61,6 +63,7 @@ impl Maps {
             + self.written_secrets.len()
             + self.ari_checks.len()
             + self.error_waits.len()
+            + self.url_waits.len()
             + self.issuer_failures.len()
             + self.unsaved_accounts.len()
     }
@@ -180,6 +183,26 @@ impl Memory {
         self.maps().error_waits.remove(key)
     }
 
+    /// Records the `Retry-After` the CA sent for `url`, for `key`.
+    pub fn record_url_wait(&self, key: &str, url: &str, wait: Duration) {
+        self.maps()
+            .url_waits
+            .entry(key.into())
+            .or_default()
+            .insert(url.into(), wait);
+    }
+
+    /// The `Retry-After` the CA last sent for `url`, for `key`, consumed.
+    pub fn take_url_wait(&self, key: &str, url: &str) -> Option<Duration> {
+        let mut maps = self.maps();
+        let waits = maps.url_waits.get_mut(key)?;
+        let wait = waits.remove(url);
+        if waits.is_empty() {
+            maps.url_waits.remove(key);
+        }
+        wait
+    }
+
     /// One more consecutive failure of issuer `key`: the retry delay, 5 s doubling to
     /// at most 5 minutes.
     pub fn issuer_failed(&self, key: &str) -> Duration {
@@ -223,6 +246,7 @@ impl Memory {
         maps.written_secrets.remove(key);
         maps.ari_checks.remove(key);
         maps.error_waits.remove(key);
+        maps.url_waits.remove(key);
     }
 
     /// Forgets everything about a deleted issuer.
@@ -302,6 +326,10 @@ mod tests {
         assert_eq!(m.take_error_wait("ns/a"), Some(Duration::from_secs(15)));
         assert_eq!(m.take_error_wait("ns/a"), None);
         assert_eq!(m.take_error_wait("ns/b"), None);
+        m.record_url_wait("ns/a", "u", Duration::from_secs(3));
+        assert_eq!(m.take_url_wait("ns/b", "u"), None, "another object's wait");
+        assert_eq!(m.take_url_wait("ns/a", "u"), Some(Duration::from_secs(3)));
+        assert!(m.is_empty());
     }
 
     #[test]
@@ -315,10 +343,11 @@ mod tests {
             m.set_written_secret(&cert, "next-key", Some(i));
             m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
             m.record_error_wait(&cert, Duration::from_secs(15));
+            m.record_url_wait(&cert, "https://ca/order/1", Duration::from_secs(1));
             let issuer = object_key(None, &format!("issuer-{i}"));
             m.issuer_failed(&issuer);
         }
-        assert_eq!(m.len(), 6 * 1000);
+        assert_eq!(m.len(), 7 * 1000);
         for i in 0..1000 {
             m.forget_certificate(&object_key(Some("ns"), &format!("cert-{i}")));
             m.forget_issuer(&object_key(None, &format!("issuer-{i}")));

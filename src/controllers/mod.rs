@@ -161,16 +161,20 @@ impl Context {
             controller: "caas-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let memory = Arc::new(Memory::default());
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
-            stats: Arc::new(AcmeStats::new(metrics.acme_requests.clone())),
+            stats: Arc::new(AcmeStats::new(
+                metrics.acme_requests.clone(),
+                memory.clone(),
+            )),
             accounts: Accounts::default(),
             certificates,
             index,
             stores,
-            memory: Arc::new(Memory::default()),
+            memory,
             metrics,
         }
     }

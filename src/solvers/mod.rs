@@ -1,8 +1,11 @@
-//! Challenge solvers, and the pure choice of which one serves a name.
+//! Challenge solvers behind one trait ([`Solver`], registered in [`SOLVERS`]), and the
+//! pure choice of which one serves a name ([`select_solver`]).
 //!
 //! * [`http01`]: the operator's own listener plus a temporary Ingress/Service/Endpoints;
-//! * [`rfc2136`]: DNS-01 through RFC 2136 dynamic updates signed with TSIG;
-//! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`.
+//! * [`dns01`]: a TXT record through the issuer's DNS provider ([`rfc2136`]: dynamic
+//!   updates signed with TSIG), guarded by a finalizer while published;
+//! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`;
+//! * [`index`]: the challenges in progress, which both listeners answer from.
 
 pub mod dns01;
 pub mod http01;
