@@ -203,8 +203,6 @@ fn endpoint(uri: &http::Uri) -> String {
 /// How long one ACME request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Key of the `Retry-After` sent with error answers.
-
 /// The hyper client under [`AcmeHttp`].
 type HyperHttps = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 

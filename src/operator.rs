@@ -25,7 +25,7 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::controllers::memory::object_key;
+use crate::controllers::memory::{Memory, object_key};
 use crate::controllers::{self, Context, Settings, Stores};
 use crate::metrics::Metrics;
 use crate::solvers::http01::{self, SolverEndpoint};
@@ -79,16 +79,19 @@ pub async fn run(
     // Every replica: the watched Certificates, for challenge answers and metrics.
     let (store, writer) = reflector::store();
     let index = Arc::new(ChallengeIndex::default());
+    let memory = Arc::new(Memory::default());
     let cert_watch = tokio::spawn(index_certificates(
         reflector::reflector(
             writer,
             watcher(
                 api::<Certificate>(&client, &options.namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .modify(|c| c.managed_fields_mut().clear()),
         )
         .default_backoff(),
         index.clone(),
+        memory.clone(),
     ));
     let metrics = Metrics::new(store.clone(), kube_requests);
     let shared = TermInputs {
@@ -102,6 +105,7 @@ pub async fn run(
         },
         certificates: store.clone(),
         index: index.clone(),
+        memory,
         metrics: metrics.clone(),
     };
     let http01 = tokio::spawn(log_listener_error(
@@ -145,18 +149,28 @@ struct TermInputs {
     settings: Settings,
     certificates: Store<Certificate>,
     index: Arc<ChallengeIndex>,
+    memory: Arc<Memory>,
     metrics: Arc<Metrics>,
 }
 
-/// Keeps the challenge index in step with the Certificate watch.
+/// Keeps the challenge index in step with the Certificate watch, and drops the copies of
+/// Certificates written by this process once the watch has them.
 async fn index_certificates(
     events: impl futures::Stream<Item = Result<watcher::Event<Certificate>, watcher::Error>>,
     index: Arc<ChallengeIndex>,
+    memory: Arc<Memory>,
 ) {
     events
         .for_each(|event| {
             match event {
-                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => index.update(&c),
+                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => {
+                    index.update(&c);
+                    let key = object_key(c.namespace().as_deref(), &c.name_any());
+                    let version = c.resource_version().and_then(|v| v.parse::<u64>().ok());
+                    if version >= memory.written_status(&key) {
+                        memory.caught_up(&key);
+                    }
+                }
                 Ok(watcher::Event::Delete(c)) => index.remove(&c),
                 Ok(watcher::Event::Init) => index.begin_resync(),
                 Ok(watcher::Event::InitDone) => index.end_resync(),
@@ -248,34 +262,56 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
     let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
     let issuer_ctrl = Controller::new(issuers, watcher::Config::default());
     let cluster_issuer_ctrl = Controller::new(cluster_issuers, watcher::Config::default());
-    // Every Secret the operator manages (TLS, next keys, account keys), by label.
+    // Every Secret the operator manages (TLS, next keys, account keys), by label. The
+    // same stream wakes the Certificates (see `certificate_loop`), so a reconcile woken by
+    // a Secret change always finds that change in the store.
     let (secrets, writer) = reflector::store();
-    let secret_watch = tokio::spawn(
-        reflector::reflector(
-            writer,
-            watcher(
-                api::<Secret>(client, &options.namespace),
-                watcher::Config::default()
-                    .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-            ),
+    let secret_events = reflector::reflector(
+        writer,
+        watcher(
+            api::<Secret>(client, &options.namespace),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
-        .default_backoff()
-        .for_each(|_| futures::future::ready(())),
-    );
-    let stores = Stores {
-        client: client.clone(),
-        issuers: issuer_ctrl.store(),
-        cluster_issuers: cluster_issuer_ctrl.store(),
+        .modify(|s| s.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    shared.memory.new_term();
+    let stores = Stores::new(
+        client.clone(),
+        issuer_ctrl.store(),
+        cluster_issuer_ctrl.store(),
         secrets,
-    };
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         shared.settings.clone(),
         shared.certificates.clone(),
         shared.index.clone(),
         stores,
+        shared.memory.clone(),
         shared.metrics.clone(),
     ));
+    let sweeper = tokio::spawn(http01::sweep(
+        client.clone(),
+        options.namespace.clone(),
+        shared.certificates.clone(),
+    ));
+    tokio::join!(
+        certificate_loop(options, ctx.clone(), secret_events, stop.clone()),
+        issuer_loops(issuer_ctrl, cluster_issuer_ctrl, ctx.clone(), stop.clone()),
+        ingress_loop(options, ctx.clone(), stop)
+    );
+    sweeper.abort();
+}
+
+/// Both issuer controllers; a deleted issuer's memory is dropped.
+async fn issuer_loops(
+    issuer_ctrl: Controller<CaaSIssuer>,
+    cluster_issuer_ctrl: Controller<ClusterCaaSIssuer>,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+) {
     let forget_issuer = |ctx: &Context, key: String| {
         ctx.memory.forget_issuer(&key);
         futures::future::ready(())
@@ -308,44 +344,35 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
             }
             _ => futures::future::ready(()),
         });
-    let sweeper = tokio::spawn(http01::sweep(
-        client.clone(),
-        options.namespace.clone(),
-        shared.certificates.clone(),
-    ));
-    tokio::join!(
-        certificate_loop(options, ctx.clone(), stop.clone()),
-        issuer_loop,
-        cluster_issuer_loop,
-        ingress_loop(options, ctx.clone(), stop)
-    );
-    sweeper.abort();
-    secret_watch.abort();
+    tokio::join!(issuer_loop, cluster_issuer_loop);
 }
 
 /// Certificates, also woken by their TLS Secret (watched by label: only the Secrets we
 /// manage) and by their issuer changing. A deleted Certificate's memory is dropped.
-async fn certificate_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+async fn certificate_loop(
+    options: &Options,
+    ctx: Arc<Context>,
+    secret_events: impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    stop: Shutdown,
+) {
     let client = &ctx.client;
     let certificates: Api<Certificate> = api(client, &options.namespace);
-    let managed_secrets: Api<Secret> = api(client, &options.namespace);
-    let secret_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}=tls");
     let (store_ns, store_cluster) = (ctx.certificates.clone(), ctx.certificates.clone());
     // Bounded concurrency: a burst of a thousand Certificates otherwise opens hundreds of
     // connections at once (API server and CA), which costs memory and gains nothing.
     Controller::new(certificates, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
-        .watches(
-            managed_secrets,
-            watcher::Config::default().labels(&secret_selector),
-            |secret: Secret| {
-                let ns = secret.namespace().unwrap_or_default();
-                secret
-                    .labels()
-                    .get(CERTIFICATE_LABEL)
-                    .map(|name| ObjectRef::new(name).within(&ns))
-            },
-        )
+        // A shared reflector's stream (kube's `unstable-runtime-stream-control`: the
+        // documented way to share one watch between a store and a controller).
+        .watches_stream(secret_events, |secret: Secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let tls = secret.labels().get(COMPONENT_LABEL).map(String::as_str) == Some("tls");
+            secret
+                .labels()
+                .get(CERTIFICATE_LABEL)
+                .filter(|_| tls)
+                .map(|name| ObjectRef::new(name).within(&ns))
+        })
         .watches(
             api::<CaaSIssuer>(client, &options.namespace),
             watcher::Config::default(),

@@ -1,6 +1,7 @@
 //! What the controllers remember between reconciles, per object: one struct, held by the
-//! [`Context`](super::Context) of one leadership term (a replica that loses the Lease
-//! forgets it all), pruned when its object is deleted, with an injectable clock.
+//! [`Context`](super::Context), started afresh with each leadership term (a replica
+//! that loses the Lease forgets all but unsaved accounts), pruned when its object is
+//! deleted, with an injectable clock.
 //!
 //! Nothing here is needed for correctness after a restart: status carries what must
 //! survive (the order URL, failure counts); this only saves requests and keeps waits.
@@ -38,8 +39,9 @@ pub type UnsavedAccount = (instant_acme::Account, String);
 struct Maps {
     /// Certificates: earliest next poll of the CA, for the request hash it was set for.
     next_poll: HashMap<ObjectKey, (String, Instant)>,
-    /// Certificates: resourceVersion of the status this process last wrote.
-    written_status: HashMap<ObjectKey, u64>,
+    /// Certificates: resourceVersion of the status this process last wrote, and the
+    /// object as written until the watched copy has caught up.
+    written_status: HashMap<ObjectKey, (u64, Option<Arc<crate::api::Certificate>>)>,
     /// Certificates: resourceVersion of each Secret this process last wrote for them
     /// (TLS, next key), by Secret name.
     written_secrets: HashMap<ObjectKey, HashMap<String, u64>>,
@@ -122,11 +124,30 @@ impl Memory {
     }
 
     pub fn written_status(&self, key: &str) -> Option<u64> {
-        self.maps().written_status.get(key).copied()
+        self.maps().written_status.get(key).map(|(v, _)| *v)
     }
 
-    pub fn set_written_status(&self, key: &str, version: u64) {
-        self.maps().written_status.insert(key.into(), version);
+    /// The Certificate as this process last wrote it, while the watch has not caught up.
+    pub fn written_certificate(&self, key: &str) -> Option<Arc<crate::api::Certificate>> {
+        self.maps().written_status.get(key)?.1.clone()
+    }
+
+    /// The watched copy has caught up: the written object is not needed any more.
+    pub fn caught_up(&self, key: &str) {
+        if let Some(entry) = self.maps().written_status.get_mut(key) {
+            entry.1 = None;
+        }
+    }
+
+    pub fn set_written_status(
+        &self,
+        key: &str,
+        version: u64,
+        written: Option<Arc<crate::api::Certificate>>,
+    ) {
+        self.maps()
+            .written_status
+            .insert(key.into(), (version, written));
     }
 
     /// The resourceVersion of Secret `secret` as this process last wrote it for `key`.
@@ -238,6 +259,18 @@ impl Memory {
         }
     }
 
+    /// A new leadership term: forget what another leader may have changed meanwhile
+    /// (waits, versions, ARI checks, failure counts). Accounts registered but not saved
+    /// are kept: registering again would bind the EAB key a second time.
+    pub fn new_term(&self) {
+        let mut maps = self.maps();
+        let unsaved = std::mem::take(&mut maps.unsaved_accounts);
+        *maps = Maps {
+            unsaved_accounts: unsaved,
+            ..Maps::default()
+        };
+    }
+
     /// Forgets everything about a deleted Certificate.
     pub fn forget_certificate(&self, key: &str) {
         let mut maps = self.maps();
@@ -338,7 +371,7 @@ mod tests {
         for i in 0..1000 {
             let cert = object_key(Some("ns"), &format!("cert-{i}"));
             m.set_poll_wait(&cert, "hash", Duration::from_secs(1));
-            m.set_written_status(&cert, i);
+            m.set_written_status(&cert, i, None);
             m.set_written_secret(&cert, "tls", Some(i));
             m.set_written_secret(&cert, "next-key", Some(i));
             m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
@@ -353,6 +386,11 @@ mod tests {
             m.forget_issuer(&object_key(None, &format!("issuer-{i}")));
         }
         assert!(m.is_empty(), "{} entries left", m.len());
+
+        m.set_written_status("ns/a", 1, None);
+        m.issuer_failed("i");
+        m.new_term();
+        assert!(m.is_empty(), "a new term starts afresh");
 
         // Removing the last written Secret drops the Certificate's entry as well.
         m.set_written_secret("ns/x", "tls", Some(1));

@@ -36,22 +36,30 @@ pub enum Error {
 /// What the controllers read instead of asking the API server: the watched issuers and
 /// the Secrets the operator manages (by label). Until a store has synced (or if its
 /// watch cannot start), the API server is asked instead.
-#[derive(Clone)]
 pub struct Stores {
     pub client: kube::Client,
     pub issuers: Store<CaaSIssuer>,
     pub cluster_issuers: Store<ClusterCaaSIssuer>,
     pub secrets: Store<Secret>,
+    /// Per store: whether a reconcile already waited for it to sync.
+    waited: [std::sync::atomic::AtomicBool; 3],
 }
 
 /// How long a reconcile waits for a store to sync before asking the API server.
 const STORE_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn synced<K>(store: &Store<K>, what: &str) -> bool
+/// Whether `store` has synced; waits for it (once per store and term: `waited`), then
+/// only looks.
+async fn synced<K>(store: &Store<K>, waited: &std::sync::atomic::AtomicBool, what: &str) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
+    use futures::FutureExt;
+    use std::sync::atomic::Ordering;
+    if waited.swap(true, Ordering::Relaxed) {
+        return matches!(store.wait_until_ready().now_or_never(), Some(Ok(())));
+    }
     let ready = tokio::time::timeout(STORE_SYNC_WAIT, store.wait_until_ready()).await;
     if !matches!(ready, Ok(Ok(()))) {
         tracing::debug!("the {what} store has not synced; asking the API server");
@@ -61,46 +69,66 @@ where
 }
 
 impl Stores {
-    /// The issuer a Certificate names.
+    pub fn new(
+        client: kube::Client,
+        issuers: Store<CaaSIssuer>,
+        cluster_issuers: Store<ClusterCaaSIssuer>,
+        secrets: Store<Secret>,
+    ) -> Self {
+        Stores {
+            client,
+            issuers,
+            cluster_issuers,
+            secrets,
+            waited: Default::default(),
+        }
+    }
+
+    /// The issuer a Certificate names. One that is missing or not ready in the store is
+    /// looked up on the API server: the store may lag behind the watch that woke us.
     pub async fn issuer_of(
         &self,
         cert: &Certificate,
         settings: &Settings,
     ) -> Result<Option<IssuerHandle>, kube::Error> {
         let name = &cert.spec.issuer_ref.name;
+        let stored = match cert.spec.issuer_ref.is_cluster() {
+            true => synced(&self.cluster_issuers, &self.waited[0], "ClusterCaaSIssuer")
+                .await
+                .then(|| self.cluster_issuers.get(&ObjectRef::new(name)))
+                .flatten()
+                .map(|i| IssuerHandle::from_cluster(&i, settings)),
+            false => {
+                let ns = cert.namespace().unwrap_or_default();
+                synced(&self.issuers, &self.waited[1], "CaaSIssuer")
+                    .await
+                    .then(|| self.issuers.get(&ObjectRef::new(name).within(&ns)))
+                    .flatten()
+                    .map(|i| IssuerHandle::from_namespaced(&i))
+            }
+        };
+        if let Some(issuer) = stored.filter(IssuerHandle::is_ready) {
+            return Ok(Some(issuer));
+        }
         if cert.spec.issuer_ref.is_cluster() {
-            let found = match synced(&self.cluster_issuers, "ClusterCaaSIssuer").await {
-                true => self
-                    .cluster_issuers
-                    .get(&ObjectRef::new(name))
-                    .map(|i| (*i).clone()),
-                false => {
-                    Api::<ClusterCaaSIssuer>::all(self.client.clone())
-                        .get_opt(name)
-                        .await?
-                }
-            };
+            let found = Api::<ClusterCaaSIssuer>::all(self.client.clone())
+                .get_opt(name)
+                .await?;
             Ok(found.map(|i| IssuerHandle::from_cluster(&i, settings)))
         } else {
             let ns = cert.namespace().unwrap_or_default();
-            let found = match synced(&self.issuers, "CaaSIssuer").await {
-                true => self
-                    .issuers
-                    .get(&ObjectRef::new(name).within(&ns))
-                    .map(|i| (*i).clone()),
-                false => {
-                    Api::<CaaSIssuer>::namespaced(self.client.clone(), &ns)
-                        .get_opt(name)
-                        .await?
-                }
-            };
-            Ok(found.as_ref().map(IssuerHandle::from_namespaced))
+            let api = Api::<CaaSIssuer>::namespaced(self.client.clone(), &ns);
+            Ok(api
+                .get_opt(name)
+                .await?
+                .as_ref()
+                .map(IssuerHandle::from_namespaced))
         }
     }
 
-    /// A managed Secret (`Ok(None)`: there is none the operator manages).
+    /// A managed Secret from the store (`Ok(None)`: there is none the operator manages).
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-        if synced(&self.secrets, "Secret").await {
+        if synced(&self.secrets, &self.waited[2], "Secret").await {
             return Ok(self
                 .secrets
                 .get(&ObjectRef::new(name).within(namespace))
@@ -155,13 +183,13 @@ impl Context {
         certificates: Store<Certificate>,
         index: Arc<ChallengeIndex>,
         stores: Stores,
+        memory: Arc<Memory>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: "caas-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let memory = Arc::new(Memory::default());
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,

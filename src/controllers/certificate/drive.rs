@@ -46,6 +46,8 @@ pub struct Pass<'a> {
     pub account: &'a Account,
     pub request: &'a Request,
     pub tls: Option<&'a Secret>,
+    /// Why a certificate is issued: reason and message, for the event of a new order.
+    pub why: (&'static str, &'a str),
 }
 
 /// Takes as many steps of the order as the CA allows without waiting.
@@ -54,7 +56,8 @@ pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, F
         Some(o) => o,
         None => create(p, w).await?,
     };
-    let mut finalized = false;
+    // The key sent with the CSR in this pass (the next pass reads it back).
+    let mut key: Option<String> = None;
     let mut waited = false;
     loop {
         let state: OrderState = order.state().status.into();
@@ -74,12 +77,11 @@ pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, F
             Step::Validate(chosen) => {
                 return present::present(p.ctx, p.cert, p.issuer, &mut order, w, &chosen).await;
             }
-            Step::Finalize if !finalized => {
-                finalize(p, &mut order).await?;
-                finalized = true;
+            Step::Finalize if key.is_none() => {
+                key = Some(finalize(p, &mut order).await?);
             }
             // Right after finalize a quick CA issues within moments: look once more.
-            Step::AwaitIssuance if finalized && !waited => {
+            Step::AwaitIssuance if key.is_some() && !waited => {
                 let wait = p.ctx.stats.take_retry_after(order.url());
                 if wait.is_some_and(|w| w > Duration::from_secs(2)) {
                     return Ok(Progress::Wait {
@@ -100,7 +102,7 @@ pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, F
                     floor: Duration::from_millis(300),
                 });
             }
-            Step::Download => return download(p, &mut order).await,
+            Step::Download => return download(p, &mut order, key).await,
             Step::Fail(f) => {
                 record_errors(w, &authzs);
                 return Err(Failure::order(f));
@@ -253,20 +255,19 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
             false,
         )
     })?;
-    p.ctx
-        .event(
-            p.cert,
-            false,
-            "OrderCreated",
-            "Issue",
-            format!("created ACME order {}", order.url()),
-        )
-        .await;
+    // One event per issuance. Its reason names why (SecretMissing, RenewalDue, ...):
+    // events with the same reason are merged into one series, which would hide a new cause.
+    let (reason, message) = p.why;
+    let note = format!(
+        "issuing a certificate: {message}; created ACME order {}",
+        order.url()
+    );
+    p.ctx.event(p.cert, false, reason, "Issue", note).await;
     Ok(order)
 }
 
-/// Sends the CSR, made with the order's key (kept before it is used).
-async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
+/// Sends the CSR, made with the order's key (kept before it is used); returns the key.
+async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure> {
     let key_pem = keys::next(p.ctx, p.cert, p.request, p.tls).await?;
     let r = p.request;
     let csr = pki::csr_der(
@@ -277,7 +278,7 @@ async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::new(FailedStep::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
     match order.finalize_csr(&csr).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(key_pem),
         // A finalize the CA already took (its answer was lost and the request sent
         // again): the order has moved on; look at it again.
         Err(instant_acme::Error::Api(problem))
@@ -289,7 +290,7 @@ async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
             order
                 .refresh()
                 .await
-                .map(|_| ())
+                .map(|_| key_pem)
                 .map_err(Failure::from_acme(FailedStep::Order))
         }
         Err(e) => Err(Failure::from_acme(FailedStep::Order)(e)),
@@ -298,7 +299,11 @@ async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<(), Failure> {
 
 /// Downloads the chain and checks it against the kept key and the requested names:
 /// never write a Secret that the next look would reject.
-async fn download(p: &Pass<'_>, order: &mut Order) -> Result<Progress, Failure> {
+async fn download(
+    p: &Pass<'_>,
+    order: &mut Order,
+    key: Option<String>,
+) -> Result<Progress, Failure> {
     let fail = |reason, message: String| Failure::new(FailedStep::Download, reason, message, true);
     let chain = order
         .certificate()
@@ -310,7 +315,11 @@ async fn download(p: &Pass<'_>, order: &mut Order) -> Result<Progress, Failure> 
                 "the CA sent no certificate for a valid order".into(),
             )
         })?;
-    let Some(key_pem) = keys::existing(p.ctx, p.cert, p.request, p.tls).await? else {
+    let key_pem = match key {
+        Some(k) => Some(k),
+        None => keys::existing(p.ctx, p.cert, p.request, p.tls).await?,
+    };
+    let Some(key_pem) = key_pem else {
         return Err(fail(
             Reason::KEY_LOST,
             "the private key for this order is gone (its Secret was deleted); starting over".into(),

@@ -60,10 +60,6 @@ pub async fn issue(
         return Ok(Action::requeue(wait));
     }
     if w.status.order.is_none() {
-        // The reason names why (SecretMissing, RenewalDue, ...): events with the same
-        // reason are merged into one series, which would hide a new cause.
-        let note = format!("issuing a certificate: {}", why.message);
-        ctx.event(cert, false, why.reason, "Issue", note).await;
         tracing::info!(certificate = %key, reason = why.reason, "issuing: {}", why.message);
     }
     w.set_issuing(true, Reason(why.reason), why.message.clone());
@@ -91,6 +87,7 @@ pub async fn issue(
                 account: &account,
                 request,
                 tls: seen.secret.as_ref(),
+                why: (why.reason, &why.message),
             };
             drive::drive(&pass, &mut w).await
         }

@@ -109,5 +109,8 @@ pub async fn delete_next(ctx: &Context, cert: &Certificate) {
             return;
         }
     }
-    ctx.memory.set_written_secret(&key_of(cert), &name, None);
+    // The store may show the Secret for a while yet: until it is confirmed gone, read it
+    // from the API server (a stale next key must never be taken for the next order's).
+    ctx.memory
+        .set_written_secret(&key_of(cert), &name, Some(u64::MAX));
 }

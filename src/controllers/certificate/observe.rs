@@ -23,9 +23,22 @@ pub struct Observed {
 
 pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, kube::Error> {
     let cert = fresh(ctx, cert).await?;
+    // After a restart status may hold challenges this replica has not indexed yet.
+    ctx.index.update(&cert);
     let issuer = ctx.stores.issuer_of(&cert, &ctx.settings).await?;
     let ns = cert.namespace().unwrap_or_default();
-    let secret = managed_secret(ctx, &cert, &ns, &cert.spec.secret_name).await?;
+    let mut secret = managed_secret(ctx, &cert, &ns, &cert.spec.secret_name).await?;
+    let first_look = cert
+        .status
+        .as_ref()
+        .is_none_or(|s| s.revision.is_none() && s.order.is_none());
+    if secret.is_none() && first_look {
+        // A Secret made before (by hand, or by another tool) is not in the store of the
+        // Secrets we manage: it may hold a good certificate to take over.
+        secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&cert.spec.secret_name)
+            .await?;
+    }
     Ok(Observed {
         cert,
         secret,
@@ -40,11 +53,20 @@ fn version(obj: &impl ResourceExt) -> Option<u64> {
 /// The Certificate as the API server has it now when the watched copy is older than our
 /// own last status write.
 async fn fresh(ctx: &Context, cert: Arc<Certificate>) -> Result<Arc<Certificate>, kube::Error> {
-    let written = ctx.memory.written_status(&key_of(&cert));
+    let key = key_of(&cert);
+    let written = ctx.memory.written_status(&key);
     match (written, version(&*cert)) {
-        (Some(w), Some(c)) if c >= w => Ok(cert),
+        (Some(w), Some(c)) if c >= w => {
+            ctx.memory.caught_up(&key);
+            Ok(cert)
+        }
         (None, _) => Ok(cert),
         _ => {
+            // What we wrote is what the API server has (a change by anyone else comes
+            // with its own watch event and a newer version).
+            if let Some(written) = ctx.memory.written_certificate(&key) {
+                return Ok(written);
+            }
             let api: Api<Certificate> =
                 Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
             Ok(api

@@ -119,20 +119,22 @@ pub async fn save_status(
         kind: "Certificate",
         status,
     };
-    let written = api
+    let mut written = api
         .patch_status(
             &cert.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await?;
+    ctx.index.update(&written);
     if let Some(rv) = written
         .resource_version()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        ctx.memory.set_written_status(&key_of(cert), rv);
+        written.managed_fields_mut().clear();
+        ctx.memory
+            .set_written_status(&key_of(cert), rv, Some(std::sync::Arc::new(written)));
     }
-    ctx.index.update(&written);
     Ok(())
 }
 
