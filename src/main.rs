@@ -110,7 +110,18 @@ async fn main() -> anyhow::Result<()> {
             let api: kube::Api<caas_operator::api::Certificate> =
                 kube::Api::namespaced(client, &ns);
             let now = jiff::Timestamp::now().to_string();
-            let patch = serde_json::json!({ "metadata": { "annotations": { caas_operator::plan::RENEW_ANNOTATION: now } } });
+            // A merge patch of the metadata: only this annotation changes.
+            let patch = kube::api::PartialObjectMeta::<caas_operator::api::Certificate> {
+                metadata: kube::api::ObjectMeta {
+                    annotations: Some(std::collections::BTreeMap::from([(
+                        caas_operator::plan::RENEW_ANNOTATION.to_string(),
+                        now.clone(),
+                    )])),
+                    ..Default::default()
+                },
+                types: None,
+                _phantom: std::marker::PhantomData,
+            };
             api.patch(
                 &name,
                 &kube::api::PatchParams::default(),
@@ -147,10 +158,13 @@ async fn main() -> anyhow::Result<()> {
             let counter = kube_requests.clone();
             let config = kube::Config::infer().await?;
             let client = kube::client::ClientBuilder::try_from(config)?
-                .with_layer(&tower::util::MapRequestLayer::new(move |req| {
-                    counter.inc();
-                    req
-                }))
+                .with_layer(&tower::util::MapRequestLayer::new(
+                    move |req: http::Request<kube::client::Body>| {
+                        counter.inc();
+                        tracing::trace!(target: "caas_operator::kube_requests", method = %req.method(), uri = %req.uri(), "API request");
+                        req
+                    },
+                ))
                 .build();
             let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

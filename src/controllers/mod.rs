@@ -357,6 +357,16 @@ impl Accounts {
             .map(|(_, a)| a.clone())
     }
 
+    /// The account last loaded for the issuer's CA, whatever the key Secret's version.
+    fn cached_any(&self, issuer: &IssuerHandle) -> Option<instant_acme::Account> {
+        let cache = self.cache.lock().expect("accounts lock");
+        let prefix = ca_fingerprint(&issuer.spec, "");
+        cache
+            .get(&issuer.cache_key())
+            .filter(|(fp, _)| fp.starts_with(&prefix))
+            .map(|(_, a)| a.clone())
+    }
+
     /// The issuer's account: from the cache, or loaded with the key in its Secret (from
     /// the store of managed Secrets; a key Secret the user made is read directly).
     pub async fn get(
@@ -368,6 +378,9 @@ impl Accounts {
         let secret_name = &issuer.spec.private_key_secret_ref.name;
         let secret = match ctx.stores.secret(ns, secret_name).await? {
             Some(s) => s,
+            // A key Secret the user made is not in the store: the issuer controller
+            // reads it (and reloads the account when it changes) on each of its passes.
+            None if let Some(account) = self.cached_any(issuer) => return Ok(account),
             None => Api::<Secret>::namespaced(ctx.client.clone(), ns)
                 .get_opt(secret_name)
                 .await?

@@ -144,8 +144,9 @@ pub async fn present(
             .map_err(Failure::solver)?
         {
             Readiness::Ready => {
+                // Still `pending` in status: the next look records what the CA says
+                // (saving a status write per order on a quick CA).
                 ready.push(rec.token.clone());
-                rec.state = ChallengeState::Processing;
                 rec.error = None;
                 rec.waiting_for_dns = false;
             }
