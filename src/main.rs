@@ -103,38 +103,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", caas_operator::api::crds_yaml());
             Ok(())
         }
-        Command::Renew { name, namespace } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = kube::Client::try_default().await?;
-            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-            let api: kube::Api<caas_operator::api::Certificate> =
-                kube::Api::namespaced(client, &ns);
-            let now = jiff::Timestamp::now().to_string();
-            // A merge patch of the metadata: only this annotation changes.
-            let patch = kube::api::PartialObjectMeta::<caas_operator::api::Certificate> {
-                metadata: kube::api::ObjectMeta {
-                    annotations: Some(std::collections::BTreeMap::from([(
-                        caas_operator::plan::RENEW_ANNOTATION.to_string(),
-                        now.clone(),
-                    )])),
-                    ..Default::default()
-                },
-                types: None,
-                _phantom: std::marker::PhantomData,
-            };
-            api.patch(
-                &name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot annotate Certificate {ns}/{name}: {e}"))?;
-            println!(
-                "renewal of Certificate {ns}/{name} requested ({} = {now})",
-                caas_operator::plan::RENEW_ANNOTATION
-            );
-            Ok(())
-        }
+        Command::Renew { name, namespace } => renew(name, namespace).await,
         Command::Version => {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -188,4 +157,37 @@ async fn main() -> anyhow::Result<()> {
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }
     }
+}
+
+/// `caas-operator renew`: sets the renewal annotation on a Certificate.
+async fn renew(name: String, namespace: Option<String>) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let api: kube::Api<caas_operator::api::Certificate> = kube::Api::namespaced(client, &ns);
+    let now = jiff::Timestamp::now().to_string();
+    // A merge patch of the metadata: only this annotation changes.
+    let patch = kube::api::PartialObjectMeta::<caas_operator::api::Certificate> {
+        metadata: kube::api::ObjectMeta {
+            annotations: Some(std::collections::BTreeMap::from([(
+                caas_operator::plan::RENEW_ANNOTATION.to_string(),
+                now.clone(),
+            )])),
+            ..Default::default()
+        },
+        types: None,
+        _phantom: std::marker::PhantomData,
+    };
+    api.patch(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot annotate Certificate {ns}/{name}: {e}"))?;
+    println!(
+        "renewal of Certificate {ns}/{name} requested ({} = {now})",
+        caas_operator::plan::RENEW_ANNOTATION
+    );
+    Ok(())
 }

@@ -47,15 +47,21 @@ pub async fn valid(
         Some(s) => ari::renewal_time(ctx, cert, issuer, s, &info, renewal_time, w.now).await,
         None => renewal_time,
     };
+    let unchanged = w.is_ready()
+        && w.condition(super::status::READY)
+            .is_some_and(|c| c.reason == Reason::ISSUED.as_str())
+        && w.status.renewal_time.as_deref() == Some(renewal_time.to_string().as_str());
     record(&mut w, &info, renewal_time);
-    w.set_ready(
-        true,
-        Reason::ISSUED,
-        format!(
-            "the certificate is valid until {}; renewal at {renewal_time}",
-            info.not_after
-        ),
-    );
+    if !unchanged {
+        w.set_ready(
+            true,
+            Reason::ISSUED,
+            format!(
+                "the certificate is valid until {}; renewal at {renewal_time}",
+                info.not_after
+            ),
+        );
+    }
     w.drop_issuing();
     w.save().await?;
     Ok(until(renewal_time))
@@ -91,14 +97,15 @@ pub async fn issued(
         key_pem,
         info,
     } = issued;
-    let written = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
-        Ok(body) => secret::apply(ctx, cert, &body)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(format!("the certificate or key cannot be encoded: {e}")),
+    let body = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
+        Ok(body) => body,
+        Err(e) => {
+            let e = format!("the certificate or key cannot be encoded: {e}");
+            return secret_write_failed(ctx, seen, w, e).await;
+        }
     };
-    if let Err(e) = written {
-        return secret_write_failed(ctx, seen, w, e).await;
+    if let Err(e) = secret::apply(ctx, cert, &body).await {
+        return secret_write_failed(ctx, seen, w, e.to_string()).await;
     }
     let lifetime = info.not_after.duration_since(info.not_before);
     let before = crate::renewal::renew_before(
@@ -106,8 +113,10 @@ pub async fn issued(
         request.renew_before,
         request.renew_before_percentage,
     );
-    let renewal_time =
+    let planned =
         crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
+    // The CA's renewal window (ARI) now, so that the next look has nothing to change.
+    let renewal_time = ari::renewal_time(ctx, cert, issuer, &body, &info, planned, w.now).await;
     let challenges = w
         .status
         .order

@@ -120,7 +120,8 @@ pub async fn issue(
 }
 
 /// Restarts the order's `stateSince` clock when its progress signature changed since
-/// `before`; returns how long it has been unchanged.
+/// `before` (`None`: the order was created in this pass, with its clock); returns how
+/// long it has been unchanged.
 pub fn note_progress(
     status: &mut CertificateStatus,
     before: Option<String>,
@@ -134,7 +135,10 @@ pub fn note_progress(
         .as_deref()
         .and_then(|t| t.parse::<Timestamp>().ok());
     match since {
-        Some(since) if before.as_deref() == Some(plan::progress_signature(order).as_str()) => {
+        Some(since)
+            if before.is_none()
+                || before.as_deref() == Some(plan::progress_signature(order).as_str()) =>
+        {
             now.duration_since(since).unsigned_abs()
         }
         _ => {

@@ -294,7 +294,11 @@ fn start_operator(env: &Env, cfg: &Config, tag: &str) -> (Proc, u16) {
         "--pod-ip=10.0.0.10".to_string(),
     ])
     .env("KUBECONFIG", &env.api.kubeconfig)
-    .env("RUST_LOG", "warn");
+    // CAAS_BENCH_LOG=warn,caas_operator::kube_requests=trace lists every API request.
+    .env(
+        "RUST_LOG",
+        std::env::var("CAAS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     let mut proc = Proc::spawn(
         "caas-operator",
         cmd,
