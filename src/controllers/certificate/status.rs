@@ -44,6 +44,8 @@ pub struct StatusWriter<'a> {
     ctx: &'a Context,
     cert: &'a Certificate,
     pub status: CertificateStatus,
+    /// What the API server has now (as observed, then as last written by this pass).
+    saved: Option<CertificateStatus>,
     /// The reconcile's time.
     pub now: Timestamp,
 }
@@ -54,6 +56,7 @@ impl<'a> StatusWriter<'a> {
             ctx,
             cert,
             status: cert.status.clone().unwrap_or_default(),
+            saved: cert.status.clone(),
             now: Timestamp::now(),
         }
     }
@@ -93,25 +96,27 @@ impl<'a> StatusWriter<'a> {
         self.condition(READY).is_some_and(|c| c.is_true())
     }
 
-    /// Writes status when it differs from what the object has.
-    pub async fn save(&self) -> Result<(), Error> {
+    /// Writes status when it differs from what the API server has.
+    pub async fn save(&mut self) -> Result<(), Error> {
+        if self.saved.as_ref() == Some(&self.status) {
+            return Ok(());
+        }
         save_status(self.ctx, self.cert, &self.status)
             .await
-            .map_err(Error::Status)
+            .map_err(Error::Status)?;
+        self.saved = Some(self.status.clone());
+        Ok(())
     }
 }
 
-/// Writes status by server-side apply when it differs from what the object has, and
-/// remembers the version written (so an older cached copy is never acted on) and the
-/// challenges it publishes (so this replica answers them at once).
-pub async fn save_status(
+/// Writes status by server-side apply, and remembers the version written (so an older
+/// cached copy is never acted on) and the challenges it publishes (so this replica
+/// answers them at once).
+async fn save_status(
     ctx: &Context,
     cert: &Certificate,
     status: &CertificateStatus,
 ) -> Result<(), kube::Error> {
-    if cert.status.as_ref() == Some(status) {
-        return Ok(());
-    }
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     let patch = StatusPatch {
