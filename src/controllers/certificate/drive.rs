@@ -46,7 +46,7 @@ pub struct Pass<'a> {
     pub account: &'a Account,
     pub request: &'a Request,
     pub tls: Option<&'a Secret>,
-    /// Why a certificate is issued: reason and message, for the event of a new order.
+    /// Why a certificate is issued: reason and message, for the log.
     pub why: (&'static str, &'a str),
 }
 
@@ -255,14 +255,7 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
             false,
         )
     })?;
-    // One event per issuance. Its reason names why (SecretMissing, RenewalDue, ...):
-    // events with the same reason are merged into one series, which would hide a new cause.
-    let (reason, message) = p.why;
-    let note = format!(
-        "issuing a certificate: {message}; created ACME order {}",
-        order.url()
-    );
-    p.ctx.event(p.cert, false, reason, "Issue", note).await;
+    tracing::info!(certificate = %key_of(p.cert), reason = p.why.0, order = %order.url(), "created an ACME order: {}", p.why.1);
     Ok(order)
 }
 

@@ -80,6 +80,8 @@ pub struct Issued {
     pub chain: String,
     pub key_pem: String,
     pub info: CertInfo,
+    /// Why it was issued (the Secret was missing, renewal was due, ...).
+    pub cause: String,
 }
 
 /// Writes the TLS Secret, then status, then cleans up.
@@ -96,6 +98,7 @@ pub async fn issued(
         chain,
         key_pem,
         info,
+        cause,
     } = issued;
     let body = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
         Ok(body) => body,
@@ -149,7 +152,11 @@ pub async fn issued(
     present::cleanup(ctx, cert, issuer, &challenges).await;
     w.save().await?;
     tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
-    let note = format!("certificate issued (serial {}); {message}", info.serial);
+    // One event per issuance, naming its cause (failures have their own events).
+    let note = format!(
+        "certificate issued (serial {}) because {cause}; {message}",
+        info.serial
+    );
     ctx.event(cert, false, "Issued", "Issue", note).await;
     keys::delete_next(ctx, cert).await;
     Ok(until(renewal_time))

@@ -107,6 +107,7 @@ pub async fn issue(
                 chain,
                 key_pem,
                 info,
+                cause: why.message,
             };
             finish::issued(ctx, seen, issuer, request, w, issued).await
         }
