@@ -80,6 +80,16 @@ async fn client(
     )?)
 }
 
+/// The provider's client, the record's name and its value for one challenge.
+async fn record(
+    env: &SolveEnv<'_>,
+    challenge: Challenge<'_>,
+) -> Result<(Rfc2136Client, String, String), SolverError> {
+    let client = client(env.ctx, env.issuer, env.config).await?;
+    let fqdn = record_name(challenge.dns_name);
+    Ok((client, fqdn, record_value(challenge.key_authorization)))
+}
+
 /// DNS-01 behind the [`Solver`] trait.
 pub struct Dns01;
 
@@ -102,14 +112,10 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
-            let client = client(env.ctx, env.issuer, env.config).await?;
+            let (client, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
             ensure_finalizer(env.ctx, env.cert).await?;
-            let value = record_value(challenge.key_authorization);
-            client
-                .add_txt(&record_name(challenge.dns_name), &value)
-                .await?;
-            Ok(())
+            Ok(client.add_txt(&fqdn, &value).await?)
         })
     }
 
@@ -119,9 +125,7 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
         Box::pin(async move {
-            let client = client(env.ctx, env.issuer, env.config).await?;
-            let fqdn = record_name(challenge.dns_name);
-            let value = record_value(challenge.key_authorization);
+            let (client, fqdn, value) = record(env, challenge).await?;
             Ok(if client.has_txt(&fqdn, &value).await? {
                 Readiness::Ready
             } else {
@@ -138,12 +142,8 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
-            let client = client(env.ctx, env.issuer, env.config).await?;
-            let value = record_value(challenge.key_authorization);
-            client
-                .remove_txt(&record_name(challenge.dns_name), &value)
-                .await?;
-            Ok(())
+            let (client, fqdn, value) = record(env, challenge).await?;
+            Ok(client.remove_txt(&fqdn, &value).await?)
         })
     }
 
@@ -271,7 +271,7 @@ async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
 /// with its namespace, say) cannot be used to remove anything. Either way the deletion
 /// then goes ahead and an event names the records left behind. A failure to drop the
 /// finalizer is an error: the controller retries it. `cleanup` removes the order's
-/// records with the issuer, returning whether all went.
+/// challenges' answers with the issuer, returning whether all went.
 pub async fn finalize_deletion<F>(
     ctx: &Context,
     cert: &Certificate,
@@ -279,7 +279,7 @@ pub async fn finalize_deletion<F>(
     cleanup: F,
 ) -> Result<Action, kube::Error>
 where
-    F: AsyncFnOnce(&IssuerHandle) -> bool,
+    F: AsyncFnOnce(&IssuerHandle, &[ChallengeStatus]) -> bool,
 {
     if !cert.finalizers().iter().any(|f| f == DNS_CLEANUP_FINALIZER) {
         return Ok(Action::await_change());
@@ -293,7 +293,7 @@ where
     let records = txt_records(&challenges);
     let removed = match issuer {
         _ if records.is_empty() => true,
-        Some(issuer) => cleanup(issuer).await,
+        Some(issuer) => cleanup(issuer, &challenges).await,
         None => false,
     };
     if removed {

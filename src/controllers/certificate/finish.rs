@@ -9,6 +9,7 @@ use kube::runtime::controller::Action;
 use super::observe::Observed;
 use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, key_of, keys, present, secret};
+use crate::api::certificate::ChallengeStatus;
 use crate::controllers::{Context, IssuerHandle};
 use crate::pki::CertInfo;
 use crate::plan::{self, Request};
@@ -80,8 +81,8 @@ pub struct Issued {
     pub chain: String,
     pub key_pem: String,
     pub info: CertInfo,
-    /// Why it was issued (the Secret was missing, renewal was due, ...).
-    pub cause: String,
+    /// Why it was issued: reason (`SecretMissing`, `RenewalDue`, ...) and message.
+    pub cause: (&'static str, String),
 }
 
 /// Writes the TLS Secret, then status, then cleans up.
@@ -98,7 +99,7 @@ pub async fn issued(
         chain,
         key_pem,
         info,
-        cause,
+        cause: (cause_reason, cause),
     } = issued;
     let body = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
         Ok(body) => body,
@@ -152,12 +153,13 @@ pub async fn issued(
     present::cleanup(ctx, cert, issuer, &challenges).await;
     w.save().await?;
     tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
-    // One event per issuance, naming its cause (failures have their own events).
+    // One event per issuance (failures have their own). Its reason is the cause: events
+    // with the same reason are merged into one series, which would hide a new cause.
     let note = format!(
         "certificate issued (serial {}) because {cause}; {message}",
         info.serial
     );
-    ctx.event(cert, false, "Issued", "Issue", note).await;
+    ctx.event(cert, false, cause_reason, "Issue", note).await;
     keys::delete_next(ctx, cert).await;
     Ok(until(renewal_time))
 }
@@ -200,14 +202,8 @@ async fn secret_write_failed(
 /// [`dns01::finalize_deletion`]); everything else is owned and garbage-collected.
 pub async fn deletion(ctx: &Context, seen: &Observed) -> Result<Action, Error> {
     let cert = &*seen.cert;
-    let cleanup = async |issuer: &IssuerHandle| {
-        let challenges = cert
-            .status
-            .as_ref()
-            .and_then(|s| s.order.as_ref())
-            .map(|o| o.challenges.clone())
-            .unwrap_or_default();
-        present::cleanup(ctx, cert, issuer, &challenges).await
+    let cleanup = async |issuer: &IssuerHandle, challenges: &[ChallengeStatus]| {
+        present::cleanup(ctx, cert, issuer, challenges).await
     };
     dns01::finalize_deletion(ctx, cert, seen.issuer.as_ref(), cleanup)
         .await

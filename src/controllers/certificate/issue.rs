@@ -107,7 +107,7 @@ pub async fn issue(
                 chain,
                 key_pem,
                 info,
-                cause: why.message,
+                cause: (why.reason, why.message),
             };
             finish::issued(ctx, seen, issuer, request, w, issued).await
         }
