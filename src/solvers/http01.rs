@@ -253,30 +253,34 @@ pub async fn remove(
     token: &str,
 ) -> Result<(), kube::Error> {
     let name = resource_name(token);
-    let dp = DeleteParams::background();
-    let ignore_gone = |r: Result<_, kube::Error>| match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    };
-    ignore_gone(
-        Api::<Ingress>::namespaced(client.clone(), namespace)
-            .delete(&name, &dp)
-            .await
-            .map(|_| ()),
-    )?;
-    ignore_gone(
-        Api::<Service>::namespaced(client.clone(), namespace)
-            .delete(&name, &dp)
-            .await
-            .map(|_| ()),
-    )?;
-    ignore_gone(
-        Api::<Endpoints>::namespaced(client.clone(), namespace)
-            .delete(&name, &dp)
-            .await
-            .map(|_| ()),
+    delete_if_present(
+        &Api::<Ingress>::namespaced(client.clone(), namespace),
+        &name,
     )
+    .await?;
+    delete_if_present(
+        &Api::<Service>::namespaced(client.clone(), namespace),
+        &name,
+    )
+    .await?;
+    delete_if_present(
+        &Api::<Endpoints>::namespaced(client.clone(), namespace),
+        &name,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes `name`; `Ok(false)` when it was already gone.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// HTTP-01 behind the [`Solver`] trait.
@@ -338,19 +342,14 @@ pub async fn cleanup(
     );
     let keep: Vec<String> = keep.iter().map(|t| resource_name(t)).collect();
     let lp = ListParams::default().labels(&selector);
-    let dp = DeleteParams::background();
     let mut deleted = 0;
     macro_rules! sweep {
         ($kind:ty) => {{
             let api = Api::<$kind>::namespaced(client.clone(), namespace);
             for obj in api.list_metadata(&lp).await?.items {
                 let name = obj.name_any();
-                if !keep.contains(&name) {
-                    match api.delete(&name, &dp).await {
-                        Ok(_) => deleted += 1,
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(e),
-                    }
+                if !keep.contains(&name) && delete_if_present(&api, &name).await? {
+                    deleted += 1;
                 }
             }
         }};

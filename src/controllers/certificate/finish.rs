@@ -173,10 +173,8 @@ async fn secret_write_failed(
     error: String,
 ) -> Result<Action, Error> {
     let cert = &*seen.cert;
-    let attempts = w.status.failed_issuance_attempts.unwrap_or(0) + 1;
+    let attempts = w.count_failure();
     let delay = plan::backoff(attempts);
-    w.status.failed_issuance_attempts = Some(attempts);
-    w.status.last_failure_time = Some(w.now.to_string());
     let message = format!(
         "the certificate was issued but Secret {} cannot be written: {error} (attempt {attempts}; next try in {delay:#})",
         cert.spec.secret_name

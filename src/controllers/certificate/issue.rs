@@ -186,9 +186,7 @@ async fn failed(
 ) -> Result<Action, Error> {
     let cert = &*seen.cert;
     let key = key_of(cert);
-    let attempts = w.status.failed_issuance_attempts.unwrap_or(0) + 1;
-    w.status.failed_issuance_attempts = Some(attempts);
-    w.status.last_failure_time = Some(w.now.to_string());
+    let attempts = w.count_failure();
     let ca_wait = ctx
         .stats
         .take_error_retry_after()

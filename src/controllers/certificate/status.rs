@@ -83,6 +83,14 @@ impl<'a> StatusWriter<'a> {
         self.set(ISSUING, issuing, reason, message);
     }
 
+    /// Counts one more failed attempt (now); returns how many in a row.
+    pub fn count_failure(&mut self) -> i32 {
+        let attempts = self.status.failed_issuance_attempts.unwrap_or(0) + 1;
+        self.status.failed_issuance_attempts = Some(attempts);
+        self.status.last_failure_time = Some(self.now.to_string());
+        attempts
+    }
+
     pub fn drop_issuing(&mut self) {
         self.status.conditions.retain(|c| c.type_ != ISSUING);
     }
