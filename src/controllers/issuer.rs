@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
-use crate::acme::{self, AcmeError, AcmeHttp, Eab};
+use crate::acme::{self, AccountKey, AcmeError, AcmeHttp, Direct, Eab};
 use crate::api::conditions::{Condition, set_condition};
 use crate::api::issuer::IssuerStatus;
 use crate::api::{
@@ -46,20 +46,10 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
         if eab.key_secret_ref.name.is_empty() || eab.key_secret_ref.key.is_empty() {
             return Err("externalAccountBinding.keySecretRef needs name and key".into());
         }
-        match eab.key_algorithm.as_deref() {
-            None | Some("HS256") => {}
-            Some("HS384" | "HS512") => {
-                return Err(format!(
-                    "externalAccountBinding.keyAlgorithm {} is not supported yet (the ACME client signs EAB with HS256, which CAs accept): remove the field or use HS256",
-                    eab.key_algorithm.as_deref().unwrap_or_default()
-                ));
-            }
-            Some(other) => {
-                return Err(format!(
-                    "externalAccountBinding.keyAlgorithm {other:?} is not one of HS256, HS384, HS512"
-                ));
-            }
-        }
+        acme::MacAlgorithm::parse(eab.key_algorithm.as_deref())?;
+    }
+    if let Some(bundle) = &spec.ca_bundle {
+        acme::ca_bundle_pem(bundle).map_err(|e| e.to_string())?;
     }
     for (i, solver) in spec.solvers.iter().enumerate() {
         solver_kind(solver).map_err(|e| format!("solvers[{i}]: {e}"))?;
@@ -126,46 +116,142 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &issuer.secret_namespace);
     let key_name = issuer.spec.private_key_secret_ref.name.clone();
-    if let Some(secret) = secrets.get_opt(&key_name).await? {
-        return Ok(existing_account(ctx, issuer, &http, &secret).await);
-    }
-    let eab = match eab(ctx, issuer).await? {
-        Ok(eab) => eab,
-        Err(state) => return Ok(state),
+    let secret = match secrets.get_opt(&key_name).await? {
+        Some(secret) => secret,
+        None => match create_key_secret(issuer, &secrets).await {
+            Ok(secret) => secret,
+            Err(state) => return Ok(state),
+        },
     };
-    register(ctx, issuer, &http, &secrets, eab.as_ref()).await
+    existing_account(ctx, issuer, &http, &secrets, &secret).await
 }
 
-/// The account of an existing key Secret (cached while the Secret is unchanged).
+/// Writes a new account key Secret: the key is stored before the CA ever sees it, so a
+/// registration interrupted at any point (a refused write, a restart) is retried with
+/// the same key and the CA finds the account instead of making a second one.
+async fn create_key_secret(
+    issuer: &IssuerHandle,
+    secrets: &Api<Secret>,
+) -> Result<Secret, AccountState> {
+    let key = AccountKey::generate().map_err(from_error)?;
+    let name = &issuer.spec.private_key_secret_ref.name;
+    match secrets
+        .create(
+            &PostParams::default(),
+            &account_key_secret(issuer, key.to_pem()),
+        )
+        .await
+    {
+        Ok(created) => Ok(created),
+        // Someone (another issuer sharing the key Secret) was first: use theirs.
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(failure(
+            "AccountKeyRace",
+            "the account key Secret was created concurrently; retrying with it".into(),
+        )),
+        Err(e) => Err(failure(
+            "SecretWriteFailed",
+            format!(
+                "cannot write the account key Secret {name} (nothing is registered until it is stored): {e}"
+            ),
+        )),
+    }
+}
+
+/// The account of a key Secret (cached while the Secret is unchanged): the CA's account
+/// for that key, or a new one registered with it (and EAB) when the CA has none.
 async fn existing_account(
     ctx: &Context,
     issuer: &IssuerHandle,
     http: &AcmeHttp,
+    secrets: &Api<Secret>,
     secret: &Secret,
-) -> AccountState {
+) -> Result<AccountState, Error> {
     let server = issuer.spec.server.trim();
     let version = secret.resource_version().unwrap_or_default();
-    let account = match ctx.accounts.cached(issuer, &version) {
-        Some(a) => a,
-        None => {
-            let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
-                return failure(
-                    "InvalidSpec",
-                    format!(
-                        "the account key Secret {} has no tls.key",
-                        issuer.spec.private_key_secret_ref.name
-                    ),
-                );
+    if let Some(account) = ctx.accounts.cached(issuer, &version) {
+        return Ok(registered(server, account.id()));
+    }
+    let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
+        return Ok(failure(
+            "InvalidSpec",
+            format!(
+                "the account key Secret {} has no tls.key",
+                issuer.spec.private_key_secret_ref.name
+            ),
+        ));
+    };
+    let key = match AccountKey::from_pem(&String::from_utf8_lossy(&key.0)) {
+        Ok(k) => k,
+        Err(e) => return Ok(from_error(e)),
+    };
+    let direct = match Direct::new(http, server, key).await {
+        Ok(d) => d,
+        Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
+    };
+    let kid = match direct.find_account().await {
+        Ok(Some(kid)) => kid,
+        Ok(None) => {
+            let eab = match eab(ctx, issuer).await? {
+                Ok(eab) => eab,
+                Err(state) => return Ok(state),
             };
-            match acme::load(http, server, &String::from_utf8_lossy(&key.0)).await {
-                Ok(a) => a,
-                Err(e) => return from_error(e),
+            match direct
+                .register(issuer.spec.email.as_deref(), eab.as_ref())
+                .await
+            {
+                Ok(kid) => {
+                    tracing::info!(issuer = %issuer.display(), account = %kid, "registered an ACME account");
+                    kid
+                }
+                Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
             }
         }
+        Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
     };
+    let account = match acme::attach(http, server, direct, kid).await {
+        Ok(a) => a,
+        Err(e) => return Ok(from_error(e)),
+    };
+    let version = note_account_uri(secrets, secret, account.id())
+        .await
+        .unwrap_or(version);
     ctx.accounts.insert(issuer, &version, account.clone());
-    registered(server, account.id())
+    Ok(registered(server, account.id()))
 }
+
+/// Records the account URI on a key Secret the operator made (for `kubectl describe`);
+/// returns the Secret's new resourceVersion. A user's own Secret is left alone.
+async fn note_account_uri(secrets: &Api<Secret>, secret: &Secret, uri: &str) -> Option<String> {
+    let ours = secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
+    if !ours
+        || secret
+            .annotations()
+            .get(ACCOUNT_URI_ANNOTATION)
+            .map(String::as_str)
+            == Some(uri)
+    {
+        return None;
+    }
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { ACCOUNT_URI_ANNOTATION: uri } } });
+    match secrets
+        .patch(
+            &secret.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(s) => s.resource_version(),
+        Err(e) => {
+            tracing::warn!(secret = %secret.name_any(), "cannot note the account URI on the account key Secret: {e}");
+            None
+        }
+    }
+}
+
+/// Where the account URI is noted on the account key Secret.
+const ACCOUNT_URI_ANNOTATION: &str = "caas.dev/account-uri";
 
 /// The EAB key the issuer names; `Ok(Err(state))` when it cannot be had.
 async fn eab(
@@ -186,16 +272,21 @@ async fn eab(
             ),
         )));
     };
+    let algorithm = match acme::MacAlgorithm::parse(eab.key_algorithm.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(failure("InvalidSpec", e))),
+    };
     Ok(match acme::decode_eab_hmac(&raw) {
         Ok(hmac) => Ok(Some(Eab {
             key_id: eab.key_id.trim().to_string(),
             hmac,
+            algorithm,
         })),
         Err(e) => Err(from_error(e)),
     })
 }
 
-fn account_key_secret(issuer: &IssuerHandle, uri: &str, key_pem: String) -> Secret {
+fn account_key_secret(issuer: &IssuerHandle, key_pem: String) -> Secret {
     Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(issuer.spec.private_key_secret_ref.name.clone()),
@@ -203,10 +294,10 @@ fn account_key_secret(issuer: &IssuerHandle, uri: &str, key_pem: String) -> Secr
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
                 (COMPONENT_LABEL.to_string(), "account-key".to_string()),
             ])),
-            annotations: Some(BTreeMap::from([
-                ("caas.dev/issuer".to_string(), issuer.display()),
-                ("caas.dev/account-uri".to_string(), uri.to_string()),
-            ])),
+            annotations: Some(BTreeMap::from([(
+                "caas.dev/issuer".to_string(),
+                issuer.display(),
+            )])),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
@@ -215,59 +306,6 @@ fn account_key_secret(issuer: &IssuerHandle, uri: &str, key_pem: String) -> Secr
         )])),
         type_: Some("Opaque".into()),
         ..Default::default()
-    }
-}
-
-/// Registers an account (with EAB) and writes its key Secret. An account registered
-/// earlier whose key Secret could not be written is kept in memory and written again,
-/// instead of registering (and binding the EAB key) once more.
-async fn register(
-    ctx: &Context,
-    issuer: &IssuerHandle,
-    http: &AcmeHttp,
-    secrets: &Api<Secret>,
-    eab: Option<&Eab>,
-) -> Result<AccountState, Error> {
-    let server = issuer.spec.server.trim().to_string();
-    let key_name = &issuer.spec.private_key_secret_ref.name;
-    let (memory_key, target) = (issuer.cache_key(), format!("{key_name}|{server}"));
-    let (account, key_pem) = match ctx.memory.unsaved_account(&memory_key, &target) {
-        Some(p) => p,
-        None => match acme::register(http, &server, issuer.spec.email.as_deref(), eab).await {
-            Ok(r) => {
-                ctx.memory
-                    .set_unsaved_account(&memory_key, &target, Some(r.clone()));
-                r
-            }
-            Err(e) => return Ok(from_error(e)),
-        },
-    };
-    let secret = account_key_secret(issuer, account.id(), key_pem);
-    let result = secrets.create(&PostParams::default(), &secret).await;
-    if !matches!(&result, Err(kube::Error::Api(e)) if e.code != 409) {
-        ctx.memory.set_unsaved_account(&memory_key, &target, None);
-    }
-    match result {
-        Ok(created) => {
-            ctx.accounts.insert(
-                issuer,
-                &created.resource_version().unwrap_or_default(),
-                account.clone(),
-            );
-            Ok(registered(&server, account.id()))
-        }
-        // Someone (another issuer sharing the key Secret) was first: use theirs next time.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(failure(
-            "AccountKeyRace",
-            "the account key Secret was created concurrently; retrying with it".into(),
-        )),
-        // Retried with the same account (kept above), on a growing delay.
-        Err(e) => Ok(failure(
-            "SecretWriteFailed",
-            format!(
-                "the ACME account is registered but its key Secret {key_name} cannot be written: {e}"
-            ),
-        )),
     }
 }
 

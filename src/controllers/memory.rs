@@ -1,6 +1,6 @@
 //! What the controllers remember between reconciles, per object: one struct, held by the
 //! [`Context`](super::Context), started afresh with each leadership term (a replica
-//! that loses the Lease forgets all but unsaved accounts), pruned when its object is
+//! that loses the Lease forgets everything), pruned when its object is
 //! deleted, with an injectable clock.
 //!
 //! Nothing here is needed for correctness after a restart: status carries what must
@@ -32,9 +32,6 @@ pub fn object_key(namespace: Option<&str>, name: &str) -> ObjectKey {
     format!("{}/{name}", namespace.unwrap_or_default())
 }
 
-/// An ACME account registered at a CA whose key Secret is not written yet.
-pub type UnsavedAccount = (instant_acme::Account, String);
-
 #[derive(Default)]
 struct Maps {
     /// Certificates: earliest next poll of the CA, for the request hash it was set for.
@@ -53,9 +50,6 @@ struct Maps {
     url_waits: HashMap<ObjectKey, HashMap<String, Duration>>,
     /// Issuers: consecutive failures (retry delay).
     issuer_failures: HashMap<ObjectKey, u32>,
-    /// Issuers: accounts registered but not saved, by issuer, with the key Secret and
-    /// server they were registered for.
-    unsaved_accounts: HashMap<ObjectKey, (String, UnsavedAccount)>,
 }
 
 impl Maps {
@@ -67,7 +61,6 @@ impl Maps {
             + self.error_waits.len()
             + self.url_waits.len()
             + self.issuer_failures.len()
-            + self.unsaved_accounts.len()
     }
 }
 
@@ -237,38 +230,11 @@ impl Memory {
         self.maps().issuer_failures.remove(key);
     }
 
-    /// The account issuer `key` registered for `target` (key Secret and server) and
-    /// could not save yet.
-    pub fn unsaved_account(&self, key: &str, target: &str) -> Option<UnsavedAccount> {
-        self.maps()
-            .unsaved_accounts
-            .get(key)
-            .filter(|(t, _)| t == target)
-            .map(|(_, a)| a.clone())
-    }
-
-    pub fn set_unsaved_account(&self, key: &str, target: &str, account: Option<UnsavedAccount>) {
-        let mut maps = self.maps();
-        match account {
-            Some(a) => {
-                maps.unsaved_accounts.insert(key.into(), (target.into(), a));
-            }
-            None => {
-                maps.unsaved_accounts.remove(key);
-            }
-        }
-    }
-
     /// A new leadership term: forget what another leader may have changed meanwhile
-    /// (waits, versions, ARI checks, failure counts). Accounts registered but not saved
-    /// are kept: registering again would bind the EAB key a second time.
+    /// (waits, versions, ARI checks, failure counts). Nothing here is lost for good:
+    /// account keys are stored before they are registered.
     pub fn new_term(&self) {
-        let mut maps = self.maps();
-        let unsaved = std::mem::take(&mut maps.unsaved_accounts);
-        *maps = Maps {
-            unsaved_accounts: unsaved,
-            ..Maps::default()
-        };
+        *self.maps() = Maps::default();
     }
 
     /// Forgets everything about a deleted Certificate.
@@ -286,7 +252,6 @@ impl Memory {
     pub fn forget_issuer(&self, key: &str) {
         let mut maps = self.maps();
         maps.issuer_failures.remove(key);
-        maps.unsaved_accounts.remove(key);
     }
 
     /// How many entries all maps hold (for tests and metrics).

@@ -325,7 +325,7 @@ pub async fn read_secret_key(
 /// ACME accounts by issuer, loaded once from the account key Secret.
 #[derive(Default)]
 pub struct Accounts {
-    cache: Mutex<HashMap<String, (String, instant_acme::Account)>>,
+    cache: Mutex<HashMap<String, (String, crate::acme::AcmeAccount)>>,
 }
 
 fn ca_fingerprint(spec: &IssuerSpec, key_version: &str) -> String {
@@ -338,7 +338,12 @@ fn ca_fingerprint(spec: &IssuerSpec, key_version: &str) -> String {
 }
 
 impl Accounts {
-    pub fn insert(&self, issuer: &IssuerHandle, key_version: &str, account: instant_acme::Account) {
+    pub fn insert(
+        &self,
+        issuer: &IssuerHandle,
+        key_version: &str,
+        account: crate::acme::AcmeAccount,
+    ) {
         self.cache.lock().expect("accounts lock").insert(
             issuer.cache_key(),
             (ca_fingerprint(&issuer.spec, key_version), account),
@@ -349,7 +354,7 @@ impl Accounts {
         &self,
         issuer: &IssuerHandle,
         key_version: &str,
-    ) -> Option<instant_acme::Account> {
+    ) -> Option<crate::acme::AcmeAccount> {
         let cache = self.cache.lock().expect("accounts lock");
         cache
             .get(&issuer.cache_key())
@@ -358,7 +363,7 @@ impl Accounts {
     }
 
     /// The account last loaded for the issuer's CA, whatever the key Secret's version.
-    fn cached_any(&self, issuer: &IssuerHandle) -> Option<instant_acme::Account> {
+    fn cached_any(&self, issuer: &IssuerHandle) -> Option<crate::acme::AcmeAccount> {
         let cache = self.cache.lock().expect("accounts lock");
         let prefix = ca_fingerprint(&issuer.spec, "");
         cache
@@ -373,7 +378,7 @@ impl Accounts {
         &self,
         ctx: &Context,
         issuer: &IssuerHandle,
-    ) -> Result<instant_acme::Account, AccountError> {
+    ) -> Result<crate::acme::AcmeAccount, AccountError> {
         let ns = &issuer.secret_namespace;
         let secret_name = &issuer.spec.private_key_secret_ref.name;
         let secret = match ctx.stores.secret(ns, secret_name).await? {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use instant_acme::{Account, CertificateIdentifier, Identifier, NewOrder, Order};
+use instant_acme::{CertificateIdentifier, Identifier, NewOrder, Order};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -43,7 +43,7 @@ pub struct Pass<'a> {
     pub ctx: &'a Context,
     pub cert: &'a Certificate,
     pub issuer: &'a IssuerHandle,
-    pub account: &'a Account,
+    pub account: &'a crate::acme::AcmeAccount,
     pub request: &'a Request,
     pub tls: Option<&'a Secret>,
     /// Why a certificate is issued: reason and message, for the log.

@@ -14,16 +14,19 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use instant_acme::{
-    Account, BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient, Key, NewAccount,
-};
+use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rustls_pki_types::pem::PemObject;
 
 use crate::controllers::memory::Memory;
 use crate::metrics::AcmeRequestLabels;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::CertificateDer;
+#[cfg(test)]
+use rustls_pki_types::PrivatePkcs8KeyDer;
+
+pub mod direct;
+pub use direct::{AccountKey, Direct, Eab, MacAlgorithm};
 
 /// What went wrong talking to a CA, sorted by what a user can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +88,7 @@ impl AcmeError {
                     }
                     "accountDoesNotExist" => AcmeError::AccountNotFound(format!(
                         "the CA has no account for the key in the account key Secret ({text}); \
-                         delete that Secret to register a new account"
+                         the issuer registers it"
                     )),
                     _ => AcmeError::Problem(text),
                 }
@@ -200,6 +203,44 @@ fn endpoint(uri: &http::Uri) -> String {
         .join("/")
 }
 
+/// An issuer's `caBundle` as PEM: PEM as written, or base64-encoded PEM (the form of
+/// cert-manager's field of the same name, so pasted manifests work).
+pub fn ca_bundle_pem(bundle: &str) -> Result<String, AcmeError> {
+    let bundle = bundle.trim();
+    if bundle.contains("-----BEGIN") {
+        return Ok(bundle.to_string());
+    }
+    let compact: String = bundle.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.trim_end_matches('=').as_bytes())
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode(compact.trim_end_matches('='))
+        })
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|pem| pem.contains("-----BEGIN"))
+        .ok_or_else(|| {
+            AcmeError::InvalidSpec(
+                "caBundle is neither PEM nor base64-encoded PEM: paste the CA certificates as PEM"
+                    .into(),
+            )
+        })
+}
+
+/// The certificates of a `caBundle` (PEM or base64-encoded PEM), at least one.
+fn ca_bundle_certificates(bundle: &str) -> Result<Vec<CertificateDer<'static>>, AcmeError> {
+    let pem = ca_bundle_pem(bundle)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(AcmeError::InvalidSpec(
+            "caBundle holds no PEM CERTIFICATE block".into(),
+        ));
+    }
+    Ok(certs)
+}
+
 /// How long one ACME request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -219,19 +260,9 @@ impl AcmeHttp {
     pub fn new(ca_bundle: Option<&str>, stats: Arc<AcmeStats>) -> Result<Self, AcmeError> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match ca_bundle.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(pem) => {
+            Some(bundle) => {
                 let mut roots = rustls::RootCertStore::empty();
-                let certs: Vec<CertificateDer<'static>> =
-                    CertificateDer::pem_slice_iter(pem.as_bytes())
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| {
-                            AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}"))
-                        })?;
-                if certs.is_empty() {
-                    return Err(AcmeError::InvalidSpec(
-                        "caBundle holds no PEM CERTIFICATE block".into(),
-                    ));
-                }
+                let certs = ca_bundle_certificates(bundle)?;
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
                         AcmeError::InvalidSpec(format!(
@@ -410,55 +441,77 @@ pub fn decode_eab_hmac(raw: &[u8]) -> Result<Vec<u8>, AcmeError> {
         })
 }
 
-/// EAB settings resolved from the issuer spec and its Secret.
-pub struct Eab {
-    pub key_id: String,
-    pub hmac: Vec<u8>,
+/// An ACME account: instant-acme's for everything it does, [`Direct`] for the requests
+/// it cannot make.
+#[derive(Clone)]
+pub struct AcmeAccount {
+    pub acme: Account,
+    pub direct: Arc<Direct>,
 }
 
-/// Registers a new account (a new ECDSA P-256 key), with EAB when given. Returns the
-/// account and its key as PKCS#8 PEM.
-pub async fn register(
+impl std::ops::Deref for AcmeAccount {
+    type Target = Account;
+    fn deref(&self) -> &Account {
+        &self.acme
+    }
+}
+
+/// What registering an account sends besides the key.
+pub struct Registration<'a> {
+    pub email: Option<&'a str>,
+    pub eab: Option<&'a Eab>,
+}
+
+/// The account of `key` at `server`: the one the CA has for that key; when it has none,
+/// registered now (with EAB) if `register` is given, else [`AcmeError::AccountNotFound`].
+/// Registering reuses the stored key, so a retry after any failure or restart finds the
+/// account made before instead of making (and binding the EAB key to) a second one.
+pub async fn account(
     http: &AcmeHttp,
     server: &str,
-    email: Option<&str>,
-    eab: Option<&Eab>,
-) -> Result<(Account, String), AcmeError> {
-    let contact = email.map(|e| format!("mailto:{e}"));
-    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-    let eab_key = eab.map(|e| ExternalAccountKey::new(e.key_id.clone(), &e.hmac));
-    let (account, credentials) = Account::builder_with_http(Box::new(http.clone()))
-        .create(
-            &NewAccount {
-                contact: &contacts,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            server.to_string(),
-            eab_key.as_ref(),
-        )
+    key: AccountKey,
+    register: Option<Registration<'_>>,
+) -> Result<AcmeAccount, AcmeError> {
+    let server = server.trim();
+    let direct = Direct::new(http, server, key)
         .await
         .map_err(AcmeError::from_acme)?;
-    let der = credentials.private_key().secret_pkcs8_der().to_vec();
-    let pem = pem_encode("PRIVATE KEY", &der);
-    Ok((account, pem))
+    let kid = match direct.find_account().await.map_err(AcmeError::from_acme)? {
+        Some(kid) => kid,
+        None => match register {
+            Some(r) => direct
+                .register(r.email, r.eab)
+                .await
+                .map_err(AcmeError::from_acme)?,
+            None => {
+                return Err(AcmeError::AccountNotFound(
+                    "the CA has no account for the key in the account key Secret yet; \
+                     the issuer registers it"
+                        .into(),
+                ));
+            }
+        },
+    };
+    attach(http, server, direct, kid).await
 }
 
-/// Finds the existing account for an account key (PKCS#8 PEM).
-pub async fn load(http: &AcmeHttp, server: &str, key_pem: &str) -> Result<Account, AcmeError> {
-    let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
-        AcmeError::InvalidSpec(
-            "the account key Secret's tls.key is not a PKCS#8 PEM private key".into(),
-        )
-    })?;
-    let key = Key::from_pkcs8_der(der.clone_key()).map_err(|_| {
-        AcmeError::InvalidSpec("the account key Secret's tls.key is not an ECDSA P-256 key".into())
-    })?;
-    let (account, _) = Account::builder_with_http(Box::new(http.clone()))
-        .from_key((key, PrivateKeyDer::Pkcs8(der)), server.to_string())
+/// Hands an account found or registered by [`Direct`] over to instant-acme.
+pub async fn attach(
+    http: &AcmeHttp,
+    server: &str,
+    direct: Arc<Direct>,
+    kid: String,
+) -> Result<AcmeAccount, AcmeError> {
+    let acme = Account::builder_with_http(Box::new(http.clone()))
+        .from_parts(kid, direct.key.der(), server.trim().to_string())
         .await
         .map_err(AcmeError::from_acme)?;
-    Ok(account)
+    Ok(AcmeAccount { acme, direct })
+}
+
+/// Finds the existing account for an account key (PKCS#8 PEM); never registers.
+pub async fn load(http: &AcmeHttp, server: &str, key_pem: &str) -> Result<AcmeAccount, AcmeError> {
+    account(http, server, AccountKey::from_pem(key_pem)?, None).await
 }
 
 pub fn pem_encode(label: &str, der: &[u8]) -> String {

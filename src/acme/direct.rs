@@ -1,0 +1,505 @@
+//! The few ACME requests instant-acme 0.8.5 cannot make, signed here (JWS ES256 with the
+//! account key through `ring`, nonces from newNonce) and then handed back to it
+//! (`AccountBuilder::from_parts`, `Account::order(url)`):
+//!
+//! * newAccount with our own key, stored before it is registered, and with External
+//!   Account Binding as HS256, HS384 or HS512 (`create_from_key` sends no EAB and
+//!   `ExternalAccountKey` is HS256 only);
+//! * newOrder with `notAfter` (`NewOrder` has no notBefore/notAfter);
+//! * certificate download with the alternate chains (`Link: rel="alternate"`), which
+//!   `Order::certificate` ignores.
+//!
+//! instant-acme's unreleased main has `notAfter` on `NewOrder` and an HMAC trait for EAB
+//! keys: once a release carries them, [`Direct::new_order`] and the EAB half of
+//! [`Direct::new_account`] become removable. Registering a key we stored first and the
+//! alternate chains stay here until instant-acme grows them too.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use http::{Method, Request};
+use hyper::body::Bytes;
+use instant_acme::{BodyWrapper, HttpClient, Problem};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AcmeError, AcmeHttp, pem_encode};
+
+/// An ACME account key: ECDSA P-256 (what instant-acme signs with), kept as PKCS#8.
+pub struct AccountKey {
+    pair: EcdsaKeyPair,
+    pkcs8: Vec<u8>,
+    rng: SystemRandom,
+}
+
+impl AccountKey {
+    /// A new random key.
+    pub fn generate() -> Result<AccountKey, AcmeError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| AcmeError::Problem("cannot generate an account key".into()))?;
+        Self::from_der(pkcs8.as_ref().to_vec())
+    }
+
+    /// The key in an account key Secret's `tls.key` (PKCS#8 PEM).
+    pub fn from_pem(pem: &str) -> Result<AccountKey, AcmeError> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            AcmeError::InvalidSpec(
+                "the account key Secret's tls.key is not a PKCS#8 PEM private key".into(),
+            )
+        })?;
+        Self::from_der(der.secret_pkcs8_der().to_vec())
+    }
+
+    fn from_der(pkcs8: Vec<u8>) -> Result<AccountKey, AcmeError> {
+        let rng = SystemRandom::new();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
+            .map_err(|_| {
+                AcmeError::InvalidSpec(
+                    "the account key Secret's tls.key is not an ECDSA P-256 key".into(),
+                )
+            })?;
+        Ok(AccountKey { pair, pkcs8, rng })
+    }
+
+    /// PKCS#8 PEM, for the account key Secret.
+    pub fn to_pem(&self) -> String {
+        pem_encode("PRIVATE KEY", &self.pkcs8)
+    }
+
+    /// The PKCS#8 DER, for instant-acme.
+    pub fn der(&self) -> PrivatePkcs8KeyDer<'static> {
+        PrivatePkcs8KeyDer::from(self.pkcs8.clone())
+    }
+
+    /// The public key as a JWK (RFC 7518 section 6.2; members in lexical order, as the
+    /// thumbprint of RFC 7638 needs).
+    fn jwk(&self) -> Value {
+        // An uncompressed point: 0x04, then x and y (32 bytes each).
+        let point = self.pair.public_key().as_ref();
+        json!({
+            "crv": "P-256",
+            "kty": "EC",
+            "x": B64.encode(&point[1..33]),
+            "y": B64.encode(&point[33..65]),
+        })
+    }
+
+    /// A flattened JWS of `payload` (`None`: POST-as-GET) under `protected`.
+    fn sign(&self, protected: &Value, payload: Option<&Value>) -> Result<Value, AcmeError> {
+        let protected = B64.encode(protected.to_string());
+        let payload = payload
+            .map(|p| B64.encode(p.to_string()))
+            .unwrap_or_default();
+        let signature = self
+            .pair
+            .sign(&self.rng, format!("{protected}.{payload}").as_bytes())
+            .map_err(|_| AcmeError::Problem("cannot sign with the account key".into()))?;
+        Ok(json!({
+            "protected": protected,
+            "payload": payload,
+            "signature": B64.encode(signature.as_ref()),
+        }))
+    }
+}
+
+/// The MAC algorithm of an External Account Binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacAlgorithm {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl MacAlgorithm {
+    /// The issuer's `keyAlgorithm` (`HS256` when unset).
+    pub fn parse(name: Option<&str>) -> Result<MacAlgorithm, String> {
+        match name.map(str::trim).unwrap_or("HS256") {
+            "" | "HS256" => Ok(MacAlgorithm::Hs256),
+            "HS384" => Ok(MacAlgorithm::Hs384),
+            "HS512" => Ok(MacAlgorithm::Hs512),
+            other => Err(format!(
+                "externalAccountBinding.keyAlgorithm {other:?} is not HS256, HS384 or HS512"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MacAlgorithm::Hs256 => "HS256",
+            MacAlgorithm::Hs384 => "HS384",
+            MacAlgorithm::Hs512 => "HS512",
+        }
+    }
+
+    fn ring(self) -> ring::hmac::Algorithm {
+        match self {
+            MacAlgorithm::Hs256 => ring::hmac::HMAC_SHA256,
+            MacAlgorithm::Hs384 => ring::hmac::HMAC_SHA384,
+            MacAlgorithm::Hs512 => ring::hmac::HMAC_SHA512,
+        }
+    }
+}
+
+/// EAB settings resolved from the issuer spec and its Secret.
+pub struct Eab {
+    pub key_id: String,
+    pub hmac: Vec<u8>,
+    pub algorithm: MacAlgorithm,
+}
+
+impl Eab {
+    /// The binding JWS (RFC 8555 section 7.3.4): the account key's JWK, MACed with the
+    /// CA's key, for the newAccount URL.
+    fn binding(&self, jwk: &Value, url: &str) -> Value {
+        let protected = B64.encode(
+            json!({ "alg": self.algorithm.name(), "kid": self.key_id, "url": url }).to_string(),
+        );
+        let payload = B64.encode(jwk.to_string());
+        let key = ring::hmac::Key::new(self.algorithm.ring(), &self.hmac);
+        let tag = ring::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+        json!({ "protected": protected, "payload": payload, "signature": B64.encode(tag.as_ref()) })
+    }
+}
+
+/// The directory URLs we use ourselves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Directory {
+    pub new_nonce: String,
+    pub new_account: String,
+    pub new_order: String,
+}
+
+/// An answer: status, headers, body.
+pub struct Answer {
+    pub parts: http::response::Parts,
+    pub body: Bytes,
+}
+
+impl Answer {
+    fn location(&self) -> Option<String> {
+        header(&self.parts, http::header::LOCATION)
+    }
+}
+
+fn header(parts: &http::response::Parts, name: http::header::HeaderName) -> Option<String> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Signed requests for one account key at one CA.
+pub struct Direct {
+    http: AcmeHttp,
+    pub directory: Directory,
+    pub key: AccountKey,
+    /// The account URL once known (requests are signed with `kid`, else with `jwk`).
+    kid: Mutex<Option<String>>,
+    /// The last `Replay-Nonce`, used by the next request.
+    nonce: Mutex<Option<String>>,
+}
+
+/// How often one request is signed again after `badNonce`.
+const NONCE_ATTEMPTS: u32 = 3;
+
+impl Direct {
+    /// Reads the directory at `server`.
+    pub async fn new(
+        http: &AcmeHttp,
+        server: &str,
+        key: AccountKey,
+    ) -> Result<Arc<Direct>, instant_acme::Error> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(server.trim())
+            .body(BodyWrapper::default())?;
+        let answer = read(http.request(req).await?).await?;
+        if !answer.parts.status.is_success() {
+            return Err(problem(&answer));
+        }
+        let directory = serde_json::from_slice(&answer.body)?;
+        Ok(Arc::new(Direct {
+            http: http.clone(),
+            directory,
+            key,
+            kid: Mutex::new(None),
+            nonce: Mutex::new(None),
+        }))
+    }
+
+    /// The account URL, once found or registered.
+    pub fn kid(&self) -> Option<String> {
+        self.kid.lock().expect("kid lock").clone()
+    }
+
+    async fn nonce(&self) -> Result<String, instant_acme::Error> {
+        if let Some(n) = self.nonce.lock().expect("nonce lock").take() {
+            return Ok(n);
+        }
+        let req = Request::builder()
+            .method(Method::HEAD)
+            .uri(&self.directory.new_nonce)
+            .body(BodyWrapper::default())?;
+        let answer = read(self.http.request(req).await?).await?;
+        header(
+            &answer.parts,
+            http::header::HeaderName::from_static("replay-nonce"),
+        )
+        .ok_or(instant_acme::Error::Str("the CA sent no Replay-Nonce"))
+    }
+
+    /// POSTs a JWS of `payload` (`None`: POST-as-GET) to `url`, signed with the account
+    /// URL when known, else with the JWK (`jwk`); signed again on `badNonce`.
+    pub async fn post(
+        &self,
+        url: &str,
+        payload: Option<&Value>,
+        jwk: bool,
+    ) -> Result<Answer, instant_acme::Error> {
+        let mut attempt = 1;
+        loop {
+            let mut protected = json!({ "alg": "ES256", "nonce": self.nonce().await?, "url": url });
+            match self.kid() {
+                Some(kid) if !jwk => protected["kid"] = kid.into(),
+                _ => protected["jwk"] = self.key.jwk(),
+            }
+            let body = self
+                .key
+                .sign(&protected, payload)
+                .map_err(|e| instant_acme::Error::Other(e.to_string().into()))?;
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri(url)
+                .header(http::header::CONTENT_TYPE, "application/jose+json")
+                .body(BodyWrapper::from(body.to_string().into_bytes()))?;
+            let answer = read(self.http.request(req).await?).await?;
+            if let Some(n) = header(
+                &answer.parts,
+                http::header::HeaderName::from_static("replay-nonce"),
+            ) {
+                *self.nonce.lock().expect("nonce lock") = Some(n);
+            }
+            if answer.parts.status.is_success() {
+                return Ok(answer);
+            }
+            let problem = problem(&answer);
+            let bad_nonce = matches!(&problem, instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":badNonce")));
+            if bad_nonce && attempt < NONCE_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            return Err(problem);
+        }
+    }
+
+    /// The account of this key, if the CA has one (newAccount, `onlyReturnExisting`).
+    pub async fn find_account(&self) -> Result<Option<String>, instant_acme::Error> {
+        let url = self.directory.new_account.clone();
+        match self
+            .post(&url, Some(&json!({ "onlyReturnExisting": true })), true)
+            .await
+        {
+            Ok(answer) => {
+                let kid = answer
+                    .location()
+                    .ok_or(instant_acme::Error::Str("the CA sent no account URL"))?;
+                *self.kid.lock().expect("kid lock") = Some(kid.clone());
+                Ok(Some(kid))
+            }
+            Err(instant_acme::Error::Api(p))
+                if p.r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":accountDoesNotExist")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers this key (with EAB when given). A key the CA already knows gets its
+    /// existing account back (RFC 8555 section 7.3.1): registering again is safe.
+    pub async fn register(
+        &self,
+        contact: Option<&str>,
+        eab: Option<&Eab>,
+    ) -> Result<String, instant_acme::Error> {
+        let url = self.directory.new_account.clone();
+        let mut payload = json!({ "termsOfServiceAgreed": true });
+        if let Some(email) = contact {
+            payload["contact"] = json!([format!("mailto:{email}")]);
+        }
+        if let Some(eab) = eab {
+            payload["externalAccountBinding"] = eab.binding(&self.key.jwk(), &url);
+        }
+        let answer = self.post(&url, Some(&payload), true).await?;
+        let kid = answer
+            .location()
+            .ok_or(instant_acme::Error::Str("the CA sent no account URL"))?;
+        *self.kid.lock().expect("kid lock") = Some(kid.clone());
+        Ok(kid)
+    }
+
+    /// Creates an order from a full newOrder payload (with `notAfter`); returns its URL.
+    pub async fn new_order(&self, payload: &Value) -> Result<String, instant_acme::Error> {
+        let url = self.directory.new_order.clone();
+        let answer = self.post(&url, Some(payload), false).await?;
+        answer
+            .location()
+            .ok_or(instant_acme::Error::Str("the CA sent no order URL"))
+    }
+
+    /// The chain at `url` and the alternate chains the CA links to, default first.
+    pub async fn chains(&self, url: &str) -> Result<Vec<String>, instant_acme::Error> {
+        let first = self.post(url, None, false).await?;
+        let alternates = links(&first.parts, "alternate");
+        let mut chains = vec![String::from_utf8_lossy(&first.body).into_owned()];
+        for alt in alternates {
+            let answer = self.post(&alt, None, false).await?;
+            chains.push(String::from_utf8_lossy(&answer.body).into_owned());
+        }
+        Ok(chains)
+    }
+}
+
+async fn read(mut response: instant_acme::BytesResponse) -> Result<Answer, instant_acme::Error> {
+    let body = response
+        .body
+        .into_bytes()
+        .await
+        .map_err(instant_acme::Error::Other)?;
+    Ok(Answer {
+        parts: response.parts,
+        body,
+    })
+}
+
+/// The CA's problem document (RFC 7807) of an error answer.
+fn problem(answer: &Answer) -> instant_acme::Error {
+    match serde_json::from_slice::<Problem>(&answer.body) {
+        Ok(mut p) => {
+            p.status.get_or_insert(answer.parts.status.as_u16());
+            instant_acme::Error::Api(p)
+        }
+        Err(_) => instant_acme::Error::Other(
+            format!(
+                "the CA answered {} without a problem document",
+                answer.parts.status
+            )
+            .into(),
+        ),
+    }
+}
+
+/// The targets of `Link` headers with relation `rel` (RFC 8288), e.g.
+/// `<https://ca/cert/1/1>;rel="alternate"`.
+fn links(parts: &http::response::Parts, rel: &str) -> Vec<String> {
+    parts
+        .headers
+        .get_all(http::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            params
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .any(|(k, v)| k.trim() == "rel" && v.trim().trim_matches('"') == rel)
+                .then(|| target.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let mut response = http::Response::builder()
+            .header("Link", "<https://ca/dir>;rel=\"index\"")
+            .header(
+                "Link",
+                "<https://ca/cert/1/1>;rel=\"alternate\", <https://ca/cert/1/2>; rel=alternate",
+            )
+            .body(())
+            .unwrap();
+        let parts = std::mem::take(response.headers_mut());
+        let mut r = http::Response::new(());
+        *r.headers_mut() = parts;
+        let (parts, ()) = r.into_parts();
+        assert_eq!(
+            links(&parts, "alternate"),
+            vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]
+        );
+        assert_eq!(links(&parts, "index"), vec!["https://ca/dir"]);
+    }
+
+    #[test]
+    fn mac_algorithms() {
+        assert_eq!(MacAlgorithm::parse(None), Ok(MacAlgorithm::Hs256));
+        assert_eq!(MacAlgorithm::parse(Some("HS512")), Ok(MacAlgorithm::Hs512));
+        assert!(MacAlgorithm::parse(Some("RS256")).is_err());
+    }
+
+    #[test]
+    fn binding_verifies_with_each_algorithm() {
+        let key = AccountKey::generate().unwrap();
+        for algorithm in [
+            MacAlgorithm::Hs256,
+            MacAlgorithm::Hs384,
+            MacAlgorithm::Hs512,
+        ] {
+            let eab = Eab {
+                key_id: "kid-1".into(),
+                hmac: vec![7; 32],
+                algorithm,
+            };
+            let jws = eab.binding(&key.jwk(), "https://ca/new-acct");
+            let signing_input = format!(
+                "{}.{}",
+                jws["protected"].as_str().unwrap(),
+                jws["payload"].as_str().unwrap()
+            );
+            let tag = B64.decode(jws["signature"].as_str().unwrap()).unwrap();
+            let mac = ring::hmac::Key::new(algorithm.ring(), &[7; 32]);
+            ring::hmac::verify(&mac, signing_input.as_bytes(), &tag).unwrap();
+            let protected: Value =
+                serde_json::from_slice(&B64.decode(jws["protected"].as_str().unwrap()).unwrap())
+                    .unwrap();
+            assert_eq!(protected["alg"], algorithm.name());
+        }
+    }
+
+    #[test]
+    fn key_pem_roundtrip_and_es256_signature() {
+        let key = AccountKey::generate().unwrap();
+        let again = AccountKey::from_pem(&key.to_pem()).unwrap();
+        assert_eq!(key.jwk(), again.jwk());
+        let jws = key
+            .sign(&json!({"alg": "ES256"}), Some(&json!({"a": 1})))
+            .unwrap();
+        let input = format!(
+            "{}.{}",
+            jws["protected"].as_str().unwrap(),
+            jws["payload"].as_str().unwrap()
+        );
+        let sig = B64.decode(jws["signature"].as_str().unwrap()).unwrap();
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            key.pair.public_key().as_ref(),
+        )
+        .verify(input.as_bytes(), &sig)
+        .unwrap();
+    }
+}
