@@ -239,6 +239,28 @@ pub fn parse_chain(pem: &str) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// Of the chains a CA offers (its default first), the one to use for `preferred`
+/// (cert-manager's rule): the first whose top-most certificate is issued by, or is,
+/// the Common Name `preferred`; else the default. Returns the chain's index.
+pub fn preferred_chain(chains: &[String], preferred: &str) -> usize {
+    let preferred = preferred.trim();
+    let matches = |pem: &String| -> bool {
+        let Some(top) = pem_certificates(pem).ok().and_then(|d| d.last().cloned()) else {
+            return false;
+        };
+        let Ok((_, cert)) = X509Certificate::from_der(&top) else {
+            return false;
+        };
+        let cn = |name: &x509_parser::x509::X509Name<'_>| {
+            name.iter_common_name()
+                .filter_map(|a| a.as_str().ok())
+                .any(|n| n == preferred)
+        };
+        cn(cert.issuer()) || cn(cert.subject())
+    };
+    chains.iter().position(matches).unwrap_or(0)
+}
+
 /// The SubjectPublicKeyInfo (DER) of a private key (PEM).
 pub fn public_key_spki(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     use rcgen::PublicKeyData;

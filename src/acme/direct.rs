@@ -129,6 +129,15 @@ impl MacAlgorithm {
         }
     }
 
+    /// The shortest key RFC 7518 section 3.2 allows: the hash's output size.
+    pub fn min_key_len(self) -> usize {
+        match self {
+            MacAlgorithm::Hs256 => 32,
+            MacAlgorithm::Hs384 => 48,
+            MacAlgorithm::Hs512 => 64,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             MacAlgorithm::Hs256 => "HS256",

@@ -39,7 +39,9 @@ pub struct CertificateSpec {
     /// Subject common name; must be one of the names. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
-    /// Requested lifetime (e.g. `2160h`), sent as the order's `notAfter` only when set.
+    /// Requested lifetime (e.g. `2160h`): sent as the order's `notAfter` (unless the
+    /// issuer sets `enableDurationFeature: false`); the CA's default lifetime when unset.
+    /// `status.notBefore`/`notAfter` show what the CA gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// Renew this long before expiry (e.g. `720h`). Default: 30 days, or a third of the

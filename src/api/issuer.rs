@@ -36,13 +36,20 @@ pub struct IssuerSpec {
     /// Secret holding the ACME account key (`tls.key`); generated (ECDSA P-256) when
     /// missing, reused when present.
     pub private_key_secret_ref: SecretRef,
-    /// PEM CA certificates to trust for the ACME server (private CAs, tests). The system
-    /// roots are used when empty.
+    /// CA certificates to trust for the ACME server (private CAs, tests), as PEM or as
+    /// base64-encoded PEM (cert-manager's form). The system roots are used when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
-    /// Common name of the root of the alternate chain to prefer, where the CA offers several.
+    /// Where the CA offers alternate chains (`Link: rel="alternate"`), use the one whose
+    /// top-most certificate is issued by (or is) this Common Name, e.g. `ISRG Root X1`;
+    /// the CA's default chain when none matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_chain: Option<String>,
+    /// Send a Certificate's `duration` as the order's `notAfter` (default: true). Set to
+    /// false for a CA that refuses notAfter (Let's Encrypt): certificates then get the
+    /// CA's default lifetime. cert-manager's field of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_duration_feature: Option<bool>,
     /// ACME profile to request, where the CA offers profiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
@@ -78,7 +85,8 @@ pub struct ExternalAccountBinding {
     /// Secret and key holding the HMAC key, base64url as the CA hands it out (padding
     /// optional).
     pub key_secret_ref: SecretKeySelector,
-    /// MAC algorithm: `HS256` (default), `HS384` or `HS512`.
+    /// MAC algorithm of the binding: `HS256` (default), `HS384` or `HS512`, as the CA
+    /// says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_algorithm: Option<String>,
 }

@@ -27,6 +27,8 @@ pub const DURATION: &str = "caas.dev/duration";
 pub const RENEW_BEFORE: &str = "caas.dev/renew-before";
 pub const KEY_ALGORITHM: &str = "caas.dev/private-key-algorithm";
 pub const KEY_SIZE: &str = "caas.dev/private-key-size";
+/// IP address SANs (comma-separated) added to every Certificate of the Ingress.
+pub const IP_SANS: &str = "caas.dev/ip-sans";
 /// Label on Certificates made for an Ingress, naming it.
 pub const INGRESS_LABEL: &str = "caas.dev/ingress";
 
@@ -45,6 +47,7 @@ pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
         return Ok(Vec::new());
     };
     let private_key = private_key(ann)?;
+    let ip_sans = ip_sans(ann)?;
     let annotated = |key: &str| ann.get(key).map(|v| v.trim().to_string());
     let mut out: Vec<DesiredCertificate> = Vec::new();
     for (i, tls) in ingress
@@ -76,6 +79,7 @@ pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
                 duration: annotated(DURATION),
                 renew_before: annotated(RENEW_BEFORE),
                 private_key: private_key.clone(),
+                ip_addresses: ip_sans.clone(),
                 ..Default::default()
             },
         });
@@ -98,6 +102,23 @@ fn issuer_ref(ann: &BTreeMap<String, String>) -> Result<Option<IssuerRef>, Strin
         name: issuer.to_string(),
         kind: Some(kind.to_string()),
     }))
+}
+
+/// The IP addresses of the `caas.dev/ip-sans` annotation (comma-separated).
+fn ip_sans(ann: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+    let Some(value) = ann.get(IP_SANS) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| format!("{IP_SANS}: {v:?} is not an IP address"))
+        })
+        .collect()
 }
 
 /// The private key settings the annotations ask for (`None`: none).

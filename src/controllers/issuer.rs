@@ -203,7 +203,21 @@ async fn existing_account(
                     tracing::info!(issuer = %issuer.display(), account = %kid, "registered an ACME account");
                     kid
                 }
-                Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
+                Err(e) => {
+                    let mut state = from_error(AcmeError::from_acme(e));
+                    if let Some(eab) = eab
+                        .as_ref()
+                        .filter(|e| e.hmac.len() < e.algorithm.min_key_len())
+                    {
+                        state.condition.message.push_str(&format!(
+                            " (the HMAC key is {} bytes; {:?} wants at least {} (RFC 7518 section 3.2): check keyAlgorithm against what the CA gave you)",
+                            eab.hmac.len(),
+                            eab.algorithm,
+                            eab.algorithm.min_key_len()
+                        ));
+                    }
+                    return Ok(state);
+                }
             }
         }
         Err(e) => return Ok(from_error(AcmeError::from_acme(e))),

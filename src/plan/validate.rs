@@ -114,16 +114,10 @@ fn validate_refs(spec: &CertificateSpec) -> Result<(), String> {
 }
 
 /// The DNS names and IP addresses, normalized and deduplicated, checked individually and
-/// as a whole (something, at most 100, no IP addresses yet).
+/// as a whole (something, at most 100).
 fn validate_names(spec: &CertificateSpec) -> Result<(Vec<String>, Vec<IpAddr>), String> {
     let dns_names = normalize_dns_names(&spec.dns_names)?;
     let ip_addresses = parse_ip_addresses(&spec.ip_addresses)?;
-    if !ip_addresses.is_empty() {
-        return Err(
-            "ipAddresses are not supported yet (no solver can prove an IP address): list DNS names only"
-                .into(),
-        );
-    }
     if dns_names.is_empty() && ip_addresses.is_empty() {
         return Err("the Certificate names nothing: set dnsNames (or ipAddresses)".into());
     }

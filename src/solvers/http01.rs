@@ -194,7 +194,12 @@ fn ingress(
         spec: Some(IngressSpec {
             ingress_class_name: cfg.ingress_class_name.clone(),
             rules: Some(vec![IngressRule {
-                host: Some(dns_name.to_string()),
+                // An Ingress host cannot be an IP address (RFC 8738 identifiers): the
+                // rule then matches every host, still only on the token's exact path.
+                host: dns_name
+                    .parse::<std::net::IpAddr>()
+                    .is_err()
+                    .then(|| dns_name.to_string()),
                 http: Some(HTTPIngressRuleValue {
                     paths: vec![HTTPIngressPath {
                         path: Some(format!("{PATH_PREFIX}{token}")),

@@ -25,8 +25,13 @@ pub const ALPN: &[u8] = b"acme-tls/1";
 pub fn challenge_certificate(name: &str, key_authorization: &str) -> Result<CertifiedKey, String> {
     let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => rcgen::SanType::IpAddress(ip),
+        Err(_) => {
+            rcgen::SanType::DnsName(name.try_into().map_err(|e: rcgen::Error| e.to_string())?)
+        }
+    }];
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .custom_extensions
@@ -39,6 +44,37 @@ pub fn challenge_certificate(name: &str, key_authorization: &str) -> Result<Cert
         vec![CertificateDer::from(cert.der().to_vec())],
         signing,
     ))
+}
+
+/// The IP address a reverse-mapping name stands for: an IP identifier's TLS-ALPN-01
+/// handshake names it so (RFC 8738 section 6), e.g. `4.3.2.1.in-addr.arpa` for
+/// 1.2.3.4 and 32 nibbles under `ip6.arpa` for IPv6.
+pub fn ip_of_reverse_name(sni: &str) -> Option<std::net::IpAddr> {
+    let sni = sni.trim_end_matches('.');
+    if let Some(v4) = sni.strip_suffix(".in-addr.arpa") {
+        let mut octets: Vec<u8> = v4
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
+        if octets.len() != 4 {
+            return None;
+        }
+        octets.reverse();
+        return Some(std::net::IpAddr::from(<[u8; 4]>::try_from(octets).ok()?));
+    }
+    let v6 = sni.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = v6
+        .split('.')
+        .map(|n| u8::from_str_radix(n, 16).ok().filter(|_| n.len() == 1))
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        bytes[i] = (pair[1] << 4) | pair[0];
+    }
+    Some(std::net::IpAddr::from(bytes))
 }
 
 /// Picks the challenge certificate by SNI, for `acme-tls/1` handshakes only.
@@ -58,7 +94,8 @@ impl ResolvesServerCert for Resolver {
         if !acme {
             return None;
         }
-        let name = hello.server_name()?.to_ascii_lowercase();
+        let sni = hello.server_name()?.to_ascii_lowercase();
+        let name = ip_of_reverse_name(&sni).map_or(sni, |ip| ip.to_string());
         let key_auth = self.index.tls_alpn01(&name)?;
         let mut cache = self.cache.lock().expect("resolver cache");
         if let Some((_, _, ck)) = cache.iter().find(|(n, k, _)| *n == name && *k == key_auth) {
@@ -148,6 +185,20 @@ impl Solver for TlsAlpn01 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reverse_names_of_ip_identifiers() {
+        use super::ip_of_reverse_name;
+        assert_eq!(
+            ip_of_reverse_name("1.0.0.127.in-addr.arpa"),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+        assert_eq!(ip_of_reverse_name(v6), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(ip_of_reverse_name("example.com"), None);
+        assert_eq!(ip_of_reverse_name("1.2.3.in-addr.arpa"), None);
+        assert_eq!(ip_of_reverse_name("300.0.0.1.in-addr.arpa"), None);
+    }
+
     use super::*;
     use x509_parser::prelude::{FromDer, X509Certificate};
 

@@ -479,9 +479,15 @@ async fn handle(
             head.headers.remove(hyper::header::CONTENT_LENGTH);
         }
     }
+    // The object's status, or for an error answer the problem type and detail.
     exchange.answer_status = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|j| j["status"].as_str().map(str::to_string));
+        .and_then(|j| match j["status"].as_str() {
+            Some(s) => Some(s.to_string()),
+            None => j["type"]
+                .as_str()
+                .map(|t| format!("{t}: {}", j["detail"].as_str().unwrap_or(""))),
+        });
     exchange.retry_after = head
         .headers
         .get(hyper::header::RETRY_AFTER)

@@ -74,7 +74,9 @@ impl Pebble {
         let (port, mgmt_port, http_port, tls_port) =
             (free_port(), free_port(), free_port(), free_port());
         let eab_kid = crate::unique_name("kid");
-        let eab_hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(48));
+        // 64 bytes: long enough for HS512 (RFC 7518 section 3.2; Pebble's go-jose refuses
+        // shorter keys for it).
+        let eab_hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(64));
         crate::register_secret(&eab_hmac);
         let config = serde_json::json!({
             "pebble": {
@@ -141,6 +143,18 @@ impl Pebble {
         .await
         .expect("GET Pebble /roots/0");
         assert_eq!(status, 200, "Pebble /roots/0 answered {status}");
+        String::from_utf8(body).expect("PEM root")
+    }
+
+    /// The PEM of root `n` (0: the default chain's; 1.. the `PEBBLE_ALTERNATE_ROOTS`).
+    pub async fn root(&self, n: usize) -> String {
+        let (status, body) = crate::https_get(
+            &format!("{}/roots/{n}", self.management_url),
+            &self.tls_ca_pem,
+        )
+        .await
+        .expect("GET Pebble /roots/N");
+        assert_eq!(status, 200, "Pebble /roots/{n} answered {status}");
         String::from_utf8(body).expect("PEM root")
     }
 

@@ -125,7 +125,17 @@ fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::Failure> {
             format!("no solver of {} matches {name}{hint}", p.issuer.display()),
         ));
     };
-    solver_kind(&solvers[index]).map_err(|e| order::Failure::new("InvalidSpec", e))
+    let kind = solver_kind(&solvers[index]).map_err(|e| order::Failure::new("InvalidSpec", e))?;
+    if kind == ChallengeType::Dns01 && name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(order::Failure::new(
+            "NoSolver",
+            format!(
+                "{name} is an IP address, which DNS-01 cannot prove: give {} an http01 or tlsAlpn01 solver whose selector matches it",
+                p.issuer.display()
+            ),
+        ));
+    }
+    Ok(kind)
 }
 
 async fn authorizations(order: &mut Order) -> Result<Vec<AuthzView>, Failure> {
@@ -188,6 +198,79 @@ fn new_order<'a>(p: &Pass<'a>, identifiers: &'a [Identifier]) -> NewOrder<'a> {
     }
 }
 
+/// The `notAfter` to ask for: now + `duration`, unless the issuer turned the duration
+/// feature off.
+fn not_after(p: &Pass<'_>, now: Timestamp) -> Option<Timestamp> {
+    if p.issuer.spec.enable_duration_feature == Some(false) {
+        return None;
+    }
+    let d = p.request.duration?;
+    Timestamp::from_second(now.as_second().saturating_add(d.as_secs())).ok()
+}
+
+/// Places a new order, with `replaces` when given and `notAfter` when a duration is set
+/// (sent by [`crate::acme::Direct`]: instant-acme 0.8.5's `NewOrder` has no notAfter).
+async fn place(
+    p: &Pass<'_>,
+    identifiers: &[Identifier],
+    replaces: Option<&CertificateIdentifier<'static>>,
+) -> Result<Order, instant_acme::Error> {
+    let Some(not_after) = not_after(p, Timestamp::now()) else {
+        let new = new_order(p, identifiers);
+        let new = match replaces {
+            Some(id) => new.replaces(id.clone()),
+            None => new,
+        };
+        return p.account.new_order(&new).await;
+    };
+    let mut payload = serde_json::json!({
+        "identifiers": identifiers,
+        "notAfter": not_after.to_string(),
+    });
+    if let Some(profile) = &p.issuer.spec.profile {
+        payload["profile"] = profile.clone().into();
+    }
+    if let Some(id) = replaces {
+        payload["replaces"] = id.to_string().into();
+    }
+    let url = p.account.direct.new_order(&payload).await?;
+    p.account.order(url).await
+}
+
+/// A CA's refusal of the order's `notAfter`, as a reason the user can act on.
+fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<Failure> {
+    let instant_acme::Error::Api(problem) = e else {
+        return None;
+    };
+    let detail = problem.detail.as_deref().unwrap_or_default();
+    let lower = detail.to_ascii_lowercase();
+    let about_validity = [
+        "notafter",
+        "not after",
+        "notbefore",
+        "validity",
+        "lifetime",
+        "duration",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    if not_after(p, Timestamp::now()).is_none()
+        || !about_validity
+        || problem.status.is_some_and(|s| s >= 500)
+    {
+        return None;
+    }
+    Some(Failure::new(
+        FailedStep::Order,
+        Reason::DURATION_NOT_SUPPORTED,
+        format!(
+            "the CA refused the requested lifetime (spec.duration, sent as the order's notAfter): {detail}; \
+             remove spec.duration, or set enableDurationFeature: false on the issuer to take the CA's default lifetime"
+        ),
+        true,
+    ))
+}
+
 /// A new order (naming the certificate it replaces, for renewals), persisted in status
 /// before anything else: a restart resumes it.
 async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
@@ -205,14 +288,15 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
         .filter(|s| s.annotations().get(ANNOTATION_ISSUER) == Some(&p.issuer.display()))
         .and_then(leaf_der)
         .and_then(|der| {
-            CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice())).ok()
+            CertificateIdentifier::try_from(&CertificateDer::from(der.as_slice()))
+                .ok()
+                .map(|id| id.into_owned())
         });
+    let failed = |e: instant_acme::Error| {
+        duration_refused(p, &e).unwrap_or_else(|| Failure::from_acme(FailedStep::Order)(e))
+    };
     let order = match replaces {
-        Some(id) => match p
-            .account
-            .new_order(&new_order(p, &identifiers).replaces(id.clone()))
-            .await
-        {
+        Some(id) => match place(p, &identifiers, Some(&id)).await {
             Ok(o) => {
                 tracing::info!(certificate = %key_of(p.cert), replaces = %id, "renewal order names the certificate it replaces");
                 o
@@ -227,18 +311,11 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
                     && problem.status.is_none_or(|s| s < 500) =>
             {
                 tracing::info!(certificate = %key_of(p.cert), ?problem, "the CA refused `replaces`; ordering without it");
-                p.account
-                    .new_order(&new_order(p, &identifiers))
-                    .await
-                    .map_err(Failure::from_acme(FailedStep::Order))?
+                place(p, &identifiers, None).await.map_err(failed)?
             }
-            Err(e) => return Err(Failure::from_acme(FailedStep::Order)(e)),
+            Err(e) => return Err(failed(e)),
         },
-        None => p
-            .account
-            .new_order(&new_order(p, &identifiers))
-            .await
-            .map_err(Failure::from_acme(FailedStep::Order))?,
+        None => place(p, &identifiers, None).await.map_err(failed)?,
     };
     w.status.order = Some(OrderStatus {
         url: order.url().to_string(),
@@ -298,16 +375,37 @@ async fn download(
     key: Option<String>,
 ) -> Result<Progress, Failure> {
     let fail = |reason, message: String| Failure::new(FailedStep::Download, reason, message, true);
-    let chain = order
-        .certificate()
-        .await
-        .map_err(Failure::from_acme(FailedStep::Download))?
-        .ok_or_else(|| {
-            fail(
-                Reason::ACME_ERROR,
-                "the CA sent no certificate for a valid order".into(),
-            )
-        })?;
+    let chain = match p.issuer.spec.preferred_chain.as_deref().map(str::trim) {
+        // The alternate chains need a download of our own (instant-acme 0.8.5 ignores
+        // `Link: rel="alternate"`).
+        Some(preferred) if !preferred.is_empty() => {
+            let url = order.state().certificate.clone().ok_or_else(|| {
+                fail(
+                    Reason::ACME_ERROR,
+                    "the CA gave no certificate URL for a valid order".into(),
+                )
+            })?;
+            let mut chains = p
+                .account
+                .direct
+                .chains(&url)
+                .await
+                .map_err(Failure::from_acme(FailedStep::Download))?;
+            let index = pki::preferred_chain(&chains, preferred);
+            tracing::debug!(certificate = %key_of(p.cert), offered = chains.len(), index, "chose a chain for preferredChain {preferred:?}");
+            chains.swap_remove(index)
+        }
+        _ => order
+            .certificate()
+            .await
+            .map_err(Failure::from_acme(FailedStep::Download))?
+            .ok_or_else(|| {
+                fail(
+                    Reason::ACME_ERROR,
+                    "the CA sent no certificate for a valid order".into(),
+                )
+            })?,
+    };
     let key_pem = match key {
         Some(k) => Some(k),
         None => keys::existing(p.ctx, p.cert, p.request, p.tls).await?,
@@ -338,10 +436,16 @@ async fn download(
     let mut want = p.request.dns_names.clone();
     got.sort();
     want.sort();
-    if got != want {
+    let mut got_ips = info.ip_addresses.clone();
+    let mut want_ips = p.request.ip_addresses.clone();
+    got_ips.sort();
+    want_ips.sort();
+    if got != want || got_ips != want_ips {
         return Err(fail(
             Reason::CERTIFICATE_MISMATCH,
-            format!("the CA issued names {got:?}, not the requested {want:?}"),
+            format!(
+                "the CA issued names {got:?} and IP addresses {got_ips:?}, not the requested {want:?} and {want_ips:?}"
+            ),
         ));
     }
     Ok(Progress::Issued {

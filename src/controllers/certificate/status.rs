@@ -33,6 +33,7 @@ impl Reason {
     pub const ACME_ERROR: Reason = Reason("ACMEError");
     pub const KUBERNETES_ERROR: Reason = Reason("KubernetesError");
     pub const ORDER_FAILED: Reason = Reason("OrderFailed");
+    pub const DURATION_NOT_SUPPORTED: Reason = Reason("DurationNotSupported");
 
     pub fn as_str(self) -> &'static str {
         self.0

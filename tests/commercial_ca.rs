@@ -1,0 +1,596 @@
+//! What commercial CaaS CAs need, against Pebble: EAB with HS384/HS512, an account key
+//! stored before it is registered (and a stored key the CA does not know registered
+//! instead of refused), `caBundle` as base64 PEM, `duration` sent as `notAfter`,
+//! `preferredChain` over alternate roots, IP address identifiers, and orders whose
+//! authorizations are already valid.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use caas_operator::api::CaaSIssuer;
+use caas_operator::pki;
+use caas_testbed::acme_proxy::Kind;
+use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, unique_name};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use support::*;
+
+const ZONE: &str = "acc.test";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `CaaSIssuer` named `name` at `server` with extra spec fields.
+async fn issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    pebble: &Pebble,
+    spec: serde_json::Value,
+) {
+    let mut full = json!({
+        "server": pebble.directory_url,
+        "caBundle": pebble.tls_ca_pem,
+        "externalAccountBinding": {
+            "keyID": pebble.eab_kid,
+            "keySecretRef": { "name": "eab", "key": "hmac" }
+        },
+        "privateKeySecretRef": { "name": format!("{name}-account") },
+        "solvers": [{ "http01": {} }]
+    });
+    for (k, v) in spec.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    let issuer: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": full
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("caas-tests").force(),
+            &Patch::Apply(&issuer),
+        )
+        .await
+        .expect("apply issuer");
+}
+
+async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn eab_hs384_hs512_base64_ca_bundle_and_unknown_stored_key() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "eab-algs").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start(api, &ns, &pebble);
+    apply_secret(&client, &ns, "eab", &[("hmac", &pebble.eab_hmac)]).await;
+
+    // HS512 with the caBundle pasted as base64 PEM (cert-manager's form).
+    let b64_bundle = base64::engine::general_purpose::STANDARD.encode(&pebble.tls_ca_pem);
+    issuer(
+        &client,
+        &ns,
+        "hs512",
+        &pebble,
+        json!({
+            "caBundle": b64_bundle,
+            "externalAccountBinding": {
+                "keyID": pebble.eab_kid, "keyAlgorithm": "HS512",
+                "keySecretRef": { "name": "eab", "key": "hmac" }
+            }
+        }),
+    )
+    .await;
+    issuer(
+        &client,
+        &ns,
+        "hs384",
+        &pebble,
+        json!({
+            "externalAccountBinding": {
+                "keyID": pebble.eab_kid, "keyAlgorithm": "HS384",
+                "keySecretRef": { "name": "eab", "key": "hmac" }
+            }
+        }),
+    )
+    .await;
+    for name in ["hs512", "hs384"] {
+        wait_issuer(
+            &client,
+            &ns,
+            name,
+            "True",
+            "AccountRegistered",
+            TIMEOUT,
+            &operator,
+        )
+        .await;
+    }
+    assert!(
+        pebble
+            .log()
+            .matches("Successful newAccount Binding")
+            .count()
+            >= 2,
+        "Pebble verified both bindings"
+    );
+
+    // A certificate from the HS512 account.
+    let name = format!("{}.{ZONE}", unique_name("hs512"));
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "hs512" }, "dnsNames": [name]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let chain = secret_text(&secret(&client, &ns, "web-tls").await, "tls.crt");
+    verify_chain(&chain, &pebble.issuance_root().await, &name).expect("chain verifies");
+
+    // A stored account key the CA has never seen is registered (with EAB), not refused,
+    // and stays the key.
+    let key_pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    caas_testbed::register_secret(&key_pem);
+    apply_secret(&client, &ns, "own-account", &[("tls.key", &key_pem)]).await;
+    issuer(
+        &client,
+        &ns,
+        "own",
+        &pebble,
+        json!({ "privateKeySecretRef": { "name": "own-account" } }),
+    )
+    .await;
+    let own = wait_issuer(
+        &client,
+        &ns,
+        "own",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert!(own.status.unwrap().account_uri.is_some());
+    assert_eq!(
+        secret_text(&secret(&client, &ns, "own-account").await, "tls.key"),
+        key_pem
+    );
+    operator.assert_logs_free_of(&[&pebble.eab_hmac, &key_pem]);
+}
+
+#[tokio::test]
+async fn account_key_is_stored_before_registration_one_account_after_refusal_and_kill() {
+    // No injected bad nonces: a held registration answer must be the only surprise.
+    let options = PebbleOptions {
+        env: vec![("PEBBLE_WFE_NONCEREJECT".into(), "0".into())],
+        ..PebbleOptions::default()
+    };
+    let bed = ProxiedBed::start("acct-first", options).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    // A quota of no Secrets (its status set here: no quota controller runs in the test
+    // bed): the API server refuses every Secret create in the namespace until it goes.
+    apply_secret(client, ns, "ca-eab", &[("hmac", &bed.pebble.eab_hmac)]).await;
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), ns);
+    let quota = serde_json::from_value(json!({
+        "metadata": { "name": "no-secrets" },
+        "spec": { "hard": { "count/secrets": "0" } }
+    }))
+    .unwrap();
+    quotas.create(&Default::default(), &quota).await.unwrap();
+    let status =
+        json!({ "status": { "hard": { "count/secrets": "0" }, "used": { "count/secrets": "0" } } });
+    quotas
+        .patch_status(
+            "no-secrets",
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    bed.issuer(json!([{ "http01": {} }])).await;
+    let mut operator = bed.operator;
+    wait_issuer(
+        client,
+        ns,
+        "ca",
+        "False",
+        "SecretWriteFailed",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let registrations = || {
+        bed.pebble
+            .log()
+            .matches("Successful newAccount Binding")
+            .count()
+    };
+    assert_eq!(
+        registrations(),
+        0,
+        "nothing is registered before the key is stored"
+    );
+    assert!(
+        bed.proxy
+            .exchanges()
+            .iter()
+            .all(|e| e.kind != Kind::NewAccount)
+    );
+
+    // The write goes through; the registration reaches the CA, its answer never comes
+    // back: the operator is killed right after the CA made the account.
+    // The first newAccount asks whether the CA knows the key (it does not); the second
+    // registers it.
+    let mut new_accounts = 0;
+    bed.proxy.set_rule(Box::new(
+        move |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
+            if e.kind != Kind::NewAccount {
+                return None;
+            }
+            new_accounts += 1;
+            (new_accounts >= 2).then_some(caas_testbed::Fault::Slow(Duration::from_secs(120)))
+        },
+    ));
+    // Allow Secrets again (a raised limit reaches the API server's quota informer at
+    // once), and touch the issuer so it tries now rather than after its backoff.
+    let allow = json!({ "spec": { "hard": { "count/secrets": "100" } } });
+    quotas
+        .patch("no-secrets", &PatchParams::default(), &Patch::Merge(&allow))
+        .await
+        .unwrap();
+    let allow = json!({ "status": { "hard": { "count/secrets": "100" }, "used": { "count/secrets": "0" } } });
+    quotas
+        .patch_status("no-secrets", &PatchParams::default(), &Patch::Merge(&allow))
+        .await
+        .unwrap();
+    let touch = json!({ "metadata": { "annotations": { "test/touch": "1" } } });
+    Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+        .patch("ca", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while registrations() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CA never registered the account; exchanges: {:?}\nPebble log: {}",
+            bed.proxy
+                .exchanges()
+                .iter()
+                .map(|e| (e.kind, e.status, e.fault.clone(), e.answer_status.clone()))
+                .collect::<Vec<_>>(),
+            bed.pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    operator.kill();
+    bed.proxy.clear_rule();
+    let stored = secret_text(&secret(client, ns, "ca-account").await, "tls.key");
+
+    operator.restart();
+    let ready = wait_issuer(
+        client,
+        ns,
+        "ca",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(
+        registrations(),
+        1,
+        "Pebble saw exactly one newAccount binding for the key"
+    );
+    let account = secret(client, ns, "ca-account").await;
+    assert_eq!(
+        secret_text(&account, "tls.key"),
+        stored,
+        "the stored key was kept"
+    );
+    assert_eq!(
+        account
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("caas.dev/account-uri"),
+        ready.status.unwrap().account_uri.as_ref()
+    );
+}
+
+#[tokio::test]
+async fn duration_is_sent_as_not_after_unless_the_issuer_turns_it_off() {
+    let (client, ns, pebble, operator) = setup(
+        "duration",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    apply_secret(&client, &ns, "eab", &[("hmac", &pebble.eab_hmac)]).await;
+    issuer(
+        &client,
+        &ns,
+        "off",
+        &pebble,
+        json!({ "enableDurationFeature": false }),
+    )
+    .await;
+    for (cert, issuer_name, want_hours) in [("short", "pebble", 48), ("default", "off", 90 * 24)] {
+        create_certificate(
+            &client,
+            &ns,
+            cert,
+            json!({
+                "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name },
+                "dnsNames": [format!("{}.{ZONE}", unique_name(cert))], "duration": "48h"
+            }),
+        )
+        .await;
+        let ready = wait_cert_ready(
+            &client,
+            &ns,
+            cert,
+            "True",
+            Some("Issued"),
+            TIMEOUT,
+            &operator,
+        )
+        .await;
+        let info = pki::parse_chain(&secret_text(
+            &secret(&client, &ns, &format!("{cert}-tls")).await,
+            "tls.crt",
+        ))
+        .unwrap();
+        let hours = info.not_after.duration_since(info.not_before).as_hours();
+        assert!(
+            (want_hours - 1..=want_hours + 1).contains(&hours),
+            "{cert}: the CA gave {hours} h, expected about {want_hours} h"
+        );
+        assert_eq!(
+            ready.status.unwrap().not_after,
+            Some(info.not_after.to_string())
+        );
+    }
+}
+
+#[tokio::test]
+async fn preferred_chain_picks_the_alternate_root_by_common_name() {
+    let options = PebbleOptions {
+        env: vec![("PEBBLE_ALTERNATE_ROOTS".into(), "2".into())],
+        ..PebbleOptions::default()
+    };
+    let (client, ns, pebble, operator) = setup("chains", options, json!([{ "http01": {} }])).await;
+    apply_secret(&client, &ns, "eab", &[("hmac", &pebble.eab_hmac)]).await;
+    let alternate_root = pebble.root(2).await;
+    let wanted = common_name(&alternate_root);
+    assert_ne!(wanted, common_name(&pebble.issuance_root().await));
+    issuer(
+        &client,
+        &ns,
+        "alt",
+        &pebble,
+        json!({ "preferredChain": wanted }),
+    )
+    .await;
+    issuer(
+        &client,
+        &ns,
+        "nomatch",
+        &pebble,
+        json!({ "preferredChain": "No Such Root" }),
+    )
+    .await;
+    for (cert, issuer_name, root) in [
+        ("alt", "alt", alternate_root.clone()),
+        ("nomatch", "nomatch", pebble.issuance_root().await),
+    ] {
+        let name = format!("{}.{ZONE}", unique_name(cert));
+        create_certificate(&client, &ns, cert, json!({
+            "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name }, "dnsNames": [name]
+        }))
+        .await;
+        wait_cert_ready(
+            &client,
+            &ns,
+            cert,
+            "True",
+            Some("Issued"),
+            TIMEOUT,
+            &operator,
+        )
+        .await;
+        let chain = secret_text(
+            &secret(&client, &ns, &format!("{cert}-tls")).await,
+            "tls.crt",
+        );
+        verify_chain(&chain, &root, &name)
+            .unwrap_or_else(|e| panic!("{cert}: chain does not lead to the expected root: {e}"));
+    }
+}
+
+/// The subject Common Name of a PEM certificate.
+fn common_name(pem: &str) -> String {
+    use x509_parser::prelude::FromDer;
+    let der = pki::pem_certificates(pem).unwrap().remove(0);
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn ip_addresses_over_http01_tls_alpn01_and_the_ingress_annotation() {
+    let (client, ns, pebble, operator) = setup(
+        "ip-sans",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    apply_secret(&client, &ns, "eab", &[("hmac", &pebble.eab_hmac)]).await;
+    issuer(
+        &client,
+        &ns,
+        "alpn",
+        &pebble,
+        json!({ "solvers": [{ "tlsAlpn01": {} }] }),
+    )
+    .await;
+    let root = pebble.issuance_root().await;
+    for (cert, issuer_name) in [("by-http", "pebble"), ("by-alpn", "alpn")] {
+        create_certificate(
+            &client,
+            &ns,
+            cert,
+            json!({
+                "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name },
+                "ipAddresses": ["127.0.0.1"]
+            }),
+        )
+        .await;
+        wait_cert_ready(
+            &client,
+            &ns,
+            cert,
+            "True",
+            Some("Issued"),
+            TIMEOUT,
+            &operator,
+        )
+        .await;
+        let chain = secret_text(
+            &secret(&client, &ns, &format!("{cert}-tls")).await,
+            "tls.crt",
+        );
+        verify_chain(&chain, &root, "127.0.0.1").unwrap_or_else(|e| panic!("{cert}: {e}"));
+        let info = pki::parse_chain(&chain).unwrap();
+        assert_eq!(
+            info.ip_addresses,
+            vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+    }
+
+    // An Ingress: its TLS host and the annotated IP address in one certificate.
+    let host = format!("{}.{ZONE}", unique_name("ing"));
+    let ingress: Ingress = serde_json::from_value(json!({
+        "metadata": { "name": "web", "annotations": {
+            "caas.dev/issuer": "pebble", "caas.dev/ip-sans": "127.0.0.1"
+        } },
+        "spec": {
+            "tls": [{ "hosts": [host], "secretName": "ing-tls" }],
+            "rules": [{ "host": host, "http": { "paths": [{ "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": "web", "port": { "number": 80 } } } }] } }]
+        }
+    }))
+    .unwrap();
+    Api::<Ingress>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &ingress)
+        .await
+        .unwrap();
+    wait_cert_ready(
+        &client,
+        &ns,
+        "ing-tls",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let chain = secret_text(&secret(&client, &ns, "ing-tls").await, "tls.crt");
+    verify_chain(&chain, &root, &host).expect("host");
+    verify_chain(&chain, &root, "127.0.0.1").expect("IP address");
+}
+
+#[tokio::test]
+async fn valid_authorizations_go_straight_to_finalize() {
+    let options = PebbleOptions {
+        env: vec![("PEBBLE_AUTHZREUSE".into(), "100".into())],
+        ..PebbleOptions::default()
+    };
+    let bed = ProxiedBed::start("authz-reuse", options).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    bed.issuer(json!([{ "http01": {} }])).await;
+    let name = format!("{}.{ZONE}", unique_name("reuse"));
+    let challenges = || {
+        bed.proxy
+            .exchanges()
+            .iter()
+            .filter(|e| e.kind == Kind::Challenge)
+            .count()
+    };
+    create_certificate(
+        client,
+        ns,
+        "first",
+        json!({
+            "secretName": "first-tls", "issuerRef": { "name": "ca" }, "dnsNames": [name]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        client,
+        ns,
+        "first",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let answered = challenges();
+    assert!(answered >= 1, "the first order proved the name");
+
+    // Same name, same account: the CA reuses the valid authorization; nothing is presented.
+    create_certificate(
+        client,
+        ns,
+        "second",
+        json!({
+            "secretName": "second-tls", "issuerRef": { "name": "ca" }, "dnsNames": [name]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        client,
+        ns,
+        "second",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    assert_eq!(
+        challenges(),
+        answered,
+        "no challenge was answered for the second order"
+    );
+}
