@@ -594,3 +594,93 @@ async fn valid_authorizations_go_straight_to_finalize() {
         "no challenge was answered for the second order"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limit_pauses_new_orders_of_every_certificate_of_the_account() {
+    let bed = ProxiedBed::start("ratelimit", PebbleOptions::default()).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    bed.issuer(json!([{ "http01": {} }])).await;
+    wait_issuer(
+        client,
+        ns,
+        "ca",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    const PAUSE: u64 = 15;
+    let mut limited = false;
+    bed.proxy.set_rule(Box::new(
+        move |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
+            (e.kind == Kind::NewOrder && !std::mem::replace(&mut limited, true)).then_some(
+                caas_testbed::Fault::RateLimited {
+                    retry_after_secs: PAUSE,
+                },
+            )
+        },
+    ));
+    let new_orders = || {
+        bed.proxy
+            .exchanges()
+            .into_iter()
+            .filter(|e| e.kind == Kind::NewOrder)
+            .collect::<Vec<_>>()
+    };
+    for cert in ["first", "second"] {
+        create_certificate(
+            client,
+            ns,
+            cert,
+            json!({
+                "secretName": format!("{cert}-tls"), "issuerRef": { "name": "ca" },
+                "dnsNames": [format!("{}.{ZONE}", unique_name(cert))]
+            }),
+        )
+        .await;
+        let c = wait_cert_ready(
+            client,
+            ns,
+            cert,
+            "False",
+            Some("RateLimited"),
+            TIMEOUT,
+            &bed.operator,
+        )
+        .await;
+        let (_, _, message) = condition(&c.status.unwrap().conditions, "Ready").unwrap();
+        if cert == "second" {
+            assert!(
+                message.contains("resume at"),
+                "says when it resumes: {message}"
+            );
+        }
+    }
+    // The second Certificate never asked the CA during the pause.
+    assert_eq!(
+        new_orders().len(),
+        1,
+        "only the rate-limited order reached the CA"
+    );
+    for cert in ["first", "second"] {
+        wait_cert_ready(
+            client,
+            ns,
+            cert,
+            "True",
+            Some("Issued"),
+            TIMEOUT,
+            &bed.operator,
+        )
+        .await;
+    }
+    let orders = new_orders();
+    let limited_at = orders[0].at;
+    assert!(
+        orders[1..]
+            .iter()
+            .all(|o| o.at.duration_since(limited_at) >= Duration::from_secs(PAUSE - 1)),
+        "no new order before the CA's Retry-After ran out"
+    );
+}

@@ -48,6 +48,9 @@ struct Maps {
     error_waits: HashMap<ObjectKey, Duration>,
     /// Certificates: the `Retry-After` the CA last sent per URL (an order being polled).
     url_waits: HashMap<ObjectKey, HashMap<String, Duration>>,
+    /// ACME accounts (by account URL): no new orders until then, the CA's rate limit
+    /// (a 429 with Retry-After), shared by every Certificate using the account.
+    account_pauses: HashMap<String, Instant>,
     /// Issuers: consecutive failures (retry delay).
     issuer_failures: HashMap<ObjectKey, u32>,
 }
@@ -61,6 +64,7 @@ impl Maps {
             + self.error_waits.len()
             + self.url_waits.len()
             + self.issuer_failures.len()
+            + self.account_pauses.len()
     }
 }
 
@@ -226,6 +230,27 @@ impl Memory {
         Duration::from_secs((5u64 << (*n - 1)).min(300))
     }
 
+    /// Pauses new orders of the ACME account `account` for `wait` (the CA's
+    /// Retry-After); a longer pause already set stays.
+    pub fn pause_account(&self, account: &str, wait: Duration) {
+        let until = self.now() + wait;
+        let mut maps = self.maps();
+        let entry = maps.account_pauses.entry(account.into()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// How long new orders of `account` are still paused, if they are.
+    pub fn account_paused(&self, account: &str) -> Option<Duration> {
+        let now = self.now();
+        let mut maps = self.maps();
+        let until = *maps.account_pauses.get(account)?;
+        if until <= now {
+            maps.account_pauses.remove(account);
+            return None;
+        }
+        Some(until - now)
+    }
+
     pub fn issuer_succeeded(&self, key: &str) {
         self.maps().issuer_failures.remove(key);
     }
@@ -361,5 +386,21 @@ mod tests {
         m.set_written_secret("ns/x", "tls", Some(1));
         m.set_written_secret("ns/x", "tls", None);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn account_pauses_are_shared_keep_the_longest_and_expire() {
+        let (clock, memory) = memory();
+        assert_eq!(memory.account_paused("acct-1"), None);
+        memory.pause_account("acct-1", Duration::from_secs(60));
+        memory.pause_account("acct-1", Duration::from_secs(10));
+        assert_eq!(
+            memory.account_paused("acct-1"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(memory.account_paused("acct-2"), None);
+        *clock.offset.lock().unwrap() = Duration::from_secs(61);
+        assert_eq!(memory.account_paused("acct-1"), None);
+        assert_eq!(memory.len(), 0);
     }
 }

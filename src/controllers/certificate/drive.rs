@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use instant_acme::{CertificateIdentifier, Identifier, NewOrder, Order};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use rustls_pki_types::CertificateDer;
@@ -274,6 +274,21 @@ fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<Failure> {
 /// A new order (naming the certificate it replaces, for renewals), persisted in status
 /// before anything else: a restart resumes it.
 async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
+    if let Some(wait) = p.ctx.memory.account_paused(p.account.id()) {
+        let resumes = Timestamp::now() + SignedDuration::try_from(wait).unwrap_or_default();
+        let mut f = Failure::new(
+            FailedStep::Order,
+            Reason::RATE_LIMITED,
+            format!(
+                "the CA rate-limited the ACME account of {}: new orders resume at {}",
+                p.issuer.display(),
+                resumes.round(jiff::Unit::Second).unwrap_or(resumes)
+            ),
+            false,
+        );
+        f.paused = Some(wait);
+        return Err(f);
+    }
     let identifiers: Vec<Identifier> = p
         .request
         .dns_names

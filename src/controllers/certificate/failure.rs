@@ -42,6 +42,9 @@ pub struct Failure {
     pub transient: bool,
     /// The CA answered with this failure (its `Retry-After` applies).
     pub from_ca: bool,
+    /// Nothing was sent: the account's new orders are paused this much longer (a rate
+    /// limit another Certificate hit). Not counted as a failure.
+    pub paused: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -58,6 +61,7 @@ impl Failure {
             abandon_order,
             transient: false,
             from_ca: false,
+            paused: None,
         }
     }
 

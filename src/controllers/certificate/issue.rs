@@ -78,8 +78,10 @@ pub async fn issue(
     // this attempt's failures.
     let _ = ctx.stats.take_error_retry_after();
     let before = w.status.order.as_ref().map(plan::progress_signature);
+    let mut account_id = None;
     let outcome = match ctx.accounts.get(ctx, issuer).await {
         Ok(account) => {
+            account_id = Some(account.id().to_string());
             let pass = Pass {
                 ctx,
                 cert,
@@ -116,7 +118,13 @@ pub async fn issue(
             w.save().await?;
             Ok(Action::requeue(Duration::from_millis(200)))
         }
-        Err(failure) => failed(ctx, seen, issuer, request, w, failure, why.has_valid_cert).await,
+        Err(failure) if failure.paused.is_some() => {
+            paused(ctx, &key, request, w, failure, why.has_valid_cert).await
+        }
+        Err(failure) => {
+            let ca = (issuer, account_id.as_deref());
+            failed(ctx, seen, ca, request, w, failure, why.has_valid_cert).await
+        }
     }
 }
 
@@ -173,12 +181,33 @@ async fn waiting(
     Ok(Action::requeue(delay))
 }
 
+/// New orders of the account are paused (a rate limit another Certificate hit): say
+/// when they resume and look again then, without counting a failure.
+async fn paused(
+    ctx: &Context,
+    key: &str,
+    request: &Request,
+    mut w: StatusWriter<'_>,
+    failure: Failure,
+    has_valid_cert: bool,
+) -> Result<Action, Error> {
+    let wait = failure.paused.unwrap_or_default();
+    ctx.memory.set_poll_wait(key, &request.hash, wait);
+    w.set_issuing(false, failure.reason, failure.message.clone());
+    if !has_valid_cert {
+        w.set_ready(false, failure.reason, failure.message);
+    }
+    w.save().await?;
+    Ok(Action::requeue(wait))
+}
+
 /// Every failure counts and backs off; a CA that says when to come back (429 or 503
-/// with Retry-After) is not asked sooner than that.
+/// with Retry-After) is not asked sooner than that. A rate limit with Retry-After pauses
+/// new orders of the whole account (`account`), as CAs count them per account.
 async fn failed(
     ctx: &Context,
     seen: &Observed,
-    issuer: &IssuerHandle,
+    (issuer, account): (&IssuerHandle, Option<&str>),
     request: &Request,
     mut w: StatusWriter<'_>,
     failure: Failure,
@@ -193,6 +222,12 @@ async fn failed(
         .filter(|_| failure.from_ca)
         .and_then(|d| SignedDuration::try_from(d).ok());
     let delay = plan::backoff(attempts).max(ca_wait.unwrap_or_default());
+    if failure.reason == Reason::RATE_LIMITED
+        && let (Some(account), Some(wait)) = (account, ca_wait)
+    {
+        ctx.memory.pause_account(account, wait.unsigned_abs());
+        tracing::warn!(certificate = %key, %account, "the CA rate-limited the account: its new orders pause for {wait:#}");
+    }
     if failure.abandon_order
         && let Some(order) = w.status.order.take()
     {

@@ -34,6 +34,7 @@ impl Reason {
     pub const KUBERNETES_ERROR: Reason = Reason("KubernetesError");
     pub const ORDER_FAILED: Reason = Reason("OrderFailed");
     pub const DURATION_NOT_SUPPORTED: Reason = Reason("DurationNotSupported");
+    pub const RATE_LIMITED: Reason = Reason("RateLimited");
 
     pub fn as_str(self) -> &'static str {
         self.0
