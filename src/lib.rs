@@ -19,4 +19,5 @@ pub mod operator;
 pub mod pki;
 pub mod plan;
 pub mod renewal;
+pub mod revoke;
 pub mod solvers;

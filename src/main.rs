@@ -67,6 +67,21 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Revoke a Certificate's current certificate at its CA, then renew it.
+    Revoke {
+        /// The Certificate's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// Where ClusterCaaSIssuers keep their Secrets (the operator's namespace).
+        #[arg(long, default_value = "caas-operator")]
+        cluster_resource_namespace: String,
+    },
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Print the version.
@@ -104,6 +119,27 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Renew { name, namespace } => renew(name, namespace).await,
+        Command::Revoke {
+            name,
+            namespace,
+            reason,
+            cluster_resource_namespace,
+        } => {
+            let reason = caas_operator::revoke::parse_reason(&reason)?;
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await?;
+            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+            let serial = caas_operator::revoke::revoke(
+                &client,
+                &ns,
+                &name,
+                reason,
+                &cluster_resource_namespace,
+            )
+            .await?;
+            println!("revoked serial {serial} of Certificate {ns}/{name}");
+            renew(name, Some(ns)).await
+        }
         Command::Version => {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -684,3 +684,132 @@ async fn a_rate_limit_pauses_new_orders_of_every_certificate_of_the_account() {
         "no new order before the CA's Retry-After ran out"
     );
 }
+
+#[tokio::test]
+async fn account_key_rollover_on_request_and_revocation_then_renewal() {
+    let (client, ns, pebble, operator) = setup(
+        "rollover",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let ready = wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let uri = ready.status.unwrap().account_uri.unwrap();
+    let old_key = secret_text(&secret(&client, &ns, "pebble-account").await, "tls.key");
+
+    // Rollover: the same account, a new key in the Secret, the old key unknown to the CA.
+    let annotate =
+        json!({ "metadata": { "annotations": { "caas.dev/rotate-account-key": "2026-11-29" } } });
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .patch("pebble", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let api = Api::<CaaSIssuer>::namespaced(client.clone(), &ns);
+    let rotated = wait_for(
+        "the rollover",
+        TIMEOUT,
+        Some(&operator),
+        || async { api.get("pebble").await.unwrap() },
+        |i| {
+            i.status
+                .as_ref()
+                .and_then(|s| s.last_account_key_rotation.as_deref())
+                == Some("2026-11-29")
+        },
+    )
+    .await;
+    assert_eq!(
+        rotated.status.unwrap().account_uri.as_deref(),
+        Some(uri.as_str())
+    );
+    let account_secret = secret(&client, &ns, "pebble-account").await;
+    let new_key = secret_text(&account_secret, "tls.key");
+    assert_ne!(new_key, old_key, "the Secret holds the new key");
+    assert!(!account_secret.data.unwrap().contains_key("tls.key.next"));
+    let http =
+        caas_operator::acme::AcmeHttp::new(Some(&pebble.tls_ca_pem), Default::default()).unwrap();
+    match caas_operator::acme::load(&http, &pebble.directory_url, &old_key).await {
+        Err(caas_operator::acme::AcmeError::AccountNotFound(_)) => {}
+        other => panic!(
+            "the old key still finds an account: {:?}",
+            other.map(|a| a.id().to_string())
+        ),
+    }
+    let found = caas_operator::acme::load(&http, &pebble.directory_url, &new_key)
+        .await
+        .unwrap();
+    assert_eq!(found.id(), uri);
+
+    // A certificate from the rolled-over account, then revoked and renewed.
+    let name = format!("{}.{ZONE}", unique_name("revoke"));
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [name]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let first = pki::parse_chain(&secret_text(
+        &secret(&client, &ns, "web-tls").await,
+        "tls.crt",
+    ))
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
+        .env("KUBECONFIG", &shared_apiserver().kubeconfig)
+        .args(["revoke", "web", "-n", &ns, "--reason", "keyCompromise"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "revoke failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&first.serial));
+    let (status, body) = caas_testbed::https_get(
+        &format!(
+            "{}/cert-status-by-serial/{}",
+            pebble.management_url, first.serial
+        ),
+        &pebble.tls_ca_pem,
+    )
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Revoked"),
+        "Pebble reports the certificate revoked: {body}"
+    );
+    wait_revision(&client, &ns, "web", 2, TIMEOUT, &operator).await;
+    let second = pki::parse_chain(&secret_text(
+        &secret(&client, &ns, "web-tls").await,
+        "tls.crt",
+    ))
+    .unwrap();
+    assert_ne!(
+        second.serial, first.serial,
+        "a new certificate replaced the revoked one"
+    );
+    operator.assert_logs_free_of(&[&old_key, &new_key, &pebble.eab_hmac]);
+}

@@ -183,6 +183,8 @@ pub struct Directory {
     pub new_nonce: String,
     pub new_account: String,
     pub new_order: String,
+    #[serde(default)]
+    pub key_change: Option<String>,
 }
 
 /// An answer: status, headers, body.
@@ -355,6 +357,30 @@ impl Direct {
             .ok_or(instant_acme::Error::Str("the CA sent no account URL"))?;
         *self.kid.lock().expect("kid lock") = Some(kid.clone());
         Ok(kid)
+    }
+
+    /// Rolls the account over to `new` (RFC 8555 section 7.3.5): an inner JWS signed by
+    /// the new key, inside one signed by the current key. Written here rather than with
+    /// instant-acme's `update_key`, which makes its own new key: ours is stored before the
+    /// CA switches, so a failed write never loses the account.
+    pub async fn key_change(&self, new: &AccountKey) -> Result<(), instant_acme::Error> {
+        let url = self
+            .directory
+            .key_change
+            .clone()
+            .ok_or(instant_acme::Error::Unsupported(
+                "account key rollover (keyChange)",
+            ))?;
+        let kid = self
+            .kid()
+            .ok_or(instant_acme::Error::Str("no account URL yet"))?;
+        let inner = new
+            .sign(
+                &json!({ "alg": "ES256", "jwk": new.jwk(), "url": url }),
+                Some(&json!({ "account": kid, "oldKey": self.key.jwk() })),
+            )
+            .map_err(|e| instant_acme::Error::Other(e.to_string().into()))?;
+        self.post(&url, Some(&inner), false).await.map(|_| ())
     }
 
     /// Creates an order from a full newOrder payload (with `notAfter`); returns its URL.

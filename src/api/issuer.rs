@@ -188,4 +188,8 @@ pub struct IssuerStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub account_uri: Option<String>,
+    /// The last `caas.dev/rotate-account-key` value acted on: the account key was rolled
+    /// over (RFC 8555 key change) for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_account_key_rotation: Option<String>,
 }

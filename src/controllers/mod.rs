@@ -1,6 +1,7 @@
 //! The controllers and what they share: the context, issuer lookup, the ACME account
 //! cache, and small helpers for Secrets, status and events.
 
+pub mod account_key;
 pub mod certificate;
 pub mod ingress;
 pub mod issuer;
@@ -250,6 +251,8 @@ pub struct IssuerHandle {
     pub spec: IssuerSpec,
     pub status: Option<IssuerStatus>,
     pub generation: Option<i64>,
+    /// The issuer's annotations (`caas.dev/rotate-account-key`).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl IssuerHandle {
@@ -261,6 +264,7 @@ impl IssuerHandle {
             spec: issuer.spec.clone(),
             status: issuer.status.clone(),
             generation: issuer.metadata.generation,
+            annotations: issuer.annotations().clone(),
         }
     }
 
@@ -272,6 +276,7 @@ impl IssuerHandle {
             spec: issuer.spec.0.clone(),
             status: issuer.status.clone(),
             generation: issuer.metadata.generation,
+            annotations: issuer.annotations().clone(),
         }
     }
 

@@ -16,76 +16,25 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
+use super::account_key;
 use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
 use crate::acme::{self, AccountKey, AcmeError, AcmeHttp, Direct, Eab};
 use crate::api::conditions::{Condition, set_condition};
 use crate::api::issuer::IssuerStatus;
 use crate::api::{
-    COMPONENT_LABEL, CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    COMPONENT_LABEL, CaaSIssuer, ClusterCaaSIssuer, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::solvers::{rfc2136, solver_kind};
 
-/// Checks an issuer spec; the error is a message for the user.
-pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
-    let server = spec.server.trim();
-    if !server.starts_with("https://") || server.len() <= "https://".len() {
-        return Err(format!(
-            "server {server:?} must be the https URL of an ACME directory"
-        ));
-    }
-    if server.parse::<http::Uri>().is_err() {
-        return Err(format!("server {server:?} is not a valid URL"));
-    }
-    if spec.private_key_secret_ref.name.trim().is_empty() {
-        return Err("privateKeySecretRef.name is empty".into());
-    }
-    if let Some(eab) = &spec.external_account_binding {
-        if eab.key_id.trim().is_empty() {
-            return Err("externalAccountBinding.keyID is empty".into());
-        }
-        if eab.key_secret_ref.name.is_empty() || eab.key_secret_ref.key.is_empty() {
-            return Err("externalAccountBinding.keySecretRef needs name and key".into());
-        }
-        acme::MacAlgorithm::parse(eab.key_algorithm.as_deref())?;
-    }
-    if let Some(bundle) = &spec.ca_bundle {
-        acme::ca_bundle_pem(bundle).map_err(|e| e.to_string())?;
-    }
-    for (i, solver) in spec.solvers.iter().enumerate() {
-        solver_kind(solver).map_err(|e| format!("solvers[{i}]: {e}"))?;
-        if let Some(http) = solver.http01.as_ref().and_then(|h| h.ingress.as_ref())
-            && http.class.is_some()
-            && http.ingress_class_name.is_some()
-        {
-            return Err(format!(
-                "solvers[{i}].http01.ingress: set class or ingressClassName, not both"
-            ));
-        }
-        if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
-            if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
-                return Err(format!(
-                    "solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"
-                ));
-            }
-            if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
-                return Err(format!(
-                    "solvers[{i}].dns01.rfc2136.tsigSecretSecretRef needs name and key"
-                ));
-            }
-            rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
-                .map_err(|e| format!("solvers[{i}].dns01.rfc2136: {e}"))?;
-        } else if solver.dns01.is_some() {
-            return Err(format!("solvers[{i}].dns01 names no provider: set rfc2136"));
-        }
-    }
-    Ok(())
-}
+mod validate;
+pub use validate::validate;
 
 /// Outcome of one look at the account.
 struct AccountState {
     condition: Condition,
     account_uri: Option<String>,
     retry: bool,
+    /// The `caas.dev/rotate-account-key` value acted on, when a rollover finished.
+    rotated: Option<String>,
 }
 
 fn failure(reason: &str, message: String) -> AccountState {
@@ -93,6 +42,7 @@ fn failure(reason: &str, message: String) -> AccountState {
         condition: Condition::new("Ready", false, reason, message),
         account_uri: None,
         retry: true,
+        rotated: None,
     }
 }
 
@@ -123,7 +73,59 @@ async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountSt
             Err(state) => return Ok(state),
         },
     };
-    existing_account(ctx, issuer, &http, &secrets, &secret).await
+    let state = existing_account(ctx, issuer, &http, &secrets, &secret).await?;
+    match rotation_asked(issuer) {
+        Some(value) if state.condition.is_true() => {
+            Ok(rotate(ctx, issuer, &secrets, state, value).await?)
+        }
+        _ => Ok(state),
+    }
+}
+
+/// The `caas.dev/rotate-account-key` value not acted on yet, if any.
+fn rotation_asked(issuer: &IssuerHandle) -> Option<String> {
+    let asked = issuer
+        .annotations
+        .get(account_key::ROTATE_ANNOTATION)?
+        .trim();
+    let done = issuer
+        .status
+        .as_ref()
+        .and_then(|s| s.last_account_key_rotation.as_deref());
+    (!asked.is_empty() && done != Some(asked)).then(|| asked.to_string())
+}
+
+/// Rolls the issuer's account over to a new key (see [`account_key`]).
+async fn rotate(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    secrets: &Api<Secret>,
+    state: AccountState,
+    value: String,
+) -> Result<AccountState, Error> {
+    let name = &issuer.spec.private_key_secret_ref.name;
+    let secret = secrets.get(name).await?;
+    let version = secret.resource_version().unwrap_or_default();
+    let Some(account) = ctx.accounts.cached(issuer, &version) else {
+        return Ok(failure(
+            "KeyRolloverFailed",
+            "the account changed meanwhile; retrying".into(),
+        ));
+    };
+    match account_key::rotate(secrets, &secret, &account.direct).await {
+        Ok(()) => {
+            tracing::info!(issuer = %issuer.display(), account = %account.id(), "rolled the ACME account over to a new key");
+            let mut state = state;
+            state.condition.message = format!(
+                "{}; account key rotated ({} = {value})",
+                state.condition.message,
+                account_key::ROTATE_ANNOTATION
+            );
+            state.rotated = Some(value);
+            Ok(state)
+        }
+        Err(e) => Ok(failure(e.reason(), e.to_string())),
+    }
 }
 
 /// Writes a new account key Secret: the key is stored before the CA ever sees it, so a
@@ -188,7 +190,18 @@ async fn existing_account(
         Ok(d) => d,
         Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
     };
-    let kid = match direct.find_account().await {
+    let found = match direct.find_account().await {
+        Ok(None) => match account_key::finish_pending(http, server, secrets, secret).await {
+            Some(next) => {
+                // The swap changed the Secret: its next version is loaded then.
+                let kid = next.kid().unwrap_or_default();
+                return Ok(registered(server, &kid));
+            }
+            None => Ok(None),
+        },
+        other => other,
+    };
+    let kid = match found {
         Ok(Some(kid)) => kid,
         Ok(None) => {
             let eab = match eab(ctx, issuer).await? {
@@ -333,6 +346,7 @@ fn registered(server: &str, uri: &str) -> AccountState {
         ),
         account_uri: Some(uri.to_string()),
         retry: false,
+        rotated: None,
     }
 }
 
@@ -352,6 +366,9 @@ async fn reconcile_handle(
     );
     if state.account_uri.is_some() {
         status.account_uri = state.account_uri;
+    }
+    if state.rotated.is_some() {
+        status.last_account_key_rotation = state.rotated;
     }
     let changed = was.as_ref().map(|c| (&c.status, &c.reason))
         != Some((&state.condition.status, &state.condition.reason));
@@ -471,55 +488,4 @@ pub fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
     ctx.metrics.reconcile_error("issuer");
     tracing::warn!(%error, "issuer reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::issuer::{
-        ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver,
-    };
-
-    fn spec() -> IssuerSpec {
-        IssuerSpec {
-            server: "https://ca.example/dir".into(),
-            private_key_secret_ref: SecretRef {
-                name: "acct".into(),
-            },
-            solvers: vec![Solver {
-                http01: Some(Http01Solver::default()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn issuer_validation() {
-        assert!(validate(&spec()).is_ok());
-        let mut s = spec();
-        s.server = "http://ca.example/dir".into();
-        assert!(validate(&s).unwrap_err().contains("https"));
-        let mut s = spec();
-        s.external_account_binding = Some(ExternalAccountBinding {
-            key_id: "kid".into(),
-            key_secret_ref: SecretKeySelector {
-                name: "eab".into(),
-                key: "hmac".into(),
-            },
-            key_algorithm: Some("HS999".into()),
-        });
-        assert!(validate(&s).unwrap_err().contains("HS999"));
-        let mut s = spec();
-        s.solvers.push(Solver::default());
-        assert!(validate(&s).unwrap_err().contains("solvers[1]"));
-        let mut s = spec();
-        s.solvers[0].http01 = Some(Http01Solver {
-            ingress: Some(Http01Ingress {
-                class: Some("a".into()),
-                ingress_class_name: Some("b".into()),
-            }),
-        });
-        assert!(validate(&s).unwrap_err().contains("not both"));
-    }
 }

@@ -1,0 +1,125 @@
+//! Account key rollover on request: `caas.dev/rotate-account-key: <any new value>` on an
+//! issuer makes the operator move its ACME account to a new key (RFC 8555 section
+//! 7.3.5) once per value; the value acted on is kept in `status.lastAccountKeyRotation`.
+//!
+//! The new key is stored in the account key Secret (`tls.key.next`) before the CA is
+//! asked, then swapped into `tls.key`: a failure or restart at any point leaves a key the
+//! CA knows in the Secret, and [`finish_pending`] completes a swap the CA already made.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::acme::{AccountKey, AcmeError, AcmeHttp, Direct};
+
+/// The issuer annotation that asks for a rollover.
+pub const ROTATE_ANNOTATION: &str = "caas.dev/rotate-account-key";
+/// Where the next key waits in the account key Secret during a rollover.
+pub const NEXT_KEY: &str = "tls.key.next";
+
+/// Why a rollover did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("cannot store the new account key in Secret {0} (nothing changed at the CA): {1}")]
+    Store(String, kube::Error),
+    #[error("the CA refused the account key rollover: {0}")]
+    Ca(AcmeError),
+    #[error(
+        "the CA switched the account to the new key, but Secret {0} cannot be updated yet (retried): {1}"
+    )]
+    Swap(String, kube::Error),
+}
+
+impl RotateError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RotateError::Store(..) | RotateError::Swap(..) => "SecretWriteFailed",
+            RotateError::Ca(_) => "KeyRolloverFailed",
+        }
+    }
+}
+
+fn data_patch(entries: BTreeMap<&str, Option<String>>) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = entries
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v.map_or(serde_json::Value::Null, |pem| {
+                base64::engine::general_purpose::STANDARD.encode(pem).into()
+            });
+            (k.to_string(), v)
+        })
+        .collect();
+    serde_json::json!({ "data": data })
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+/// Moves `account` (found with the Secret's `tls.key`) to a new key.
+pub async fn rotate(
+    secrets: &Api<Secret>,
+    secret: &Secret,
+    account: &Direct,
+) -> Result<(), RotateError> {
+    let name = secret.name_any();
+    // A next key left by an interrupted rollover is used again.
+    let next = match text(secret, NEXT_KEY).and_then(|pem| AccountKey::from_pem(&pem).ok()) {
+        Some(k) => k,
+        None => {
+            let k = AccountKey::generate().map_err(RotateError::Ca)?;
+            let patch = data_patch(BTreeMap::from([(NEXT_KEY, Some(k.to_pem()))]));
+            secrets
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| RotateError::Store(name.clone(), e))?;
+            k
+        }
+    };
+    account
+        .key_change(&next)
+        .await
+        .map_err(|e| RotateError::Ca(AcmeError::from_acme(e)))?;
+    swap(secrets, &name, next.to_pem()).await
+}
+
+/// Makes `pem` the Secret's `tls.key` and drops `tls.key.next`.
+async fn swap(secrets: &Api<Secret>, name: &str, pem: String) -> Result<(), RotateError> {
+    let patch = data_patch(BTreeMap::from([("tls.key", Some(pem)), (NEXT_KEY, None)]));
+    secrets
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| RotateError::Swap(name.to_string(), e))
+}
+
+/// When the CA knows no account for `tls.key` but one for `tls.key.next` (a rollover the
+/// CA made whose swap was not written), finishes the swap; returns the account's Direct.
+pub async fn finish_pending(
+    http: &AcmeHttp,
+    server: &str,
+    secrets: &Api<Secret>,
+    secret: &Secret,
+) -> Option<std::sync::Arc<Direct>> {
+    let pem = text(secret, NEXT_KEY)?;
+    let key = AccountKey::from_pem(&pem).ok()?;
+    let direct = Direct::new(http, server, key).await.ok()?;
+    direct.find_account().await.ok()??;
+    match swap(secrets, &secret.name_any(), pem).await {
+        Ok(()) => {
+            tracing::info!(secret = %secret.name_any(), "finished an account key rollover the CA had already made");
+            Some(direct)
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}

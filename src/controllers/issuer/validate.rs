@@ -1,0 +1,112 @@
+//! Checks of an issuer spec, without a cluster: each error is a message for the user.
+
+use crate::acme;
+use crate::api::IssuerSpec;
+use crate::solvers::{rfc2136, solver_kind};
+
+/// Checks an issuer spec; the error is a message for the user.
+pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
+    let server = spec.server.trim();
+    if !server.starts_with("https://") || server.len() <= "https://".len() {
+        return Err(format!(
+            "server {server:?} must be the https URL of an ACME directory"
+        ));
+    }
+    if server.parse::<http::Uri>().is_err() {
+        return Err(format!("server {server:?} is not a valid URL"));
+    }
+    if spec.private_key_secret_ref.name.trim().is_empty() {
+        return Err("privateKeySecretRef.name is empty".into());
+    }
+    if let Some(eab) = &spec.external_account_binding {
+        if eab.key_id.trim().is_empty() {
+            return Err("externalAccountBinding.keyID is empty".into());
+        }
+        if eab.key_secret_ref.name.is_empty() || eab.key_secret_ref.key.is_empty() {
+            return Err("externalAccountBinding.keySecretRef needs name and key".into());
+        }
+        acme::MacAlgorithm::parse(eab.key_algorithm.as_deref())?;
+    }
+    if let Some(bundle) = &spec.ca_bundle {
+        acme::ca_bundle_pem(bundle).map_err(|e| e.to_string())?;
+    }
+    for (i, solver) in spec.solvers.iter().enumerate() {
+        solver_kind(solver).map_err(|e| format!("solvers[{i}]: {e}"))?;
+        if let Some(http) = solver.http01.as_ref().and_then(|h| h.ingress.as_ref())
+            && http.class.is_some()
+            && http.ingress_class_name.is_some()
+        {
+            return Err(format!(
+                "solvers[{i}].http01.ingress: set class or ingressClassName, not both"
+            ));
+        }
+        if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
+            if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
+                return Err(format!(
+                    "solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"
+                ));
+            }
+            if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
+                return Err(format!(
+                    "solvers[{i}].dns01.rfc2136.tsigSecretSecretRef needs name and key"
+                ));
+            }
+            rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
+                .map_err(|e| format!("solvers[{i}].dns01.rfc2136: {e}"))?;
+        } else if solver.dns01.is_some() {
+            return Err(format!("solvers[{i}].dns01 names no provider: set rfc2136"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::issuer::{
+        ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver,
+    };
+
+    fn spec() -> IssuerSpec {
+        IssuerSpec {
+            server: "https://ca.example/dir".into(),
+            private_key_secret_ref: SecretRef {
+                name: "acct".into(),
+            },
+            solvers: vec![Solver {
+                http01: Some(Http01Solver::default()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn issuer_validation() {
+        assert!(validate(&spec()).is_ok());
+        let mut s = spec();
+        s.server = "http://ca.example/dir".into();
+        assert!(validate(&s).unwrap_err().contains("https"));
+        let mut s = spec();
+        s.external_account_binding = Some(ExternalAccountBinding {
+            key_id: "kid".into(),
+            key_secret_ref: SecretKeySelector {
+                name: "eab".into(),
+                key: "hmac".into(),
+            },
+            key_algorithm: Some("HS999".into()),
+        });
+        assert!(validate(&s).unwrap_err().contains("HS999"));
+        let mut s = spec();
+        s.solvers.push(Solver::default());
+        assert!(validate(&s).unwrap_err().contains("solvers[1]"));
+        let mut s = spec();
+        s.solvers[0].http01 = Some(Http01Solver {
+            ingress: Some(Http01Ingress {
+                class: Some("a".into()),
+                ingress_class_name: Some("b".into()),
+            }),
+        });
+        assert!(validate(&s).unwrap_err().contains("not both"));
+    }
+}
