@@ -813,3 +813,83 @@ async fn account_key_rollover_on_request_and_revocation_then_renewal() {
     );
     operator.assert_logs_free_of(&[&old_key, &new_key, &pebble.eab_hmac]);
 }
+
+#[tokio::test]
+async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_renewal() {
+    // The primary CA behind a proxy that can make it unreachable; a second, separate CA.
+    let bed = ProxiedBed::start("fallback", PebbleOptions::default()).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    let backup = Pebble::start(PebbleOptions::default());
+    bed.issuer(json!([{ "http01": {} }])).await;
+    apply_secret(client, ns, "eab", &[("hmac", &backup.eab_hmac)]).await;
+    // The backup validates over DNS-01 (the operator's HTTP-01 listener is on the
+    // primary's validation port).
+    let dns01 = rfc2136_solver(client, ns).await;
+    issuer(client, ns, "backup", &backup, json!({ "solvers": [dns01] })).await;
+    for name in ["ca", "backup"] {
+        wait_issuer(
+            client,
+            ns,
+            name,
+            "True",
+            "AccountRegistered",
+            TIMEOUT,
+            &bed.operator,
+        )
+        .await;
+    }
+
+    // The primary stops answering (every connection dropped).
+    bed.proxy.set_rule(Box::new(
+        |_: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
+            Some(caas_testbed::Fault::Drop)
+        },
+    ));
+    let name = format!("{}.{ZONE}", unique_name("fallback"));
+    create_certificate(
+        client,
+        ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "ca" },
+            "fallbackIssuerRefs": [{ "name": "backup" }], "fallbackAfter": "5s",
+            "dnsNames": [name]
+        }),
+    )
+    .await;
+    let ready = wait_cert_ready(
+        client,
+        ns,
+        "web",
+        "True",
+        Some("Issued"),
+        Duration::from_secs(90),
+        &bed.operator,
+    )
+    .await;
+    let status = ready.status.unwrap();
+    assert_eq!(status.issued_by.as_deref(), Some("CaaSIssuer/backup"));
+    let (_, _, message) = condition(&status.conditions, "Ready").unwrap();
+    assert!(
+        message.contains("fallback"),
+        "Ready says a fallback issued it: {message}"
+    );
+    let chain = secret_text(&secret(client, ns, "web-tls").await, "tls.crt");
+    verify_chain(&chain, &backup.issuance_root().await, &name).expect("issued by the backup CA");
+
+    // The primary is back; the next renewal comes from it again.
+    bed.proxy.clear_rule();
+    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": "1" } } });
+    Api::<caas_operator::api::Certificate>::namespaced(client.clone(), ns)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .unwrap();
+    let renewed = wait_revision(client, ns, "web", 2, TIMEOUT, &bed.operator).await;
+    assert_eq!(
+        renewed.status.unwrap().issued_by.as_deref(),
+        Some("CaaSIssuer/ca")
+    );
+    let chain = secret_text(&secret(client, ns, "web-tls").await, "tls.crt");
+    verify_chain(&chain, &bed.pebble.issuance_root().await, &name)
+        .expect("issued by the primary CA");
+}

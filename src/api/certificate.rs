@@ -30,6 +30,15 @@ pub struct CertificateSpec {
     /// Name of the `kubernetes.io/tls` Secret to write.
     pub secret_name: String,
     pub issuer_ref: IssuerRef,
+    /// Issuers to fall back on, in order, when issuance from `issuerRef` has failed for
+    /// `fallbackAfter` or it is not Ready. The next renewal starts with `issuerRef` again;
+    /// `status.issuedBy` says where the certificate came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_issuer_refs: Vec<IssuerRef>,
+    /// How long issuance from an issuer may fail before the next fallback issuer is tried
+    /// (e.g. `6h`; default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_after: Option<String>,
     /// DNS names (SANs). Wildcards (`*.example.com`) need a DNS-01 solver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_names: Vec<String>,
@@ -163,6 +172,15 @@ pub struct CertificateStatus {
     /// The last `caas.dev/renew` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual_renewal: Option<String>,
+    /// The issuer the certificate in the Secret came from (`CaaSIssuer/name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<String>,
+    /// With `fallbackIssuerRefs`: the issuer the issuance in progress uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuing_with: Option<String>,
+    /// With `fallbackIssuerRefs`: when issuance from `issuingWith` first failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuing_with_failing_since: Option<String>,
     /// The ACME order in progress (one at a time): a restart resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderStatus>,

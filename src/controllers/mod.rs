@@ -92,8 +92,19 @@ impl Stores {
         cert: &Certificate,
         settings: &Settings,
     ) -> Result<Option<IssuerHandle>, kube::Error> {
-        let name = &cert.spec.issuer_ref.name;
-        let stored = match cert.spec.issuer_ref.is_cluster() {
+        self.issuer_by_ref(cert, &cert.spec.issuer_ref, settings)
+            .await
+    }
+
+    /// The issuer `issuer_ref` (of Certificate `cert`) names; see [`Stores::issuer_of`].
+    pub async fn issuer_by_ref(
+        &self,
+        cert: &Certificate,
+        issuer_ref: &crate::api::certificate::IssuerRef,
+        settings: &Settings,
+    ) -> Result<Option<IssuerHandle>, kube::Error> {
+        let name = &issuer_ref.name;
+        let stored = match issuer_ref.is_cluster() {
             true => synced(&self.cluster_issuers, &self.waited[0], "ClusterCaaSIssuer")
                 .await
                 .then(|| self.cluster_issuers.get(&ObjectRef::new(name)))
@@ -111,7 +122,7 @@ impl Stores {
         if let Some(issuer) = stored.filter(IssuerHandle::is_ready) {
             return Ok(Some(issuer));
         }
-        if cert.spec.issuer_ref.is_cluster() {
+        if issuer_ref.is_cluster() {
             let found = Api::<ClusterCaaSIssuer>::all(self.client.clone())
                 .get_opt(name)
                 .await?;

@@ -14,6 +14,7 @@ use crate::api::{ChallengeState, OrderState};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 use crate::renewal;
 
+pub mod fallback;
 mod validate;
 pub use validate::{validate, validate_dns_name};
 
@@ -70,13 +71,13 @@ pub enum Decision {
 /// afresh (it is kept in status otherwise, so it does not move between reconciles).
 pub fn decide(
     request: &Request,
-    issuer: &str,
+    issuers: &[&str],
     status: Option<&CertificateStatus>,
     secret: Option<&SecretView>,
     now: Timestamp,
     jitter: f64,
 ) -> Decision {
-    match check(request, issuer, status, secret, now, jitter) {
+    match check(request, issuers, status, secret, now, jitter) {
         Ok((renewal_time, cert)) => Decision::Valid {
             renewal_time,
             cert: cert.clone(),
@@ -89,7 +90,7 @@ pub fn decide(
 /// request, or the reason and message of the [`Decision::Issue`] saying why it does not.
 fn check<'a>(
     request: &Request,
-    issuer: &str,
+    issuers: &[&str],
     status: Option<&CertificateStatus>,
     secret: Option<&'a SecretView>,
     now: Timestamp,
@@ -98,7 +99,11 @@ fn check<'a>(
     let (secret, cert) = readable_cert(secret)?;
     check_key(request, secret, cert)?;
     check_names(request, cert)?;
-    if secret.issuer.as_deref().is_some_and(|i| i != issuer) {
+    if secret
+        .issuer
+        .as_deref()
+        .is_some_and(|i| !issuers.contains(&i))
+    {
         return Err(issue(
             "IssuerChanged",
             "the certificate came from another issuer",
@@ -488,10 +493,10 @@ mod tests {
     fn valid_until_the_renewal_time() {
         let Fixture { req, now, good, .. } = fixture();
         assert_eq!(
-            reason(decide(&req, ISSUER, None, None, now, 0.0)),
+            reason(decide(&req, &[ISSUER], None, None, now, 0.0)),
             "SecretMissing"
         );
-        match decide(&req, ISSUER, None, Some(&good), now, 0.0) {
+        match decide(&req, &[ISSUER], None, Some(&good), now, 0.0) {
             Decision::Valid { renewal_time, cert } => {
                 assert_eq!(renewal_time, "2026-03-02T00:00:00Z".parse().unwrap());
                 assert_eq!(Some(Ok(cert)), good.cert);
@@ -500,12 +505,12 @@ mod tests {
         }
         let late: Timestamp = "2026-03-05T00:00:00Z".parse().unwrap();
         assert_eq!(
-            reason(decide(&req, ISSUER, None, Some(&good), late, 0.0)),
+            reason(decide(&req, &[ISSUER], None, Some(&good), late, 0.0)),
             "RenewalDue"
         );
         let expired: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
         assert_eq!(
-            reason(decide(&req, ISSUER, None, Some(&good), expired, 0.0)),
+            reason(decide(&req, &[ISSUER], None, Some(&good), expired, 0.0)),
             "Expired"
         );
     }
@@ -516,25 +521,25 @@ mod tests {
         let (req, now) = (&f.req, f.now);
         let wrong_names = secret_for(&["b.example"], &f.key, f.nb, f.na);
         assert_eq!(
-            reason(decide(req, ISSUER, None, Some(&wrong_names), now, 0.0)),
+            reason(decide(req, &[ISSUER], None, Some(&wrong_names), now, 0.0)),
             "NamesChanged"
         );
         let mut wrong_key = f.good.clone();
         wrong_key.key_pem = Some(generate_key(&req.key).unwrap());
         assert_eq!(
-            reason(decide(req, ISSUER, None, Some(&wrong_key), now, 0.0)),
+            reason(decide(req, &[ISSUER], None, Some(&wrong_key), now, 0.0)),
             "KeyMismatch"
         );
         let mut garbage = f.good.clone();
         garbage.cert = Some(Err("bad".into()));
         assert_eq!(
-            reason(decide(req, ISSUER, None, Some(&garbage), now, 0.0)),
+            reason(decide(req, &[ISSUER], None, Some(&garbage), now, 0.0)),
             "InvalidCertificate"
         );
         assert_eq!(
             reason(decide(
                 req,
-                "ClusterCaaSIssuer/x",
+                &["ClusterCaaSIssuer/x"],
                 None,
                 Some(&f.good),
                 now,
@@ -549,7 +554,7 @@ mod tests {
         });
         let req384 = validate(&p384, "i").unwrap();
         assert_eq!(
-            reason(decide(&req384, ISSUER, None, Some(&f.good), now, 0.0)),
+            reason(decide(&req384, &[ISSUER], None, Some(&f.good), now, 0.0)),
             "KeySettingsChanged"
         );
     }
@@ -565,7 +570,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(&req, ISSUER, Some(&status), Some(&good), now, 0.9),
+            decide(&req, &[ISSUER], Some(&status), Some(&good), now, 0.9),
             Decision::Valid {
                 renewal_time: "2026-03-20T00:00:00Z".parse().unwrap(),
                 cert: good.cert.clone().unwrap().unwrap(),
@@ -602,7 +607,7 @@ mod tests {
         let good = secret_for(&["a.example"], &key, nb, na);
         req.renew_request = Some("2026-02-01T00:00:00Z".into());
         assert!(matches!(
-            decide(&req, "CaaSIssuer/ca", None, Some(&good), now, 0.0),
+            decide(&req, &["CaaSIssuer/ca"], None, Some(&good), now, 0.0),
             Decision::Issue {
                 reason: "ManualRenewal",
                 ..
@@ -613,7 +618,14 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            decide(&req, "CaaSIssuer/ca", Some(&handled), Some(&good), now, 0.0),
+            decide(
+                &req,
+                &["CaaSIssuer/ca"],
+                Some(&handled),
+                Some(&good),
+                now,
+                0.0
+            ),
             Decision::Valid { .. }
         ));
     }

@@ -102,15 +102,28 @@ fn validate_refs(spec: &CertificateSpec) -> Result<(), String> {
             spec.secret_name
         ));
     }
-    if spec.issuer_ref.name.is_empty() {
-        return Err("issuerRef.name is empty".into());
+    let refs = std::iter::once(("issuerRef".to_string(), &spec.issuer_ref)).chain(
+        spec.fallback_issuer_refs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("fallbackIssuerRefs[{i}]"), r)),
+    );
+    for (field, r) in refs {
+        if r.name.is_empty() {
+            return Err(format!("{field}.name is empty"));
+        }
+        if let Some(other) = r.kind.as_deref()
+            && !matches!(other, "CaaSIssuer" | "ClusterCaaSIssuer")
+        {
+            return Err(format!(
+                "{field}.kind {other:?} is not CaaSIssuer or ClusterCaaSIssuer"
+            ));
+        }
     }
-    match spec.issuer_ref.kind.as_deref() {
-        None | Some("CaaSIssuer") | Some("ClusterCaaSIssuer") => Ok(()),
-        Some(other) => Err(format!(
-            "issuerRef.kind {other:?} is not CaaSIssuer or ClusterCaaSIssuer"
-        )),
+    if let Some(after) = &spec.fallback_after {
+        renewal::parse_duration(after).map_err(|e| format!("fallbackAfter: {e}"))?;
     }
+    Ok(())
 }
 
 /// The DNS names and IP addresses, normalized and deduplicated, checked individually and

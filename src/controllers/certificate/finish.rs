@@ -130,8 +130,20 @@ pub async fn issued(
     w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
     w.status.manual_renewal = request.renew_request.clone();
     record(&mut w, &info, renewal_time);
+    // The next renewal starts with the primary issuer again.
+    w.status.issued_by = Some(issuer.display());
+    w.status.issuing_with = None;
+    w.status.issuing_with_failing_since = None;
+    let fallback = if cert.spec.issuer_ref.name != issuer.name
+        || cert.spec.issuer_ref.is_cluster()
+            != matches!(issuer.kind, crate::controllers::IssuerKind::Cluster)
+    {
+        " (a fallback issuer)"
+    } else {
+        ""
+    };
     let message = format!(
-        "issued by {}; valid until {}; renewal at {renewal_time}",
+        "issued by {}{fallback}; valid {lifetime:#} until {}; renewal at {renewal_time}",
         issuer.display(),
         info.not_after
     );

@@ -26,6 +26,7 @@ pub mod issue;
 pub mod keys;
 pub mod observe;
 pub mod order;
+pub mod pick;
 pub mod present;
 pub mod secret;
 pub mod status;
@@ -36,9 +37,8 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::{Context, IssuerHandle};
+use super::Context;
 use crate::api::Certificate;
-use crate::api::conditions::find;
 use crate::plan::{self, Decision};
 use status::{Reason, StatusWriter};
 
@@ -86,23 +86,15 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
         w.save().await?;
         return Ok(Action::await_change());
     }
-    // Resolve the issuer.
-    let Some(issuer) = seen.issuer.as_ref() else {
-        let r = &seen.cert.spec.issuer_ref;
-        let kind = r.kind.as_deref().unwrap_or("CaaSIssuer");
-        w.set_ready(
-            false,
-            Reason::ISSUER_NOT_FOUND,
-            format!("{kind} {:?} does not exist", r.name),
-        );
-        w.save().await?;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    // Resolve the issuer (or, with fallbacks, choose one).
+    let issuer = match pick::pick(&seen, &w.status, w.now) {
+        pick::Picked::Use(issuer) => issuer,
+        pick::Picked::Stop(reason, message, wait) => {
+            w.set_ready(false, reason, message);
+            w.save().await?;
+            return Ok(Action::requeue(wait));
+        }
     };
-    if !issuer.is_ready() {
-        w.set_ready(false, Reason::ISSUER_NOT_READY, not_ready_message(issuer));
-        w.save().await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    }
     let mut request = match plan::validate(&seen.cert.spec, &issuer.fingerprint()) {
         Ok(r) => r,
         Err(message) => {
@@ -116,9 +108,12 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
     // Decide.
     let view = seen.secret.as_ref().map(secret_view);
     let now = w.now;
+    // A certificate from any of the Certificate's issuers is kept until its renewal.
+    let issuers = pick::issuers(&seen);
+    let accepted: Vec<&str> = issuers.iter().map(|(d, _)| d.as_str()).collect();
     let decision = plan::decide(
         &request,
-        &issuer.display(),
+        &accepted,
         Some(&w.status),
         view.as_ref(),
         now,
@@ -126,13 +121,28 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
     );
     match decision {
         Decision::Valid { renewal_time, cert } => {
-            finish::valid(&ctx, &seen, issuer, &request, w, cert, renewal_time).await
+            // Checked (ARI) with the issuer it came from; no issuance is in progress.
+            let from = view.as_ref().and_then(|v| v.issuer.as_deref());
+            let came_from = issuers
+                .iter()
+                .find(|(d, _)| Some(d.as_str()) == from)
+                .and_then(|(_, h)| *h)
+                .unwrap_or(issuer);
+            w.status.issuing_with = None;
+            w.status.issuing_with_failing_since = None;
+            finish::valid(&ctx, &seen, came_from, &request, w, cert, renewal_time).await
         }
         Decision::Issue { reason, message } => {
             let has_valid = view
                 .as_ref()
                 .and_then(|v| v.cert.as_ref()?.as_ref().ok())
                 .is_some_and(|c| c.not_after > now);
+            if !seen.cert.spec.fallback_issuer_refs.is_empty()
+                && w.status.issuing_with.as_deref() != Some(issuer.display().as_str())
+            {
+                w.status.issuing_with = Some(issuer.display());
+                w.status.issuing_with_failing_since = None;
+            }
             let why = issue::Why {
                 reason,
                 message,
@@ -141,16 +151,6 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
             issue::issue(&ctx, &seen, issuer, &request, w, why).await
         }
     }
-}
-
-fn not_ready_message(issuer: &IssuerHandle) -> String {
-    let why = issuer
-        .status
-        .as_ref()
-        .and_then(|s| find(&s.conditions, status::READY))
-        .map(|c| format!("{}: {}", c.reason, c.message))
-        .unwrap_or_else(|| "it has not been checked yet".into());
-    format!("{} is not ready ({why})", issuer.display())
 }
 
 pub fn error_policy(cert: Arc<Certificate>, error: &Error, ctx: Arc<Context>) -> Action {

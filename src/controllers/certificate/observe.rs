@@ -19,6 +19,8 @@ pub struct Observed {
     pub secret: Option<Secret>,
     /// The issuer the Certificate names, when it exists.
     pub issuer: Option<IssuerHandle>,
+    /// Its `fallbackIssuerRefs`, in order, each when it exists.
+    pub fallbacks: Vec<Option<IssuerHandle>>,
 }
 
 pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, kube::Error> {
@@ -26,6 +28,10 @@ pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, 
     // After a restart status may hold challenges this replica has not indexed yet.
     ctx.index.update(&cert);
     let issuer = ctx.stores.issuer_of(&cert, &ctx.settings).await?;
+    let mut fallbacks = Vec::new();
+    for r in &cert.spec.fallback_issuer_refs {
+        fallbacks.push(ctx.stores.issuer_by_ref(&cert, r, &ctx.settings).await?);
+    }
     let ns = cert.namespace().unwrap_or_default();
     let mut secret = managed_secret(ctx, &cert, &ns, &cert.spec.secret_name).await?;
     let first_look = cert
@@ -43,6 +49,7 @@ pub async fn observe(ctx: &Context, cert: Arc<Certificate>) -> Result<Observed, 
         cert,
         secret,
         issuer,
+        fallbacks,
     })
 }
 

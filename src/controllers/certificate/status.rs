@@ -90,6 +90,9 @@ impl<'a> StatusWriter<'a> {
         let attempts = self.status.failed_issuance_attempts.unwrap_or(0) + 1;
         self.status.failed_issuance_attempts = Some(attempts);
         self.status.last_failure_time = Some(self.now.to_string());
+        if self.status.issuing_with.is_some() && self.status.issuing_with_failing_since.is_none() {
+            self.status.issuing_with_failing_since = Some(self.now.to_string());
+        }
         attempts
     }
 
