@@ -893,3 +893,55 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
     verify_chain(&chain, &bed.pebble.issuance_root().await, &name)
         .expect("issued by the primary CA");
 }
+
+#[tokio::test]
+async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
+    let bed = ProxiedBed::start("no-notafter", PebbleOptions::default()).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    bed.issuer(json!([{ "http01": {} }])).await;
+    wait_issuer(
+        client,
+        ns,
+        "ca",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    // What Let's Encrypt answers an order with notAfter.
+    bed.proxy.set_rule(Box::new(
+        |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
+            (e.kind == Kind::NewOrder).then(|| caas_testbed::Fault::Refuse {
+                kind: "malformed".into(),
+                detail: "NotBefore and NotAfter are not supported".into(),
+            })
+        },
+    ));
+    create_certificate(
+        client,
+        ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "ca" },
+            "dnsNames": [format!("{}.{ZONE}", unique_name("lifetime"))], "duration": "48h"
+        }),
+    )
+    .await;
+    let cert = wait_cert_ready(
+        client,
+        ns,
+        "web",
+        "False",
+        Some("DurationNotSupported"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let (_, _, message) = condition(&cert.status.unwrap().conditions, "Ready").unwrap();
+    assert!(
+        message.contains("NotAfter are not supported")
+            && message.contains("enableDurationFeature: false"),
+        "the CA's words and the switch: {message}"
+    );
+}

@@ -70,6 +70,9 @@ pub enum Fault {
     RateLimited { retry_after_secs: u64 },
     /// Answer `500 serverInternal` (the CA never sees the request).
     ServerError,
+    /// Answer `400` with this problem type (e.g. `malformed`) and detail, as a CA that
+    /// refuses the request would (the CA never sees it).
+    Refuse { kind: String, detail: String },
     /// Forward the request, but hold the answer back this long.
     Slow(Duration),
     /// Close the connection without an answer (the CA never sees the request).
@@ -396,6 +399,11 @@ async fn handle(
                 "internal error (injected by the test proxy)",
                 None,
             ));
+        }
+        Some(Fault::Refuse { kind, detail }) => {
+            exchange.status = 400;
+            state.log.lock().expect("lock").push(exchange);
+            return Ok(problem(400, &kind, &detail, None));
         }
         Some(Fault::Drop) => {
             state.log.lock().expect("lock").push(exchange);

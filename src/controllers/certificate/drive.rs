@@ -237,27 +237,45 @@ async fn place(
     p.account.order(url).await
 }
 
+/// Whether a CA's problem (status, detail) refuses the requested lifetime: a client error
+/// that talks about it (Let's Encrypt: "NotBefore and NotAfter are not supported").
+fn refuses_lifetime(status: Option<u16>, detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    status.is_none_or(|s| s < 500)
+        && [
+            "notafter",
+            "not after",
+            "notbefore",
+            "validity",
+            "lifetime",
+            "duration",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+#[cfg(test)]
+#[test]
+fn lifetime_refusals_are_recognised() {
+    assert!(refuses_lifetime(
+        Some(400),
+        "NotBefore and NotAfter are not supported"
+    ));
+    assert!(refuses_lifetime(
+        None,
+        "requested validity exceeds the maximum"
+    ));
+    assert!(!refuses_lifetime(Some(400), "malformed JWS"));
+    assert!(!refuses_lifetime(Some(503), "notAfter service down"));
+}
+
 /// A CA's refusal of the order's `notAfter`, as a reason the user can act on.
 fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<Failure> {
     let instant_acme::Error::Api(problem) = e else {
         return None;
     };
     let detail = problem.detail.as_deref().unwrap_or_default();
-    let lower = detail.to_ascii_lowercase();
-    let about_validity = [
-        "notafter",
-        "not after",
-        "notbefore",
-        "validity",
-        "lifetime",
-        "duration",
-    ]
-    .iter()
-    .any(|w| lower.contains(w));
-    if not_after(p, Timestamp::now()).is_none()
-        || !about_validity
-        || problem.status.is_some_and(|s| s >= 500)
-    {
+    if not_after(p, Timestamp::now()).is_none() || !refuses_lifetime(problem.status, detail) {
         return None;
     }
     Some(Failure::new(
