@@ -260,7 +260,11 @@ impl Drop for Operator {
             .into_iter::<serde_json::Value>()
             .map_while(Result::ok)
         {
-            if let Some(key) = secret["data"]["tls.key"].as_str() {
+            // The key, and an account key waiting in a rollover (`tls.key.next`).
+            for key in ["tls.key", "tls.key.next"]
+                .iter()
+                .filter_map(|k| secret["data"][*k].as_str())
+            {
                 use base64::Engine;
                 let pem = base64::engine::general_purpose::STANDARD
                     .decode(key)
