@@ -124,22 +124,7 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             reason,
             cluster_resource_namespace,
-        } => {
-            let reason = caas_operator::revoke::parse_reason(&reason)?;
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = kube::Client::try_default().await?;
-            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-            let serial = caas_operator::revoke::revoke(
-                &client,
-                &ns,
-                &name,
-                reason,
-                &cluster_resource_namespace,
-            )
-            .await?;
-            println!("revoked serial {serial} of Certificate {ns}/{name}");
-            renew(name, Some(ns)).await
-        }
+        } => revoke(name, namespace, reason, cluster_resource_namespace).await,
         Command::Version => {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -158,19 +143,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_logging(log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
-            // Count API requests (a metric) with a layer on the client's stack.
-            let kube_requests = prometheus_client::metrics::counter::Counter::default();
-            let counter = kube_requests.clone();
-            let config = kube::Config::infer().await?;
-            let client = kube::client::ClientBuilder::try_from(config)?
-                .with_layer(&tower::util::MapRequestLayer::new(
-                    move |req: http::Request<kube::client::Body>| {
-                        counter.inc();
-                        tracing::trace!(target: "caas_operator::kube_requests", method = %req.method(), uri = %req.uri(), "API request");
-                        req
-                    },
-                ))
-                .build();
+            let (client, kube_requests) = counted_client().await?;
             let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
                 format!("{}-{}", host.trim(), std::process::id())
@@ -193,6 +166,43 @@ async fn main() -> anyhow::Result<()> {
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }
     }
+}
+
+/// A client for the API server that counts its requests (a metric) with a layer on its
+/// stack.
+async fn counted_client()
+-> anyhow::Result<(kube::Client, prometheus_client::metrics::counter::Counter)> {
+    let kube_requests = prometheus_client::metrics::counter::Counter::default();
+    let counter = kube_requests.clone();
+    let config = kube::Config::infer().await?;
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::util::MapRequestLayer::new(
+            move |req: http::Request<kube::client::Body>| {
+                counter.inc();
+                tracing::trace!(target: "caas_operator::kube_requests", method = %req.method(), uri = %req.uri(), "API request");
+                req
+            },
+        ))
+        .build();
+    Ok((client, kube_requests))
+}
+
+/// `caas-operator revoke`: revokes the Certificate's certificate, then renews it.
+async fn revoke(
+    name: String,
+    namespace: Option<String>,
+    reason: String,
+    cluster_resource_namespace: String,
+) -> anyhow::Result<()> {
+    let reason = caas_operator::revoke::parse_reason(&reason)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let serial =
+        caas_operator::revoke::revoke(&client, &ns, &name, reason, &cluster_resource_namespace)
+            .await?;
+    println!("revoked serial {serial} of Certificate {ns}/{name}");
+    renew(name, Some(ns)).await
 }
 
 /// `caas-operator renew`: sets the renewal annotation on a Certificate.

@@ -400,13 +400,9 @@ async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure> {
     }
 }
 
-/// Downloads the chain and checks it against the kept key and the requested names:
-/// never write a Secret that the next look would reject.
-async fn download(
-    p: &Pass<'_>,
-    order: &mut Order,
-    key: Option<String>,
-) -> Result<Progress, Failure> {
+/// The chain of a valid order: with `preferredChain`, the CA's alternates are fetched too
+/// (instant-acme 0.8.5 ignores `Link: rel="alternate"`) and the preferred one taken.
+async fn fetch_chain(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure> {
     let fail = |reason, message: String| Failure::new(FailedStep::Download, reason, message, true);
     let chain = match p.issuer.spec.preferred_chain.as_deref().map(str::trim) {
         // The alternate chains need a download of our own (instant-acme 0.8.5 ignores
@@ -439,6 +435,18 @@ async fn download(
                 )
             })?,
     };
+    Ok(chain)
+}
+
+/// Downloads the chain and checks it against the kept key and the requested names:
+/// never write a Secret that the next look would reject.
+async fn download(
+    p: &Pass<'_>,
+    order: &mut Order,
+    key: Option<String>,
+) -> Result<Progress, Failure> {
+    let fail = |reason, message: String| Failure::new(FailedStep::Download, reason, message, true);
+    let chain = fetch_chain(p, order).await?;
     let key_pem = match key {
         Some(k) => Some(k),
         None => keys::existing(p.ctx, p.cert, p.request, p.tls).await?,

@@ -9,6 +9,7 @@ use kube::runtime::controller::Action;
 use super::observe::Observed;
 use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, key_of, keys, present, secret};
+use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
 use crate::controllers::{Context, IssuerHandle};
 use crate::pki::CertInfo;
@@ -85,6 +86,26 @@ pub struct Issued {
     pub cause: (&'static str, String),
 }
 
+/// Ready's message for a new certificate: its issuer (and whether a fallback), the
+/// lifetime the CA gave, renewal.
+fn issued_message(
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    info: &CertInfo,
+    renewal_time: Timestamp,
+) -> String {
+    let primary = cert.spec.issuer_ref.name == issuer.name
+        && cert.spec.issuer_ref.is_cluster()
+            == matches!(issuer.kind, crate::controllers::IssuerKind::Cluster);
+    let fallback = if primary { "" } else { " (a fallback issuer)" };
+    let lifetime = info.not_after.duration_since(info.not_before);
+    format!(
+        "issued by {}{fallback}; valid {lifetime:#} until {}; renewal at {renewal_time}",
+        issuer.display(),
+        info.not_after
+    )
+}
+
 /// Writes the TLS Secret, then status, then cleans up.
 pub async fn issued(
     ctx: &Context,
@@ -134,19 +155,7 @@ pub async fn issued(
     w.status.issued_by = Some(issuer.display());
     w.status.issuing_with = None;
     w.status.issuing_with_failing_since = None;
-    let fallback = if cert.spec.issuer_ref.name != issuer.name
-        || cert.spec.issuer_ref.is_cluster()
-            != matches!(issuer.kind, crate::controllers::IssuerKind::Cluster)
-    {
-        " (a fallback issuer)"
-    } else {
-        ""
-    };
-    let message = format!(
-        "issued by {}{fallback}; valid {lifetime:#} until {}; renewal at {renewal_time}",
-        issuer.display(),
-        info.not_after
-    );
+    let message = issued_message(cert, issuer, &info, renewal_time);
     w.set_ready(true, Reason::ISSUED, message.clone());
     if let Some(started) = w
         .condition(ISSUING)

@@ -62,17 +62,7 @@ pub async fn issue(
     if w.status.order.is_none() {
         tracing::info!(certificate = %key, reason = why.reason, "issuing: {}", why.message);
     }
-    w.set_issuing(true, Reason(why.reason), why.message.clone());
-    if !why.has_valid_cert
-        && w.condition(READY)
-            .is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
-    {
-        w.set_ready(
-            false,
-            Reason::ISSUING,
-            format!("issuing the certificate ({})", why.message),
-        );
-    }
+    mark_issuing(&mut w, &why);
 
     // A Retry-After left from an earlier request (an ARI check, say) must not apply to
     // this attempt's failures.
@@ -125,6 +115,21 @@ pub async fn issue(
             let ca = (issuer, account_id.as_deref());
             failed(ctx, seen, ca, request, w, failure, why.has_valid_cert).await
         }
+    }
+}
+
+/// `Issuing` with the cause; `Ready=False Issuing` too while no valid certificate exists.
+fn mark_issuing(w: &mut StatusWriter<'_>, why: &Why) {
+    w.set_issuing(true, Reason(why.reason), why.message.clone());
+    if !why.has_valid_cert
+        && w.condition(READY)
+            .is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
+    {
+        w.set_ready(
+            false,
+            Reason::ISSUING,
+            format!("issuing the certificate ({})", why.message),
+        );
     }
 }
 

@@ -203,36 +203,10 @@ async fn existing_account(
     };
     let kid = match found {
         Ok(Some(kid)) => kid,
-        Ok(None) => {
-            let eab = match eab(ctx, issuer).await? {
-                Ok(eab) => eab,
-                Err(state) => return Ok(state),
-            };
-            match direct
-                .register(issuer.spec.email.as_deref(), eab.as_ref())
-                .await
-            {
-                Ok(kid) => {
-                    tracing::info!(issuer = %issuer.display(), account = %kid, "registered an ACME account");
-                    kid
-                }
-                Err(e) => {
-                    let mut state = from_error(AcmeError::from_acme(e));
-                    if let Some(eab) = eab
-                        .as_ref()
-                        .filter(|e| e.hmac.len() < e.algorithm.min_key_len())
-                    {
-                        state.condition.message.push_str(&format!(
-                            " (the HMAC key is {} bytes; {:?} wants at least {} (RFC 7518 section 3.2): check keyAlgorithm against what the CA gave you)",
-                            eab.hmac.len(),
-                            eab.algorithm,
-                            eab.algorithm.min_key_len()
-                        ));
-                    }
-                    return Ok(state);
-                }
-            }
-        }
+        Ok(None) => match register(ctx, issuer, &direct).await? {
+            Ok(kid) => kid,
+            Err(state) => return Ok(state),
+        },
         Err(e) => return Ok(from_error(AcmeError::from_acme(e))),
     };
     let account = match acme::attach(http, server, direct, kid).await {
@@ -244,6 +218,42 @@ async fn existing_account(
         .unwrap_or(version);
     ctx.accounts.insert(issuer, &version, account.clone());
     Ok(registered(server, account.id()))
+}
+
+/// Registers the key of `direct` (with EAB); `Ok(Err(state))` when that fails.
+async fn register(
+    ctx: &Context,
+    issuer: &IssuerHandle,
+    direct: &Direct,
+) -> Result<Result<String, AccountState>, Error> {
+    let eab = match eab(ctx, issuer).await? {
+        Ok(eab) => eab,
+        Err(state) => return Ok(Err(state)),
+    };
+    match direct
+        .register(issuer.spec.email.as_deref(), eab.as_ref())
+        .await
+    {
+        Ok(kid) => {
+            tracing::info!(issuer = %issuer.display(), account = %kid, "registered an ACME account");
+            Ok(Ok(kid))
+        }
+        Err(e) => {
+            let mut state = from_error(AcmeError::from_acme(e));
+            if let Some(eab) = eab
+                .as_ref()
+                .filter(|e| e.hmac.len() < e.algorithm.min_key_len())
+            {
+                state.condition.message.push_str(&format!(
+                        " (the HMAC key is {} bytes; {:?} wants at least {} (RFC 7518 section 3.2): check keyAlgorithm against what the CA gave you)",
+                        eab.hmac.len(),
+                        eab.algorithm,
+                        eab.algorithm.min_key_len()
+                    ));
+            }
+            Ok(Err(state))
+        }
+    }
 }
 
 /// Records the account URI on a key Secret the operator made (for `kubectl describe`);

@@ -1,0 +1,351 @@
+//! The HTTP side of talking to a CA: instant-acme's client with the issuer's trust roots
+//! (`caBundle`), request counting, resending on dropped connections and 5xx answers, and
+//! `Retry-After` kept per object.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use super::AcmeError;
+use crate::controllers::memory::Memory;
+use crate::metrics::AcmeRequestLabels;
+
+/// Counts of ACME requests by endpoint and HTTP status (a metric), and the last
+/// `Retry-After` seen per URL. Shared by every client the operator makes.
+#[derive(Default)]
+pub struct AcmeStats {
+    requests: Family<AcmeRequestLabels, Counter>,
+    /// Where the waits the CA asks for are kept, per object ([`SCOPE`]).
+    memory: Arc<Memory>,
+}
+
+impl AcmeStats {
+    /// Stats counting into `requests` (the registered metric family), keeping waits in
+    /// `memory`.
+    pub fn new(requests: Family<AcmeRequestLabels, Counter>, memory: Arc<Memory>) -> Self {
+        AcmeStats { requests, memory }
+    }
+
+    /// Counts one request to `endpoint` answered with `status` (0: no answer).
+    fn count(&self, endpoint: &str, status: u16) {
+        self.requests
+            .get_or_create(&AcmeRequestLabels {
+                endpoint: endpoint.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the `Retry-After` of an answer to `url` with `status`; an error answer's
+    /// (429, 5xx) also as the longest one for `scope`.
+    fn record_retry_after(&self, scope: &str, status: u16, url: String, wait: Duration) {
+        if status == 429 || status >= 500 {
+            self.memory.record_error_wait(scope, wait);
+        }
+        self.memory.record_url_wait(scope, &url, wait);
+    }
+
+    /// The `Retry-After` the CA last sent for `url` (for the current [`SCOPE`]), consumed.
+    pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
+        self.memory.take_url_wait(&scope, url)
+    }
+
+    /// The longest `Retry-After` the CA sent with an error answer (429, 503) to requests
+    /// made for the current [`SCOPE`] since the last call, consumed: how long a
+    /// rate-limited client must wait.
+    pub fn take_error_retry_after(&self) -> Option<Duration> {
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
+        self.memory.take_error_wait(&scope)
+    }
+}
+
+/// The endpoint of an ACME URL, for metrics: the leading path segments (at most two)
+/// that look like words (letters, digits, dashes; some letter; shorter than 24
+/// characters: `acme/new-order`, `authZ`; CA specific), so that the IDs in URLs (long
+/// random strings, numbers) never become label values.
+fn endpoint(uri: &http::Uri) -> String {
+    uri.path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take_while(|s| {
+            s.len() < 24
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && s.chars().any(|c| c.is_ascii_alphabetic())
+        })
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An issuer's `caBundle` as PEM: PEM as written, or base64-encoded PEM (the form of
+/// cert-manager's field of the same name, so pasted manifests work).
+pub fn ca_bundle_pem(bundle: &str) -> Result<String, AcmeError> {
+    let bundle = bundle.trim();
+    if bundle.contains("-----BEGIN") {
+        return Ok(bundle.to_string());
+    }
+    let compact: String = bundle.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.trim_end_matches('=').as_bytes())
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode(compact.trim_end_matches('='))
+        })
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|pem| pem.contains("-----BEGIN"))
+        .ok_or_else(|| {
+            AcmeError::InvalidSpec(
+                "caBundle is neither PEM nor base64-encoded PEM: paste the CA certificates as PEM"
+                    .into(),
+            )
+        })
+}
+
+/// The certificates of a `caBundle` (PEM or base64-encoded PEM), at least one.
+fn ca_bundle_certificates(bundle: &str) -> Result<Vec<CertificateDer<'static>>, AcmeError> {
+    let pem = ca_bundle_pem(bundle)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AcmeError::InvalidSpec(format!("caBundle is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(AcmeError::InvalidSpec(
+            "caBundle holds no PEM CERTIFICATE block".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// How long one ACME request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hyper client under [`AcmeHttp`].
+type HyperHttps = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+
+/// instant-acme's HTTP client, with the issuer's trust roots and our bookkeeping.
+#[derive(Clone)]
+pub struct AcmeHttp {
+    client: HyperHttps,
+    stats: Arc<AcmeStats>,
+}
+
+impl AcmeHttp {
+    /// A client trusting exactly the PEM certificates in `ca_bundle`, or the system's roots
+    /// when there is none.
+    pub fn new(ca_bundle: Option<&str>, stats: Arc<AcmeStats>) -> Result<Self, AcmeError> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match ca_bundle.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(bundle) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = ca_bundle_certificates(bundle)?;
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        AcmeError::InvalidSpec(format!(
+                            "caBundle holds an unusable certificate: {e}"
+                        ))
+                    })?;
+                }
+                builder.with_tls_config(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| AcmeError::InvalidSpec(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+                )
+            }
+            None => builder.try_with_platform_verifier().map_err(|e| {
+                AcmeError::InvalidSpec(format!("cannot load the system's trusted roots: {e}"))
+            })?,
+        };
+        let connector = builder.https_only().enable_http1().build();
+        Ok(AcmeHttp {
+            client: HyperClient::builder(TokioExecutor::new()).build(connector),
+            stats,
+        })
+    }
+}
+
+tokio::task_local! {
+    /// The object (namespace/name) a reconcile works for: the `Retry-After` of a CA's
+    /// error answer is kept per object, so one Certificate's rate limit never delays
+    /// another's retry (nor is consumed by it).
+    pub static SCOPE: String;
+}
+
+/// How often one ACME request is sent at most when the connection drops or the CA
+/// answers 500/502/503/504 without `Retry-After` (an overloaded front end, a restarting
+/// CA). A replayed JWS whose nonce the CA already used is answered `badNonce`, which
+/// instant-acme retries with a fresh nonce; a replayed new-order can leave one unused
+/// order behind, which costs less than a failed issuance and its backoff.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 section 10.2.3), at most a day.
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+            Duration::try_from(at.duration_since(now)).unwrap_or_default()
+        }
+    };
+    Some(wait.min(Duration::from_secs(24 * 3600)))
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let client = self.client.clone();
+        let stats = self.stats.clone();
+        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
+        Box::pin(send(client, stats, scope, req))
+    }
+}
+
+/// Sends one ACME request, again (up to [`MAX_ATTEMPTS`] times in all) when the
+/// connection drops or the CA answers 500/502/503/504 without `Retry-After`; counts every
+/// answer (status 0: none) and records the `Retry-After` of the one handed back.
+async fn send(
+    client: HyperHttps,
+    stats: Arc<AcmeStats>,
+    scope: String,
+    req: Request<BodyWrapper<Bytes>>,
+) -> Result<BytesResponse, instant_acme::Error> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let endpoint = endpoint(&parts.uri);
+    let url = parts.uri.to_string();
+    let mut attempt = 1;
+    loop {
+        let req = copy_request(&parts, &body)?;
+        // A CA that accepts connections and then says nothing must not hold a
+        // reconcile forever (and is not asked again at once).
+        let Ok(response) = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await else {
+            stats.count(&endpoint, 0);
+            return Err(instant_acme::Error::Other(
+                format!("no answer from the ACME server within {REQUEST_TIMEOUT:?}").into(),
+            ));
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                stats.count(&endpoint, 0);
+                if attempt < MAX_ATTEMPTS {
+                    tracing::debug!(%url, attempt, "ACME request failed ({e}); sending it again");
+                    pause_before_resending(attempt).await;
+                    attempt += 1;
+                    continue;
+                }
+                return Err(instant_acme::Error::Other(Box::new(e)));
+            }
+        };
+        let status = response.status().as_u16();
+        stats.count(&endpoint, status);
+        let retry_after = retry_after(response.headers());
+        if matches!(status, 500 | 502 | 503 | 504)
+            && retry_after.is_none()
+            && attempt < MAX_ATTEMPTS
+        {
+            tracing::debug!(%url, attempt, status, "the CA answered {status}; sending the request again");
+            pause_before_resending(attempt).await;
+            attempt += 1;
+            continue;
+        }
+        if let Some(wait) = retry_after {
+            stats.record_retry_after(&scope, status, url, wait);
+        }
+        return Ok(BytesResponse::from(response));
+    }
+}
+
+/// A fresh copy of a request (method, URI, version, headers, body), to send (again).
+fn copy_request(
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Result<Request<BodyWrapper<Bytes>>, instant_acme::Error> {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(BodyWrapper::from(body.to_vec()))
+        .map_err(|e| instant_acme::Error::Other(Box::new(e)))
+}
+
+/// The pause before sending a request again after failed attempt number `attempt`
+/// (from 1): 250 ms, then 1 s.
+async fn pause_before_resending(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt - 1))).await;
+}
+
+/// An answer's `Retry-After`, if it has a readable one.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_drop_ids() {
+        let uri: http::Uri = "https://ca.example/acme/order/123/abc".parse().unwrap();
+        assert_eq!(endpoint(&uri), "acme/order");
+        let uri: http::Uri = "https://127.0.0.1:14000/my-order/Xy3kPq_aB9cD0eF1gH2iJ3kL4mN5"
+            .parse()
+            .unwrap();
+        assert_eq!(endpoint(&uri), "my-order");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now: jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 12:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        // A date in the past means now; absurd values are capped at a day.
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("99999999", now),
+            Some(Duration::from_secs(86400))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+}
