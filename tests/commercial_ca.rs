@@ -11,7 +11,8 @@ use std::time::Duration;
 use base64::Engine;
 use caas_operator::api::CaaSIssuer;
 use caas_operator::pki;
-use caas_testbed::acme_proxy::Kind;
+use caas_testbed::Fault;
+use caas_testbed::acme_proxy::{Exchange, Kind, Rule};
 use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, unique_name};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -57,6 +58,34 @@ async fn issuer(
         )
         .await
         .expect("apply issuer");
+}
+
+/// A proxy rule that decides by the request alone.
+fn rule(mut decide: impl FnMut(&Exchange) -> Option<Fault> + Send + 'static) -> Rule {
+    Box::new(move |e: &Exchange, _: &[Exchange]| decide(e))
+}
+
+/// Certificate `cert` from `issuer_name` for a fresh name (its Secret `<cert>-tls`), with
+/// `extra` spec fields, waited for until issued; returns the name and the chain.
+async fn issued(
+    client: &kube::Client,
+    ns: &str,
+    cert: &str,
+    issuer_name: &str,
+    extra: serde_json::Value,
+    operator: &Operator,
+) -> (String, String) {
+    let name = format!("{}.{ZONE}", unique_name(cert));
+    let mut spec = json!({
+        "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name }, "dnsNames": [name]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    create_certificate(client, ns, cert, spec).await;
+    wait_cert_ready(client, ns, cert, "True", Some("Issued"), TIMEOUT, operator).await;
+    let chain = secret_text(&secret(client, ns, &format!("{cert}-tls")).await, "tls.crt");
+    (name, chain)
 }
 
 async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
@@ -127,27 +156,7 @@ async fn eab_hs384_hs512_base64_ca_bundle_and_unknown_stored_key() {
     );
 
     // A certificate from the HS512 account.
-    let name = format!("{}.{ZONE}", unique_name("hs512"));
-    create_certificate(
-        &client,
-        &ns,
-        "web",
-        json!({
-            "secretName": "web-tls", "issuerRef": { "name": "hs512" }, "dnsNames": [name]
-        }),
-    )
-    .await;
-    wait_cert_ready(
-        &client,
-        &ns,
-        "web",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &operator,
-    )
-    .await;
-    let chain = secret_text(&secret(&client, &ns, "web-tls").await, "tls.crt");
+    let (name, chain) = issued(&client, &ns, "web", "hs512", json!({}), &operator).await;
     verify_chain(&chain, &pebble.issuance_root().await, &name).expect("chain verifies");
 
     // A stored account key the CA has never seen is registered (with EAB), not refused,
@@ -246,15 +255,13 @@ async fn account_key_is_stored_before_registration_one_account_after_refusal_and
     // The first newAccount asks whether the CA knows the key (it does not); the second
     // registers it.
     let mut new_accounts = 0;
-    bed.proxy.set_rule(Box::new(
-        move |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
-            if e.kind != Kind::NewAccount {
-                return None;
-            }
-            new_accounts += 1;
-            (new_accounts >= 2).then_some(caas_testbed::Fault::Slow(Duration::from_secs(120)))
-        },
-    ));
+    bed.proxy.set_rule(rule(move |e: &Exchange| {
+        if e.kind != Kind::NewAccount {
+            return None;
+        }
+        new_accounts += 1;
+        (new_accounts >= 2).then_some(Fault::Slow(Duration::from_secs(120)))
+    }));
     // Allow Secrets again (a raised limit reaches the API server's quota informer at
     // once), and touch the issuer so it tries now rather than after its backoff.
     let allow = json!({ "spec": { "hard": { "count/secrets": "100" } } });
@@ -340,40 +347,28 @@ async fn duration_is_sent_as_not_after_unless_the_issuer_turns_it_off() {
     )
     .await;
     for (cert, issuer_name, want_hours) in [("short", "pebble", 48), ("default", "off", 90 * 24)] {
-        create_certificate(
+        let (_, chain) = issued(
             &client,
             &ns,
             cert,
-            json!({
-                "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name },
-                "dnsNames": [format!("{}.{ZONE}", unique_name(cert))], "duration": "48h"
-            }),
-        )
-        .await;
-        let ready = wait_cert_ready(
-            &client,
-            &ns,
-            cert,
-            "True",
-            Some("Issued"),
-            TIMEOUT,
+            issuer_name,
+            json!({ "duration": "48h" }),
             &operator,
         )
         .await;
-        let info = pki::parse_chain(&secret_text(
-            &secret(&client, &ns, &format!("{cert}-tls")).await,
-            "tls.crt",
-        ))
-        .unwrap();
+        let info = pki::parse_chain(&chain).unwrap();
         let hours = info.not_after.duration_since(info.not_before).as_hours();
         assert!(
             (want_hours - 1..=want_hours + 1).contains(&hours),
             "{cert}: the CA gave {hours} h, expected about {want_hours} h"
         );
-        assert_eq!(
-            ready.status.unwrap().not_after,
-            Some(info.not_after.to_string())
-        );
+        let status = Api::<caas_operator::api::Certificate>::namespaced(client.clone(), &ns)
+            .get(cert)
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(status.not_after, Some(info.not_after.to_string()));
     }
 }
 
@@ -408,25 +403,7 @@ async fn preferred_chain_picks_the_alternate_root_by_common_name() {
         ("alt", "alt", alternate_root.clone()),
         ("nomatch", "nomatch", pebble.issuance_root().await),
     ] {
-        let name = format!("{}.{ZONE}", unique_name(cert));
-        create_certificate(&client, &ns, cert, json!({
-            "secretName": format!("{cert}-tls"), "issuerRef": { "name": issuer_name }, "dnsNames": [name]
-        }))
-        .await;
-        wait_cert_ready(
-            &client,
-            &ns,
-            cert,
-            "True",
-            Some("Issued"),
-            TIMEOUT,
-            &operator,
-        )
-        .await;
-        let chain = secret_text(
-            &secret(&client, &ns, &format!("{cert}-tls")).await,
-            "tls.crt",
-        );
+        let (name, chain) = issued(&client, &ns, cert, issuer_name, json!({}), &operator).await;
         verify_chain(&chain, &root, &name)
             .unwrap_or_else(|e| panic!("{cert}: chain does not lead to the expected root: {e}"));
     }
@@ -612,15 +589,13 @@ async fn a_rate_limit_pauses_new_orders_of_every_certificate_of_the_account() {
     .await;
     const PAUSE: u64 = 15;
     let mut limited = false;
-    bed.proxy.set_rule(Box::new(
-        move |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
-            (e.kind == Kind::NewOrder && !std::mem::replace(&mut limited, true)).then_some(
-                caas_testbed::Fault::RateLimited {
-                    retry_after_secs: PAUSE,
-                },
-            )
-        },
-    ));
+    bed.proxy.set_rule(rule(move |e: &Exchange| {
+        (e.kind == Kind::NewOrder && !std::mem::replace(&mut limited, true)).then_some(
+            Fault::RateLimited {
+                retry_after_secs: PAUSE,
+            },
+        )
+    }));
     let new_orders = || {
         bed.proxy
             .exchanges()
@@ -750,31 +725,8 @@ async fn account_key_rollover_on_request_and_revocation_then_renewal() {
     assert_eq!(found.id(), uri);
 
     // A certificate from the rolled-over account, then revoked and renewed.
-    let name = format!("{}.{ZONE}", unique_name("revoke"));
-    create_certificate(
-        &client,
-        &ns,
-        "web",
-        json!({
-            "secretName": "web-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [name]
-        }),
-    )
-    .await;
-    wait_cert_ready(
-        &client,
-        &ns,
-        "web",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &operator,
-    )
-    .await;
-    let first = pki::parse_chain(&secret_text(
-        &secret(&client, &ns, "web-tls").await,
-        "tls.crt",
-    ))
-    .unwrap();
+    let (_, chain) = issued(&client, &ns, "web", "pebble", json!({}), &operator).await;
+    let first = pki::parse_chain(&chain).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
         .env("KUBECONFIG", &shared_apiserver().kubeconfig)
         .args(["revoke", "web", "-n", &ns, "--reason", "keyCompromise"])
@@ -840,11 +792,7 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
     }
 
     // The primary stops answering (every connection dropped).
-    bed.proxy.set_rule(Box::new(
-        |_: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
-            Some(caas_testbed::Fault::Drop)
-        },
-    ));
+    bed.proxy.set_rule(rule(|_: &Exchange| Some(Fault::Drop)));
     let name = format!("{}.{ZONE}", unique_name("fallback"));
     create_certificate(
         client,
@@ -910,14 +858,12 @@ async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
     )
     .await;
     // What Let's Encrypt answers an order with notAfter.
-    bed.proxy.set_rule(Box::new(
-        |e: &caas_testbed::acme_proxy::Exchange, _: &[caas_testbed::acme_proxy::Exchange]| {
-            (e.kind == Kind::NewOrder).then(|| caas_testbed::Fault::Refuse {
-                kind: "malformed".into(),
-                detail: "NotBefore and NotAfter are not supported".into(),
-            })
-        },
-    ));
+    bed.proxy.set_rule(rule(|e: &Exchange| {
+        (e.kind == Kind::NewOrder).then(|| Fault::Refuse {
+            kind: "malformed".into(),
+            detail: "NotBefore and NotAfter are not supported".into(),
+        })
+    }));
     create_certificate(
         client,
         ns,
