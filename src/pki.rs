@@ -240,8 +240,8 @@ pub fn parse_chain(pem: &str) -> Result<CertInfo, PkiError> {
 }
 
 /// Of the chains a CA offers (its default first), the one to use for `preferred`
-/// (cert-manager's rule): the first whose top-most certificate is issued by, or is,
-/// the Common Name `preferred`; else the default. Returns the chain's index.
+/// (cert-manager's rule): the first whose top-most certificate is issued by the Common
+/// Name `preferred`; else the default. Returns the chain's index.
 pub fn preferred_chain(chains: &[String], preferred: &str) -> usize {
     let preferred = preferred.trim();
     let matches = |pem: &String| -> bool {
@@ -256,7 +256,7 @@ pub fn preferred_chain(chains: &[String], preferred: &str) -> usize {
                 .filter_map(|a| a.as_str().ok())
                 .any(|n| n == preferred)
         };
-        cn(cert.issuer()) || cn(cert.subject())
+        cn(cert.issuer())
     };
     chains.iter().position(matches).unwrap_or(0)
 }

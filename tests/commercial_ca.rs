@@ -891,3 +891,95 @@ async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
         "the CA's words and the switch: {message}"
     );
 }
+
+#[tokio::test]
+async fn a_rollover_the_ca_made_but_the_secret_missed_is_finished_not_registered_anew() {
+    let (client, ns, pebble, operator) = setup(
+        "rollover-pending",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let ready = wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let uri = ready.status.unwrap().account_uri.unwrap();
+    let bindings = || {
+        pebble
+            .log()
+            .matches("Successful newAccount Binding")
+            .count()
+    };
+    let registered = bindings();
+
+    // The CA switches the account to a new key; the Secret gets it only as tls.key.next
+    // (as if the operator died between the key change and the swap).
+    let old_key = secret_text(&secret(&client, &ns, "pebble-account").await, "tls.key");
+    let http =
+        caas_operator::acme::AcmeHttp::new(Some(&pebble.tls_ca_pem), Default::default()).unwrap();
+    let old = caas_operator::acme::AccountKey::from_pem(&old_key).unwrap();
+    let direct = caas_operator::acme::Direct::new(&http, &pebble.directory_url, old)
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.find_account().await.unwrap().as_deref(),
+        Some(uri.as_str())
+    );
+    let next = caas_operator::acme::AccountKey::generate().unwrap();
+    let next_pem = next.to_pem();
+    caas_testbed::register_secret(&next_pem);
+    direct.key_change(&next).await.unwrap();
+    let data = json!({ "data": { "tls.key.next": base64::engine::general_purpose::STANDARD.encode(&next_pem) } });
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "pebble-account",
+            &PatchParams::default(),
+            &Patch::Merge(&data),
+        )
+        .await
+        .unwrap();
+    let touch = json!({ "metadata": { "annotations": { "test/touch": "1" } } });
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .patch("pebble", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+
+    // The operator finds the account under the next key and finishes the swap.
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let swapped = wait_for(
+        "the swap",
+        TIMEOUT,
+        Some(&operator),
+        || async { secrets.get("pebble-account").await.unwrap() },
+        |s| {
+            secret_text(s, "tls.key") == next_pem
+                && !s.data.as_ref().unwrap().contains_key("tls.key.next")
+        },
+    )
+    .await;
+    assert_eq!(secret_text(&swapped, "tls.key"), next_pem);
+    let ready = wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(
+        ready.status.unwrap().account_uri.as_deref(),
+        Some(uri.as_str())
+    );
+    assert_eq!(bindings(), registered, "no account was registered anew");
+    issued(&client, &ns, "after", "pebble", json!({}), &operator).await;
+    operator.assert_logs_free_of(&[&old_key, &next_pem, &pebble.eab_hmac]);
+}

@@ -59,6 +59,8 @@ fn header(parts: &http::response::Parts, name: http::header::HeaderName) -> Opti
 /// Signed requests for one account key at one CA.
 pub struct Direct {
     http: AcmeHttp,
+    /// The directory URL.
+    server: String,
     pub directory: Directory,
     pub key: AccountKey,
     /// The account URL once known (requests are signed with `kid`, else with `jwk`).
@@ -88,11 +90,21 @@ impl Direct {
         let directory = serde_json::from_slice(&answer.body)?;
         Ok(Arc::new(Direct {
             http: http.clone(),
+            server: server.trim().to_string(),
             directory,
             key,
             kid: Mutex::new(None),
             nonce: Mutex::new(None),
         }))
+    }
+
+    /// The HTTP client and directory URL (for another key at the same CA).
+    pub fn http(&self) -> &AcmeHttp {
+        &self.http
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// The account URL, once found or registered.
@@ -247,6 +259,7 @@ impl Direct {
         let alternates = links(&first.parts, "alternate");
         let mut chains = vec![String::from_utf8_lossy(&first.body).into_owned()];
         for alt in alternates {
+            let alt = absolute(url, &alt);
             let answer = self.post(&alt, None, false).await?;
             chains.push(String::from_utf8_lossy(&answer.body).into_owned());
         }
@@ -273,13 +286,32 @@ fn problem(answer: &Answer) -> instant_acme::Error {
             p.status.get_or_insert(answer.parts.status.as_u16());
             instant_acme::Error::Api(p)
         }
-        Err(_) => instant_acme::Error::Other(
-            format!(
+        // Still the CA's answer (not an outage): classified by its status.
+        Err(_) => instant_acme::Error::Api(Problem {
+            r#type: None,
+            detail: Some(format!(
                 "the CA answered {} without a problem document",
                 answer.parts.status
-            )
-            .into(),
-        ),
+            )),
+            status: Some(answer.parts.status.as_u16()),
+            subproblems: Vec::new(),
+        }),
+    }
+}
+
+/// A link target made absolute against the URL it came from (`/cert/1` on the same host).
+fn absolute(base: &str, target: &str) -> String {
+    if target.contains("://") {
+        return target.to_string();
+    }
+    let Ok(uri) = base.parse::<http::Uri>() else {
+        return target.to_string();
+    };
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) if target.starts_with('/') => {
+            format!("{scheme}://{authority}{target}")
+        }
+        _ => target.to_string(),
     }
 }
 
@@ -298,7 +330,13 @@ fn links(parts: &http::response::Parts, rel: &str) -> Vec<String> {
             params
                 .split(';')
                 .filter_map(|p| p.trim().split_once('='))
-                .any(|(k, v)| k.trim() == "rel" && v.trim().trim_matches('"') == rel)
+                .any(|(k, v)| {
+                    k.trim() == "rel"
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r == rel)
+                })
                 .then(|| target.to_string())
         })
         .collect()
@@ -327,5 +365,13 @@ mod tests {
             vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]
         );
         assert_eq!(links(&parts, "index"), vec!["https://ca/dir"]);
+        assert_eq!(
+            absolute("https://ca:14000/cert/1", "/cert/1/1"),
+            "https://ca:14000/cert/1/1"
+        );
+        assert_eq!(
+            absolute("https://ca/cert/1", "https://other/x"),
+            "https://other/x"
+        );
     }
 }

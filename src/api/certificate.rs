@@ -190,6 +190,9 @@ pub struct CertificateStatus {
 #[serde(rename_all = "camelCase")]
 pub struct OrderStatus {
     pub url: String,
+    /// The issuer the order was placed with (`CaaSIssuer/name`): its solvers clean up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// ACME order state: `pending`, `ready`, `processing`, `valid`, `invalid`.
     pub state: OrderState,
     /// Fingerprint of the request (names, key settings) the order was made for: an

@@ -83,11 +83,26 @@ pub async fn rotate(
             k
         }
     };
-    account
-        .key_change(&next)
-        .await
-        .map_err(|e| RotateError::Ca(AcmeError::from_acme(e)))?;
-    swap(secrets, &name, next.to_pem()).await
+    // A rollover whose answer was lost may have happened: then only the swap is left.
+    let pem = next.to_pem();
+    let http_server = (account.http(), account.server());
+    let done_before = match Direct::new(
+        http_server.0,
+        http_server.1,
+        AccountKey::from_pem(&pem).map_err(RotateError::Ca)?,
+    )
+    .await
+    {
+        Ok(d) => d.find_account().await.ok().flatten().is_some(),
+        Err(_) => false,
+    };
+    if !done_before {
+        account
+            .key_change(&next)
+            .await
+            .map_err(|e| RotateError::Ca(AcmeError::from_acme(e)))?;
+    }
+    swap(secrets, &name, pem).await
 }
 
 /// Makes `pem` the Secret's `tls.key` and drops `tls.key.next`.
@@ -100,26 +115,45 @@ async fn swap(secrets: &Api<Secret>, name: &str, pem: String) -> Result<(), Rota
         .map_err(|e| RotateError::Swap(name.to_string(), e))
 }
 
-/// When the CA knows no account for `tls.key` but one for `tls.key.next` (a rollover the
-/// CA made whose swap was not written), finishes the swap; returns the account's Direct.
+/// What became of a rollover left in the Secret (`tls.key.next`).
+pub enum Pending {
+    /// There is none, or the CA does not know its key: `tls.key` is the account's key.
+    None,
+    /// The CA had already switched to it; the Secret now holds it as `tls.key`.
+    Finished(std::sync::Arc<Direct>),
+    /// It cannot be told now (the CA or the API server did not answer): retry, and
+    /// never register `tls.key` meanwhile.
+    Unknown(String),
+}
+
+/// When the CA knows no account for `tls.key`, whether it knows one for `tls.key.next`
+/// (a rollover the CA made whose swap was not written) and, if so, finishes the swap.
 pub async fn finish_pending(
     http: &AcmeHttp,
     server: &str,
     secrets: &Api<Secret>,
     secret: &Secret,
-) -> Option<std::sync::Arc<Direct>> {
-    let pem = text(secret, NEXT_KEY)?;
-    let key = AccountKey::from_pem(&pem).ok()?;
-    let direct = Direct::new(http, server, key).await.ok()?;
-    direct.find_account().await.ok()??;
+) -> Pending {
+    let Some(pem) = text(secret, NEXT_KEY) else {
+        return Pending::None;
+    };
+    let Ok(key) = AccountKey::from_pem(&pem) else {
+        return Pending::None;
+    };
+    let direct = match Direct::new(http, server, key).await {
+        Ok(d) => d,
+        Err(e) => return Pending::Unknown(AcmeError::from_acme(e).to_string()),
+    };
+    match direct.find_account().await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Pending::None,
+        Err(e) => return Pending::Unknown(AcmeError::from_acme(e).to_string()),
+    }
     match swap(secrets, &secret.name_any(), pem).await {
         Ok(()) => {
             tracing::info!(secret = %secret.name_any(), "finished an account key rollover the CA had already made");
-            Some(direct)
+            Pending::Finished(direct)
         }
-        Err(e) => {
-            tracing::warn!("{e}");
-            None
-        }
+        Err(e) => Pending::Unknown(e.to_string()),
     }
 }

@@ -378,6 +378,14 @@ impl Accounts {
             .map(|(_, a)| a.clone())
     }
 
+    /// Forgets the issuer's account (its key may have changed at the CA).
+    pub fn forget(&self, issuer: &IssuerHandle) {
+        self.cache
+            .lock()
+            .expect("accounts lock")
+            .remove(&issuer.cache_key());
+    }
+
     /// The account last loaded for the issuer's CA, whatever the key Secret's version.
     fn cached_any(&self, issuer: &IssuerHandle) -> Option<crate::acme::AcmeAccount> {
         let cache = self.cache.lock().expect("accounts lock");

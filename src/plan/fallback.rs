@@ -35,11 +35,17 @@ pub fn choose_issuer(
     let mut start = in_use
         .and_then(|d| candidates.iter().position(|c| c.display == d))
         .unwrap_or(0);
+    let current = start;
     let expired = failing_since.is_some_and(|since| now.duration_since(since) >= fallback_after);
     if expired && start + 1 < candidates.len() {
         start += 1;
     }
-    (start..candidates.len()).find(|&i| candidates[i].ready)
+    // The next Ready one; else stay with the one in use if it is Ready; else any Ready
+    // one before it (the primary may be back).
+    (start..candidates.len())
+        .chain(std::iter::once(current))
+        .chain(0..current)
+        .find(|&i| candidates[i].ready)
 }
 
 #[cfg(test)]
@@ -125,6 +131,36 @@ mod tests {
             ready: false,
         }];
         assert_eq!(choose_issuer(&none, None, None, now, 24 * H), None);
+        // The last Ready one keeps being used after its timer; a primary that is back is
+        // used when nothing after the one in use is Ready.
+        let back = [
+            Candidate {
+                display: "CaaSIssuer/a",
+                ready: true,
+            },
+            Candidate {
+                display: "CaaSIssuer/b",
+                ready: false,
+            },
+        ];
+        assert_eq!(
+            choose_issuer(&back, Some("CaaSIssuer/b"), None, now, 24 * H),
+            Some(0)
+        );
+        let last = [
+            Candidate {
+                display: "CaaSIssuer/a",
+                ready: false,
+            },
+            Candidate {
+                display: "CaaSIssuer/b",
+                ready: true,
+            },
+        ];
+        assert_eq!(
+            choose_issuer(&last, Some("CaaSIssuer/b"), Some(now - 48 * H), now, 24 * H),
+            Some(1)
+        );
         // An issuer in use that vanished from the list: start with the primary.
         assert_eq!(
             choose_issuer(&c, Some("CaaSIssuer/gone"), None, now, 24 * H),

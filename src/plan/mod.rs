@@ -678,6 +678,7 @@ mod tests {
         };
         let mut order = OrderStatus {
             url: "https://ca/order/1".into(),
+            issuer: None,
             state: OrderState::Pending,
             request_hash: "h".into(),
             challenges: vec![

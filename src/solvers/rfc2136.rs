@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use hickory_client::client::{Client, ClientHandle};
-use hickory_client::proto::dnssec::rdata::tsig::TsigAlgorithm;
+use hickory_client::proto::dnssec::rdata::DNSSECRData;
+use hickory_client::proto::dnssec::rdata::tsig::{TSIG, TsigAlgorithm};
 use hickory_client::proto::dnssec::tsig::TSigner;
-use hickory_client::proto::op::ResponseCode;
+use hickory_client::proto::op::{Message, ResponseCode, update_message};
 use hickory_client::proto::rr::rdata::TXT;
 use hickory_client::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_client::proto::runtime::TokioRuntimeProvider;
+use hickory_client::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_client::proto::udp::UdpClientStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +27,13 @@ pub enum DnsError {
     Config(String),
     #[error("DNS server {server} did not answer: {message}")]
     Unreachable { server: SocketAddr, message: String },
-    #[error(
-        "DNS server {server} refused the update of {name}: {code} (check the TSIG key name, secret, algorithm and the zone's update-policy)"
-    )]
+    #[error("DNS server {server} refused the update of {name} in zone {zone}: {code} ({hint})")]
     Refused {
         server: SocketAddr,
         name: String,
+        zone: String,
         code: String,
+        hint: &'static str,
     },
     #[error("DNS server {server} is not authoritative for a zone holding {name}")]
     NoZone { server: SocketAddr, name: String },
@@ -118,6 +120,69 @@ fn txt(fqdn: &Name, value: &str) -> Record {
     record
 }
 
+/// The error field of a TSIG record (RFC 8945 section 4.2), which hickory does not expose:
+/// read from its wire form (algorithm name, time, fudge, MAC size, MAC, original ID,
+/// then the error).
+fn read_tsig_error(tsig: &TSIG) -> Option<u16> {
+    let mut wire = Vec::new();
+    tsig.emit(&mut BinEncoder::new(&mut wire)).ok()?;
+    let mut i = 0;
+    while *wire.get(i)? != 0 {
+        i += 1 + usize::from(wire[i]);
+    }
+    i += 1 + 6 + 2;
+    let mac_len = usize::from(u16::from_be_bytes([*wire.get(i)?, *wire.get(i + 1)?]));
+    i += 2 + mac_len + 2;
+    Some(u16::from_be_bytes([*wire.get(i)?, *wire.get(i + 1)?]))
+}
+
+/// RFC 8945 TSIG error names.
+fn tsig_error_name(e: u16) -> String {
+    match e {
+        16 => "BADSIG".into(),
+        17 => "BADKEY".into(),
+        18 => "BADTIME".into(),
+        22 => "BADTRUNC".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The mnemonic of a DNS response code (RFC 1035, RFC 2136).
+fn rcode_name(code: ResponseCode) -> String {
+    match u16::from(code) {
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        6 => "YXDOMAIN".into(),
+        7 => "YXRRSET".into(),
+        8 => "NXRRSET".into(),
+        9 => "NOTAUTH".into(),
+        10 => "NOTZONE".into(),
+        other => format!("response code {other}"),
+    }
+}
+
+/// What to check for an answer.
+fn hint(code: &str, tsig_error: Option<u16>) -> &'static str {
+    match (tsig_error, code) {
+        (Some(16), _) => "the TSIG secret is wrong for this key name and algorithm",
+        (Some(17), _) => {
+            "the server knows no TSIG key of this name and algorithm: check tsigKeyName and tsigAlgorithm"
+        }
+        (Some(18), _) => {
+            "the clocks of the operator and the DNS server differ by more than 5 minutes"
+        }
+        (_, "REFUSED") => {
+            "the key may not update this name: check the zone's update-policy or allow-update"
+        }
+        (_, "NOTAUTH") => "the server is not authoritative for the zone, or rejected the key",
+        (_, "NOTZONE") => "the name is outside the zone the server holds",
+        _ => "check the TSIG key name, secret, algorithm and the zone's update-policy",
+    }
+}
+
 impl Rfc2136Client {
     pub fn new(
         server: SocketAddr,
@@ -178,21 +243,64 @@ impl Rfc2136Client {
     async fn update(&self, fqdn: &str, value: &str, add: bool) -> Result<(), DnsError> {
         let zone = self.find_zone(fqdn).await?;
         let record = txt(&name(fqdn)?, value);
+        let message = match add {
+            true => update_message::append(record.clone().into(), zone.clone(), false, false),
+            false => update_message::delete_by_rdata(record.clone().into(), zone.clone(), false),
+        };
         let mut client = self.connect(true).await?;
         let response = if add {
-            client.append(record, zone, false).await
+            client.append(record, zone.clone(), false).await
         } else {
-            client.delete_by_rdata(record, zone).await
+            client.delete_by_rdata(record, zone.clone()).await
+        };
+        let refused = |code: String, tsig_error: Option<u16>| DnsError::Refused {
+            server: self.server,
+            name: fqdn.to_string(),
+            zone: zone.to_string().trim_end_matches('.').to_string(),
+            hint: hint(&code, tsig_error),
+            code: match tsig_error {
+                Some(e) if e != 0 => format!("{code}, TSIG error {}", tsig_error_name(e)),
+                _ => code,
+            },
+        };
+        match response {
+            Ok(r) if r.response_code() == ResponseCode::NoError => Ok(()),
+            Ok(r) => Err(refused(rcode_name(r.response_code()), None)),
+            // A server that rejects the TSIG signature answers unsigned (or with a TSIG
+            // error), which the verifying client reports only as a protocol error: send
+            // the update again and read the answer without verifying it.
+            Err(e) => match self.diagnose(message).await {
+                Some((code, tsig_error)) => Err(refused(rcode_name(code), tsig_error)),
+                None => Err(self.unreachable(e)),
+            },
         }
-        .map_err(|e| self.unreachable(e))?;
-        match response.response_code() {
-            ResponseCode::NoError => Ok(()),
-            code => Err(DnsError::Refused {
-                server: self.server,
-                name: fqdn.to_string(),
-                code: code.to_string(),
-            }),
-        }
+    }
+
+    /// Sends a signed update and reads the server's answer (its response code and TSIG
+    /// error) without verifying the answer's signature; `None` when there is no answer.
+    async fn diagnose(&self, mut message: Message) -> Option<(ResponseCode, Option<u16>)> {
+        message.set_id(rand::random());
+        let now = u32::try_from(jiff::Timestamp::now().as_second()).ok()?;
+        message.finalize(&self.signer, now).ok()?;
+        let bytes = message.to_vec().ok()?;
+        let local = if self.server.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
+        socket.send_to(&bytes, self.server).await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let answer = Message::from_vec(&buf[..n]).ok()?;
+        let tsig_error = answer.signature().iter().find_map(|r| match r.data() {
+            RData::DNSSEC(DNSSECRData::TSIG(t)) => read_tsig_error(t),
+            _ => None,
+        });
+        Some((answer.response_code(), tsig_error))
     }
 
     /// Adds the TXT record `value` at `fqdn` (idempotent).
@@ -236,6 +344,26 @@ mod tests {
         assert_eq!(resolve_nameserver("[::1]:54").await.unwrap().port(), 54);
         assert_eq!(resolve_nameserver("::1").await.unwrap().port(), 53);
         assert!(resolve_nameserver("").await.is_err());
+    }
+
+    #[test]
+    fn tsig_errors_are_read_from_the_wire_form() {
+        for (mac, error) in [(vec![], 16u16), (vec![7; 32], 17), (vec![1; 48], 0)] {
+            let tsig = TSIG::new(
+                TsigAlgorithm::HmacSha256,
+                1_700_000_000,
+                300,
+                mac,
+                42,
+                error,
+                vec![],
+            );
+            assert_eq!(read_tsig_error(&tsig), Some(error));
+        }
+        assert_eq!(tsig_error_name(16), "BADSIG");
+        assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
+        assert_eq!(rcode_name(ResponseCode::NotAuth), "NOTAUTH");
+        assert!(hint("NOTAUTH", Some(17)).contains("tsigKeyName"));
     }
 
     #[test]

@@ -185,9 +185,30 @@ async fn resume(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Option<Order>,
             Err(e) => return Err(Failure::from_acme(FailedStep::Order)(e)),
         }
     }
-    present::cleanup(p.ctx, p.cert, p.issuer, &known.challenges).await;
+    // An order placed with another issuer (a fallback switch) is cleaned up with its own.
+    let placed_with = match known.issuer.as_deref() {
+        Some(d) if d != p.issuer.display() => issuer_named(p, d).await,
+        _ => None,
+    };
+    let issuer = placed_with.as_ref().unwrap_or(p.issuer);
+    present::cleanup(p.ctx, p.cert, issuer, &known.challenges).await;
     w.status.order = None;
     Ok(None)
+}
+
+/// The issuer `display` (`CaaSIssuer/name`) names, if it exists.
+async fn issuer_named(p: &Pass<'_>, display: &str) -> Option<IssuerHandle> {
+    let (kind, name) = display.split_once('/')?;
+    let r = crate::api::certificate::IssuerRef {
+        name: name.to_string(),
+        kind: Some(kind.to_string()),
+    };
+    p.ctx
+        .stores
+        .issuer_by_ref(p.cert, &r, &p.ctx.settings)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn new_order<'a>(p: &Pass<'a>, identifiers: &'a [Identifier]) -> NewOrder<'a> {
@@ -239,34 +260,33 @@ async fn place(
 
 /// Whether a CA's problem (status, detail) refuses the requested lifetime: a client error
 /// that talks about it (Let's Encrypt: "NotBefore and NotAfter are not supported").
-fn refuses_lifetime(status: Option<u16>, detail: &str) -> bool {
-    let lower = detail.to_ascii_lowercase();
-    status.is_none_or(|s| s < 500)
-        && [
-            "notafter",
-            "not after",
-            "notbefore",
-            "validity",
-            "lifetime",
-            "duration",
-        ]
-        .iter()
-        .any(|w| lower.contains(w))
+fn refuses_lifetime(kind: Option<&str>, detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase().replace([' ', '_', '-'], "");
+    kind.is_some_and(|t| {
+        t.ends_with(":malformed")
+            || t.ends_with(":rejectedIdentifier")
+            || t.ends_with(":unsupported")
+    }) && (lower.contains("notafter") || lower.contains("notbefore"))
 }
 
 #[cfg(test)]
 #[test]
 fn lifetime_refusals_are_recognised() {
+    let malformed = Some("urn:ietf:params:acme:error:malformed");
     assert!(refuses_lifetime(
-        Some(400),
+        malformed,
         "NotBefore and NotAfter are not supported"
     ));
     assert!(refuses_lifetime(
-        None,
-        "requested validity exceeds the maximum"
+        malformed,
+        "not_after is beyond the maximum validity"
     ));
-    assert!(!refuses_lifetime(Some(400), "malformed JWS"));
-    assert!(!refuses_lifetime(Some(503), "notAfter service down"));
+    assert!(!refuses_lifetime(malformed, "malformed JWS"));
+    assert!(!refuses_lifetime(
+        Some("urn:ietf:params:acme:error:rateLimited"),
+        "too many notAfter orders"
+    ));
+    assert!(!refuses_lifetime(None, "notAfter service down"));
 }
 
 /// A CA's refusal of the order's `notAfter`, as a reason the user can act on.
@@ -275,7 +295,9 @@ fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<Failure> {
         return None;
     };
     let detail = problem.detail.as_deref().unwrap_or_default();
-    if not_after(p, Timestamp::now()).is_none() || !refuses_lifetime(problem.status, detail) {
+    if not_after(p, Timestamp::now()).is_none()
+        || !refuses_lifetime(problem.r#type.as_deref(), detail)
+    {
         return None;
     }
     Some(Failure::new(
@@ -352,6 +374,7 @@ async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure
     };
     w.status.order = Some(OrderStatus {
         url: order.url().to_string(),
+        issuer: Some(p.issuer.display()),
         state: OrderState::Pending,
         request_hash: p.request.hash.clone(),
         challenges: Vec::new(),

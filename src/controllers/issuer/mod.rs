@@ -107,10 +107,10 @@ async fn rotate(
     let secret = secrets.get(name).await?;
     let version = secret.resource_version().unwrap_or_default();
     let Some(account) = ctx.accounts.cached(issuer, &version) else {
-        return Ok(failure(
-            "KeyRolloverFailed",
-            "the account changed meanwhile; retrying".into(),
-        ));
+        // The key Secret changed since the account was loaded: look again soon.
+        let mut state = state;
+        state.retry = true;
+        return Ok(state);
     };
     match account_key::rotate(secrets, &secret, &account.direct).await {
         Ok(()) => {
@@ -124,7 +124,18 @@ async fn rotate(
             state.rotated = Some(value);
             Ok(state)
         }
-        Err(e) => Ok(failure(e.reason(), e.to_string())),
+        // The old key still works: the issuer stays Ready, the rollover is retried.
+        Err(e) => {
+            ctx.accounts.forget(issuer);
+            let mut state = state;
+            state.condition.message = format!(
+                "{}; the account key rollover ({} = {value}) failed, retried: {e}",
+                state.condition.message,
+                account_key::ROTATE_ANNOTATION
+            );
+            state.retry = true;
+            Ok(state)
+        }
     }
 }
 
@@ -192,12 +203,22 @@ async fn existing_account(
     };
     let found = match direct.find_account().await {
         Ok(None) => match account_key::finish_pending(http, server, secrets, secret).await {
-            Some(next) => {
+            account_key::Pending::None => Ok(None),
+            account_key::Pending::Finished(next) => {
                 // The swap changed the Secret: its next version is loaded then.
-                let kid = next.kid().unwrap_or_default();
-                return Ok(registered(server, &kid));
+                let mut state = registered(server, &next.kid().unwrap_or_default());
+                state.rotated = rotation_asked(issuer);
+                return Ok(state);
             }
-            None => Ok(None),
+            // Never register the old key while the CA may have moved the account.
+            account_key::Pending::Unknown(e) => {
+                return Ok(failure(
+                    "KeyRolloverFailed",
+                    format!(
+                        "an account key rollover may have happened and cannot be checked now (retried): {e}"
+                    ),
+                ));
+            }
         },
         other => other,
     };
