@@ -58,6 +58,14 @@ enum Command {
         /// Seconds a Lease stays valid without renewal (takeover time after a crash).
         #[arg(long, default_value_t = 15, env = "CAAS_LEASE_DURATION")]
         lease_duration: u64,
+        /// Recursive resolvers (`host:port`, comma-separated) for DNS-01 propagation
+        /// checks and CNAME lookups (default: the system's).
+        #[arg(long, value_delimiter = ',', env = "CAAS_DNS01_RECURSIVE_NAMESERVERS")]
+        dns01_recursive_nameservers: Vec<SocketAddr>,
+        /// Check DNS-01 records through those resolvers only, not the zone's
+        /// authoritative servers (where those are unreachable).
+        #[arg(long, env = "CAAS_DNS01_RECURSIVE_NAMESERVERS_ONLY")]
+        dns01_recursive_nameservers_only: bool,
     },
     /// Renew a Certificate now (sets its caas.dev/renew annotation to the current time).
     Renew {
@@ -140,6 +148,8 @@ async fn main() -> anyhow::Result<()> {
             leader_elect,
             lease_name,
             lease_duration,
+            dns01_recursive_nameservers,
+            dns01_recursive_nameservers_only,
         } => {
             init_logging(log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -162,6 +172,10 @@ async fn main() -> anyhow::Result<()> {
                 lease_name,
                 lease_duration: std::time::Duration::from_secs(lease_duration),
                 identity,
+                dns01_resolvers: caas_operator::solvers::dns01::propagation::Resolvers {
+                    servers: dns01_recursive_nameservers,
+                    only: dns01_recursive_nameservers_only,
+                },
             };
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }

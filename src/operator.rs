@@ -50,6 +50,8 @@ pub struct Options {
     pub lease_duration: Duration,
     /// This replica's name in the Lease.
     pub identity: String,
+    /// DNS-01 propagation checks: recursive resolvers, and whether to ask them alone.
+    pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -102,6 +104,7 @@ pub async fn run(
                 ip: options.pod_ip,
                 port: options.http01_addr.port(),
             },
+            dns01_resolvers: options.dns01_resolvers.clone(),
         },
         certificates: store.clone(),
         index: index.clone(),

@@ -1,11 +1,19 @@
-//! DNS-01 providers against the real BIND: what a refused update says.
+//! DNS-01 providers against the real BIND: RFC 2136 (what a refused update says),
+//! Cloudflare, DigitalOcean and the httpreq webhook through fakes of their APIs that
+//! apply each change to BIND (lego, from Debian, talks to the same fakes), and CNAME
+//! delegation.
 
 mod support;
 
 use std::time::Duration;
 
 use base64::Engine;
-use caas_testbed::{PebbleOptions, shared_bind, unique_name};
+use caas_testbed::{
+    DELEGATE_ZONE, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, Pebble,
+    PebbleOptions, shared_apiserver, shared_bind, unique_name,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use serde_json::json;
 use support::*;
 
@@ -90,4 +98,339 @@ async fn rfc2136_refusals_name_the_servers_answer_and_the_zone() {
         assert!(!message.contains(&wrong) && !message.contains(&bind.tsig_secret));
     }
     operator.assert_logs_free_of(&[&wrong, &bind.tsig_secret, &pebble.eab_hmac]);
+}
+
+/// The operator, checking DNS-01 records through the test bed's BIND alone (it is not on
+/// port 53, so the zone's authoritative servers as listed in NS cannot be asked).
+fn dns_operator(ns: &str, pebble: &Pebble) -> Operator {
+    let bind = shared_bind();
+    Operator::start_with(
+        shared_apiserver(),
+        ns,
+        pebble.http_port,
+        &[
+            &format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port),
+            &format!("--dns01-recursive-nameservers={}", bind.addr()),
+            "--dns01-recursive-nameservers-only",
+        ],
+    )
+}
+
+/// One provider end to end: a wildcard + apex certificate through the fake (Pebble
+/// validating through BIND), the records gone from BIND afterwards, and a bad
+/// credential reported as `DNSUpdateFailed` in the provider's words, never logged.
+async fn provider_end_to_end(
+    prefix: &str,
+    fake: &FakeDnsApi,
+    solver: impl Fn(&str) -> serde_json::Value,
+    credential_secret: &[(&str, &str)],
+    wrong_secret: &[(&str, &str)],
+    refusal_words: &str,
+) {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, prefix).await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = dns_operator(&ns, &pebble);
+    apply_secret(&client, &ns, "dns-credential", credential_secret).await;
+    apply_secret(&client, &ns, "wrong-credential", wrong_secret).await;
+    create_issuer(
+        &client,
+        &ns,
+        "dns",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([solver("dns-credential")]),
+    )
+    .await;
+    create_issuer(
+        &client,
+        &ns,
+        "wrong",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([solver("wrong-credential")]),
+    )
+    .await;
+
+    let base = format!("{}.{ZONE}", unique_name(prefix));
+    let wildcard = format!("*.{base}");
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "dns" }, "dnsNames": [base, wildcard]
+        }),
+    )
+    .await;
+    create_certificate(
+        &client,
+        &ns,
+        "refused",
+        json!({
+            "secretName": "refused-tls", "issuerRef": { "name": "wrong" },
+            "dnsNames": [format!("{}.{ZONE}", unique_name("refused"))]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("web-tls")
+        .await
+        .unwrap();
+    let chain = secret_text(&secret, "tls.crt");
+    let root = pebble.issuance_root().await;
+    verify_chain(&chain, &root, &base).expect("apex");
+    verify_chain(&chain, &root, &format!("x.{base}")).expect("wildcard");
+    let record = format!("_acme-challenge.{base}");
+    assert!(
+        fake.log()
+            .iter()
+            .filter(|l| l.contains("POST") || l.contains("/present"))
+            .count()
+            >= 2,
+        "both values went through the API: {:?}",
+        fake.log()
+    );
+    assert!(
+        shared_bind().dig(&record, "TXT").is_empty(),
+        "cleanup removed the records from BIND"
+    );
+    assert!(
+        fake.records().iter().all(|(n, _)| *n != record),
+        "and from the provider"
+    );
+
+    let refused = wait_cert_ready(
+        &client,
+        &ns,
+        "refused",
+        "False",
+        Some("DNSUpdateFailed"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let (_, _, message) = condition(&refused.status.unwrap().conditions, "Ready").unwrap();
+    assert!(
+        message.contains(refusal_words),
+        "the provider's own words: {message}"
+    );
+    for (_, value) in wrong_secret.iter().chain(credential_secret) {
+        assert!(!message.contains(value), "no credential in the message");
+    }
+    let credentials: Vec<&str> = credential_secret
+        .iter()
+        .chain(wrong_secret)
+        .map(|(_, v)| *v)
+        .collect();
+    operator.assert_logs_free_of(&credentials);
+}
+
+#[tokio::test]
+async fn cloudflare_through_its_fake_api() {
+    let fake = FakeCloudflareApi::start().await;
+    let wrong = unique_name("cf-wrong");
+    caas_testbed::register_secret(&wrong);
+    let url = fake.url.clone();
+    let solver = |secret: &str| {
+        json!({ "dns01": { "cloudflare": {
+        "apiTokenSecretRef": { "name": secret, "key": "api-token" }, "apiURL": url
+    } } })
+    };
+    provider_end_to_end(
+        "cloudflare",
+        &fake,
+        solver,
+        &[("api-token", &fake.credential)],
+        &[("api-token", &wrong)],
+        "Authentication error",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn digitalocean_through_its_fake_api_and_lego_through_the_same_fake() {
+    let fake = FakeDigitalOceanApi::start().await;
+    let wrong = unique_name("do-wrong");
+    caas_testbed::register_secret(&wrong);
+    let url = fake.url.clone();
+    let solver = |secret: &str| {
+        json!({ "dns01": { "digitalocean": {
+        "tokenSecretRef": { "name": secret, "key": "access-token" }, "apiURL": url
+    } } })
+    };
+    provider_end_to_end(
+        "digitalocean",
+        &fake,
+        solver,
+        &[("access-token", &fake.credential)],
+        &[("access-token", &wrong)],
+        "Unable to authenticate you",
+    )
+    .await;
+    lego(
+        "digitalocean",
+        &[
+            ("DO_AUTH_TOKEN", fake.credential.as_str()),
+            ("DO_API_URL", fake.url.as_str()),
+        ],
+        &fake,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn httpreq_webhook_through_its_fake_server_and_lego_through_the_same_fake() {
+    let fake = FakeHttpreqServer::start(&unique_name("user")).await;
+    let (user, password) = fake.credential.split_once(':').unwrap();
+    let url = fake.url.clone();
+    let solver = |secret: &str| {
+        json!({ "dns01": { "webhook": {
+        "url": url, "basicAuthSecretRef": { "name": secret }
+    } } })
+    };
+    let wrong = unique_name("pw-wrong");
+    caas_testbed::register_secret(&wrong);
+    provider_end_to_end(
+        "httpreq",
+        &fake,
+        solver,
+        &[("username", user), ("password", password)],
+        &[("username", user), ("password", &wrong)],
+        "HTTP 401",
+    )
+    .await;
+    lego(
+        "httpreq",
+        &[
+            ("HTTPREQ_ENDPOINT", fake.url.as_str()),
+            ("HTTPREQ_USERNAME", user),
+            ("HTTPREQ_PASSWORD", password),
+        ],
+        &fake,
+    )
+    .await;
+}
+
+/// lego (Debian's) issues a certificate through the same fake: the fake speaks the API
+/// the way a real client expects.
+async fn lego(provider: &str, env: &[(&str, &str)], fake: &FakeDnsApi) {
+    let lego = std::path::Path::new("/usr/bin/lego");
+    assert!(
+        lego.exists(),
+        "lego is missing: install the test bed with `cargo xtask test-env` (Debian package lego)"
+    );
+    let pebble = Pebble::start(PebbleOptions::default());
+    let dir = caas_testbed::scratch_dir("lego");
+    let domain = format!("{}.{ZONE}", unique_name(&format!("lego-{provider}")));
+    let before = fake.log().len();
+    let out = tokio::process::Command::new(lego)
+        .args([
+            "--server",
+            &pebble.directory_url,
+            "--email",
+            "lego@example.com",
+            "--accept-tos",
+        ])
+        .args([
+            "--eab",
+            "--kid",
+            &pebble.eab_kid,
+            "--hmac",
+            &pebble.eab_hmac,
+        ])
+        .args(["--domains", &domain, "--dns", provider, "--dns.disable-cp"])
+        .args(["--dns.resolvers", &shared_bind().addr().to_string()])
+        .args([
+            "--key-type",
+            "ec256",
+            "--path",
+            &dir.display().to_string(),
+            "run",
+        ])
+        .env("LEGO_CA_CERTIFICATES", pebble.dir.join("ca.pem"))
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run lego");
+    assert!(
+        out.status.success(),
+        "lego through the fake failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = &fake.log()[before..];
+    assert!(
+        log.iter().any(|l| l.starts_with("POST")),
+        "lego changed records through the fake: {log:?}"
+    );
+    assert!(
+        shared_bind()
+            .dig(&format!("_acme-challenge.{domain}"), "TXT")
+            .is_empty(),
+        "lego's cleanup went through the fake into BIND"
+    );
+}
+
+#[tokio::test]
+async fn cname_delegation_is_followed_when_asked() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "cname").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = dns_operator(&ns, &pebble);
+    let mut solver = rfc2136_solver(&client, &ns).await;
+    solver["dns01"]["cnameStrategy"] = json!("Follow");
+    create_issuer(
+        &client,
+        &ns,
+        "follow",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([solver]),
+    )
+    .await;
+    // `_acme-challenge.delegated.acc.test` is a CNAME into the zone made for ACME.
+    let name = format!("delegated.{ZONE}");
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "follow" }, "dnsNames": [name]
+        }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let target = format!("delegated.{DELEGATE_ZONE}");
+    assert!(
+        shared_bind().dig(&target, "TXT").is_empty(),
+        "the record at the CNAME target was removed"
+    );
+    let logs = operator.logs();
+    assert!(
+        !logs.contains("refused the update of _acme-challenge.delegated"),
+        "nothing written at the CNAME itself"
+    );
 }

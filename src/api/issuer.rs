@@ -151,12 +151,75 @@ pub struct Http01Ingress {
     pub class: Option<String>,
 }
 
+/// DNS-01: exactly one provider. Field names follow cert-manager's ACME solver fields,
+/// so a `dns01` block from a cert-manager issuer pastes in unchanged.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Dns01Solver {
     /// RFC 2136 dynamic update with TSIG (BIND, Knot, PowerDNS, Windows DNS, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rfc2136: Option<Rfc2136>,
+    /// Cloudflare, with an API token (`Zone.DNS` edit permission); the zone is found
+    /// from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<Cloudflare>,
+    /// DigitalOcean, with an API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digitalocean: Option<DigitalOcean>,
+    /// Any DNS through an HTTP endpoint speaking lego's `httpreq` protocol: POST
+    /// `<url>/present` and `<url>/cleanup` with `{"fqdn", "value"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    /// `Follow`: when `_acme-challenge.<name>` is a CNAME, write the TXT record at its
+    /// target (a zone made for ACME). `None` (default): write it at the name itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_strategy: Option<CnameStrategy>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum CnameStrategy {
+    #[default]
+    None,
+    Follow,
+}
+
+/// cert-manager's `cloudflare` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Cloudflare {
+    /// Secret and key holding an API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_secret_ref: Option<SecretKeySelector>,
+    /// Legacy global API key (with `email`), instead of a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// API base URL (default `https://api.cloudflare.com/client/v4`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// cert-manager's `digitalocean` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalOcean {
+    /// Secret and key holding an API token (write scope).
+    pub token_secret_ref: SecretKeySelector,
+    /// API base URL (default `https://api.digitalocean.com`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// An lego `httpreq` endpoint.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Base URL; `/present` and `/cleanup` are appended.
+    pub url: String,
+    /// A `kubernetes.io/basic-auth` Secret (`username`, `password`) for HTTP basic auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret_ref: Option<SecretRef>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

@@ -168,6 +168,8 @@ pub struct Settings {
     pub cluster_resource_namespace: String,
     /// Where the temporary HTTP-01 Services send traffic.
     pub solver_endpoint: SolverEndpoint,
+    /// Where DNS-01 propagation checks and CNAME lookups ask.
+    pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
 }
 
 /// What every reconcile gets.

@@ -37,6 +37,27 @@ pub enum DnsError {
     },
     #[error("DNS server {server} is not authoritative for a zone holding {name}")]
     NoZone { server: SocketAddr, name: String },
+    /// A DNS provider's API refused or failed, in its own words.
+    #[error("{provider} refused the change of {name} in zone {zone}: {message}")]
+    Api {
+        provider: &'static str,
+        name: String,
+        zone: String,
+        message: String,
+    },
+    /// A DNS provider's API could not be reached or answered nonsense.
+    #[error("{provider} API at {url} did not answer: {message}")]
+    ApiUnreachable {
+        provider: &'static str,
+        url: String,
+        message: String,
+    },
+    /// No zone of the provider's account holds the name.
+    #[error("{provider} has no zone holding {name} for these credentials")]
+    NoProviderZone {
+        provider: &'static str,
+        name: String,
+    },
 }
 
 /// TTL of challenge records: short, so a retried challenge is not answered from caches.

@@ -33,6 +33,9 @@ pub fn shared_bind() -> &'static Bind {
 }
 
 pub const ZONE: &str = "acc.test";
+/// A second zone, made only for ACME: `_acme-challenge.delegated.acc.test` is a CNAME
+/// to `delegated.delegate.test`.
+pub const DELEGATE: &str = crate::fake_dns::DELEGATE_ZONE;
 
 impl Bind {
     pub fn start() -> Bind {
@@ -58,7 +61,10 @@ impl Bind {
   pid-file "{d}/named.pid";
   session-keyfile "{d}/session.key";
   managed-keys-directory "{d}";
-  recursion no;
+  // Recursion for loopback clients only, so that an answer follows a CNAME from one
+  // of its zones into the other (CNAME delegation); nothing outside them resolves.
+  recursion yes;
+  allow-recursion {{ 127.0.0.1; }};
   dnssec-validation no;
   allow-query {{ any; }};
   notify no;
@@ -70,6 +76,11 @@ zone "{ZONE}" {{
   file "{d}/{ZONE}.zone";
   update-policy {{ grant {tsig_key_name} zonesub TXT; }};
 }};
+zone "{DELEGATE}" {{
+  type primary;
+  file "{d}/{DELEGATE}.zone";
+  update-policy {{ grant {tsig_key_name} zonesub TXT; }};
+}};
 "#
             ),
         )
@@ -78,10 +89,20 @@ zone "{ZONE}" {{
             dir.join(format!("{ZONE}.zone")),
             format!(
                 "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n\
-                 @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n"
+                 @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n\
+                 ; CNAME delegation: the challenge of delegated.{ZONE} is answered in {DELEGATE}\n\
+                 _acme-challenge.delegated IN CNAME delegated.{DELEGATE}.\n\
+                 delegated IN A 127.0.0.1\n"
             ),
         )
         .expect("write zone");
+        std::fs::write(
+            dir.join(format!("{DELEGATE}.zone")),
+            format!(
+                "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n@ IN NS ns.{ZONE}.\n"
+            ),
+        )
+        .expect("write delegate zone");
         let mut cmd = Command::new(tool("named"));
         cmd.arg("-g").arg("-c").arg(dir.join("named.conf"));
         let log = dir.join("named.log");

@@ -18,6 +18,7 @@
 pub mod acme_proxy;
 mod apiserver;
 mod bind;
+pub mod fake_dns;
 mod http;
 mod pebble;
 mod proc;
@@ -25,6 +26,9 @@ mod proc;
 pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
+pub use fake_dns::{
+    DELEGATE_ZONE, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer,
+};
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};
 pub use proc::{Proc, free_port, log_tail, port_open};

@@ -2,6 +2,7 @@
 
 use crate::acme;
 use crate::api::IssuerSpec;
+use crate::api::issuer::{Dns01Solver, SecretKeySelector};
 use crate::solvers::{rfc2136, solver_kind};
 
 /// Checks an issuer spec; the error is a message for the user.
@@ -53,8 +54,61 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
             }
             rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
                 .map_err(|e| format!("solvers[{i}].dns01.rfc2136: {e}"))?;
-        } else if solver.dns01.is_some() {
-            return Err(format!("solvers[{i}].dns01 names no provider: set rfc2136"));
+        }
+        if let Some(dns01) = &solver.dns01 {
+            validate_dns01(dns01).map_err(|e| format!("solvers[{i}].dns01: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Exactly one provider, each with what it needs (credentials as Secret references).
+fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
+    match crate::solvers::dns01::provider::configured(dns01).as_slice() {
+        [] => {
+            return Err(
+                "names no provider: set rfc2136, cloudflare, digitalocean or webhook".into(),
+            );
+        }
+        [_] => {}
+        many => {
+            return Err(format!(
+                "names {} providers ({}): set exactly one",
+                many.len(),
+                many.join(", ")
+            ));
+        }
+    }
+    let selector = |field: &str, r: &SecretKeySelector| match r.name.is_empty() || r.key.is_empty()
+    {
+        true => Err(format!("{field} needs name and key")),
+        false => Ok(()),
+    };
+    let url = |field: &str, u: &Option<String>| match u.as_deref().map(str::trim) {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            Err(format!("{field} {u:?} is not an http(s) URL"))
+        }
+        _ => Ok(()),
+    };
+    if let Some(c) = &dns01.cloudflare {
+        match (&c.api_token_secret_ref, &c.api_key_secret_ref) {
+            (Some(r), _) => selector("cloudflare.apiTokenSecretRef", r)?,
+            (None, Some(r)) if c.email.as_deref().is_some_and(|e| !e.trim().is_empty()) => {
+                selector("cloudflare.apiKeySecretRef", r)?
+            }
+            (None, Some(_)) => return Err("cloudflare.apiKeySecretRef needs email".into()),
+            (None, None) => return Err("cloudflare needs apiTokenSecretRef".into()),
+        }
+        url("cloudflare.apiURL", &c.api_url)?;
+    }
+    if let Some(d) = &dns01.digitalocean {
+        selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;
+        url("digitalocean.apiURL", &d.api_url)?;
+    }
+    if let Some(w) = &dns01.webhook {
+        url("webhook.url", &Some(w.url.clone()))?;
+        if w.url.trim().is_empty() {
+            return Err("webhook.url is empty".into());
         }
     }
     Ok(())

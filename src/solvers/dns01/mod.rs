@@ -1,5 +1,6 @@
 //! DNS-01: a TXT record `_acme-challenge.<name>` holding the key authorization's digest,
-//! published through the issuer's DNS provider (today RFC 2136, see [`super::rfc2136`]).
+//! published through the issuer's DNS provider ([`provider`]: RFC 2136, Cloudflare,
+//! DigitalOcean, an httpreq webhook), checked with [`propagation`] before the CA looks.
 //!
 //! TXT records live outside the cluster, so garbage collection cannot remove them: while
 //! any is published the Certificate carries the [`DNS_CLEANUP_FINALIZER`], and deleting
@@ -16,12 +17,20 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
-use super::rfc2136::{self, Rfc2136Client};
+mod api;
+mod cloudflare;
+mod digitalocean;
+pub mod propagation;
+pub mod provider;
+mod webhook;
+
+use self::provider::DnsProvider;
 use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
 use crate::api::certificate::ChallengeStatus;
+use crate::api::issuer::CnameStrategy;
 use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
-use crate::controllers::{Context, IssuerHandle, read_secret_key};
+use crate::controllers::{Context, IssuerHandle};
 
 /// Guards DNS-01 TXT records: present on a Certificate only while one is published.
 /// (HTTP-01 objects are owned by the Certificate: garbage collection removes them.)
@@ -51,43 +60,20 @@ pub fn txt_records(challenges: &[ChallengeStatus]) -> Vec<String> {
         .collect()
 }
 
-/// The RFC 2136 client of a DNS-01 solver entry.
-async fn client(
-    ctx: &Context,
-    issuer: &IssuerHandle,
-    config: &SolverConfig,
-) -> Result<Rfc2136Client, SolverError> {
-    let cfg = config
-        .dns01
-        .as_ref()
-        .and_then(|d| d.rfc2136.as_ref())
-        .ok_or_else(|| SolverError::InvalidSpec("the dns01 solver names no provider".into()))?;
-    let r = &cfg.tsig_secret_secret_ref;
-    let secret = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key)
-        .await?
-        .ok_or_else(|| {
-            SolverError::SecretNotFound(format!(
-                "the TSIG secret {}/{} (key {:?}) does not exist",
-                issuer.secret_namespace, r.name, r.key
-            ))
-        })?;
-    let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
-    Ok(Rfc2136Client::new(
-        server,
-        &cfg.tsig_key_name,
-        cfg.tsig_algorithm.as_deref(),
-        &secret,
-    )?)
-}
-
-/// The provider's client, the record's name and its value for one challenge.
+/// The provider, the record's name (a CNAME followed with `cnameStrategy: Follow`) and
+/// its value for one challenge.
 async fn record(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
-) -> Result<(Rfc2136Client, String, String), SolverError> {
-    let client = client(env.ctx, env.issuer, env.config).await?;
-    let fqdn = record_name(challenge.dns_name);
-    Ok((client, fqdn, record_value(challenge.key_authorization)))
+) -> Result<(Box<dyn DnsProvider>, String, String), SolverError> {
+    let provider = provider::provider(env.ctx, env.issuer, env.config).await?;
+    let mut fqdn = record_name(challenge.dns_name);
+    let strategy = env.config.dns01.as_ref().and_then(|d| d.cname_strategy);
+    if strategy == Some(CnameStrategy::Follow) {
+        let target = propagation::follow_cname(&env.ctx.settings.dns01_resolvers, &fqdn).await?;
+        fqdn = format!("{}.", target.trim_end_matches('.'));
+    }
+    Ok((provider, fqdn, record_value(challenge.key_authorization)))
 }
 
 /// DNS-01 behind the [`Solver`] trait.
@@ -112,10 +98,10 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
-            let (client, fqdn, value) = record(env, challenge).await?;
+            let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
             ensure_finalizer(env.ctx, env.cert).await?;
-            Ok(client.add_txt(&fqdn, &value).await?)
+            Ok(provider.add_txt(&fqdn, &value).await?)
         })
     }
 
@@ -125,14 +111,18 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
         Box::pin(async move {
-            let (client, fqdn, value) = record(env, challenge).await?;
-            Ok(if client.has_txt(&fqdn, &value).await? {
-                Readiness::Ready
-            } else {
-                Readiness::Waiting(format!(
-                    "waiting for {fqdn} TXT to be served by the zone's server"
-                ))
-            })
+            let (provider, fqdn, value) = record(env, challenge).await?;
+            let missing = match provider.serves(&fqdn, &value).await? {
+                Some(true) => None,
+                Some(false) => Some(format!(
+                    "waiting for {} TXT to be served by the zone's server",
+                    fqdn.trim_end_matches('.')
+                )),
+                None => {
+                    propagation::missing(&env.ctx.settings.dns01_resolvers, &fqdn, &value).await?
+                }
+            };
+            Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))
         })
     }
 
@@ -142,8 +132,8 @@ impl Solver for Dns01 {
         challenge: Challenge<'a>,
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
-            let (client, fqdn, value) = record(env, challenge).await?;
-            Ok(client.remove_txt(&fqdn, &value).await?)
+            let (provider, fqdn, value) = record(env, challenge).await?;
+            Ok(provider.remove_txt(&fqdn, &value).await?)
         })
     }
 

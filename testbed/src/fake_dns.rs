@@ -1,0 +1,507 @@
+//! Fakes of hosted DNS services' HTTP APIs, named as fakes: `FakeCloudflareApi`,
+//! `FakeDigitalOceanApi` and `FakeHttpreqServer` (lego's `httpreq` protocol). Each
+//! checks authentication the way the real service does, follows its request and
+//! response shapes (from the providers' API references), and applies every change to
+//! the shared BIND with `nsupdate`, so Pebble validates through real DNS.
+//!
+//! * Cloudflare API v4: `GET /client/v4/zones?name=`, `GET|POST
+//!   /client/v4/zones/{zone_id}/dns_records`, `DELETE .../dns_records/{id}`;
+//!   `Authorization: Bearer <token>`; answers `{"success", "errors", "messages",
+//!   "result"}`; a bad token gets 403 with error code 10000 "Authentication error".
+//! * DigitalOcean API v2: `GET /v2/domains/{name}`, `GET|POST
+//!   /v2/domains/{name}/records` (record names relative to the domain, or absolute with
+//!   a trailing dot), `DELETE /v2/domains/{name}/records/{id}` (204);
+//!   `Authorization: Bearer <token>`; a bad token gets 401 `{"id": "unauthorized",
+//!   "message": "Unable to authenticate you"}`.
+//! * httpreq: POST `/present` and `/cleanup` with `{"fqdn", "value"}`, optional basic
+//!   auth (401 otherwise).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use crate::{shared_bind, tool};
+
+/// Which API a fake speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Cloudflare,
+    DigitalOcean,
+    Httpreq,
+}
+
+#[derive(Clone, Debug)]
+struct Rec {
+    id: u64,
+    /// Absolute name without the trailing dot.
+    name: String,
+    content: String,
+}
+
+struct State {
+    api: Api,
+    /// What the `Authorization` header must say.
+    authorization: String,
+    /// The zones of the account: (id, name).
+    zones: Vec<(String, String)>,
+    records: Mutex<Vec<Rec>>,
+    next_id: Mutex<u64>,
+    /// `METHOD path -> status` of every request.
+    log: Mutex<Vec<String>>,
+}
+
+/// A running fake; stops when dropped.
+pub struct FakeDnsApi {
+    /// The API base URL, as the provider's docs give it (e.g. `.../client/v4`).
+    pub url: String,
+    /// The credential it accepts (token, or `user:password` for httpreq).
+    pub credential: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The fake of Cloudflare's API v4.
+pub struct FakeCloudflareApi;
+/// The fake of DigitalOcean's API v2.
+pub struct FakeDigitalOceanApi;
+/// A fake `httpreq` endpoint (lego's protocol) in front of BIND.
+pub struct FakeHttpreqServer;
+
+impl FakeCloudflareApi {
+    #[allow(clippy::new_ret_no_self)]
+    pub async fn start() -> FakeDnsApi {
+        let token = crate::unique_name("cf-token");
+        FakeDnsApi::start(
+            Api::Cloudflare,
+            format!("Bearer {token}"),
+            token,
+            "/client/v4",
+        )
+        .await
+    }
+}
+
+impl FakeDigitalOceanApi {
+    pub async fn start() -> FakeDnsApi {
+        let token = crate::unique_name("do-token");
+        FakeDnsApi::start(Api::DigitalOcean, format!("Bearer {token}"), token, "").await
+    }
+}
+
+impl FakeHttpreqServer {
+    /// With basic auth `user` and a random password (`credential` is `user:password`).
+    pub async fn start(user: &str) -> FakeDnsApi {
+        let credential = format!("{user}:{}", crate::unique_name("pw"));
+        let basic = base64::engine::general_purpose::STANDARD.encode(&credential);
+        FakeDnsApi::start(Api::Httpreq, format!("Basic {basic}"), credential, "").await
+    }
+}
+
+impl FakeDnsApi {
+    async fn start(api: Api, authorization: String, credential: String, base: &str) -> FakeDnsApi {
+        crate::register_secret(&credential);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake DNS API");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let state = Arc::new(State {
+            api,
+            authorization,
+            zones: vec![
+                (
+                    "023e105f4ecef8ad9ca31a8372d0c353".into(),
+                    crate::bind::ZONE.into(),
+                ),
+                (
+                    "9a7806061c88ada191ed06f989cc3dac".into(),
+                    DELEGATE_ZONE.into(),
+                ),
+            ],
+            records: Mutex::default(),
+            next_id: Mutex::new(1000),
+            log: Mutex::default(),
+        });
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        FakeDnsApi {
+            url: format!("http://{addr}{base}"),
+            credential,
+            state,
+            task,
+        }
+    }
+
+    /// `METHOD path -> status` of every request so far.
+    pub fn log(&self) -> Vec<String> {
+        self.state.log.lock().expect("lock").clone()
+    }
+
+    /// The TXT records it holds now: (name, value).
+    pub fn records(&self) -> Vec<(String, String)> {
+        self.state
+            .records
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| (r.name.clone(), r.content.clone()))
+            .collect()
+    }
+}
+
+impl Drop for FakeDnsApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The second zone of the shared BIND: targets of `_acme-challenge` CNAMEs.
+pub const DELEGATE_ZONE: &str = "delegate.test";
+
+/// Applies one TXT change to the shared BIND with `nsupdate` (TSIG-signed).
+async fn nsupdate(add: bool, name: &str, value: &str) -> Result<(), String> {
+    let bind = shared_bind();
+    let change = match add {
+        true => format!("update add {name}. 60 TXT \"{value}\""),
+        false => format!("update delete {name}. TXT \"{value}\""),
+    };
+    let script = format!("server 127.0.0.1 {}\n{change}\nsend\n", bind.port);
+    let mut child = tokio::process::Command::new(tool("nsupdate"))
+        .arg("-k")
+        .arg(bind.dir.join("tsig.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(script.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("response")
+}
+
+fn query(uri: &hyper::Uri, key: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.replace("%2A", "*").replace("%2a", "*"))
+    })
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let body: Value = body
+        .collect()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+        .unwrap_or(Value::Null);
+    let authorized = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(state.authorization.as_str());
+    let response = match (authorized, state.api) {
+        (false, Api::Cloudflare) => reply(
+            403,
+            json!({
+                "success": false, "errors": [{ "code": 10000, "message": "Authentication error" }],
+                "messages": [], "result": null
+            }),
+        ),
+        (false, Api::DigitalOcean) => reply(
+            401,
+            json!({ "id": "unauthorized", "message": "Unable to authenticate you" }),
+        ),
+        (false, Api::Httpreq) => reply(401, json!("Unauthorized")),
+        (true, Api::Cloudflare) => cloudflare(&state, &parts.method, &parts.uri, &body).await,
+        (true, Api::DigitalOcean) => digitalocean(&state, &parts.method, &parts.uri, &body).await,
+        (true, Api::Httpreq) => httpreq(&state, &parts.method, parts.uri.path(), &body).await,
+    };
+    state.log.lock().expect("lock").push(format!(
+        "{} {} -> {}",
+        parts.method,
+        parts.uri,
+        response.status().as_u16()
+    ));
+    Ok(response)
+}
+
+/// Adds a record (in memory and in BIND); its id.
+async fn add(state: &State, name: &str, content: &str) -> Result<u64, String> {
+    nsupdate(true, name, content).await?;
+    let mut next = state.next_id.lock().expect("lock");
+    *next += 1;
+    let id = *next;
+    state.records.lock().expect("lock").push(Rec {
+        id,
+        name: name.to_string(),
+        content: content.to_string(),
+    });
+    Ok(id)
+}
+
+/// Removes record `id` (in memory and in BIND); false when there is none.
+async fn remove(state: &State, id: u64) -> Result<bool, String> {
+    let found = state
+        .records
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|r| r.id == id)
+        .cloned();
+    let Some(rec) = found else { return Ok(false) };
+    // BIND holds one copy per value: keep it while another record has the same value.
+    let shared = state
+        .records
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.name == rec.name && r.content == rec.content)
+        .count()
+        > 1;
+    if !shared {
+        nsupdate(false, &rec.name, &rec.content).await?;
+    }
+    state.records.lock().expect("lock").retain(|r| r.id != id);
+    Ok(true)
+}
+
+fn zone_of<'a>(state: &'a State, name: &str) -> Option<&'a (String, String)> {
+    state
+        .zones
+        .iter()
+        .find(|(_, z)| name == z || name.ends_with(&format!(".{z}")))
+}
+
+async fn cloudflare(
+    state: &State,
+    method: &Method,
+    uri: &hyper::Uri,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    let ok = |result: Value| {
+        reply(
+            200,
+            json!({ "success": true, "errors": [], "messages": [], "result": result }),
+        )
+    };
+    let fail = |status: u16, code: u32, message: &str| {
+        reply(
+            status,
+            json!({ "success": false, "errors": [{ "code": code, "message": message }], "messages": [], "result": null }),
+        )
+    };
+    let path: Vec<&str> = uri
+        .path()
+        .trim_start_matches("/client/v4/")
+        .split('/')
+        .collect();
+    match (method, path.as_slice()) {
+        (&Method::GET, ["zones"]) => {
+            let name = query(uri, "name").unwrap_or_default();
+            let zones: Vec<Value> = state
+                .zones
+                .iter()
+                .filter(|(_, z)| *z == name)
+                .map(|(id, z)| json!({ "id": id, "name": z, "status": "active" }))
+                .collect();
+            ok(Value::Array(zones))
+        }
+        (_, ["zones", id, "dns_records", ..]) if !state.zones.iter().any(|(z, _)| z == id) => fail(
+            404,
+            7003,
+            "Could not route to /zones/..., perhaps your object identifier is invalid?",
+        ),
+        (&Method::GET, ["zones", _, "dns_records"]) => {
+            let name = query(uri, "name");
+            let records: Vec<Value> = state.records.lock().expect("lock").iter()
+                .filter(|r| name.as_deref().is_none_or(|n| n == r.name))
+                .map(|r| json!({ "id": r.id.to_string(), "type": "TXT", "name": r.name, "content": r.content, "ttl": 120 }))
+                .collect();
+            ok(Value::Array(records))
+        }
+        (&Method::POST, ["zones", id, "dns_records"]) => {
+            let (Some("TXT"), Some(name), Some(content)) = (
+                body["type"].as_str(),
+                body["name"].as_str(),
+                body["content"].as_str(),
+            ) else {
+                return fail(400, 9005, "Content for TXT record is invalid");
+            };
+            if zone_of(state, name).map(|(z, _)| z.as_str()) != Some(id) {
+                return fail(400, 9007, "DNS name is invalid for this zone");
+            }
+            match add(state, name, content).await {
+                Ok(rid) => ok(
+                    json!({ "id": rid.to_string(), "type": "TXT", "name": name, "content": content, "ttl": body["ttl"] }),
+                ),
+                Err(e) => fail(500, 1000, &e),
+            }
+        }
+        (&Method::DELETE, ["zones", _, "dns_records", rid]) => match rid.parse::<u64>() {
+            Ok(id) => match remove(state, id).await {
+                Ok(true) => ok(json!({ "id": rid })),
+                Ok(false) => fail(404, 81044, "Record does not exist."),
+                Err(e) => fail(500, 1000, &e),
+            },
+            Err(_) => fail(404, 81044, "Record does not exist."),
+        },
+        _ => fail(404, 7000, "No route for that URI"),
+    }
+}
+
+async fn digitalocean(
+    state: &State,
+    method: &Method,
+    uri: &hyper::Uri,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    let not_found = || {
+        reply(
+            404,
+            json!({ "id": "not_found", "message": "The resource you were accessing could not be found." }),
+        )
+    };
+    let path: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let domain = |name: &str| state.zones.iter().any(|(_, z)| z == name);
+    match (method, path.as_slice()) {
+        (&Method::GET, ["v2", "domains", name]) if domain(name) => reply(
+            200,
+            json!({ "domain": { "name": name, "ttl": 1800, "zone_file": "" } }),
+        ),
+        (_, ["v2", "domains", name, ..]) if !domain(name) => not_found(),
+        (&Method::GET, ["v2", "domains", zone, "records"]) => {
+            let name = query(uri, "name");
+            let records: Vec<Value> = state.records.lock().expect("lock").iter()
+                .filter(|r| zone_of(state, &r.name).is_some_and(|(_, z)| z == zone))
+                .filter(|r| name.as_deref().is_none_or(|n| n == r.name))
+                .map(|r| json!({ "id": r.id, "type": "TXT", "name": r.name.strip_suffix(&format!(".{zone}")).unwrap_or("@"), "data": r.content, "ttl": 60 }))
+                .collect();
+            let total = records.len();
+            reply(
+                200,
+                json!({ "domain_records": records, "links": {}, "meta": { "total": total } }),
+            )
+        }
+        (&Method::POST, ["v2", "domains", zone, "records"]) => {
+            let (Some("TXT"), Some(name), Some(data)) = (
+                body["type"].as_str(),
+                body["name"].as_str(),
+                body["data"].as_str(),
+            ) else {
+                return reply(
+                    422,
+                    json!({ "id": "unprocessable_entity", "message": "Name Only valid hostname characters are allowed" }),
+                );
+            };
+            // Absolute with a trailing dot (as lego sends), else relative to the domain.
+            let fqdn = match name.strip_suffix('.') {
+                Some(abs) => abs.to_string(),
+                None if name == "@" => zone.to_string(),
+                None => format!("{name}.{zone}"),
+            };
+            if zone_of(state, &fqdn).map(|(_, z)| z.as_str()) != Some(*zone) {
+                return reply(
+                    422,
+                    json!({ "id": "unprocessable_entity", "message": "Name is not in this domain" }),
+                );
+            }
+            match add(state, &fqdn, data).await {
+                Ok(id) => reply(
+                    201,
+                    json!({ "domain_record": { "id": id, "type": "TXT", "name": name, "data": data, "ttl": body["ttl"] } }),
+                ),
+                Err(e) => reply(500, json!({ "id": "server_error", "message": e })),
+            }
+        }
+        (&Method::DELETE, ["v2", "domains", _, "records", id]) => match id.parse::<u64>() {
+            Ok(id) => match remove(state, id).await {
+                Ok(true) => Response::builder()
+                    .status(204)
+                    .body(Full::new(Bytes::new()))
+                    .expect("response"),
+                Ok(false) => not_found(),
+                Err(e) => reply(500, json!({ "id": "server_error", "message": e })),
+            },
+            Err(_) => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+async fn httpreq(
+    state: &State,
+    method: &Method,
+    path: &str,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    let (Some(fqdn), Some(value)) = (body["fqdn"].as_str(), body["value"].as_str()) else {
+        return reply(400, json!("fqdn and value are required"));
+    };
+    let name = fqdn.trim_end_matches('.');
+    if method != Method::POST || zone_of(state, name).is_none() {
+        return reply(400, json!(format!("no zone for {fqdn}")));
+    }
+    let result = match path {
+        "/present" => add(state, name, value).await.map(|_| ()),
+        "/cleanup" => {
+            let ids: Vec<u64> = state
+                .records
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|r| r.name == name && r.content == value)
+                .map(|r| r.id)
+                .collect();
+            let mut result = Ok(());
+            for id in ids {
+                if let Err(e) = remove(state, id).await {
+                    result = Err(e);
+                }
+            }
+            result
+        }
+        _ => return reply(404, json!("not found")),
+    };
+    match result {
+        Ok(()) => reply(200, json!("ok")),
+        Err(e) => reply(500, json!(e)),
+    }
+}
