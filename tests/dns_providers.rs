@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use caas_testbed::{
-    DELEGATE_ZONE, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, Pebble,
-    PebbleOptions, shared_apiserver, shared_bind, unique_name,
+    DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi,
+    FakeHttpreqServer, Pebble, PebbleOptions, shared_apiserver, shared_bind, unique_name,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -327,6 +327,7 @@ async fn httpreq_webhook_through_its_fake_server_and_lego_through_the_same_fake(
 /// lego (Debian's) issues a certificate through the same fake: the fake speaks the API
 /// the way a real client expects.
 async fn lego(provider: &str, env: &[(&str, &str)], fake: &FakeDnsApi) {
+    let domain = &format!("{}.{ZONE}", unique_name(&format!("lego-{provider}")));
     let lego = std::path::Path::new("/usr/bin/lego");
     assert!(
         lego.exists(),
@@ -334,7 +335,6 @@ async fn lego(provider: &str, env: &[(&str, &str)], fake: &FakeDnsApi) {
     );
     let pebble = Pebble::start(PebbleOptions::default());
     let dir = caas_testbed::scratch_dir("lego");
-    let domain = format!("{}.{ZONE}", unique_name(&format!("lego-{provider}")));
     let before = fake.log().len();
     let out = tokio::process::Command::new(lego)
         .args([
@@ -351,7 +351,7 @@ async fn lego(provider: &str, env: &[(&str, &str)], fake: &FakeDnsApi) {
             "--hmac",
             &pebble.eab_hmac,
         ])
-        .args(["--domains", &domain, "--dns", provider, "--dns.disable-cp"])
+        .args(["--domains", domain, "--dns", provider, "--dns.disable-cp"])
         .args(["--dns.resolvers", &shared_bind().addr().to_string()])
         .args([
             "--key-type",
@@ -432,5 +432,118 @@ async fn cname_delegation_is_followed_when_asked() {
     assert!(
         !logs.contains("refused the update of _acme-challenge.delegated"),
         "nothing written at the CNAME itself"
+    );
+}
+
+#[tokio::test]
+async fn acme_dns_through_its_fake_server() {
+    // `_acme-challenge.acmedns.acc.test` is a CNAME to the account's fulldomain.
+    let fulldomain = format!("acmedns.{DELEGATE_ZONE}");
+    let fake = FakeAcmeDnsServer::start(&fulldomain).await;
+    let domain = format!("acmedns.{ZONE}");
+    let accounts = json!({ domain.clone(): fake.account.clone().unwrap() }).to_string();
+    let mut wrong_account = fake.account.clone().unwrap();
+    let wrong = unique_name("acmedns-wrong");
+    caas_testbed::register_secret(&wrong);
+    wrong_account["password"] = json!(wrong);
+    let wrong_accounts = json!({ format!("refused.{ZONE}"): wrong_account }).to_string();
+
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "acme-dns").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = dns_operator(&ns, &pebble);
+    apply_secret(&client, &ns, "acme-dns", &[("acmedns.json", &accounts)]).await;
+    apply_secret(
+        &client,
+        &ns,
+        "acme-dns-wrong",
+        &[("acmedns.json", &wrong_accounts)],
+    )
+    .await;
+    let solver = |secret: &str| {
+        json!([{ "dns01": { "acmeDNS": {
+        "host": fake.url, "accountSecretRef": { "name": secret, "key": "acmedns.json" }
+    } } }])
+    };
+    create_issuer(
+        &client,
+        &ns,
+        "acme-dns",
+        &pebble,
+        &pebble.eab_hmac,
+        solver("acme-dns"),
+    )
+    .await;
+    create_issuer(
+        &client,
+        &ns,
+        "wrong",
+        &pebble,
+        &pebble.eab_hmac,
+        solver("acme-dns-wrong"),
+    )
+    .await;
+    create_certificate(
+        &client,
+        &ns,
+        "web",
+        json!({
+            "secretName": "web-tls", "issuerRef": { "name": "acme-dns" },
+            "dnsNames": [domain, format!("*.{domain}")]
+        }),
+    )
+    .await;
+    create_certificate(&client, &ns, "refused", json!({
+        "secretName": "refused-tls", "issuerRef": { "name": "wrong" }, "dnsNames": [format!("refused.{ZONE}")]
+    }))
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "web",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let chain = secret_text(
+        &Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("web-tls")
+            .await
+            .unwrap(),
+        "tls.crt",
+    );
+    let root = pebble.issuance_root().await;
+    verify_chain(&chain, &root, &domain).expect("apex");
+    verify_chain(&chain, &root, &format!("x.{domain}")).expect("wildcard");
+    let refused = wait_cert_ready(
+        &client,
+        &ns,
+        "refused",
+        "False",
+        Some("DNSUpdateFailed"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let (_, _, message) = condition(&refused.status.unwrap().conditions, "Ready").unwrap();
+    assert!(
+        message.contains("HTTP 401: forbidden") && !message.contains(&wrong),
+        "{message}"
+    );
+    operator.assert_logs_free_of(&[&fake.credential, &wrong]);
+
+    // Debian's lego 4.9.1 is built without its acme-dns provider ("unrecognized DNS
+    // provider: acme-dns"), so only the operator talks to this fake; its requests follow
+    // acme-dns's README (POST /update, X-Api-User, X-Api-Key, {"subdomain", "txt"}).
+    assert!(
+        fake.log()
+            .iter()
+            .any(|l| l.starts_with("POST /update -> 200")),
+        "{:?}",
+        fake.log()
     );
 }

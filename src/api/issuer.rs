@@ -166,6 +166,10 @@ pub struct Dns01Solver {
     /// DigitalOcean, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<DigitalOcean>,
+    /// An acme-dns server (github.com/joohoi/acme-dns): `_acme-challenge.<name>` is a
+    /// CNAME to the account's `fulldomain`, and the server publishes the value there.
+    #[serde(default, rename = "acmeDNS", skip_serializing_if = "Option::is_none")]
+    pub acme_dns: Option<AcmeDns>,
     /// Any DNS through an HTTP endpoint speaking lego's `httpreq` protocol: POST
     /// `<url>/present` and `<url>/cleanup` with `{"fqdn", "value"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +215,19 @@ pub struct DigitalOcean {
     pub api_url: Option<String>,
 }
 
-/// An lego `httpreq` endpoint.
+/// cert-manager's `acmeDNS` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeDns {
+    /// The acme-dns server's URL, e.g. `https://auth.acme-dns.io`.
+    pub host: String,
+    /// Secret and key holding the accounts JSON, as cert-manager reads it:
+    /// `{"example.com": {"username", "password", "fulldomain", "subdomain", "allowfrom"}}`,
+    /// one entry per domain (a wildcard uses its base domain's).
+    pub account_secret_ref: SecretKeySelector,
+}
+
+/// A lego `httpreq` endpoint.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {

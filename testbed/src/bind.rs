@@ -92,7 +92,10 @@ zone "{DELEGATE}" {{
                  @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n\
                  ; CNAME delegation: the challenge of delegated.{ZONE} is answered in {DELEGATE}\n\
                  _acme-challenge.delegated IN CNAME delegated.{DELEGATE}.\n\
-                 delegated IN A 127.0.0.1\n"
+                 delegated IN A 127.0.0.1\n\
+                 ; and acme-dns's (its account's fulldomain)\n\
+                 _acme-challenge.acmedns IN CNAME acmedns.{DELEGATE}.\n\
+                 acmedns IN A 127.0.0.1\n"
             ),
         )
         .expect("write zone");

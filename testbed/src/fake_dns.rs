@@ -34,6 +34,7 @@ enum Api {
     Cloudflare,
     DigitalOcean,
     Httpreq,
+    AcmeDns,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +63,8 @@ pub struct FakeDnsApi {
     pub url: String,
     /// The credential it accepts (token, or `user:password` for httpreq).
     pub credential: String,
+    /// acme-dns: the account, as cert-manager's and lego's accounts JSON hold it.
+    pub account: Option<Value>,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -72,6 +75,26 @@ pub struct FakeCloudflareApi;
 pub struct FakeDigitalOceanApi;
 /// A fake `httpreq` endpoint (lego's protocol) in front of BIND.
 pub struct FakeHttpreqServer;
+/// A fake acme-dns server (joohoi/acme-dns's API: `POST /update` with `X-Api-User`,
+/// `X-Api-Key`, `{"subdomain", "txt"}`; the two latest values kept per subdomain).
+pub struct FakeAcmeDnsServer;
+
+impl FakeAcmeDnsServer {
+    /// With one account whose `fulldomain` is `fulldomain` (which the zone's
+    /// `_acme-challenge` CNAME must point at). `credential` is its password.
+    pub async fn start(fulldomain: &str) -> FakeDnsApi {
+        let user = crate::unique_name("acmedns-user");
+        let password = crate::unique_name("acmedns-password");
+        let subdomain = fulldomain.split('.').next().unwrap_or_default().to_string();
+        let authorization = format!("{user}:{password}:{subdomain}:{fulldomain}");
+        let mut fake = FakeDnsApi::start(Api::AcmeDns, authorization, password, "").await;
+        fake.account = Some(json!({
+            "username": user, "password": fake.credential, "fulldomain": fulldomain,
+            "subdomain": subdomain, "allowfrom": []
+        }));
+        fake
+    }
+}
 
 impl FakeCloudflareApi {
     #[allow(clippy::new_ret_no_self)]
@@ -145,6 +168,7 @@ impl FakeDnsApi {
         FakeDnsApi {
             url: format!("http://{addr}{base}"),
             credential,
+            account: None,
             state,
             task,
         }
@@ -232,11 +256,23 @@ async fn handle(
         .ok()
         .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
         .unwrap_or(Value::Null);
-    let authorized = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(state.authorization.as_str());
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let authorized = match state.api {
+        // user:password:subdomain:fulldomain
+        Api::AcmeDns => state.authorization.starts_with(&format!(
+            "{}:{}:",
+            header("x-api-user"),
+            header("x-api-key")
+        )),
+        _ => header("authorization") == state.authorization,
+    };
     let response = match (authorized, state.api) {
         (false, Api::Cloudflare) => reply(
             403,
@@ -250,6 +286,8 @@ async fn handle(
             json!({ "id": "unauthorized", "message": "Unable to authenticate you" }),
         ),
         (false, Api::Httpreq) => reply(401, json!("Unauthorized")),
+        (false, Api::AcmeDns) => reply(401, json!({ "error": "forbidden" })),
+        (true, Api::AcmeDns) => acme_dns(&state, &parts.method, parts.uri.path(), &body).await,
         (true, Api::Cloudflare) => cloudflare(&state, &parts.method, &parts.uri, &body).await,
         (true, Api::DigitalOcean) => digitalocean(&state, &parts.method, &parts.uri, &body).await,
         (true, Api::Httpreq) => httpreq(&state, &parts.method, parts.uri.path(), &body).await,
@@ -504,4 +542,46 @@ async fn httpreq(
         Ok(()) => reply(200, json!("ok")),
         Err(e) => reply(500, json!(e)),
     }
+}
+
+async fn acme_dns(
+    state: &State,
+    method: &Method,
+    path: &str,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    let mut fields = state.authorization.splitn(4, ':').skip(2);
+    let (Some(subdomain), Some(fulldomain)) = (fields.next(), fields.next()) else {
+        return reply(500, json!({ "error": "fake misconfigured" }));
+    };
+    if method != Method::POST || path != "/update" {
+        return reply(404, json!({ "error": "not found" }));
+    }
+    let (Some(sub), Some(txt)) = (body["subdomain"].as_str(), body["txt"].as_str()) else {
+        return reply(400, json!({ "error": "malformed_json_payload" }));
+    };
+    if sub != subdomain {
+        return reply(401, json!({ "error": "forbidden" }));
+    }
+    if txt.len() != 43 {
+        return reply(400, json!({ "error": "bad_txt" }));
+    }
+    if let Err(e) = add(state, fulldomain, txt).await {
+        return reply(500, json!({ "error": e }));
+    }
+    // acme-dns keeps the two latest values.
+    let older: Vec<u64> = {
+        let records = state.records.lock().expect("lock");
+        let mine: Vec<&Rec> = records.iter().filter(|r| r.name == fulldomain).collect();
+        mine.iter()
+            .take(mine.len().saturating_sub(2))
+            .map(|r| r.id)
+            .collect()
+    };
+    for id in older {
+        if let Err(e) = remove(state, id).await {
+            return reply(500, json!({ "error": e }));
+        }
+    }
+    reply(200, json!({ "txt": txt }))
 }

@@ -27,7 +27,8 @@ pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
 pub use fake_dns::{
-    DELEGATE_ZONE, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer,
+    DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi,
+    FakeHttpreqServer,
 };
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};

@@ -67,7 +67,8 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     match crate::solvers::dns01::provider::configured(dns01).as_slice() {
         [] => {
             return Err(
-                "names no provider: set rfc2136, cloudflare, digitalocean or webhook".into(),
+                "names no provider: set rfc2136, cloudflare, digitalocean, acmeDNS or webhook"
+                    .into(),
             );
         }
         [_] => {}
@@ -104,6 +105,10 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     if let Some(d) = &dns01.digitalocean {
         selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;
         url("digitalocean.apiURL", &d.api_url)?;
+    }
+    if let Some(a) = &dns01.acme_dns {
+        selector("acmeDNS.accountSecretRef", &a.account_secret_ref)?;
+        url("acmeDNS.host", &Some(a.host.clone()))?;
     }
     if let Some(w) = &dns01.webhook {
         url("webhook.url", &Some(w.url.clone()))?;

@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
+mod acme_dns;
 mod api;
 mod cloudflare;
 mod digitalocean;
@@ -119,7 +120,8 @@ impl Solver for Dns01 {
                     fqdn.trim_end_matches('.')
                 )),
                 None => {
-                    propagation::missing(&env.ctx.settings.dns01_resolvers, &fqdn, &value).await?
+                    let at = provider.served_at(&fqdn);
+                    propagation::missing(&env.ctx.settings.dns01_resolvers, &at, &value).await?
                 }
             };
             Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{cloudflare, digitalocean, webhook};
+use super::{acme_dns, cloudflare, digitalocean, webhook};
 use crate::api::issuer::{SecretKeySelector, Solver as SolverConfig};
 use crate::controllers::{Context, IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
@@ -19,6 +19,12 @@ pub trait DnsProvider: Send + Sync {
         fqdn: &'a str,
         value: &'a str,
     ) -> BoxFuture<'a, Result<(), DnsError>>;
+
+    /// The name where the value ends up, for the propagation check (acme-dns: the
+    /// account's `fulldomain`).
+    fn served_at(&self, fqdn: &str) -> String {
+        fqdn.to_string()
+    }
 
     /// Whether the zone serves `value` at `fqdn`, when the provider can ask its own
     /// authoritative server (RFC 2136); `None`: check through DNS resolution.
@@ -102,6 +108,9 @@ pub async fn provider(
             digitalocean::DigitalOcean::new(ctx, issuer, cfg).await?,
         ));
     }
+    if let Some(cfg) = &dns01.acme_dns {
+        return Ok(Box::new(acme_dns::AcmeDns::new(ctx, issuer, cfg).await?));
+    }
     if let Some(cfg) = &dns01.webhook {
         return Ok(Box::new(webhook::Webhook::new(ctx, issuer, cfg).await?));
     }
@@ -116,6 +125,7 @@ pub fn configured(dns01: &crate::api::issuer::Dns01Solver) -> Vec<&'static str> 
         ("rfc2136", dns01.rfc2136.is_some()),
         ("cloudflare", dns01.cloudflare.is_some()),
         ("digitalocean", dns01.digitalocean.is_some()),
+        ("acmeDNS", dns01.acme_dns.is_some()),
         ("webhook", dns01.webhook.is_some()),
     ]
     .into_iter()

@@ -1,0 +1,140 @@
+//! acme-dns (github.com/joohoi/acme-dns): `POST <host>/update` with `X-Api-User`,
+//! `X-Api-Key` and `{"subdomain", "txt"}`. The server keeps the two latest values of a
+//! subdomain (an apex and its wildcard) and has no delete: cleanup is nothing to do. The
+//! accounts JSON is cert-manager's (and lego's storage file's) format, keyed by domain.
+
+use futures::future::BoxFuture;
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::ApiClient;
+use super::provider::{DnsProvider, secret_value};
+use crate::controllers::{Context, IssuerHandle};
+use crate::solvers::SolverError;
+use crate::solvers::rfc2136::DnsError;
+
+const PROVIDER: &str = "acme-dns";
+
+#[derive(Clone, Deserialize)]
+struct Account {
+    username: String,
+    password: String,
+    fulldomain: String,
+    subdomain: String,
+}
+
+pub struct AcmeDns {
+    api: ApiClient,
+    host: String,
+    accounts: std::collections::HashMap<String, Account>,
+}
+
+impl AcmeDns {
+    pub async fn new(
+        ctx: &Context,
+        issuer: &IssuerHandle,
+        cfg: &crate::api::issuer::AcmeDns,
+    ) -> Result<AcmeDns, SolverError> {
+        let json = secret_value(ctx, issuer, &cfg.account_secret_ref, "acme-dns accounts").await?;
+        let accounts = serde_json::from_str(&json).map_err(|e| {
+            // Never quote the JSON: it holds passwords.
+            SolverError::InvalidSpec(format!(
+                "the acme-dns accounts Secret {} is not the accounts JSON ({{\"<domain>\": {{\"username\", \"password\", \"fulldomain\", \"subdomain\"}}}}): {}",
+                cfg.account_secret_ref.name,
+                e.classify_name()
+            ))
+        })?;
+        Ok(AcmeDns {
+            api: ApiClient::new(PROVIDER)?,
+            host: cfg.host.trim_end_matches('/').to_string(),
+            accounts,
+        })
+    }
+
+    /// The account for the domain whose challenge record is `fqdn`.
+    fn account(&self, fqdn: &str) -> Result<&Account, DnsError> {
+        let domain = domain(fqdn);
+        self.accounts.get(&domain).ok_or_else(|| DnsError::Api {
+            provider: PROVIDER,
+            name: fqdn.trim_end_matches('.').to_string(),
+            zone: domain.clone(),
+            message: format!("the accounts Secret has no entry for {domain}"),
+        })
+    }
+}
+
+/// The domain a challenge record is for (`_acme-challenge.` stripped).
+fn domain(fqdn: &str) -> String {
+    let name = fqdn.trim_end_matches('.');
+    name.strip_prefix("_acme-challenge.")
+        .unwrap_or(name)
+        .to_string()
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "missing or wrong fields",
+            serde_json::error::Category::Eof => "cut short",
+        }
+    }
+}
+
+impl DnsProvider for AcmeDns {
+    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
+        Box::pin(async move {
+            let account = self.account(fqdn)?;
+            let headers = [
+                ("x-api-user", account.username.clone()),
+                ("x-api-key", account.password.clone()),
+            ];
+            let body = json!({ "subdomain": account.subdomain, "txt": value });
+            let answer = self
+                .api
+                .send(
+                    Method::POST,
+                    &format!("{}/update", self.host),
+                    &headers,
+                    Some(&body),
+                )
+                .await?;
+            match answer.status {
+                200 => Ok(()),
+                status => Err(DnsError::Api {
+                    provider: PROVIDER,
+                    name: account.fulldomain.clone(),
+                    zone: domain(fqdn),
+                    message: format!(
+                        "HTTP {status}: {}",
+                        answer.body["error"]
+                            .as_str()
+                            .map_or_else(|| answer.body.to_string(), str::to_string)
+                    ),
+                }),
+            }
+        })
+    }
+
+    fn remove_txt<'a>(
+        &'a self,
+        _fqdn: &'a str,
+        _value: &'a str,
+    ) -> BoxFuture<'a, Result<(), DnsError>> {
+        // acme-dns has no delete; the next update replaces the older value.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn served_at(&self, fqdn: &str) -> String {
+        self.account(fqdn).map_or_else(
+            |_| fqdn.to_string(),
+            |a| format!("{}.", a.fulldomain.trim_end_matches('.')),
+        )
+    }
+}
