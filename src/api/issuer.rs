@@ -163,6 +163,11 @@ pub struct Dns01Solver {
     /// from the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<Cloudflare>,
+    /// Amazon Route 53: access key from a Secret, or the ambient AWS credentials
+    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or IRSA's web identity) when none is
+    /// given; waits for the change to be `INSYNC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53: Option<Route53>,
     /// DigitalOcean, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<DigitalOcean>,
@@ -200,6 +205,33 @@ pub struct Cloudflare {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// API base URL (default `https://api.cloudflare.com/client/v4`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// cert-manager's `route53` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53 {
+    /// AWS region (for STS with IRSA; Route 53 itself is global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The hosted zone; found from the name when unset.
+    #[serde(
+        default,
+        rename = "hostedZoneID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hosted_zone_id: Option<String>,
+    #[serde(
+        default,
+        rename = "accessKeyIDSecretRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_key_id_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretKeySelector>,
+    /// API base URL (default `https://route53.amazonaws.com`).
     #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }

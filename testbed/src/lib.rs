@@ -28,7 +28,7 @@ pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
 pub use fake_dns::{
     DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi,
-    FakeHttpreqServer,
+    FakeHttpreqServer, FakeRoute53Api,
 };
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};

@@ -67,7 +67,7 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     match crate::solvers::dns01::provider::configured(dns01).as_slice() {
         [] => {
             return Err(
-                "names no provider: set rfc2136, cloudflare, digitalocean, acmeDNS or webhook"
+                "names no provider: set rfc2136, cloudflare, route53, digitalocean, acmeDNS or webhook"
                     .into(),
             );
         }
@@ -101,6 +101,17 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
             (None, None) => return Err("cloudflare needs apiTokenSecretRef".into()),
         }
         url("cloudflare.apiURL", &c.api_url)?;
+    }
+    if let Some(r) = &dns01.route53 {
+        match (&r.access_key_id_secret_ref, &r.secret_access_key_secret_ref) {
+            (Some(id), Some(key)) => {
+                selector("route53.accessKeyIDSecretRef", id)?;
+                selector("route53.secretAccessKeySecretRef", key)?;
+            }
+            (None, None) => {}
+            _ => return Err("route53 needs both accessKeyIDSecretRef and secretAccessKeySecretRef, or neither (ambient credentials)".into()),
+        }
+        url("route53.apiURL", &r.api_url)?;
     }
     if let Some(d) = &dns01.digitalocean {
         selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;

@@ -51,6 +51,31 @@ impl ApiClient {
         headers: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, DnsError> {
+        let payload = body.map(|b| ("application/json", Bytes::from(b.to_string())));
+        self.request(method, url, headers, payload, true).await
+    }
+
+    /// Sends one request with a text body (the caller sets its content type); the answer's
+    /// body as a JSON string, unparsed (XML APIs).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&str>,
+    ) -> Result<Answer, DnsError> {
+        let payload = body.map(|b| ("", Bytes::from(b.to_string())));
+        self.request(method, url, headers, payload, false).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<(&str, Bytes)>,
+        json: bool,
+    ) -> Result<Answer, DnsError> {
         let unreachable = |message: String| DnsError::ApiUnreachable {
             provider: self.provider,
             url: url.to_string(),
@@ -61,9 +86,11 @@ impl ApiClient {
             req = req.header(*name, value);
         }
         let payload = match body {
-            Some(b) => {
-                req = req.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(b.to_string())
+            Some((content_type, bytes)) => {
+                if !content_type.is_empty() {
+                    req = req.header(http::header::CONTENT_TYPE, content_type);
+                }
+                bytes
             }
             None => Bytes::new(),
         };
@@ -81,10 +108,14 @@ impl ApiClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            let text = String::from_utf8_lossy(&bytes);
-            Value::String(text.chars().take(300).collect())
-        });
+        let text = || Value::String(String::from_utf8_lossy(&bytes).into_owned());
+        let body = match json {
+            true => serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                let text = String::from_utf8_lossy(&bytes);
+                Value::String(text.chars().take(300).collect())
+            }),
+            false => text(),
+        };
         Ok(Answer { status, body })
     }
 }

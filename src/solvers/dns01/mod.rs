@@ -23,6 +23,8 @@ mod cloudflare;
 mod digitalocean;
 pub mod propagation;
 pub mod provider;
+mod route53;
+mod sigv4;
 mod webhook;
 
 use self::provider::DnsProvider;

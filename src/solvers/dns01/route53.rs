@@ -1,0 +1,385 @@
+//! Amazon Route 53's REST API (2013-04-01, docs.aws.amazon.com/Route53/latest/APIReference):
+//! `GET /2013-04-01/hostedzonesbyname?dnsname=`, `GET .../hostedzone/{id}/rrset?name=&type=TXT`,
+//! `POST .../hostedzone/{id}/rrset/` (an XML ChangeBatch: UPSERT the set with our value
+//! added, or with it removed, DELETE when it was the last), `GET .../change/{id}` until
+//! `INSYNC`; every request signed with SigV4 ([`super::sigv4`]). Errors are XML
+//! `<ErrorResponse><Error><Code>..</Code><Message>..</Message></Error>`.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::Method;
+
+use super::api::{ApiClient, zone_candidates};
+use super::provider::{DnsProvider, secret_value};
+use super::sigv4::{self, Credentials};
+use crate::controllers::{Context, IssuerHandle};
+use crate::solvers::SolverError;
+use crate::solvers::rfc2136::DnsError;
+
+pub const DEFAULT_URL: &str = "https://route53.amazonaws.com";
+const PROVIDER: &str = "Route 53";
+const TTL: u32 = 60;
+
+pub struct Route53 {
+    api: ApiClient,
+    base: String,
+    host: String,
+    creds: Credentials,
+    hosted_zone_id: Option<String>,
+}
+
+/// The text inside each `<tag>...</tag>` of `xml` (unescaped).
+fn tags(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|part| part.split_once(&close).map(|(inner, _)| unescape(inner)))
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Route 53's own words from an XML error answer.
+fn words(status: u16, xml: &str) -> String {
+    match (tags(xml, "Code").first(), tags(xml, "Message").first()) {
+        (Some(code), Some(message)) => format!("HTTP {status}: {code}: {message}"),
+        _ => format!(
+            "HTTP {status}: {}",
+            xml.chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// Ambient credentials: the environment, else IRSA's web identity through STS.
+async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(id), Some(key)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        return Ok(Credentials {
+            access_key_id: id,
+            secret_access_key: key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        });
+    }
+    let (Some(file), Some(role)) = (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN")) else {
+        return Err(SolverError::InvalidSpec(
+            "route53 has no accessKeyIDSecretRef and no ambient AWS credentials (AWS_ACCESS_KEY_ID, or IRSA's AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN)".into(),
+        ));
+    };
+    let token = std::fs::read_to_string(&file).map_err(|e| {
+        SolverError::InvalidSpec(format!("cannot read the web identity token {file}: {e}"))
+    })?;
+    let region = region
+        .map(str::to_string)
+        .or_else(|| env("AWS_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let url = format!(
+        "https://sts.{region}.amazonaws.com/?Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=caas-operator&RoleArn={}&WebIdentityToken={}",
+        sigv4::uri_encode(&role, false),
+        sigv4::uri_encode(token.trim(), false)
+    );
+    let answer = ApiClient::new("AWS STS")?
+        .send_raw(Method::POST, &url, &[], None)
+        .await?;
+    let xml = answer.body.as_str().unwrap_or_default().to_string();
+    match (
+        tags(&xml, "AccessKeyId").first(),
+        tags(&xml, "SecretAccessKey").first(),
+    ) {
+        (Some(id), Some(key)) if answer.status == 200 => Ok(Credentials {
+            access_key_id: id.clone(),
+            secret_access_key: key.clone(),
+            session_token: tags(&xml, "SessionToken").first().cloned(),
+        }),
+        _ => Err(SolverError::Dns(DnsError::ApiUnreachable {
+            provider: "AWS STS",
+            url: format!("https://sts.{region}.amazonaws.com"),
+            message: words(answer.status, &xml),
+        })),
+    }
+}
+
+impl Route53 {
+    pub async fn new(
+        ctx: &Context,
+        issuer: &IssuerHandle,
+        cfg: &crate::api::issuer::Route53,
+    ) -> Result<Route53, SolverError> {
+        let creds = match (
+            &cfg.access_key_id_secret_ref,
+            &cfg.secret_access_key_secret_ref,
+        ) {
+            (Some(id), Some(key)) => Credentials {
+                access_key_id: secret_value(ctx, issuer, id, "AWS access key ID").await?,
+                secret_access_key: secret_value(ctx, issuer, key, "AWS secret access key").await?,
+                session_token: None,
+            },
+            _ => ambient(cfg.region.as_deref()).await?,
+        };
+        let base = cfg
+            .api_url
+            .as_deref()
+            .unwrap_or(DEFAULT_URL)
+            .trim_end_matches('/')
+            .to_string();
+        let host = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Route53 {
+            api: ApiClient::new(PROVIDER)?,
+            base,
+            host,
+            creds,
+            hosted_zone_id: cfg.hosted_zone_id.clone(),
+        })
+    }
+
+    /// A signed request; the status and the XML body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(u16, String), DnsError> {
+        let amz_date = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let mut headers = sigv4::sign(
+            &self.creds,
+            method.as_str(),
+            &self.host,
+            path,
+            query,
+            body.as_bytes(),
+            &amz_date,
+            "us-east-1",
+            "route53",
+        );
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", sigv4::uri_encode(v, false)))
+            .collect();
+        let url = match q.is_empty() {
+            true => format!("{}{path}", self.base),
+            false => format!("{}{path}?{}", self.base, q.join("&")),
+        };
+        headers.push(("content-type", "text/xml".into()));
+        let payload = (!body.is_empty()).then_some(body);
+        let answer = self.api.send_raw(method, &url, &headers, payload).await?;
+        Ok((
+            answer.status,
+            answer.body.as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
+    fn refused(name: &str, zone: &str, status: u16, xml: &str) -> DnsError {
+        DnsError::Api {
+            provider: PROVIDER,
+            name: name.to_string(),
+            zone: zone.to_string(),
+            message: words(status, xml),
+        }
+    }
+
+    /// The hosted zone (id, name) holding `fqdn`.
+    async fn zone(&self, fqdn: &str) -> Result<(String, String), DnsError> {
+        let name = fqdn.trim_end_matches('.');
+        if let Some(id) = &self.hosted_zone_id {
+            return Ok((
+                id.trim_start_matches("/hostedzone/").to_string(),
+                format!("hosted zone {id}"),
+            ));
+        }
+        for candidate in zone_candidates(fqdn) {
+            let (status, xml) = self
+                .call(
+                    Method::GET,
+                    "/2013-04-01/hostedzonesbyname",
+                    &[("dnsname", &candidate), ("maxitems", "1")],
+                    "",
+                )
+                .await?;
+            if status != 200 {
+                return Err(Self::refused(name, &candidate, status, &xml));
+            }
+            let names = tags(&xml, "Name");
+            let ids = tags(&xml, "Id");
+            if names.first().map(|n| n.trim_end_matches('.')) == Some(candidate.as_str())
+                && let Some(id) = ids.first()
+            {
+                return Ok((id.trim_start_matches("/hostedzone/").to_string(), candidate));
+            }
+        }
+        Err(DnsError::NoProviderZone {
+            provider: PROVIDER,
+            name: name.to_string(),
+        })
+    }
+
+    /// The TXT values at `name` (quoted, as Route 53 holds them).
+    async fn values(&self, id: &str, zone: &str, name: &str) -> Result<Vec<String>, DnsError> {
+        let path = format!("/2013-04-01/hostedzone/{id}/rrset");
+        let fqdn = format!("{name}.");
+        let (status, xml) = self
+            .call(
+                Method::GET,
+                &path,
+                &[("name", &fqdn), ("type", "TXT"), ("maxitems", "1")],
+                "",
+            )
+            .await?;
+        if status != 200 {
+            return Err(Self::refused(name, zone, status, &xml));
+        }
+        // The list starts at the name: its first set may be another name's.
+        let first_set = xml.split("<ResourceRecordSet>").nth(1).unwrap_or_default();
+        let same = tags(first_set, "Name")
+            .first()
+            .map(|n| n.trim_end_matches('.'))
+            == Some(name)
+            && tags(first_set, "Type").first().map(String::as_str) == Some("TXT");
+        Ok(if same {
+            tags(first_set, "Value")
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Applies one change (UPSERT or DELETE of the whole set) and waits until INSYNC.
+    async fn change(
+        &self,
+        id: &str,
+        zone: &str,
+        name: &str,
+        action: &str,
+        values: &[String],
+    ) -> Result<(), DnsError> {
+        let records: String = values
+            .iter()
+            .map(|v| {
+                format!(
+                    "<ResourceRecord><Value>{}</Value></ResourceRecord>",
+                    escape(v)
+                )
+            })
+            .collect();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Comment>caas-operator DNS-01</Comment><Changes><Change><Action>{action}</Action><ResourceRecordSet><Name>{name}.</Name><Type>TXT</Type><TTL>{TTL}</TTL><ResourceRecords>{records}</ResourceRecords></ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
+        );
+        let (status, xml) = self
+            .call(
+                Method::POST,
+                &format!("/2013-04-01/hostedzone/{id}/rrset/"),
+                &[],
+                &body,
+            )
+            .await?;
+        if status != 200 {
+            return Err(Self::refused(name, zone, status, &xml));
+        }
+        let change = tags(&xml, "Id").first().cloned().unwrap_or_default();
+        let change = change.trim_start_matches("/change/");
+        // Route 53 applies a change to all its servers within about a minute.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut status_now = tags(&xml, "Status").first().cloned().unwrap_or_default();
+        while status_now != "INSYNC" && !change.is_empty() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Self::refused(
+                    name,
+                    zone,
+                    200,
+                    &format!(
+                        "<Code>Timeout</Code><Message>change {change} is still {status_now} after 90 s</Message>"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (s, xml) = self
+                .call(
+                    Method::GET,
+                    &format!("/2013-04-01/change/{change}"),
+                    &[],
+                    "",
+                )
+                .await?;
+            if s != 200 {
+                return Err(Self::refused(name, zone, s, &xml));
+            }
+            status_now = tags(&xml, "Status").first().cloned().unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+impl DnsProvider for Route53 {
+    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
+        Box::pin(async move {
+            let (id, zone) = self.zone(fqdn).await?;
+            let name = fqdn.trim_end_matches('.');
+            let quoted = format!("\"{value}\"");
+            let mut values = self.values(&id, &zone, name).await?;
+            if values.contains(&quoted) {
+                return Ok(());
+            }
+            values.push(quoted);
+            self.change(&id, &zone, name, "UPSERT", &values).await
+        })
+    }
+
+    fn remove_txt<'a>(
+        &'a self,
+        fqdn: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), DnsError>> {
+        Box::pin(async move {
+            let (id, zone) = self.zone(fqdn).await?;
+            let name = fqdn.trim_end_matches('.');
+            let quoted = format!("\"{value}\"");
+            let values = self.values(&id, &zone, name).await?;
+            if !values.contains(&quoted) {
+                return Ok(());
+            }
+            let rest: Vec<String> = values.iter().filter(|v| **v != quoted).cloned().collect();
+            match rest.is_empty() {
+                // A DELETE names the set exactly as it is.
+                true => self.change(&id, &zone, name, "DELETE", &values).await,
+                false => self.change(&id, &zone, name, "UPSERT", &rest).await,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_tags_and_errors() {
+        let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error></ErrorResponse>";
+        assert_eq!(
+            words(403, xml),
+            "HTTP 403: InvalidClientTokenId: The security token included in the request is invalid."
+        );
+        assert_eq!(
+            tags("<Value>&quot;a&quot;</Value><Value>\"b\"</Value>", "Value"),
+            vec!["\"a\"", "\"b\""]
+        );
+    }
+}
