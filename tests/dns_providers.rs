@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use caas_testbed::{
-    DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi,
-    FakeHttpreqServer, FakeRoute53Api, Pebble, PebbleOptions, shared_apiserver, shared_bind,
-    unique_name,
+    CLOUD_DNS_PROJECT, DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudDnsApi, FakeCloudflareApi,
+    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api, Pebble, PebbleOptions,
+    shared_apiserver, shared_bind, unique_name,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -573,6 +573,29 @@ async fn route53_through_its_fake_api() {
         &[("access-key-id", key_id), ("secret-access-key", secret)],
         &[("access-key-id", &wrong), ("secret-access-key", secret)],
         "InvalidClientTokenId",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cloud_dns_through_its_fake_api() {
+    let fake = FakeCloudDnsApi::start().await;
+    let other = fake.other_key.clone().unwrap();
+    let url = fake.url.clone();
+    let solver = |s: &str| {
+        json!({ "dns01": { "cloudDNS": {
+        "project": CLOUD_DNS_PROJECT,
+        "serviceAccountSecretRef": { "name": s, "key": "key.json" },
+        "apiURL": url
+    } } })
+    };
+    provider_end_to_end(
+        "clouddns",
+        &fake,
+        solver,
+        &[("key.json", &fake.credential)],
+        &[("key.json", &other)],
+        "Invalid JWT Signature",
     )
     .await;
 }

@@ -171,6 +171,10 @@ pub struct Dns01Solver {
     /// DigitalOcean, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<DigitalOcean>,
+    /// Google Cloud DNS: a service account JSON key from a Secret, or the ambient
+    /// identity (GKE workload identity, the metadata server) when none is given.
+    #[serde(default, rename = "cloudDNS", skip_serializing_if = "Option::is_none")]
+    pub cloud_dns: Option<CloudDns>,
     /// An acme-dns server (github.com/joohoi/acme-dns): `_acme-challenge.<name>` is a
     /// CNAME to the account's `fulldomain`, and the server publishes the value there.
     #[serde(default, rename = "acmeDNS", skip_serializing_if = "Option::is_none")]
@@ -232,6 +236,23 @@ pub struct Route53 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_secret_ref: Option<SecretKeySelector>,
     /// API base URL (default `https://route53.amazonaws.com`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// cert-manager's `cloudDNS` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudDns {
+    /// The Google Cloud project holding the managed zone.
+    pub project: String,
+    /// Secret and key holding a service account JSON key (`roles/dns.admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_secret_ref: Option<SecretKeySelector>,
+    /// The managed zone's name; found from the record name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_name: Option<String>,
+    /// API base URL (default `https://dns.googleapis.com`).
     #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }

@@ -36,6 +36,7 @@ enum Api {
     Httpreq,
     AcmeDns,
     Route53,
+    CloudDns,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ struct State {
     next_id: Mutex<u64>,
     /// `METHOD path -> status` of every request.
     log: Mutex<Vec<String>>,
+    /// Cloud DNS: the service account's public key (PKCS#1 DER).
+    public_key: Mutex<Vec<u8>>,
 }
 
 /// A running fake; stops when dropped.
@@ -66,6 +69,8 @@ pub struct FakeDnsApi {
     pub credential: String,
     /// acme-dns: the account, as cert-manager's and lego's accounts JSON hold it.
     pub account: Option<Value>,
+    /// Cloud DNS: a service account key the fake refuses.
+    pub other_key: Option<String>,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -94,6 +99,53 @@ impl FakeRoute53Api {
             "",
         )
         .await
+    }
+}
+
+/// The fake of Google Cloud DNS API v1 and of the OAuth token endpoint a service
+/// account key names (RFC 7523 JWT bearer; the JWT's RS256 signature is verified).
+pub struct FakeCloudDnsApi;
+
+/// The project the fake serves.
+pub const CLOUD_DNS_PROJECT: &str = "caas-test-project";
+
+impl FakeCloudDnsApi {
+    /// `credential` is the service account JSON key; [`FakeDnsApi::other_key`] is one for
+    /// the same account that the fake does not accept.
+    pub async fn start() -> FakeDnsApi {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let mut rng = rsa::rand_core::OsRng;
+        let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+        let public = key
+            .to_public_key()
+            .to_pkcs1_der()
+            .expect("public key")
+            .as_bytes()
+            .to_vec();
+        let pem = key.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string();
+        let other = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+        let other_pem = other.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string();
+        let email = format!("caas-dns@{CLOUD_DNS_PROJECT}.iam.gserviceaccount.com");
+        let token = crate::unique_name("ya29");
+        crate::register_secret(&token);
+        let authorization = format!("Bearer {token}");
+        let mut fake = FakeDnsApi::start(Api::CloudDns, authorization, String::new(), "").await;
+        let sa = |private_key: &str| {
+            json!({
+                "type": "service_account", "project_id": CLOUD_DNS_PROJECT,
+                "private_key_id": "0123456789abcdef", "private_key": private_key,
+                "client_email": email, "client_id": "100000000000000000001",
+                "token_uri": format!("{}/token", fake.url)
+            })
+            .to_string()
+        };
+        fake.credential = sa(&pem);
+        fake.other_key = Some(sa(&other_pem));
+        crate::register_secret(&pem);
+        crate::register_secret(&other_pem);
+        *fake.state.public_key.lock().expect("lock") = public;
+        fake
     }
 }
 
@@ -150,7 +202,9 @@ impl FakeHttpreqServer {
 
 impl FakeDnsApi {
     async fn start(api: Api, authorization: String, credential: String, base: &str) -> FakeDnsApi {
-        crate::register_secret(&credential);
+        if !credential.is_empty() {
+            crate::register_secret(&credential);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake DNS API");
@@ -171,6 +225,7 @@ impl FakeDnsApi {
             records: Mutex::default(),
             next_id: Mutex::new(1000),
             log: Mutex::default(),
+            public_key: Mutex::default(),
         });
         let served = state.clone();
         let task = tokio::spawn(async move {
@@ -191,6 +246,7 @@ impl FakeDnsApi {
             url: format!("http://{addr}{base}"),
             credential,
             account: None,
+            other_key: None,
             state,
             task,
         }
@@ -308,6 +364,8 @@ async fn handle(
                     .is_some_and(|s| s.len() == 64)
                 && header("x-amz-date").len() == 16
         }
+        // The token endpoint authenticates by the JWT it is given.
+        Api::CloudDns if parts.uri.path() == "/token" => true,
         _ => header("authorization") == state.authorization,
     };
     let response = match (authorized, state.api) {
@@ -324,6 +382,14 @@ async fn handle(
         ),
         (false, Api::Httpreq) => reply(401, json!("Unauthorized")),
         (false, Api::AcmeDns) => reply(401, json!({ "error": "forbidden" })),
+        (false, Api::CloudDns) => reply(
+            401,
+            json!({ "error": {
+            "code": 401, "status": "UNAUTHENTICATED",
+            "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
+        } }),
+        ),
+        (true, Api::CloudDns) => cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
         (false, Api::Route53) => xml(
             403,
             &aws_error(
@@ -816,4 +882,218 @@ async fn route53_change(state: &State, body: &str) -> Response<Full<Bytes>> {
             *next
         ),
     )
+}
+
+/// The OAuth token endpoint: checks the JWT bearer assertion's RS256 signature, issuer
+/// and audience, as Google's does.
+fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
+    let refuse = |description: &str| {
+        reply(
+            400,
+            json!({ "error": "invalid_grant", "error_description": description }),
+        )
+    };
+    let assertion = form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("assertion="))
+        .unwrap_or_default();
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return refuse("Invalid JWT.");
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims: Value = b64
+        .decode(claims)
+        .ok()
+        .and_then(|c| serde_json::from_slice(&c).ok())
+        .unwrap_or_default();
+    let signature = b64.decode(signature).unwrap_or_default();
+    let public = state.public_key.lock().expect("lock").clone();
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public,
+    );
+    if key
+        .verify(
+            format!("{header}.{claims_raw}", claims_raw = parts[1]).as_bytes(),
+            &signature,
+        )
+        .is_err()
+    {
+        return refuse("Invalid JWT Signature.");
+    }
+    if !claims["iss"]
+        .as_str()
+        .is_some_and(|i| i.ends_with(".iam.gserviceaccount.com"))
+        || !claims["aud"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/token"))
+    {
+        return refuse("Invalid JWT: iss or aud.");
+    }
+    let token = state.authorization.trim_start_matches("Bearer ");
+    reply(
+        200,
+        json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" }),
+    )
+}
+
+async fn cloud_dns(
+    state: &State,
+    method: &Method,
+    uri: &hyper::Uri,
+    raw: &str,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    if uri.path() == "/token" {
+        return cloud_token(state, raw);
+    }
+    let error = |code: u16, status: &str, message: &str| {
+        reply(
+            code,
+            json!({ "error": { "code": code, "message": message, "status": status } }),
+        )
+    };
+    let prefix = format!("/dns/v1/projects/{CLOUD_DNS_PROJECT}/managedZones");
+    let Some(rest) = uri.path().strip_prefix(&prefix) else {
+        return error(403, "PERMISSION_DENIED", "Forbidden");
+    };
+    let path: Vec<&str> = rest
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let zone_name = |id: &str| {
+        state
+            .zones
+            .iter()
+            .find(|(z, _)| z == id)
+            .map(|(_, n)| n.clone())
+    };
+    match (method, path.as_slice()) {
+        (&Method::GET, []) => {
+            let dns_name = query(uri, "dnsName").unwrap_or_default();
+            let zones: Vec<Value> = state.zones.iter().filter(|(_, n)| format!("{n}.") == dns_name)
+                .map(|(id, n)| json!({ "kind": "dns#managedZone", "name": id, "dnsName": format!("{n}.") })).collect();
+            reply(200, json!({ "managedZones": zones }))
+        }
+        (_, [zone, ..]) if zone_name(zone).is_none() => error(
+            404,
+            "NOT_FOUND",
+            &format!("The 'parameters.managedZone' resource named '{zone}' does not exist."),
+        ),
+        (&Method::GET, [_, "rrsets"]) => {
+            let name = query(uri, "name")
+                .unwrap_or_default()
+                .trim_end_matches('.')
+                .to_string();
+            let values: Vec<String> = state
+                .records
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|r| r.name == name)
+                .map(|r| format!("\"{}\"", r.content))
+                .collect();
+            let sets = match values.is_empty() {
+                true => json!([]),
+                false => {
+                    json!([{ "kind": "dns#resourceRecordSet", "name": format!("{name}."), "type": "TXT", "ttl": 60, "rrdatas": values }])
+                }
+            };
+            reply(200, json!({ "rrsets": sets }))
+        }
+        (&Method::POST, [_, "changes"]) => {
+            let set = |v: &Value| -> (String, Vec<String>) {
+                let name = v["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_string();
+                let values = v["rrdatas"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|d| d.as_str())
+                            .map(|d| d.trim_matches('"').to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (name, values)
+            };
+            let deletions: Vec<(String, Vec<String>)> = body["deletions"]
+                .as_array()
+                .map(|a| a.iter().map(set).collect())
+                .unwrap_or_default();
+            let additions: Vec<(String, Vec<String>)> = body["additions"]
+                .as_array()
+                .map(|a| a.iter().map(set).collect())
+                .unwrap_or_default();
+            for (name, values) in &deletions {
+                let current: Vec<Rec> = state
+                    .records
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| &r.name == name)
+                    .cloned()
+                    .collect();
+                let mut have: Vec<&String> = current.iter().map(|r| &r.content).collect();
+                let mut want: Vec<&String> = values.iter().collect();
+                have.sort();
+                want.sort();
+                if have != want {
+                    return error(
+                        412,
+                        "FAILED_PRECONDITION",
+                        &format!(
+                            "The resource 'entity.change.deletions[{name}.][TXT]' named '{name}. (TXT)' does not match the current record set"
+                        ),
+                    );
+                }
+            }
+            for (name, values) in &deletions {
+                let kept: Vec<&String> = additions
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .flat_map(|(_, v)| v)
+                    .collect();
+                let ids: Vec<u64> = state
+                    .records
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| {
+                        &r.name == name && !values.is_empty() && !kept.contains(&&r.content)
+                    })
+                    .map(|r| r.id)
+                    .collect();
+                for id in ids {
+                    if let Err(e) = remove(state, id).await {
+                        return error(500, "INTERNAL", &e);
+                    }
+                }
+            }
+            for (name, values) in &additions {
+                let have: Vec<String> = state
+                    .records
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| &r.name == name)
+                    .map(|r| r.content.clone())
+                    .collect();
+                for v in values.iter().filter(|v| !have.contains(v)) {
+                    if let Err(e) = add(state, name, v).await {
+                        return error(500, "INTERNAL", &e);
+                    }
+                }
+            }
+            reply(
+                200,
+                json!({ "kind": "dns#change", "id": "1", "status": "done" }),
+            )
+        }
+        _ => error(404, "NOT_FOUND", "Not Found"),
+    }
 }

@@ -27,8 +27,8 @@ pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
 pub use fake_dns::{
-    DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi,
-    FakeHttpreqServer, FakeRoute53Api,
+    CLOUD_DNS_PROJECT, DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudDnsApi, FakeCloudflareApi,
+    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api,
 };
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};

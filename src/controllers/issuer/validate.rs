@@ -67,7 +67,7 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     match crate::solvers::dns01::provider::configured(dns01).as_slice() {
         [] => {
             return Err(
-                "names no provider: set rfc2136, cloudflare, route53, digitalocean, acmeDNS or webhook"
+                "names no provider: set rfc2136, cloudflare, route53, cloudDNS, digitalocean, acmeDNS or webhook"
                     .into(),
             );
         }
@@ -112,6 +112,15 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
             _ => return Err("route53 needs both accessKeyIDSecretRef and secretAccessKeySecretRef, or neither (ambient credentials)".into()),
         }
         url("route53.apiURL", &r.api_url)?;
+    }
+    if let Some(g) = &dns01.cloud_dns {
+        if g.project.trim().is_empty() {
+            return Err("cloudDNS.project is empty".into());
+        }
+        if let Some(r) = &g.service_account_secret_ref {
+            selector("cloudDNS.serviceAccountSecretRef", r)?;
+        }
+        url("cloudDNS.apiURL", &g.api_url)?;
     }
     if let Some(d) = &dns01.digitalocean {
         selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;

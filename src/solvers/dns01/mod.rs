@@ -19,6 +19,7 @@ use kube::runtime::controller::Action;
 
 mod acme_dns;
 mod api;
+mod cloud_dns;
 mod cloudflare;
 mod digitalocean;
 pub mod propagation;

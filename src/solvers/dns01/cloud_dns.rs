@@ -1,0 +1,319 @@
+//! Google Cloud DNS API v1 (cloud.google.com/dns/docs/reference/rest/v1):
+//! `GET /dns/v1/projects/{p}/managedZones?dnsName=`, `GET .../managedZones/{z}/rrsets?name=&type=TXT`,
+//! `POST .../managedZones/{z}/changes` (`{"additions", "deletions"}`: the TXT set with our
+//! value added or removed), `GET .../changes/{id}` until `done`. Access tokens come from
+//! a service account key (an RS256 JWT exchanged at its `token_uri`, RFC 7523) or the
+//! metadata server. Errors are `{"error": {"code", "message", "status"}}`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use futures::future::BoxFuture;
+use http::Method;
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::{Answer, ApiClient, zone_candidates};
+use super::provider::{DnsProvider, secret_value};
+use crate::controllers::{Context, IssuerHandle};
+use crate::solvers::SolverError;
+use crate::solvers::rfc2136::DnsError;
+
+pub const DEFAULT_URL: &str = "https://dns.googleapis.com";
+const PROVIDER: &str = "Google Cloud DNS";
+const METADATA_TOKEN: &str =
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
+
+#[derive(Deserialize)]
+struct ServiceAccountKey {
+    client_email: String,
+    private_key: String,
+    token_uri: String,
+}
+
+pub struct CloudDns {
+    api: ApiClient,
+    base: String,
+    auth: Vec<(&'static str, String)>,
+    zone: Option<String>,
+}
+
+fn words(answer: &Answer) -> String {
+    let e = &answer.body["error"];
+    match e["message"].as_str() {
+        Some(m) => format!(
+            "HTTP {}: {m} ({})",
+            answer.status,
+            e["status"].as_str().unwrap_or("error")
+        ),
+        None => format!("HTTP {}: {}", answer.status, answer.body),
+    }
+}
+
+/// An access token for `key`: a JWT signed with its RSA key, exchanged at its token URI.
+async fn key_token(api: &ApiClient, key: &ServiceAccountKey) -> Result<String, SolverError> {
+    let invalid =
+        |what: &str| SolverError::InvalidSpec(format!("the cloudDNS service account key {what}"));
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(key.private_key.as_bytes())
+        .map_err(|_| invalid("has no PKCS#8 private_key"))?;
+    let pair = ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der())
+        .map_err(|_| invalid("private_key is not an RSA key"))?;
+    let now = jiff::Timestamp::now().as_second();
+    let header = B64.encode(json!({ "alg": "RS256", "typ": "JWT" }).to_string());
+    let claims = B64.encode(
+        json!({
+            "iss": key.client_email,
+            "scope": "https://www.googleapis.com/auth/ndev.clouddns.readwrite",
+            "aud": key.token_uri,
+            "iat": now,
+            "exp": now + 3600,
+        })
+        .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| invalid("cannot sign"))?;
+    let jwt = format!("{input}.{}", B64.encode(signature));
+    let form =
+        format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}");
+    let headers = [(
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let answer = api
+        .send_raw(Method::POST, &key.token_uri, &headers, Some(&form))
+        .await?;
+    let body: Value =
+        serde_json::from_str(answer.body.as_str().unwrap_or_default()).unwrap_or_default();
+    match body["access_token"].as_str() {
+        Some(t) if answer.status == 200 => Ok(t.to_string()),
+        _ => Err(SolverError::Dns(DnsError::Api {
+            provider: PROVIDER,
+            name: key.client_email.clone(),
+            zone: "(token exchange)".into(),
+            message: format!(
+                "HTTP {}: {} {}",
+                answer.status,
+                body["error"].as_str().unwrap_or("error"),
+                body["error_description"].as_str().unwrap_or("")
+            ),
+        })),
+    }
+}
+
+impl CloudDns {
+    pub async fn new(
+        ctx: &Context,
+        issuer: &IssuerHandle,
+        cfg: &crate::api::issuer::CloudDns,
+    ) -> Result<CloudDns, SolverError> {
+        let api = ApiClient::new(PROVIDER)?;
+        let token = match &cfg.service_account_secret_ref {
+            Some(r) => {
+                let json = secret_value(ctx, issuer, r, "cloudDNS service account key").await?;
+                let key: ServiceAccountKey = serde_json::from_str(&json).map_err(|_| {
+                    SolverError::InvalidSpec(format!(
+                        "the cloudDNS service account Secret {} is not a service account JSON key (client_email, private_key, token_uri)",
+                        r.name
+                    ))
+                })?;
+                key_token(&api, &key).await?
+            }
+            None => {
+                let headers = [("metadata-flavor", "Google".to_string())];
+                let answer = api
+                    .send(Method::GET, METADATA_TOKEN, &headers, None)
+                    .await
+                    .map_err(|e| {
+                        SolverError::InvalidSpec(format!(
+                            "cloudDNS has no serviceAccountSecretRef and no workload identity: {e}"
+                        ))
+                    })?;
+                answer.body["access_token"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        SolverError::InvalidSpec(format!(
+                            "the metadata server gave no access token: {}",
+                            words(&answer)
+                        ))
+                    })?
+            }
+        };
+        let base = cfg
+            .api_url
+            .as_deref()
+            .unwrap_or(DEFAULT_URL)
+            .trim_end_matches('/');
+        Ok(CloudDns {
+            api,
+            base: format!("{base}/dns/v1/projects/{}", cfg.project.trim()),
+            auth: vec![("authorization", format!("Bearer {token}"))],
+            zone: cfg.hosted_zone_name.clone(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, DnsError> {
+        self.api
+            .send(method, &format!("{}{path}", self.base), &self.auth, body)
+            .await
+    }
+
+    fn refused(name: &str, zone: &str, answer: &Answer) -> DnsError {
+        DnsError::Api {
+            provider: PROVIDER,
+            name: name.to_string(),
+            zone: zone.to_string(),
+            message: words(answer),
+        }
+    }
+
+    /// The managed zone's name holding `fqdn`.
+    async fn zone(&self, fqdn: &str) -> Result<String, DnsError> {
+        let name = fqdn.trim_end_matches('.');
+        if let Some(z) = &self.zone {
+            return Ok(z.clone());
+        }
+        for candidate in zone_candidates(fqdn) {
+            let answer = self
+                .call(
+                    Method::GET,
+                    &format!("/managedZones?dnsName={candidate}."),
+                    None,
+                )
+                .await?;
+            if answer.status != 200 {
+                return Err(Self::refused(name, &candidate, &answer));
+            }
+            if let Some(z) = answer.body["managedZones"][0]["name"].as_str() {
+                return Ok(z.to_string());
+            }
+        }
+        Err(DnsError::NoProviderZone {
+            provider: PROVIDER,
+            name: name.to_string(),
+        })
+    }
+
+    /// The TXT set at `fqdn` (as Cloud DNS holds it), if any.
+    async fn set(&self, zone: &str, fqdn: &str) -> Result<Option<Value>, DnsError> {
+        let name = format!("{}.", fqdn.trim_end_matches('.'));
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/managedZones/{zone}/rrsets?name={name}&type=TXT"),
+                None,
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(Self::refused(&name, zone, &answer));
+        }
+        Ok(answer.body["rrsets"]
+            .as_array()
+            .and_then(|a| a.first().cloned()))
+    }
+
+    /// Replaces the set (`deletions` of the old one, `additions` of the new), then waits
+    /// until the change is `done`.
+    async fn change(
+        &self,
+        zone: &str,
+        fqdn: &str,
+        old: Option<Value>,
+        values: Vec<String>,
+    ) -> Result<(), DnsError> {
+        let name = format!("{}.", fqdn.trim_end_matches('.'));
+        let mut body = json!({ "kind": "dns#change" });
+        if let Some(old) = old {
+            body["deletions"] = json!([old]);
+        }
+        if !values.is_empty() {
+            body["additions"] = json!([{ "kind": "dns#resourceRecordSet", "name": name, "type": "TXT", "ttl": 60, "rrdatas": values }]);
+        }
+        let mut answer = self
+            .call(
+                Method::POST,
+                &format!("/managedZones/{zone}/changes"),
+                Some(&body),
+            )
+            .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if answer.status != 200 {
+                return Err(Self::refused(&name, zone, &answer));
+            }
+            if answer.body["status"].as_str() != Some("pending")
+                || tokio::time::Instant::now() > deadline
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let id = answer.body["id"].as_str().unwrap_or_default().to_string();
+            answer = self
+                .call(
+                    Method::GET,
+                    &format!("/managedZones/{zone}/changes/{id}"),
+                    None,
+                )
+                .await?;
+        }
+    }
+}
+
+fn rrdatas(set: &Option<Value>) -> Vec<String> {
+    set.as_ref()
+        .and_then(|s| s["rrdatas"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl DnsProvider for CloudDns {
+    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
+        Box::pin(async move {
+            let zone = self.zone(fqdn).await?;
+            let set = self.set(&zone, fqdn).await?;
+            let quoted = format!("\"{value}\"");
+            let mut values = rrdatas(&set);
+            if values.contains(&quoted) {
+                return Ok(());
+            }
+            values.push(quoted);
+            self.change(&zone, fqdn, set, values).await
+        })
+    }
+
+    fn remove_txt<'a>(
+        &'a self,
+        fqdn: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), DnsError>> {
+        Box::pin(async move {
+            let zone = self.zone(fqdn).await?;
+            let set = self.set(&zone, fqdn).await?;
+            let quoted = format!("\"{value}\"");
+            let values = rrdatas(&set);
+            if !values.contains(&quoted) {
+                return Ok(());
+            }
+            let rest = values.into_iter().filter(|v| *v != quoted).collect();
+            self.change(&zone, fqdn, set, rest).await
+        })
+    }
+}
