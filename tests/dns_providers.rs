@@ -599,3 +599,29 @@ async fn cloud_dns_through_its_fake_api() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn azure_dns_through_its_fake_api() {
+    use caas_testbed::{AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT};
+    let fake = caas_testbed::FakeAzureDnsApi::start().await;
+    let wrong = unique_name("azure-wrong");
+    caas_testbed::register_secret(&wrong);
+    let url = fake.url.clone();
+    let solver = |s: &str| {
+        json!({ "dns01": { "azureDNS": {
+        "subscriptionID": AZURE_SUBSCRIPTION, "resourceGroupName": AZURE_RESOURCE_GROUP,
+        "hostedZoneName": ZONE, "clientID": AZURE_CLIENT, "tenantID": AZURE_TENANT,
+        "clientSecretSecretRef": { "name": s, "key": "client-secret" },
+        "apiURL": url, "authorityURL": url
+    } } })
+    };
+    provider_end_to_end(
+        "azuredns",
+        &fake,
+        solver,
+        &[("client-secret", &fake.credential)],
+        &[("client-secret", &wrong)],
+        "AADSTS7000215: Invalid client secret provided",
+    )
+    .await;
+}

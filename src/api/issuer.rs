@@ -171,6 +171,10 @@ pub struct Dns01Solver {
     /// DigitalOcean, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<DigitalOcean>,
+    /// Azure DNS: an app registration's client secret from a Secret, or workload
+    /// identity (`AZURE_FEDERATED_TOKEN_FILE`) when none is given.
+    #[serde(default, rename = "azureDNS", skip_serializing_if = "Option::is_none")]
+    pub azure_dns: Option<AzureDns>,
     /// Google Cloud DNS: a service account JSON key from a Secret, or the ambient
     /// identity (GKE workload identity, the metadata server) when none is given.
     #[serde(default, rename = "cloudDNS", skip_serializing_if = "Option::is_none")]
@@ -255,6 +259,35 @@ pub struct CloudDns {
     /// API base URL (default `https://dns.googleapis.com`).
     #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+}
+
+/// cert-manager's `azureDNS` solver fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureDns {
+    #[serde(rename = "subscriptionID")]
+    pub subscription_id: String,
+    pub resource_group_name: String,
+    /// The DNS zone; found from the name (among the resource group's zones) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_name: Option<String>,
+    /// The app registration (service principal) or the workload identity's client.
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, rename = "tenantID", skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Azure Resource Manager base URL (default `https://management.azure.com`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Microsoft Entra ID login base URL (default `https://login.microsoftonline.com`).
+    #[serde(
+        default,
+        rename = "authorityURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub authority_url: Option<String>,
 }
 
 /// cert-manager's `digitalocean` solver fields.

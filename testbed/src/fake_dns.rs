@@ -37,6 +37,7 @@ enum Api {
     AcmeDns,
     Route53,
     CloudDns,
+    AzureDns,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +60,8 @@ struct State {
     log: Mutex<Vec<String>>,
     /// Cloud DNS: the service account's public key (PKCS#1 DER).
     public_key: Mutex<Vec<u8>>,
+    /// Azure: the client secret.
+    azure_secret: Mutex<String>,
 }
 
 /// A running fake; stops when dropped.
@@ -149,6 +152,26 @@ impl FakeCloudDnsApi {
     }
 }
 
+/// The fake of Azure DNS (Azure Resource Manager, api-version 2018-05-01) and of the
+/// Microsoft Entra ID token endpoint (client credentials with a client secret).
+pub struct FakeAzureDnsApi;
+
+/// The subscription, resource group, tenant and client the fake serves.
+pub const AZURE_SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000caa5";
+pub const AZURE_RESOURCE_GROUP: &str = "dns-rg";
+pub const AZURE_TENANT: &str = "11111111-1111-1111-1111-111111111111";
+pub const AZURE_CLIENT: &str = "22222222-2222-2222-2222-222222222222";
+
+impl FakeAzureDnsApi {
+    /// `credential` is the client secret.
+    pub async fn start() -> FakeDnsApi {
+        let token = crate::unique_name("eyJ0eXAi");
+        crate::register_secret(&token);
+        let secret = crate::unique_name("azure-secret");
+        FakeDnsApi::start(Api::AzureDns, format!("Bearer {token}"), secret, "").await
+    }
+}
+
 /// A fake acme-dns server (joohoi/acme-dns's API: `POST /update` with `X-Api-User`,
 /// `X-Api-Key`, `{"subdomain", "txt"}`; the two latest values kept per subdomain).
 pub struct FakeAcmeDnsServer;
@@ -226,6 +249,11 @@ impl FakeDnsApi {
             next_id: Mutex::new(1000),
             log: Mutex::default(),
             public_key: Mutex::default(),
+            azure_secret: Mutex::new(if api == Api::AzureDns {
+                credential.clone()
+            } else {
+                String::new()
+            }),
         });
         let served = state.clone();
         let task = tokio::spawn(async move {
@@ -366,6 +394,7 @@ async fn handle(
         }
         // The token endpoint authenticates by the JWT it is given.
         Api::CloudDns if parts.uri.path() == "/token" => true,
+        Api::AzureDns if parts.uri.path().ends_with("/oauth2/v2.0/token") => true,
         _ => header("authorization") == state.authorization,
     };
     let response = match (authorized, state.api) {
@@ -390,6 +419,13 @@ async fn handle(
         } }),
         ),
         (true, Api::CloudDns) => cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
+        (false, Api::AzureDns) => reply(
+            401,
+            json!({ "error": {
+            "code": "AuthenticationFailed", "message": "Authentication failed. The 'Authorization' header is missing or invalid."
+        } }),
+        ),
+        (true, Api::AzureDns) => azure_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
         (false, Api::Route53) => xml(
             403,
             &aws_error(
@@ -1095,5 +1131,161 @@ async fn cloud_dns(
             )
         }
         _ => error(404, "NOT_FOUND", "Not Found"),
+    }
+}
+
+/// Entra ID's token endpoint: the client id and secret must match.
+fn azure_token(state: &State, secret: &str, form: &str) -> Response<Full<Bytes>> {
+    let field = |k: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if field("grant_type") != "client_credentials" || field("client_id") != AZURE_CLIENT {
+        return reply(
+            400,
+            json!({ "error": "unauthorized_client", "error_description": "AADSTS700016: Application not found in the directory." }),
+        );
+    }
+    if field("client_secret") != secret {
+        return reply(
+            401,
+            json!({ "error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided." }),
+        );
+    }
+    let token = state.authorization.trim_start_matches("Bearer ");
+    reply(
+        200,
+        json!({ "token_type": "Bearer", "expires_in": 3599, "access_token": token }),
+    )
+}
+
+async fn azure_dns(
+    state: &State,
+    method: &Method,
+    uri: &hyper::Uri,
+    raw: &str,
+    body: &Value,
+) -> Response<Full<Bytes>> {
+    if uri.path() == format!("/{AZURE_TENANT}/oauth2/v2.0/token") {
+        let secret = state.azure_secret.lock().expect("lock").clone();
+        return azure_token(state, &secret, raw);
+    }
+    let error = |status: u16, code: &str, message: &str| {
+        reply(
+            status,
+            json!({ "error": { "code": code, "message": message } }),
+        )
+    };
+    if query(uri, "api-version").as_deref() != Some("2018-05-01") {
+        return error(
+            400,
+            "InvalidApiVersionParameter",
+            "The api-version is missing or not supported.",
+        );
+    }
+    let prefix = format!(
+        "/subscriptions/{AZURE_SUBSCRIPTION}/resourceGroups/{AZURE_RESOURCE_GROUP}/providers/Microsoft.Network/dnsZones/"
+    );
+    let Some(rest) = uri.path().strip_prefix(&prefix) else {
+        return error(
+            403,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action 'Microsoft.Network/dnsZones/read' over this scope.",
+        );
+    };
+    let path: Vec<&str> = rest.split('/').collect();
+    let known = |z: &str| state.zones.iter().any(|(_, n)| n == z);
+    match (method, path.as_slice()) {
+        (&Method::GET, [zone]) if known(zone) => reply(
+            200,
+            json!({ "name": zone, "type": "Microsoft.Network/dnszones", "properties": {} }),
+        ),
+        (_, [zone, ..]) if !known(zone) => error(
+            404,
+            "ResourceNotFound",
+            &format!(
+                "The Resource 'Microsoft.Network/dnszones/{zone}' under resource group '{AZURE_RESOURCE_GROUP}' was not found."
+            ),
+        ),
+        (_, [zone, "TXT", relative]) => {
+            let name = match *relative {
+                "@" => zone.to_string(),
+                r => format!("{r}.{zone}"),
+            };
+            let current: Vec<Rec> = state
+                .records
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|r| r.name == name)
+                .cloned()
+                .collect();
+            let set = |values: Vec<String>| {
+                json!({ "name": relative, "type": "Microsoft.Network/dnszones/TXT", "properties": {
+                "TTL": 60, "fqdn": format!("{name}."), "TXTRecords": values.into_iter().map(|v| json!({ "value": [v] })).collect::<Vec<_>>()
+            } })
+            };
+            match *method {
+                Method::GET if current.is_empty() => error(
+                    404,
+                    "NotFound",
+                    &format!(
+                        "The resource record '{relative}' does not exist in resource group '{AZURE_RESOURCE_GROUP}' of subscription '{AZURE_SUBSCRIPTION}'."
+                    ),
+                ),
+                Method::GET => reply(
+                    200,
+                    set(current.iter().map(|r| r.content.clone()).collect()),
+                ),
+                Method::PUT => {
+                    let wanted: Vec<String> = body["properties"]["TXTRecords"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|r| {
+                                    r["value"]
+                                        .as_array()
+                                        .map(|v| {
+                                            v.iter().filter_map(|s| s.as_str()).collect::<String>()
+                                        })
+                                        .unwrap_or_default()
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for r in current.iter().filter(|r| !wanted.contains(&r.content)) {
+                        if let Err(e) = remove(state, r.id).await {
+                            return error(500, "InternalServerError", &e);
+                        }
+                    }
+                    let have: Vec<String> = current.iter().map(|r| r.content.clone()).collect();
+                    for v in wanted.iter().filter(|v| !have.contains(v)) {
+                        if let Err(e) = add(state, &name, v).await {
+                            return error(500, "InternalServerError", &e);
+                        }
+                    }
+                    reply(if current.is_empty() { 201 } else { 200 }, set(wanted))
+                }
+                Method::DELETE => {
+                    for r in &current {
+                        if let Err(e) = remove(state, r.id).await {
+                            return error(500, "InternalServerError", &e);
+                        }
+                    }
+                    Response::builder()
+                        .status(if current.is_empty() { 204 } else { 200 })
+                        .body(Full::new(Bytes::new()))
+                        .expect("response")
+                }
+                _ => error(
+                    405,
+                    "MethodNotAllowed",
+                    "The requested method is not allowed.",
+                ),
+            }
+        }
+        _ => error(404, "NotFound", "Not Found"),
     }
 }

@@ -27,7 +27,8 @@ pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
 pub use fake_dns::{
-    CLOUD_DNS_PROJECT, DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudDnsApi, FakeCloudflareApi,
+    AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
+    DELEGATE_ZONE, FakeAcmeDnsServer, FakeAzureDnsApi, FakeCloudDnsApi, FakeCloudflareApi,
     FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api,
 };
 pub use http::{http_get, https_get};

@@ -67,7 +67,7 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     match crate::solvers::dns01::provider::configured(dns01).as_slice() {
         [] => {
             return Err(
-                "names no provider: set rfc2136, cloudflare, route53, cloudDNS, digitalocean, acmeDNS or webhook"
+                "names no provider: set rfc2136, cloudflare, route53, cloudDNS, azureDNS, digitalocean, acmeDNS or webhook"
                     .into(),
             );
         }
@@ -121,6 +121,19 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
             selector("cloudDNS.serviceAccountSecretRef", r)?;
         }
         url("cloudDNS.apiURL", &g.api_url)?;
+    }
+    if let Some(a) = &dns01.azure_dns {
+        if a.subscription_id.trim().is_empty() || a.resource_group_name.trim().is_empty() {
+            return Err("azureDNS needs subscriptionID and resourceGroupName".into());
+        }
+        if let Some(r) = &a.client_secret_secret_ref {
+            selector("azureDNS.clientSecretSecretRef", r)?;
+            if a.client_id.is_none() || a.tenant_id.is_none() {
+                return Err("azureDNS.clientSecretSecretRef needs clientID and tenantID".into());
+            }
+        }
+        url("azureDNS.apiURL", &a.api_url)?;
+        url("azureDNS.authorityURL", &a.authority_url)?;
     }
     if let Some(d) = &dns01.digitalocean {
         selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;

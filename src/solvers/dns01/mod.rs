@@ -19,13 +19,14 @@ use kube::runtime::controller::Action;
 
 mod acme_dns;
 mod api;
+mod azure_dns;
 mod cloud_dns;
 mod cloudflare;
 mod digitalocean;
 pub mod propagation;
 pub mod provider;
 mod route53;
-mod sigv4;
+pub(crate) mod sigv4;
 mod webhook;
 
 use self::provider::DnsProvider;

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{acme_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
+use super::{acme_dns, azure_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
 use crate::api::issuer::{SecretKeySelector, Solver as SolverConfig};
 use crate::controllers::{Context, IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
@@ -109,6 +109,9 @@ pub async fn provider(
     if let Some(cfg) = &dns01.cloud_dns {
         return Ok(Box::new(cloud_dns::CloudDns::new(ctx, issuer, cfg).await?));
     }
+    if let Some(cfg) = &dns01.azure_dns {
+        return Ok(Box::new(azure_dns::AzureDns::new(ctx, issuer, cfg).await?));
+    }
     if let Some(cfg) = &dns01.digitalocean {
         return Ok(Box::new(
             digitalocean::DigitalOcean::new(ctx, issuer, cfg).await?,
@@ -133,6 +136,7 @@ pub fn configured(dns01: &crate::api::issuer::Dns01Solver) -> Vec<&'static str> 
         ("route53", dns01.route53.is_some()),
         ("digitalocean", dns01.digitalocean.is_some()),
         ("cloudDNS", dns01.cloud_dns.is_some()),
+        ("azureDNS", dns01.azure_dns.is_some()),
         ("acmeDNS", dns01.acme_dns.is_some()),
         ("webhook", dns01.webhook.is_some()),
     ]
