@@ -62,6 +62,24 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// A Secret reference with both name and key.
+fn selector(field: &str, r: &SecretKeySelector) -> Result<(), String> {
+    match r.name.is_empty() || r.key.is_empty() {
+        true => Err(format!("{field} needs name and key")),
+        false => Ok(()),
+    }
+}
+
+/// An optional http(s) URL.
+fn url(field: &str, u: &Option<String>) -> Result<(), String> {
+    match u.as_deref().map(str::trim) {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            Err(format!("{field} {u:?} is not an http(s) URL"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Exactly one provider, each with what it needs (credentials as Secret references).
 fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
     match crate::solvers::dns01::provider::configured(dns01).as_slice() {
@@ -80,17 +98,6 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
             ));
         }
     }
-    let selector = |field: &str, r: &SecretKeySelector| match r.name.is_empty() || r.key.is_empty()
-    {
-        true => Err(format!("{field} needs name and key")),
-        false => Ok(()),
-    };
-    let url = |field: &str, u: &Option<String>| match u.as_deref().map(str::trim) {
-        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
-            Err(format!("{field} {u:?} is not an http(s) URL"))
-        }
-        _ => Ok(()),
-    };
     if let Some(c) = &dns01.cloudflare {
         match (&c.api_token_secret_ref, &c.api_key_secret_ref) {
             (Some(r), _) => selector("cloudflare.apiTokenSecretRef", r)?,
@@ -102,6 +109,26 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
         }
         url("cloudflare.apiURL", &c.api_url)?;
     }
+    validate_cloud_providers(dns01)?;
+    if let Some(d) = &dns01.digitalocean {
+        selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;
+        url("digitalocean.apiURL", &d.api_url)?;
+    }
+    if let Some(a) = &dns01.acme_dns {
+        selector("acmeDNS.accountSecretRef", &a.account_secret_ref)?;
+        url("acmeDNS.host", &Some(a.host.clone()))?;
+    }
+    if let Some(w) = &dns01.webhook {
+        url("webhook.url", &Some(w.url.clone()))?;
+        if w.url.trim().is_empty() {
+            return Err("webhook.url is empty".into());
+        }
+    }
+    Ok(())
+}
+
+/// Route 53, Cloud DNS and Azure DNS: their credentials (or none: ambient identity).
+fn validate_cloud_providers(dns01: &Dns01Solver) -> Result<(), String> {
     if let Some(r) = &dns01.route53 {
         match (&r.access_key_id_secret_ref, &r.secret_access_key_secret_ref) {
             (Some(id), Some(key)) => {
@@ -134,20 +161,6 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
         }
         url("azureDNS.apiURL", &a.api_url)?;
         url("azureDNS.authorityURL", &a.authority_url)?;
-    }
-    if let Some(d) = &dns01.digitalocean {
-        selector("digitalocean.tokenSecretRef", &d.token_secret_ref)?;
-        url("digitalocean.apiURL", &d.api_url)?;
-    }
-    if let Some(a) = &dns01.acme_dns {
-        selector("acmeDNS.accountSecretRef", &a.account_secret_ref)?;
-        url("acmeDNS.host", &Some(a.host.clone()))?;
-    }
-    if let Some(w) = &dns01.webhook {
-        url("webhook.url", &Some(w.url.clone()))?;
-        if w.url.trim().is_empty() {
-            return Err("webhook.url is empty".into());
-        }
     }
     Ok(())
 }
@@ -200,5 +213,54 @@ mod tests {
             }),
         });
         assert!(validate(&s).unwrap_err().contains("not both"));
+    }
+}
+
+#[cfg(test)]
+mod dns01_tests {
+    use super::validate_dns01;
+    use crate::api::issuer::Dns01Solver;
+
+    fn dns01(v: serde_json::Value) -> Dns01Solver {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_provider_with_its_credentials() {
+        let ok = dns01(
+            serde_json::json!({ "cloudflare": { "apiTokenSecretRef": { "name": "cf", "key": "t" } } }),
+        );
+        assert_eq!(validate_dns01(&ok), Ok(()));
+        let two = dns01(serde_json::json!({
+            "cloudflare": { "apiTokenSecretRef": { "name": "cf", "key": "t" } },
+            "digitalocean": { "tokenSecretRef": { "name": "do", "key": "t" } }
+        }));
+        assert!(
+            validate_dns01(&two)
+                .unwrap_err()
+                .contains("cloudflare, digitalocean")
+        );
+        let none = dns01(serde_json::json!({ "cnameStrategy": "Follow" }));
+        assert!(
+            validate_dns01(&none)
+                .unwrap_err()
+                .contains("names no provider")
+        );
+        let half = dns01(
+            serde_json::json!({ "route53": { "accessKeyIDSecretRef": { "name": "a", "key": "id" } } }),
+        );
+        assert!(validate_dns01(&half).unwrap_err().contains("or neither"));
+        let ambient = dns01(serde_json::json!({ "route53": { "region": "eu-west-1" } }));
+        assert_eq!(validate_dns01(&ambient), Ok(()));
+        let bad_url = dns01(serde_json::json!({ "webhook": { "url": "ftp://x" } }));
+        assert!(validate_dns01(&bad_url).unwrap_err().contains("http(s)"));
+        let azure = dns01(serde_json::json!({ "azureDNS": {
+            "subscriptionID": "s", "resourceGroupName": "g", "clientSecretSecretRef": { "name": "a", "key": "k" }
+        } }));
+        assert!(
+            validate_dns01(&azure)
+                .unwrap_err()
+                .contains("clientID and tenantID")
+        );
     }
 }

@@ -1,0 +1,401 @@
+//! Fakes of hosted DNS services' HTTP APIs, named as fakes: `FakeCloudflareApi`,
+//! `FakeDigitalOceanApi` and `FakeHttpreqServer` (lego's `httpreq` protocol). Each
+//! checks authentication the way the real service does, follows its request and
+//! response shapes (from the providers' API references), and applies every change to
+//! the shared BIND with `nsupdate`, so Pebble validates through real DNS.
+//!
+//! * Cloudflare API v4: `GET /client/v4/zones?name=`, `GET|POST
+//!   /client/v4/zones/{zone_id}/dns_records`, `DELETE .../dns_records/{id}`;
+//!   `Authorization: Bearer <token>`; answers `{"success", "errors", "messages",
+//!   "result"}`; a bad token gets 403 with error code 10000 "Authentication error".
+//! * DigitalOcean API v2: `GET /v2/domains/{name}`, `GET|POST
+//!   /v2/domains/{name}/records` (record names relative to the domain, or absolute with
+//!   a trailing dot), `DELETE /v2/domains/{name}/records/{id}` (204);
+//!   `Authorization: Bearer <token>`; a bad token gets 401 `{"id": "unauthorized",
+//!   "message": "Unable to authenticate you"}`.
+//! * httpreq: POST `/present` and `/cleanup` with `{"fqdn", "value"}`, optional basic
+//!   auth (401 otherwise).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use crate::{shared_bind, tool};
+
+mod cloud;
+mod http_apis;
+mod route53;
+
+pub use cloud::{
+    AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
+    FakeAzureDnsApi, FakeCloudDnsApi,
+};
+use cloud::{azure_dns, cloud_dns};
+pub use http_apis::FakeAcmeDnsServer;
+use http_apis::{acme_dns, cloudflare, digitalocean, httpreq};
+pub use route53::FakeRoute53Api;
+use route53::{aws_error, route53, xml};
+
+/// Which API a fake speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Cloudflare,
+    DigitalOcean,
+    Httpreq,
+    AcmeDns,
+    Route53,
+    CloudDns,
+    AzureDns,
+}
+
+#[derive(Clone, Debug)]
+struct Rec {
+    id: u64,
+    /// Absolute name without the trailing dot.
+    name: String,
+    content: String,
+}
+
+struct State {
+    api: Api,
+    /// What the `Authorization` header must say.
+    authorization: String,
+    /// The zones of the account: (id, name).
+    zones: Vec<(String, String)>,
+    records: Mutex<Vec<Rec>>,
+    next_id: Mutex<u64>,
+    /// `METHOD path -> status` of every request.
+    log: Mutex<Vec<String>>,
+    /// Cloud DNS: the service account's public key (PKCS#1 DER).
+    public_key: Mutex<Vec<u8>>,
+    /// Azure: the client secret.
+    azure_secret: Mutex<String>,
+}
+
+/// A running fake; stops when dropped.
+pub struct FakeDnsApi {
+    /// The API base URL, as the provider's docs give it (e.g. `.../client/v4`).
+    pub url: String,
+    /// The credential it accepts (token, or `user:password` for httpreq).
+    pub credential: String,
+    /// acme-dns: the account, as cert-manager's and lego's accounts JSON hold it.
+    pub account: Option<Value>,
+    /// Cloud DNS: a service account key the fake refuses.
+    pub other_key: Option<String>,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The fake of Cloudflare's API v4.
+pub struct FakeCloudflareApi;
+/// The fake of DigitalOcean's API v2.
+pub struct FakeDigitalOceanApi;
+/// A fake `httpreq` endpoint (lego's protocol) in front of BIND.
+pub struct FakeHttpreqServer;
+impl FakeCloudflareApi {
+    #[allow(clippy::new_ret_no_self)]
+    pub async fn start() -> FakeDnsApi {
+        let token = crate::unique_name("cf-token");
+        FakeDnsApi::start(
+            Api::Cloudflare,
+            format!("Bearer {token}"),
+            token,
+            "/client/v4",
+        )
+        .await
+    }
+}
+
+impl FakeDigitalOceanApi {
+    pub async fn start() -> FakeDnsApi {
+        let token = crate::unique_name("do-token");
+        FakeDnsApi::start(Api::DigitalOcean, format!("Bearer {token}"), token, "").await
+    }
+}
+
+impl FakeHttpreqServer {
+    /// With basic auth `user` and a random password (`credential` is `user:password`).
+    pub async fn start(user: &str) -> FakeDnsApi {
+        let credential = format!("{user}:{}", crate::unique_name("pw"));
+        let basic = base64::engine::general_purpose::STANDARD.encode(&credential);
+        FakeDnsApi::start(Api::Httpreq, format!("Basic {basic}"), credential, "").await
+    }
+}
+
+impl FakeDnsApi {
+    async fn start(api: Api, authorization: String, credential: String, base: &str) -> FakeDnsApi {
+        if !credential.is_empty() {
+            crate::register_secret(&credential);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake DNS API");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let state = Arc::new(State {
+            api,
+            authorization,
+            zones: vec![
+                (
+                    "023e105f4ecef8ad9ca31a8372d0c353".into(),
+                    crate::bind::ZONE.into(),
+                ),
+                (
+                    "9a7806061c88ada191ed06f989cc3dac".into(),
+                    DELEGATE_ZONE.into(),
+                ),
+            ],
+            records: Mutex::default(),
+            next_id: Mutex::new(1000),
+            log: Mutex::default(),
+            public_key: Mutex::default(),
+            azure_secret: Mutex::new(if api == Api::AzureDns {
+                credential.clone()
+            } else {
+                String::new()
+            }),
+        });
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        FakeDnsApi {
+            url: format!("http://{addr}{base}"),
+            credential,
+            account: None,
+            other_key: None,
+            state,
+            task,
+        }
+    }
+
+    /// `METHOD path -> status` of every request so far.
+    pub fn log(&self) -> Vec<String> {
+        self.state.log.lock().expect("lock").clone()
+    }
+
+    /// The TXT records it holds now: (name, value).
+    pub fn records(&self) -> Vec<(String, String)> {
+        self.state
+            .records
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| (r.name.clone(), r.content.clone()))
+            .collect()
+    }
+}
+
+impl Drop for FakeDnsApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The second zone of the shared BIND: targets of `_acme-challenge` CNAMEs.
+pub const DELEGATE_ZONE: &str = "delegate.test";
+
+/// Applies one TXT change to the shared BIND with `nsupdate` (TSIG-signed).
+async fn nsupdate(add: bool, name: &str, value: &str) -> Result<(), String> {
+    let bind = shared_bind();
+    let change = match add {
+        true => format!("update add {name}. 60 TXT \"{value}\""),
+        false => format!("update delete {name}. TXT \"{value}\""),
+    };
+    let script = format!("server 127.0.0.1 {}\n{change}\nsend\n", bind.port);
+    let mut child = tokio::process::Command::new(tool("nsupdate"))
+        .arg("-k")
+        .arg(bind.dir.join("tsig.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(script.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("response")
+}
+
+fn query(uri: &hyper::Uri, key: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.replace("%2A", "*").replace("%2a", "*"))
+    })
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let raw = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let authorized = match state.api {
+        // user:password:subdomain:fulldomain
+        Api::AcmeDns => state.authorization.starts_with(&format!(
+            "{}:{}:",
+            header("x-api-user"),
+            header("x-api-key")
+        )),
+        // SigV4's shape, and the access key id (the fake does not recompute signatures).
+        Api::Route53 => {
+            let auth = header("authorization");
+            auth.starts_with(&format!(
+                "AWS4-HMAC-SHA256 Credential={}/",
+                state.authorization
+            )) && auth.contains("/us-east-1/route53/aws4_request")
+                && auth.contains("SignedHeaders=host;x-amz-date")
+                && auth
+                    .split("Signature=")
+                    .nth(1)
+                    .is_some_and(|s| s.len() == 64)
+                && header("x-amz-date").len() == 16
+        }
+        // The token endpoint authenticates by the JWT it is given.
+        Api::CloudDns if parts.uri.path() == "/token" => true,
+        Api::AzureDns if parts.uri.path().ends_with("/oauth2/v2.0/token") => true,
+        _ => header("authorization") == state.authorization,
+    };
+    let response = match (authorized, state.api) {
+        (false, Api::Cloudflare) => reply(
+            403,
+            json!({
+                "success": false, "errors": [{ "code": 10000, "message": "Authentication error" }],
+                "messages": [], "result": null
+            }),
+        ),
+        (false, Api::DigitalOcean) => reply(
+            401,
+            json!({ "id": "unauthorized", "message": "Unable to authenticate you" }),
+        ),
+        (false, Api::Httpreq) => reply(401, json!("Unauthorized")),
+        (false, Api::AcmeDns) => reply(401, json!({ "error": "forbidden" })),
+        (false, Api::CloudDns) => reply(
+            401,
+            json!({ "error": {
+            "code": 401, "status": "UNAUTHENTICATED",
+            "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
+        } }),
+        ),
+        (true, Api::CloudDns) => cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
+        (false, Api::AzureDns) => reply(
+            401,
+            json!({ "error": {
+            "code": "AuthenticationFailed", "message": "Authentication failed. The 'Authorization' header is missing or invalid."
+        } }),
+        ),
+        (true, Api::AzureDns) => azure_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
+        (false, Api::Route53) => xml(
+            403,
+            &aws_error(
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            ),
+        ),
+        (true, Api::Route53) => route53(&state, &parts.method, &parts.uri, &raw).await,
+        (true, Api::AcmeDns) => acme_dns(&state, &parts.method, parts.uri.path(), &body).await,
+        (true, Api::Cloudflare) => cloudflare(&state, &parts.method, &parts.uri, &body).await,
+        (true, Api::DigitalOcean) => digitalocean(&state, &parts.method, &parts.uri, &body).await,
+        (true, Api::Httpreq) => httpreq(&state, &parts.method, parts.uri.path(), &body).await,
+    };
+    state.log.lock().expect("lock").push(format!(
+        "{} {} -> {}",
+        parts.method,
+        parts.uri,
+        response.status().as_u16()
+    ));
+    Ok(response)
+}
+
+/// Adds a record (in memory and in BIND); its id.
+async fn add(state: &State, name: &str, content: &str) -> Result<u64, String> {
+    nsupdate(true, name, content).await?;
+    let mut next = state.next_id.lock().expect("lock");
+    *next += 1;
+    let id = *next;
+    state.records.lock().expect("lock").push(Rec {
+        id,
+        name: name.to_string(),
+        content: content.to_string(),
+    });
+    Ok(id)
+}
+
+/// Removes record `id` (in memory and in BIND); false when there is none.
+async fn remove(state: &State, id: u64) -> Result<bool, String> {
+    let found = state
+        .records
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|r| r.id == id)
+        .cloned();
+    let Some(rec) = found else { return Ok(false) };
+    // BIND holds one copy per value: keep it while another record has the same value.
+    let shared = state
+        .records
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.name == rec.name && r.content == rec.content)
+        .count()
+        > 1;
+    if !shared {
+        nsupdate(false, &rec.name, &rec.content).await?;
+    }
+    state.records.lock().expect("lock").retain(|r| r.id != id);
+    Ok(true)
+}
+
+fn zone_of<'a>(state: &'a State, name: &str) -> Option<&'a (String, String)> {
+    state
+        .zones
+        .iter()
+        .find(|(_, z)| name == z || name.ends_with(&format!(".{z}")))
+}
