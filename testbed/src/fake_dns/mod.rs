@@ -122,7 +122,9 @@ impl FakeDigitalOceanApi {
 impl FakeHttpreqServer {
     /// With basic auth `user` and a random password (`credential` is `user:password`).
     pub async fn start(user: &str) -> FakeDnsApi {
-        let credential = format!("{user}:{}", crate::unique_name("pw"));
+        let password = crate::unique_name("pw");
+        crate::register_secret(&password);
+        let credential = format!("{user}:{password}");
         let basic = base64::engine::general_purpose::STANDARD.encode(&credential);
         FakeDnsApi::start(Api::Httpreq, format!("Basic {basic}"), credential, "").await
     }

@@ -17,6 +17,7 @@ impl FakeRoute53Api {
             crate::unique_name("fake").to_uppercase().replace('-', "")
         );
         let secret = crate::unique_name("aws-secret");
+        crate::register_secret(&secret);
         FakeDnsApi::start(
             Api::Route53,
             key_id.clone(),
