@@ -85,13 +85,16 @@ async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
         .map(str::to_string)
         .or_else(|| env("AWS_REGION"))
         .unwrap_or_else(|| "us-east-1".into());
-    let url = format!(
-        "https://sts.{region}.amazonaws.com/?Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=caas-operator&RoleArn={}&WebIdentityToken={}",
+    // The token goes in the body, never in a URL (URLs appear in error messages).
+    let url = format!("https://sts.{region}.amazonaws.com/");
+    let form = format!(
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=caas-operator&RoleArn={}&WebIdentityToken={}",
         sigv4::uri_encode(&role, false),
         sigv4::uri_encode(token.trim(), false)
     );
+    let headers = [("content-type", "application/x-www-form-urlencoded".to_string())];
     let answer = ApiClient::new("AWS STS")?
-        .send_raw(Method::POST, &url, &[], None)
+        .send_raw(Method::POST, &url, &headers, Some(&form))
         .await?;
     let xml = answer.body.as_str().unwrap_or_default().to_string();
     match (

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use caas_testbed::{ApiServer, Bind, Pebble, PebbleOptions, Proc, free_port, http_get, port_open};
+use caas_testbed::{ApiServer, Pebble, PebbleOptions, Proc, free_port, http_get, port_open};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
