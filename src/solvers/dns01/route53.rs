@@ -92,7 +92,10 @@ async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
         sigv4::uri_encode(&role, false),
         sigv4::uri_encode(token.trim(), false)
     );
-    let headers = [("content-type", "application/x-www-form-urlencoded".to_string())];
+    let headers = [(
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    )];
     let answer = ApiClient::new("AWS STS")?
         .send_raw(Method::POST, &url, &headers, Some(&form))
         .await?;
