@@ -491,9 +491,11 @@ async fn killed_operator_resumes_the_same_order() {
     let client = api.client().await;
     install_crds(&client).await;
     let ns = api.namespace(&client, "resume").await;
-    // A CA that takes its time to validate (0-15 s), so the kill lands mid-order.
+    // A CA that takes its time to validate (0-15 s), so the kill lands mid-order. No
+    // injected bad nonces: a new-order resent after one would count twice below.
     let pebble = Pebble::start(PebbleOptions {
         va_nosleep: false,
+        env: vec![("PEBBLE_WFE_NONCEREJECT".into(), "0".into())],
         ..Default::default()
     });
     let mut operator = Operator::start(api, &ns, &pebble);
