@@ -279,20 +279,14 @@ async fn account_key_is_stored_before_registration_one_account_after_refusal_and
         .patch("ca", &PatchParams::default(), &Patch::Merge(&touch))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while registrations() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the CA never registered the account; exchanges: {:?}\nPebble log: {}",
-            bed.proxy
-                .exchanges()
-                .iter()
-                .map(|e| (e.kind, e.status, e.fault.clone(), e.answer_status.clone()))
-                .collect::<Vec<_>>(),
-            bed.pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the CA registers the account",
+        TIMEOUT,
+        Some(&operator),
+        || async { registrations() },
+        |n| *n == 1,
+    )
+    .await;
     operator.kill();
     bed.proxy.clear_rule();
     let stored = secret_text(&secret(client, ns, "ca-account").await, "tls.key");
