@@ -15,6 +15,7 @@ pub mod acme;
 pub mod api;
 pub mod controllers;
 pub mod metrics;
+pub mod notify;
 pub mod operator;
 pub mod pki;
 pub mod plan;

@@ -66,6 +66,19 @@ enum Command {
         /// authoritative servers (where those are unreachable).
         #[arg(long, env = "CAAS_DNS01_RECURSIVE_NAMESERVERS_ONLY")]
         dns01_recursive_nameservers_only: bool,
+        /// Restart workloads annotated `caas.dev/restart-on-renew` when their Secrets are
+        /// renewed (needs `patch` on Deployments, StatefulSets and DaemonSets).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_RESTART_ON_RENEW")]
+        restart_on_renew: bool,
+        /// A certificate this close to its notAfter whose renewal is failing gets
+        /// `Expiring=True`, a metric and an `expiring` notification (e.g. 168h, 30m).
+        #[arg(long, default_value = "168h", value_parser = parse_duration, env = "CAAS_EXPIRING_WITHIN")]
+        expiring_within: std::time::Duration,
+        /// Notifications for issuers without `spec.notify`, as JSON:
+        /// `{"webhooks":[{"format":"Slack","urlSecretRef":{"name":"..","key":".."}}],"failedAfter":3}`
+        /// (URL Secrets in the cluster resource namespace).
+        #[arg(long, value_parser = parse_notify, env = "CAAS_DEFAULT_NOTIFY")]
+        default_notify: Option<caas_operator::api::issuer::Notify>,
     },
     /// Renew a Certificate now (sets its caas.dev/renew annotation to the current time).
     Renew {
@@ -94,6 +107,19 @@ enum Command {
     Crd,
     /// Print the version.
     Version,
+}
+
+/// A Go-style duration (`168h`, `90m`, `1h30m`), as Certificates' `duration`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    caas_operator::renewal::parse_duration(text)
+        .ok()
+        .filter(|d| d.is_positive())
+        .map(|d| d.unsigned_abs())
+        .ok_or_else(|| format!("{text:?} is not a duration like 168h or 30m"))
+}
+
+fn parse_notify(text: &str) -> Result<caas_operator::api::issuer::Notify, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a notify object: {e}"))
 }
 
 fn init_logging(format: LogFormat) {
@@ -150,6 +176,9 @@ async fn main() -> anyhow::Result<()> {
             lease_duration,
             dns01_recursive_nameservers,
             dns01_recursive_nameservers_only,
+            restart_on_renew,
+            expiring_within,
+            default_notify,
         } => {
             init_logging(log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -176,6 +205,9 @@ async fn main() -> anyhow::Result<()> {
                     servers: dns01_recursive_nameservers,
                     only: dns01_recursive_nameservers_only,
                 },
+                restart_on_renew,
+                expiring_within,
+                default_notify: default_notify.filter(|n| !n.webhooks.is_empty()),
             };
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }

@@ -69,6 +69,7 @@ impl Collector for CertificateCollector {
         let expiry = Family::<CertificateLabels, Gauge<i64>>::default();
         let ready = Family::<CertificateLabels, Gauge<i64>>::default();
         let renewal = Family::<CertificateLabels, Gauge<i64>>::default();
+        let expiring = Family::<CertificateLabels, Gauge<i64>>::default();
         for cert in self.0.state() {
             let labels = CertificateLabels {
                 namespace: cert.namespace().unwrap_or_default(),
@@ -80,6 +81,10 @@ impl Collector for CertificateCollector {
                 .and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"))
                 .is_some_and(|c| c.is_true());
             ready.get_or_create(&labels).set(i64::from(is_ready));
+            let is_expiring = status
+                .and_then(|s| crate::api::conditions::find(&s.conditions, "Expiring"))
+                .is_some_and(|c| c.is_true());
+            expiring.get_or_create(&labels).set(i64::from(is_expiring));
             let ts = |v: Option<&String>| {
                 v.and_then(|t| t.parse::<Timestamp>().ok())
                     .map(|t| t.as_second())
@@ -106,6 +111,11 @@ impl Collector for CertificateCollector {
                 "caas_certificate_ready",
                 "1 when the Certificate's Ready condition is True",
                 &ready,
+            ),
+            (
+                "caas_certificate_expiring",
+                "1 when the certificate expires soon (--expiring-within) and renewal is failing",
+                &expiring,
             ),
         ] {
             let metric_encoder =

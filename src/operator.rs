@@ -52,6 +52,12 @@ pub struct Options {
     pub identity: String,
     /// DNS-01 propagation checks: recursive resolvers, and whether to ask them alone.
     pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
+    /// Restart `caas.dev/restart-on-renew` workloads after renewals.
+    pub restart_on_renew: bool,
+    /// Mark certificates this close to expiry whose renewal fails `Expiring`.
+    pub expiring_within: Duration,
+    /// Notifications for issuers without `spec.notify`.
+    pub default_notify: Option<crate::api::issuer::Notify>,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -105,6 +111,9 @@ pub async fn run(
                 port: options.http01_addr.port(),
             },
             dns01_resolvers: options.dns01_resolvers.clone(),
+            restart_on_renew: options.restart_on_renew,
+            expiring_within: options.expiring_within,
+            default_notify: options.default_notify.clone(),
         },
         certificates: store.clone(),
         index: index.clone(),
@@ -303,7 +312,8 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
     tokio::join!(
         certificate_loop(options, ctx.clone(), secret_events, stop.clone()),
         issuer_loops(issuer_ctrl, cluster_issuer_ctrl, ctx.clone(), stop.clone()),
-        ingress_loop(options, ctx.clone(), stop)
+        ingress_loop(options, ctx.clone(), stop.clone()),
+        gateway_loop(options, ctx.clone(), stop)
     );
     sweeper.abort();
 }
@@ -419,6 +429,37 @@ async fn certificate_loop(
             }
             futures::future::ready(())
         })
+        .await;
+}
+
+/// Annotated Gateways, when the cluster serves Gateway API (its CRDs are optional): also
+/// woken when a Certificate they own changes or goes away.
+async fn gateway_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    use crate::api::gateway::Gateway;
+    if !controllers::gateway::served(&ctx.client).await {
+        tracing::info!(
+            "Gateway API (gateway.networking.k8s.io/v1) is not installed: Gateways are not watched"
+        );
+        return;
+    }
+    let gateways: Api<Gateway> = api(&ctx.client, &options.namespace);
+    let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
+    Controller::new(gateways, watcher::Config::default())
+        .watches(
+            certificates,
+            watcher::Config::default(),
+            |cert: Certificate| {
+                controllers::gateway::gateway_of(&cert)
+                    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+            },
+        )
+        .graceful_shutdown_on(stop)
+        .run(
+            controllers::gateway::reconcile,
+            controllers::ingress::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
         .await;
 }
 

@@ -74,9 +74,14 @@ async fn short_certificates_renew_by_themselves_in_the_ari_window() {
     );
     // ARI: Pebble 2.6 offers renewal information; the renewal order named the old certificate.
     let logs = operator.logs();
+    let orders: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("order") || l.contains("replaces"))
+        .collect();
     assert!(
         logs.contains("renewal order names the certificate it replaces"),
-        "no ARI replaces in the logs"
+        "no ARI replaces in the logs; the operator's lines about orders:\n{}",
+        orders.join("\n")
     );
     assert!(
         !logs.contains("refused `replaces`"),
@@ -360,7 +365,11 @@ async fn failed_validation_is_reported_and_retried_with_growing_delays() {
     let orders: f64 = text
         .lines()
         .filter(|l| {
-            l.starts_with("caas_acme_requests_total{") && l.contains("endpoint=\"order-plz\"")
+            // Orders the CA created: a request answered with a bad nonce is resent, and
+            // each send is counted.
+            l.starts_with("caas_acme_requests_total{")
+                && l.contains("endpoint=\"order-plz\"")
+                && l.contains("status=\"201\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();

@@ -56,6 +56,44 @@ pub struct IssuerSpec {
     /// How to solve challenges; the solver with the most specific matching selector wins.
     #[serde(default)]
     pub solvers: Vec<Solver>,
+    /// Notifications about this issuer's Certificates (issued, renewed, failed,
+    /// expiring); without it, the operator's default (`--default-notify`, the chart's
+    /// `notify` value) applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// Where to tell people about certificates.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notify {
+    #[serde(default)]
+    pub webhooks: Vec<NotifyWebhook>,
+    /// Consecutive failed attempts before one `failed` message (default 3); one message
+    /// per run of failures, not one per failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_after: Option<u32>,
+}
+
+/// One incoming webhook. The URL is a credential (Slack, Teams): it comes from a Secret
+/// (the issuer's namespace; the operator's for ClusterCaaSIssuers and the default) and is
+/// never logged.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyWebhook {
+    /// `Generic` (JSON with `event`, the Certificate's namespace, name, names, serial,
+    /// notAfter, reason, message) or `Slack` (`{"text": ...}`, which Slack and Microsoft
+    /// Teams incoming webhooks accept).
+    #[serde(default)]
+    pub format: NotifyFormat,
+    pub url_secret_ref: SecretKeySelector,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum NotifyFormat {
+    #[default]
+    Generic,
+    Slack,
 }
 
 /// The cluster-scoped issuer: same spec; its Secrets live in the operator's namespace
@@ -131,13 +169,35 @@ pub struct SolverSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// HTTP-01: the operator answers on its own listener; a temporary Ingress routes exactly
-/// the challenge path to it.
+/// HTTP-01: the operator answers on its own listener; a temporary Ingress (or, with
+/// `gatewayHTTPRoute`, a temporary Gateway API HTTPRoute) routes exactly the challenge
+/// path to it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Http01Solver {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Http01Ingress>,
+    /// A temporary HTTPRoute (gateway.networking.k8s.io/v1) attached to these Gateways
+    /// instead of an Ingress (not both).
+    #[serde(
+        rename = "gatewayHTTPRoute",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_http_route: Option<Http01GatewayHttpRoute>,
+}
+
+/// cert-manager's `gatewayHTTPRoute` solver block.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Http01GatewayHttpRoute {
+    /// The Gateways (or their listeners, `sectionName`) the route attaches to; the
+    /// namespace defaults to the Certificate's.
+    #[serde(default)]
+    pub parent_refs: Vec<super::gateway::ParentReference>,
+    /// Extra labels on the temporary HTTPRoute (some Gateways select routes by label).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod certificate;
 pub mod conditions;
+pub mod gateway;
 pub mod issuer;
 
 pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};

@@ -5,6 +5,8 @@
 //! Pipeline: read annotations -> desired Certificates ([`desired`], pure) -> apply those
 //! that are ours or new -> delete ours that are no longer wanted. A Certificate the user
 //! made for the same Secret is never touched: it is reported as a conflict.
+//!
+//! The same pipeline serves annotated Gateways ([`super::gateway`]) through [`Owner`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +34,26 @@ pub const IP_SANS: &str = "caas.dev/ip-sans";
 /// Label on Certificates made for an Ingress, naming it.
 pub const INGRESS_LABEL: &str = "caas.dev/ingress";
 
+/// An annotated object that keeps Certificates: an Ingress or a Gateway.
+pub trait Owner:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// Its kind, as in owner references.
+    const KIND: &'static str;
+    /// The label on its Certificates, naming it.
+    const LABEL: &'static str;
+    /// The Certificates it asks for, or what is wrong with its annotations.
+    fn desired_certificates(&self) -> Result<Vec<DesiredCertificate>, String>;
+}
+
+impl Owner for Ingress {
+    const KIND: &'static str = "Ingress";
+    const LABEL: &'static str = INGRESS_LABEL;
+    fn desired_certificates(&self) -> Result<Vec<DesiredCertificate>, String> {
+        desired(self)
+    }
+}
+
 /// One Certificate an Ingress asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredCertificate {
@@ -42,13 +64,9 @@ pub struct DesiredCertificate {
 /// The Certificates an Ingress's annotations and TLS entries ask for (empty when it is
 /// not annotated), or a message saying which annotation is wrong.
 pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
-    let ann = ingress.annotations();
-    let Some(issuer_ref) = issuer_ref(ann)? else {
+    let Some(template) = template(ingress.annotations())? else {
         return Ok(Vec::new());
     };
-    let private_key = private_key(ann)?;
-    let ip_sans = ip_sans(ann)?;
-    let annotated = |key: &str| ann.get(key).map(|v| v.trim().to_string());
     let mut out: Vec<DesiredCertificate> = Vec::new();
     for (i, tls) in ingress
         .spec
@@ -59,32 +77,54 @@ pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
         .enumerate()
     {
         let (secret, hosts) = tls_entry(i, tls)?;
-        if let Some(existing) = out.iter_mut().find(|d| d.name == secret) {
-            // Two entries sharing a Secret: one certificate for all their hosts.
-            let names = &mut existing.spec.dns_names;
-            for h in hosts {
-                if !names.contains(&h) {
-                    names.push(h);
-                }
-            }
-            continue;
-        }
-        out.push(DesiredCertificate {
-            name: secret.to_string(),
-            spec: CertificateSpec {
-                secret_name: secret.to_string(),
-                issuer_ref: issuer_ref.clone(),
-                dns_names: hosts,
-                common_name: annotated(COMMON_NAME),
-                duration: annotated(DURATION),
-                renew_before: annotated(RENEW_BEFORE),
-                private_key: private_key.clone(),
-                ip_addresses: ip_sans.clone(),
-                ..Default::default()
-            },
-        });
+        add(&mut out, &template, secret, hosts);
     }
     Ok(out)
+}
+
+/// The spec every Certificate of an annotated object shares (issuer, key, duration, ...),
+/// without Secret and names; `None` when it is not annotated.
+pub(crate) fn template(ann: &BTreeMap<String, String>) -> Result<Option<CertificateSpec>, String> {
+    let Some(issuer_ref) = issuer_ref(ann)? else {
+        return Ok(None);
+    };
+    let annotated = |key: &str| ann.get(key).map(|v| v.trim().to_string());
+    Ok(Some(CertificateSpec {
+        issuer_ref,
+        common_name: annotated(COMMON_NAME),
+        duration: annotated(DURATION),
+        renew_before: annotated(RENEW_BEFORE),
+        private_key: private_key(ann)?,
+        ip_addresses: ip_sans(ann)?,
+        ..Default::default()
+    }))
+}
+
+/// Adds the Certificate for `secret` with `hosts`; a Secret named twice gets one
+/// certificate for all the hosts.
+pub(crate) fn add(
+    out: &mut Vec<DesiredCertificate>,
+    template: &CertificateSpec,
+    secret: &str,
+    hosts: Vec<String>,
+) {
+    if let Some(existing) = out.iter_mut().find(|d| d.name == secret) {
+        let names = &mut existing.spec.dns_names;
+        for h in hosts {
+            if !names.contains(&h) {
+                names.push(h);
+            }
+        }
+        return;
+    }
+    out.push(DesiredCertificate {
+        name: secret.to_string(),
+        spec: CertificateSpec {
+            secret_name: secret.to_string(),
+            dns_names: hosts,
+            ..template.clone()
+        },
+    });
 }
 
 /// The issuer the annotations name (`None`: not annotated), or what is wrong with them.
@@ -159,17 +199,25 @@ fn tls_entry(i: usize, tls: &IngressTLS) -> Result<(&str, Vec<String>), String> 
     Ok((secret, hosts))
 }
 
-fn owned_by(cert: &Certificate, ingress: &Ingress) -> bool {
-    let uid = ingress.uid();
+fn owned_by<K: Owner>(cert: &Certificate, owner: &K) -> bool {
+    let uid = owner.uid();
     cert.owner_references()
         .iter()
-        .any(|o| o.kind == "Ingress" && Some(&o.uid) == uid.as_ref())
+        .any(|o| o.kind == K::KIND && Some(&o.uid) == uid.as_ref())
 }
 
 pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, Error> {
+    reconcile_owner(ingress, ctx).await
+}
+
+/// Keeps the Certificates an annotated Ingress or Gateway asks for.
+pub async fn reconcile_owner<K: Owner>(
+    ingress: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let ns = ingress.namespace().unwrap_or_default();
     let certs: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-    let wanted = match desired(&ingress) {
+    let wanted = match ingress.desired_certificates() {
         Ok(w) => w,
         Err(message) => {
             ctx.event(&*ingress, true, "InvalidAnnotation", "Reconcile", message)
@@ -188,9 +236,7 @@ pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Actio
     // Ours: labelled for this Ingress and owned by it.
     let mine: Vec<&Certificate> = all
         .iter()
-        .filter(|c| {
-            c.labels().get(INGRESS_LABEL) == Some(&ingress.name_any()) && owned_by(c, &ingress)
-        })
+        .filter(|c| c.labels().get(K::LABEL) == Some(&ingress.name_any()) && owned_by(c, &*ingress))
         .collect();
     // A stored Ingress has a name and uid; without them nothing can be owned.
     let Some(owner) = ingress.controller_owner_ref(&()) else {
@@ -198,14 +244,14 @@ pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Actio
     };
     for want in &wanted {
         let conflict = all.iter().find(|c| {
-            !owned_by(c, &ingress)
+            !owned_by(c, &*ingress)
                 && (c.name_any() == want.name || c.spec.secret_name == want.spec.secret_name)
         });
         match conflict {
-            Some(other) => report_conflict(&ctx, &ingress, other, want).await,
+            Some(other) => report_conflict(&ctx, &*ingress, other, want).await,
             None => {
                 let existed = mine.iter().any(|c| c.name_any() == want.name);
-                apply(&ctx, &certs, &ingress, &owner, want, existed).await?;
+                apply(&ctx, &certs, &*ingress, &owner, want, existed).await?;
             }
         }
     }
@@ -213,15 +259,15 @@ pub async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Actio
         .iter()
         .filter(|c| !wanted.iter().any(|w| w.name == c.name_any()))
     {
-        delete(&ctx, &certs, &ingress, cert).await?;
+        delete(&ctx, &certs, &*ingress, cert).await?;
     }
     Ok(Action::requeue(Duration::from_secs(3600)))
 }
 
 /// Tells the Ingress's users that `other`, not theirs, manages the Secret `want` names.
-async fn report_conflict(
+async fn report_conflict<K: Owner>(
     ctx: &Context,
-    ingress: &Ingress,
+    ingress: &K,
     other: &Certificate,
     want: &DesiredCertificate,
 ) {
@@ -231,24 +277,25 @@ async fn report_conflict(
         "Conflict",
         "Reconcile",
         format!(
-            "Certificate {} already manages Secret {}; leaving it alone (remove it or the tls entry)",
+            "Certificate {} already manages Secret {}; leaving it alone (remove it or the {} entry)",
             other.name_any(),
-            want.spec.secret_name
+            want.spec.secret_name,
+            if K::KIND == "Ingress" { "tls" } else { "listener" }
         ),
     )
     .await;
 }
 
 /// The Certificate for `want`: labelled for the Ingress and owned by it.
-fn certificate_for(
-    ingress: &Ingress,
+fn certificate_for<K: Owner>(
+    ingress: &K,
     owner: &OwnerReference,
     want: &DesiredCertificate,
 ) -> Certificate {
     let mut cert = Certificate::new(&want.name, want.spec.clone());
     cert.metadata.labels = Some(BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
-        (INGRESS_LABEL.to_string(), ingress.name_any()),
+        (K::LABEL.to_string(), ingress.name_any()),
     ]));
     cert.metadata.owner_references = Some(vec![owner.clone()]);
     cert
@@ -256,10 +303,10 @@ fn certificate_for(
 
 /// Server-side applies the Certificate for `want` (a `CreateCertificate` event when it
 /// did not exist).
-async fn apply(
+async fn apply<K: Owner>(
     ctx: &Context,
     certs: &Api<Certificate>,
-    ingress: &Ingress,
+    ingress: &K,
     owner: &OwnerReference,
     want: &DesiredCertificate,
     existed: bool,
@@ -286,10 +333,10 @@ async fn apply(
 }
 
 /// Deletes a Certificate of the Ingress's that is no longer wanted (gone already is fine).
-async fn delete(
+async fn delete<K: Owner>(
     ctx: &Context,
     certs: &Api<Certificate>,
-    ingress: &Ingress,
+    ingress: &K,
     cert: &Certificate,
 ) -> Result<(), Error> {
     match certs
@@ -311,15 +358,21 @@ async fn delete(
     Ok(())
 }
 
-pub fn error_policy(_ingress: Arc<Ingress>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_error("ingress");
-    tracing::warn!(%error, "ingress reconcile failed; retrying");
+pub fn error_policy<K: Owner>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let kind = K::KIND.to_ascii_lowercase();
+    ctx.metrics.reconcile_error(&kind);
+    tracing::warn!(%error, "{kind} reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
 /// Labels of Certificates made for Ingresses, for the watch that maps them back.
 pub fn ingress_of(cert: &Certificate) -> Option<(String, String)> {
-    let name = cert.labels().get(INGRESS_LABEL)?.clone();
+    owner_of::<Ingress>(cert)
+}
+
+/// The namespace and name of the `K` a Certificate was made for (by its label).
+pub fn owner_of<K: Owner>(cert: &Certificate) -> Option<(String, String)> {
+    let name = cert.labels().get(K::LABEL)?.clone();
     Some((cert.namespace()?, name))
 }
 

@@ -3,9 +3,11 @@
 
 pub mod account_key;
 pub mod certificate;
+pub mod gateway;
 pub mod ingress;
 pub mod issuer;
 pub mod memory;
+pub mod restart;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -170,6 +172,13 @@ pub struct Settings {
     pub solver_endpoint: SolverEndpoint,
     /// Where DNS-01 propagation checks and CNAME lookups ask.
     pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
+    /// Whether `caas.dev/restart-on-renew` workloads are restarted.
+    pub restart_on_renew: bool,
+    /// A certificate this close to notAfter whose renewal fails is `Expiring`.
+    pub expiring_within: std::time::Duration,
+    /// Notifications for issuers without `spec.notify` (URL Secrets in the cluster
+    /// resource namespace).
+    pub default_notify: Option<crate::api::issuer::Notify>,
 }
 
 /// What every reconcile gets.
@@ -188,6 +197,9 @@ pub struct Context {
     /// Per-object memory of this leadership term.
     pub memory: Arc<Memory>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Workload restarts after renewals.
+    pub restarts: Arc<restart::Restarts>,
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Context {
@@ -218,6 +230,8 @@ impl Context {
             stores,
             memory,
             metrics,
+            restarts: Arc::default(),
+            notifier: Default::default(),
         }
     }
 

@@ -217,6 +217,19 @@ fn renewal_time(
 
 /// Delay before the next attempt after `attempts` failed issuances in a row:
 /// 10 s doubling, capped at 4 hours.
+/// How long until `not_after` when that is less than `within` (and not past): the
+/// certificate is about to expire. Callers mark it `Expiring` only while renewal fails.
+pub fn expires_within(
+    not_after: Option<&str>,
+    now: Timestamp,
+    within: std::time::Duration,
+) -> Option<SignedDuration> {
+    let not_after: Timestamp = not_after?.parse().ok()?;
+    let left = not_after.duration_since(now);
+    let within = SignedDuration::try_from(within).ok()?;
+    (left.is_positive() && left < within).then_some(left)
+}
+
 pub fn backoff(attempts: i32) -> SignedDuration {
     let exp = attempts.clamp(1, 20) - 1;
     let secs = 10i64.saturating_mul(1i64 << exp).min(4 * 3600);
@@ -351,6 +364,28 @@ fn human(d: std::time::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn expiring_is_close_to_not_after_but_not_past() {
+        use super::expires_within;
+        use jiff::{SignedDuration, Timestamp};
+        let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        let week = std::time::Duration::from_secs(7 * 86400);
+        assert_eq!(
+            expires_within(Some("2026-12-01T10:00:00Z"), now, week),
+            Some(SignedDuration::from_hours(48))
+        );
+        assert_eq!(
+            expires_within(Some("2026-12-31T10:00:00Z"), now, week),
+            None
+        );
+        assert_eq!(
+            expires_within(Some("2026-11-28T10:00:00Z"), now, week),
+            None
+        );
+        assert_eq!(expires_within(None, now, week), None);
+        assert_eq!(expires_within(Some("garbage"), now, week), None);
+    }
+
     use super::*;
     use crate::api::certificate::CertificateSpec;
     use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};

@@ -1,11 +1,12 @@
 //! HTTP-01: the operator answers `/.well-known/acme-challenge/<token>` itself.
 //!
 //! Answers come from the [`ChallengeIndex`] (fed by the watched Certificates' status:
-//! each challenge's token and key authorization), so any replica can answer. For each challenge the operator creates,
-//! in the Certificate's namespace, a temporary Ingress routing exactly that path to a
-//! selector-less Service whose Endpoints lead to the operator: no pod per challenge.
-//! All three are labelled and owned by the Certificate, and deleted when the challenge
-//! ends (and by a sweep after a crash).
+//! each challenge's token and key authorization), so any replica can answer. For each
+//! challenge the operator creates, in the Certificate's namespace, a temporary Ingress
+//! (or, with `gatewayHTTPRoute`, a Gateway API HTTPRoute attached to the named Gateways)
+//! routing exactly that path to a selector-less Service whose Endpoints lead to the
+//! operator: no pod per challenge. All are labelled and owned by the Certificate, and
+//! deleted when the challenge ends (and by a sweep after a crash).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +32,10 @@ use kube::{Resource, ResourceExt};
 
 use super::index::ChallengeIndex;
 use super::{Challenge, SolveEnv, Solver, SolverError};
+use crate::api::gateway::{
+    HTTPBackendRef, HTTPPathMatch, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, HTTPRouteSpec,
+};
+use crate::api::issuer::Http01GatewayHttpRoute;
 use crate::api::issuer::{Http01Solver, Solver as SolverConfig};
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ChallengeType, MANAGED_BY_LABEL,
@@ -214,7 +219,48 @@ fn ingress(
     })
 }
 
-/// Creates (or updates) the temporary Service, Endpoints and Ingress for one challenge.
+/// One rule: the challenge's host and its exact path, attached to the solver's Gateways.
+fn http_route(
+    name: &str,
+    cert: &Certificate,
+    cfg: &Http01GatewayHttpRoute,
+    dns_name: &str,
+    token: &str,
+) -> Result<HTTPRoute, SolverError> {
+    let mut metadata = meta(name, cert, None)?;
+    // The user's labels first: ours (which the sweep selects by) win a clash.
+    let mut labels = cfg.labels.clone();
+    labels.extend(metadata.labels.take().unwrap_or_default());
+    metadata.labels = Some(labels);
+    let spec = HTTPRouteSpec {
+        parent_refs: cfg.parent_refs.clone(),
+        // An IP identifier has no hostname to match: the route matches every host, still
+        // only on the token's exact path.
+        hostnames: dns_name
+            .parse::<IpAddr>()
+            .is_err()
+            .then(|| dns_name.to_string())
+            .into_iter()
+            .collect(),
+        rules: vec![HTTPRouteRule {
+            matches: vec![HTTPRouteMatch {
+                path: Some(HTTPPathMatch {
+                    type_: Some("Exact".into()),
+                    value: Some(format!("{PATH_PREFIX}{token}")),
+                }),
+            }],
+            backend_refs: vec![HTTPBackendRef {
+                name: name.to_string(),
+                port: Some(SERVICE_PORT),
+                ..Default::default()
+            }],
+        }],
+    };
+    Ok(HTTPRoute { metadata, spec })
+}
+
+/// Creates (or updates) the temporary Service, Endpoints and Ingress (or HTTPRoute) for
+/// one challenge.
 pub async fn present(
     client: &kube::Client,
     cert: &Certificate,
@@ -244,6 +290,21 @@ pub async fn present(
              only a CA that reaches the solver listener directly can validate"
         ),
     }
+    if let Some(cfg) = &solver.gateway_http_route {
+        let route = http_route(&name, cert, cfg, dns_name, token)?;
+        return match Api::<HTTPRoute>::namespaced(client.clone(), &ns)
+            .patch(&name, &pp, &Patch::Apply(&route))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(SolverError::InvalidSpec(
+                "http01.gatewayHTTPRoute: this cluster has no HTTPRoute API \
+                 (gateway.networking.k8s.io/v1); install Gateway API or use http01.ingress"
+                    .into(),
+            )),
+            Err(e) => Err(e.into()),
+        };
+    }
     let ingress = ingress(&name, cert, solver, dns_name, token)?;
     Api::<Ingress>::namespaced(client.clone(), &ns)
         .patch(&name, &pp, &Patch::Apply(&ingress))
@@ -260,6 +321,12 @@ pub async fn remove(
     let name = resource_name(token);
     delete_if_present(
         &Api::<Ingress>::namespaced(client.clone(), namespace),
+        &name,
+    )
+    .await?;
+    // 404 also when the cluster has no HTTPRoute API: nothing to delete.
+    delete_if_present(
+        &Api::<HTTPRoute>::namespaced(client.clone(), namespace),
         &name,
     )
     .await?;
@@ -360,6 +427,15 @@ pub async fn cleanup(
         }};
     }
     sweep!(Ingress);
+    // Without the HTTPRoute API there is no HTTPRoute to sweep.
+    match Api::<HTTPRoute>::namespaced(client.clone(), namespace)
+        .list_metadata(&lp)
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e),
+        Ok(_) => sweep!(HTTPRoute),
+    }
     sweep!(Service);
     sweep!(Endpoints);
     Ok(deleted)
@@ -377,11 +453,12 @@ pub async fn sweep(client: kube::Client, namespace: Option<String>, store: Store
         COMPONENT
     );
     loop {
-        let ingresses: Api<Ingress> = match &namespace {
+        // Every challenge has a Service, whichever way it is routed.
+        let services: Api<Service> = match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        match ingresses
+        match services
             .list_metadata(&kube::api::ListParams::default().labels(&selector))
             .await
         {
@@ -406,7 +483,7 @@ pub async fn sweep(client: kube::Client, namespace: Option<String>, store: Store
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Ingresses"),
+            Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Services"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
     }

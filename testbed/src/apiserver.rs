@@ -213,7 +213,7 @@ impl ApiServer {
     }
 }
 
-async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;

@@ -18,7 +18,9 @@
 pub mod acme_proxy;
 mod apiserver;
 mod bind;
+mod data_plane;
 pub mod fake_dns;
+mod gateway_api;
 mod http;
 mod pebble;
 mod proc;
@@ -26,11 +28,13 @@ mod proc;
 pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
 pub use bind::{Bind, shared_bind};
+pub use data_plane::{IngressDataPlaneStandIn, Routed};
 pub use fake_dns::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
     DELEGATE_ZONE, FakeAcmeDnsServer, FakeAzureDnsApi, FakeCloudDnsApi, FakeCloudflareApi,
     FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api,
 };
+pub use gateway_api::{gateway_api_crds, install_gateway_api_crds};
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};
 pub use proc::{Proc, free_port, log_tail, port_open};

@@ -35,6 +35,8 @@ pub async fn install_crds(_client: &kube::Client) {
 
 /// Installs the generated CRDs on the API server `client` talks to (create or replace).
 pub async fn install_crds_on(client: &kube::Client) {
+    // Gateway API's CRDs as a cluster may have them (test copies, see the test bed).
+    caas_testbed::install_gateway_api_crds(client).await;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for doc in caas_operator::api::crds_yaml().split("\n---\n").skip(1) {
         let crd: CustomResourceDefinition = serde_yaml::from_str(doc).expect("CRD YAML");
@@ -68,7 +70,13 @@ pub async fn install_crds_on(client: &kube::Client) {
 pub struct Operator {
     pub proc: Proc,
     pub metrics_port: u16,
+    /// Where the CA's HTTP-01 requests arrive: the ingress data plane stand-in, which
+    /// routes them through the operator's temporary Ingress / HTTPRoute, Service and
+    /// Endpoints to `solver_port`.
     pub http01_port: u16,
+    /// The operator's own HTTP-01 listener (`--http01-addr`).
+    pub solver_port: u16,
+    pub data_plane: caas_testbed::IngressDataPlaneStandIn,
     args: Vec<String>,
     kubeconfig: std::path::PathBuf,
     /// A kubeconfig that may read everything in the namespace (events, status, the
@@ -93,15 +101,21 @@ impl Operator {
         Self::start_with(api, namespace, pebble.http_port, &[&tls])
     }
 
-    /// Starts `caas-operator run` watching `namespace` with its HTTP-01 listener on
-    /// `http01_port` and `extra` arguments.
+    /// Starts `caas-operator run` watching `namespace` with `extra` arguments, and the
+    /// ingress data plane stand-in on `http01_port` in front of its HTTP-01 listener.
     pub fn start_with(
         api: &ApiServer,
         namespace: &str,
         http01_port: u16,
         extra: &[&str],
     ) -> Operator {
-        Self::start_as(&api.kubeconfig, namespace, http01_port, extra)
+        Self::start_full(
+            &api.kubeconfig,
+            &api.kubeconfig,
+            namespace,
+            http01_port,
+            extra,
+        )
     }
 
     /// Like [`Operator::start_with`], authenticating with the given kubeconfig.
@@ -111,11 +125,27 @@ impl Operator {
         http01_port: u16,
         extra: &[&str],
     ) -> Operator {
+        let admin = &caas_testbed::shared_apiserver().kubeconfig;
+        Self::start_full(admin, kubeconfig, namespace, http01_port, extra)
+    }
+
+    /// The operator authenticating with `kubeconfig`; the data plane stand-in reads
+    /// routes with `admin_kubeconfig` (of the same API server).
+    fn start_full(
+        admin_kubeconfig: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        http01_port: u16,
+        extra: &[&str],
+    ) -> Operator {
         let metrics_port = free_port();
+        let solver_port = free_port();
+        let data_plane =
+            caas_testbed::IngressDataPlaneStandIn::start(http01_port, namespace, admin_kubeconfig);
         let mut args = vec![
             "run".to_string(),
             format!("--namespace={namespace}"),
-            format!("--http01-addr=127.0.0.1:{http01_port}"),
+            format!("--http01-addr=127.0.0.1:{solver_port}"),
             format!("--metrics-addr=127.0.0.1:{metrics_port}"),
             format!("--cluster-resource-namespace={namespace}"),
             format!("--pod-ip={TEST_POD_IP}"),
@@ -136,9 +166,11 @@ impl Operator {
             proc: spawn(&args, kubeconfig, &dir, 0),
             metrics_port,
             http01_port,
+            solver_port,
+            data_plane,
             args,
             kubeconfig: kubeconfig.to_path_buf(),
-            admin_kubeconfig: kubeconfig.to_path_buf(),
+            admin_kubeconfig: admin_kubeconfig.to_path_buf(),
             dir,
             runs: 1,
             key_watch,

@@ -11,7 +11,8 @@ use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, key_of, keys, present, secret};
 use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::{Context, IssuerHandle, restart};
+use crate::notify;
 use crate::pki::CertInfo;
 use crate::plan::{self, Request};
 use crate::solvers::dns01;
@@ -65,8 +66,34 @@ pub async fn valid(
         );
     }
     w.drop_issuing();
+    w.drop_expiring();
     w.save().await?;
     Ok(until(renewal_time))
+}
+
+/// The notifications of `issuer` (or the operator's default), and the namespace of their
+/// URL Secrets.
+pub fn notify_config<'a>(
+    ctx: &'a Context,
+    issuer: &'a IssuerHandle,
+) -> Option<(&'a crate::api::issuer::Notify, &'a str)> {
+    match &issuer.spec.notify {
+        Some(n) => Some((n, issuer.secret_namespace.as_str())),
+        None => ctx
+            .settings
+            .default_notify
+            .as_ref()
+            .map(|n| (n, ctx.settings.cluster_resource_namespace.as_str())),
+    }
+}
+
+/// Sends `message` to the webhooks of `issuer` (or the operator's default).
+pub async fn tell(ctx: &Context, issuer: &IssuerHandle, message: &notify::Message) {
+    if let Some((config, namespace)) = notify_config(ctx, issuer) {
+        ctx.notifier
+            .send(&ctx.client, config, namespace, message)
+            .await;
+    }
 }
 
 fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
@@ -148,9 +175,12 @@ pub async fn issued(
         .take()
         .map(|o| o.challenges)
         .unwrap_or_default();
+    // A renewal replaces a certificate this Certificate had; the first issuance does not.
+    let renewed = w.status.revision.is_some_and(|r| r >= 1);
     w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
     w.status.manual_renewal = request.renew_request.clone();
     record(&mut w, &info, renewal_time);
+    w.drop_expiring();
     // The next renewal starts with the primary issuer again.
     w.status.issued_by = Some(issuer.display());
     w.status.issuing_with = None;
@@ -182,6 +212,27 @@ pub async fn issued(
     );
     ctx.event(cert, false, cause_reason, "Issue", note).await;
     keys::delete_next(ctx, cert).await;
+    let ns = cert.metadata.namespace.clone().unwrap_or_default();
+    if renewed && ctx.settings.restart_on_renew {
+        let secret = &cert.spec.secret_name;
+        restart::on_renewed(
+            &ctx.client,
+            &ctx.recorder,
+            &ctx.restarts,
+            &ns,
+            secret,
+            &info.serial,
+        )
+        .await;
+    }
+    let event = match renewed {
+        true => notify::Event::Renewed,
+        false => notify::Event::Issued,
+    };
+    let mut msg = notify::Message::new(event, cert, Reason::ISSUED.as_str(), message);
+    msg.serial = Some(info.serial.clone());
+    msg.not_after = Some(info.not_after.to_string());
+    tell(ctx, issuer, &msg).await;
     Ok(until(renewal_time))
 }
 

@@ -8,10 +8,11 @@ use kube::runtime::controller::Action;
 use super::drive::{self, Pass, Progress};
 use super::failure::Failure;
 use super::observe::Observed;
-use super::status::{ISSUING, READY, Reason, StatusWriter};
+use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
 use crate::api::CertificateStatus;
 use crate::controllers::{Context, IssuerHandle};
+use crate::notify;
 use crate::plan::{self, Request};
 
 /// Why a certificate is being issued.
@@ -262,8 +263,70 @@ async fn failed(
     .await;
     w.set_issuing(false, failure.reason, message.clone());
     if !has_valid_cert {
-        w.set_ready(false, failure.reason, message);
+        w.set_ready(false, failure.reason, message.clone());
     }
+    let expiring = expiring(ctx, &mut w, has_valid_cert, &message);
     w.save().await?;
+    let failing = super::finish::notify_config(ctx, issuer)
+        .is_some_and(|(n, _)| notify::report_failure(Some(n), attempts));
+    if failing {
+        let msg = notify::Message::new(
+            notify::Event::Failed,
+            cert,
+            failure.reason.as_str(),
+            message,
+        );
+        super::finish::tell(ctx, issuer, &msg).await;
+    }
+    if let Some(note) = expiring {
+        // Once per certificate (notAfter): the event, the log line, the notification.
+        let not_after = w.status.not_after.clone().unwrap_or_default();
+        if ctx.notifier.first_expiring(&key, &not_after) {
+            tracing::warn!(certificate = %key, "{note}");
+            ctx.event(
+                cert,
+                true,
+                Reason::RENEWAL_FAILING.as_str(),
+                "Renew",
+                note.clone(),
+            )
+            .await;
+            let mut msg = notify::Message::new(
+                notify::Event::Expiring,
+                cert,
+                Reason::RENEWAL_FAILING.as_str(),
+                note,
+            );
+            msg.not_after = Some(not_after);
+            super::finish::tell(ctx, issuer, &msg).await;
+        }
+    }
     Ok(Action::requeue(delay.unsigned_abs()))
+}
+
+/// Sets `Expiring` when the certificate in use expires within `--expiring-within` and
+/// this renewal failed (clears it otherwise); returns its message when set.
+fn expiring(
+    ctx: &Context,
+    w: &mut StatusWriter<'_>,
+    has_valid_cert: bool,
+    failure: &str,
+) -> Option<String> {
+    let left = plan::expires_within(
+        w.status.not_after.as_deref(),
+        w.now,
+        ctx.settings.expiring_within,
+    )
+    .filter(|_| has_valid_cert);
+    let Some(left) = left else {
+        w.drop_expiring();
+        return None;
+    };
+    let note = format!(
+        "the certificate expires at {} (in {:#}) and renewal is failing: {failure}",
+        w.status.not_after.as_deref().unwrap_or_default(),
+        SignedDuration::from_secs(left.as_secs())
+    );
+    w.set(EXPIRING, true, Reason::RENEWAL_FAILING, note.clone());
+    Some(note)
 }

@@ -13,6 +13,8 @@ use crate::controllers::{Context, FIELD_MANAGER};
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const ISSUING: &str = "Issuing";
+/// Close to notAfter while renewal fails (`--expiring-within`).
+pub const EXPIRING: &str = "Expiring";
 
 /// A condition reason: a word users and alerts match on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,7 @@ impl Reason {
     pub const ORDER_FAILED: Reason = Reason("OrderFailed");
     pub const DURATION_NOT_SUPPORTED: Reason = Reason("DurationNotSupported");
     pub const RATE_LIMITED: Reason = Reason("RateLimited");
+    pub const RENEWAL_FAILING: Reason = Reason("RenewalFailing");
 
     pub fn as_str(self) -> &'static str {
         self.0
@@ -98,6 +101,10 @@ impl<'a> StatusWriter<'a> {
 
     pub fn drop_issuing(&mut self) {
         self.status.conditions.retain(|c| c.type_ != ISSUING);
+    }
+
+    pub fn drop_expiring(&mut self) {
+        self.status.conditions.retain(|c| c.type_ != EXPIRING);
     }
 
     pub fn condition(&self, type_: &str) -> Option<&Condition> {

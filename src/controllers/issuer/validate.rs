@@ -33,13 +33,8 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
     }
     for (i, solver) in spec.solvers.iter().enumerate() {
         solver_kind(solver).map_err(|e| format!("solvers[{i}]: {e}"))?;
-        if let Some(http) = solver.http01.as_ref().and_then(|h| h.ingress.as_ref())
-            && http.class.is_some()
-            && http.ingress_class_name.is_some()
-        {
-            return Err(format!(
-                "solvers[{i}].http01.ingress: set class or ingressClassName, not both"
-            ));
+        if let Some(http) = &solver.http01 {
+            validate_http01(http).map_err(|e| format!("solvers[{i}].http01: {e}"))?;
         }
         if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
             if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
@@ -78,6 +73,31 @@ fn url(field: &str, u: &Option<String>) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// HTTP-01: one way to route (Ingress or HTTPRoute), and a route needs a Gateway.
+fn validate_http01(http: &crate::api::issuer::Http01Solver) -> Result<(), String> {
+    if let Some(ingress) = &http.ingress
+        && ingress.class.is_some()
+        && ingress.ingress_class_name.is_some()
+    {
+        return Err("ingress: set class or ingressClassName, not both".into());
+    }
+    if let Some(route) = &http.gateway_http_route {
+        if http.ingress.is_some() {
+            return Err("set ingress or gatewayHTTPRoute, not both".into());
+        }
+        if route.parent_refs.is_empty() {
+            return Err(
+                "gatewayHTTPRoute.parentRefs is empty: name the Gateway the CA's request arrives at"
+                    .into(),
+            );
+        }
+        if let Some(p) = route.parent_refs.iter().find(|p| p.name.trim().is_empty()) {
+            return Err(format!("gatewayHTTPRoute.parentRefs: {p:?} has no name"));
+        }
+    }
+    Ok(())
 }
 
 /// Exactly one provider, each with what it needs (credentials as Secret references).
@@ -211,8 +231,24 @@ mod tests {
                 class: Some("a".into()),
                 ingress_class_name: Some("b".into()),
             }),
+            ..Default::default()
         });
         assert!(validate(&s).unwrap_err().contains("not both"));
+        let route = |v| serde_json::from_value::<Http01Solver>(v).unwrap();
+        s.solvers[0].http01 = Some(route(serde_json::json!({
+            "ingress": {}, "gatewayHTTPRoute": { "parentRefs": [{ "name": "gw" }] }
+        })));
+        assert!(
+            validate(&s)
+                .unwrap_err()
+                .contains("ingress or gatewayHTTPRoute, not both")
+        );
+        s.solvers[0].http01 = Some(route(serde_json::json!({ "gatewayHTTPRoute": {} })));
+        assert!(validate(&s).unwrap_err().contains("parentRefs"));
+        s.solvers[0].http01 = Some(route(serde_json::json!({
+            "gatewayHTTPRoute": { "parentRefs": [{ "name": "gw", "namespace": "edge" }] }
+        })));
+        assert!(validate(&s).is_ok());
     }
 }
 

@@ -1,0 +1,249 @@
+//! Restart after renewal: a Deployment, StatefulSet or DaemonSet annotated
+//! `caas.dev/restart-on-renew: "<secret>[,<secret>...]"` gets a rolling restart (the pod
+//! template annotation `kubectl rollout restart` sets, `kubectl.kubernetes.io/restartedAt`)
+//! when one of those Secrets (in its namespace) is renewed: once per renewal, never at
+//! the first issuance, and at most once a minute per workload. A renewal within the
+//! minute after a restart is delayed to the minute's end, not dropped; renewals that
+//! meet in that delay share one restart (it picks up every new Secret). cert-manager
+//! declined this (its issue #1440), so its users run a separate reloader.
+//!
+//! A delayed restart lives in this process: an operator that stops in between loses it
+//! (the renewal already happened, the workload keeps serving the previous certificate
+//! until it restarts for another reason).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+/// The annotation naming the Secrets whose renewal restarts a workload.
+pub const RESTART_ON_RENEW: &str = "caas.dev/restart-on-renew";
+/// The pod template annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// At most one restart per workload in this long.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whether an annotation value (`"a, b"`) names `secret`.
+pub fn names_secret(value: &str, secret: &str) -> bool {
+    value.split(',').map(str::trim).any(|s| s == secret)
+}
+
+/// What to do about a renewal, given the workload's last restart by us and whether a
+/// delayed restart is already waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Now,
+    After(Duration),
+    /// The waiting restart will pick this renewal up.
+    AlreadyPending,
+}
+
+pub fn plan(last: Option<Timestamp>, pending: bool, now: Timestamp) -> Plan {
+    if pending {
+        return Plan::AlreadyPending;
+    }
+    let Some(last) = last else { return Plan::Now };
+    let since = now.duration_since(last);
+    let min = SignedDuration::try_from(MIN_INTERVAL).unwrap_or_default();
+    if since >= min {
+        Plan::Now
+    } else {
+        Plan::After((min - since).unsigned_abs())
+    }
+}
+
+/// Restarts this process made, per workload (`kind/namespace/name`).
+#[derive(Default)]
+pub struct Restarts {
+    last: Mutex<HashMap<String, Timestamp>>,
+    pending: Mutex<HashMap<String, Timestamp>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+/// One renewal of Secret `secret` in `namespace` (new serial `serial`): restarts (now or
+/// later) every workload there annotated for it.
+pub async fn on_renewed(
+    client: &kube::Client,
+    recorder: &Recorder,
+    restarts: &Arc<Restarts>,
+    namespace: &str,
+    secret: &str,
+    serial: &str,
+) {
+    let mut found: Vec<(Kind, String, k8s_openapi::api::core::v1::ObjectReference)> = Vec::new();
+    macro_rules! collect {
+        ($ty:ty, $kind:expr) => {{
+            match Api::<$ty>::namespaced(client.clone(), namespace)
+                .list_metadata(&ListParams::default())
+                .await
+            {
+                Ok(list) => {
+                    for w in list.items {
+                        if w.annotations()
+                            .get(RESTART_ON_RENEW)
+                            .is_some_and(|v| names_secret(v, secret))
+                        {
+                            let mut r = <$ty>::object_ref(&Default::default(), &());
+                            r.name = Some(w.name_any());
+                            r.namespace = Some(namespace.to_string());
+                            r.uid = w.uid();
+                            found.push(($kind, w.name_any(), r));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e, %namespace,
+                    "restart-on-renew: cannot list {}s (RBAC: the chart's restartOnRenew.enabled)",
+                    $kind.as_str()
+                ),
+            }
+        }};
+    }
+    collect!(Deployment, Kind::Deployment);
+    collect!(StatefulSet, Kind::StatefulSet);
+    collect!(DaemonSet, Kind::DaemonSet);
+    for (kind, name, oref) in found {
+        let key = format!("{}/{namespace}/{name}", kind.as_str());
+        let last = restarts.last.lock().unwrap().get(&key).copied();
+        let pending = restarts.pending.lock().unwrap().contains_key(&key);
+        let now = Timestamp::now();
+        let why = format!("Secret {secret} was renewed (serial {serial})");
+        match plan(last, pending, now) {
+            Plan::Now => {
+                restart(
+                    client, recorder, restarts, kind, namespace, &name, &key, oref, &why,
+                )
+                .await
+            }
+            Plan::AlreadyPending => {
+                tracing::info!(workload = %key, "restart-on-renew: {why}; a restart is already due");
+            }
+            Plan::After(wait) => {
+                tracing::info!(workload = %key, "restart-on-renew: {why}; restarting in {wait:?} (at most once a minute)");
+                restarts.pending.lock().unwrap().insert(key.clone(), now);
+                let (client, recorder, restarts) =
+                    (client.clone(), recorder.clone(), restarts.clone());
+                let namespace = namespace.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    restarts.pending.lock().unwrap().remove(&key);
+                    restart(
+                        &client, &recorder, &restarts, kind, &namespace, &name, &key, oref, &why,
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restart(
+    client: &kube::Client,
+    recorder: &Recorder,
+    restarts: &Restarts,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    oref: k8s_openapi::api::core::v1::ObjectReference,
+    why: &str,
+) {
+    let now = Timestamp::now();
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": {
+        RESTARTED_AT: now.to_string()
+    }}}}});
+    let pp = PatchParams::default();
+    let result = match kind {
+        Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+        Kind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+        Kind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+    };
+    let (warning, reason, note) = match result {
+        Ok(()) => {
+            restarts.last.lock().unwrap().insert(key.to_string(), now);
+            tracing::info!(workload = %key, "restart-on-renew: rolling restart: {why}");
+            (false, "RestartedOnRenew", format!("rolling restart: {why}"))
+        }
+        Err(e) => {
+            tracing::warn!(workload = %key, error = %e, "restart-on-renew: restart failed");
+            (
+                true,
+                "RestartFailed",
+                format!("{why}, but the rolling restart failed: {e}"),
+            )
+        }
+    };
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Restart".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &oref).await {
+        tracing::debug!(error = %e, "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_lists_secrets() {
+        assert!(names_secret("a-tls", "a-tls"));
+        assert!(names_secret("x, a-tls ,y", "a-tls"));
+        assert!(!names_secret("a-tls-2", "a-tls"));
+        assert!(!names_secret("", "a-tls"));
+    }
+
+    #[test]
+    fn at_most_once_a_minute_and_never_dropped() {
+        let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        assert_eq!(plan(None, false, now), Plan::Now);
+        let recent = now - SignedDuration::from_secs(20);
+        assert_eq!(
+            plan(Some(recent), false, now),
+            Plan::After(Duration::from_secs(40))
+        );
+        let old = now - SignedDuration::from_secs(61);
+        assert_eq!(plan(Some(old), false, now), Plan::Now);
+        assert_eq!(plan(Some(recent), true, now), Plan::AlreadyPending);
+    }
+}
