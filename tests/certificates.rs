@@ -136,6 +136,18 @@ async fn http01_issues_a_two_name_certificate() {
     );
     assert_eq!(annotations.get("caas.dev/serial"), Some(&info.serial));
 
+    // The CA's requests reached the answers through the temporary Ingress -> Service ->
+    // Endpoints (the ingress data plane stand-in follows them from the API server).
+    let routed = operator.data_plane.routed();
+    for name in &names {
+        assert!(
+            routed
+                .iter()
+                .any(|r| &r.host == name && r.via.starts_with("Ingress ") && r.status == 200),
+            "no validation of {name} routed through an Ingress: {routed:?}"
+        );
+    }
+
     // The temporary objects existed during the challenges, and none are left.
     for (kind, seen) in [
         ("Ingress", ingresses),

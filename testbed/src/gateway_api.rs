@@ -15,7 +15,13 @@ fn crd(kind: &str, plural: &str, short: &str) -> CustomResourceDefinition {
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": { "name": format!("{plural}.gateway.networking.k8s.io") },
+        "metadata": {
+            "name": format!("{plural}.gateway.networking.k8s.io"),
+            // *.k8s.io groups need this (KEP 1111); upstream's CRDs carry the same.
+            "annotations": {
+                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
+            }
+        },
         "spec": {
             "group": "gateway.networking.k8s.io",
             "names": {

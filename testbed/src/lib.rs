@@ -24,6 +24,7 @@ mod gateway_api;
 mod http;
 mod pebble;
 mod proc;
+mod webhook_receiver;
 
 pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
@@ -38,6 +39,7 @@ pub use gateway_api::{gateway_api_crds, install_gateway_api_crds};
 pub use http::{http_get, https_get};
 pub use pebble::{Pebble, PebbleOptions};
 pub use proc::{Proc, free_port, log_tail, port_open};
+pub use webhook_receiver::{Received, WebhookReceiver};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
