@@ -128,6 +128,12 @@ fn run() -> Result<(), String> {
         None,
     )?;
     kubectl(&api, &["create", "namespace", NAMESPACE], None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // Gateway API's Gateway and HTTPRoute (test copies of its CRDs), for the Gateway example.
+    rt.block_on(async { caas_testbed::install_gateway_api_crds(&api.client().await).await });
 
     step("starting the operator");
     let metrics_port = free_port();
@@ -146,7 +152,7 @@ fn run() -> Result<(), String> {
     operator.wait_until(Duration::from_secs(30), || port_open(metrics_port));
 
     let t = step(&format!(
-        "applying {} (EAB Secret, CaaSIssuer, Certificate, annotated Ingress)",
+        "applying {} (EAB Secret, CaaSIssuer, Certificate, annotated Ingress and Gateway)",
         args.examples.display()
     ));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
@@ -182,10 +188,6 @@ fn run() -> Result<(), String> {
         None,
     )?;
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let issued = rt.block_on(wait_all_ready(
         &api,
         &mut operator,
@@ -240,8 +242,8 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until every Certificate in the demo namespace (at least two: the example and
-/// the Ingress's) is Ready; returns one summary line per Certificate.
+/// Waits until every Certificate in the demo namespace (at least three: the example, the
+/// Ingress's and the Gateway's) is Ready; returns one summary line per Certificate.
 async fn wait_all_ready(
     api: &ApiServer,
     operator: &mut Proc,
@@ -266,7 +268,7 @@ async fn wait_all_ready(
                     .any(|x| x["type"] == "Ready" && x["status"] == "True")
             })
         };
-        if list.items.len() >= 2 && list.items.iter().all(ready) {
+        if list.items.len() >= 3 && list.items.iter().all(ready) {
             return Ok(list
                 .items
                 .iter()
