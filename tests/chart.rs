@@ -42,6 +42,50 @@ fn helm_lint_is_clean() {
     }
 }
 
+/// `restartOnRenew.enabled=false` drops the workload permissions and turns the feature off;
+/// notification defaults reach the operator as `--default-notify`.
+#[test]
+fn chart_values_for_restarts_and_notifications() {
+    let (ok, on) = helm(&["template", "x", "charts/caas-operator"]);
+    assert!(ok, "{on}");
+    assert!(on.contains("\"deployments\", \"statefulsets\", \"daemonsets\""));
+    assert!(on.contains("--restart-on-renew=true") && !on.contains("--default-notify"));
+    let (ok, off) = helm(&[
+        "template",
+        "x",
+        "charts/caas-operator",
+        "--set",
+        "restartOnRenew.enabled=false",
+        "--set",
+        "notify.webhooks[0].format=Slack",
+        "--set",
+        "notify.webhooks[0].urlSecretRef.name=chat",
+        "--set",
+        "notify.webhooks[0].urlSecretRef.key=url",
+        "--set",
+        "expiringWithin=72h",
+    ]);
+    assert!(ok, "{off}");
+    assert!(!off.contains("deployments") && off.contains("--restart-on-renew=false"));
+    assert!(off.contains("--expiring-within=72h"));
+    let arg = off
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- --default-notify="))
+        .expect("--default-notify");
+    let notify: caas_operator::api::issuer::Notify = serde_json::from_str(arg).expect(arg);
+    assert_eq!(notify.webhooks[0].url_secret_ref.name, "chat");
+    assert_eq!(notify.failed_after, Some(3));
+    // The schema refuses a webhook without its Secret.
+    let (ok, out) = helm(&[
+        "template",
+        "x",
+        "charts/caas-operator",
+        "--set",
+        "notify.webhooks[0].format=Slack",
+    ]);
+    assert!(!ok && out.contains("urlSecretRef"), "{out}");
+}
+
 #[test]
 fn dockerfile_lints_clean() {
     let out = Command::new(tool("hadolint"))
@@ -152,6 +196,28 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
 
     // What it can do, and what it must not.
     assert!(allowed(&sa, "patch", "caas.dev", "certificates/status", Some(&ns)).await);
+    // restart-on-renew (on by default), annotated Gateways, temporary HTTPRoutes.
+    assert!(allowed(&sa, "patch", "apps", "deployments", Some(&ns)).await);
+    assert!(
+        allowed(
+            &sa,
+            "watch",
+            "gateway.networking.k8s.io",
+            "gateways",
+            Some(&ns)
+        )
+        .await
+    );
+    assert!(
+        allowed(
+            &sa,
+            "create",
+            "gateway.networking.k8s.io",
+            "httproutes",
+            Some(&ns)
+        )
+        .await
+    );
     assert!(allowed(&sa, "create", "coordination.k8s.io", "leases", Some(&ns)).await);
     for (verb, group, resource, in_ns) in [
         ("create", "", "pods", true),
@@ -165,7 +231,10 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
             "clusterrolebindings",
             false,
         ),
-        ("patch", "apps", "deployments", true),
+        ("patch", "apps", "deployments", false),
+        ("create", "apps", "deployments", true),
+        ("delete", "apps", "deployments", true),
+        ("create", "gateway.networking.k8s.io", "gateways", true),
         ("create", "coordination.k8s.io", "leases", false),
         ("update", "caas.dev", "caasissuers", true),
         ("delete", "caas.dev", "caasissuers", true),
