@@ -442,44 +442,37 @@ async fn gateway_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
         );
         return;
     }
-    let gateways: Api<Gateway> = api(&ctx.client, &options.namespace);
-    let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
-    Controller::new(gateways, watcher::Config::default())
-        .watches(
-            certificates,
-            watcher::Config::default(),
-            |cert: Certificate| {
-                controllers::gateway::gateway_of(&cert)
-                    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
-            },
-        )
-        .graceful_shutdown_on(stop)
-        .run(
-            controllers::gateway::reconcile,
-            controllers::ingress::error_policy,
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    owner_loop::<Gateway>(options, ctx, stop).await;
 }
 
 /// Ingresses: also woken when a Certificate they own changes or goes away.
 async fn ingress_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
-    let ingresses: Api<Ingress> = api(&ctx.client, &options.namespace);
+    owner_loop::<Ingress>(options, ctx, stop).await;
+}
+
+/// Annotated Ingresses or Gateways (`K`), also woken when a Certificate one of them owns
+/// changes or goes away.
+async fn owner_loop<K>(options: &Options, ctx: Arc<Context>, stop: Shutdown)
+where
+    K: controllers::ingress::Owner
+        + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::de::DeserializeOwned,
+{
+    let owners: Api<K> = api(&ctx.client, &options.namespace);
     let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
-    Controller::new(ingresses, watcher::Config::default())
+    Controller::new(owners, watcher::Config::default())
         .watches(
             certificates,
             watcher::Config::default(),
             |cert: Certificate| {
-                controllers::ingress::ingress_of(&cert)
+                controllers::ingress::owner_of::<K>(&cert)
                     .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
             },
         )
         .graceful_shutdown_on(stop)
         .run(
-            controllers::ingress::reconcile,
-            controllers::ingress::error_policy,
+            controllers::ingress::reconcile_owner::<K>,
+            controllers::ingress::error_policy::<K>,
             ctx,
         )
         .for_each(|_| futures::future::ready(()))

@@ -18,7 +18,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -205,20 +205,7 @@ async fn restart(
             )
         }
     };
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "Restart".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &oref).await {
-        tracing::debug!(error = %e, "cannot publish event");
-    }
+    super::publish(recorder, &oref, warning, reason, "Restart", note).await;
 }
 
 #[cfg(test)]
