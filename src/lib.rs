@@ -19,6 +19,7 @@ pub mod notify;
 pub mod operator;
 pub mod pki;
 pub mod plan;
+pub mod plugin;
 pub mod renewal;
 pub mod revoke;
 pub mod solvers;

@@ -79,15 +79,15 @@ enum Command {
         /// (URL Secrets in the cluster resource namespace).
         #[arg(long, value_parser = parse_notify, env = "CAAS_DEFAULT_NOTIFY")]
         default_notify: Option<caas_operator::api::issuer::Notify>,
+        /// Also honour cert-manager's `cert-manager.io/issuer` / `cluster-issuer` (and
+        /// `common-name`, `duration`, `renew-before`, `private-key-*`) on Ingresses and
+        /// Gateways, naming a CaaSIssuer / ClusterCaaSIssuer of the same name.
+        #[arg(long, env = "CAAS_ACCEPT_CERT_MANAGER_ANNOTATIONS")]
+        accept_cert_manager_annotations: bool,
     },
-    /// Renew a Certificate now (sets its caas.dev/renew annotation to the current time).
-    Renew {
-        /// The Certificate's name.
-        name: String,
-        /// Its namespace (default: the kubeconfig's).
-        #[arg(short, long)]
-        namespace: Option<String>,
-    },
+    /// `kubectl caas` verbs: status, inspect, renew (see `kubectl-caas --help`).
+    #[command(flatten)]
+    Plugin(caas_operator::plugin::Verb),
     /// Revoke a Certificate's current certificate at its CA, then renew it.
     Revoke {
         /// The Certificate's name.
@@ -144,15 +144,50 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors end the process with one line (`caas-operator: what went wrong: why`), never a
+/// backtrace: they are for the person who started it.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("caas-operator: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_cli()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the whole chain of causes, on one line.
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("caas-operator: {line}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
             print!("{}", caas_operator::api::crds_yaml());
             Ok(())
         }
-        Command::Renew { name, namespace } => renew(name, namespace).await,
+        Command::Plugin(verb) if !caas_operator::plugin::needs_cluster(&verb) => {
+            let code = caas_operator::plugin::run_offline(&verb)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Plugin(verb) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default().await?;
+            let code = caas_operator::plugin::run(client, &verb).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Revoke {
             name,
             namespace,
@@ -179,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
             restart_on_renew,
             expiring_within,
             default_notify,
+            accept_cert_manager_annotations,
         } => {
             init_logging(log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -208,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
                 restart_on_renew,
                 expiring_within,
                 default_notify: default_notify.filter(|n| !n.webhooks.is_empty()),
+                accept_cert_manager_annotations,
             };
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }
@@ -220,7 +257,12 @@ async fn counted_client()
 -> anyhow::Result<(kube::Client, prometheus_client::metrics::counter::Counter)> {
     let kube_requests = prometheus_client::metrics::counter::Counter::default();
     let counter = kube_requests.clone();
-    let config = kube::Config::infer().await?;
+    let config = kube::Config::infer().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no Kubernetes API server to talk to: {e} (in a pod the service account is used; \
+             elsewhere set KUBECONFIG or ~/.kube/config)"
+        )
+    })?;
     let client = kube::client::ClientBuilder::try_from(config)?
         .with_layer(&tower::util::MapRequestLayer::new(
             move |req: http::Request<kube::client::Body>| {
@@ -248,38 +290,7 @@ async fn revoke(
         caas_operator::revoke::revoke(&client, &ns, &name, reason, &cluster_resource_namespace)
             .await?;
     println!("revoked serial {serial} of Certificate {ns}/{name}");
-    renew(name, Some(ns)).await
-}
-
-/// `caas-operator renew`: sets the renewal annotation on a Certificate.
-async fn renew(name: String, namespace: Option<String>) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default().await?;
-    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let api: kube::Api<caas_operator::api::Certificate> = kube::Api::namespaced(client, &ns);
-    let now = jiff::Timestamp::now().to_string();
-    // A merge patch of the metadata: only this annotation changes.
-    let patch = kube::api::PartialObjectMeta::<caas_operator::api::Certificate> {
-        metadata: kube::api::ObjectMeta {
-            annotations: Some(std::collections::BTreeMap::from([(
-                caas_operator::plan::RENEW_ANNOTATION.to_string(),
-                now.clone(),
-            )])),
-            ..Default::default()
-        },
-        types: None,
-        _phantom: std::marker::PhantomData,
-    };
-    api.patch(
-        &name,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot annotate Certificate {ns}/{name}: {e}"))?;
-    println!(
-        "renewal of Certificate {ns}/{name} requested ({} = {now})",
-        caas_operator::plan::RENEW_ANNOTATION
-    );
+    caas_operator::plugin::renew(&client, &ns, Some(&name), false, None).await?;
+    println!("renewal requested: Certificate {ns}/{name}");
     Ok(())
 }

@@ -58,6 +58,8 @@ pub struct Options {
     pub expiring_within: Duration,
     /// Notifications for issuers without `spec.notify`.
     pub default_notify: Option<crate::api::issuer::Notify>,
+    /// Honour `cert-manager.io/issuer` / `cluster-issuer` (and their companions).
+    pub accept_cert_manager_annotations: bool,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -114,6 +116,7 @@ pub async fn run(
             restart_on_renew: options.restart_on_renew,
             expiring_within: options.expiring_within,
             default_notify: options.default_notify.clone(),
+            accept_cert_manager_annotations: options.accept_cert_manager_annotations,
         },
         certificates: store.clone(),
         index: index.clone(),
@@ -204,6 +207,28 @@ async fn log_listener_error(
     }
 }
 
+/// Says what is missing when the Lease cannot be made, and which flag changes it.
+fn lease_error(e: impl std::fmt::Display, options: &Options) -> anyhow::Error {
+    let ns = &options.cluster_resource_namespace;
+    let text = e.to_string();
+    if text.contains("not found") {
+        anyhow::anyhow!(
+            "the namespace {ns:?} does not exist: it holds the leader-election Lease and the \
+             Secrets of ClusterCaaSIssuers. Create it (kubectl create namespace {ns}) or \
+             choose another with --cluster-resource-namespace (default: the pod's namespace, \
+             else caas-operator)"
+        )
+    } else if text.contains("forbidden") {
+        anyhow::anyhow!(
+            "cannot use the Lease {:?} in namespace {ns:?} ({text}): grant get, create and \
+             update on leases there, or run one replica with --leader-elect=false",
+            options.lease_name
+        )
+    } else {
+        anyhow::anyhow!("cannot set up leader election in namespace {ns:?}: {text}")
+    }
+}
+
 /// Campaigns for the Lease; runs the controllers while holding it.
 async fn lead_while_leader(
     client: &Client,
@@ -218,7 +243,8 @@ async fn lead_while_leader(
         .with_duration(secs)
         .with_grace((secs / 3).max(1))
         .build()
-        .await?;
+        .await
+        .map_err(|e| lease_error(e, options))?;
     let (mut leader, lease_task) = manager.watch().await;
     loop {
         // Wait to lead (or to stop).

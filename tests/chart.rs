@@ -30,7 +30,17 @@ fn helm(args: &[&str]) -> (bool, String) {
 #[test]
 fn helm_lint_is_clean() {
     // Both RBAC shapes: cluster-wide, and one watched namespace.
-    for extra in [&[][..], &["--set", "watchNamespace=apps"][..]] {
+    let monitoring = [
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+    ];
+    for extra in [
+        &[][..],
+        &["--set", "watchNamespace=apps"][..],
+        &monitoring[..],
+    ] {
         let mut args = vec!["lint", "--strict", "charts/caas-operator"];
         args.extend_from_slice(extra);
         let (ok, out) = helm(&args);
@@ -84,6 +94,23 @@ fn chart_values_for_restarts_and_notifications() {
         "notify.webhooks[0].format=Slack",
     ]);
     assert!(!ok && out.contains("urlSecretRef"), "{out}");
+}
+
+/// The release workflow (it cannot run here: no Docker engine, no network) passes
+/// actionlint.
+#[test]
+fn release_workflow_lints_clean() {
+    let out = Command::new(tool("actionlint"))
+        .arg(".github/workflows/release.yml")
+        .current_dir(ROOT)
+        .output()
+        .expect("run actionlint");
+    assert!(
+        out.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
+use serde::Deserialize;
 use serde_json::json;
 use support::*;
 
@@ -372,4 +373,173 @@ async fn metrics_describe_certificates_issuers_and_acme_traffic() {
         .is_some(),
         "{text}"
     );
+
+    // The chart's alerts and dashboard name only metrics this scrape has (a renamed
+    // metric would silently break them), and promtool accepts every expression.
+    let exprs = chart_monitoring_exprs();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for expr in &exprs {
+        for metric in metric_names(expr) {
+            let base = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| metric.strip_suffix(s))
+                .unwrap_or(&metric);
+            assert!(
+                families.contains(&base) || families.contains(&metric.as_str()),
+                "{metric} (in `{expr}`) is not exported: {families:?}"
+            );
+        }
+    }
+}
+
+/// Every PromQL expression of the chart's PrometheusRule and Grafana dashboard (both
+/// enabled), after `promtool check rules` accepted them all.
+fn chart_monitoring_exprs() -> Vec<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(caas_testbed::tool("helm"))
+        .args([
+            "template",
+            "x",
+            "charts/caas-operator",
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.grafanaDashboard.enabled=true",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("helm template");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let mut rules = None;
+    let mut dashboard = None;
+    for doc in serde_yaml::Deserializer::from_str(&rendered) {
+        let v = serde_json::Value::deserialize(doc).unwrap_or_default();
+        match v["kind"].as_str() {
+            Some("PrometheusRule") => rules = Some(v["spec"].clone()),
+            Some("ConfigMap") if v["data"]["caas-operator.json"].is_string() => {
+                let json = v["data"]["caas-operator.json"].as_str().unwrap();
+                dashboard =
+                    Some(serde_json::from_str::<serde_json::Value>(json).expect("dashboard JSON"));
+            }
+            _ => {}
+        }
+    }
+    let rules = rules.expect("a PrometheusRule when enabled");
+    let dashboard = dashboard.expect("a dashboard ConfigMap when enabled");
+    let mut exprs: Vec<String> = rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["expr"].as_str().unwrap().to_string())
+        .collect();
+    let panels: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    // promtool: the alerts as they are, the dashboard's queries as recording rules.
+    let dir = caas_testbed::scratch_dir("promtool");
+    let alerts = dir.join("alerts.yaml");
+    std::fs::write(&alerts, serde_yaml::to_string(&rules).unwrap()).unwrap();
+    let recorded: Vec<serde_json::Value> = panels
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({ "record": format!("caas:dashboard_query_{i}"), "expr": e }))
+        .collect();
+    let queries = dir.join("dashboard.yaml");
+    std::fs::write(
+        &queries,
+        serde_yaml::to_string(&json!({ "groups": [{ "name": "dashboard", "rules": recorded }] }))
+            .unwrap(),
+    )
+    .unwrap();
+    let check = std::process::Command::new(caas_testbed::tool("promtool"))
+        .args(["check", "rules"])
+        .arg(&alerts)
+        .arg(&queries)
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    exprs.extend(panels);
+    exprs
+}
+
+/// The `caas_*` metric names an expression uses.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("caas_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// `--accept-cert-manager-annotations`: an Ingress still annotated for cert-manager gets
+/// its certificate from the CaaSIssuer of the same name.
+#[tokio::test]
+async fn cert_manager_annotations_are_honoured_when_accepted() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "cm-annotations").await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let operator = Operator::start_with(
+        api,
+        &ns,
+        pebble.http_port,
+        &["--accept-cert-manager-annotations"],
+    );
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let host = format!("{}.{ZONE}", unique_name("cm"));
+    apply_ingress(
+        &client,
+        &ns,
+        json!({ "cert-manager.io/issuer": "pebble", "cert-manager.io/private-key-algorithm": "RSA" }),
+        json!([{ "hosts": [host], "secretName": "shop-tls" }]),
+    )
+    .await;
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "shop-tls",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    assert_eq!(cert.spec.issuer_ref.name, "pebble");
+    assert_eq!(cert.spec.dns_names, vec![host]);
+    let key = serde_json::to_value(&cert.spec.private_key).unwrap();
+    assert_eq!(key["algorithm"], "RSA");
 }

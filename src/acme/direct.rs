@@ -267,7 +267,9 @@ impl Direct {
     }
 }
 
-async fn read(mut response: instant_acme::BytesResponse) -> Result<Answer, instant_acme::Error> {
+pub(crate) async fn read(
+    mut response: instant_acme::BytesResponse,
+) -> Result<Answer, instant_acme::Error> {
     let body = response
         .body
         .into_bytes()

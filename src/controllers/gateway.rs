@@ -25,15 +25,26 @@ pub const GATEWAY_LABEL: &str = "caas.dev/gateway";
 impl Owner for Gateway {
     const KIND: &'static str = "Gateway";
     const LABEL: &'static str = GATEWAY_LABEL;
-    fn desired_certificates(&self) -> Result<Vec<DesiredCertificate>, String> {
-        desired(self)
+    fn desired_certificates(
+        &self,
+        ann: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<DesiredCertificate>, String> {
+        desired_with(self, ann)
     }
 }
 
 /// The Certificates a Gateway's annotations and TLS listeners ask for (empty when it is
 /// not annotated), or a message saying what is wrong.
 pub fn desired(gateway: &Gateway) -> Result<Vec<DesiredCertificate>, String> {
-    let Some(template) = ingress::template(gateway.annotations())? else {
+    desired_with(gateway, gateway.annotations())
+}
+
+/// [`desired`] with the annotations `ann` (see [`ingress::annotations`]).
+pub fn desired_with(
+    gateway: &Gateway,
+    ann: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<DesiredCertificate>, String> {
+    let Some(template) = ingress::template(ann)? else {
         return Ok(Vec::new());
     };
     let own_ns = gateway.namespace();

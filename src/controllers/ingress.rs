@@ -42,16 +42,59 @@ pub trait Owner:
     const KIND: &'static str;
     /// The label on its Certificates, naming it.
     const LABEL: &'static str;
-    /// The Certificates it asks for, or what is wrong with its annotations.
-    fn desired_certificates(&self) -> Result<Vec<DesiredCertificate>, String>;
+    /// The Certificates it asks for (its annotations as [`annotations`] reads them), or
+    /// what is wrong with them.
+    fn desired_certificates(
+        &self,
+        ann: &BTreeMap<String, String>,
+    ) -> Result<Vec<DesiredCertificate>, String>;
 }
 
 impl Owner for Ingress {
     const KIND: &'static str = "Ingress";
     const LABEL: &'static str = INGRESS_LABEL;
-    fn desired_certificates(&self) -> Result<Vec<DesiredCertificate>, String> {
-        desired(self)
+    fn desired_certificates(
+        &self,
+        ann: &BTreeMap<String, String>,
+    ) -> Result<Vec<DesiredCertificate>, String> {
+        desired_with(self, ann)
     }
+}
+
+/// cert-manager's Ingress annotations and ours (`--accept-cert-manager-annotations`).
+const CERT_MANAGER_ALIASES: [(&str, &str); 7] = [
+    ("cert-manager.io/issuer", ISSUER),
+    ("cert-manager.io/cluster-issuer", CLUSTER_ISSUER),
+    ("cert-manager.io/common-name", COMMON_NAME),
+    ("cert-manager.io/duration", DURATION),
+    ("cert-manager.io/renew-before", RENEW_BEFORE),
+    ("cert-manager.io/private-key-algorithm", KEY_ALGORITHM),
+    ("cert-manager.io/private-key-size", KEY_SIZE),
+];
+
+/// An object's annotations as the operator reads them: with `cert_manager`, each
+/// `cert-manager.io/...` annotation stands for its `caas.dev/...` twin (ours win when
+/// both are set), so a cluster moves from cert-manager one namespace at a time. The
+/// issuer must then exist as a `CaaSIssuer` / `ClusterCaaSIssuer` of the same name.
+pub fn annotations(
+    ann: &BTreeMap<String, String>,
+    cert_manager: bool,
+) -> std::borrow::Cow<'_, BTreeMap<String, String>> {
+    if !cert_manager || !ann.keys().any(|k| k.starts_with("cert-manager.io/")) {
+        return std::borrow::Cow::Borrowed(ann);
+    }
+    let mut out = ann.clone();
+    let ours = ann.contains_key(ISSUER) || ann.contains_key(CLUSTER_ISSUER);
+    for (theirs, mine) in CERT_MANAGER_ALIASES {
+        let is_issuer = mine == ISSUER || mine == CLUSTER_ISSUER;
+        if let Some(v) = ann.get(theirs)
+            && !ann.contains_key(mine)
+            && !(is_issuer && ours)
+        {
+            out.insert(mine.to_string(), v.clone());
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// One Certificate an Ingress asks for.
@@ -64,7 +107,15 @@ pub struct DesiredCertificate {
 /// The Certificates an Ingress's annotations and TLS entries ask for (empty when it is
 /// not annotated), or a message saying which annotation is wrong.
 pub fn desired(ingress: &Ingress) -> Result<Vec<DesiredCertificate>, String> {
-    let Some(template) = template(ingress.annotations())? else {
+    desired_with(ingress, ingress.annotations())
+}
+
+/// [`desired`] with the annotations `ann` (see [`annotations`]).
+pub fn desired_with(
+    ingress: &Ingress,
+    ann: &BTreeMap<String, String>,
+) -> Result<Vec<DesiredCertificate>, String> {
+    let Some(template) = template(ann)? else {
         return Ok(Vec::new());
     };
     let mut out: Vec<DesiredCertificate> = Vec::new();
@@ -217,7 +268,11 @@ pub async fn reconcile_owner<K: Owner>(
 ) -> Result<Action, Error> {
     let ns = ingress.namespace().unwrap_or_default();
     let certs: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-    let wanted = match ingress.desired_certificates() {
+    let ann = annotations(
+        ingress.annotations(),
+        ctx.settings.accept_cert_manager_annotations,
+    );
+    let wanted = match ingress.desired_certificates(&ann) {
         Ok(w) => w,
         Err(message) => {
             ctx.event(&*ingress, true, "InvalidAnnotation", "Reconcile", message)
@@ -444,6 +499,32 @@ mod tests {
             })
         );
         assert_eq!(d[1].spec.dns_names, vec!["c.example"]);
+    }
+
+    #[test]
+    fn cert_manager_annotations_only_when_accepted() {
+        let ing = ingress(
+            &[
+                ("cert-manager.io/cluster-issuer", "letsencrypt"),
+                ("cert-manager.io/duration", "2160h"),
+            ],
+            json!([{ "hosts": ["a.example"], "secretName": "a-tls" }]),
+        );
+        assert!(desired(&ing).unwrap().is_empty(), "off by default");
+        let d = desired_with(&ing, &annotations(ing.annotations(), true)).unwrap();
+        assert_eq!(d[0].spec.issuer_ref.name, "letsencrypt");
+        assert_eq!(
+            d[0].spec.issuer_ref.kind.as_deref(),
+            Some("ClusterCaaSIssuer")
+        );
+        assert_eq!(d[0].spec.duration.as_deref(), Some("2160h"));
+        // Ours win: no "set one, not both" because cert-manager's is also there.
+        let both = ingress(
+            &[("cert-manager.io/cluster-issuer", "le"), (ISSUER, "caas")],
+            json!([{ "hosts": ["a.example"], "secretName": "a-tls" }]),
+        );
+        let d = desired_with(&both, &annotations(both.annotations(), true)).unwrap();
+        assert_eq!(d[0].spec.issuer_ref.name, "caas");
     }
 
     #[test]

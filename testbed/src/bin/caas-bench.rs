@@ -28,72 +28,29 @@ struct Config {
     idle: Duration,
 }
 
-fn config() -> Result<Config, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .map_err(|e| e.to_string())?;
-    let mut quick = false;
-    let mut operator = root.join("target/debug/caas-operator");
-    let mut out = root.join("target/bench-results.md");
-    let mut overrides: Vec<(String, usize)> = Vec::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--operator" => operator = it.next().ok_or("--operator needs a path")?.into(),
-            "--out" => out = it.next().ok_or("--out needs a path")?.into(),
-            "--burst" | "--unrelated" | "--idle-secs" | "--single-runs" => {
-                let v: usize = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or(format!("{a} needs a number"))?;
-                overrides.push((a.clone(), v));
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    let mut cfg = if quick {
-        Config {
-            quick,
-            operator,
-            out,
-            single_runs: 3,
-            burst: 50,
-            unrelated: 500,
-            idle: Duration::from_secs(15),
-        }
-    } else {
-        Config {
-            quick,
-            operator,
-            out,
-            single_runs: 20,
-            burst: 1000,
-            unrelated: 10_000,
-            idle: Duration::from_secs(300),
-        }
+fn config() -> Config {
+    let caas_testbed::cli::Program::Bench(args) = caas_testbed::cli::Program::parse_as("bench")
+    else {
+        unreachable!("parse_as(\"bench\") parses the bench's arguments")
+    };
+    let (single_runs, burst, unrelated, idle) = match args.quick {
+        true => (3, 50, 500, 15),
+        false => (20, 1000, 10_000, 300),
     };
     // Sizes can be overridden, e.g. to look at one part: --burst 1000 --unrelated 0.
-    for (k, v) in overrides {
-        match k.as_str() {
-            "--burst" => cfg.burst = v,
-            "--unrelated" => cfg.unrelated = v,
-            "--idle-secs" => cfg.idle = Duration::from_secs(v as u64),
-            _ => cfg.single_runs = v.max(1),
-        }
+    Config {
+        quick: args.quick,
+        operator: args.common.operator,
+        out: args.out,
+        single_runs: args.single_runs.unwrap_or(single_runs).max(1),
+        burst: args.burst.unwrap_or(burst),
+        unrelated: args.unrelated.unwrap_or(unrelated),
+        idle: Duration::from_secs(args.idle_secs.unwrap_or(idle)),
     }
-    Ok(cfg)
 }
 
 fn main() {
-    let cfg = match config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let cfg = config();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

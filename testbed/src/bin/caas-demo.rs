@@ -17,42 +17,14 @@ const NAMESPACE: &str = "demo";
 const DOMAIN: &str = "demo.acc.test";
 
 fn main() {
-    if let Err(e) = run() {
+    let caas_testbed::cli::Program::Demo(args) = caas_testbed::cli::Program::parse_as("demo")
+    else {
+        unreachable!("parse_as(\"demo\") parses the demo's arguments")
+    };
+    if let Err(e) = run(args) {
         eprintln!("\ndemo failed: {e}");
         std::process::exit(1);
     }
-}
-
-struct Args {
-    operator: PathBuf,
-    examples: PathBuf,
-    exit: bool,
-}
-
-fn args() -> Result<Args, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("workspace root");
-    let mut args = Args {
-        operator: root.join("target/debug/caas-operator"),
-        examples: root.join("examples"),
-        exit: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--operator" => args.operator = it.next().ok_or("--operator needs a path")?.into(),
-            "--examples" => args.examples = it.next().ok_or("--examples needs a path")?.into(),
-            "--exit" => args.exit = true,
-            other => {
-                return Err(format!(
-                    "unknown argument {other}; use --operator PATH, --examples DIR, --exit"
-                ));
-            }
-        }
-    }
-    Ok(args)
 }
 
 fn kubectl(api: &ApiServer, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
@@ -87,12 +59,12 @@ fn step(text: &str) -> Instant {
     Instant::now()
 }
 
-fn run() -> Result<(), String> {
-    let args = args()?;
-    if !args.operator.is_file() {
+fn run(args: caas_testbed::cli::DemoArgs) -> Result<(), String> {
+    let operator_bin = &args.common.operator;
+    if !operator_bin.is_file() {
         return Err(format!(
             "no operator binary at {} (cargo build first)",
-            args.operator.display()
+            operator_bin.display()
         ));
     }
     let started = Instant::now();
@@ -138,7 +110,7 @@ fn run() -> Result<(), String> {
     step("starting the operator");
     let metrics_port = free_port();
     let log = api.dir.join("operator.log");
-    let mut cmd = Command::new(&args.operator);
+    let mut cmd = Command::new(operator_bin);
     cmd.args([
         "run".to_string(),
         format!("--http01-addr=127.0.0.1:{}", pebble.http_port),

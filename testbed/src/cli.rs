@@ -1,0 +1,96 @@
+//! The command lines of the test bed's programs (`caas-demo`, `caas-bench`, run by
+//! `cargo xtask demo` and `cargo xtask bench`): one clap parser, so both answer `--help`
+//! and share their common options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Options every test-bed program takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The operator binary to run.
+    #[arg(long, default_value_os_t = root().join("target/debug/caas-operator"))]
+    pub operator: PathBuf,
+}
+
+/// The test bed's programs.
+#[derive(Parser, Debug)]
+#[command(name = "caas-testbed")]
+pub enum Program {
+    /// A local API server, ACME CA with EAB and the operator issuing examples/.
+    Demo(DemoArgs),
+    /// Time to a certificate, burst, memory and idle cost, with lego and certbot.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The manifests to apply (`${ACME_SERVER}`, `${EAB_KEY_ID}`, `${EAB_HMAC_KEY}`,
+    /// `${DOMAIN}` are filled in).
+    #[arg(long, default_value_os_t = root().join("examples"))]
+    pub examples: PathBuf,
+    /// Stop once everything is issued (default: keep running until Ctrl-C).
+    #[arg(long)]
+    pub exit: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Small sizes (3 single runs, a burst of 50, 500 unrelated Secrets, 15 s idle): CI.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the markdown table is written.
+    #[arg(long, default_value_os_t = root().join("target/bench-results.md"))]
+    pub out: PathBuf,
+    /// Single-certificate runs per tool (default 20; 3 with --quick).
+    #[arg(long)]
+    pub single_runs: Option<usize>,
+    /// Certificates applied at once (default 1000; 50 with --quick).
+    #[arg(long)]
+    pub burst: Option<usize>,
+    /// Unrelated Secrets created to show memory does not grow with them (default 10000;
+    /// 500 with --quick).
+    #[arg(long)]
+    pub unrelated: Option<usize>,
+    /// Seconds of idle measured after the burst (default 300; 15 with --quick).
+    #[arg(long)]
+    pub idle_secs: Option<u64>,
+}
+
+impl Program {
+    /// Parses `caas-<name> ARGS...` (the program name picks the subcommand).
+    pub fn parse_as(name: &str) -> Program {
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        args.insert(1, name.into());
+        args[0] = format!("caas-{name}").into();
+        Program::parse_from(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn parser_is_consistent() {
+        Program::command().debug_assert();
+        let p =
+            Program::try_parse_from(["caas-bench", "bench", "--quick", "--burst", "7"]).unwrap();
+        match p {
+            Program::Bench(b) => assert!(b.quick && b.burst == Some(7)),
+            _ => panic!("bench"),
+        }
+        let p = Program::try_parse_from(["caas-demo", "demo", "--exit"]).unwrap();
+        assert!(matches!(p, Program::Demo(d) if d.exit));
+    }
+}
