@@ -36,8 +36,8 @@ fn kubectl_caas(args: &[&str]) -> (i32, String) {
         plugin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // kubectl passes no global flags to plugins: the kubeconfig comes from KUBECONFIG.
     let out = Command::new(caas_testbed::tool("kubectl"))
-        .arg(format!("--kubeconfig={}", api.kubeconfig.display()))
         .arg("caas")
         .args(args)
         .env("PATH", path)
@@ -194,14 +194,15 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
         .unwrap();
     let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
         "metadata": { "name": unique_name("planted"), "namespace": ns },
-        "eventTime": jiff::Timestamp::now().to_string().replace('Z', ".000000Z"),
+        "eventTime": jiff::Timestamp::now().to_string(),
         "reportingController": "tests", "reportingInstance": "tests", "action": "Test",
         "reason": "Planted", "type": "Normal",
         "regarding": { "kind": "Certificate", "name": "web", "namespace": ns },
         "note": format!("a key that must not travel: {key_pem}")
     }))
     .unwrap();
-    kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    events
         .create(&Default::default(), &event)
         .await
         .expect("create the planted event");
@@ -288,6 +289,21 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
             "the bundle holds secret material ({needle:.12}...)"
         );
     }
+
+    // The plants go (the scan when the operator stops would rightly find them).
+    events
+        .delete(event.metadata.name.as_deref().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    let unplant = json!({ "metadata": { "annotations": { "planted": null } } });
+    certs
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&unplant),
+        )
+        .await
+        .unwrap();
 
     // convert needs no cluster; through kubectl all the same.
     let manifest = dir.join("cert-manager.yaml");
