@@ -88,21 +88,6 @@ enum Command {
     /// `kubectl caas` verbs: status, inspect, renew (see `kubectl-caas --help`).
     #[command(flatten)]
     Plugin(caas_operator::plugin::Verb),
-    /// Revoke a Certificate's current certificate at its CA, then renew it.
-    Revoke {
-        /// The Certificate's name.
-        name: String,
-        /// Its namespace (default: the kubeconfig's).
-        #[arg(short, long)]
-        namespace: Option<String>,
-        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
-        /// cessationOfOperation.
-        #[arg(long, default_value = "unspecified")]
-        reason: String,
-        /// Where ClusterCaaSIssuers keep their Secrets (the operator's namespace).
-        #[arg(long, default_value = "caas-operator")]
-        cluster_resource_namespace: String,
-    },
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Print the version.
@@ -188,12 +173,6 @@ async fn run_cli() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Revoke {
-            name,
-            namespace,
-            reason,
-            cluster_resource_namespace,
-        } => revoke(name, namespace, reason, cluster_resource_namespace).await,
         Command::Version => {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -273,24 +252,4 @@ async fn counted_client()
         ))
         .build();
     Ok((client, kube_requests))
-}
-
-/// `caas-operator revoke`: revokes the Certificate's certificate, then renews it.
-async fn revoke(
-    name: String,
-    namespace: Option<String>,
-    reason: String,
-    cluster_resource_namespace: String,
-) -> anyhow::Result<()> {
-    let reason = caas_operator::revoke::parse_reason(&reason)?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default().await?;
-    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let serial =
-        caas_operator::revoke::revoke(&client, &ns, &name, reason, &cluster_resource_namespace)
-            .await?;
-    println!("revoked serial {serial} of Certificate {ns}/{name}");
-    caas_operator::plugin::renew(&client, &ns, Some(&name), false, None).await?;
-    println!("renewal requested: Certificate {ns}/{name}");
-    Ok(())
 }

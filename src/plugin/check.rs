@@ -140,18 +140,20 @@ pub async fn issuer(
             let alg = crate::acme::MacAlgorithm::parse(eab.key_algorithm.as_deref())?;
             if key.len() < alg.min_key_len() {
                 return Err(format!(
-                    "the HMAC key has {} bytes; {alg:?} needs at least {} (RFC 7518)",
+                    "the HMAC key has {} bytes; {} needs at least {} (RFC 7518)",
                     key.len(),
+                    format!("{alg:?}").to_uppercase(),
                     alg.min_key_len()
                 ));
             }
             Ok(format!(
-                "key ID {}, HMAC in Secret {}/{} key {} ({} bytes, {alg:?}; not shown)",
+                "key ID {}, HMAC in Secret {}/{} key {} ({} bytes, {}; not shown)",
                 eab.key_id,
                 secret_ns,
                 r.name,
                 r.key,
-                key.len()
+                key.len(),
+                format!("{alg:?}").to_uppercase()
             ))
         }
         .await;

@@ -52,7 +52,10 @@ fn describe(der: &[u8]) -> Value {
             .filter_map(|a| a.as_str().ok())
             .next()
             .map(|s| format!("CN={s}"))
-            .unwrap_or_else(|| n.to_string())
+            .unwrap_or_else(|| match n.to_string() {
+                s if s.is_empty() => "(no subject: names in SANs)".to_string(),
+                s => s,
+            })
     };
     let ts = |t: x509_parser::time::ASN1Time| {
         Timestamp::from_second(t.timestamp())

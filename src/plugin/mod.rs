@@ -79,6 +79,21 @@ pub enum Verb {
         #[arg(short = 'f', long)]
         filename: PathBuf,
     },
+    /// Revoke a Certificate's current certificate at its CA (with the issuer's
+    /// account), then renew it.
+    Revoke {
+        #[command(flatten)]
+        global: Global,
+        /// The Certificate's name.
+        name: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// Where ClusterCaaSIssuers keep their Secrets (the operator's namespace).
+        #[arg(long, default_value = "caas-operator")]
+        cluster_resource_namespace: String,
+    },
     /// Renew Certificates now (sets their caas.dev/renew annotation to the time).
     Renew {
         #[command(flatten)]
@@ -185,6 +200,7 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
         Verb::Status { global, .. }
         | Verb::Inspect { global, .. }
         | Verb::Renew { global, .. }
+        | Verb::Revoke { global, .. }
         | Verb::Check { global, .. } => global.clone(),
         Verb::Diagnose { namespace, .. } => Global {
             namespace: namespace.clone(),
@@ -199,6 +215,25 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
     let now = jiff::Timestamp::now();
     let report = match verb {
         Verb::Convert { .. } => unreachable!("handled above"),
+        Verb::Revoke {
+            name,
+            reason,
+            cluster_resource_namespace,
+            ..
+        } => {
+            let why = crate::revoke::parse_reason(reason)?;
+            let serial =
+                crate::revoke::revoke(&client, &ns, name, why, cluster_resource_namespace).await?;
+            renew(&client, &ns, Some(name), false, None).await?;
+            let r = serde_json::json!({ "ready": true, "namespace": ns, "name": name, "revokedSerial": serial });
+            print(&r, global.output, |r| {
+                format!(
+                    "revoked serial {} of Certificate {ns}/{name}; renewal requested\n",
+                    r["revokedSerial"].as_str().unwrap_or_default()
+                )
+            });
+            r
+        }
         Verb::Check {
             what:
                 CheckWhat::Issuer {

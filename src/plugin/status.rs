@@ -306,7 +306,9 @@ pub fn render_certificate(r: &Value) -> String {
     }
     for (label, key) in [("Issuing:", "issuing"), ("Expiring:", "expiring")] {
         let c = &r["conditions"][key];
-        if !c.is_null() {
+        // A failed attempt sets Issuing and Ready with the same words: say them once.
+        let repeats = c["message"] == r["conditions"]["ready"]["message"];
+        if !c.is_null() && !repeats {
             line(
                 &mut out,
                 label,

@@ -73,7 +73,7 @@ mod tests {
     fn every_documented_reason_has_advice() {
         let readme = include_str!("../../README.md");
         let table = readme
-            .split("## Troubleshooting")
+            .split("## Troubleshooting\n")
             .nth(1)
             .and_then(|t| t.split("\n## ").next())
             .expect("a Troubleshooting section");
