@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// Seconds of idle measured after the burst (default 300; 15 with --quick).
     #[arg(long)]
     pub idle_secs: Option<u64>,
+    /// After the burst, a renewal storm: every burst certificate due at once.
+    #[arg(long)]
+    pub storm: bool,
 }
 
 impl Program {

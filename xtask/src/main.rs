@@ -57,6 +57,9 @@ enum Task {
         /// Seconds of idle measured (default 300; 15 with --quick).
         #[arg(long)]
         idle_secs: Option<u64>,
+        /// After the burst, a renewal storm: every burst certificate due at once.
+        #[arg(long)]
+        storm: bool,
         /// Where the markdown table is written (default target/bench-results.md).
         #[arg(long)]
         out: Option<String>,
@@ -97,10 +100,15 @@ fn main() -> ExitCode {
             burst,
             unrelated,
             idle_secs,
+            storm,
             out,
         } => {
             let mut args = Vec::new();
-            for (flag, on) in [("--release", release), ("--quick", quick)] {
+            for (flag, on) in [
+                ("--release", release),
+                ("--quick", quick),
+                ("--storm", storm),
+            ] {
                 if on {
                     args.push(flag.to_string());
                 }

@@ -24,6 +24,7 @@ struct Config {
     out: PathBuf,
     single_runs: usize,
     burst: usize,
+    storm: bool,
     unrelated: usize,
     idle: Duration,
 }
@@ -44,6 +45,7 @@ fn config() -> Config {
         out: args.out,
         single_runs: args.single_runs.unwrap_or(single_runs).max(1),
         burst: args.burst.unwrap_or(burst),
+        storm: args.storm,
         unrelated: args.unrelated.unwrap_or(unrelated),
         idle: Duration::from_secs(args.idle_secs.unwrap_or(idle)),
     }
@@ -344,6 +346,87 @@ async fn issue_all(
     }
 }
 
+/// Sets `caas.dev/renew` on every Certificate in `names` at once and waits until each
+/// has a new revision; returns the time taken and the most new orders in one second.
+async fn renew_all(
+    env: &Env,
+    names: &[String],
+    metrics: u16,
+    operator: &mut Proc,
+    timeout: Duration,
+) -> Result<(Duration, f64), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "bench", &env.certs_ar);
+    let wanted: BTreeSet<String> = names.iter().cloned().collect();
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let started = Instant::now();
+    // Any new value asks for a renewal; the time says when it was asked.
+    let at = format!(
+        "storm-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    );
+    let patches = futures::stream::iter(names.iter().cloned().map(|name| {
+        let api = api.clone();
+        let patch = json!({ "metadata": { "annotations": { "caas.dev/renew": at } } });
+        async move {
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+        }
+    }))
+    .buffer_unordered(32)
+    .collect::<Vec<_>>();
+    let peak = std::sync::Mutex::new(0f64);
+    let sample = async {
+        let mut last = metric_sum(metrics, "caas_acme_requests_total", "order-plz");
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = metric_sum(metrics, "caas_acme_requests_total", "order-plz");
+            let mut p = peak.lock().unwrap();
+            *p = p.max(now - last);
+            last = now;
+        }
+    };
+    let mut renewed = BTreeSet::new();
+    let wait = async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(obj) = ev {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                if wanted.contains(&name) && obj.data["status"]["revision"].as_i64() >= Some(2) {
+                    renewed.insert(name);
+                    if renewed.len() == wanted.len() {
+                        return Ok(started.elapsed());
+                    }
+                }
+            }
+        }
+        Err("watch ended".to_string())
+    };
+    let waited = tokio::select! {
+        (results, waited) = async { tokio::join!(patches, tokio::time::timeout(timeout, wait)) } => {
+            if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+                return Err(format!("renewing Certificates: {e}"));
+            }
+            waited
+        }
+        _ = sample => unreachable!("sampling never ends"),
+    };
+    let peak = *peak.lock().unwrap();
+    match waited {
+        Ok(r) => r.map(|d| (d, peak)),
+        Err(_) => Err(format!(
+            "{} of {} Certificates renewed after {timeout:?} (operator log tail:\n{})",
+            renewed.len(),
+            wanted.len(),
+            operator.log_tail(20)
+        )),
+    }
+}
+
 /// Runs a peer client `runs` times (after one untimed run that registers its account);
 /// returns the wall times.
 fn peer_runs(env: &Env, peer: &str, runs: usize) -> Result<Vec<f64>, String> {
@@ -550,6 +633,43 @@ async fn run(cfg: &Config) -> Result<String, String> {
         format!("{:.1} / {:.1}", acme / n, kube / n),
     ));
     let rss_burst = rss_now(op.pid());
+
+    // 2b. Renewal storm: every burst certificate due at once.
+    if cfg.storm {
+        tokio::time::sleep(Duration::from_secs(if cfg.quick { 10 } else { 60 })).await;
+        let (cpu0, _) = proc_usage(op.pid());
+        let acme0 = metric_sum(metrics, "caas_acme_requests_total", "");
+        let kube0 = metric_sum(metrics, "caas_kube_api_requests_total", "");
+        let limited0 = metric_sum(metrics, "caas_acme_requests_total", "status=\"429\"");
+        let (took, peak_orders) =
+            renew_all(&env, &names, metrics, &mut op, Duration::from_secs(3600)).await?;
+        let (cpu1, hwm) = proc_usage(op.pid());
+        let acme = metric_sum(metrics, "caas_acme_requests_total", "") - acme0;
+        let kube = metric_sum(metrics, "caas_kube_api_requests_total", "") - kube0;
+        let limited = metric_sum(metrics, "caas_acme_requests_total", "status=\"429\"") - limited0;
+        rows.push((
+            format!(
+                "renewal storm: all {} due at once (caas.dev/renew on each), until all renewed",
+                cfg.burst
+            ),
+            format!(
+                "{:.1} s ({:.1} renewals/s); new orders at most {peak_orders:.0} per second; {limited:.0} answers 429",
+                took.as_secs_f64(),
+                n / took.as_secs_f64()
+            ),
+        ));
+        rows.push((
+            "renewal storm: operator CPU, peak RSS (whole run); ACME / API requests per renewal"
+                .into(),
+            format!(
+                "{:.1} CPU s, {:.1} MiB; {:.1} / {:.1}",
+                cpu1 - cpu0,
+                hwm as f64 / 1024.0,
+                acme / n,
+                kube / n
+            ),
+        ));
+    }
 
     // 4. Idle (before adding unrelated Secrets): nothing due. First let the follow-up of
     // the burst settle (each new certificate's first ARI check and status update).
