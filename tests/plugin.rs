@@ -28,8 +28,19 @@ fn plugin_dir() -> PathBuf {
 }
 
 /// `kubectl caas ARGS` as admin of the test API server: exit code and stdout (stderr
-/// appended).
-fn kubectl_caas(args: &[&str]) -> (i32, String) {
+/// appended). On a blocking thread: the test's runtime keeps serving (the test proxy
+/// runs on it).
+async fn kubectl_caas(args: &[&str]) -> (i32, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubectl_caas_blocking(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn kubectl_caas_blocking(args: &[&str]) -> (i32, String) {
     let api = shared_apiserver();
     let path = format!(
         "{}:{}",
@@ -93,7 +104,7 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
     .await;
     let mut outputs = Vec::new();
 
-    let (code, out) = kubectl_caas(&["status", "certificate", "web", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["status", "certificate", "web", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     let secret = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
         .get("web-tls")
@@ -112,7 +123,7 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
     }
     outputs.push(out);
 
-    let (code, out) = kubectl_caas(&["status", "cert", "bad", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["status", "cert", "bad", "-n", &ns]).await;
     assert_eq!(code, 1, "not ready: exit 1\n{out}");
     assert!(
         out.contains("Verdict: NOT READY (ChallengeFailed)")
@@ -126,17 +137,19 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
     );
     outputs.push(out);
 
-    let (code, out) = kubectl_caas(&["status", "certificate", "bad", "-n", &ns, "-o", "json"]);
+    let (code, out) =
+        kubectl_caas(&["status", "certificate", "bad", "-n", &ns, "-o", "json"]).await;
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(report["ready"], false);
     assert!(report["failedIssuanceAttempts"].as_i64() >= Some(1));
-    let (code, out) = kubectl_caas(&["status", "certificate", "web", "-n", &ns, "-o", "yaml"]);
+    let (code, out) =
+        kubectl_caas(&["status", "certificate", "web", "-n", &ns, "-o", "yaml"]).await;
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_yaml::from_str(&out).expect("YAML");
     assert_eq!(report["secret"]["leaf"]["serial"], serial.as_str());
 
-    let (code, out) = kubectl_caas(&["inspect", "secret", "web-tls", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["inspect", "secret", "web-tls", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     for want in [
         "Key:         ECDSA P-256 (matches the certificate)",
@@ -148,26 +161,26 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
     }
     outputs.push(out);
 
-    let (code, out) = kubectl_caas(&["status", "issuer", "pebble", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["status", "issuer", "pebble", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("key ID {}", pebble.eab_kid)), "{out}");
     assert!(out.contains("reachable from here, TLS verified"), "{out}");
     assert!(out.contains("Verdict: READY"), "{out}");
     outputs.push(out);
 
-    let (code, out) = kubectl_caas(&["status", "certificate", "missing", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["status", "certificate", "missing", "-n", &ns]).await;
     assert_eq!(code, 2, "an error: exit 2\n{out}");
     assert!(out.contains("no Certificate missing"), "{out}");
 
-    let (code, out) = kubectl_caas(&["renew", "web", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["renew", "web", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("renewal requested: Certificate {ns}/web")));
     wait_revision(&client, &ns, "web", 2, TIMEOUT, &operator).await;
-    let (code, out) = kubectl_caas(&["renew", "--all", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["renew", "--all", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("/bad") && out.contains("/web"), "{out}");
 
-    let (code, out) = kubectl_caas(&["check", "issuer", "pebble", "-n", &ns]);
+    let (code, out) = kubectl_caas(&["check", "issuer", "pebble", "-n", &ns]).await;
     assert_eq!(code, 0, "{out}");
     for want in [
         "ok     directory",
@@ -228,7 +241,8 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
         log.to_str().unwrap(),
         "--output",
         bundle.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("support bundle written: {}", bundle.display())),
@@ -312,7 +326,7 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
         "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web}\nspec:\n  secretName: web-tls\n  issuerRef: {name: le, kind: ClusterIssuer}\n  dnsNames: [www.example.com]\n  usages: [server auth]\n",
     )
     .unwrap();
-    let (code, out) = kubectl_caas(&["convert", "-f", manifest.to_str().unwrap()]);
+    let (code, out) = kubectl_caas(&["convert", "-f", manifest.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("apiVersion: caas.dev/v1alpha1") && out.contains("kind: ClusterCaaSIssuer"),
@@ -360,7 +374,7 @@ async fn status_explains_a_wrong_hmac_and_a_rate_limit() {
         &bed.operator,
     )
     .await;
-    let (code, out) = kubectl_caas(&["status", "issuer", "wrong", "-n", ns]);
+    let (code, out) = kubectl_caas(&["status", "issuer", "wrong", "-n", ns]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("Verdict: NOT READY (EABRejected): copy the EAB key ID"),
@@ -374,7 +388,7 @@ async fn status_explains_a_wrong_hmac_and_a_rate_limit() {
         !out.contains(wrong) && !out.contains(&bed.pebble.eab_hmac),
         "{out}"
     );
-    let (code, out) = kubectl_caas(&["check", "issuer", "wrong", "-n", ns]);
+    let (code, out) = kubectl_caas(&["check", "issuer", "wrong", "-n", ns]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("ok     eab"),
@@ -416,7 +430,7 @@ async fn status_explains_a_wrong_hmac_and_a_rate_limit() {
         &bed.operator,
     )
     .await;
-    let (code, out) = kubectl_caas(&["status", "certificate", "limited", "-n", ns]);
+    let (code, out) = kubectl_caas(&["status", "certificate", "limited", "-n", ns]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("Verdict: NOT READY (RateLimited): wait: new orders resume at the time given"),
@@ -425,5 +439,108 @@ async fn status_explains_a_wrong_hmac_and_a_rate_limit() {
     assert!(
         out.contains("new orders resume at"),
         "the time is in Ready's message: {out}"
+    );
+    let (code, out) = kubectl_caas(&["status", "issuer", "ca", "-n", ns]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Rate limit:") && out.contains("rateLimited"),
+        "{out}"
+    );
+}
+
+/// `check issuer --dns NAME`: a TXT record written and removed through the issuer's
+/// DNS-01 solver (real BIND), and a wrong TSIG secret named as such.
+#[tokio::test]
+async fn check_issuer_writes_and_removes_a_test_txt_record() {
+    let (client, ns, pebble, operator) = setup(
+        "plugin-dns",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let bind = caas_testbed::shared_bind();
+    let solver = rfc2136_solver(&client, &ns).await;
+    create_issuer(
+        &client,
+        &ns,
+        "dns",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([solver]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "dns",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let name = format!("{}.{ZONE}", unique_name("check"));
+    let resolvers = format!("--dns01-recursive-nameservers={}", bind.addr());
+    let (code, out) = kubectl_caas(&[
+        "check",
+        "issuer",
+        "dns",
+        "-n",
+        &ns,
+        "--dns",
+        &name,
+        &resolvers,
+        "--dns01-recursive-nameservers-only",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok     dns        solvers[0] wrote _acme-challenge.{name} TXT, served after"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("removed"), "{out}");
+    let dig = Command::new(caas_testbed::tool("dig"))
+        .args([
+            "+short",
+            "-p",
+            &bind.addr().port().to_string(),
+            "@127.0.0.1",
+            "TXT",
+        ])
+        .arg(format!("_acme-challenge.{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dig.stdout).trim().is_empty(),
+        "the test record is gone"
+    );
+    assert!(!out.contains(&bind.tsig_secret), "{out}");
+
+    // A wrong TSIG secret: the check says which.
+    apply_secret(
+        &client,
+        &ns,
+        "tsig",
+        &[("secret", "d3JvbmctdHNpZy1zZWNyZXQtZm9yLXRoZS10ZXN0")],
+    )
+    .await;
+    let (code, out) = kubectl_caas(&[
+        "check",
+        "issuer",
+        "dns",
+        "-n",
+        &ns,
+        "--dns",
+        &name,
+        &resolvers,
+        "--dns01-recursive-nameservers-only",
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED dns") && out.contains("BADSIG"),
+        "{out}"
     );
 }

@@ -237,6 +237,25 @@ impl Context {
         }
     }
 
+    /// A context of its own for a command-line tool (`kubectl caas check issuer --dns`):
+    /// empty stores (lookups go to the API server), default settings.
+    pub fn standalone(client: kube::Client, settings: Settings) -> Context {
+        let (certificates, _) = kube::runtime::reflector::store::<Certificate>();
+        let (issuers, _) = kube::runtime::reflector::store::<CaaSIssuer>();
+        let (cluster_issuers, _) = kube::runtime::reflector::store::<ClusterCaaSIssuer>();
+        let (secrets, _) = kube::runtime::reflector::store::<Secret>();
+        let metrics = crate::metrics::Metrics::new(certificates.clone(), Default::default());
+        Context::new(
+            client.clone(),
+            settings,
+            certificates,
+            Arc::new(ChallengeIndex::default()),
+            Stores::new(client, issuers, cluster_issuers, secrets),
+            Arc::new(Memory::default()),
+            metrics,
+        )
+    }
+
     /// Publishes an event; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,

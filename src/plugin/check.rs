@@ -75,6 +75,85 @@ async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHttp, Value), 
     Ok((http, dir))
 }
 
+/// With `--dns NAME`: the solver the issuer picks for NAME publishes a TXT record at
+/// `_acme-challenge.NAME` with a random value (through the same code as a real challenge:
+/// provider, CNAME strategy, propagation check), waits until it is served (at most
+/// `wait`), and removes it.
+async fn dns_round_trip(
+    client: &kube::Client,
+    handle: &crate::controllers::IssuerHandle,
+    dns_name: &str,
+    resolvers: crate::solvers::dns01::propagation::Resolvers,
+    wait: std::time::Duration,
+) -> Result<String, String> {
+    use crate::solvers::{Challenge, Readiness, SolveEnv, Solver};
+    let solvers = &handle.spec.solvers;
+    let i = crate::solvers::select_solver(solvers, dns_name, &Default::default())
+        .ok_or_else(|| format!("no solver of the issuer matches {dns_name}"))?;
+    let config = &solvers[i];
+    if config.dns01.is_none() {
+        return Err(format!(
+            "solvers[{i}] serves {dns_name} and is not dns01: nothing to write"
+        ));
+    }
+    let settings = crate::controllers::Settings {
+        cluster_resource_namespace: handle.secret_namespace.clone(),
+        solver_endpoint: crate::solvers::http01::SolverEndpoint { ip: None, port: 0 },
+        dns01_resolvers: resolvers,
+        restart_on_renew: false,
+        expiring_within: std::time::Duration::ZERO,
+        default_notify: None,
+        accept_cert_manager_annotations: false,
+    };
+    let ctx = crate::controllers::Context::standalone(client.clone(), settings);
+    // A Certificate that exists only here: the record is published without its cleanup
+    // guard and removed below.
+    let mut cert = crate::api::Certificate::new(
+        "caas-check",
+        crate::api::CertificateSpec {
+            dns_names: vec![dns_name.to_string()],
+            ..Default::default()
+        },
+    );
+    cert.metadata.namespace = Some(handle.secret_namespace.clone());
+    let env = SolveEnv {
+        ctx: &ctx,
+        cert: &cert,
+        issuer: handle,
+        config,
+    };
+    let random: String = (0..24)
+        .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+        .collect();
+    let challenge = Challenge {
+        dns_name,
+        token: "caas-check",
+        key_authorization: &random,
+    };
+    let dns = crate::solvers::dns01::Dns01;
+    crate::solvers::dns01::publish_unguarded(&env, challenge)
+        .await
+        .map_err(|e| format!("writing the TXT record: {e}"))?;
+    let started = std::time::Instant::now();
+    let served = loop {
+        match dns.ready(&env, challenge).await {
+            Ok(Readiness::Ready) => break Ok(started.elapsed()),
+            Ok(Readiness::Waiting(_)) if started.elapsed() < wait => {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Ok(Readiness::Waiting(what)) => break Err(format!("after {wait:?}: {what}")),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let removed = dns.cleanup(&env, challenge).await;
+    let served = served?;
+    removed.map_err(|e| format!("the record was served but could not be removed: {e}"))?;
+    Ok(format!(
+        "solvers[{i}] wrote _acme-challenge.{dns_name} TXT, served after {:.1}s, removed",
+        served.as_secs_f64()
+    ))
+}
+
 /// Runs the checks; the report's `ready` is whether all passed.
 pub async fn issuer(
     client: &kube::Client,
@@ -82,27 +161,34 @@ pub async fn issuer(
     name: &str,
     cluster: bool,
     operator_namespace: &str,
+    dns: Option<(&str, crate::solvers::dns01::propagation::Resolvers)>,
 ) -> anyhow::Result<Value> {
-    let (spec, secret_ns, kind) = match cluster {
+    let (handle, kind) = match cluster {
         true => {
             let i = Api::<ClusterCaaSIssuer>::all(client.clone())
                 .get_opt(name)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no ClusterCaaSIssuer {name}"))?;
-            (
-                i.spec.0,
-                operator_namespace.to_string(),
-                "ClusterCaaSIssuer",
-            )
+            let mut h = crate::controllers::IssuerHandle::from_namespaced(&CaaSIssuer::new(
+                name,
+                i.spec.0.clone(),
+            ));
+            h.kind = crate::controllers::IssuerKind::Cluster;
+            h.secret_namespace = operator_namespace.to_string();
+            (h, "ClusterCaaSIssuer")
         }
         false => {
             let i = Api::<CaaSIssuer>::namespaced(client.clone(), ns)
                 .get_opt(name)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no CaaSIssuer {name} in namespace {ns}"))?;
-            (i.spec, ns.to_string(), "CaaSIssuer")
+            (
+                crate::controllers::IssuerHandle::from_namespaced(&i),
+                "CaaSIssuer",
+            )
         }
     };
+    let (spec, secret_ns) = (handle.spec.clone(), handle.secret_namespace.clone());
     let mut checks = Vec::new();
     let dir = directory(&spec).await;
     checks.push(check(
@@ -209,6 +295,13 @@ pub async fn issuer(
                 }),
         };
         checks.push(check("secret", result));
+    }
+    if let Some((dns_name, resolvers)) = dns {
+        let wait = std::time::Duration::from_secs(120);
+        checks.push(check(
+            "dns",
+            dns_round_trip(client, &handle, dns_name, resolvers, wait).await,
+        ));
     }
     let ok = checks.iter().all(|c| c["ok"] == true);
     let failed: Vec<String> = checks

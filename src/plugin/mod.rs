@@ -135,6 +135,17 @@ pub enum CheckWhat {
         /// Where ClusterCaaSIssuers keep their Secrets (the operator's namespace).
         #[arg(long, default_value = "caas-operator")]
         operator_namespace: String,
+        /// Also write and delete a test TXT record for this name through the DNS-01
+        /// solver the issuer picks for it (waits until it is served, at most 2 min).
+        #[arg(long, value_name = "NAME")]
+        dns: Option<String>,
+        /// Resolvers (`host:port`, comma-separated) for that propagation check, as the
+        /// operator's `--dns01-recursive-nameservers`.
+        #[arg(long, value_delimiter = ',')]
+        dns01_recursive_nameservers: Vec<std::net::SocketAddr>,
+        /// Check through those resolvers only.
+        #[arg(long)]
+        dns01_recursive_nameservers_only: bool,
     },
 }
 
@@ -240,10 +251,18 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
                     name,
                     cluster,
                     operator_namespace,
+                    dns,
+                    dns01_recursive_nameservers,
+                    dns01_recursive_nameservers_only,
                 },
             ..
         } => {
-            let r = check::issuer(&client, &ns, name, *cluster, operator_namespace).await?;
+            let resolvers = crate::solvers::dns01::propagation::Resolvers {
+                servers: dns01_recursive_nameservers.clone(),
+                only: *dns01_recursive_nameservers_only,
+            };
+            let dns = dns.as_deref().map(|n| (n, resolvers));
+            let r = check::issuer(&client, &ns, name, *cluster, operator_namespace, dns).await?;
             print(&r, global.output, check::render);
             r
         }

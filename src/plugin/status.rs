@@ -185,6 +185,23 @@ pub async fn issuer(
     let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
     let is_ready = ready.is_some_and(|c| c.is_true());
     let directory = probe_directory(&spec).await;
+    // The pause after a 429 lives in the operator; its Certificates say it.
+    let certs = match cluster {
+        true => Api::<Certificate>::all(client.clone()),
+        false => Api::<Certificate>::namespaced(client.clone(), ns),
+    };
+    let paused: Vec<String> = certs
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.spec.issuer_ref.name == name && c.spec.issuer_ref.is_cluster() == cluster)
+        .filter_map(|c| {
+            let ready = find(&c.status.as_ref()?.conditions, "Ready")?;
+            (ready.reason == "RateLimited").then(|| ready.message.clone())
+        })
+        .collect();
     let verdict = match (is_ready, directory.is_ok()) {
         (true, true) => "READY: the account is registered and the CA answers".to_string(),
         (true, false) => format!(
@@ -213,6 +230,7 @@ pub async fn issuer(
         "accountURI": status.account_uri,
         "externalAccountBinding": eab,
         "condition": ready.map(|c| json!({ "status": c.status, "reason": c.reason, "message": c.message })),
+        "rateLimited": paused.first(),
         "directory": match &directory {
             Ok(()) => json!({ "reachable": true, "tls": "verified" }),
             Err(e) => json!({ "reachable": false, "error": e }),
@@ -417,6 +435,9 @@ pub fn render_issuer(r: &Value) -> String {
         },
     );
     line(&mut out, "Account:", s(&r["accountURI"]));
+    if let Some(m) = r["rateLimited"].as_str() {
+        line(&mut out, "Rate limit:", m);
+    }
     let eab = &r["externalAccountBinding"];
     if !eab.is_null() {
         line(

@@ -81,6 +81,16 @@ async fn record(
     Ok((provider, fqdn, record_value(challenge.key_authorization)))
 }
 
+/// Publishes a challenge's TXT record without the Certificate's cleanup guard: for a
+/// probe that removes its own record at once (`kubectl caas check issuer --dns`).
+pub async fn publish_unguarded(
+    env: &SolveEnv<'_>,
+    challenge: Challenge<'_>,
+) -> Result<(), SolverError> {
+    let (provider, fqdn, value) = record(env, challenge).await?;
+    Ok(provider.add_txt(&fqdn, &value).await?)
+}
+
 /// DNS-01 behind the [`Solver`] trait.
 pub struct Dns01;
 
