@@ -543,3 +543,46 @@ async fn cert_manager_annotations_are_honoured_when_accepted() {
     let key = serde_json::to_value(&cert.spec.private_key).unwrap();
     assert_eq!(key["algorithm"], "RSA");
 }
+
+/// Start-up errors are one line on stderr, naming what is missing and the flag that
+/// changes it; never a backtrace (even with RUST_BACKTRACE set).
+#[tokio::test]
+async fn start_up_errors_are_one_line() {
+    let api = shared_apiserver();
+    let run = |kubeconfig: &std::path::Path, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_BACKTRACE", "1")
+            .args([
+                "run",
+                "--http01-addr=127.0.0.1:0",
+                "--tls-alpn01-addr=127.0.0.1:0",
+                "--metrics-addr=127.0.0.1:0",
+            ])
+            .args(extra)
+            .output()
+            .expect("run caas-operator");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let missing = format!("--cluster-resource-namespace={}", unique_name("nowhere"));
+    let err = run(&api.kubeconfig, &[&missing]);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("caas-operator: the namespace")
+            && err.contains("does not exist")
+            && err.contains("--cluster-resource-namespace")
+            && err.contains("kubectl create namespace"),
+        "{err}"
+    );
+    let err = run(std::path::Path::new("/nonexistent/kubeconfig"), &[]);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("no Kubernetes API server") && err.contains("KUBECONFIG"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("backtrace") && !err.contains("panicked"),
+        "{err}"
+    );
+}
