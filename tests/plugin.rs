@@ -117,6 +117,7 @@ async fn status_inspect_and_renew_a_healthy_and_a_failing_certificate() {
         "Issuer:      CaaSIssuer pebble: Ready=True (AccountRegistered)".to_string(),
         format!("serial {serial}"),
         "Renewal:".to_string(),
+        "ARI window:".to_string(),
         "Verdict: READY: valid until".to_string(),
     ] {
         assert!(out.contains(&want), "no {want:?} in:\n{out}");

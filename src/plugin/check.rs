@@ -44,7 +44,7 @@ async fn secret_key(
 }
 
 /// The directory, fetched with the issuer's trust settings.
-async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHttp, Value), String> {
+pub(crate) async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHttp, Value), String> {
     use std::sync::Arc;
     let stats = Arc::new(crate::acme::AcmeStats::new(
         Default::default(),
@@ -73,6 +73,25 @@ async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHttp, Value), 
         return Err("the server URL serves JSON without newAccount: not an ACME directory".into());
     }
     Ok((http, dir))
+}
+
+/// GETs `url` (JSON) with the issuer's trust settings.
+pub(crate) async fn get_json(http: &crate::acme::AcmeHttp, url: &str) -> Result<Value, String> {
+    use instant_acme::HttpClient;
+    let req = http::Request::get(url)
+        .body(instant_acme::BodyWrapper::default())
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), http.request(req))
+        .await
+        .map_err(|_| "no answer within 15 s".to_string())?
+        .map_err(|e| crate::acme::AcmeError::from_acme(e).to_string())?;
+    let answer = crate::acme::direct::read(answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.parts.status.is_success() {
+        return Err(format!("answered {}", answer.parts.status));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| e.to_string())
 }
 
 /// With `--dns NAME`: the solver the issuer picks for NAME publishes a TXT record at

@@ -63,6 +63,10 @@ pub async fn certificate(
     let secret_report = secret
         .as_ref()
         .map(|s| super::inspect::secret_report(s, now));
+    let ari = match &secret {
+        Some(s) => ari_window(client, ns, &cert, s).await,
+        None => None,
+    };
     let ready = find(&status.conditions, "Ready");
     let condition = |c: Option<&crate::api::Condition>| {
         c.map(|c| json!({ "status": c.status, "reason": c.reason, "message": c.message }))
@@ -116,6 +120,7 @@ pub async fn certificate(
         "notBefore": status.not_before,
         "notAfter": status.not_after,
         "renewalTime": status.renewal_time,
+        "ariWindow": ari,
         "revision": status.revision,
         "failedIssuanceAttempts": status.failed_issuance_attempts,
         "lastFailureTime": status.last_failure_time,
@@ -123,6 +128,54 @@ pub async fn certificate(
         "order": order,
         "events": events(client, ns, "Certificate", name, 8).await,
     }))
+}
+
+/// The CA's suggested renewal window for the Secret's certificate (ARI, RFC 9773: an
+/// unauthenticated GET), when the issuer's CA offers it.
+async fn ari_window(
+    client: &kube::Client,
+    ns: &str,
+    cert: &Certificate,
+    secret: &Secret,
+) -> Option<Value> {
+    let r = &cert.spec.issuer_ref;
+    let spec = match r.is_cluster() {
+        true => {
+            Api::<ClusterCaaSIssuer>::all(client.clone())
+                .get_opt(&r.name)
+                .await
+                .ok()??
+                .spec
+                .0
+        }
+        false => {
+            Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+                .get_opt(&r.name)
+                .await
+                .ok()??
+                .spec
+        }
+    };
+    let pem = secret
+        .data
+        .as_ref()?
+        .get("tls.crt")
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())?;
+    let der = crate::pki::pem_certificates(&pem)
+        .ok()?
+        .into_iter()
+        .next()?;
+    let id = instant_acme::CertificateIdentifier::try_from(
+        &rustls_pki_types::CertificateDer::from(der.as_slice()),
+    )
+    .ok()?;
+    let (http, dir) = super::check::directory(&spec).await.ok()?;
+    let base = dir["renewalInfo"].as_str()?;
+    let info = super::check::get_json(&http, &format!("{}/{id}", base.trim_end_matches('/')))
+        .await
+        .ok()?;
+    let w = &info["suggestedWindow"];
+    Some(json!({ "start": w["start"], "end": w["end"] }))
 }
 
 /// Kind, name and Ready of the issuer a Certificate names.
@@ -376,6 +429,16 @@ pub fn render_certificate(r: &Value) -> String {
     }
     if let Some(t) = r["renewalTime"].as_str() {
         line(&mut out, "Renewal:", when(t, now));
+    }
+    if let (Some(start), Some(end)) = (
+        r["ariWindow"]["start"].as_str(),
+        r["ariWindow"]["end"].as_str(),
+    ) {
+        line(
+            &mut out,
+            "ARI window:",
+            format!("{start} .. {end} (the CA's suggestion, asked now)"),
+        );
     }
     if let Some(n) = r["failedIssuanceAttempts"].as_i64() {
         line(
