@@ -52,20 +52,28 @@ fn helm_lint_is_clean() {
     }
 }
 
-/// `restartOnRenew.enabled=false` drops the workload permissions and turns the feature off;
-/// notification defaults reach the operator as `--default-notify`.
+/// `restartOnRenew.enabled` (opt-in) adds the workload permissions and turns the feature
+/// on; notification defaults reach the operator as `--default-notify`.
 #[test]
 fn chart_values_for_restarts_and_notifications() {
-    let (ok, on) = helm(&["template", "x", "charts/caas-operator"]);
-    assert!(ok, "{on}");
-    assert!(on.contains("\"deployments\", \"statefulsets\", \"daemonsets\""));
-    assert!(on.contains("--restart-on-renew=true") && !on.contains("--default-notify"));
-    let (ok, off) = helm(&[
+    let (ok, default) = helm(&["template", "x", "charts/caas-operator"]);
+    assert!(ok, "{default}");
+    assert!(!default.contains("deployments") && default.contains("--restart-on-renew=false"));
+    assert!(!default.contains("--default-notify"));
+    let (ok, on) = helm(&[
         "template",
         "x",
         "charts/caas-operator",
         "--set",
-        "restartOnRenew.enabled=false",
+        "restartOnRenew.enabled=true",
+    ]);
+    assert!(ok, "{on}");
+    assert!(on.contains("\"deployments\", \"statefulsets\", \"daemonsets\""));
+    assert!(on.contains("--restart-on-renew=true"));
+    let (ok, off) = helm(&[
+        "template",
+        "x",
+        "charts/caas-operator",
         "--set",
         "notify.webhooks[0].format=Slack",
         "--set",
@@ -76,7 +84,6 @@ fn chart_values_for_restarts_and_notifications() {
         "expiringWithin=72h",
     ]);
     assert!(ok, "{off}");
-    assert!(!off.contains("deployments") && off.contains("--restart-on-renew=false"));
     assert!(off.contains("--expiring-within=72h"));
     let arg = off
         .lines()
@@ -223,8 +230,8 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
 
     // What it can do, and what it must not.
     assert!(allowed(&sa, "patch", "caas.dev", "certificates/status", Some(&ns)).await);
-    // restart-on-renew (on by default), annotated Gateways, temporary HTTPRoutes.
-    assert!(allowed(&sa, "patch", "apps", "deployments", Some(&ns)).await);
+    // Annotated Gateways, temporary HTTPRoutes; restart-on-renew is opt-in.
+    assert!(!allowed(&sa, "patch", "apps", "deployments", Some(&ns)).await);
     assert!(
         allowed(
             &sa,

@@ -61,8 +61,33 @@ pub fn plan(last: Option<Timestamp>, pending: bool, now: Timestamp) -> Plan {
 /// Restarts this process made, per workload (`kind/namespace/name`).
 #[derive(Default)]
 pub struct Restarts {
-    last: Mutex<HashMap<String, Timestamp>>,
-    pending: Mutex<HashMap<String, Timestamp>>,
+    /// Per workload: the last restart, and whether a delayed one is waiting. One lock,
+    /// so that two renewals deciding at once (two Secrets of one workload, reconciled in
+    /// parallel) see each other's decision.
+    state: Mutex<HashMap<String, (Option<Timestamp>, bool)>>,
+}
+
+impl Restarts {
+    /// Decides and reserves in one step: `Now` records the restart as made, `After`
+    /// marks one as waiting.
+    fn decide(&self, key: &str, now: Timestamp) -> Plan {
+        let mut state = self.state.lock().unwrap();
+        let entry = state.entry(key.to_string()).or_default();
+        let decision = plan(entry.0, entry.1, now);
+        match decision {
+            Plan::Now => entry.0 = Some(now),
+            Plan::After(_) => entry.1 = true,
+            Plan::AlreadyPending => {}
+        }
+        decision
+    }
+
+    /// The waiting restart is being made now.
+    fn take_pending(&self, key: &str, now: Timestamp) {
+        let mut state = self.state.lock().unwrap();
+        let entry = state.entry(key.to_string()).or_default();
+        *entry = (Some(now), false);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -126,31 +151,23 @@ pub async fn on_renewed(
     collect!(DaemonSet, Kind::DaemonSet);
     for (kind, name, oref) in found {
         let key = format!("{}/{namespace}/{name}", kind.as_str());
-        let last = restarts.last.lock().unwrap().get(&key).copied();
-        let pending = restarts.pending.lock().unwrap().contains_key(&key);
         let now = Timestamp::now();
         let why = format!("Secret {secret} was renewed (serial {serial})");
-        match plan(last, pending, now) {
-            Plan::Now => {
-                restart(
-                    client, recorder, restarts, kind, namespace, &name, &key, oref, &why,
-                )
-                .await
-            }
+        match restarts.decide(&key, now) {
+            Plan::Now => restart(client, recorder, kind, namespace, &name, &key, oref, &why).await,
             Plan::AlreadyPending => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; a restart is already due");
             }
             Plan::After(wait) => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; restarting in {wait:?} (at most once a minute)");
-                restarts.pending.lock().unwrap().insert(key.clone(), now);
                 let (client, recorder, restarts) =
                     (client.clone(), recorder.clone(), restarts.clone());
                 let namespace = namespace.to_string();
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
-                    restarts.pending.lock().unwrap().remove(&key);
+                    restarts.take_pending(&key, Timestamp::now());
                     restart(
-                        &client, &recorder, &restarts, kind, &namespace, &name, &key, oref, &why,
+                        &client, &recorder, kind, &namespace, &name, &key, oref, &why,
                     )
                     .await;
                 });
@@ -163,7 +180,6 @@ pub async fn on_renewed(
 async fn restart(
     client: &kube::Client,
     recorder: &Recorder,
-    restarts: &Restarts,
     kind: Kind,
     namespace: &str,
     name: &str,
@@ -192,7 +208,6 @@ async fn restart(
     };
     let (warning, reason, note) = match result {
         Ok(()) => {
-            restarts.last.lock().unwrap().insert(key.to_string(), now);
             tracing::info!(workload = %key, "restart-on-renew: rolling restart: {why}");
             (false, "RestartedOnRenew", format!("rolling restart: {why}"))
         }
@@ -218,6 +233,20 @@ mod tests {
         assert!(names_secret("x, a-tls ,y", "a-tls"));
         assert!(!names_secret("a-tls-2", "a-tls"));
         assert!(!names_secret("", "a-tls"));
+    }
+
+    #[test]
+    fn two_renewals_at_once_restart_once() {
+        let r = Restarts::default();
+        let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        assert_eq!(r.decide("Deployment/ns/app", now), Plan::Now);
+        assert!(matches!(r.decide("Deployment/ns/app", now), Plan::After(_)));
+        assert_eq!(r.decide("Deployment/ns/app", now), Plan::AlreadyPending);
+        r.take_pending("Deployment/ns/app", now + SignedDuration::from_secs(60));
+        assert!(matches!(
+            r.decide("Deployment/ns/app", now + SignedDuration::from_secs(61)),
+            Plan::After(_)
+        ));
     }
 
     #[test]

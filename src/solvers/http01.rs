@@ -324,12 +324,20 @@ pub async fn remove(
         &name,
     )
     .await?;
-    // 404 also when the cluster has no HTTPRoute API: nothing to delete.
-    delete_if_present(
+    // 404 also when the cluster has no HTTPRoute API: nothing to delete. 403: RBAC
+    // without HTTPRoutes (made for Ingress challenges only) must not stop the cleanup of
+    // the Ingress, Service and Endpoints.
+    match delete_if_present(
         &Api::<HTTPRoute>::namespaced(client.clone(), namespace),
         &name,
     )
-    .await?;
+    .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => {
+            other?;
+        }
+    }
     delete_if_present(
         &Api::<Service>::namespaced(client.clone(), namespace),
         &name,
@@ -427,12 +435,12 @@ pub async fn cleanup(
         }};
     }
     sweep!(Ingress);
-    // Without the HTTPRoute API there is no HTTPRoute to sweep.
+    // Without the HTTPRoute API (or the right to see HTTPRoutes) there is none to sweep.
     match Api::<HTTPRoute>::namespaced(client.clone(), namespace)
         .list_metadata(&lp)
         .await
     {
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {}
         Err(e) => return Err(e),
         Ok(_) => sweep!(HTTPRoute),
     }

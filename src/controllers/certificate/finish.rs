@@ -176,7 +176,9 @@ pub async fn issued(
         .map(|o| o.challenges)
         .unwrap_or_default();
     // A renewal replaces a certificate this Certificate had; the first issuance does not.
-    let renewed = w.status.revision.is_some_and(|r| r >= 1);
+    // (A Secret another tool filled, now replaced, counts: workloads mount it already.)
+    let renewed = w.status.revision.is_some_and(|r| r >= 1)
+        || seen.secret.as_ref().and_then(secret::leaf_der).is_some();
     w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
     w.status.manual_renewal = request.renew_request.clone();
     record(&mut w, &info, renewal_time);

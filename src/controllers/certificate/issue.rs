@@ -312,12 +312,24 @@ fn expiring(
     has_valid_cert: bool,
     failure: &str,
 ) -> Option<String> {
-    let left = plan::expires_within(
-        w.status.not_after.as_deref(),
-        w.now,
-        ctx.settings.expiring_within,
-    )
-    .filter(|_| has_valid_cert);
+    // Short certificates (a week or less) are always "within a week": for them the
+    // warning starts in the last third of their lifetime, past the renewal time.
+    let lifetime = match (
+        w.status
+            .not_before
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+        w.status
+            .not_after
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+    ) {
+        (Some(b), Some(a)) => a.duration_since(b).unsigned_abs() / 3,
+        _ => ctx.settings.expiring_within,
+    };
+    let within = ctx.settings.expiring_within.min(lifetime);
+    let left = plan::expires_within(w.status.not_after.as_deref(), w.now, within)
+        .filter(|_| has_valid_cert);
     let Some(left) = left else {
         w.drop_expiring();
         return None;
