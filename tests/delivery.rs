@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 use support::*;
 
@@ -69,19 +69,36 @@ async fn http01_through_a_temporary_httproute_on_the_gateway() {
     .await;
     // Every HTTPRoute the operator writes, as written.
     let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), &ns);
+    let (listed, watching) = tokio::sync::oneshot::channel::<()>();
     let watched = {
         let routes = routes.clone();
         tokio::spawn(async move {
-            let mut stream = watcher(routes, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            match tokio::time::timeout(TIMEOUT, stream.next()).await {
-                Ok(Some(Ok(r))) => vec![r],
-                _ => Vec::new(),
-            }
+            let mut listed = Some(listed);
+            let mut stream = watcher(routes, watcher::Config::default()).boxed();
+            let first = async {
+                while let Some(Ok(event)) = stream.next().await {
+                    match event {
+                        watcher::Event::InitDone => {
+                            if let Some(tx) = listed.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        watcher::Event::Apply(r) | watcher::Event::InitApply(r) => return vec![r],
+                        _ => {}
+                    }
+                }
+                Vec::new()
+            };
+            tokio::time::timeout(TIMEOUT, first)
+                .await
+                .unwrap_or_default()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await; // watch established
+    // The watch has listed: no route the operator writes from now on can be missed.
+    tokio::time::timeout(TIMEOUT, watching)
+        .await
+        .expect("the HTTPRoute watch lists within the timeout")
+        .expect("the watch task is running");
     let name = format!("{}.{ZONE}", unique_name("route"));
     create_certificate(
         &client,

@@ -138,11 +138,7 @@ pub async fn secret(
 /// The text of `inspect secret`.
 pub fn render(r: &Value) -> String {
     let now = Timestamp::now();
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        o => o.to_string(),
-    };
+    let s = super::status::s;
     let mut out = format!(
         "Secret {}/{} ({})\n",
         s(&r["namespace"]),

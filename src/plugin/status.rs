@@ -293,28 +293,27 @@ pub async fn issuer(
 }
 
 /// GETs the issuer's ACME directory with its trust settings.
+/// Whether the issuer's ACME directory answers, TLS verified (the same probe as
+/// `check issuer`).
 async fn probe_directory(spec: &IssuerSpec) -> Result<(), String> {
-    use std::sync::Arc;
-    let stats = Arc::new(crate::acme::AcmeStats::new(
-        Default::default(),
-        Arc::new(crate::controllers::memory::Memory::default()),
-    ));
-    let http =
-        crate::acme::AcmeHttp::new(spec.ca_bundle.as_deref(), stats).map_err(|e| e.to_string())?;
-    let key = crate::acme::AccountKey::generate().map_err(|e| e.to_string())?;
-    let probe = crate::acme::direct::Direct::new(&http, &spec.server, key);
-    match tokio::time::timeout(std::time::Duration::from_secs(15), probe).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::acme::AcmeError::from_acme(e).to_string()),
-        Err(_) => Err("no answer within 15 s".into()),
-    }
+    super::check::directory(spec).await.map(|_| ())
+}
+
+/// `True Issued: message` from a reported condition.
+fn condition_text(c: &Value) -> String {
+    format!(
+        "{} {}: {}",
+        s(&c["status"]),
+        s(&c["reason"]),
+        s(&c["message"])
+    )
 }
 
 fn line(out: &mut String, label: &str, value: impl AsRef<str>) {
     out.push_str(&format!("  {label:<13}{}\n", value.as_ref()));
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -364,32 +363,14 @@ pub fn render_certificate(r: &Value) -> String {
     );
     let c = &r["conditions"]["ready"];
     if !c.is_null() {
-        line(
-            &mut out,
-            "Ready:",
-            format!(
-                "{} {}: {}",
-                s(&c["status"]),
-                s(&c["reason"]),
-                s(&c["message"])
-            ),
-        );
+        line(&mut out, "Ready:", condition_text(c));
     }
     for (label, key) in [("Issuing:", "issuing"), ("Expiring:", "expiring")] {
         let c = &r["conditions"][key];
         // A failed attempt sets Issuing and Ready with the same words: say them once.
         let repeats = c["message"] == r["conditions"]["ready"]["message"];
         if !c.is_null() && !repeats {
-            line(
-                &mut out,
-                label,
-                format!(
-                    "{} {}: {}",
-                    s(&c["status"]),
-                    s(&c["reason"]),
-                    s(&c["message"])
-                ),
-            );
+            line(&mut out, label, condition_text(c));
         }
     }
     match &r["secret"] {
@@ -517,16 +498,7 @@ pub fn render_issuer(r: &Value) -> String {
     }
     let c = &r["condition"];
     if !c.is_null() {
-        line(
-            &mut out,
-            "Ready:",
-            format!(
-                "{} {}: {}",
-                s(&c["status"]),
-                s(&c["reason"]),
-                s(&c["message"])
-            ),
-        );
+        line(&mut out, "Ready:", condition_text(c));
     }
     render_events(&mut out, &r["events"]);
     out.push_str(&format!("Verdict: {}\n", s(&r["verdict"])));
