@@ -29,6 +29,9 @@ pub struct PebbleOptions {
     /// Validate at once (`PEBBLE_VA_NOSLEEP=1`); when false Pebble waits 0-15 s before
     /// each validation, like a slow CA.
     pub va_nosleep: bool,
+    /// The HTTP-01 and TLS-ALPN-01 ports to validate against; `None` picks free ones.
+    /// Several Pebbles given the same ports validate through one operator listener.
+    pub validation_ports: Option<(u16, u16)>,
 }
 
 impl Default for PebbleOptions {
@@ -40,6 +43,7 @@ impl Default for PebbleOptions {
             env: Vec::new(),
             retry_after_secs: 1,
             va_nosleep: true,
+            validation_ports: None,
         }
     }
 }
@@ -71,8 +75,10 @@ impl Pebble {
         std::fs::write(dir.join("key.pem"), &key_pem).expect("write key.pem");
         std::fs::write(dir.join("ca.pem"), &tls_ca_pem).expect("write ca.pem");
 
-        let (port, mgmt_port, http_port, tls_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (port, mgmt_port) = (free_port(), free_port());
+        let (http_port, tls_port) = options
+            .validation_ports
+            .unwrap_or_else(|| (free_port(), free_port()));
         let eab_kid = crate::unique_name("kid");
         // 64 bytes: long enough for HS512 (RFC 7518 section 3.2; Pebble's go-jose refuses
         // shorter keys for it).

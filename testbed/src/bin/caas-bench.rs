@@ -133,9 +133,18 @@ fn metric_sum(port: u16, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
+/// Certificates per Pebble in a burst: Pebble 2.6 keeps everything in one in-memory
+/// store behind one RWMutex, and a 10,000-order burst on one instance deadlocked it
+/// (a handler taking its read lock twice while a writer waits); a real CA is not one
+/// process, so a large burst is spread over one Pebble (and one issuer) per this many.
+const CERTIFICATES_PER_PEBBLE: usize = 2_500;
+
 struct Env {
     api: ApiServer,
     pebble: Pebble,
+    /// More Pebbles for a large burst, validating through the same ports as `pebble`;
+    /// issuer `http-N` uses `shards[N - 1]`.
+    shards: Vec<Pebble>,
     /// DNS-01 through an HTTP API: the fake of Cloudflare's, in front of BIND.
     cloudflare: caas_testbed::FakeDnsApi,
     bind_addr: String,
@@ -158,7 +167,7 @@ fn kubectl(api: &ApiServer, args: &[&str]) -> Result<(), String> {
     }
 }
 
-async fn setup() -> Result<Env, String> {
+async fn setup(cfg: &Config) -> Result<Env, String> {
     eprintln!("==> starting kube-apiserver, BIND, Pebble");
     let api = ApiServer::start();
     let bind = caas_testbed::shared_bind();
@@ -167,6 +176,19 @@ async fn setup() -> Result<Env, String> {
         env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
         ..Default::default()
     });
+    let shards: Vec<Pebble> = (1..cfg.burst.div_ceil(CERTIFICATES_PER_PEBBLE))
+        .map(|_| {
+            Pebble::start(PebbleOptions {
+                dns_server: Some(bind.addr()),
+                env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+                validation_ports: Some((pebble.http_port, pebble.tls_port)),
+                ..Default::default()
+            })
+        })
+        .collect();
+    if !shards.is_empty() {
+        eprintln!("    {} Pebbles for the burst", shards.len() + 1);
+    }
     let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/caas.dev.yaml");
     kubectl(&api, &["create", "-f", &crds.display().to_string()])?;
     kubectl(
@@ -194,6 +216,7 @@ async fn setup() -> Result<Env, String> {
         api,
         cloudflare: caas_testbed::FakeCloudflareApi::start().await,
         pebble,
+        shards,
         client,
         certs_ar,
     };
@@ -218,23 +241,44 @@ async fn setup() -> Result<Env, String> {
         "bench",
         &ApiResource::from_gvk(&GroupVersionKind::gvk("caas.dev", "v1alpha1", "CaaSIssuer")),
     );
-    for (name, solver) in [
-        ("http", json!({ "http01": {} })),
+    let mut specs = vec![
+        ("http".to_string(), json!({ "http01": {} }), &env.pebble),
         (
-            "dns",
+            "dns".to_string(),
             json!({ "dns01": { "rfc2136": { "nameserver": env.bind_addr, "tsigKeyName": env.tsig_name, "tsigSecretSecretRef": { "name": "tsig", "key": "secret" } } } }),
+            &env.pebble,
         ),
         (
-            "cloudflare",
+            "cloudflare".to_string(),
             json!({ "dns01": { "cloudflare": { "apiTokenSecretRef": { "name": "cloudflare", "key": "api-token" }, "apiURL": env.cloudflare.url } } }),
+            &env.pebble,
         ),
-    ] {
+    ];
+    for (i, shard) in env.shards.iter().enumerate() {
+        specs.push((format!("http-{}", i + 1), json!({ "http01": {} }), shard));
+    }
+    for (name, solver, pebble) in specs {
+        // One EAB Secret and one account per CA.
+        let (eab, account) = match name.strip_prefix("http-") {
+            Some(n) => (format!("eab-{n}"), format!("account-{n}")),
+            None => ("eab".to_string(), "account".to_string()),
+        };
+        if eab != "eab" {
+            let s: Secret = serde_json::from_value(
+                json!({ "metadata": { "name": eab }, "stringData": { "hmac": pebble.eab_hmac } }),
+            )
+            .unwrap();
+            secrets
+                .create(&PostParams::default(), &s)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer", "metadata": { "name": name },
             "spec": {
-                "server": env.pebble.directory_url, "caBundle": env.pebble.tls_ca_pem,
-                "externalAccountBinding": { "keyID": env.pebble.eab_kid, "keySecretRef": { "name": "eab", "key": "hmac" } },
-                "privateKeySecretRef": { "name": "account" },
+                "server": pebble.directory_url, "caBundle": pebble.tls_ca_pem,
+                "externalAccountBinding": { "keyID": pebble.eab_kid, "keySecretRef": { "name": eab, "key": "hmac" } },
+                "privateKeySecretRef": { "name": account },
                 "solvers": [solver]
             }
         }))
@@ -286,10 +330,11 @@ fn is_ready(obj: &DynamicObject) -> bool {
         })
 }
 
-/// Creates Certificates named `names` (issuer `issuer`) and waits until all are Ready.
+/// Creates Certificates named `names` (spread over `issuers` in turn) and waits until
+/// all are Ready.
 async fn issue_all(
     env: &Env,
-    issuer: &str,
+    issuers: &[&str],
     names: &[String],
     prefix: &str,
     operator: &mut Proc,
@@ -301,9 +346,9 @@ async fn issue_all(
         .applied_objects()
         .boxed();
     let started = Instant::now();
-    let creates = futures::stream::iter(names.iter().cloned().map(|name| {
+    let creates = futures::stream::iter(names.iter().cloned().enumerate().map(|(i, name)| {
         let api = api.clone();
-        let issuer = issuer.to_string();
+        let issuer = issuers[i % issuers.len()].to_string();
         let prefix = prefix.to_string();
         async move {
             let obj: DynamicObject = serde_json::from_value(json!({
@@ -522,7 +567,7 @@ fn peer_runs(env: &Env, peer: &str, runs: usize) -> Result<Vec<f64>, String> {
 
 async fn run(cfg: &Config) -> Result<String, String> {
     let mut rows: Vec<(String, String)> = Vec::new();
-    let env = setup().await?;
+    let env = setup(cfg).await?;
     let (mut op, metrics) = start_operator(&env, cfg, "main");
 
     // 1. Single certificate, HTTP-01 and DNS-01 (account registered by the first one).
@@ -537,7 +582,7 @@ async fn run(cfg: &Config) -> Result<String, String> {
     ] {
         issue_all(
             &env,
-            issuer,
+            &[issuer],
             &[format!("warm-{issuer}")],
             "w.",
             &mut op,
@@ -548,7 +593,7 @@ async fn run(cfg: &Config) -> Result<String, String> {
         for i in 0..cfg.single_runs {
             let d = issue_all(
                 &env,
-                issuer,
+                &[issuer],
                 &[format!("single-{issuer}-{i}")],
                 "s.",
                 &mut op,
@@ -596,13 +641,30 @@ async fn run(cfg: &Config) -> Result<String, String> {
     };
 
     // 2. Burst.
+    // The burst's issuers: one per Pebble, each account registered before (warm-up).
+    let shard_issuers: Vec<String> = (1..=env.shards.len())
+        .map(|n| format!("http-{n}"))
+        .collect();
+    let mut burst_issuers = vec!["http"];
+    burst_issuers.extend(shard_issuers.iter().map(String::as_str));
+    for issuer in &burst_issuers[1..] {
+        issue_all(
+            &env,
+            &[issuer],
+            &[format!("warm-{issuer}")],
+            "w.",
+            &mut op,
+            Duration::from_secs(120),
+        )
+        .await?;
+    }
     let acme0 = metric_sum(metrics, "caas_acme_requests_total", "");
     let kube0 = metric_sum(metrics, "caas_kube_api_requests_total", "");
     let (cpu0, _) = proc_usage(op.pid());
     let names: Vec<String> = (0..cfg.burst).map(|i| format!("burst-{i}")).collect();
     let took = issue_all(
         &env,
-        "http",
+        &burst_issuers,
         &names,
         "b.",
         &mut op,
@@ -615,8 +677,12 @@ async fn run(cfg: &Config) -> Result<String, String> {
     let n = cfg.burst as f64;
     rows.push((
         format!(
-            "burst: {} Certificates created at once, until all Ready",
-            cfg.burst
+            "burst: {} Certificates created at once, until all Ready{}",
+            cfg.burst,
+            match burst_issuers.len() {
+                1 => String::new(),
+                n => format!(" ({n} Pebbles, one issuer each)"),
+            }
         ),
         format!(
             "{:.1} s ({:.1} certificates/s)",
@@ -690,7 +756,7 @@ async fn run(cfg: &Config) -> Result<String, String> {
     rows.push((
         format!(
             "idle: {} Ready Certificates, {:.0} s",
-            cfg.burst + 2 * (cfg.single_runs + 1),
+            cfg.burst + 3 * (cfg.single_runs + 1) + env.shards.len(),
             cfg.idle.as_secs_f64()
         ),
         format!(
@@ -732,7 +798,7 @@ async fn run(cfg: &Config) -> Result<String, String> {
         .collect();
     issue_all(
         &env,
-        "http",
+        &["http"],
         &names,
         "a.",
         &mut op,
