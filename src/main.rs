@@ -5,12 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// mimalloc instead of the C library's allocator: glibc's malloc keeps freed memory in
-/// the middle of its heap resident, and musl's (the static image) is slow under
-/// contention. Measured with 10,000 Certificates: see the README's Performance section.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "caas-operator",

@@ -224,26 +224,37 @@ async fn index_certificates(
     events
         .for_each(|event| {
             match event {
-                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => {
-                    // The reflector has stored it before passing it on.
+                Ok(watcher::Event::Apply(c)) => {
+                    // The reflector stores an Apply before passing it on (a (re)list's
+                    // objects reach the store together, at InitDone).
                     if let Some(stored) = store.get(&ObjectRef::from_obj(&c)) {
                         feed.send(stored);
                     }
-                    index.update(&c);
-                    let key = object_key(c.namespace().as_deref(), &c.name_any());
-                    let version = c.resource_version().and_then(|v| v.parse::<u64>().ok());
-                    if version >= memory.written_status(&key) {
-                        memory.caught_up(&key);
-                    }
+                    applied(&c, &index, &memory);
                 }
+                Ok(watcher::Event::InitApply(c)) => applied(&c, &index, &memory),
                 Ok(watcher::Event::Delete(c)) => index.remove(&c),
                 Ok(watcher::Event::Init) => index.begin_resync(),
-                Ok(watcher::Event::InitDone) => index.end_resync(),
+                Ok(watcher::Event::InitDone) => {
+                    index.end_resync();
+                    store.state().into_iter().for_each(|c| feed.send(c));
+                }
                 Err(e) => tracing::debug!(error = %e, "Certificate watch error; retrying"),
             }
             futures::future::ready(())
         })
         .await;
+}
+
+/// A Certificate the watch has: index its challenges, and drop our written copy once the
+/// watch has caught up with it.
+fn applied(c: &Certificate, index: &ChallengeIndex, memory: &Memory) {
+    index.update(c);
+    let key = object_key(c.namespace().as_deref(), &c.name_any());
+    let version = c.resource_version().and_then(|v| v.parse::<u64>().ok());
+    if version >= memory.written_status(&key) {
+        memory.caught_up(&key);
+    }
 }
 
 /// Runs a listener; a listener that cannot start (port taken) is reported, not fatal:
@@ -609,4 +620,37 @@ async fn serve_health(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> Arc<Certificate> {
+        let mut c = Certificate::new(name, Default::default());
+        c.metadata.namespace = Some("ns".into());
+        Arc::new(c)
+    }
+
+    #[test]
+    fn the_feed_reaches_the_current_term_only() {
+        let feed = CertificateFeed::default();
+        // No term: nothing is kept.
+        feed.send(cert("before"));
+        let mut first = feed.subscribe();
+        feed.send(cert("a"));
+        assert_eq!(first.try_recv().unwrap().name_any(), "a");
+        // A new term replaces the old one's receiver.
+        let mut second = feed.subscribe();
+        feed.send(cert("b"));
+        assert_eq!(second.try_recv().unwrap().name_any(), "b");
+        assert!(
+            first.try_recv().is_err(),
+            "the old term's receiver is closed"
+        );
+        // The term ended: the sender is dropped at the next send.
+        drop(second);
+        feed.send(cert("c"));
+        assert!(feed.lock().is_none());
+    }
 }
