@@ -52,17 +52,7 @@ pub(crate) async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHtt
     ));
     let http =
         crate::acme::AcmeHttp::new(spec.ca_bundle.as_deref(), stats).map_err(|e| e.to_string())?;
-    let req = http::Request::get(spec.server.trim())
-        .body(instant_acme::BodyWrapper::default())
-        .map_err(|e| e.to_string())?;
-    use instant_acme::HttpClient;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), http.request(req))
-        .await
-        .map_err(|_| "no answer within 15 s".to_string())?
-        .map_err(|e| crate::acme::AcmeError::from_acme(e).to_string())?;
-    let answer = crate::acme::direct::read(answer)
-        .await
-        .map_err(|e| format!("reading the directory: {e}"))?;
+    let answer = get(&http, spec.server.trim(), "reading the directory: ").await?;
     let (status, body) = (answer.parts.status, answer.body);
     if !status.is_success() {
         return Err(format!("the directory URL answered {status}"));
@@ -75,8 +65,13 @@ pub(crate) async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHtt
     Ok((http, dir))
 }
 
-/// GETs `url` (JSON) with the issuer's trust settings.
-pub(crate) async fn get_json(http: &crate::acme::AcmeHttp, url: &str) -> Result<Value, String> {
+/// GETs `url` with the issuer's trust settings, waiting at most 15 s; `reading` starts
+/// the message of an error while reading the body.
+async fn get(
+    http: &crate::acme::AcmeHttp,
+    url: &str,
+    reading: &str,
+) -> Result<crate::acme::direct::Answer, String> {
     use instant_acme::HttpClient;
     let req = http::Request::get(url)
         .body(instant_acme::BodyWrapper::default())
@@ -85,9 +80,14 @@ pub(crate) async fn get_json(http: &crate::acme::AcmeHttp, url: &str) -> Result<
         .await
         .map_err(|_| "no answer within 15 s".to_string())?
         .map_err(|e| crate::acme::AcmeError::from_acme(e).to_string())?;
-    let answer = crate::acme::direct::read(answer)
+    crate::acme::direct::read(answer)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{reading}{e}"))
+}
+
+/// GETs `url` (JSON) with the issuer's trust settings.
+pub(crate) async fn get_json(http: &crate::acme::AcmeHttp, url: &str) -> Result<Value, String> {
+    let answer = get(http, url, "").await?;
     if !answer.parts.status.is_success() {
         return Err(format!("answered {}", answer.parts.status));
     }
