@@ -38,7 +38,7 @@ pub use fake_dns::{
 };
 pub use gateway_api::{gateway_api_crds, install_gateway_api_crds};
 pub use http::{http_get, https_get};
-pub use pebble::{Pebble, PebbleOptions};
+pub use pebble::{Pebble, PebbleOptions, goroutines_stuck_on_locks};
 pub use proc::{Proc, free_port, log_tail, port_open};
 pub use webhook_receiver::{Received, WebhookReceiver};
 
