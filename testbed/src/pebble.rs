@@ -212,20 +212,19 @@ impl Pebble {
     }
 }
 
-/// How many goroutines of a Go stack dump have waited a minute or more on a lock
-/// (`goroutine 7 gp=.. m=nil [sync.RWMutex.RLock, 2 minutes]:`). Go prints the wait
-/// time only from one minute on, so in a Pebble that has answered nothing for longer
-/// than that, any such goroutine is part of a deadlock: Pebble 2.6 keeps its store and
-/// each order and authorization behind `sync.RWMutex`es taken in different orders by
-/// different handlers, and under concurrent load they can wait on each other for ever.
+/// How many goroutines of a Go stack dump wait on a lock
+/// (`goroutine 7 gp=.. m=nil [sync.RWMutex.RLock, 2 minutes]:`). Pebble 2.6 keeps its
+/// store and each order and authorization behind `sync.RWMutex`es, taken in different
+/// orders by different handlers, and under concurrent load they can wait on each other
+/// for ever. A healthy Pebble holds them for microseconds, so after it has answered
+/// nothing for a minute, two or more goroutines waiting on locks are that deadlock.
+/// (The ", N minutes" Go adds is no help: it is only known once a GC has run since the
+/// goroutine blocked, and an idle Go program collects every 2 minutes.)
 pub fn goroutines_stuck_on_locks(dump: &str) -> usize {
     dump.lines()
         .filter(|l| l.starts_with("goroutine "))
         .filter_map(|l| Some(l[l.find('[')? + 1..l.rfind(']')?].to_string()))
-        .filter(|state| {
-            (state.starts_with("sync.") || state.starts_with("semacquire"))
-                && state.contains("minute")
-        })
+        .filter(|state| state.starts_with("sync.") || state.starts_with("semacquire"))
         .count()
 }
 
@@ -258,7 +257,7 @@ mod tests {
     use super::goroutines_stuck_on_locks;
 
     #[test]
-    fn lock_waits_of_a_minute_or_more_count() {
+    fn lock_waits_count() {
         let dump = "SIGQUIT: quit\nPC=0x4 m=0 sigcode=0\n\n\
             goroutine 1 gp=0xc0 m=nil [IO wait]:\n\
             goroutine 7 gp=0xc1 m=nil [sync.RWMutex.RLock, 2 minutes]:\n\
@@ -267,8 +266,8 @@ mod tests {
             goroutine 9 gp=0xc3 m=nil [sync.RWMutex.RLock]:\n\
             goroutine 10 gp=0xc4 m=nil [semacquire, 3 minutes]:\n\
             goroutine 11 gp=0xc5 m=nil [select, 5 minutes]:\n";
-        // 9 has waited under a minute; 11 waits on a channel, not a lock.
-        assert_eq!(goroutines_stuck_on_locks(dump), 3);
+        // 1 waits for the network, 11 on a channel, not a lock.
+        assert_eq!(goroutines_stuck_on_locks(dump), 4);
         assert_eq!(goroutines_stuck_on_locks(""), 0);
     }
 }

@@ -109,14 +109,14 @@ fn pebble_deadlock(env: &Env) -> Option<String> {
     for pebble in std::iter::once(&env.pebble).chain(&env.shards) {
         let dump = pebble.goroutine_dump();
         let stuck = caas_testbed::goroutines_stuck_on_locks(&dump);
-        if stuck > 0 {
+        if stuck >= 2 {
             let saved = std::env::temp_dir().join(format!(
                 "caas-bench-pebble-goroutines-{}.txt",
                 std::process::id()
             ));
             let _ = std::fs::write(&saved, &dump);
             return Some(format!(
-                "Pebble ({}) deadlocked: {stuck} goroutines have waited a minute or more on its locks (goroutine dump: {})",
+                "Pebble ({}) deadlocked: after {STALL:?} without progress, {stuck} of its goroutines wait on its locks (goroutine dump: {})",
                 pebble.directory_url,
                 saved.display()
             ));
