@@ -4,8 +4,8 @@
 //! issuers' and Certificates' spec and status, Events, one verdict line per Certificate,
 //! and the operator's recent log lines. It never reads a Secret's data into the bundle:
 //! Secrets are read only to learn the values to redact (the EAB HMAC, TSIG and DNS
-//! credentials, webhook URLs every issuer names, and the keys of the Secrets the operator
-//! manages). Every occurrence of those values (also base64-encoded), PEM private key
+//! credentials, webhook URLs every issuer and the operator pods' `--default-notify` name,
+//! and the keys of the Secrets the operator manages). Every occurrence of those values (also base64-encoded), PEM private key
 //! blocks and bearer tokens become `[REDACTED]`; then the whole bundle is scanned again,
 //! and it is not written if anything secret is left.
 
@@ -148,6 +148,40 @@ pub fn leftover(text: &str, secrets: &Secrets) -> Option<String> {
         .then(|| "a PEM private key is still present".to_string())
 }
 
+/// The `--default-notify` JSON an operator pod runs with (an argument, as the chart
+/// passes it, or `CAAS_DEFAULT_NOTIFY`): its webhook URLs are Secrets in the operator
+/// namespace that no issuer names.
+fn default_notify_of(pod: &Pod) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        let words: Vec<&str> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        for (i, word) in words.iter().enumerate() {
+            let value = match word.strip_prefix("--default-notify") {
+                Some("") => words.get(i + 1).copied(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            out.extend(value.and_then(|v| serde_json::from_str(v).ok()));
+        }
+        for e in c.env.iter().flatten() {
+            if e.name == "CAAS_DEFAULT_NOTIFY" {
+                out.extend(
+                    e.value
+                        .as_deref()
+                        .and_then(|v| serde_json::from_str(v).ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Every `...SecretRef` / `secretRef` (`{name, key?}`) in an issuer's spec (or part).
 pub fn secret_refs_of(spec: &Value, out: &mut Vec<(String, Option<String>)>) {
     secret_refs(spec, out)
@@ -209,8 +243,24 @@ pub async fn collect(
         .map(|l| l.items)
         .unwrap_or_default();
 
-    // What to redact: the Secrets issuers name, and the operator's own in this namespace.
+    let pods = Api::<Pod>::namespaced(client.clone(), &args.operator_namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=caas-operator"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+
+    // What to redact: the Secrets issuers and the operator's `--default-notify` name,
+    // and the operator's own in this namespace.
     let mut refs: Vec<(String, String)> = Vec::new();
+    for notify in pods.iter().flat_map(default_notify_of) {
+        let mut found = Vec::new();
+        secret_refs(&notify, &mut found);
+        refs.extend(
+            found
+                .into_iter()
+                .map(|(n, _)| (args.operator_namespace.clone(), n)),
+        );
+    }
     for i in &issuers {
         let mut found = Vec::new();
         secret_refs(
@@ -261,11 +311,6 @@ pub async fn collect(
         .await
         .map(|v| format!("{}.{} ({})", v.major, v.minor, v.git_version))
         .unwrap_or_else(|e| format!("unknown ({e})"));
-    let pods = Api::<Pod>::namespaced(client.clone(), &args.operator_namespace)
-        .list(&ListParams::default().labels("app.kubernetes.io/name=caas-operator"))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
     let images: Vec<String> = pods
         .iter()
         .flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter()))
@@ -403,6 +448,26 @@ mod tests {
         assert!(out.contains("Bearer [REDACTED], x short"), "{out}");
         assert_eq!(leftover(&out, &s), None);
         assert!(leftover(&text, &s).is_some());
+    }
+
+    #[test]
+    fn default_notify_is_read_from_args_and_env() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "op" },
+            "spec": { "containers": [
+                { "name": "a", "args": ["run", r#"--default-notify={"webhooks":[{"urlSecretRef":{"name":"slack","key":"url"}}]}"#] },
+                { "name": "b", "command": ["caas-operator", "run", "--default-notify", r#"{"webhooks":[{"urlSecretRef":{"name":"teams","key":"url"}}]}"#, "--default-notify-x=1"] },
+                { "name": "c", "env": [{ "name": "CAAS_DEFAULT_NOTIFY", "value": r#"{"webhooks":[{"urlSecretRef":{"name":"generic","key":"url"}}]}"# }] },
+                { "name": "d", "args": ["--default-notify=not json"] }
+            ] }
+        }))
+        .unwrap();
+        let mut found = Vec::new();
+        for v in default_notify_of(&pod) {
+            secret_refs(&v, &mut found);
+        }
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["slack", "teams", "generic"]);
     }
 
     #[test]
