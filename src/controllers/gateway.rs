@@ -6,15 +6,16 @@
 //!
 //! Skipped, as cert-manager skips them: listeners that are not `HTTPS` or `TLS`, TLS
 //! `Passthrough` (the backend holds the certificate), and references to anything but a
-//! Secret in the Gateway's own namespace. A terminating listener without a hostname is an
-//! error: there is no name to put in the certificate.
+//! Secret in the Gateway's own namespace. A terminating listener without a hostname is
+//! reported (there is no name to put in the certificate) and skipped; the other listeners
+//! are served, and a Certificate it had is kept.
 
 use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::ingress::{self, DesiredCertificate, Owner};
+use super::ingress::{self, DesiredCertificate, Owner, Skipped};
 use super::{Context, Error};
 use crate::api::Certificate;
 use crate::api::gateway::Gateway;
@@ -28,14 +29,15 @@ impl Owner for Gateway {
     fn desired_certificates(
         &self,
         ann: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<DesiredCertificate>, String> {
+    ) -> Result<(Vec<DesiredCertificate>, Vec<Skipped>), String> {
         desired_with(self, ann)
     }
 }
 
 /// The Certificates a Gateway's annotations and TLS listeners ask for (empty when it is
-/// not annotated), or a message saying what is wrong.
-pub fn desired(gateway: &Gateway) -> Result<Vec<DesiredCertificate>, String> {
+/// not annotated) and the listeners that cannot be served, or a message saying what is
+/// wrong with the annotations.
+pub fn desired(gateway: &Gateway) -> Result<(Vec<DesiredCertificate>, Vec<Skipped>), String> {
     desired_with(gateway, gateway.annotations())
 }
 
@@ -43,12 +45,13 @@ pub fn desired(gateway: &Gateway) -> Result<Vec<DesiredCertificate>, String> {
 pub fn desired_with(
     gateway: &Gateway,
     ann: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<DesiredCertificate>, String> {
+) -> Result<(Vec<DesiredCertificate>, Vec<Skipped>), String> {
     let Some(template) = ingress::template(ann)? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let own_ns = gateway.namespace();
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for l in &gateway.spec.listeners {
         if !matches!(l.protocol.as_str(), "HTTPS" | "TLS") {
             continue;
@@ -74,16 +77,20 @@ pub fn desired_with(
             .map(str::trim)
             .filter(|h| !h.is_empty())
         else {
-            return Err(format!(
-                "listener {:?} has no hostname: set one, the certificate needs a name",
-                l.name
-            ));
+            skipped.extend(secrets.iter().map(|secret| Skipped {
+                secret_name: secret.to_string(),
+                message: format!(
+                    "listener {:?} has no hostname: set one, the certificate for Secret {secret} needs a name (the other listeners are served)",
+                    l.name
+                ),
+            }));
+            continue;
         };
         for secret in secrets {
             ingress::add(&mut out, &template, secret, vec![host.to_string()]);
         }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -142,7 +149,8 @@ mod tests {
                   "tls": { "mode": "Passthrough" } }
             ]),
         );
-        let d = desired(&gw).unwrap();
+        let (d, skipped) = desired(&gw).unwrap();
+        assert!(skipped.is_empty());
         assert_eq!(d.len(), 2, "{d:?}");
         assert_eq!(d[0].name, "a-tls");
         assert_eq!(d[0].spec.dns_names, vec!["a.example"]);
@@ -158,15 +166,28 @@ mod tests {
         assert!(
             desired(&gateway(json!({}), listeners.clone()))
                 .unwrap()
+                .0
                 .is_empty()
         );
         let both = gateway(json!({ ISSUER: "a", CLUSTER_ISSUER: "b" }), listeners);
         assert!(desired(&both).unwrap_err().contains("not both"));
+        // A listener without a hostname is reported; the others are still served.
         let no_host = gateway(
             json!({ CLUSTER_ISSUER: "ca" }),
-            json!([https("web", None, json!({ "name": "a-tls" }))]),
+            json!([
+                https("web", None, json!({ "name": "a-tls" })),
+                https("api", Some("api.example"), json!({ "name": "api-tls" }))
+            ]),
         );
-        let err = desired(&no_host).unwrap_err();
-        assert!(err.contains("\"web\" has no hostname"), "{err}");
+        let (d, skipped) = desired(&no_host).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].spec.secret_name, "api-tls");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].secret_name, "a-tls");
+        assert!(
+            skipped[0].message.contains("\"web\" has no hostname"),
+            "{}",
+            skipped[0].message
+        );
     }
 }

@@ -42,12 +42,22 @@ pub trait Owner:
     const KIND: &'static str;
     /// The label on its Certificates, naming it.
     const LABEL: &'static str;
-    /// The Certificates it asks for (its annotations as [`annotations`] reads them), or
-    /// what is wrong with them.
+    /// The Certificates it asks for (its annotations as [`annotations`] reads them) and
+    /// the parts that cannot be served (see [`Skipped`]), or what is wrong with the
+    /// annotations as a whole.
     fn desired_certificates(
         &self,
         ann: &BTreeMap<String, String>,
-    ) -> Result<Vec<DesiredCertificate>, String>;
+    ) -> Result<(Vec<DesiredCertificate>, Vec<Skipped>), String>;
+}
+
+/// One part of an owner (a Gateway listener) that names a Secret but cannot be served:
+/// reported as a warning, while the other parts get their Certificates; a Certificate it
+/// had before for that Secret is kept, not deleted, until the part is fixed or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub secret_name: String,
+    pub message: String,
 }
 
 impl Owner for Ingress {
@@ -56,8 +66,8 @@ impl Owner for Ingress {
     fn desired_certificates(
         &self,
         ann: &BTreeMap<String, String>,
-    ) -> Result<Vec<DesiredCertificate>, String> {
-        desired_with(self, ann)
+    ) -> Result<(Vec<DesiredCertificate>, Vec<Skipped>), String> {
+        desired_with(self, ann).map(|wanted| (wanted, Vec::new()))
     }
 }
 
@@ -272,7 +282,7 @@ pub async fn reconcile_owner<K: Owner>(
         ingress.annotations(),
         ctx.settings.accept_cert_manager_annotations,
     );
-    let wanted = match ingress.desired_certificates(&ann) {
+    let (wanted, skipped) = match ingress.desired_certificates(&ann) {
         Ok(w) => w,
         Err(message) => {
             ctx.event(&*ingress, true, "InvalidAnnotation", "Reconcile", message)
@@ -280,6 +290,16 @@ pub async fn reconcile_owner<K: Owner>(
             return Ok(Action::await_change());
         }
     };
+    for skip in &skipped {
+        ctx.event(
+            &*ingress,
+            true,
+            "InvalidListener",
+            "Reconcile",
+            skip.message.clone(),
+        )
+        .await;
+    }
     // From the watched Certificates, so an Ingress without annotations costs no API call.
     let all: Vec<Certificate> = ctx
         .certificates
@@ -310,10 +330,10 @@ pub async fn reconcile_owner<K: Owner>(
             }
         }
     }
-    for cert in mine
-        .iter()
-        .filter(|c| !wanted.iter().any(|w| w.name == c.name_any()))
-    {
+    for cert in mine.iter().filter(|c| {
+        !wanted.iter().any(|w| w.name == c.name_any())
+            && !skipped.iter().any(|s| s.secret_name == c.spec.secret_name)
+    }) {
         delete(&ctx, &certs, &*ingress, cert).await?;
     }
     Ok(Action::requeue(Duration::from_secs(3600)))
