@@ -252,6 +252,64 @@ async fn annotated_gateway_keeps_a_certificate_per_tls_listener_secret() {
     .await;
     let renamed = wait_revision(&client, &ns, "a-tls", 2, TIMEOUT, &operator).await;
     assert_eq!(renamed.spec.dns_names, vec![c]);
+
+    // a's listener loses its hostname and a new one comes: the new one is served, a's
+    // is reported, and a's Certificate (and Secret) are kept.
+    let d = format!("{}.{ZONE}", unique_name("d"));
+    let mut hostless = https_listener("https-a", "x", "a-tls");
+    hostless.as_object_mut().unwrap().remove("hostname");
+    apply_gateway(
+        &client,
+        &ns,
+        gateway(json!([
+            { "name": "http", "port": 80, "protocol": "HTTP" },
+            hostless,
+            https_listener("https-d", &d, "d-tls"),
+        ])),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "d-tls",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let notes = wait_for(
+        "an InvalidListener event on the Gateway",
+        TIMEOUT,
+        Some(&operator),
+        || {
+            let events = events.clone();
+            async move {
+                events
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web"))
+                    .filter(|e| e.reason.as_deref() == Some("InvalidListener"))
+                    .filter_map(|e| e.note)
+                    .collect::<Vec<_>>()
+            }
+        },
+        |notes| !notes.is_empty(),
+    )
+    .await;
+    assert!(
+        notes[0].contains("\"https-a\" has no hostname") && notes[0].contains("a-tls"),
+        "{notes:?}"
+    );
+    let kept = certs.get_opt("a-tls").await.unwrap();
+    assert!(
+        kept.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "a's Certificate is kept"
+    );
 }
 
 /// A Deployment with `caas.dev/restart-on-renew`.
