@@ -586,3 +586,59 @@ async fn start_up_errors_are_one_line() {
         "{err}"
     );
 }
+
+/// The operator's event publisher against the API server: a repeat joins the first
+/// Event's series (one object, `series.count` 2), anything else is an Event of its own.
+#[tokio::test]
+async fn repeated_events_become_one_series() {
+    use caas_operator::controllers::events::Recorder;
+    use kube::runtime::events::{Event as Publish, EventType};
+    let api = shared_apiserver();
+    let client = api.client().await;
+    let ns = api.namespace(&client, "events").await;
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("caas.dev/v1alpha1".into()),
+        kind: Some("Certificate".into()),
+        namespace: Some(ns.clone()),
+        name: Some("web".into()),
+        uid: Some("2f0e2c58-0000-4000-8000-000000000001".into()),
+        resource_version: Some("7".into()),
+        ..Default::default()
+    };
+    let ev = |reason: &str| Publish {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(format!("{reason} happened")),
+        action: "Issue".into(),
+        secondary: None,
+    };
+    let recorder = Recorder::new(client.clone(), "caas-operator", None);
+    recorder.publish(&ev("Failed"), &regarding).await.unwrap();
+    recorder.publish(&ev("Failed"), &regarding).await.unwrap();
+    recorder.publish(&ev("Other"), &regarding).await.unwrap();
+    let mut events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    events.sort_by_key(|e| e.reason.clone());
+    let summary: Vec<(Option<String>, Option<i32>, Option<String>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.reason.clone(),
+                e.series.as_ref().map(|s| s.count),
+                e.reporting_controller.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some("Failed".into()), Some(2), Some("caas-operator".into())),
+            (Some("Other".into()), None, Some("caas-operator".into())),
+        ]
+    );
+    assert_eq!(events[0].note.as_deref(), Some("Failed happened"));
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+}

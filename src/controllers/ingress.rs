@@ -300,17 +300,18 @@ pub async fn reconcile_owner<K: Owner>(
         )
         .await;
     }
-    // From the watched Certificates, so an Ingress without annotations costs no API call.
-    let all: Vec<Certificate> = ctx
+    // From the watched Certificates, so an Ingress without annotations costs no API call
+    // (shared, not copied: a namespace may hold thousands).
+    let all: Vec<Arc<Certificate>> = ctx
         .certificates
         .state()
         .into_iter()
         .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-        .map(|c| (*c).clone())
         .collect();
     // Ours: labelled for this Ingress and owned by it.
     let mine: Vec<&Certificate> = all
         .iter()
+        .map(|c| &**c)
         .filter(|c| c.labels().get(K::LABEL) == Some(&ingress.name_any()) && owned_by(c, &*ingress))
         .collect();
     // A stored Ingress has a name and uid; without them nothing can be owned.

@@ -3,6 +3,7 @@
 
 pub mod account_key;
 pub mod certificate;
+pub mod events;
 pub mod gateway;
 pub mod ingress;
 pub mod issuer;
@@ -12,9 +13,10 @@ pub mod restart;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use events::Recorder;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -214,12 +216,12 @@ impl Context {
         memory: Arc<Memory>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "caas-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(
+                client.clone(),
+                "caas-operator",
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             settings,
             stats: Arc::new(AcmeStats::new(

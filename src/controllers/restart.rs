@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::events::Recorder;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 

@@ -1,0 +1,303 @@
+//! Kubernetes Events (events.k8s.io/v1), published as kube's `Recorder` publishes them:
+//! a repeat (same type, reason, action, object and object version) within 6 minutes
+//! bumps the first Event's `series` instead of creating another object, so `kubectl
+//! describe` shows "x3 over 2m".
+//!
+//! Written here rather than used from kube-runtime because its `Recorder` keeps a full
+//! copy of every Event it published for those 6 minutes and scans all of them on every
+//! publish: with thousands of Certificates that was about 2.4 KB per Certificate and
+//! CPU growing with the square of the events per 6 minutes. Here a repeat is found by
+//! a hash and remembered with the Event's name, its count and when it was last seen
+//! (about 100 bytes), and the map is swept once a minute, not on every publish.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+
+/// How long a repeat joins the earlier Event's series (kube's and client-go's value).
+const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+/// How often the remembered Events are swept.
+const SWEEP_EVERY: SignedDuration = SignedDuration::from_mins(1);
+
+/// Publishes Events for one controller (`reportingController`) and instance.
+#[derive(Clone)]
+pub struct Recorder {
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The Events published in the last [`SERIES_WINDOW`], by a hash of what makes a repeat.
+#[derive(Default)]
+pub struct Recent {
+    hasher: RandomState,
+    by_key: HashMap<u64, Published>,
+    swept: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Published {
+    name: String,
+    count: i32,
+    last: Timestamp,
+}
+
+/// What to send for one publish.
+#[derive(Debug, PartialEq)]
+pub enum Publish {
+    /// A new Event object of this name.
+    Create { name: String },
+    /// The series of Event `name` now counts `count`.
+    Patch { name: String, count: i32 },
+}
+
+impl Recent {
+    fn key(&self, ev: &Event, regarding: &ObjectReference) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        matches!(ev.type_, EventType::Warning).hash(&mut h);
+        (&ev.reason, &ev.action).hash(&mut h);
+        let r = regarding;
+        (&r.api_version, &r.kind, &r.namespace, &r.name).hash(&mut h);
+        (&r.uid, &r.resource_version, &r.field_path).hash(&mut h);
+        h.finish()
+    }
+
+    /// Decides between a new Event and a repeat of a recent one, and remembers it.
+    pub fn next(&mut self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> Publish {
+        if self.swept.is_none_or(|t| t + SWEEP_EVERY <= now) {
+            self.by_key.retain(|_, p| p.last + SERIES_WINDOW > now);
+            self.swept = Some(now);
+        }
+        let key = self.key(ev, regarding);
+        match self.by_key.get_mut(&key) {
+            Some(p) if p.last + SERIES_WINDOW > now => {
+                p.count += 1;
+                p.last = now;
+                Publish::Patch {
+                    name: p.name.clone(),
+                    count: p.count,
+                }
+            }
+            _ => {
+                let name = format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("caas-operator"),
+                    now.as_nanosecond()
+                );
+                self.by_key.insert(
+                    key,
+                    Published {
+                        name: name.clone(),
+                        count: 1,
+                        last: now,
+                    },
+                );
+                Publish::Create { name }
+            }
+        }
+    }
+
+    /// Forgets the Event of this publish (it could not be created).
+    fn forget(&mut self, ev: &Event, regarding: &ObjectReference) {
+        let key = self.key(ev, regarding);
+        self.by_key.remove(&key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+impl Recorder {
+    pub fn new(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
+        Recorder {
+            client,
+            controller: controller.to_string(),
+            instance: instance.unwrap_or_else(|| controller.to_string()),
+            recent: Arc::default(),
+        }
+    }
+
+    /// Publishes `ev` about `regarding` (in its namespace; `default` for cluster-scoped
+    /// objects, as kube does).
+    pub async fn publish(
+        &self,
+        ev: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        let send = self
+            .recent
+            .lock()
+            .expect("events lock")
+            .next(ev, regarding, now);
+        let ns = regarding.namespace.as_deref().unwrap_or("default");
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), ns);
+        match send {
+            Publish::Patch { name, count } => {
+                let series = EventSeries {
+                    count,
+                    last_observed_time: MicroTime(now),
+                };
+                let patch = serde_json::json!({ "series": series });
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    // Gone (the API server's event TTL): start again with a new one.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        self.recent
+                            .lock()
+                            .expect("events lock")
+                            .forget(ev, regarding);
+                        return Box::pin(self.publish(ev, regarding)).await;
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+            Publish::Create { name } => {
+                let event = self.event(ev, regarding, name, now);
+                let created = api.create(&PostParams::default(), &event).await;
+                if created.is_err() {
+                    self.recent
+                        .lock()
+                        .expect("events lock")
+                        .forget(ev, regarding);
+                }
+                created.map(|_| ())
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        ev: &Event,
+        regarding: &ObjectReference,
+        name: String,
+        now: Timestamp,
+    ) -> K8sEvent {
+        K8sEvent {
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            related: ev.secondary.clone(),
+            note: ev.note.clone(),
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(name),
+                ..Default::default()
+            },
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(
+                match ev.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_string(),
+            ),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(reason: &str) -> Event {
+        Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some("n".into()),
+            action: "Issue".into(),
+            secondary: None,
+        }
+    }
+
+    fn obj(name: &str, rv: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("caas.dev/v1alpha1".into()),
+            kind: Some("Certificate".into()),
+            namespace: Some("ns".into()),
+            name: Some(name.into()),
+            uid: Some(format!("uid-{name}")),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_repeat_within_six_minutes_joins_the_series() {
+        let mut r = Recent::default();
+        let t0: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        let Publish::Create { name } = r.next(&ev("Failed"), &obj("a", "1"), t0) else {
+            panic!("first is created")
+        };
+        assert!(name.starts_with("a."), "{name}");
+        let t1 = t0 + SignedDuration::from_mins(2);
+        assert_eq!(
+            r.next(&ev("Failed"), &obj("a", "1"), t1),
+            Publish::Patch {
+                name: name.clone(),
+                count: 2
+            }
+        );
+        // The window runs from the last repeat.
+        let t2 = t1 + SignedDuration::from_mins(5);
+        assert_eq!(
+            r.next(&ev("Failed"), &obj("a", "1"), t2),
+            Publish::Patch {
+                name: name.clone(),
+                count: 3
+            }
+        );
+        // Another reason, object or object version is another Event.
+        assert!(matches!(
+            r.next(&ev("Other"), &obj("a", "1"), t2),
+            Publish::Create { .. }
+        ));
+        assert!(matches!(
+            r.next(&ev("Failed"), &obj("b", "1"), t2),
+            Publish::Create { .. }
+        ));
+        assert!(matches!(
+            r.next(&ev("Failed"), &obj("a", "2"), t2),
+            Publish::Create { .. }
+        ));
+        assert_eq!(r.len(), 4);
+        // After the window: a new Event, and the sweep forgets the old ones.
+        let t3 = t2 + SignedDuration::from_mins(7);
+        assert!(matches!(
+            r.next(&ev("Failed"), &obj("a", "1"), t3),
+            Publish::Create { .. }
+        ));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_create_is_forgotten() {
+        let mut r = Recent::default();
+        let t0: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        r.next(&ev("Failed"), &obj("a", "1"), t0);
+        r.forget(&ev("Failed"), &obj("a", "1"));
+        assert!(r.is_empty());
+        assert!(matches!(
+            r.next(&ev("Failed"), &obj("a", "1"), t0),
+            Publish::Create { .. }
+        ));
+    }
+}
