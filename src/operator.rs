@@ -371,7 +371,10 @@ async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown)
             api::<Secret>(client, &options.namespace),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
-        .modify(|s| s.managed_fields_mut().clear()),
+        .modify(|s| {
+            s.managed_fields_mut().clear();
+            controllers::certificate::secret::slim(s);
+        }),
     )
     .default_backoff()
     .touched_objects();
