@@ -48,6 +48,39 @@ fn https_listener(name: &str, host: &str, secret: &str) -> serde_json::Value {
             "tls": { "mode": "Terminate", "certificateRefs": [{ "kind": "Secret", "name": secret }] } })
 }
 
+/// Waits for events about object `name` with `reason`; returns their notes.
+async fn wait_event_notes(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    operator: &Operator,
+) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a {reason} event about {name}"),
+        TIMEOUT,
+        Some(operator),
+        || {
+            let events = events.clone();
+            async move {
+                events
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .filter_map(|e| e.note)
+                    .collect::<Vec<_>>()
+            }
+        },
+        |notes| !notes.is_empty(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn http01_through_a_temporary_httproute_on_the_gateway() {
     let solvers = json!([{ "http01": { "gatewayHTTPRoute": {
@@ -278,29 +311,7 @@ async fn annotated_gateway_keeps_a_certificate_per_tls_listener_secret() {
         &operator,
     )
     .await;
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let notes = wait_for(
-        "an InvalidListener event on the Gateway",
-        TIMEOUT,
-        Some(&operator),
-        || {
-            let events = events.clone();
-            async move {
-                events
-                    .list(&Default::default())
-                    .await
-                    .unwrap()
-                    .items
-                    .into_iter()
-                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web"))
-                    .filter(|e| e.reason.as_deref() == Some("InvalidListener"))
-                    .filter_map(|e| e.note)
-                    .collect::<Vec<_>>()
-            }
-        },
-        |notes| !notes.is_empty(),
-    )
-    .await;
+    let notes = wait_event_notes(&client, &ns, "web", "InvalidListener", &operator).await;
     assert!(
         notes[0].contains("\"https-a\" has no hostname") && notes[0].contains("a-tls"),
         "{notes:?}"
@@ -408,29 +419,7 @@ async fn restart_on_renew_restarts_annotated_workloads_once_per_renewal() {
         .annotations
         .unwrap()["caas.dev/serial"]
         .clone();
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let notes = wait_for(
-        "a RestartedOnRenew event on the Deployment",
-        TIMEOUT,
-        Some(&operator),
-        || {
-            let events = events.clone();
-            async move {
-                events
-                    .list(&Default::default())
-                    .await
-                    .unwrap()
-                    .items
-                    .into_iter()
-                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app"))
-                    .filter(|e| e.reason.as_deref() == Some("RestartedOnRenew"))
-                    .filter_map(|e| e.note)
-                    .collect::<Vec<_>>()
-            }
-        },
-        |notes| !notes.is_empty(),
-    )
-    .await;
+    let notes = wait_event_notes(&client, &ns, "app", "RestartedOnRenew", &operator).await;
     assert!(
         notes[0].contains("app-tls") && notes[0].contains(&serial),
         "the event names the Secret and serial {serial}: {notes:?}"
