@@ -321,6 +321,14 @@ async fn annotated_gateway_keeps_a_certificate_per_tls_listener_secret() {
         kept.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
         "a's Certificate is kept"
     );
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get_opt("a-tls")
+        .await
+        .unwrap();
+    assert!(
+        secret.is_some_and(|s| s.metadata.deletion_timestamp.is_none()),
+        "a's Secret is kept"
+    );
 }
 
 /// A Deployment with `caas.dev/restart-on-renew`.

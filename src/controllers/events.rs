@@ -60,6 +60,8 @@ pub enum Publish {
 }
 
 impl Recent {
+    /// What makes a repeat: kube's key less the reporter (one per `Recorder`) and the
+    /// related object (`secondary`), which every caller here leaves empty.
     fn key(&self, ev: &Event, regarding: &ObjectReference) -> u64 {
         let mut h = self.hasher.build_hasher();
         matches!(ev.type_, EventType::Warning).hash(&mut h);
@@ -105,10 +107,13 @@ impl Recent {
         }
     }
 
-    /// Forgets the Event of this publish (it could not be created).
-    fn forget(&mut self, ev: &Event, regarding: &ObjectReference) {
+    /// Forgets Event `name` of this publish (it could not be created, or is gone); a
+    /// newer Event for the same key, made by a publish in between, is kept.
+    fn forget(&mut self, ev: &Event, regarding: &ObjectReference, name: &str) {
         let key = self.key(ev, regarding);
-        self.by_key.remove(&key);
+        if self.by_key.get(&key).is_some_and(|p| p.name == name) {
+            self.by_key.remove(&key);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -137,48 +142,52 @@ impl Recorder {
         ev: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
-        let now = Timestamp::now();
-        let send = self
-            .recent
-            .lock()
-            .expect("events lock")
-            .next(ev, regarding, now);
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), ns);
-        match send {
-            Publish::Patch { name, count } => {
-                let series = EventSeries {
-                    count,
-                    last_observed_time: MicroTime(now),
-                };
-                let patch = serde_json::json!({ "series": series });
-                match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    // Gone (the API server's event TTL): start again with a new one.
-                    Err(kube::Error::Api(e)) if e.code == 404 => {
-                        self.recent
-                            .lock()
-                            .expect("events lock")
-                            .forget(ev, regarding);
-                        return Box::pin(self.publish(ev, regarding)).await;
+        // A series whose Event is gone (the API server's event TTL, or a repeat that
+        // raced the first one's create) starts again with a new Event, once.
+        for _ in 0..2 {
+            let now = Timestamp::now();
+            let send = self
+                .recent
+                .lock()
+                .expect("events lock")
+                .next(ev, regarding, now);
+            match send {
+                Publish::Patch { name, count } => {
+                    let series = EventSeries {
+                        count,
+                        last_observed_time: MicroTime(now),
+                    };
+                    let patch = serde_json::json!({ "series": series });
+                    match api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Err(kube::Error::Api(e)) if e.code == 404 => {
+                            self.forget(ev, regarding, &name);
+                        }
+                        other => return other.map(|_| ()),
                     }
-                    other => other.map(|_| ()),
                 }
-            }
-            Publish::Create { name } => {
-                let event = self.event(ev, regarding, name, now);
-                let created = api.create(&PostParams::default(), &event).await;
-                if created.is_err() {
-                    self.recent
-                        .lock()
-                        .expect("events lock")
-                        .forget(ev, regarding);
+                Publish::Create { name } => {
+                    let event = self.event(ev, regarding, name.clone(), now);
+                    let created = api.create(&PostParams::default(), &event).await;
+                    if created.is_err() {
+                        self.forget(ev, regarding, &name);
+                    }
+                    return created.map(|_| ());
                 }
-                created.map(|_| ())
             }
         }
+        Ok(())
+    }
+
+    fn forget(&self, ev: &Event, regarding: &ObjectReference, name: &str) {
+        self.recent
+            .lock()
+            .expect("events lock")
+            .forget(ev, regarding, name);
     }
 
     fn event(
@@ -292,8 +301,13 @@ mod tests {
     fn a_failed_create_is_forgotten() {
         let mut r = Recent::default();
         let t0: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
-        r.next(&ev("Failed"), &obj("a", "1"), t0);
-        r.forget(&ev("Failed"), &obj("a", "1"));
+        let Publish::Create { name } = r.next(&ev("Failed"), &obj("a", "1"), t0) else {
+            panic!("first is created")
+        };
+        // Another publish's Event under the same key is not this one's to forget.
+        r.forget(&ev("Failed"), &obj("a", "1"), "other.1");
+        assert_eq!(r.len(), 1);
+        r.forget(&ev("Failed"), &obj("a", "1"), &name);
         assert!(r.is_empty());
         assert!(matches!(
             r.next(&ev("Failed"), &obj("a", "1"), t0),

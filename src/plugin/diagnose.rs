@@ -148,10 +148,10 @@ pub fn leftover(text: &str, secrets: &Secrets) -> Option<String> {
         .then(|| "a PEM private key is still present".to_string())
 }
 
-/// The `--default-notify` JSON an operator pod runs with (an argument, as the chart
-/// passes it, or `CAAS_DEFAULT_NOTIFY`): its webhook URLs are Secrets in the operator
-/// namespace that no issuer names.
-fn default_notify_of(pod: &Pod) -> Vec<Value> {
+/// The values an operator pod runs flag `flag` with: `--flag=V` or `--flag V` in its
+/// command and arguments (as the chart passes them), or the environment variable `env`
+/// (a literal value; one from a ConfigMap or Secret is not read).
+fn flag_values(pod: &Pod, flag: &str, env: &str) -> Vec<String> {
     let mut out = Vec::new();
     for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
         let words: Vec<&str> = c
@@ -162,24 +162,39 @@ fn default_notify_of(pod: &Pod) -> Vec<Value> {
             .map(String::as_str)
             .collect();
         for (i, word) in words.iter().enumerate() {
-            let value = match word.strip_prefix("--default-notify") {
+            let value = match word.strip_prefix(flag) {
                 Some("") => words.get(i + 1).copied(),
                 Some(rest) => rest.strip_prefix('='),
                 None => None,
             };
-            out.extend(value.and_then(|v| serde_json::from_str(v).ok()));
+            out.extend(value.map(str::to_string));
         }
         for e in c.env.iter().flatten() {
-            if e.name == "CAAS_DEFAULT_NOTIFY" {
-                out.extend(
-                    e.value
-                        .as_deref()
-                        .and_then(|v| serde_json::from_str(v).ok()),
-                );
+            if e.name == env {
+                out.extend(e.value.clone());
             }
         }
     }
     out
+}
+
+/// The `--default-notify` JSON an operator pod runs with: its webhook URLs are Secrets
+/// in the pod's `--cluster-resource-namespace` (default: the operator namespace) that no
+/// issuer names. Returns (namespace, notify JSON).
+fn default_notify_of(pod: &Pod, operator_namespace: &str) -> Vec<(String, Value)> {
+    let ns = flag_values(
+        pod,
+        "--cluster-resource-namespace",
+        "CAAS_CLUSTER_RESOURCE_NAMESPACE",
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| operator_namespace.to_string());
+    flag_values(pod, "--default-notify", "CAAS_DEFAULT_NOTIFY")
+        .iter()
+        .filter_map(|v| serde_json::from_str(v).ok())
+        .map(|v| (ns.clone(), v))
+        .collect()
 }
 
 /// Every `...SecretRef` / `secretRef` (`{name, key?}`) in an issuer's spec (or part).
@@ -252,14 +267,13 @@ pub async fn collect(
     // What to redact: the Secrets issuers and the operator's `--default-notify` name,
     // and the operator's own in this namespace.
     let mut refs: Vec<(String, String)> = Vec::new();
-    for notify in pods.iter().flat_map(default_notify_of) {
+    for (sns, notify) in pods
+        .iter()
+        .flat_map(|p| default_notify_of(p, &args.operator_namespace))
+    {
         let mut found = Vec::new();
         secret_refs(&notify, &mut found);
-        refs.extend(
-            found
-                .into_iter()
-                .map(|(n, _)| (args.operator_namespace.clone(), n)),
-        );
+        refs.extend(found.into_iter().map(|(n, _)| (sns.clone(), n)));
     }
     for i in &issuers {
         let mut found = Vec::new();
@@ -463,11 +477,24 @@ mod tests {
         }))
         .unwrap();
         let mut found = Vec::new();
-        for v in default_notify_of(&pod) {
+        for (ns, v) in default_notify_of(&pod, "caas-operator") {
+            assert_eq!(ns, "caas-operator");
             secret_refs(&v, &mut found);
         }
         let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["slack", "teams", "generic"]);
+        // Their Secrets live in the cluster resource namespace when it is set.
+        let elsewhere: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "op" },
+            "spec": { "containers": [{ "name": "a", "args": [
+                "run", "--cluster-resource-namespace", "certs",
+                r#"--default-notify={"webhooks":[{"urlSecretRef":{"name":"slack","key":"url"}}]}"#
+            ] }] }
+        }))
+        .unwrap();
+        let found = default_notify_of(&elsewhere, "caas-operator");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "certs");
     }
 
     #[test]

@@ -213,7 +213,8 @@ impl Pebble {
 }
 
 /// How many goroutines of a Go stack dump wait on a lock
-/// (`goroutine 7 gp=.. m=nil [sync.RWMutex.RLock, 2 minutes]:`). Pebble 2.6 keeps its
+/// (`goroutine 7 gp=.. m=nil [sync.RWMutex.RLock, 2 minutes]:`; Go 1.20 and later name
+/// the lock; Pebble 2.6 is built with 1.24). Pebble 2.6 keeps its
 /// store and each order and authorization behind `sync.RWMutex`es, taken in different
 /// orders by different handlers, and under concurrent load they can wait on each other
 /// for ever. A healthy Pebble holds them for microseconds, so after it has answered
@@ -224,7 +225,11 @@ pub fn goroutines_stuck_on_locks(dump: &str) -> usize {
     dump.lines()
         .filter(|l| l.starts_with("goroutine "))
         .filter_map(|l| Some(l[l.find('[')? + 1..l.rfind(']')?].to_string()))
-        .filter(|state| state.starts_with("sync.") || state.starts_with("semacquire"))
+        .filter(|state| {
+            ["sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock"]
+                .iter()
+                .any(|lock| state.split(',').next() == Some(lock))
+        })
         .count()
 }
 
@@ -264,9 +269,11 @@ mod tests {
             sync.runtime_SemacquireRWMutexR(..)\n\
             goroutine 8 gp=0xc2 m=nil [sync.RWMutex.Lock, 1 minutes]:\n\
             goroutine 9 gp=0xc3 m=nil [sync.RWMutex.RLock]:\n\
-            goroutine 10 gp=0xc4 m=nil [semacquire, 3 minutes]:\n\
-            goroutine 11 gp=0xc5 m=nil [select, 5 minutes]:\n";
-        // 1 waits for the network, 11 on a channel, not a lock.
+            goroutine 10 gp=0xc4 m=nil [sync.Mutex.Lock, 3 minutes]:\n\
+            goroutine 11 gp=0xc5 m=nil [select, 5 minutes]:\n\
+            goroutine 12 gp=0xc6 m=nil [sync.WaitGroup.Wait]:\n\
+            goroutine 13 gp=0xc7 m=nil [sync.Cond.Wait, 1 minutes]:\n";
+        // 1 waits for the network, 11 on a channel, 12 and 13 for other goroutines.
         assert_eq!(goroutines_stuck_on_locks(dump), 4);
         assert_eq!(goroutines_stuck_on_locks(""), 0);
     }

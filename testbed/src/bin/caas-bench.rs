@@ -413,7 +413,38 @@ async fn issue_all(
     }))
     .buffer_unordered(32)
     .collect::<Vec<_>>();
-    let mut ready = BTreeSet::new();
+    let wait = wait_all(
+        env,
+        &mut stream,
+        &wanted,
+        is_ready,
+        "Ready",
+        started,
+        timeout,
+        operator,
+    );
+    let (results, waited) = tokio::join!(creates, wait);
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(Failure::Other(format!("creating Certificates: {e}")));
+    }
+    waited
+}
+
+/// Waits until every Certificate in `wanted` has met `done` (`what` in messages). Fails
+/// when none more has for [`STALL`] or `timeout` has passed; after a stall with a Pebble
+/// deadlocked (its goroutines say so) the failure is [`Failure::PebbleDeadlock`].
+#[allow(clippy::too_many_arguments)]
+async fn wait_all(
+    env: &Env,
+    stream: &mut futures::stream::BoxStream<'_, Result<DynamicObject, watcher::Error>>,
+    wanted: &BTreeSet<String>,
+    done: impl Fn(&DynamicObject) -> bool,
+    what: &str,
+    started: Instant,
+    timeout: Duration,
+    operator: &Proc,
+) -> Result<Duration, Failure> {
+    let mut met = BTreeSet::new();
     let mut progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let wait = async {
@@ -422,9 +453,9 @@ async fn issue_all(
                 ev = stream.next() => match ev {
                     Some(Ok(obj)) => {
                         let name = obj.metadata.name.clone().unwrap_or_default();
-                        if wanted.contains(&name) && is_ready(&obj) && ready.insert(name) {
+                        if wanted.contains(&name) && done(&obj) && met.insert(name) {
                             progress = Instant::now();
-                            if ready.len() == wanted.len() {
+                            if met.len() == wanted.len() {
                                 return Ok(started.elapsed());
                             }
                         }
@@ -433,16 +464,12 @@ async fn issue_all(
                     None => return Err("watch ended".to_string()),
                 },
                 _ = tick.tick() => if progress.elapsed() >= STALL {
-                    return Err(format!("none more Ready for {STALL:?}"));
+                    return Err(format!("none more {what} for {STALL:?}"));
                 },
             }
         }
     };
-    let (results, waited) = tokio::join!(creates, tokio::time::timeout(timeout, wait));
-    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        return Err(Failure::Other(format!("creating Certificates: {e}")));
-    }
-    let why = match waited {
+    let why = match tokio::time::timeout(timeout, wait).await {
         Ok(Ok(took)) => return Ok(took),
         Ok(Err(why)) => why,
         Err(_) => format!("time limit {timeout:?} reached"),
@@ -451,8 +478,8 @@ async fn issue_all(
         return Err(Failure::PebbleDeadlock(deadlock));
     }
     Err(Failure::Other(format!(
-        "{} of {} Certificates Ready ({why}; operator log tail:\n{})",
-        ready.len(),
+        "{} of {} Certificates {what} ({why}; operator log tail:\n{})",
+        met.len(),
         wanted.len(),
         operator.log_tail(20)
     )))
@@ -481,7 +508,7 @@ async fn renew_all(
     metrics: u16,
     operator: &mut Proc,
     timeout: Duration,
-) -> Result<(Duration, f64), String> {
+) -> Result<(Duration, f64), Failure> {
     let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "bench", &env.certs_ar);
     let wanted: BTreeSet<String> = names.iter().cloned().collect();
     let mut stream = watcher(api.clone(), watcher::Config::default())
@@ -518,40 +545,27 @@ async fn renew_all(
             last = now;
         }
     };
-    let mut renewed = BTreeSet::new();
-    let wait = async {
-        while let Some(ev) = stream.next().await {
-            if let Ok(obj) = ev {
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                if wanted.contains(&name) && obj.data["status"]["revision"].as_i64() >= Some(2) {
-                    renewed.insert(name);
-                    if renewed.len() == wanted.len() {
-                        return Ok(started.elapsed());
-                    }
-                }
-            }
-        }
-        Err("watch ended".to_string())
-    };
+    let wait = wait_all(
+        env,
+        &mut stream,
+        &wanted,
+        |obj| obj.data["status"]["revision"].as_i64() >= Some(2),
+        "renewed",
+        started,
+        timeout,
+        operator,
+    );
     let waited = tokio::select! {
-        (results, waited) = async { tokio::join!(patches, tokio::time::timeout(timeout, wait)) } => {
+        (results, waited) = async { tokio::join!(patches, wait) } => {
             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-                return Err(format!("renewing Certificates: {e}"));
+                return Err(Failure::Other(format!("renewing Certificates: {e}")));
             }
             waited
         }
         _ = sample => unreachable!("sampling never ends"),
     };
     let peak = *peak.lock().unwrap();
-    match waited {
-        Ok(r) => r.map(|d| (d, peak)),
-        Err(_) => Err(format!(
-            "{} of {} Certificates renewed after {timeout:?} (operator log tail:\n{})",
-            renewed.len(),
-            wanted.len(),
-            operator.log_tail(20)
-        )),
-    }
+    waited.map(|d| (d, peak))
 }
 
 /// Runs a peer client `runs` times (after one untimed run that registers its account);
