@@ -37,7 +37,7 @@ pub struct Recorder {
 
 /// The Events published in the last [`SERIES_WINDOW`], by a hash of what makes a repeat.
 #[derive(Default)]
-pub struct Recent {
+struct Recent {
     hasher: RandomState,
     by_key: HashMap<u64, Published>,
     swept: Option<Timestamp>,
@@ -52,7 +52,7 @@ struct Published {
 
 /// What to send for one publish.
 #[derive(Debug, PartialEq)]
-pub enum Publish {
+enum Publish {
     /// A new Event object of this name.
     Create { name: String },
     /// The series of Event `name` now counts `count`.
@@ -73,7 +73,7 @@ impl Recent {
     }
 
     /// Decides between a new Event and a repeat of a recent one, and remembers it.
-    pub fn next(&mut self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> Publish {
+    fn next(&mut self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> Publish {
         if self.swept.is_none_or(|t| t + SWEEP_EVERY <= now) {
             self.by_key.retain(|_, p| p.last + SERIES_WINDOW > now);
             self.swept = Some(now);
@@ -114,14 +114,6 @@ impl Recent {
         if self.by_key.get(&key).is_some_and(|p| p.name == name) {
             self.by_key.remove(&key);
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
     }
 }
 
@@ -287,14 +279,14 @@ mod tests {
             r.next(&ev("Failed"), &obj("a", "2"), t2),
             Publish::Create { .. }
         ));
-        assert_eq!(r.len(), 4);
+        assert_eq!(r.by_key.len(), 4);
         // After the window: a new Event, and the sweep forgets the old ones.
         let t3 = t2 + SignedDuration::from_mins(7);
         assert!(matches!(
             r.next(&ev("Failed"), &obj("a", "1"), t3),
             Publish::Create { .. }
         ));
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.by_key.len(), 1);
     }
 
     #[test]
@@ -306,9 +298,9 @@ mod tests {
         };
         // Another publish's Event under the same key is not this one's to forget.
         r.forget(&ev("Failed"), &obj("a", "1"), "other.1");
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.by_key.len(), 1);
         r.forget(&ev("Failed"), &obj("a", "1"), &name);
-        assert!(r.is_empty());
+        assert!(r.by_key.is_empty());
         assert!(matches!(
             r.next(&ev("Failed"), &obj("a", "1"), t0),
             Publish::Create { .. }

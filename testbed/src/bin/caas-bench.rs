@@ -446,7 +446,6 @@ async fn wait_all(
 ) -> Result<Duration, Failure> {
     let mut met = BTreeSet::new();
     let mut progress = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
     let wait = async {
         loop {
             tokio::select! {
@@ -463,7 +462,8 @@ async fn wait_all(
                     Some(Err(_)) => {}
                     None => return Err("watch ended".to_string()),
                 },
-                _ = tick.tick() => if progress.elapsed() >= STALL {
+                // Wakes at the stall deadline itself; each step moves it.
+                _ = tokio::time::sleep_until((progress + STALL).into()) => {
                     return Err(format!("none more {what} for {STALL:?}"));
                 },
             }
