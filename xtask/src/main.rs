@@ -152,6 +152,55 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// One line saying how much disk is free where the build and the test bed's cache write
+/// and how much `target/` takes: a CI run once died of a full disk while compiling the
+/// tests, and this line makes the next one say so at a glance.
+fn disk_report(when: &str) {
+    let target = workspace_root().join("target");
+    let cache = test_env::cache_dir();
+    let free = |path: &std::path::Path| -> String {
+        let out = Command::new("df").arg("-Pk").arg(path).output();
+        out.ok()
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let kib: u64 = text
+                    .lines()
+                    .nth(1)?
+                    .split_whitespace()
+                    .nth(3)?
+                    .parse()
+                    .ok()?;
+                Some(format!("{:.1} GB", kib as f64 * 1024.0 / 1e9))
+            })
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let used = |path: &std::path::Path| -> String {
+        let out = Command::new("du").arg("-sk").arg(path).output();
+        out.ok()
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let kib: u64 = text.split_whitespace().next()?.parse().ok()?;
+                Some(format!("{:.1} GB", kib as f64 * 1024.0 / 1e9))
+            })
+            .unwrap_or_else(|| "nothing".into())
+    };
+    let probe = |path: &std::path::Path| {
+        std::iter::successors(Some(path.to_path_buf()), |p| {
+            p.parent().map(|p| p.to_path_buf())
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| "/".into())
+    };
+    eprintln!(
+        "==> disk {when}: {} free for target/ (which takes {}), {} free for the cache {} (which takes {})",
+        free(&probe(&target)),
+        used(&target),
+        free(&probe(&cache)),
+        cache.display(),
+        used(&cache),
+    );
+}
+
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -460,6 +509,7 @@ fn deny(paths: &test_env::Paths) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     let started = std::time::Instant::now();
+    disk_report("at the start");
     let paths = test_env::run()?;
     paths.print();
     cargo(&["fmt", "--all", "--", "--check"])?;
@@ -472,7 +522,9 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    let (passed, failed) = test(&[])?;
+    disk_report("after clippy");
+    let (passed, failed) = test(&[]).inspect_err(|_| disk_report("after the failed tests"))?;
+    disk_report("after the tests");
     // The README's main command, end to end (it stops once everything is issued).
     demo(&["--exit".to_string()])?;
     // The benchmarks in quick mode: they fail only when the operator fails to issue.
