@@ -570,17 +570,7 @@ async fn valid_authorizations_go_straight_to_finalize() {
 async fn a_rate_limit_pauses_new_orders_of_every_certificate_of_the_account() {
     let bed = ProxiedBed::start("ratelimit", PebbleOptions::default()).await;
     let (client, ns) = (&bed.client, bed.ns.as_str());
-    bed.issuer(json!([{ "http01": {} }])).await;
-    wait_issuer(
-        client,
-        ns,
-        "ca",
-        "True",
-        "AccountRegistered",
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.registered_issuer(json!([{ "http01": {} }])).await;
     const PAUSE: u64 = 15;
     let mut limited = false;
     bed.proxy.set_rule(rule(move |e: &Exchange| {
@@ -652,6 +642,118 @@ async fn a_rate_limit_pauses_new_orders_of_every_certificate_of_the_account() {
             .all(|o| o.at.duration_since(limited_at) >= Duration::from_secs(PAUSE - 1)),
         "no new order before the CA's Retry-After ran out"
     );
+}
+
+/// A pause stops new orders only: an order the CA accepted before the 429 is validated,
+/// finalized and downloaded while the account's other Certificate waits.
+#[tokio::test]
+async fn an_order_under_way_continues_while_the_account_is_paused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let bed = ProxiedBed::start("ratelimit-inflight", PebbleOptions::default()).await;
+    let (client, ns) = (&bed.client, bed.ns.as_str());
+    bed.registered_issuer(json!([{ "http01": {} }])).await;
+    const PAUSE: u64 = 30;
+    // The in-flight order's challenge answer is held back 8 s: the second Certificate's
+    // new order, answered 429, lands inside that window.
+    let challenged = Arc::new(AtomicBool::new(false));
+    let (seen, mut limited) = (challenged.clone(), false);
+    bed.proxy.set_rule(rule(move |e: &Exchange| match e.kind {
+        Kind::Challenge if !seen.swap(true, Ordering::SeqCst) => {
+            Some(Fault::Slow(Duration::from_secs(8)))
+        }
+        // The first new order after that (the second Certificate's).
+        Kind::NewOrder if seen.load(Ordering::SeqCst) && !std::mem::replace(&mut limited, true) => {
+            Some(Fault::RateLimited {
+                retry_after_secs: PAUSE,
+            })
+        }
+        _ => None,
+    }));
+    let names: Vec<String> = ["inflight", "waiting"]
+        .iter()
+        .map(|c| format!("{}.{ZONE}", unique_name(c)))
+        .collect();
+    let spec = |cert: &str, name: &str| {
+        json!({
+            "secretName": format!("{cert}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [name]
+        })
+    };
+    create_certificate(client, ns, "inflight", spec("inflight", &names[0])).await;
+    wait_for(
+        "the first Certificate's challenge answer",
+        TIMEOUT,
+        Some(&bed.operator),
+        || async { challenged.load(Ordering::SeqCst) },
+        |answered| *answered,
+    )
+    .await;
+    create_certificate(client, ns, "waiting", spec("waiting", &names[1])).await;
+    wait_cert_ready(
+        client,
+        ns,
+        "waiting",
+        "False",
+        Some("RateLimited"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    wait_cert_ready(
+        client,
+        ns,
+        "inflight",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let log = bed.proxy.exchanges();
+    let limited_at = log
+        .iter()
+        .find(|e| e.kind == Kind::NewOrder && e.status == 429)
+        .expect("the second new order was answered 429")
+        .at;
+    let downloaded = log
+        .iter()
+        .find(|e| e.kind == Kind::Certificate && e.status == 200)
+        .expect("the in-flight certificate was downloaded")
+        .at;
+    assert!(
+        downloaded > limited_at
+            && downloaded.duration_since(limited_at) < Duration::from_secs(PAUSE),
+        "the in-flight order finished inside the pause ({:?} after the 429, pause {PAUSE} s)",
+        downloaded.checked_duration_since(limited_at)
+    );
+    // Pebble rejects some nonces (retried invisibly): one finalize answered 200 counts.
+    assert!(
+        log.iter().any(|e| e.kind == Kind::Finalize
+            && e.status == 200
+            && e.at > limited_at
+            && e.at.duration_since(limited_at) < Duration::from_secs(PAUSE)),
+        "the in-flight order was finalized during the pause"
+    );
+    let waiting = Api::<caas_operator::api::Certificate>::namespaced(client.clone(), ns)
+        .get("waiting")
+        .await
+        .unwrap();
+    let (status, reason, _) = condition(&waiting.status.unwrap().conditions, "Ready").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "RateLimited"),
+        "the paused Certificate is still waiting while the other one is issued"
+    );
+    wait_cert_ready(
+        client,
+        ns,
+        "waiting",
+        "True",
+        Some("Issued"),
+        Duration::from_secs(PAUSE) + TIMEOUT,
+        &bed.operator,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -840,17 +942,7 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
 async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
     let bed = ProxiedBed::start("no-notafter", PebbleOptions::default()).await;
     let (client, ns) = (&bed.client, bed.ns.as_str());
-    bed.issuer(json!([{ "http01": {} }])).await;
-    wait_issuer(
-        client,
-        ns,
-        "ca",
-        "True",
-        "AccountRegistered",
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.registered_issuer(json!([{ "http01": {} }])).await;
     // What Let's Encrypt answers an order with notAfter.
     bed.proxy.set_rule(rule(|e: &Exchange| {
         (e.kind == Kind::NewOrder).then(|| Fault::Refuse {

@@ -1,7 +1,8 @@
 //! DNS-01 providers against the real BIND: RFC 2136 (what a refused update says),
 //! Cloudflare, DigitalOcean and the httpreq webhook through fakes of their APIs that
 //! apply each change to BIND (lego, from Debian, talks to the same fakes), and CNAME
-//! delegation.
+//! delegation; a Certificate deleted mid-order has its record removed through the
+//! provider.
 
 mod support;
 
@@ -624,4 +625,76 @@ async fn azure_dns_through_its_fake_api() {
         "AADSTS7000215: Invalid client secret provided",
     )
     .await;
+}
+
+/// A Certificate deleted while its TXT record is published through a hosted provider's
+/// API (the propagation check still waiting: this operator asks the zone's nameservers,
+/// which are not on port 53 here): the deletion finalizer removes the record through that
+/// API, from the provider and from BIND, before the Certificate goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_certificate_mid_order_removes_its_record_through_the_provider() {
+    use caas_operator::api::Certificate;
+    use kube::api::DeleteParams;
+    let fake = FakeCloudflareApi::start().await;
+    let bed = ProxiedBed::start("cf-delete", PebbleOptions::default()).await;
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "dns-credential",
+        &[("api-token", &fake.credential)],
+    )
+    .await;
+    bed.issuer(json!([{ "dns01": { "cloudflare": {
+        "apiTokenSecretRef": { "name": "dns-credential", "key": "api-token" }, "apiURL": fake.url
+    } } }]))
+    .await;
+    let name = format!("{}.{ZONE}", unique_name("cf-del"));
+    create_certificate(
+        &bed.client,
+        &bed.ns,
+        "del",
+        json!({ "secretName": "del-tls", "issuerRef": { "name": "ca" }, "dnsNames": [name] }),
+    )
+    .await;
+    let record = format!("_acme-challenge.{name}");
+    let published = || {
+        let in_bind = !shared_bind().dig(&record, "TXT").is_empty();
+        let at_provider = fake.records().iter().any(|(n, _)| *n == record);
+        (in_bind, at_provider)
+    };
+    wait_for(
+        "the TXT record published through the fake Cloudflare API",
+        TIMEOUT,
+        Some(&bed.operator),
+        || async { published() },
+        |p: &(bool, bool)| *p == (true, true),
+    )
+    .await;
+    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let cert = certs.get("del").await.unwrap();
+    assert!(
+        cert.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == caas_operator::controllers::certificate::DNS_CLEANUP_FINALIZER),
+        "a record published through a provider is guarded by the finalizer: {:?}",
+        cert.metadata.finalizers
+    );
+    certs.delete("del", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "the Certificate to be gone",
+        TIMEOUT,
+        Some(&bed.operator),
+        || async { certs.get_opt("del").await.unwrap().is_none() },
+        |gone| *gone,
+    )
+    .await;
+    assert_eq!(
+        published(),
+        (false, false),
+        "the record was removed from BIND and from the provider before the Certificate went: {:?}",
+        fake.log()
+    );
+    bed.operator.assert_logs_free_of(&[&fake.credential]);
 }

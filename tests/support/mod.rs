@@ -657,6 +657,21 @@ impl ProxiedBed {
         }
     }
 
+    /// The issuer "ca" with `solvers`, waited for until its account is registered.
+    pub async fn registered_issuer(&self, solvers: serde_json::Value) {
+        self.issuer(solvers).await;
+        wait_issuer(
+            &self.client,
+            &self.ns,
+            "ca",
+            "True",
+            "AccountRegistered",
+            Duration::from_secs(60),
+            &self.operator,
+        )
+        .await;
+    }
+
     /// The issuer "ca" with `solvers`, its ACME server the proxy.
     pub async fn issuer(&self, solvers: serde_json::Value) {
         create_issuer_at(
