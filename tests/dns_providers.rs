@@ -633,8 +633,6 @@ async fn azure_dns_through_its_fake_api() {
 /// API, from the provider and from BIND, before the Certificate goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_certificate_mid_order_removes_its_record_through_the_provider() {
-    use caas_operator::api::Certificate;
-    use kube::api::DeleteParams;
     let fake = FakeCloudflareApi::start().await;
     let bed = ProxiedBed::start("cf-delete", PebbleOptions::default()).await;
     apply_secret(
@@ -670,26 +668,7 @@ async fn deleting_a_certificate_mid_order_removes_its_record_through_the_provide
         |p: &(bool, bool)| *p == (true, true),
     )
     .await;
-    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
-    let cert = certs.get("del").await.unwrap();
-    assert!(
-        cert.metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == caas_operator::controllers::certificate::DNS_CLEANUP_FINALIZER),
-        "a record published through a provider is guarded by the finalizer: {:?}",
-        cert.metadata.finalizers
-    );
-    certs.delete("del", &DeleteParams::default()).await.unwrap();
-    wait_for(
-        "the Certificate to be gone",
-        TIMEOUT,
-        Some(&bed.operator),
-        || async { certs.get_opt("del").await.unwrap().is_none() },
-        |gone| *gone,
-    )
-    .await;
+    bed.delete_guarded_certificate("del").await;
     assert_eq!(
         published(),
         (false, false),

@@ -14,7 +14,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use support::*;
@@ -639,24 +638,7 @@ async fn deleting_a_certificate_mid_order_removes_its_txt_record() {
         |t: &Vec<String>| !t.is_empty(),
     )
     .await;
-    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
-    let cert = certs.get("del").await.unwrap();
-    assert!(
-        cert.finalizers()
-            .iter()
-            .any(|f| f == caas_operator::controllers::certificate::DNS_CLEANUP_FINALIZER),
-        "a published TXT record is guarded by the finalizer: {:?}",
-        cert.metadata.finalizers
-    );
-    certs.delete("del", &DeleteParams::default()).await.unwrap();
-    wait_for(
-        "the Certificate to be gone",
-        TIMEOUT,
-        Some(&bed.operator),
-        || async { certs.get_opt("del").await.unwrap().is_none() },
-        |gone| *gone,
-    )
-    .await;
+    bed.delete_guarded_certificate("del").await;
     assert!(
         shared_bind().dig(&record, "TXT").is_empty(),
         "the TXT record was removed before the Certificate went"

@@ -672,6 +672,40 @@ impl ProxiedBed {
         .await;
     }
 
+    /// Deletes Certificate `name`, which must hold the DNS-01 cleanup finalizer (a record
+    /// of it is published), and waits until it is gone.
+    pub async fn delete_guarded_certificate(&self, name: &str) {
+        let certs: Api<Certificate> = Api::namespaced(self.client.clone(), &self.ns);
+        let cert = certs.get(name).await.expect("get certificate");
+        assert!(
+            cert.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == caas_operator::controllers::certificate::DNS_CLEANUP_FINALIZER),
+            "a published TXT record is guarded by the finalizer: {:?}",
+            cert.metadata.finalizers
+        );
+        certs
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+            .expect("delete certificate");
+        wait_for(
+            "the Certificate to be gone",
+            Duration::from_secs(60),
+            Some(&self.operator),
+            || async {
+                certs
+                    .get_opt(name)
+                    .await
+                    .expect("get certificate")
+                    .is_none()
+            },
+            |gone| *gone,
+        )
+        .await;
+    }
+
     /// The issuer "ca" with `solvers`, its ACME server the proxy.
     pub async fn issuer(&self, solvers: serde_json::Value) {
         create_issuer_at(
