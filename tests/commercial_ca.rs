@@ -155,9 +155,12 @@ async fn eab_hs384_hs512_base64_ca_bundle_and_unknown_stored_key() {
         "Pebble verified both bindings"
     );
 
-    // A certificate from the HS512 account.
-    let (name, chain) = issued(&client, &ns, "web", "hs512", json!({}), &operator).await;
-    verify_chain(&chain, &pebble.issuance_root().await, &name).expect("chain verifies");
+    // A certificate from each account.
+    for (cert, issuer_name) in [("web", "hs512"), ("api", "hs384")] {
+        let (name, chain) = issued(&client, &ns, cert, issuer_name, json!({}), &operator).await;
+        verify_chain(&chain, &pebble.issuance_root().await, &name)
+            .unwrap_or_else(|e| panic!("the {issuer_name} chain verifies: {e}"));
+    }
 
     // A stored account key the CA has never seen is registered (with EAB), not refused,
     // and stays the key.
