@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine;
 use caas_testbed::{
     CLOUD_DNS_PROJECT, DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudDnsApi, FakeCloudflareApi,
-    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api, Pebble, PebbleOptions,
-    shared_apiserver, shared_bind, unique_name,
+    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api, LOCKED_ZONE, Pebble,
+    PebbleOptions, shared_apiserver, shared_bind, unique_name,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -43,22 +43,32 @@ async fn rfc2136_refusals_name_the_servers_answer_and_the_zone() {
             "tsigSecretSecretRef": { "name": secret, "key": "secret" }
         } } }])
     };
-    // The right key name with a wrong secret; a key name the server does not know.
+    // The right key name with a wrong secret; a key name the server does not know; the
+    // right key in a zone whose update-policy does not let it write TXT records.
     let cases = [
         (
             "badsig",
             solver(&bind.tsig_key_name, "wrong-tsig"),
             "BADSIG",
             "secret is wrong",
+            ZONE,
         ),
         (
             "badkey",
             solver("no-such-key", "tsig"),
             "BADKEY",
             "tsigKeyName",
+            ZONE,
+        ),
+        (
+            "refused",
+            solver(&bind.tsig_key_name, "tsig"),
+            "REFUSED",
+            "update-policy",
+            LOCKED_ZONE,
         ),
     ];
-    for (name, solvers, _, _) in &cases {
+    for (name, solvers, _, _, zone) in &cases {
         create_issuer(
             &client,
             &ns,
@@ -74,12 +84,12 @@ async fn rfc2136_refusals_name_the_servers_answer_and_the_zone() {
             name,
             json!({
                 "secretName": format!("{name}-tls"), "issuerRef": { "name": name },
-                "dnsNames": [format!("{}.{ZONE}", unique_name(name))]
+                "dnsNames": [format!("{}.{zone}", unique_name(name))]
             }),
         )
         .await;
     }
-    for (name, _, code, hint) in &cases {
+    for (name, _, code, hint, zone) in &cases {
         let cert = wait_cert_ready(
             &client,
             &ns,
@@ -93,7 +103,7 @@ async fn rfc2136_refusals_name_the_servers_answer_and_the_zone() {
         let (_, _, message) = condition(&cert.status.unwrap().conditions, "Ready").unwrap();
         assert!(
             message.contains(code)
-                && message.contains(&format!("in zone {ZONE}"))
+                && message.contains(&format!("in zone {zone}"))
                 && message.contains(hint),
             "{name}: the answer, the zone and what to check: {message}"
         );

@@ -36,6 +36,9 @@ pub const ZONE: &str = "acc.test";
 /// A second zone, made only for ACME: `_acme-challenge.delegated.acc.test` is a CNAME
 /// to `delegated.delegate.test`.
 pub const DELEGATE: &str = crate::fake_dns::DELEGATE_ZONE;
+/// A zone whose update-policy lets the test bed's key change A records only: a TXT
+/// update there is answered REFUSED.
+pub const LOCKED_ZONE: &str = "locked.test";
 
 impl Bind {
     pub fn start() -> Bind {
@@ -81,6 +84,11 @@ zone "{DELEGATE}" {{
   file "{d}/{DELEGATE}.zone";
   update-policy {{ grant {tsig_key_name} zonesub TXT; }};
 }};
+zone "{LOCKED_ZONE}" {{
+  type primary;
+  file "{d}/{LOCKED_ZONE}.zone";
+  update-policy {{ grant {tsig_key_name} zonesub A; }};
+}};
 "#
             ),
         )
@@ -106,6 +114,14 @@ zone "{DELEGATE}" {{
             ),
         )
         .expect("write delegate zone");
+        std::fs::write(
+            dir.join(format!("{LOCKED_ZONE}.zone")),
+            format!(
+                "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n@ IN NS ns.{ZONE}.\n\
+                 * IN A 127.0.0.1\n"
+            ),
+        )
+        .expect("write locked zone");
         let mut cmd = Command::new(tool("named"));
         cmd.arg("-g").arg("-c").arg(dir.join("named.conf"));
         let log = dir.join("named.log");

@@ -29,7 +29,7 @@ mod webhook_receiver;
 
 pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
-pub use bind::{Bind, shared_bind};
+pub use bind::{Bind, LOCKED_ZONE, shared_bind};
 pub use data_plane::{IngressDataPlaneStandIn, Routed};
 pub use fake_dns::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
