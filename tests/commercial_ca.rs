@@ -656,15 +656,15 @@ async fn an_order_under_way_continues_while_the_account_is_paused() {
     let bed = ProxiedBed::start("ratelimit-inflight", PebbleOptions::default()).await;
     let (client, ns) = (&bed.client, bed.ns.as_str());
     bed.registered_issuer(json!([{ "http01": {} }])).await;
-    const PAUSE: u64 = 30;
-    // The in-flight order's challenge answer is held back 8 s: the second Certificate's
-    // new order, answered 429, lands inside that window.
+    const PAUSE: u64 = 45;
+    const HOLD: Duration = Duration::from_secs(20);
+    // The in-flight order's challenge answer is held back 20 s (the operator gives an
+    // answer 30 s): the second Certificate's new order, answered 429, lands inside that
+    // window.
     let challenged = Arc::new(AtomicBool::new(false));
     let (seen, mut limited) = (challenged.clone(), false);
     bed.proxy.set_rule(rule(move |e: &Exchange| match e.kind {
-        Kind::Challenge if !seen.swap(true, Ordering::SeqCst) => {
-            Some(Fault::Slow(Duration::from_secs(8)))
-        }
+        Kind::Challenge if !seen.swap(true, Ordering::SeqCst) => Some(Fault::Slow(HOLD)),
         // The first new order after that (the second Certificate's).
         Kind::NewOrder if seen.load(Ordering::SeqCst) && !std::mem::replace(&mut limited, true) => {
             Some(Fault::RateLimited {
@@ -718,6 +718,17 @@ async fn an_order_under_way_continues_while_the_account_is_paused() {
         .find(|e| e.kind == Kind::NewOrder && e.status == 429)
         .expect("the second new order was answered 429")
         .at;
+    let held_at = log
+        .iter()
+        .find(|e| e.kind == Kind::Challenge)
+        .expect("the held challenge answer")
+        .at;
+    assert!(
+        limited_at < held_at + HOLD,
+        "the second new order came {:?} after the held challenge answer, not within {HOLD:?}: \
+         the test cannot tell a paused in-flight order from a slow machine",
+        limited_at.checked_duration_since(held_at)
+    );
     let downloaded = log
         .iter()
         .find(|e| e.kind == Kind::Certificate && e.status == 200)

@@ -692,7 +692,7 @@ impl ProxiedBed {
             .expect("delete certificate");
         wait_for(
             "the Certificate to be gone",
-            Duration::from_secs(60),
+            Duration::from_secs(90),
             Some(&self.operator),
             || async {
                 certs

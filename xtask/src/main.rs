@@ -523,7 +523,7 @@ fn ci() -> Result<(), String> {
         "warnings",
     ])?;
     disk_report("after clippy");
-    let (passed, failed) = test(&[]).inspect_err(|_| disk_report("after the failed tests"))?;
+    let (passed, failed) = test(&[]).inspect_err(|_| disk_report("after the failed test step"))?;
     disk_report("after the tests");
     // The README's main command, end to end (it stops once everything is issued).
     demo(&["--exit".to_string()])?;
