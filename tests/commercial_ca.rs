@@ -729,23 +729,23 @@ async fn an_order_under_way_continues_while_the_account_is_paused() {
          the test cannot tell a paused in-flight order from a slow machine",
         limited_at.checked_duration_since(held_at)
     );
+    let during_pause = |at: std::time::Instant| {
+        at > limited_at && at.duration_since(limited_at) < Duration::from_secs(PAUSE)
+    };
     let downloaded = log
         .iter()
         .find(|e| e.kind == Kind::Certificate && e.status == 200)
         .expect("the in-flight certificate was downloaded")
         .at;
     assert!(
-        downloaded > limited_at
-            && downloaded.duration_since(limited_at) < Duration::from_secs(PAUSE),
+        during_pause(downloaded),
         "the in-flight order finished inside the pause ({:?} after the 429, pause {PAUSE} s)",
         downloaded.checked_duration_since(limited_at)
     );
     // Pebble rejects some nonces (retried invisibly): one finalize answered 200 counts.
     assert!(
-        log.iter().any(|e| e.kind == Kind::Finalize
-            && e.status == 200
-            && e.at > limited_at
-            && e.at.duration_since(limited_at) < Duration::from_secs(PAUSE)),
+        log.iter()
+            .any(|e| e.kind == Kind::Finalize && e.status == 200 && during_pause(e.at)),
         "the in-flight order was finalized during the pause"
     );
     let waiting = Api::<caas_operator::api::Certificate>::namespaced(client.clone(), ns)

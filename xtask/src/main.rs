@@ -156,46 +156,38 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 /// and how much `target/` takes: a CI run once died of a full disk while compiling the
 /// tests, and this line makes the next one say so at a glance.
 fn disk_report(when: &str) {
+    use std::path::Path;
+    // A KiB count from a command's output (`df -Pk`: line 1, column 3; `du -sk`: line 0,
+    // column 0), as GB.
+    let gb = |cmd: &mut Command, line: usize, column: usize| -> Option<String> {
+        let text = String::from_utf8(cmd.output().ok()?.stdout).ok()?;
+        let kib: u64 = text
+            .lines()
+            .nth(line)?
+            .split_whitespace()
+            .nth(column)?
+            .parse()
+            .ok()?;
+        Some(format!("{:.1} GB", kib as f64 * 1024.0 / 1e9))
+    };
+    // df needs a path that exists: the nearest existing folder holding `path`.
+    let free = |path: &Path| {
+        let existing = path
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        gb(Command::new("df").arg("-Pk").arg(existing), 1, 3).unwrap_or_else(|| "unknown".into())
+    };
+    let used = |path: &Path| {
+        gb(Command::new("du").arg("-sk").arg(path), 0, 0).unwrap_or_else(|| "nothing".into())
+    };
     let target = workspace_root().join("target");
     let cache = test_env::cache_dir();
-    let free = |path: &std::path::Path| -> String {
-        let out = Command::new("df").arg("-Pk").arg(path).output();
-        out.ok()
-            .and_then(|o| {
-                let text = String::from_utf8_lossy(&o.stdout).into_owned();
-                let kib: u64 = text
-                    .lines()
-                    .nth(1)?
-                    .split_whitespace()
-                    .nth(3)?
-                    .parse()
-                    .ok()?;
-                Some(format!("{:.1} GB", kib as f64 * 1024.0 / 1e9))
-            })
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let used = |path: &std::path::Path| -> String {
-        let out = Command::new("du").arg("-sk").arg(path).output();
-        out.ok()
-            .and_then(|o| {
-                let text = String::from_utf8_lossy(&o.stdout).into_owned();
-                let kib: u64 = text.split_whitespace().next()?.parse().ok()?;
-                Some(format!("{:.1} GB", kib as f64 * 1024.0 / 1e9))
-            })
-            .unwrap_or_else(|| "nothing".into())
-    };
-    let probe = |path: &std::path::Path| {
-        std::iter::successors(Some(path.to_path_buf()), |p| {
-            p.parent().map(|p| p.to_path_buf())
-        })
-        .find(|p| p.exists())
-        .unwrap_or_else(|| "/".into())
-    };
     eprintln!(
         "==> disk {when}: {} free for target/ (which takes {}), {} free for the cache {} (which takes {})",
-        free(&probe(&target)),
+        free(&target),
         used(&target),
-        free(&probe(&cache)),
+        free(&cache),
         cache.display(),
         used(&cache),
     );
