@@ -22,4 +22,5 @@ pub mod plan;
 pub mod plugin;
 pub mod renewal;
 pub mod revoke;
+pub mod shared;
 pub mod solvers;

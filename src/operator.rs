@@ -28,6 +28,7 @@ use crate::api::{
 use crate::controllers::memory::{Memory, object_key};
 use crate::controllers::{self, Context, Settings, Stores};
 use crate::metrics::Metrics;
+use crate::solvers::SolverSettings;
 use crate::solvers::http01::{self, SolverEndpoint};
 use crate::solvers::index::ChallengeIndex;
 
@@ -111,11 +112,13 @@ pub async fn run(
         client: client.clone(),
         settings: Settings {
             cluster_resource_namespace: options.cluster_resource_namespace.clone(),
-            solver_endpoint: SolverEndpoint {
-                ip: options.pod_ip,
-                port: options.http01_addr.port(),
+            solvers: SolverSettings {
+                solver_endpoint: SolverEndpoint {
+                    ip: options.pod_ip,
+                    port: options.http01_addr.port(),
+                },
+                dns01_resolvers: options.dns01_resolvers.clone(),
             },
-            dns01_resolvers: options.dns01_resolvers.clone(),
             restart_on_renew: options.restart_on_renew,
             expiring_within: options.expiring_within,
             default_notify: options.default_notify.clone(),

@@ -21,8 +21,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::AcmeError;
-use crate::controllers::memory::Memory;
 use crate::metrics::AcmeRequestLabels;
+use crate::shared::memory::Memory;
 
 /// Counts of ACME requests by endpoint and HTTP status (a metric), and the last
 /// `Retry-After` seen per URL. Shared by every client the operator makes.

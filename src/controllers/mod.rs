@@ -3,11 +3,9 @@
 
 pub mod account_key;
 pub mod certificate;
-pub mod events;
 pub mod gateway;
 pub mod ingress;
 pub mod issuer;
-pub mod memory;
 pub mod restart;
 
 use std::collections::HashMap;
@@ -16,19 +14,16 @@ use std::sync::{Arc, Mutex};
 use events::Recorder;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::acme::{AcmeError, AcmeHttp, AcmeStats};
-use crate::api::issuer::IssuerStatus;
 use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
-use crate::solvers::http01::SolverEndpoint;
 use crate::solvers::index::ChallengeIndex;
 use memory::Memory;
 
-/// The one field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "caas-operator";
+pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, now_string, read_secret_key};
+pub use crate::shared::{events, memory};
 
 /// Errors that end a reconcile early; they are retried with backoff. Everything a user
 /// can act on is reported in the object's status instead.
@@ -113,7 +108,7 @@ impl Stores {
                 .await
                 .then(|| self.cluster_issuers.get(&ObjectRef::new(name)))
                 .flatten()
-                .map(|i| IssuerHandle::from_cluster(&i, settings)),
+                .map(|i| IssuerHandle::from_cluster(&i, &settings.cluster_resource_namespace)),
             false => {
                 let ns = cert.namespace().unwrap_or_default();
                 synced(&self.issuers, &self.waited[1], "CaaSIssuer")
@@ -130,7 +125,7 @@ impl Stores {
             let found = Api::<ClusterCaaSIssuer>::all(self.client.clone())
                 .get_opt(name)
                 .await?;
-            Ok(found.map(|i| IssuerHandle::from_cluster(&i, settings)))
+            Ok(found.map(|i| IssuerHandle::from_cluster(&i, &settings.cluster_resource_namespace)))
         } else {
             let ns = cert.namespace().unwrap_or_default();
             let api = Api::<CaaSIssuer>::namespaced(self.client.clone(), &ns);
@@ -170,10 +165,8 @@ pub enum AccountError {
 pub struct Settings {
     /// Where `ClusterCaaSIssuer` Secrets live.
     pub cluster_resource_namespace: String,
-    /// Where the temporary HTTP-01 Services send traffic.
-    pub solver_endpoint: SolverEndpoint,
-    /// Where DNS-01 propagation checks and CNAME lookups ask.
-    pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
+    /// What the challenge solvers read.
+    pub solvers: crate::solvers::SolverSettings,
     /// Whether `caas.dev/restart-on-renew` workloads are restarted.
     pub restart_on_renew: bool,
     /// A certificate this close to notAfter whose renewal fails is `Expiring`.
@@ -239,23 +232,13 @@ impl Context {
         }
     }
 
-    /// A context of its own for a command-line tool (`kubectl caas check issuer --dns`):
-    /// empty stores (lookups go to the API server), default settings.
-    pub fn standalone(client: kube::Client, settings: Settings) -> Context {
-        let (certificates, _) = kube::runtime::reflector::store::<Certificate>();
-        let (issuers, _) = kube::runtime::reflector::store::<CaaSIssuer>();
-        let (cluster_issuers, _) = kube::runtime::reflector::store::<ClusterCaaSIssuer>();
-        let (secrets, _) = kube::runtime::reflector::store::<Secret>();
-        let metrics = crate::metrics::Metrics::new(certificates.clone(), Default::default());
-        Context::new(
-            client.clone(),
-            settings,
-            certificates,
-            Arc::new(ChallengeIndex::default()),
-            Stores::new(client, issuers, cluster_issuers, secrets),
-            Arc::new(Memory::default()),
-            metrics,
-        )
+    /// What the challenge solvers get of the context.
+    pub fn solver_deps(&self) -> crate::solvers::Deps<'_> {
+        crate::solvers::Deps {
+            client: &self.client,
+            settings: &self.settings.solvers,
+            events: &self.recorder,
+        }
     }
 
     /// Publishes an event; failures are logged, never fatal.
@@ -267,134 +250,10 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        publish(
-            &self.recorder,
-            &obj.object_ref(&()),
-            warning,
-            reason,
-            action,
-            note,
-        )
-        .await;
+        self.recorder
+            .event(obj, warning, reason, action, note)
+            .await;
     }
-}
-
-/// Publishes an event about `regarding`; failures are logged, never fatal.
-pub async fn publish(
-    recorder: &Recorder,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
-    warning: bool,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, regarding).await {
-        tracing::debug!(error = %e, "cannot publish event");
-    }
-}
-
-/// Which issuer kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IssuerKind {
-    Namespaced,
-    Cluster,
-}
-
-/// An issuer of either kind, with where its Secrets live.
-#[derive(Clone, Debug)]
-pub struct IssuerHandle {
-    pub kind: IssuerKind,
-    pub name: String,
-    /// The issuer's namespace (namespaced) or the cluster resource namespace (cluster).
-    pub secret_namespace: String,
-    pub spec: IssuerSpec,
-    pub status: Option<IssuerStatus>,
-    pub generation: Option<i64>,
-    /// The issuer's annotations (`caas.dev/rotate-account-key`).
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-impl IssuerHandle {
-    pub fn from_namespaced(issuer: &CaaSIssuer) -> Self {
-        IssuerHandle {
-            kind: IssuerKind::Namespaced,
-            name: issuer.name_any(),
-            secret_namespace: issuer.namespace().unwrap_or_default(),
-            spec: issuer.spec.clone(),
-            status: issuer.status.clone(),
-            generation: issuer.metadata.generation,
-            annotations: issuer.annotations().clone(),
-        }
-    }
-
-    pub fn from_cluster(issuer: &ClusterCaaSIssuer, settings: &Settings) -> Self {
-        IssuerHandle {
-            kind: IssuerKind::Cluster,
-            name: issuer.name_any(),
-            secret_namespace: settings.cluster_resource_namespace.clone(),
-            spec: issuer.spec.0.clone(),
-            status: issuer.status.clone(),
-            generation: issuer.metadata.generation,
-            annotations: issuer.annotations().clone(),
-        }
-    }
-
-    /// `CaaSIssuer/name` or `ClusterCaaSIssuer/name`, as written in Secret annotations.
-    pub fn display(&self) -> String {
-        match self.kind {
-            IssuerKind::Namespaced => format!("CaaSIssuer/{}", self.name),
-            IssuerKind::Cluster => format!("ClusterCaaSIssuer/{}", self.name),
-        }
-    }
-
-    /// The issuer's key in caches and [`Memory`].
-    pub fn cache_key(&self) -> String {
-        format!("{}/{}", self.secret_namespace, self.display())
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.status
-            .as_ref()
-            .and_then(|s| crate::api::conditions::find(&s.conditions, "Ready"))
-            .is_some_and(|c| c.is_true())
-    }
-
-    /// What about the issuer changes the certificates it makes (for the request hash).
-    pub fn fingerprint(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.display(),
-            self.spec.server,
-            self.spec.profile.as_deref().unwrap_or("")
-        )
-    }
-}
-
-/// Reads `key` of Secret `name`; `Ok(None)` when the Secret or key is missing.
-pub async fn read_secret_key(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    key: &str,
-) -> Result<Option<Vec<u8>>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_opt(name)
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|mut d| d.remove(key))
-        .map(|b| b.0))
 }
 
 /// ACME accounts by issuer, loaded once from the account key Secret.
@@ -497,9 +356,4 @@ impl Accounts {
         self.insert(issuer, &version, account.clone());
         Ok(account)
     }
-}
-
-/// Now, as an RFC 3339 string (what status fields hold).
-pub fn now_string() -> String {
-    jiff::Timestamp::now().to_string()
 }

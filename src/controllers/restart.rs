@@ -220,7 +220,7 @@ async fn restart(
             )
         }
     };
-    super::publish(recorder, &oref, warning, reason, "Restart", note).await;
+    recorder.note(&oref, warning, reason, "Restart", note).await;
 }
 
 #[cfg(test)]

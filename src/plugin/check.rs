@@ -115,16 +115,11 @@ async fn dns_round_trip(
             "solvers[{i}] serves {dns_name} and is not dns01: nothing to write"
         ));
     }
-    let settings = crate::controllers::Settings {
-        cluster_resource_namespace: handle.secret_namespace.clone(),
+    let settings = crate::solvers::SolverSettings {
         solver_endpoint: crate::solvers::http01::SolverEndpoint { ip: None, port: 0 },
         dns01_resolvers: resolvers,
-        restart_on_renew: false,
-        expiring_within: std::time::Duration::ZERO,
-        default_notify: None,
-        accept_cert_manager_annotations: false,
     };
-    let ctx = crate::controllers::Context::standalone(client.clone(), settings);
+    let events = crate::shared::events::Recorder::new(client.clone(), "kubectl-caas", None);
     // A Certificate that exists only here: the record is published without its cleanup
     // guard and removed below.
     let mut cert = crate::api::Certificate::new(
@@ -136,7 +131,11 @@ async fn dns_round_trip(
     );
     cert.metadata.namespace = Some(handle.secret_namespace.clone());
     let env = SolveEnv {
-        ctx: &ctx,
+        deps: crate::solvers::Deps {
+            client,
+            settings: &settings,
+            events: &events,
+        },
         cert: &cert,
         issuer: handle,
         config,

@@ -41,7 +41,7 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ChallengeType, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 };
-use crate::controllers::FIELD_MANAGER;
+use crate::shared::FIELD_MANAGER;
 
 pub const COMPONENT: &str = "http01-solver";
 pub const PATH_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -387,12 +387,12 @@ impl Solver for Http01 {
         Box::pin(async move {
             let http = env.config.http01.clone().unwrap_or_default();
             present(
-                &env.ctx.client,
+                env.deps.client,
                 env.cert,
                 &http,
                 challenge.dns_name,
                 challenge.token,
-                env.ctx.settings.solver_endpoint,
+                env.deps.settings.solver_endpoint,
             )
             .await
         })
@@ -405,7 +405,7 @@ impl Solver for Http01 {
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
             let ns = env.cert.namespace().unwrap_or_default();
-            Ok(remove(&env.ctx.client, &ns, challenge.token).await?)
+            Ok(remove(env.deps.client, &ns, challenge.token).await?)
         })
     }
 }

@@ -19,15 +19,34 @@ use futures::future::BoxFuture;
 
 use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
+use crate::shared::events::Recorder;
 
 /// Every solver the operator has. Adding one is a new file implementing [`Solver`] and
 /// one line here.
 pub const SOLVERS: &[&dyn Solver] = &[&http01::Http01, &dns01::Dns01, &tls_alpn01::TlsAlpn01];
 
+/// The operator settings the solvers read.
+#[derive(Clone, Debug)]
+pub struct SolverSettings {
+    /// Where the temporary HTTP-01 Services send traffic.
+    pub solver_endpoint: http01::SolverEndpoint,
+    /// Where DNS-01 propagation checks and CNAME lookups ask.
+    pub dns01_resolvers: dns01::propagation::Resolvers,
+}
+
+/// What solvers may use beyond the challenge itself: the API client, their settings and
+/// the event publisher; no controller state.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub client: &'a kube::Client,
+    pub settings: &'a SolverSettings,
+    pub events: &'a Recorder,
+}
+
 /// What a solver needs to act for one Certificate.
 pub struct SolveEnv<'a> {
-    pub ctx: &'a Context,
+    pub deps: Deps<'a>,
     pub cert: &'a Certificate,
     pub issuer: &'a IssuerHandle,
     /// The issuer's solver entry chosen for the challenge's name.
@@ -115,7 +134,7 @@ pub trait Solver: Send + Sync {
     /// none failed), e.g. to drop a deletion guard.
     fn cleaned_up<'a>(
         &'a self,
-        _ctx: &'a Context,
+        _deps: Deps<'a>,
         _cert: &'a Certificate,
         _challenges: &'a [Challenge<'a>],
         _all_removed: bool,

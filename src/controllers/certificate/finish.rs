@@ -277,7 +277,7 @@ pub async fn deletion(ctx: &Context, seen: &Observed) -> Result<Action, Error> {
     let cleanup = async |issuer: &IssuerHandle, challenges: &[ChallengeStatus]| {
         present::cleanup(ctx, cert, issuer, challenges).await
     };
-    dns01::finalize_deletion(ctx, cert, seen.issuer.as_ref(), cleanup)
+    dns01::finalize_deletion(ctx.solver_deps(), cert, seen.issuer.as_ref(), cleanup)
         .await
         .map_err(Error::Deletion)
 }

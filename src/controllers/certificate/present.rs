@@ -196,7 +196,7 @@ fn solver_env<'a>(
     Ok((
         solver,
         SolveEnv {
-            ctx,
+            deps: ctx.solver_deps(),
             cert,
             issuer,
             config,
@@ -227,7 +227,7 @@ pub async fn cleanup(
         for rec in &mine {
             let config = config(issuer, cert, &rec.dns_name).unwrap_or(&fallback);
             let env = SolveEnv {
-                ctx,
+                deps: ctx.solver_deps(),
                 cert,
                 issuer,
                 config,
@@ -238,7 +238,9 @@ pub async fn cleanup(
             }
         }
         let list: Vec<Challenge<'_>> = mine.iter().map(|r| challenge(r)).collect();
-        solver.cleaned_up(ctx, cert, &list, removed).await;
+        solver
+            .cleaned_up(ctx.solver_deps(), cert, &list, removed)
+            .await;
         all_removed &= removed;
     }
     all_removed

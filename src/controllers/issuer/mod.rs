@@ -459,7 +459,7 @@ pub async fn reconcile_cluster(
     issuer: Arc<ClusterCaaSIssuer>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let handle = IssuerHandle::from_cluster(&issuer, &ctx.settings);
+    let handle = IssuerHandle::from_cluster(&issuer, &ctx.settings.cluster_resource_namespace);
     let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
     if issuer.status.as_ref() != Some(&status) {
         let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());

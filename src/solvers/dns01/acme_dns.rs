@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::api::ApiClient;
 use super::provider::{DnsProvider, secret_value};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -32,11 +32,12 @@ pub struct AcmeDns {
 
 impl AcmeDns {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::AcmeDns,
     ) -> Result<AcmeDns, SolverError> {
-        let json = secret_value(ctx, issuer, &cfg.account_secret_ref, "acme-dns accounts").await?;
+        let json =
+            secret_value(client, issuer, &cfg.account_secret_ref, "acme-dns accounts").await?;
         let accounts = serde_json::from_str(&json).map_err(|e| {
             // Never quote the JSON: it holds passwords.
             SolverError::InvalidSpec(format!(

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::api::{Answer, ApiClient, relative, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -51,21 +51,21 @@ fn form_encode(s: &str) -> String {
 
 impl AzureDns {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::AzureDns,
     ) -> Result<AzureDns, SolverError> {
         let api = ApiClient::new(PROVIDER)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let tenant = cfg.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
-        let client = cfg.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
-        let (Some(tenant), Some(client)) = (tenant, client) else {
+        let client_id = cfg.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
+        let (Some(tenant), Some(client_id)) = (tenant, client_id) else {
             return Err(SolverError::InvalidSpec("azureDNS needs tenantID and clientID (or workload identity's AZURE_TENANT_ID and AZURE_CLIENT_ID)".into()));
         };
         let proof = match &cfg.client_secret_secret_ref {
             Some(r) => format!(
                 "client_secret={}",
-                form_encode(&secret_value(ctx, issuer, r, "Azure client secret").await?)
+                form_encode(&secret_value(client, issuer, r, "Azure client secret").await?)
             ),
             None => {
                 let file = env("AZURE_FEDERATED_TOKEN_FILE").ok_or_else(|| {
@@ -87,7 +87,7 @@ impl AzureDns {
             .trim_end_matches('/');
         let form = format!(
             "grant_type=client_credentials&client_id={}&scope={}&{proof}",
-            form_encode(&client),
+            form_encode(&client_id),
             form_encode("https://management.azure.com/.default")
         );
         let headers = [(
@@ -105,7 +105,7 @@ impl AzureDns {
             _ => {
                 return Err(SolverError::Dns(DnsError::Api {
                     provider: PROVIDER,
-                    name: format!("client {client}"),
+                    name: format!("client {client_id}"),
                     zone: "(token request)".into(),
                     message: words(&Answer {
                         status: answer.status,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::api::{Answer, ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -111,14 +111,14 @@ async fn key_token(api: &ApiClient, key: &ServiceAccountKey) -> Result<String, S
 
 impl CloudDns {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::CloudDns,
     ) -> Result<CloudDns, SolverError> {
         let api = ApiClient::new(PROVIDER)?;
         let token = match &cfg.service_account_secret_ref {
             Some(r) => {
-                let json = secret_value(ctx, issuer, r, "cloudDNS service account key").await?;
+                let json = secret_value(client, issuer, r, "cloudDNS service account key").await?;
                 let key: ServiceAccountKey = serde_json::from_str(&json).map_err(|_| {
                     SolverError::InvalidSpec(format!(
                         "the cloudDNS service account Secret {} is not a service account JSON key (client_email, private_key, token_uri)",

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::api::{Answer, ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -55,7 +55,7 @@ fn content(record: &Value) -> &str {
 
 impl Cloudflare {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::Cloudflare,
     ) -> Result<Cloudflare, SolverError> {
@@ -64,7 +64,7 @@ impl Cloudflare {
                 "authorization",
                 format!(
                     "Bearer {}",
-                    secret_value(ctx, issuer, r, "Cloudflare API token").await?
+                    secret_value(client, issuer, r, "Cloudflare API token").await?
                 ),
             )],
             (None, Some(r)) => {
@@ -75,7 +75,7 @@ impl Cloudflare {
                     ("x-auth-email", email),
                     (
                         "x-auth-key",
-                        secret_value(ctx, issuer, r, "Cloudflare API key").await?,
+                        secret_value(client, issuer, r, "Cloudflare API key").await?,
                     ),
                 ]
             }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::api::{Answer, ApiClient, relative, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -36,11 +36,12 @@ fn words(answer: &Answer) -> String {
 
 impl DigitalOcean {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::DigitalOcean,
     ) -> Result<DigitalOcean, SolverError> {
-        let token = secret_value(ctx, issuer, &cfg.token_secret_ref, "DigitalOcean token").await?;
+        let token =
+            secret_value(client, issuer, &cfg.token_secret_ref, "DigitalOcean token").await?;
         Ok(DigitalOcean {
             api: ApiClient::new(PROVIDER)?,
             base: cfg

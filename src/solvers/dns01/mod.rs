@@ -30,12 +30,13 @@ pub(crate) mod sigv4;
 mod webhook;
 
 use self::provider::DnsProvider;
+use super::Deps;
 use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
 use crate::api::certificate::ChallengeStatus;
 use crate::api::issuer::CnameStrategy;
 use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 
 /// Guards DNS-01 TXT records: present on a Certificate only while one is published.
 /// (HTTP-01 objects are owned by the Certificate: garbage collection removes them.)
@@ -71,11 +72,11 @@ async fn record(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
 ) -> Result<(Box<dyn DnsProvider>, String, String), SolverError> {
-    let provider = provider::provider(env.ctx, env.issuer, env.config).await?;
+    let provider = provider::provider(env.deps.client, env.issuer, env.config).await?;
     let mut fqdn = record_name(challenge.dns_name);
     let strategy = env.config.dns01.as_ref().and_then(|d| d.cname_strategy);
     if strategy == Some(CnameStrategy::Follow) {
-        let target = propagation::follow_cname(&env.ctx.settings.dns01_resolvers, &fqdn).await?;
+        let target = propagation::follow_cname(&env.deps.settings.dns01_resolvers, &fqdn).await?;
         fqdn = format!("{}.", target.trim_end_matches('.'));
     }
     Ok((provider, fqdn, record_value(challenge.key_authorization)))
@@ -115,7 +116,7 @@ impl Solver for Dns01 {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
-            ensure_finalizer(env.ctx, env.cert).await?;
+            ensure_finalizer(env.deps.client, env.cert).await?;
             Ok(provider.add_txt(&fqdn, &value).await?)
         })
     }
@@ -135,7 +136,7 @@ impl Solver for Dns01 {
                 )),
                 None => {
                     let at = provider.served_at(&fqdn);
-                    propagation::missing(&env.ctx.settings.dns01_resolvers, &at, &value).await?
+                    propagation::missing(&env.deps.settings.dns01_resolvers, &at, &value).await?
                 }
             };
             Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))
@@ -155,12 +156,12 @@ impl Solver for Dns01 {
 
     fn cleaned_up<'a>(
         &'a self,
-        ctx: &'a Context,
+        deps: Deps<'a>,
         cert: &'a Certificate,
         challenges: &'a [Challenge<'a>],
         all_removed: bool,
     ) -> BoxFuture<'a, ()> {
-        Box::pin(after_cleanup(ctx, cert, challenges, all_removed))
+        Box::pin(after_cleanup(deps, cert, challenges, all_removed))
     }
 }
 
@@ -168,7 +169,7 @@ impl Solver for Dns01 {
 /// records may be left (status is about to forget the order) and drop the guard; during
 /// one, drop it only when everything was removed ([`finalize_deletion`] decides the rest).
 async fn after_cleanup(
-    ctx: &Context,
+    deps: Deps<'_>,
     cert: &Certificate,
     challenges: &[Challenge<'_>],
     all_removed: bool,
@@ -182,7 +183,8 @@ async fn after_cleanup(
             .iter()
             .map(|c| record_name(c.dns_name).trim_end_matches('.').to_string())
             .collect();
-        ctx.event(
+        deps.events
+            .event(
             cert,
             true,
             "CleanupFailed",
@@ -195,7 +197,7 @@ async fn after_cleanup(
         .await;
     }
     if (!deleting || all_removed)
-        && let Err(e) = remove_finalizer(ctx, cert).await
+        && let Err(e) = remove_finalizer(deps.client, cert).await
     {
         tracing::warn!(certificate = %cert.name_any(), error = %e, "cannot remove the DNS-01 cleanup finalizer");
     }
@@ -221,9 +223,9 @@ async fn patch(
 
 /// Adds the guard (reading the Certificate as it is now: the cached copy may predate
 /// another controller's finalizer).
-async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+async fn ensure_finalizer(client: &kube::Client, cert: &Certificate) -> Result<(), kube::Error> {
     let api: Api<Certificate> =
-        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+        Api::namespaced(client.clone(), &cert.namespace().unwrap_or_default());
     let current = api.get(&cert.name_any()).await?;
     if current
         .finalizers()
@@ -248,9 +250,9 @@ async fn ensure_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
     patch(&api, &cert.name_any(), vec![PatchOperation::Add(add)]).await
 }
 
-async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube::Error> {
+async fn remove_finalizer(client: &kube::Client, cert: &Certificate) -> Result<(), kube::Error> {
     let api: Api<Certificate> =
-        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+        Api::namespaced(client.clone(), &cert.namespace().unwrap_or_default());
     let Some(current) = api.get_opt(&cert.name_any()).await? else {
         return Ok(());
     };
@@ -279,7 +281,7 @@ async fn remove_finalizer(ctx: &Context, cert: &Certificate) -> Result<(), kube:
 /// finalizer is an error: the controller retries it. `cleanup` removes the order's
 /// challenges' answers with the issuer, returning whether all went.
 pub async fn finalize_deletion<F>(
-    ctx: &Context,
+    deps: Deps<'_>,
     cert: &Certificate,
     issuer: Option<&IssuerHandle>,
     cleanup: F,
@@ -303,7 +305,7 @@ where
         None => false,
     };
     if removed {
-        remove_finalizer(ctx, cert).await?;
+        remove_finalizer(deps.client, cert).await?;
         return Ok(Action::await_change());
     }
     let deleting_for = cert
@@ -320,18 +322,19 @@ where
     } else {
         "the issuer is gone"
     };
-    ctx.event(
-        cert,
-        true,
-        "CleanupFailed",
-        "Delete",
-        format!(
-            "could not remove the TXT records {} ({why}); deleting anyway: remove them by hand",
-            records.join(", "),
-        ),
-    )
-    .await;
-    remove_finalizer(ctx, cert).await?;
+    deps.events
+        .event(
+            cert,
+            true,
+            "CleanupFailed",
+            "Delete",
+            format!(
+                "could not remove the TXT records {} ({why}); deleting anyway: remove them by hand",
+                records.join(", "),
+            ),
+        )
+        .await;
+    remove_finalizer(deps.client, cert).await?;
     Ok(Action::await_change())
 }
 

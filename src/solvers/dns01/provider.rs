@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 
 use super::{acme_dns, azure_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
 use crate::api::issuer::{SecretKeySelector, Solver as SolverConfig};
-use crate::controllers::{Context, IssuerHandle, read_secret_key};
+use crate::shared::{IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::{self, DnsError, Rfc2136Client};
 
@@ -61,12 +61,12 @@ impl DnsProvider for Rfc2136Client {
 
 /// The value of a Secret key an issuer's solver names (in the issuer's Secret namespace).
 pub async fn secret_value(
-    ctx: &Context,
+    client: &kube::Client,
     issuer: &IssuerHandle,
     r: &SecretKeySelector,
     what: &str,
 ) -> Result<String, SolverError> {
-    let raw = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key)
+    let raw = read_secret_key(client, &issuer.secret_namespace, &r.name, &r.key)
         .await?
         .ok_or_else(|| {
             SolverError::SecretNotFound(format!(
@@ -79,7 +79,7 @@ pub async fn secret_value(
 
 /// The provider a `dns01` solver entry names, with its credentials read.
 pub async fn provider(
-    ctx: &Context,
+    client: &kube::Client,
     issuer: &IssuerHandle,
     config: &SolverConfig,
 ) -> Result<Box<dyn DnsProvider>, SolverError> {
@@ -89,7 +89,7 @@ pub async fn provider(
         .ok_or_else(|| SolverError::InvalidSpec("the solver has no dns01 block".into()))?;
     if let Some(cfg) = &dns01.rfc2136 {
         let r = &cfg.tsig_secret_secret_ref;
-        let secret = secret_value(ctx, issuer, r, "TSIG").await?;
+        let secret = secret_value(client, issuer, r, "TSIG").await?;
         let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
         return Ok(Box::new(Rfc2136Client::new(
             server,
@@ -100,28 +100,32 @@ pub async fn provider(
     }
     if let Some(cfg) = &dns01.cloudflare {
         return Ok(Box::new(
-            cloudflare::Cloudflare::new(ctx, issuer, cfg).await?,
+            cloudflare::Cloudflare::new(client, issuer, cfg).await?,
         ));
     }
     if let Some(cfg) = &dns01.route53 {
-        return Ok(Box::new(route53::Route53::new(ctx, issuer, cfg).await?));
+        return Ok(Box::new(route53::Route53::new(client, issuer, cfg).await?));
     }
     if let Some(cfg) = &dns01.cloud_dns {
-        return Ok(Box::new(cloud_dns::CloudDns::new(ctx, issuer, cfg).await?));
+        return Ok(Box::new(
+            cloud_dns::CloudDns::new(client, issuer, cfg).await?,
+        ));
     }
     if let Some(cfg) = &dns01.azure_dns {
-        return Ok(Box::new(azure_dns::AzureDns::new(ctx, issuer, cfg).await?));
+        return Ok(Box::new(
+            azure_dns::AzureDns::new(client, issuer, cfg).await?,
+        ));
     }
     if let Some(cfg) = &dns01.digitalocean {
         return Ok(Box::new(
-            digitalocean::DigitalOcean::new(ctx, issuer, cfg).await?,
+            digitalocean::DigitalOcean::new(client, issuer, cfg).await?,
         ));
     }
     if let Some(cfg) = &dns01.acme_dns {
-        return Ok(Box::new(acme_dns::AcmeDns::new(ctx, issuer, cfg).await?));
+        return Ok(Box::new(acme_dns::AcmeDns::new(client, issuer, cfg).await?));
     }
     if let Some(cfg) = &dns01.webhook {
-        return Ok(Box::new(webhook::Webhook::new(ctx, issuer, cfg).await?));
+        return Ok(Box::new(webhook::Webhook::new(client, issuer, cfg).await?));
     }
     Err(SolverError::InvalidSpec(
         "the dns01 solver names no provider".into(),

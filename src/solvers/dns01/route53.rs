@@ -13,7 +13,7 @@ use http::Method;
 use super::api::{ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
 use super::sigv4::{self, Credentials};
-use crate::controllers::{Context, IssuerHandle};
+use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -119,7 +119,7 @@ async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
 
 impl Route53 {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::Route53,
     ) -> Result<Route53, SolverError> {
@@ -128,8 +128,9 @@ impl Route53 {
             &cfg.secret_access_key_secret_ref,
         ) {
             (Some(id), Some(key)) => Credentials {
-                access_key_id: secret_value(ctx, issuer, id, "AWS access key ID").await?,
-                secret_access_key: secret_value(ctx, issuer, key, "AWS secret access key").await?,
+                access_key_id: secret_value(client, issuer, id, "AWS access key ID").await?,
+                secret_access_key: secret_value(client, issuer, key, "AWS secret access key")
+                    .await?,
                 session_token: None,
             },
             _ => ambient(cfg.region.as_deref()).await?,

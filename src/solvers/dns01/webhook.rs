@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::api::ApiClient;
 use super::provider::DnsProvider;
-use crate::controllers::{Context, IssuerHandle, read_secret_key};
+use crate::shared::{IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::DnsError;
 
@@ -23,7 +23,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub async fn new(
-        ctx: &Context,
+        client: &kube::Client,
         issuer: &IssuerHandle,
         cfg: &crate::api::issuer::Webhook,
     ) -> Result<Webhook, SolverError> {
@@ -31,7 +31,7 @@ impl Webhook {
         if let Some(r) = &cfg.basic_auth_secret_ref {
             let ns = &issuer.secret_namespace;
             let read = async |key: &str| {
-                read_secret_key(&ctx.client, ns, &r.name, key)
+                read_secret_key(client, ns, &r.name, key)
                     .await
                     .map(|v| v.map(|b| String::from_utf8_lossy(&b).trim().to_string()))
             };

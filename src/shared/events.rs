@@ -127,6 +127,44 @@ impl Recorder {
         }
     }
 
+    /// Publishes an event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.note(&obj.object_ref(&()), warning, reason, action, note)
+            .await;
+    }
+
+    /// Publishes an event about `regarding`; failures are logged, never fatal.
+    pub async fn note(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.publish(&event, regarding).await {
+            tracing::debug!(error = %e, "cannot publish event");
+        }
+    }
+
     /// Publishes `ev` about `regarding` (in its namespace; `default` for cluster-scoped
     /// objects, as kube does).
     pub async fn publish(
@@ -163,7 +201,7 @@ impl Recorder {
                     }
                 }
                 Publish::Create { name } => {
-                    let event = self.event(ev, regarding, name.clone(), now);
+                    let event = self.build_event(ev, regarding, name.clone(), now);
                     let created = api.create(&PostParams::default(), &event).await;
                     if created.is_err() {
                         self.forget(ev, regarding, &name);
@@ -182,7 +220,7 @@ impl Recorder {
             .forget(ev, regarding, name);
     }
 
-    fn event(
+    fn build_event(
         &self,
         ev: &Event,
         regarding: &ObjectReference,

@@ -1,5 +1,5 @@
 //! What the controllers remember between reconciles, per object: one struct, held by the
-//! [`Context`](super::Context), started afresh with each leadership term (a replica
+//! controllers' `Context`, started afresh with each leadership term (a replica
 //! that loses the Lease forgets everything), pruned when its object is
 //! deleted, with an injectable clock.
 //!
