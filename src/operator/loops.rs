@@ -1,0 +1,294 @@
+//! The controller loops of one leadership term: Certificates, both issuer kinds,
+//! annotated Ingresses and Gateways, sharing one [`Context`].
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+
+use super::{CONCURRENCY, Options, Shutdown, TermInputs, api};
+use crate::api::{
+    CERTIFICATE_LABEL, COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
+use crate::controllers::{self, Context, Stores};
+use crate::shared::memory::object_key;
+use crate::solvers::http01;
+
+/// The controllers, until `stop` resolves, with a fresh [`Context`] (and so fresh
+/// per-object memory) for this leadership term.
+pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop: Shutdown) {
+    let client = &shared.client;
+    let issuers: Api<CaaSIssuer> = api(client, &options.namespace);
+    let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
+    // One watch per issuer kind, shared by its own controller and the certificate
+    // controller (woken when its issuer changes).
+    let issuers = SharedWatch::start(issuers);
+    let cluster_issuers = SharedWatch::start(cluster_issuers);
+    let issuer_ctrl = Controller::for_shared_stream(issuers.for_controller, issuers.store);
+    let cluster_issuer_ctrl =
+        Controller::for_shared_stream(cluster_issuers.for_controller, cluster_issuers.store);
+    // Every Secret the operator manages (TLS, next keys, account keys), by label. The
+    // same stream wakes the Certificates (see `certificate_loop`), so a reconcile woken by
+    // a Secret change always finds that change in the store.
+    let (secrets, writer) = reflector::store();
+    let secret_events = reflector::reflector(
+        writer,
+        watcher(
+            api::<Secret>(client, &options.namespace),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+        .modify(|s| {
+            s.managed_fields_mut().clear();
+            controllers::certificate::secret::slim(s);
+        }),
+    )
+    .default_backoff()
+    .touched_objects();
+    shared.memory.new_term();
+    let stores = Stores::new(
+        client.clone(),
+        issuer_ctrl.store(),
+        cluster_issuer_ctrl.store(),
+        secrets,
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        shared.settings.clone(),
+        shared.certificates.clone(),
+        shared.index.clone(),
+        stores,
+        shared.memory.clone(),
+        shared.metrics.clone(),
+    ));
+    let sweeper = tokio::spawn(http01::sweep(
+        client.clone(),
+        options.namespace.clone(),
+        shared.certificates.clone(),
+    ));
+    tokio::join!(
+        certificate_loop(
+            ctx.clone(),
+            shared.feed.subscribe(),
+            secret_events,
+            (issuers.for_certificates, cluster_issuers.for_certificates),
+            stop.clone()
+        ),
+        issuer_loops(issuer_ctrl, cluster_issuer_ctrl, ctx.clone(), stop.clone()),
+        ingress_loop(options, ctx.clone(), stop.clone()),
+        gateway_loop(options, ctx.clone(), stop)
+    );
+    sweeper.abort();
+    issuers.task.abort();
+    cluster_issuers.task.abort();
+}
+
+/// How many changes a subscriber of a shared watch may fall behind before the watch
+/// waits for it.
+const SHARED_WATCH_BUFFER: usize = 1024;
+
+/// One watch of an issuer kind whose objects go to a store, the kind's own controller
+/// and the certificate controller (kube's shared reflector), driven by a task of its
+/// own for one leadership term.
+struct SharedWatch<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
+    store: reflector::Store<K>,
+    /// The objects the watch applies (and the whole list at each resync), for the
+    /// kind's controller and for the certificate controller.
+    for_controller: reflector::ReflectHandle<K>,
+    for_certificates: reflector::ReflectHandle<K>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K> SharedWatch<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    fn start(api: Api<K>) -> Self {
+        let (store, writer) = reflector::store_shared(SHARED_WATCH_BUFFER);
+        let subscribe = || {
+            writer
+                .subscribe()
+                .expect("a shared store's writer hands out subscriptions")
+        };
+        let (for_controller, for_certificates) = (subscribe(), subscribe());
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect_shared(writer);
+        let task = tokio::spawn(events.for_each(|_| futures::future::ready(())));
+        SharedWatch {
+            store,
+            for_controller,
+            for_certificates,
+            task,
+        }
+    }
+}
+
+/// Both issuer controllers; a deleted issuer's memory is dropped.
+async fn issuer_loops(
+    issuer_ctrl: Controller<CaaSIssuer>,
+    cluster_issuer_ctrl: Controller<ClusterCaaSIssuer>,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+) {
+    let forget_issuer = |ctx: &Context, key: String| {
+        ctx.memory.forget_issuer(&key);
+        futures::future::ready(())
+    };
+    let issuer_loop = issuer_ctrl
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            controllers::issuer::reconcile_namespaced,
+            controllers::issuer::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| match result {
+            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                let ns = obj.namespace.unwrap_or_default();
+                forget_issuer(&ctx, format!("{ns}/CaaSIssuer/{}", obj.name))
+            }
+            _ => futures::future::ready(()),
+        });
+    let cluster_issuer_loop = cluster_issuer_ctrl
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            controllers::issuer::reconcile_cluster,
+            controllers::issuer::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| match result {
+            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                let ns = &ctx.settings.cluster_resource_namespace;
+                forget_issuer(&ctx, format!("{ns}/ClusterCaaSIssuer/{}", obj.name))
+            }
+            _ => futures::future::ready(()),
+        });
+    tokio::join!(issuer_loop, cluster_issuer_loop);
+}
+
+/// Certificates, also woken by their TLS Secret (watched by label: only the Secrets we
+/// manage) and by their issuer changing. A deleted Certificate's memory is dropped.
+async fn certificate_loop(
+    ctx: Arc<Context>,
+    feed: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
+    secret_events: impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    issuers: (
+        reflector::ReflectHandle<CaaSIssuer>,
+        reflector::ReflectHandle<ClusterCaaSIssuer>,
+    ),
+    stop: Shutdown,
+) {
+    let (store_ns, store_cluster) = (ctx.certificates.clone(), ctx.certificates.clone());
+    // Bounded concurrency: a burst of a thousand Certificates otherwise opens hundreds of
+    // connections at once (API server and CA), which costs memory and gains nothing.
+    // The one Certificate watch (see `run`): what it applies from now on, after what
+    // the store already holds.
+    let trigger = futures::stream::iter(ctx.certificates.state()).chain(feed);
+    Controller::for_shared_stream(trigger, ctx.certificates.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
+        // A shared reflector's stream (kube's `unstable-runtime-stream-control`: the
+        // documented way to share one watch between a store and a controller).
+        .watches_stream(secret_events, |secret: Secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let tls = secret.labels().get(COMPONENT_LABEL).map(String::as_str) == Some("tls");
+            secret
+                .labels()
+                .get(CERTIFICATE_LABEL)
+                .filter(|_| tls)
+                .map(|name| ObjectRef::new(name).within(&ns))
+        })
+        .watches_shared_stream(issuers.0, move |issuer: Arc<CaaSIssuer>| {
+            let (ns, name) = (issuer.namespace(), issuer.name_any());
+            store_ns
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    !c.spec.issuer_ref.is_cluster()
+                        && c.spec.issuer_ref.name == name
+                        && c.namespace() == ns
+                })
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .watches_shared_stream(issuers.1, move |issuer: Arc<ClusterCaaSIssuer>| {
+            let name = issuer.name_any();
+            store_cluster
+                .state()
+                .into_iter()
+                .filter(|c| c.spec.issuer_ref.is_cluster() && c.spec.issuer_ref.name == name)
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stop)
+        .run(
+            controllers::certificate::reconcile,
+            controllers::certificate::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+                let key = object_key(obj.namespace.as_deref(), &obj.name);
+                ctx.memory.forget_certificate(&key);
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Annotated Gateways, when the cluster serves Gateway API (its CRDs are optional): also
+/// woken when a Certificate they own changes or goes away.
+async fn gateway_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    use crate::api::gateway::Gateway;
+    if !controllers::gateway::served(&ctx.client).await {
+        tracing::info!(
+            "Gateway API (gateway.networking.k8s.io/v1) is not installed: Gateways are not watched"
+        );
+        return;
+    }
+    owner_loop::<Gateway>(options, ctx, stop).await;
+}
+
+/// Ingresses: also woken when a Certificate they own changes or goes away.
+async fn ingress_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+    owner_loop::<Ingress>(options, ctx, stop).await;
+}
+
+/// Annotated Ingresses or Gateways (`K`), also woken when a Certificate one of them owns
+/// changes or goes away.
+async fn owner_loop<K>(options: &Options, ctx: Arc<Context>, stop: Shutdown)
+where
+    K: controllers::ingress::Owner
+        + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::de::DeserializeOwned,
+{
+    let owners: Api<K> = api(&ctx.client, &options.namespace);
+    let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
+    Controller::new(owners, watcher::Config::default())
+        .watches(
+            certificates,
+            watcher::Config::default(),
+            |cert: Certificate| {
+                controllers::ingress::owner_of::<K>(&cert)
+                    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+            },
+        )
+        .graceful_shutdown_on(stop)
+        .run(
+            controllers::ingress::reconcile_owner::<K>,
+            controllers::ingress::error_policy::<K>,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
