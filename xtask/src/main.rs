@@ -205,7 +205,7 @@ fn workspace_root() -> std::path::PathBuf {
 fn test(extra: &[String]) -> Result<(u64, u64), String> {
     use std::io::BufRead;
     // Build everything first (never two builds at once), then run the 20-minute slow-CA
-    // test binary in the background while the rest runs.
+    // test in the background (its own process of the e2e binary) while the rest runs.
     cargo(&[
         "test",
         "--workspace",
@@ -279,11 +279,16 @@ fn test_result_counts(line: &str) -> (u64, u64) {
     (count(" passed"), count(" failed"))
 }
 
-/// The test that waits on a slow CA for 20 minutes (tests/slow_ca.rs).
-const SLOW_TEST: &str = "a_slow_ca_is_waited_for_without_a_timeout";
+/// The integration-test binary (tests/e2e/main.rs, one module per area).
+const E2E_TEST: &str = "e2e";
 
-/// The slow-CA test binary running in the background, its output in a file. Killed if
-/// dropped before it finished (an earlier step failed).
+/// The test that waits on a slow CA for 20 minutes (tests/e2e/slow_ca.rs), by its path
+/// in the e2e binary: `--exact` runs it alone, `--skip` leaves it out of the main run.
+const SLOW_TEST: &str = "slow_ca::a_slow_ca_is_waited_for_without_a_timeout";
+
+/// The slow-CA test running in the background (the e2e binary, filtered to that one
+/// test), its output in a file. Killed if dropped before it finished (an earlier step
+/// failed).
 struct SlowTest {
     child: std::process::Child,
     log: std::path::PathBuf,
@@ -306,7 +311,7 @@ impl SlowTest {
             .args([
                 "test",
                 "--test",
-                "slow_ca",
+                E2E_TEST,
                 "--no-run",
                 "--message-format=json",
             ])
@@ -314,22 +319,16 @@ impl SlowTest {
             .stderr(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {cargo_bin}: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        // `cargo --message-format=json` prints one JSON object per line; the test binary's
-        // line names the target and its executable (std only here: no JSON parser).
-        let exe = stdout
-            .lines()
-            .filter(|l| l.contains("\"name\":\"slow_ca\"") && l.contains("\"test\":true"))
-            .find_map(|l| {
-                let rest = l.split("\"executable\":\"").nth(1)?;
-                Some(rest.split('"').next()?.to_string())
-            })
-            .ok_or("cannot find the slow_ca test binary in cargo's output")?;
+        let exe = test_executable(&String::from_utf8_lossy(&out.stdout), E2E_TEST)
+            .ok_or("cannot find the e2e test binary in cargo's output")?;
         let log = workspace_root().join("target").join("slow_ca.log");
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        eprintln!("==> {exe} (in the background, output in {})", log.display());
+        eprintln!(
+            "==> {exe} {SLOW_TEST} --exact (in the background, output in {})",
+            log.display()
+        );
         let child = Command::new(&exe)
-            .args([SLOW_TEST, "--nocapture"])
+            .args([SLOW_TEST, "--exact", "--nocapture"])
             .current_dir(workspace_root())
             .stdout(file.try_clone().map_err(|e| e.to_string())?)
             .stderr(file)
@@ -359,6 +358,24 @@ impl SlowTest {
         }
         Ok((status.success(), passed, failed))
     }
+}
+
+/// The executable of the integration-test target `name`, from the output of `cargo test
+/// --no-run --message-format=json`: one JSON object per line, the test target's line
+/// naming the target and its executable (std only here: no JSON parser).
+fn test_executable(cargo_json: &str, name: &str) -> Option<String> {
+    let name = format!("\"name\":\"{name}\"");
+    cargo_json
+        .lines()
+        .filter(|l| {
+            l.contains("\"reason\":\"compiler-artifact\"")
+                && l.contains("\"kind\":[\"test\"]")
+                && l.contains(&name)
+        })
+        .find_map(|l| {
+            let rest = l.split("\"executable\":\"").nth(1)?;
+            Some(rest.split('"').next()?.to_string())
+        })
 }
 
 /// Regenerates the generated files: `crds/caas.dev.yaml` (from the Rust types), the
@@ -525,4 +542,34 @@ fn ci() -> Result<(), String> {
     // The closing line CI reads: every test of the suite, counted over all binaries.
     println!("ci: {passed} passed, {failed} failed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_e2e_executable_in_cargo_json() {
+        // Trimmed lines of `cargo test --no-run --message-format=json`.
+        let json = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w#caas-operator@0.1.0","target":{"kind":["lib"],"crate_types":["lib"],"name":"caas_operator","test":true},"profile":{"test":true},"executable":"/t/debug/deps/caas_operator-1111"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w#caas-operator@0.1.0","target":{"kind":["test"],"crate_types":["bin"],"name":"e2e","src_path":"/w/tests/e2e/main.rs","test":true},"profile":{"test":true},"filenames":["/t/debug/deps/e2e-2222"],"executable":"/t/debug/deps/e2e-2222","fresh":true}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            test_executable(&json, "e2e").as_deref(),
+            Some("/t/debug/deps/e2e-2222")
+        );
+        assert_eq!(test_executable(&json, "slow_ca"), None);
+    }
+
+    #[test]
+    fn counts_passed_and_failed_of_a_test_result_line() {
+        let ok = "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 73 filtered out; finished in 1260.01s";
+        assert_eq!(test_result_counts(ok), (1, 0));
+        let failed = "test result: FAILED. 70 passed; 3 failed; 0 ignored; 0 measured; 1 filtered out; finished in 900.2s";
+        assert_eq!(test_result_counts(failed), (70, 3));
+        assert_eq!(test_result_counts("test slow_ca::x ... ok"), (0, 0));
+    }
 }

@@ -1,8 +1,6 @@
 //! Faults the operator must ride out: a TLS Secret deleted or corrupted by hand, and the
 //! API server restarting in the middle of an issuance.
 
-mod support;
-
 use std::time::Duration;
 
 use caas_operator::api::Certificate;
@@ -11,7 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

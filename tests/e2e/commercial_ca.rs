@@ -4,8 +4,6 @@
 //! `preferredChain` over alternate roots, IP address identifiers, and orders whose
 //! authorizations are already valid.
 
-mod support;
-
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,7 +16,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

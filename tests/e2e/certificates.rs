@@ -3,8 +3,6 @@
 //! are reported and recover; a killed operator resumes its order; bad Certificates are
 //! reported without stopping the others; and no secret ever reaches the logs.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -16,7 +14,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -2,8 +2,6 @@
 //! annotated Gateways, rolling restarts after renewals, notifications, and the
 //! `Expiring` warning, against the real API server and Pebble.
 
-mod support;
-
 use std::time::Duration;
 
 use caas_operator::api::Certificate;
@@ -19,7 +17,8 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -6,8 +6,6 @@
 //!
 //! This test takes over 20 minutes: `cargo xtask test` runs it alongside the rest.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use caas_operator::api::Certificate;
@@ -15,7 +13,8 @@ use caas_testbed::acme_proxy::{Exchange, Kind, SlowCa};
 use caas_testbed::{PebbleOptions, unique_name};
 use kube::api::Api;
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 

@@ -3,8 +3,6 @@
 //! an issuer with a wrong HMAC, a rate-limited one; its verdicts, exit codes, and never
 //! a secret in its output.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +10,8 @@ use std::time::Duration;
 use caas_testbed::acme_proxy::Kind;
 use caas_testbed::{Fault, PebbleOptions, shared_apiserver, unique_name};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

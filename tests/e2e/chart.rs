@@ -2,8 +2,6 @@
 //! operator issuing certificates with exactly the chart's RBAC (a ServiceAccount token
 //! from the API server), including what that account must NOT be able to do.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,7 +9,8 @@ use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, tool, unique_name};
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ZONE: &str = "acc.test";

@@ -1,7 +1,6 @@
 //! What the operator's integration tests share: installing the CRDs, starting the real
 //! operator binary against the test bed, issuer manifests, waiting, and checking logs
 //! for secrets.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -73,8 +72,10 @@ pub struct Operator {
     /// Where the CA's HTTP-01 requests arrive: the ingress data plane stand-in, which
     /// routes them through the operator's temporary Ingress / HTTPRoute, Service and
     /// Endpoints to `solver_port`.
+    #[allow(dead_code)] // no test reads it today; there to look at when one fails
     pub http01_port: u16,
     /// The operator's own HTTP-01 listener (`--http01-addr`).
+    #[allow(dead_code)] // no test reads it today; there to look at when one fails
     pub solver_port: u16,
     pub data_plane: caas_testbed::IngressDataPlaneStandIn,
     args: Vec<String>,

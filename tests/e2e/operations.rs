@@ -1,8 +1,6 @@
 //! How users meet the operator in production: annotated Ingresses, several replicas with
 //! one leader, and metrics.
 
-mod support;
-
 use std::time::Duration;
 
 use caas_operator::api::Certificate;
@@ -14,7 +12,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

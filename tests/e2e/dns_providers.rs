@@ -4,8 +4,6 @@
 //! delegation; a Certificate deleted mid-order has its record removed through the
 //! provider.
 
-mod support;
-
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,7 +15,8 @@ use caas_testbed::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

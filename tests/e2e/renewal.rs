@@ -3,8 +3,6 @@
 //! rotation, a CA that rejects half the nonces, and failures that back off instead of
 //! hammering the CA.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use caas_operator::api::Certificate;
@@ -12,7 +10,8 @@ use caas_testbed::{PebbleOptions, unique_name};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(60);

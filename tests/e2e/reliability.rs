@@ -3,8 +3,6 @@
 //! front end that rate-limits, fails, stalls and drops connections, and 500
 //! Certificates issued while the operator is restarted three times.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use caas_operator::api::{COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -16,7 +14,8 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const ZONE: &str = "acc.test";
 const TIMEOUT: Duration = Duration::from_secs(90);

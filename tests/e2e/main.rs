@@ -1,0 +1,36 @@
+//! The operator's integration tests: one test binary (`e2e`), one module per area, so the
+//! whole crate is linked once instead of once per area (disk and link time).
+//!
+//! * `testbed_smoke`: the test bed itself (API server, Pebble with EAB, BIND with TSIG).
+//! * `certificates`: the core path: issuer with EAB, HTTP-01 and RFC 2136 DNS-01, errors.
+//! * `renewal`: renewal (ARI, `replaces`), TLS-ALPN-01, key types, nonces, backoff.
+//! * `commercial_ca`: what commercial CaaS CAs need (EAB algorithms, chains, notAfter).
+//! * `dns_providers`: DNS-01 providers against BIND, through fakes of their APIs.
+//! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
+//! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
+//! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
+//! * `faults`: TLS Secrets deleted or corrupted by hand, an API server restart.
+//! * `slow_ca`: a CA that takes over 20 minutes (`cargo xtask test` runs it alongside).
+//! * `chart`: the Helm chart: lint, generated files current, install, its RBAC.
+//! * `plugin`: `kubectl caas` through the real kubectl.
+//! * `hostile_input`: property tests: user input gives errors, never panics.
+//!
+//! All areas share one API server and one BIND (`caas_testbed::shared_apiserver`,
+//! `shared_bind`) and install the CRDs once (`support::install_crds`); tests isolate
+//! themselves by namespace and by `unique_name`.
+
+mod support;
+
+mod certificates;
+mod chart;
+mod commercial_ca;
+mod delivery;
+mod dns_providers;
+mod faults;
+mod hostile_input;
+mod operations;
+mod plugin;
+mod reliability;
+mod renewal;
+mod slow_ca;
+mod testbed_smoke;
