@@ -8,11 +8,10 @@ use kube::runtime::controller::Action;
 
 use super::observe::Observed;
 use super::status::{ISSUING, Reason, StatusWriter};
-use super::{Error, ari, key_of, keys, present, secret};
+use super::{Error, ari, effects, key_of, keys, present, secret};
 use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
-use crate::controllers::{Context, IssuerHandle, restart};
-use crate::notify;
+use crate::controllers::{Context, IssuerHandle};
 use crate::pki::CertInfo;
 use crate::plan::{self, Request};
 use crate::solvers::dns01;
@@ -71,31 +70,6 @@ pub async fn valid(
     Ok(until(renewal_time))
 }
 
-/// The notifications of `issuer` (or the operator's default), and the namespace of their
-/// URL Secrets.
-pub fn notify_config<'a>(
-    ctx: &'a Context,
-    issuer: &'a IssuerHandle,
-) -> Option<(&'a crate::api::issuer::Notify, &'a str)> {
-    match &issuer.spec.notify {
-        Some(n) => Some((n, issuer.secret_namespace.as_str())),
-        None => ctx
-            .settings
-            .default_notify
-            .as_ref()
-            .map(|n| (n, ctx.settings.cluster_resource_namespace.as_str())),
-    }
-}
-
-/// Sends `message` to the webhooks of `issuer` (or the operator's default).
-pub async fn tell(ctx: &Context, issuer: &IssuerHandle, message: &notify::Message) {
-    if let Some((config, namespace)) = notify_config(ctx, issuer) {
-        ctx.notifier
-            .send(&ctx.client, config, namespace, message)
-            .await;
-    }
-}
-
 fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
     w.status.not_before = Some(info.not_before.to_string());
     w.status.not_after = Some(info.not_after.to_string());
@@ -133,7 +107,8 @@ fn issued_message(
     )
 }
 
-/// Writes the TLS Secret, then status, then cleans up.
+/// Writes the TLS Secret, then status (after cleaning up the order's answers), then
+/// carries out the effects of an issuance ([`effects::issued`]).
 pub async fn issued(
     ctx: &Context,
     seen: &Observed,
@@ -143,13 +118,14 @@ pub async fn issued(
     issued: Issued,
 ) -> Result<Action, Error> {
     let cert = &*seen.cert;
-    let Issued {
-        chain,
-        key_pem,
-        info,
-        cause: (cause_reason, cause),
-    } = issued;
-    let body = match secret::tls_secret(cert, issuer, request, &info, &chain, &key_pem) {
+    let body = match secret::tls_secret(
+        cert,
+        issuer,
+        request,
+        &issued.info,
+        &issued.chain,
+        &issued.key_pem,
+    ) {
         Ok(body) => body,
         Err(e) => {
             let e = format!("the certificate or key cannot be encoded: {e}");
@@ -159,6 +135,7 @@ pub async fn issued(
     if let Err(e) = secret::apply(ctx, cert, &body).await {
         return secret_write_failed(ctx, seen, w, e.to_string()).await;
     }
+    let info = &issued.info;
     let lifetime = info.not_after.duration_since(info.not_before);
     let before = crate::renewal::renew_before(
         lifetime,
@@ -168,74 +145,58 @@ pub async fn issued(
     let planned =
         crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
     // The CA's renewal window (ARI) now, so that the next look has nothing to change.
-    let renewal_time = ari::renewal_time(ctx, cert, issuer, &body, &info, planned, w.now).await;
+    let renewal_time = ari::renewal_time(ctx, cert, issuer, &body, info, planned, w.now).await;
+    // A renewal replaces a certificate this Certificate had; the first issuance does not.
+    // (A Secret another tool filled, now replaced, counts: workloads mount it already.)
+    let renewed = w.status.revision.is_some_and(|r| r >= 1)
+        || seen.secret.as_ref().and_then(secret::leaf_der).is_some();
+    let (challenges, message) =
+        record_issued(ctx, &mut w, cert, issuer, request, info, renewal_time);
+    // Clean up before status forgets the order: a process killed in between finds the
+    // order again on restart and cleans up then.
+    present::cleanup(ctx, cert, issuer, &challenges).await;
+    w.save().await?;
+    effects::issued(ctx, cert, issuer, message, issued, renewed).await;
+    Ok(until(renewal_time))
+}
+
+/// Status for a new certificate: its revision, times, issuer and `Ready`; returns the
+/// order's challenges for cleanup (status forgets the order) and Ready's message.
+fn record_issued(
+    ctx: &Context,
+    w: &mut StatusWriter<'_>,
+    cert: &Certificate,
+    issuer: &IssuerHandle,
+    request: &Request,
+    info: &CertInfo,
+    renewal_time: Timestamp,
+) -> (Vec<ChallengeStatus>, String) {
     let challenges = w
         .status
         .order
         .take()
         .map(|o| o.challenges)
         .unwrap_or_default();
-    // A renewal replaces a certificate this Certificate had; the first issuance does not.
-    // (A Secret another tool filled, now replaced, counts: workloads mount it already.)
-    let renewed = w.status.revision.is_some_and(|r| r >= 1)
-        || seen.secret.as_ref().and_then(secret::leaf_der).is_some();
     w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
     w.status.manual_renewal = request.renew_request.clone();
-    record(&mut w, &info, renewal_time);
+    record(w, info, renewal_time);
     w.drop_expiring();
     // The next renewal starts with the primary issuer again.
     w.status.issued_by = Some(issuer.display());
     w.status.issuing_with = None;
     w.status.issuing_with_failing_since = None;
-    let message = issued_message(cert, issuer, &info, renewal_time);
+    let message = issued_message(cert, issuer, info, renewal_time);
     w.set_ready(true, Reason::ISSUED, message.clone());
     if let Some(started) = w
         .condition(ISSUING)
         .and_then(|c| c.last_transition_time.as_deref())
         .and_then(|t| t.parse::<Timestamp>().ok())
     {
-        let secs = Timestamp::now()
-            .duration_since(started)
-            .as_secs_f64()
-            .max(0.0);
+        let secs = w.now.duration_since(started).as_secs_f64().max(0.0);
         ctx.metrics.issuance_duration.observe(secs);
     }
     w.drop_issuing();
-    // Clean up before status forgets the order: a process killed in between finds the
-    // order again on restart and cleans up then.
-    present::cleanup(ctx, cert, issuer, &challenges).await;
-    w.save().await?;
-    tracing::info!(certificate = %key_of(cert), serial = %info.serial, "certificate issued; {message}");
-    // One event per issuance (failures have their own). Its reason is the cause: events
-    // with the same reason are merged into one series, which would hide a new cause.
-    let note = format!(
-        "certificate issued (serial {}) because {cause}; {message}",
-        info.serial
-    );
-    ctx.event(cert, false, cause_reason, "Issue", note).await;
-    keys::delete_next(ctx, cert).await;
-    let ns = cert.metadata.namespace.clone().unwrap_or_default();
-    if renewed && ctx.settings.restart_on_renew {
-        let secret = &cert.spec.secret_name;
-        restart::on_renewed(
-            &ctx.client,
-            &ctx.recorder,
-            &ctx.restarts,
-            &ns,
-            secret,
-            &info.serial,
-        )
-        .await;
-    }
-    let event = match renewed {
-        true => notify::Event::Renewed,
-        false => notify::Event::Issued,
-    };
-    let mut msg = notify::Message::new(event, cert, Reason::ISSUED.as_str(), message);
-    msg.serial = Some(info.serial.clone());
-    msg.not_after = Some(info.not_after.to_string());
-    tell(ctx, issuer, &msg).await;
-    Ok(until(renewal_time))
+    (challenges, message)
 }
 
 /// The certificate is safe at the CA and its key in the next-key Secret: keep the order

@@ -12,7 +12,6 @@ use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
 use crate::api::CertificateStatus;
 use crate::controllers::{Context, IssuerHandle};
-use crate::notify;
 use crate::plan::{self, Request};
 
 /// Why a certificate is being issued.
@@ -252,55 +251,14 @@ async fn failed(
             failure.message
         ),
     };
-    tracing::warn!(certificate = %key, reason = failure.reason.as_str(), step = %failure.step, "issuance failed: {message}");
-    ctx.event(
-        cert,
-        true,
-        failure.reason.as_str(),
-        "Issue",
-        message.clone(),
-    )
-    .await;
     w.set_issuing(false, failure.reason, message.clone());
     if !has_valid_cert {
         w.set_ready(false, failure.reason, message.clone());
     }
-    let expiring = expiring(ctx, &mut w, has_valid_cert, &message);
+    let expiring = expiring(ctx, &mut w, has_valid_cert, &message)
+        .map(|note| (note, w.status.not_after.clone().unwrap_or_default()));
     w.save().await?;
-    let failing = super::finish::notify_config(ctx, issuer)
-        .is_some_and(|(n, _)| notify::report_failure(Some(n), attempts));
-    if failing {
-        let msg = notify::Message::new(
-            notify::Event::Failed,
-            cert,
-            failure.reason.as_str(),
-            message,
-        );
-        super::finish::tell(ctx, issuer, &msg).await;
-    }
-    if let Some(note) = expiring {
-        // Once per certificate (notAfter): the event, the log line, the notification.
-        let not_after = w.status.not_after.clone().unwrap_or_default();
-        if ctx.notifier.first_expiring(&key, &not_after) {
-            tracing::warn!(certificate = %key, "{note}");
-            ctx.event(
-                cert,
-                true,
-                Reason::RENEWAL_FAILING.as_str(),
-                "Renew",
-                note.clone(),
-            )
-            .await;
-            let mut msg = notify::Message::new(
-                notify::Event::Expiring,
-                cert,
-                Reason::RENEWAL_FAILING.as_str(),
-                note,
-            );
-            msg.not_after = Some(not_after);
-            super::finish::tell(ctx, issuer, &msg).await;
-        }
-    }
+    super::effects::failed(ctx, cert, issuer, &failure, (message, attempts), expiring).await;
     Ok(Action::requeue(delay.unsigned_abs()))
 }
 

@@ -20,6 +20,7 @@
 
 pub mod ari;
 pub mod drive;
+pub mod effects;
 pub mod failure;
 pub mod finish;
 pub mod issue;
