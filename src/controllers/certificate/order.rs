@@ -278,4 +278,6 @@ pub fn invalid_message(order: &OrderView, authzs: &[AuthzView]) -> String {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
