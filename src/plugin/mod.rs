@@ -2,8 +2,8 @@
 //! Certificate or issuer on one screen, decode a TLS Secret, renew now. It uses the
 //! user's kubeconfig and only reads, except `renew`.
 //!
-//! Each verb builds a report (JSON) from what the API server has; text output is a
-//! rendering of the same report, `-o json|yaml` prints it. Exit codes: 0 ready, 1 not
+//! Each verb builds a typed report ([`report::Report`]) from what the API server has;
+//! text output is a rendering of the same report, `-o json|yaml` prints it. Exit codes: 0 ready, 1 not
 //! ready, 2 error. Nothing secret is ever printed: the EAB key ID yes, the HMAC never;
 //! a Secret's private key only as its type and whether it matches.
 
@@ -11,22 +11,21 @@ pub mod check;
 pub mod convert;
 pub mod diagnose;
 pub mod inspect;
+pub mod probe;
+pub mod renew;
+pub mod report;
 pub mod status;
 pub mod verdict;
 
+// Who uses whom, one way only: this file (the CLI) -> the verbs (status, check, inspect,
+// diagnose, renew, convert) -> status uses inspect -> the leaves (probe, report, verdict).
+
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand, ValueEnum};
-use serde_json::Value;
+use clap::{Args, Subcommand};
 
-/// Output formats.
-#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-    Yaml,
-}
+pub use renew::renew;
+pub use report::{Output, emit, exit_code, human, print, when};
 
 /// Options every verb takes.
 #[derive(Args, Debug, Clone, Default)]
@@ -155,27 +154,6 @@ pub enum InspectWhat {
     Secret { name: String },
 }
 
-/// The exit code of a report: 0 ready, 1 not ready.
-pub fn exit_code(report: &Value) -> i32 {
-    if report["ready"].as_bool() == Some(true) {
-        0
-    } else {
-        1
-    }
-}
-
-/// Prints `report` as asked; `text` renders it for people.
-pub fn print(report: &Value, output: Output, text: impl FnOnce(&Value) -> String) {
-    match output {
-        Output::Text => print!("{}", text(report)),
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        ),
-        Output::Yaml => print!("{}", serde_yaml::to_string(report).unwrap_or_default()),
-    }
-}
-
 /// `convert`: needs no cluster.
 pub fn convert_file(filename: &std::path::Path) -> anyhow::Result<i32> {
     let input = if filename == std::path::Path::new("-") {
@@ -207,24 +185,21 @@ pub fn needs_cluster(verb: &Verb) -> bool {
 
 /// Runs one verb; returns the exit code (errors are the caller's: exit 2).
 pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
-    let global = match verb {
+    let (namespace, output) = match verb {
         Verb::Status { global, .. }
         | Verb::Inspect { global, .. }
         | Verb::Renew { global, .. }
         | Verb::Revoke { global, .. }
-        | Verb::Check { global, .. } => global.clone(),
-        Verb::Diagnose { namespace, .. } => Global {
-            namespace: namespace.clone(),
-            output: Output::Text,
-        },
+        | Verb::Check { global, .. } => (global.namespace.as_deref(), global.output),
+        Verb::Diagnose { namespace, .. } => (namespace.as_deref(), Output::Text),
         Verb::Convert { filename } => return convert_file(filename),
     };
-    let ns = global
-        .namespace
-        .clone()
+    let ns = namespace
+        .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
     let now = jiff::Timestamp::now();
-    let report = match verb {
+    let client = &client;
+    Ok(match verb {
         Verb::Convert { .. } => unreachable!("handled above"),
         Verb::Revoke {
             name,
@@ -232,49 +207,13 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
             cluster_resource_namespace,
             ..
         } => {
-            let why = crate::revoke::parse_reason(reason)?;
-            let serial =
-                crate::revoke::revoke(&client, &ns, name, why, cluster_resource_namespace).await?;
-            renew(&client, &ns, Some(name), false, None).await?;
-            let r = serde_json::json!({ "ready": true, "namespace": ns, "name": name, "revokedSerial": serial });
-            print(&r, global.output, |r| {
-                format!(
-                    "revoked serial {} of Certificate {ns}/{name}; renewal requested\n",
-                    r["revokedSerial"].as_str().unwrap_or_default()
-                )
-            });
-            r
+            let r = renew::revoke(client, &ns, name, reason, cluster_resource_namespace).await?;
+            emit(&r, output, renew::render_revoke)
         }
-        Verb::Check {
-            what:
-                CheckWhat::Issuer {
-                    name,
-                    cluster,
-                    operator_namespace,
-                    dns,
-                    dns01_recursive_nameservers,
-                    dns01_recursive_nameservers_only,
-                },
-            ..
-        } => {
-            let resolvers = crate::solvers::dns01::propagation::Resolvers {
-                servers: dns01_recursive_nameservers.clone(),
-                only: *dns01_recursive_nameservers_only,
-            };
-            let dns = dns.as_deref().map(|n| (n, resolvers));
-            let r = check::issuer(&client, &ns, name, *cluster, operator_namespace, dns).await?;
-            print(&r, global.output, check::render);
-            r
-        }
+        Verb::Check { what, .. } => run_check(client, &ns, what, output).await?,
         Verb::Diagnose { args, .. } => {
-            let r = diagnose::run(&client, &ns, args).await?;
-            print(&r, global.output, |r| {
-                format!(
-                    "support bundle written: {}\n",
-                    r["bundle"].as_str().unwrap_or_default()
-                )
-            });
-            r
+            let r = diagnose::run(client, &ns, args).await?;
+            emit(&r, output, diagnose::render)
         }
         Verb::Renew {
             name,
@@ -282,148 +221,53 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
             selector,
             ..
         } => {
-            let r = renew(&client, &ns, name.as_deref(), *all, selector.as_deref()).await?;
-            print(&r, global.output, |r| {
-                let names: Vec<String> = r["renewed"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|n| {
-                        n.as_str()
-                            .map(|n| format!("renewal requested: Certificate {ns}/{n}\n"))
-                    })
-                    .collect();
-                if names.is_empty() {
-                    "no Certificate matched\n".to_string()
-                } else {
-                    names.concat()
-                }
-            });
-            r
+            let r = renew::renew(client, &ns, name.as_deref(), *all, selector.as_deref()).await?;
+            emit(&r, output, renew::render_renew)
         }
         Verb::Status {
             what: StatusWhat::Certificate { name },
             ..
         } => {
-            let r = status::certificate(&client, &ns, name, now).await?;
-            print(&r, global.output, status::render_certificate);
-            r
+            let r = status::certificate::report(client, &ns, name, now).await?;
+            emit(&r, output, status::certificate::render)
         }
         Verb::Status {
             what: StatusWhat::Issuer { name, cluster },
             ..
         } => {
-            let r = status::issuer(&client, &ns, name, *cluster).await?;
-            print(&r, global.output, status::render_issuer);
-            r
+            let r = status::issuer::report(client, &ns, name, *cluster).await?;
+            emit(&r, output, status::issuer::render)
         }
         Verb::Inspect {
             what: InspectWhat::Secret { name },
             ..
         } => {
-            let r = inspect::secret(&client, &ns, name, now).await?;
-            print(&r, global.output, inspect::render);
-            r
+            let r = inspect::secret(client, &ns, name, now).await?;
+            emit(&r, output, inspect::render)
         }
-    };
-    Ok(exit_code(&report))
+    })
 }
 
-/// Sets `caas.dev/renew` on one Certificate, every one, or those matching `selector`.
-pub async fn renew(
+/// `check issuer`, with `--dns` resolvers as the operator's flags.
+async fn run_check(
     client: &kube::Client,
     ns: &str,
-    name: Option<&str>,
-    all: bool,
-    selector: Option<&str>,
-) -> anyhow::Result<Value> {
-    use kube::ResourceExt;
-    let api: kube::Api<crate::api::Certificate> = kube::Api::namespaced(client.clone(), ns);
-    let names: Vec<String> = match (name, all, selector) {
-        (Some(n), _, _) => vec![n.to_string()],
-        (None, true, _) => api
-            .list_metadata(&Default::default())
-            .await?
-            .items
-            .iter()
-            .map(|c| c.name_any())
-            .collect(),
-        (None, false, Some(sel)) => api
-            .list_metadata(&kube::api::ListParams::default().labels(sel))
-            .await?
-            .items
-            .iter()
-            .map(|c| c.name_any())
-            .collect(),
-        (None, false, None) => anyhow::bail!("name a Certificate, or use --all or -l"),
+    what: &CheckWhat,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let CheckWhat::Issuer {
+        name,
+        cluster,
+        operator_namespace,
+        dns,
+        dns01_recursive_nameservers,
+        dns01_recursive_nameservers_only,
+    } = what;
+    let resolvers = crate::solvers::dns01::propagation::Resolvers {
+        servers: dns01_recursive_nameservers.clone(),
+        only: *dns01_recursive_nameservers_only,
     };
-    let now = jiff::Timestamp::now().to_string();
-    let patch = serde_json::json!({ "metadata": { "annotations": {
-        crate::plan::RENEW_ANNOTATION: now
-    } } });
-    for n in &names {
-        api.patch(
-            n,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("Certificate {ns}/{n}: {e}"))?;
-    }
-    Ok(serde_json::json!({ "ready": true, "namespace": ns, "renewed": names, "at": now }))
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ (in 3d 4h)` / `(5m ago)`.
-pub fn when(t: &str, now: jiff::Timestamp) -> String {
-    match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => {
-            let secs = ts.duration_since(now).as_secs();
-            let span = human(secs.unsigned_abs());
-            if secs < 0 {
-                format!("{t} ({span} ago)")
-            } else {
-                format!("{t} (in {span})")
-            }
-        }
-        Err(_) => t.to_string(),
-    }
-}
-
-/// `3d 4h`, `5m`, `12s`: the two largest units.
-pub fn human(secs: u64) -> String {
-    let parts = [
-        (secs / 86400, "d"),
-        (secs % 86400 / 3600, "h"),
-        (secs % 3600 / 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let first = parts.iter().position(|(n, _)| *n > 0).unwrap_or(3);
-    parts[first..]
-        .iter()
-        .take(2)
-        .filter(|(n, _)| *n > 0 || first == 3)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_say_how_far() {
-        let now: jiff::Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
-        assert_eq!(
-            when("2026-12-02T14:30:10Z", now),
-            "2026-12-02T14:30:10Z (in 3d 4h)"
-        );
-        assert_eq!(
-            when("2026-11-29T09:55:00Z", now),
-            "2026-11-29T09:55:00Z (5m ago)"
-        );
-        assert_eq!(when("soon", now), "soon");
-        assert_eq!(exit_code(&serde_json::json!({ "ready": true })), 0);
-        assert_eq!(exit_code(&serde_json::json!({ "ready": false })), 1);
-    }
+    let dns = dns.as_deref().map(|n| (n, resolvers));
+    let r = check::issuer(client, ns, name, *cluster, operator_namespace, dns).await?;
+    Ok(emit(&r, output, check::render))
 }

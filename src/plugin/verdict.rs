@@ -1,6 +1,59 @@
-//! The one-line verdict of `kubectl caas status`: for each reason the operator reports
-//! (the README's troubleshooting table), what it means and the next action. Pure, so
-//! every reason is tested.
+//! The one-line verdicts of `kubectl caas status` and `inspect`: for each reason the
+//! operator reports (the README's troubleshooting table), what it means and the next
+//! action. Pure, so every reason is tested. A leaf of the plugin.
+
+use crate::api::Condition;
+
+/// The verdict of `status certificate`, from its `Ready` and (true) `Expiring`
+/// conditions and its status times.
+pub fn certificate(
+    ready: Option<&Condition>,
+    expiring: Option<&Condition>,
+    not_after: Option<&str>,
+    renewal_time: Option<&str>,
+) -> String {
+    let reason = ready.map(|c| c.reason.as_str()).unwrap_or_default();
+    match (ready.is_some_and(|c| c.is_true()), expiring) {
+        (true, Some(e)) => format!("EXPIRING ({}): {}", e.reason, e.message),
+        (true, None) => format!(
+            "READY: valid until {}; renewal at {}",
+            not_after.unwrap_or("?"),
+            renewal_time.unwrap_or("?")
+        ),
+        (false, _) if reason.is_empty() => {
+            "NOT READY: the operator has not looked at it yet (is it running? does it watch \
+             this namespace?)"
+                .to_string()
+        }
+        (false, _) => format!("NOT READY ({reason}): {}", certificate_advice(reason)),
+    }
+}
+
+/// The verdict of `status issuer`, from its `Ready` condition and whether its directory
+/// answers from here.
+pub fn issuer(ready: Option<&Condition>, directory: Result<(), &str>) -> String {
+    let reason = ready.map(|c| c.reason.as_str()).unwrap_or_default();
+    match (ready.is_some_and(|c| c.is_true()), directory) {
+        (true, Ok(())) => "READY: the account is registered and the CA answers".to_string(),
+        (true, Err(e)) => format!("READY, but the CA's directory does not answer from here: {e}"),
+        (false, _) if reason.is_empty() => {
+            "NOT READY: the operator has not looked at it yet".to_string()
+        }
+        (false, _) => format!("NOT READY ({reason}): {}", issuer_advice(reason)),
+    }
+}
+
+/// The verdict of `inspect secret`: whether the Secret is usable, and why not.
+pub fn secret(has_certificate: bool, valid_now: bool, key_matches: Option<bool>) -> (bool, String) {
+    let usable = valid_now && key_matches == Some(true);
+    let verdict = match (has_certificate, usable) {
+        (false, _) => "NOT USABLE: no certificate in tls.crt",
+        (_, true) => "USABLE: valid now, and tls.key belongs to the certificate",
+        _ if key_matches == Some(false) => "NOT USABLE: tls.key does not belong to the certificate",
+        _ => "NOT USABLE: the certificate is not valid now",
+    };
+    (usable, verdict.to_string())
+}
 
 /// What a user should do about a Certificate's `Ready` reason.
 pub fn certificate_advice(reason: &str) -> &'static str {
@@ -106,5 +159,70 @@ mod tests {
             seen >= 25,
             "only {seen} reasons found in the README's table"
         );
+    }
+
+    fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
+        Condition::new(type_, status, reason, message)
+    }
+
+    #[test]
+    fn certificate_verdicts() {
+        let ready = condition("Ready", true, "Issued", "ok");
+        let expiring = condition("Expiring", true, "RenewalFailing", "expires soon");
+        assert_eq!(
+            certificate(Some(&ready), None, Some("2027-01-01T00:00:00Z"), None),
+            "READY: valid until 2027-01-01T00:00:00Z; renewal at ?"
+        );
+        assert_eq!(
+            certificate(Some(&ready), Some(&expiring), None, None),
+            "EXPIRING (RenewalFailing): expires soon"
+        );
+        assert!(certificate(None, None, None, None).starts_with("NOT READY: the operator has not"));
+        let failed = condition("Ready", false, "RateLimited", "later");
+        assert_eq!(
+            certificate(Some(&failed), Some(&expiring), None, None),
+            format!(
+                "NOT READY (RateLimited): {}",
+                certificate_advice("RateLimited")
+            )
+        );
+    }
+
+    #[test]
+    fn issuer_verdicts() {
+        let ready = condition("Ready", true, "AccountRegistered", "ok");
+        assert_eq!(
+            issuer(Some(&ready), Ok(())),
+            "READY: the account is registered and the CA answers"
+        );
+        assert_eq!(
+            issuer(Some(&ready), Err("timeout")),
+            "READY, but the CA's directory does not answer from here: timeout"
+        );
+        assert_eq!(
+            issuer(None, Ok(())),
+            "NOT READY: the operator has not looked at it yet"
+        );
+        let rejected = condition("Ready", false, "EABRejected", "no");
+        assert!(
+            issuer(Some(&rejected), Ok(())).starts_with("NOT READY (EABRejected): copy the EAB")
+        );
+    }
+
+    #[test]
+    fn secret_verdicts() {
+        assert_eq!(
+            secret(false, false, None),
+            (false, "NOT USABLE: no certificate in tls.crt".to_string())
+        );
+        assert!(secret(true, true, Some(true)).0);
+        assert!(secret(true, true, Some(true)).1.starts_with("USABLE"));
+        assert!(
+            secret(true, true, Some(false))
+                .1
+                .contains("does not belong")
+        );
+        assert!(secret(true, false, None).1.contains("not valid now"));
+        assert!(secret(true, true, None).1.contains("not valid now"));
     }
 }

@@ -1,0 +1,181 @@
+//! What every verb's report shares: the output formats, printing a report, its exit code,
+//! and the small text helpers the renderings use. A leaf: it imports nothing from the
+//! rest of the plugin.
+//!
+//! Reports are `#[derive(Serialize)]` structs whose fields are declared in alphabetical
+//! order of their serialized names, so `-o json|yaml` prints keys sorted, as the
+//! untyped reports (serde_json's `BTreeMap`) did.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+/// A verb's report: printed as text, JSON or YAML; `ready` is its exit code.
+pub trait Report: Serialize {
+    /// Whether the thing reported on is ready (exit code 0).
+    fn ready(&self) -> bool;
+}
+
+/// The exit code of a report: 0 ready, 1 not ready.
+pub fn exit_code(report: &impl Report) -> i32 {
+    if report.ready() { 0 } else { 1 }
+}
+
+/// Prints `report` as asked; `text` renders it for people.
+pub fn print<R: Report>(report: &R, output: Output, text: impl FnOnce(&R) -> String) {
+    match output {
+        Output::Text => print!("{}", text(report)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
+        Output::Yaml => print!("{}", serde_yaml::to_string(report).unwrap_or_default()),
+    }
+}
+
+/// Prints `report` as asked and returns its exit code.
+pub fn emit<R: Report>(report: &R, output: Output, text: impl FnOnce(&R) -> String) -> i32 {
+    print(report, output, text);
+    exit_code(report)
+}
+
+/// A condition as reports show it: `{message, reason, status}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConditionReport {
+    pub message: String,
+    pub reason: String,
+    pub status: String,
+}
+
+impl ConditionReport {
+    pub fn of(c: &crate::api::Condition) -> Self {
+        ConditionReport {
+            message: c.message.clone(),
+            reason: c.reason.clone(),
+            status: c.status.clone(),
+        }
+    }
+
+    /// `True Issued: message`.
+    pub fn text(&self) -> String {
+        format!("{} {}: {}", self.status, self.reason, self.message)
+    }
+}
+
+/// A value for text output, `-` when absent.
+pub fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
+}
+
+/// One `  Label:       value` line of a text report.
+pub fn line(out: &mut String, label: &str, value: impl AsRef<str>) {
+    out.push_str(&format!("  {label:<13}{}\n", value.as_ref()));
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ (in 3d 4h)` / `(5m ago)`.
+pub fn when(t: &str, now: jiff::Timestamp) -> String {
+    match t.parse::<jiff::Timestamp>() {
+        Ok(ts) => {
+            let secs = ts.duration_since(now).as_secs();
+            let span = human(secs.unsigned_abs());
+            if secs < 0 {
+                format!("{t} ({span} ago)")
+            } else {
+                format!("{t} (in {span})")
+            }
+        }
+        Err(_) => t.to_string(),
+    }
+}
+
+/// `3d 4h`, `5m`, `12s`: the two largest units.
+pub fn human(secs: u64) -> String {
+    let parts = [
+        (secs / 86400, "d"),
+        (secs % 86400 / 3600, "h"),
+        (secs % 3600 / 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let first = parts.iter().position(|(n, _)| *n > 0).unwrap_or(3);
+    parts[first..]
+        .iter()
+        .take(2)
+        .filter(|(n, _)| *n > 0 || first == 3)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// For tests: `report` serializes with its keys in sorted order (as a `serde_json::Value`
+/// would print them), in JSON and in YAML; returns it as a `Value` to compare.
+#[cfg(test)]
+pub fn sorted_keys(report: &impl Serialize) -> serde_json::Value {
+    let value = serde_json::to_value(report).unwrap();
+    assert_eq!(
+        serde_json::to_string_pretty(report).unwrap(),
+        serde_json::to_string_pretty(&value).unwrap(),
+        "JSON keys out of order"
+    );
+    assert_eq!(
+        serde_yaml::to_string(report).unwrap(),
+        serde_yaml::to_string(&value).unwrap(),
+        "YAML keys out of order"
+    );
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Ready(bool);
+
+    impl Report for Ready {
+        fn ready(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn times_say_how_far() {
+        let now: jiff::Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            when("2026-12-02T14:30:10Z", now),
+            "2026-12-02T14:30:10Z (in 3d 4h)"
+        );
+        assert_eq!(
+            when("2026-11-29T09:55:00Z", now),
+            "2026-11-29T09:55:00Z (5m ago)"
+        );
+        assert_eq!(when("soon", now), "soon");
+        assert_eq!(human(0), "0s");
+        assert_eq!(human(3600), "1h");
+        assert_eq!(exit_code(&Ready(true)), 0);
+        assert_eq!(exit_code(&Ready(false)), 1);
+    }
+
+    #[test]
+    fn conditions_read_as_one_line() {
+        let c = ConditionReport {
+            message: "done".into(),
+            reason: "Issued".into(),
+            status: "True".into(),
+        };
+        assert_eq!(c.text(), "True Issued: done");
+        assert_eq!(
+            sorted_keys(&c),
+            serde_json::json!({ "status": "True", "reason": "Issued", "message": "done" })
+        );
+        assert_eq!(or_dash(None), "-");
+        assert_eq!(or_dash(Some("x")), "x");
+    }
+}
