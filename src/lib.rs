@@ -14,13 +14,12 @@
 pub mod acme;
 pub mod api;
 pub mod controllers;
+pub mod decide;
 pub mod metrics;
 pub mod notify;
 pub mod operator;
 pub mod pki;
-pub mod plan;
 pub mod plugin;
-pub mod renewal;
 pub mod revoke;
 pub mod shared;
 pub mod solvers;

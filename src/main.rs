@@ -96,7 +96,7 @@ enum Command {
 
 /// A Go-style duration (`168h`, `90m`, `1h30m`), as Certificates' `duration`.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    caas_operator::renewal::parse_duration(text)
+    caas_operator::decide::renewal::parse_duration(text)
         .ok()
         .filter(|d| d.is_positive())
         .map(|d| d.unsigned_abs())

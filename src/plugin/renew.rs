@@ -64,7 +64,7 @@ pub async fn renew(
     };
     let now = jiff::Timestamp::now().to_string();
     let patch = serde_json::json!({ "metadata": { "annotations": {
-        crate::plan::RENEW_ANNOTATION: now
+        crate::decide::RENEW_ANNOTATION: now
     } } });
     for n in &names {
         api.patch(

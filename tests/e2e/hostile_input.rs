@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use caas_operator::api::certificate::{CertificateSpec, IssuerRef, PrivateKeySpec};
 use caas_operator::controllers::ingress;
-use caas_operator::{acme, pki, plan, renewal};
+use caas_operator::decide::{self, renewal};
+use caas_operator::{acme, pki};
 use k8s_openapi::api::networking::v1::Ingress;
 use proptest::prelude::*;
 
@@ -51,7 +52,7 @@ proptest! {
         pct in proptest::option::of(any::<u8>()),
         size in proptest::option::of(any::<u32>()),
     ) {
-        let _ = plan::validate(&spec(names, secret, cn, duration, renew, pct, size), "issuer");
+        let _ = decide::validate(&spec(names, secret, cn, duration, renew, pct, size), "issuer");
     }
 
     #[test]
@@ -60,7 +61,7 @@ proptest! {
         wildcard in any::<bool>(),
     ) {
         let name = format!("{}{}", if wildcard { "*." } else { "" }, labels.join("."));
-        let request = plan::validate(&spec(vec![name.clone()], "tls".into(), None, None, None, None, None), "i");
+        let request = decide::validate(&spec(vec![name.clone()], "tls".into(), None, None, None, None, None), "i");
         prop_assert!(request.is_ok(), "{name}: {:?}", request.err());
         prop_assert_eq!(request.unwrap().dns_names, vec![name.to_ascii_lowercase()]);
     }
@@ -68,7 +69,7 @@ proptest! {
     #[test]
     fn names_with_bad_characters_are_refused(prefix in "[a-z]{1,10}", bad in "[_ !@#$%^&()+=,/\\\\]", suffix in "[a-z]{1,10}") {
         let name = format!("{prefix}{bad}{suffix}.example");
-        prop_assert!(plan::validate_dns_name(&name).is_err());
+        prop_assert!(decide::validate_dns_name(&name).is_err());
     }
 
     #[test]
@@ -111,31 +112,31 @@ proptest! {
 fn overlong_and_misplaced_wildcards_are_refused_with_reasons() {
     let long_label = format!("{}.example", "a".repeat(64));
     assert!(
-        plan::validate_dns_name(&long_label)
+        decide::validate_dns_name(&long_label)
             .unwrap_err()
             .contains("63")
     );
     let long_name = vec!["abcdefghi"; 30].join(".");
     assert!(
-        plan::validate_dns_name(&long_name)
+        decide::validate_dns_name(&long_name)
             .unwrap_err()
             .contains("253")
     );
     assert!(
-        plan::validate_dns_name("a.*.example")
+        decide::validate_dns_name("a.*.example")
             .unwrap_err()
             .contains("wildcard")
     );
     assert!(
-        plan::validate_dns_name("*example.com")
+        decide::validate_dns_name("*example.com")
             .unwrap_err()
             .contains("wildcard")
     );
     assert!(
-        plan::validate_dns_name("bücher.example")
+        decide::validate_dns_name("bücher.example")
             .unwrap_err()
             .contains("xn--")
     );
-    assert!(plan::validate_dns_name("xn--bcher-kva.example").is_ok());
+    assert!(decide::validate_dns_name("xn--bcher-kva.example").is_ok());
     let _ = BTreeMap::<String, String>::new();
 }

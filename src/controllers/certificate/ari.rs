@@ -50,7 +50,8 @@ pub async fn renewal_time(
                 Timestamp::from_second(ri.suggested_window.start.unix_timestamp()).unwrap_or(now);
             let end =
                 Timestamp::from_second(ri.suggested_window.end.unix_timestamp()).unwrap_or(now);
-            let chosen = crate::renewal::ari_renewal_time(start, end, current, now, rand::random());
+            let chosen =
+                crate::decide::renewal::ari_renewal_time(start, end, current, now, rand::random());
             tracing::info!(certificate = %key, window_start = %start, window_end = %end, renewal = %chosen, "renewal time in the CA's ARI window");
             chosen
         }

@@ -1,10 +1,10 @@
 //! Why an issuance attempt stopped: the error of the order-driving steps, with the reason
 //! word status shows, and what it means for the order.
 
-use super::order;
 use super::status::Reason;
 use crate::acme::AcmeError;
 use crate::controllers::AccountError;
+use crate::decide::order;
 use crate::solvers::SolverError;
 
 /// Which step of an issuance failed (for logs).

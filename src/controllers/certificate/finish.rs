@@ -12,8 +12,8 @@ use super::{Error, ari, effects, key_of, keys, present, secret};
 use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
 use crate::controllers::{Context, IssuerHandle};
+use crate::decide::{self, Request};
 use crate::pki::CertInfo;
-use crate::plan::{self, Request};
 use crate::solvers::dns01;
 
 /// Look again at least this often (clock changes, lost watches).
@@ -137,13 +137,17 @@ pub async fn issued(
     }
     let info = &issued.info;
     let lifetime = info.not_after.duration_since(info.not_before);
-    let before = crate::renewal::renew_before(
+    let before = crate::decide::renewal::renew_before(
         lifetime,
         request.renew_before,
         request.renew_before_percentage,
     );
-    let planned =
-        crate::renewal::renewal_time(info.not_before, info.not_after, before, rand::random());
+    let planned = crate::decide::renewal::renewal_time(
+        info.not_before,
+        info.not_after,
+        before,
+        rand::random(),
+    );
     // The CA's renewal window (ARI) now, so that the next look has nothing to change.
     let renewal_time = ari::renewal_time(ctx, cert, issuer, &body, info, planned, w.now).await;
     // A renewal replaces a certificate this Certificate had; the first issuance does not.
@@ -209,7 +213,7 @@ async fn secret_write_failed(
 ) -> Result<Action, Error> {
     let cert = &*seen.cert;
     let attempts = w.count_failure();
-    let delay = plan::backoff(attempts);
+    let delay = decide::backoff(attempts);
     let message = format!(
         "the certificate was issued but Secret {} cannot be written: {error} (attempt {attempts}; next try in {delay:#})",
         cert.spec.secret_name

@@ -12,7 +12,7 @@ use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
 use crate::api::CertificateStatus;
 use crate::controllers::{Context, IssuerHandle};
-use crate::plan::{self, Request};
+use crate::decide::{self, Request};
 
 /// Why a certificate is being issued.
 pub struct Why {
@@ -35,13 +35,13 @@ fn gate(ctx: &Context, key: &str, request: &Request, w: &mut StatusWriter<'_>) -
         .last_failure_time
         .as_deref()
         .and_then(|t| t.parse::<Timestamp>().ok());
-    match plan::retry_gate(attempts, last_failure, same_spec, w.now) {
-        plan::RetryGate::Wait(wait) => return Some(wait),
-        plan::RetryGate::Reset => {
+    match decide::retry_gate(attempts, last_failure, same_spec, w.now) {
+        decide::RetryGate::Wait(wait) => return Some(wait),
+        decide::RetryGate::Reset => {
             w.status.failed_issuance_attempts = None;
             w.status.last_failure_time = None;
         }
-        plan::RetryGate::Go => {}
+        decide::RetryGate::Go => {}
     }
     ctx.memory.poll_wait(key, &request.hash)
 }
@@ -67,7 +67,7 @@ pub async fn issue(
     // A Retry-After left from an earlier request (an ARI check, say) must not apply to
     // this attempt's failures.
     let _ = ctx.stats.take_error_retry_after();
-    let before = w.status.order.as_ref().map(plan::progress_signature);
+    let before = w.status.order.as_ref().map(decide::progress_signature);
     let mut account_id = None;
     let outcome = match ctx.accounts.get(ctx, issuer).await {
         Ok(account) => {
@@ -151,7 +151,7 @@ pub fn note_progress(
     match since {
         Some(since)
             if before.is_none()
-                || before.as_deref() == Some(plan::progress_signature(order).as_str()) =>
+                || before.as_deref() == Some(decide::progress_signature(order).as_str()) =>
         {
             now.duration_since(since).unsigned_abs()
         }
@@ -172,12 +172,12 @@ async fn waiting(
     floor: Duration,
 ) -> Result<Action, Error> {
     let unchanged = note_progress(&mut w.status, before, Timestamp::now());
-    let delay = plan::poll_delay(unchanged, retry_after, floor);
+    let delay = decide::poll_delay(unchanged, retry_after, floor);
     if let Some((reason, message)) = w
         .status
         .order
         .as_ref()
-        .and_then(|o| plan::waiting_condition(o, unchanged, delay))
+        .and_then(|o| decide::waiting_condition(o, unchanged, delay))
     {
         w.set_issuing(true, Reason(reason), message);
     }
@@ -226,7 +226,7 @@ async fn failed(
         .take_error_retry_after()
         .filter(|_| failure.from_ca)
         .and_then(|d| SignedDuration::try_from(d).ok());
-    let delay = plan::backoff(attempts).max(ca_wait.unwrap_or_default());
+    let delay = decide::backoff(attempts).max(ca_wait.unwrap_or_default());
     if failure.reason == Reason::RATE_LIMITED
         && let (Some(account), Some(wait)) = (account, ca_wait)
     {
@@ -286,7 +286,7 @@ fn expiring(
         _ => ctx.settings.expiring_within,
     };
     let within = ctx.settings.expiring_within.min(lifetime);
-    let left = plan::expires_within(w.status.not_after.as_deref(), w.now, within)
+    let left = decide::expires_within(w.status.not_after.as_deref(), w.now, within)
         .filter(|_| has_valid_cert);
     let Some(left) = left else {
         w.drop_expiring();

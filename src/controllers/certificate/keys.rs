@@ -19,8 +19,8 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::Context;
+use crate::decide::Request;
 use crate::pki;
-use crate::plan::Request;
 
 fn next_key_name(cert: &Certificate) -> String {
     format!("{}-next-key", cert.name_any())

@@ -2,10 +2,10 @@
 //!
 //! 1. [`observe`]: the only reads (the Certificate, its TLS Secret and its issuer, from
 //!    the watched stores);
-//! 2. validate the spec ([`crate::plan::validate`], `InvalidSpec`);
+//! 2. validate the spec ([`crate::decide::validate`], `InvalidSpec`);
 //! 3. resolve the issuer (`IssuerNotFound`, `IssuerNotReady`);
 //! 4. decide, from the Secret, status and time, whether the certificate is good
-//!    ([`crate::plan::decide`]); if so, report it ([`finish`]) and come back at the
+//!    ([`crate::decide::decide`]); if so, report it ([`finish`]) and come back at the
 //!    renewal time ([`ari`] refines it with the CA's advice);
 //! 5. otherwise [`issue`]: back off after failures, then [`drive`] one ACME order
 //!    (resumed from `status.order.url` after a restart) through the pure state machine
@@ -16,7 +16,7 @@
 //!
 //! Waiting on the CA never blocks: the reconcile returns and is requeued after the
 //! CA's `Retry-After` (or a growing delay). Failures back off exponentially
-//! ([`crate::plan::backoff`]) and are reported with the CA's words.
+//! ([`crate::decide::backoff`]) and are reported with the CA's words.
 
 pub mod ari;
 pub mod drive;
@@ -26,7 +26,6 @@ pub mod finish;
 pub mod issue;
 pub mod keys;
 pub mod observe;
-pub mod order;
 pub mod pick;
 pub mod present;
 pub mod secret;
@@ -40,7 +39,7 @@ use kube::runtime::controller::Action;
 
 use super::Context;
 use crate::api::Certificate;
-use crate::plan::{self, Decision};
+use crate::decide::{self, Decision};
 use status::{Reason, StatusWriter};
 
 pub use crate::solvers::dns01::DNS_CLEANUP_FINALIZER;
@@ -81,7 +80,7 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
     let mut w = StatusWriter::new(&ctx, &seen.cert);
 
     // Validate.
-    if let Err(message) = plan::validate(&seen.cert.spec, "") {
+    if let Err(message) = decide::validate(&seen.cert.spec, "") {
         w.set_ready(false, Reason::INVALID_SPEC, message);
         w.drop_issuing();
         w.save().await?;
@@ -96,7 +95,7 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::requeue(wait));
         }
     };
-    let mut request = match plan::validate(&seen.cert.spec, &issuer.fingerprint()) {
+    let mut request = match decide::validate(&seen.cert.spec, &issuer.fingerprint()) {
         Ok(r) => r,
         Err(message) => {
             w.set_ready(false, Reason::INVALID_SPEC, message);
@@ -104,7 +103,11 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::await_change());
         }
     };
-    request.renew_request = seen.cert.annotations().get(plan::RENEW_ANNOTATION).cloned();
+    request.renew_request = seen
+        .cert
+        .annotations()
+        .get(decide::RENEW_ANNOTATION)
+        .cloned();
 
     // Decide.
     let view = seen.secret.as_ref().map(secret_view);
@@ -112,7 +115,7 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
     // A certificate from any of the Certificate's issuers is kept until its renewal.
     let issuers = pick::issuers(&seen);
     let accepted: Vec<&str> = issuers.iter().map(|(d, _)| d.as_str()).collect();
-    let decision = plan::decide(
+    let decision = decide::decide(
         &request,
         &accepted,
         Some(&w.status),

@@ -10,7 +10,7 @@ use super::status::{READY, Reason};
 use crate::api::CertificateStatus;
 use crate::api::conditions::find;
 use crate::controllers::IssuerHandle;
-use crate::plan::fallback::{Candidate, DEFAULT_FALLBACK_AFTER, choose_issuer};
+use crate::decide::fallback::{Candidate, DEFAULT_FALLBACK_AFTER, choose_issuer};
 
 /// The issuer to use, or why there is none (and when to look again).
 pub enum Picked<'a> {
@@ -66,7 +66,7 @@ pub fn pick<'a>(seen: &'a Observed, status: &CertificateStatus, now: Timestamp) 
     let after = spec
         .fallback_after
         .as_deref()
-        .and_then(|s| crate::renewal::parse_duration(s).ok())
+        .and_then(|s| crate::decide::renewal::parse_duration(s).ok())
         .unwrap_or(DEFAULT_FALLBACK_AFTER);
     let since = status
         .issuing_with_failing_since

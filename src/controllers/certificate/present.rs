@@ -11,12 +11,12 @@ use kube::ResourceExt;
 use super::drive::Progress;
 use super::failure::{Failure, Step};
 use super::key_of;
-use super::order::Chosen;
 use super::status::StatusWriter;
 use crate::api::certificate::{CertificateStatus, ChallengeStatus};
 use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeState, ChallengeType};
 use crate::controllers::{Context, IssuerHandle};
+use crate::decide::order::Chosen;
 use crate::solvers::{self, Challenge, Readiness, SolveEnv, Solver, select_solver};
 
 /// Inserts or replaces the record of a challenge (by token) in status.

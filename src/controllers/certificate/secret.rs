@@ -13,8 +13,8 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::{Context, FIELD_MANAGER, IssuerHandle};
+use crate::decide::{Request, SecretView};
 use crate::pki::{self, CertInfo};
-use crate::plan::{Request, SecretView};
 
 /// Annotations on the TLS Secret.
 pub const ANNOTATION_CERTIFICATE: &str = "caas.dev/certificate-name";

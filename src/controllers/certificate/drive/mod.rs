@@ -1,5 +1,5 @@
 //! Driving one ACME order: resume the order in status (or create one), then carry out
-//! the steps the state machine ([`super::order::next_step`]) names, as far as the CA
+//! the steps the state machine ([`crate::decide::order::next_step`]) names, as far as the CA
 //! allows without waiting.
 
 mod place;
@@ -14,21 +14,21 @@ use kube::ResourceExt;
 use rustls_pki_types::CertificateDer;
 
 use super::failure::{Failure, Step as FailedStep};
-use super::order::{self, AuthzView, OrderView, Step};
 use super::secret::{ANNOTATION_ISSUER, leaf_der};
 use super::status::{Reason, StatusWriter};
 use super::{key_of, keys, present};
 use crate::api::certificate::OrderStatus;
 use crate::api::{Certificate, ChallengeState, ChallengeType, OrderState};
 use crate::controllers::{Context, IssuerHandle};
+use crate::decide::Request;
+use crate::decide::order::{self, AuthzView, OrderView, Step};
 use crate::pki::{self, CertInfo};
-use crate::plan::Request;
 use crate::solvers::{select_solver, solver_kind};
 
 /// Where an order stands after a pass.
 pub enum Progress {
     /// Waiting on the CA or DNS: look again after the CA's `Retry-After` if it sent
-    /// one, else after [`crate::plan::poll_delay`] (at least `floor`).
+    /// one, else after [`crate::decide::poll_delay`] (at least `floor`).
     Wait {
         retry_after: Option<Duration>,
         floor: Duration,

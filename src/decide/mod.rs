@@ -12,9 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 use crate::api::certificate::{CertificateStatus, OrderStatus, RotationPolicy};
 use crate::api::{ChallengeState, OrderState};
 use crate::pki::{CertInfo, KeySettings, key_matches};
-use crate::renewal;
 
 pub mod fallback;
+pub mod order;
+pub mod renewal;
 mod validate;
 pub use validate::{validate, validate_dns_name};
 

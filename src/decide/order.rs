@@ -1,5 +1,5 @@
 //! The ACME order state machine (RFC 8555 section 7.1.6), pure: from what the CA says
-//! about an order and its authorizations, the next step. The driver ([`super::drive`])
+//! about an order and its authorizations, the next step. The driver ([`crate::controllers::certificate::drive`])
 //! reads the CA, calls [`next_step`], and carries the step out.
 
 use serde::Deserialize;

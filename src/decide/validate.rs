@@ -8,8 +8,8 @@ use jiff::SignedDuration;
 
 use super::Request;
 use crate::api::certificate::{CertificateSpec, RotationPolicy};
+use crate::decide::renewal;
 use crate::pki::KeySettings;
-use crate::renewal;
 
 /// Checks one DNS name (RFC 1123 labels; a wildcard only as the whole first label).
 pub fn validate_dns_name(name: &str) -> Result<(), String> {
