@@ -22,6 +22,8 @@ pub mod ari;
 pub mod drive;
 pub mod failure;
 pub mod finish;
+#[cfg(test)]
+mod harness;
 pub mod issue;
 pub mod keys;
 pub mod observe;
