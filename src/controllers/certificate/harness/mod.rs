@@ -153,8 +153,18 @@ impl Harness {
 
     /// Issuer `name` as the issuer controller leaves it when it works: its account
     /// registered at the CA, the key in a managed Secret, `Ready=True` with the
-    /// account's URI.
+    /// account's URI; it solves with TLS-ALPN-01 (the operator's own listener: nothing
+    /// to write to the API).
     pub fn ready_issuer(&self, name: &str) -> CaaSIssuer {
+        let tls_alpn01 = Solver {
+            tls_alpn01: Some(TlsAlpn01Solver {}),
+            ..Default::default()
+        };
+        self.ready_issuer_with(name, vec![tls_alpn01])
+    }
+
+    /// [`Harness::ready_issuer`] with these solvers.
+    pub fn ready_issuer_with(&self, name: &str, solvers: Vec<Solver>) -> CaaSIssuer {
         let key = AccountKey::generate().expect("an account key");
         let kid = self.ca.register(&key);
         let secret_name = format!("{name}-account-key");
@@ -175,11 +185,14 @@ impl Harness {
             ..Default::default()
         });
         let ready = Condition::new("Ready", true, "AccountRegistered", "the account is ready");
-        self.issuer(name, &secret_name, ready, Some(kid))
+        let mut issuer = self.issuer(name, &secret_name, ready, Some(kid));
+        issuer.spec.solvers = solvers;
+        self.api.seed(&issuer)
     }
 
-    /// Issuer `name` with the given `Ready` condition.
-    pub fn issuer(
+    /// Issuer `name` (solving with TLS-ALPN-01) with the given `Ready` condition, not
+    /// stored yet.
+    fn issuer(
         &self,
         name: &str,
         secret_name: &str,
@@ -207,7 +220,7 @@ impl Harness {
             account_uri,
             last_account_key_rotation: None,
         });
-        self.api.seed(&issuer)
+        issuer
     }
 
     /// A Certificate spec for `dns_names` from issuer `issuer`, into Secret

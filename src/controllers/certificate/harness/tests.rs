@@ -562,3 +562,74 @@ async fn issuer_not_ready_or_missing_stops_before_the_ca() {
     assert_eq!(h.ca.count("new-order"), 1);
     assert_eq!(ready(&h.cert("waits")).1, "Issued");
 }
+
+#[tokio::test]
+async fn http01_solver_objects_are_made_and_removed() {
+    use crate::api::issuer::{Http01Ingress, Http01Solver, Solver};
+    use crate::solvers::http01::{COMPONENT, PATH_PREFIX, resource_name};
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let h = Harness::new("http01").await;
+    let http01 = Solver {
+        http01: Some(Http01Solver {
+            ingress: Some(Http01Ingress {
+                ingress_class_name: Some("nginx".into()),
+                class: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    h.ready_issuer_with("ca", vec![http01]);
+    h.certificate("site", Harness::spec("site", "ca", &["site.example.com"]));
+
+    // The first pass presents the challenge: a Service and an Ingress routing exactly
+    // the token's path (no Endpoints: the harness runs without a pod IP).
+    let action = h.reconcile("site").await;
+    assert!(requeue_after(&action).is_some_and(|d| d < SETTLED));
+    let order = h.cert("site").status.unwrap().order.expect("an order");
+    assert_eq!(order.challenges.len(), 1);
+    let token = order.challenges[0].token.clone();
+    assert_eq!(order.challenges[0].type_.to_string(), "http-01");
+    let name = resource_name(&token);
+    let ingresses = h.api.list::<Ingress>(&h.ns);
+    assert_eq!(ingresses.len(), 1);
+    let ingress = &ingresses[0];
+    assert_eq!(ingress.metadata.name.as_deref(), Some(name.as_str()));
+    let labels = ingress.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels[COMPONENT_LABEL], COMPONENT);
+    assert_eq!(labels[CERTIFICATE_LABEL], "site");
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &spec.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("site.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(path.path, Some(format!("{PATH_PREFIX}{token}")));
+    assert_eq!(h.api.list::<Service>(&h.ns).len(), 1);
+    assert!(h.api.list::<Endpoints>(&h.ns).is_empty());
+    assert_eq!(h.ca.count("challenge"), 1, "the CA was told to validate");
+
+    // Once issued, the solver's objects are gone.
+    h.settle("site").await;
+    assert_eq!(ready(&h.cert("site")).1, "Issued");
+    assert!(h.api.list::<Ingress>(&h.ns).is_empty());
+    assert!(h.api.list::<Service>(&h.ns).is_empty());
+    let deleted: Vec<String> = h
+        .api
+        .writes()
+        .into_iter()
+        .filter(|c| c.method == Method::DELETE && c.status == 200)
+        .map(|c| c.path)
+        .collect();
+    assert!(
+        deleted.contains(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/http01/ingresses/{name}"
+        )),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted.contains(&format!("/api/v1/namespaces/http01/services/{name}")),
+        "{deleted:?}"
+    );
+}
