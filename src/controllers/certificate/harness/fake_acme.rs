@@ -15,6 +15,11 @@
 //! * certificate download (leaf + test CA) and renewalInfo (a window in the last third
 //!   of the certificate's life, `Retry-After: 21600`).
 //!
+//! Not modelled: JWS, nonce and EAB MAC verification (`badNonce` never happens), order
+//! ownership, `processing` orders and `Retry-After` on polls, failed challenges and
+//! invalid orders, expiry, rate limits, keyChange, revocation, alternate chains
+//! (`Link: rel="alternate"`), profiles in the directory.
+//!
 //! Requests are counted per endpoint ([`FakeCa::count`]); new orders' payloads and the
 //! renewal windows answered are kept for assertions.
 

@@ -18,6 +18,10 @@
 //! the custom resources. Errors are Kubernetes `Status` documents. Watches are refused
 //! (405). Every request is recorded ([`Call`]) for tests to assert on.
 //!
+//! Not modelled: watches, field selectors, dry runs, managedFields and apply conflicts
+//! between field managers, resourceVersion preconditions on PATCH, schema validation
+//! and admission, owner-reference garbage collection, namespaces as objects.
+//!
 //! The reflector stores the reconcile reads (issuers, cluster issuers, managed Secrets,
 //! Certificates) are fed by every write, as the operator's watches would feed them: they
 //! are synced from the start, never stale.

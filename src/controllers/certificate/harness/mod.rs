@@ -6,6 +6,19 @@
 //!
 //! The [`Context`] is built in one place, [`context`]: when its constructor or the
 //! settings change, only that function changes.
+//!
+//! A test makes a [`Harness`] (its own fake API, CA and namespace), seeds objects as
+//! the user and the issuer controller would have left them ([`Harness::ready_issuer`],
+//! [`Harness::certificate`], [`fake_api::FakeApi::seed`]), then calls
+//! [`Harness::reconcile`] or [`Harness::settle`] (reconcile until nothing is due within
+//! [`SETTLED`], moving the clock past each short requeue instead of sleeping) and
+//! asserts on the stored objects, the API requests ([`fake_api::FakeApi::writes`]) and
+//! the CA's counters ([`fake_acme::FakeCa::count`]). [`Harness::restart`] gives the
+//! same cluster and CA to a freshly started operator.
+//!
+//! Wall-clock time still flows where the operator reads it directly (status times,
+//! certificate validity, ARI windows); the injected clock drives only what
+//! [`crate::controllers::memory::Memory`] keeps (poll waits, ARI checks, pauses).
 
 pub mod fake_acme;
 pub mod fake_api;
