@@ -15,10 +15,12 @@
 //! * certificate download (leaf + test CA) and renewalInfo (a window in the last third
 //!   of the certificate's life, `Retry-After: 21600`).
 //!
-//! Not modelled: JWS, nonce and EAB MAC verification (`badNonce` never happens), order
-//! ownership, `processing` orders and `Retry-After` on polls, failed challenges and
-//! invalid orders, expiry, rate limits, keyChange, revocation, alternate chains
-//! (`Link: rel="alternate"`), profiles in the directory.
+//! A test can make the next request to an endpoint fail with a problem document
+//! ([`FakeCa::fail_next`]). Not modelled: JWS, nonce and EAB MAC verification
+//! (`badNonce` only when injected), order ownership, `processing` orders and
+//! `Retry-After` on polls, failed challenges and invalid orders, expiry, rate limits,
+//! keyChange, revocation, alternate chains (`Link: rel="alternate"`), profiles in the
+//! directory.
 //!
 //! Requests are counted per endpoint ([`FakeCa::count`]); new orders' payloads and the
 //! renewal windows answered are kept for assertions.
@@ -123,6 +125,8 @@ struct Inner {
     new_orders: Vec<Value>,
     windows: Vec<Window>,
     serials: u64,
+    /// Problems to answer the next request to an endpoint with, once each.
+    faults: Vec<(String, StatusCode, String, String)>,
 }
 
 struct Ca {
@@ -421,7 +425,12 @@ async fn handle(
     };
     let mut inner = ca.inner.lock().expect("CA lock");
     *inner.counts.entry(endpoint.to_string()).or_default() += 1;
+    let fault = inner.faults.iter().position(|f| f.0 == endpoint);
     let answer = match (endpoint, &method) {
+        _ if let Some(i) = fault => {
+            let (_, status, kind, detail) = inner.faults.remove(i);
+            problem(status, &kind, detail)
+        }
         ("directory", &Method::GET) => ok(
             StatusCode::OK,
             json!({
@@ -789,6 +798,19 @@ impl FakeCa {
     /// New authorizations are valid at once (and new orders ready).
     pub fn reuse_valid_authorizations(&self, reuse: bool) {
         self.ca.reuse.store(reuse, Ordering::SeqCst);
+    }
+
+    /// Answers the next request to `endpoint` (one of [`ENDPOINTS`]) with a problem
+    /// document (`kind`: the last word of its type URN, e.g. `rejectedIdentifier`).
+    pub fn fail_next(&self, endpoint: &str, status: u16, kind: &str, detail: &str) {
+        assert!(ENDPOINTS.contains(&endpoint), "no endpoint {endpoint}");
+        let status = StatusCode::from_u16(status).expect("an HTTP status");
+        self.ca.inner.lock().expect("CA lock").faults.push((
+            endpoint.into(),
+            status,
+            kind.into(),
+            detail.into(),
+        ));
     }
 
     /// Registers the account of `key` (as the issuer controller would have); its URL.

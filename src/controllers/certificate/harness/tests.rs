@@ -633,3 +633,62 @@ async fn http01_solver_objects_are_made_and_removed() {
         "{deleted:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_order_backs_off_then_succeeds() {
+    let h = Harness::new("refused").await;
+    h.ready_issuer("ca");
+    h.certificate("deny", Harness::spec("deny", "ca", &["deny.example.com"]));
+    h.ca.fail_next(
+        "new-order",
+        403,
+        "rejectedIdentifier",
+        "policy forbids issuing for deny.example.com",
+    );
+
+    let action = h.reconcile("deny").await;
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(10)),
+        "the first backoff"
+    );
+    let cert = h.cert("deny");
+    let message = "the CA refused: rejectedIdentifier: policy forbids issuing for deny.example.com (attempt 1; next try in 10s)";
+    assert_eq!(
+        ready(&cert),
+        ("False".into(), "ACMEError".into(), message.into())
+    );
+    let issuing = condition(&cert, "Issuing").expect("Issuing");
+    assert_eq!(
+        (issuing.status.as_str(), issuing.reason.as_str()),
+        ("False", "ACMEError")
+    );
+    let status = cert.status.clone().unwrap();
+    assert_eq!(status.failed_issuance_attempts, Some(1));
+    assert!(status.last_failure_time.is_some() && status.order.is_none());
+    assert_eq!(events(&h, "deny"), [("ACMEError".into(), "Warning".into())]);
+    assert_eq!(h.ca.count("new-order"), 1, "a 403 is not sent again");
+
+    // Within the backoff nothing is asked or written.
+    let total = h.ca.total();
+    h.api.clear_calls();
+    let action = h.reconcile("deny").await;
+    assert!(
+        requeue_after(&action).is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(10))
+    );
+    assert_eq!(h.ca.total(), total);
+    assert_eq!(h.api.writes().len(), 0, "{:?}", h.api.writes());
+
+    // The backoff has passed (on both clocks): the retry issues.
+    h.clock.advance(Duration::from_secs(10));
+    let mut status = serde_json::to_value(&status).unwrap();
+    status["lastFailureTime"] = (Timestamp::now() - SignedDuration::from_mins(1))
+        .to_string()
+        .into();
+    h.api.seed_status::<Certificate>(&h.ns, "deny", status);
+    h.settle("deny").await;
+    assert_eq!(h.ca.count("new-order"), 2);
+    let issued = h.ca.issued();
+    assert_tls_secret(&h, "deny", &["deny.example.com"], &issued[0]);
+    assert_issued_status(&h.cert("deny"), &issued[0], 1);
+}
