@@ -23,6 +23,8 @@ pub mod drive;
 pub mod effects;
 pub mod failure;
 pub mod finish;
+#[cfg(test)]
+mod harness;
 pub mod issue;
 pub mod keys;
 pub mod observe;
