@@ -76,11 +76,13 @@ impl Clock for TestClock {
 pub fn settings() -> Settings {
     Settings {
         cluster_resource_namespace: "caas-system".into(),
-        solver_endpoint: SolverEndpoint {
-            ip: None,
-            port: 8089,
+        solvers: crate::solvers::SolverSettings {
+            solver_endpoint: SolverEndpoint {
+                ip: None,
+                port: 8089,
+            },
+            dns01_resolvers: Default::default(),
         },
-        dns01_resolvers: Default::default(),
         restart_on_renew: false,
         expiring_within: Duration::from_secs(7 * 24 * 3600),
         default_notify: None,
