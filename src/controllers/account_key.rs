@@ -6,14 +6,12 @@
 //! asked, then swapped into `tls.key`: a failure or restart at any point leaves a key the
 //! CA knows in the Secret, and [`finish_pending`] completes a swap the CA already made.
 
-use std::collections::BTreeMap;
-
-use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 
 use crate::acme::{AccountKey, AcmeError, AcmeHttp, Direct};
+use crate::shared::patch::{SecretData, operator_params};
 
 /// The issuer annotation that asks for a rollover.
 pub const ROTATE_ANNOTATION: &str = "caas.dev/rotate-account-key";
@@ -42,19 +40,6 @@ impl RotateError {
     }
 }
 
-fn data_patch(entries: BTreeMap<&str, Option<String>>) -> serde_json::Value {
-    let data: serde_json::Map<String, serde_json::Value> = entries
-        .into_iter()
-        .map(|(k, v)| {
-            let v = v.map_or(serde_json::Value::Null, |pem| {
-                base64::engine::general_purpose::STANDARD.encode(pem).into()
-            });
-            (k.to_string(), v)
-        })
-        .collect();
-    serde_json::json!({ "data": data })
-}
-
 fn text(secret: &Secret, key: &str) -> Option<String> {
     secret
         .data
@@ -75,9 +60,9 @@ pub async fn rotate(
         Some(k) => k,
         None => {
             let k = AccountKey::generate().map_err(RotateError::Ca)?;
-            let patch = data_patch(BTreeMap::from([(NEXT_KEY, Some(k.to_pem()))]));
+            let patch = SecretData::new([(NEXT_KEY, Some(k.to_pem()))]);
             secrets
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(&name, &operator_params(), &patch.patch())
                 .await
                 .map_err(|e| RotateError::Store(name.clone(), e))?;
             k
@@ -107,9 +92,9 @@ pub async fn rotate(
 
 /// Makes `pem` the Secret's `tls.key` and drops `tls.key.next`.
 async fn swap(secrets: &Api<Secret>, name: &str, pem: String) -> Result<(), RotateError> {
-    let patch = data_patch(BTreeMap::from([("tls.key", Some(pem)), (NEXT_KEY, None)]));
+    let patch = SecretData::new([("tls.key", Some(pem)), (NEXT_KEY, None)]);
     secrets
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(name, &operator_params(), &patch.patch())
         .await
         .map(|_| ())
         .map_err(|e| RotateError::Swap(name.to_string(), e))

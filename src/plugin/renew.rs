@@ -63,17 +63,13 @@ pub async fn renew(
         (None, false, None) => anyhow::bail!("name a Certificate, or use --all or -l"),
     };
     let now = jiff::Timestamp::now().to_string();
-    let patch = serde_json::json!({ "metadata": { "annotations": {
-        crate::decide::RENEW_ANNOTATION: now
-    } } });
+    let patch =
+        crate::shared::patch::Annotations::new([(crate::decide::RENEW_ANNOTATION, now.as_str())]);
+    let params = crate::shared::patch::params(crate::shared::PLUGIN_FIELD_MANAGER);
     for n in &names {
-        api.patch(
-            n,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("Certificate {ns}/{n}: {e}"))?;
+        api.patch(n, &params, &patch.patch())
+            .await
+            .map_err(|e| anyhow::anyhow!("Certificate {ns}/{n}: {e}"))?;
     }
     Ok(RenewReport {
         at: now,

@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use kube::runtime::events::{Event, EventType};
 
 /// How long a repeat joins the earlier Event's series (kube's and client-go's value).
@@ -117,6 +117,12 @@ impl Recent {
     }
 }
 
+/// The one field an Event's repeat changes.
+#[derive(Debug, serde::Serialize)]
+struct SeriesPatch {
+    series: EventSeries,
+}
+
 impl Recorder {
     pub fn new(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
         Recorder {
@@ -189,9 +195,13 @@ impl Recorder {
                         count,
                         last_observed_time: MicroTime(now),
                     };
-                    let patch = serde_json::json!({ "series": series });
+                    let patch = SeriesPatch { series };
                     match api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .patch(
+                            &name,
+                            &super::patch::operator_params(),
+                            &Patch::Merge(&patch),
+                        )
                         .await
                     {
                         Err(kube::Error::Api(e)) if e.code == 404 => {

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod issuer;
 pub mod memory;
+pub mod patch;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -16,6 +17,9 @@ pub use issuer::{IssuerHandle, IssuerKind};
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "caas-operator";
+
+/// The field manager of the writes `kubectl caas` makes for its user (`renew`).
+pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-caas";
 
 /// Reads `key` of Secret `name`; `Ok(None)` when the Secret or key is missing.
 pub async fn read_secret_key(

@@ -159,13 +159,12 @@ pub(super) async fn note_account_uri(
     {
         return None;
     }
-    let patch =
-        serde_json::json!({ "metadata": { "annotations": { ACCOUNT_URI_ANNOTATION: uri } } });
+    let patch = crate::shared::patch::Annotations::new([(ACCOUNT_URI_ANNOTATION, uri)]);
     match secrets
         .patch(
             &secret.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &crate::shared::patch::operator_params(),
+            &patch.patch(),
         )
         .await
     {
