@@ -96,15 +96,16 @@ impl AcmeError {
     }
 
     /// The condition reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::api::Reason {
+        use crate::api::Reason;
         match self {
-            AcmeError::InvalidSpec(_) => "InvalidSpec",
-            AcmeError::EabRejected(_) => "EABRejected",
-            AcmeError::Unreachable(_) => "ServerUnreachable",
-            AcmeError::RateLimited { .. } => "RateLimited",
-            AcmeError::Problem(_) => "ACMEError",
-            AcmeError::AccountNotFound(_) => "AccountNotFound",
-            AcmeError::BadNonce => "BadNonce",
+            AcmeError::InvalidSpec(_) => Reason::InvalidSpec,
+            AcmeError::EabRejected(_) => Reason::EabRejected,
+            AcmeError::Unreachable(_) => Reason::ServerUnreachable,
+            AcmeError::RateLimited { .. } => Reason::RateLimited,
+            AcmeError::Problem(_) => Reason::AcmeError,
+            AcmeError::AccountNotFound(_) => Reason::AccountNotFound,
+            AcmeError::BadNonce => Reason::BadNonce,
         }
     }
 

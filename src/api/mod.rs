@@ -9,11 +9,13 @@ pub mod certificate;
 pub mod conditions;
 pub mod gateway;
 pub mod issuer;
+pub mod reason;
 
 pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use conditions::Condition;
 pub use issuer::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
+pub use reason::Reason;
 
 use kube::CustomResourceExt;
 

@@ -32,10 +32,11 @@ pub enum RotateError {
 }
 
 impl RotateError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::api::Reason {
+        use crate::api::Reason;
         match self {
-            RotateError::Store(..) | RotateError::Swap(..) => "SecretWriteFailed",
-            RotateError::Ca(_) => "KeyRolloverFailed",
+            RotateError::Store(..) | RotateError::Swap(..) => Reason::SecretWriteFailed,
+            RotateError::Ca(_) => Reason::KeyRolloverFailed,
         }
     }
 }

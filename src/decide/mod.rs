@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::certificate::{CertificateStatus, OrderStatus, RotationPolicy};
-use crate::api::{ChallengeState, OrderState};
+use crate::api::{ChallengeState, OrderState, Reason};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 
 pub mod fallback;
@@ -60,10 +60,7 @@ pub enum Decision {
         cert: CertInfo,
     },
     /// A certificate must be issued, for this reason (a CamelCase word) and message.
-    Issue {
-        reason: &'static str,
-        message: String,
-    },
+    Issue { reason: Reason, message: String },
 }
 
 /// Decides whether the Secret's certificate satisfies the request.
@@ -106,25 +103,25 @@ fn check<'a>(
         .is_some_and(|i| !issuers.contains(&i))
     {
         return Err(issue(
-            "IssuerChanged",
+            Reason::IssuerChanged,
             "the certificate came from another issuer",
         ));
     }
     if now >= cert.not_after {
-        return Err(issue("Expired", "the certificate has expired"));
+        return Err(issue(Reason::Expired, "the certificate has expired"));
     }
     if let Some(asked) = &request.renew_request
         && status.and_then(|s| s.manual_renewal.as_ref()) != Some(asked)
     {
         return Err(issue(
-            "ManualRenewal",
+            Reason::ManualRenewal,
             &format!("renewal requested ({RENEW_ANNOTATION}: {asked})"),
         ));
     }
     let renewal_time = renewal_time(request, status, cert, jitter);
     if now >= renewal_time {
         return Err(issue(
-            "RenewalDue",
+            Reason::RenewalDue,
             &format!("renewal was due at {renewal_time}"),
         ));
     }
@@ -132,21 +129,21 @@ fn check<'a>(
 }
 
 /// Why a certificate must be issued: [`Decision::Issue`]'s reason and message.
-struct Issue(&'static str, String);
+struct Issue(Reason, String);
 
-fn issue(reason: &'static str, message: &str) -> Issue {
+fn issue(reason: Reason, message: &str) -> Issue {
     Issue(reason, message.to_string())
 }
 
 /// The Secret and the certificate in its `tls.crt`, if there is one that can be read.
 fn readable_cert(secret: Option<&SecretView>) -> Result<(&SecretView, &CertInfo), Issue> {
     let Some(secret) = secret else {
-        return Err(issue("SecretMissing", "the Secret does not exist"));
+        return Err(issue(Reason::SecretMissing, "the Secret does not exist"));
     };
     match &secret.cert {
-        None => Err(issue("SecretMissing", "the Secret has no tls.crt")),
+        None => Err(issue(Reason::SecretMissing, "the Secret has no tls.crt")),
         Some(Err(e)) => Err(issue(
-            "InvalidCertificate",
+            Reason::InvalidCertificate,
             &format!("the Secret's tls.crt cannot be read: {e}"),
         )),
         Some(Ok(cert)) => Ok((secret, cert)),
@@ -156,13 +153,13 @@ fn readable_cert(secret: Option<&SecretView>) -> Result<(&SecretView, &CertInfo)
 /// Whether the Secret's `tls.key` belongs to `cert` and has the requested settings.
 fn check_key(request: &Request, secret: &SecretView, cert: &CertInfo) -> Result<(), Issue> {
     match &secret.key_pem {
-        None => Err(issue("KeyMissing", "the Secret has no tls.key")),
+        None => Err(issue(Reason::KeyMissing, "the Secret has no tls.key")),
         Some(key) if !key_matches(key, cert) => Err(issue(
-            "KeyMismatch",
+            Reason::KeyMismatch,
             "the Secret's tls.key does not belong to its certificate",
         )),
         Some(key) if !request.key.matches(key) => Err(issue(
-            "KeySettingsChanged",
+            Reason::KeySettingsChanged,
             "the private key settings changed",
         )),
         Some(_) => Ok(()),
@@ -182,7 +179,7 @@ fn check_names(request: &Request, cert: &CertInfo) -> Result<(), Issue> {
     let have_ips: BTreeSet<&IpAddr> = cert.ip_addresses.iter().collect();
     if want != have || want_ips != have_ips {
         return Err(issue(
-            "NamesChanged",
+            Reason::NamesChanged,
             "the certificate's names differ from the spec",
         ));
     }
@@ -310,7 +307,7 @@ pub fn waiting_condition(
     order: &OrderStatus,
     unchanged: std::time::Duration,
     next: std::time::Duration,
-) -> Option<(&'static str, String)> {
+) -> Option<(Reason, String)> {
     if unchanged < std::time::Duration::from_secs(5) {
         return None;
     }
@@ -318,7 +315,7 @@ pub fn waiting_condition(
     let next = human(next);
     if order.state == OrderState::Processing {
         return Some((
-            "WaitingForCA",
+            Reason::WaitingForCa,
             format!(
                 "the CA has been processing the order (issuing the certificate) for {took}; \
                  asking again in {next}, with no time limit"
@@ -335,7 +332,7 @@ pub fn waiting_condition(
         .find_map(|c| c.error.as_deref())
     {
         return Some((
-            "WaitingForDNS",
+            Reason::WaitingForDns,
             format!("{dns} (for {took}; checking again in {next})"),
         ));
     }
@@ -349,7 +346,7 @@ pub fn waiting_condition(
         return None;
     }
     Some((
-        "WaitingForCA",
+        Reason::WaitingForCa,
         format!(
             "the CA has been validating {} for {took}; asking again in {next}, with no time limit",
             validating.join(", ")
@@ -520,7 +517,7 @@ mod tests {
 
     fn reason(decision: Decision) -> &'static str {
         match decision {
-            Decision::Issue { reason, .. } => reason,
+            Decision::Issue { reason, .. } => reason.as_str(),
             other => panic!("{other:?}"),
         }
     }
@@ -645,7 +642,7 @@ mod tests {
         assert!(matches!(
             decide(&req, &["CaaSIssuer/ca"], None, Some(&good), now, 0.0),
             Decision::Issue {
-                reason: "ManualRenewal",
+                reason: Reason::ManualRenewal,
                 ..
             }
         ));
@@ -726,7 +723,7 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(waiting_condition(&order, s(2), s(1)), None);
         let (reason, message) = waiting_condition(&order, s(250), s(50)).unwrap();
-        assert_eq!(reason, "WaitingForCA");
+        assert_eq!(reason, Reason::WaitingForCa);
         assert!(
             message.contains("validating a.example for 4m 10s"),
             "{message}"
@@ -738,7 +735,7 @@ mod tests {
         assert_eq!(waiting_condition(&order, s(250), s(50)), None);
         order.state = OrderState::Processing;
         let (reason, message) = waiting_condition(&order, s(600), s(60)).unwrap();
-        assert_eq!(reason, "WaitingForCA");
+        assert_eq!(reason, Reason::WaitingForCa);
         assert!(message.contains("processing the order"), "{message}");
         order.state = OrderState::Pending;
         order.challenges[0] = ch(
@@ -747,7 +744,7 @@ mod tests {
             Some("waiting for _acme-challenge.c.example. TXT to be served by the zone's server"),
         );
         let (reason, _) = waiting_condition(&order, s(30), s(6)).unwrap();
-        assert_eq!(reason, "WaitingForDNS");
+        assert_eq!(reason, Reason::WaitingForDns);
         order.state = OrderState::Valid;
         assert_eq!(waiting_condition(&order, s(30), s(6)), None);
     }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::api::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
+use crate::api::{AuthorizationState, ChallengeState, ChallengeType, OrderState, Reason};
 
 /// An ACME problem document (RFC 8555 section 6.7), the parts shown to users.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -135,12 +135,12 @@ impl From<&instant_acme::AuthorizationState> for AuthzView {
 /// Why an order cannot go on: a reason word for status, and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Failure {
             reason,
             message: message.into(),
@@ -199,9 +199,10 @@ pub fn next_step(
         OrderState::Ready => Step::Finalize,
         OrderState::Processing => Step::AwaitIssuance,
         OrderState::Valid => Step::Download,
-        OrderState::Invalid => {
-            Step::Fail(Failure::new("OrderFailed", invalid_message(order, authzs)))
-        }
+        OrderState::Invalid => Step::Fail(Failure::new(
+            Reason::OrderFailed,
+            invalid_message(order, authzs),
+        )),
     }
 }
 
@@ -226,7 +227,7 @@ fn choose_challenges(
                     false => format!(": {}", errors.join("; ")),
                 };
                 return Err(Failure::new(
-                    "ChallengeFailed",
+                    Reason::ChallengeFailed,
                     format!("the authorization for {} is {other}{errors}", authz.name),
                 ));
             }
@@ -234,7 +235,7 @@ fn choose_challenges(
         let type_ = choose(&authz.name)?;
         let Some(challenge) = authz.challenges.iter().find(|c| c.type_ == Some(type_)) else {
             return Err(Failure::new(
-                "ChallengeNotOffered",
+                Reason::ChallengeNotOffered,
                 format!("the CA does not offer {type_} for {}", authz.name),
             ));
         };
@@ -245,7 +246,7 @@ fn choose_challenges(
                 .map(Problem::text)
                 .unwrap_or_default();
             return Err(Failure::new(
-                "ChallengeFailed",
+                Reason::ChallengeFailed,
                 format!("{type_} for {} failed: {error}", authz.name),
             ));
         }

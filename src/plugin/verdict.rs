@@ -2,7 +2,7 @@
 //! operator reports (the README's troubleshooting table), what it means and the next
 //! action. Pure, so every reason is tested. A leaf of the plugin.
 
-use crate::api::Condition;
+use crate::api::{Condition, Reason};
 
 /// The verdict of `status certificate`, from its `Ready` and (true) `Expiring`
 /// conditions and its status times.
@@ -55,65 +55,105 @@ pub fn secret(has_certificate: bool, valid_now: bool, key_matches: Option<bool>)
     (usable, verdict.to_string())
 }
 
-/// What a user should do about a Certificate's `Ready` reason.
+/// What a user should do about a Certificate's `Ready` reason (as its condition says it).
 pub fn certificate_advice(reason: &str) -> &'static str {
+    Reason::parse(reason).map_or(UNKNOWN, certificate_advice_for)
+}
+
+/// What a user should do about an issuer's `Ready` reason (as its condition says it).
+pub fn issuer_advice(reason: &str) -> &'static str {
+    Reason::parse(reason).map_or(UNKNOWN, issuer_advice_for)
+}
+
+/// For a reason this operator never writes.
+const UNKNOWN: &str = "read the message and the events";
+
+/// The certificate advice of each reason. Matching every variant (no wildcard) makes a
+/// new reason a compile error here until it has advice.
+fn certificate_advice_for(reason: Reason) -> &'static str {
+    use Reason::*;
     match reason {
-        "Issued" => "nothing to do: it renews by itself",
-        "Issuing" => "wait: an issuance is under way (see the order below)",
-        "InvalidSpec" => "fix the field the message names, then apply again",
-        "IssuerNotFound" => "create the issuer the Certificate names (or fix issuerRef)",
-        "IssuerNotReady" => "fix the issuer first: kubectl caas status issuer <name>",
-        "NoSolver" => "add a solver whose selector matches every name (wildcards need dns01)",
-        "ChallengeFailed" | "OrderFailed" => {
+        Issued => "nothing to do: it renews by itself",
+        Issuing => "wait: an issuance is under way (see the order below)",
+        SecretMissing | RenewalDue | ManualRenewal | Expired | IssuerChanged | KeyMissing
+        | KeyMismatch | KeySettingsChanged | NamesChanged => {
+            "wait: a new certificate is being issued for the reason given"
+        }
+        InvalidSpec => "fix the field the message names, then apply again",
+        IssuerNotFound => "create the issuer the Certificate names (or fix issuerRef)",
+        IssuerNotReady => "fix the issuer first: kubectl caas status issuer <name>",
+        NoSolver => "add a solver whose selector matches every name (wildcards need dns01)",
+        ChallengeFailed | OrderFailed => {
             "check that each name resolves to your ingress (HTTP-01) or that the DNS \
              credentials may update the zone (DNS-01); the CA's words are quoted per name"
         }
-        "DNSUpdateFailed" => {
+        ChallengeNotOffered => {
+            "give the issuer a solver of a type the CA offers for that name (the message \
+             lists what it offers)"
+        }
+        DnsUpdateFailed => {
             "fix the DNS provider's credentials or zone (the message quotes the provider)"
         }
-        "RateLimited" => "wait: new orders resume at the time given; do not delete and recreate",
-        "DurationNotSupported" => {
+        SecretNotFound => "create the Secret the issuer's solver names (credentials, TSIG key)",
+        RateLimited => "wait: new orders resume at the time given; do not delete and recreate",
+        DurationNotSupported => {
             "remove duration, or set enableDurationFeature: false on the issuer"
         }
-        "WaitingForCA" => "wait: the CA is still validating or issuing (no time limit)",
-        "WaitingForDNS" => {
+        WaitingForCa => "wait: the CA is still validating or issuing (no time limit)",
+        WaitingForDns => {
             "wait, or check --dns01-recursive-nameservers if the cluster cannot reach the \
              zone's nameservers"
         }
-        "SecretWriteFailed" => {
+        SecretWriteFailed => {
             "let the operator write the Secret (RBAC, quota, an immutable Secret of that name)"
         }
-        "CertificateMismatch" | "InvalidCertificate" => {
+        CertificateMismatch | InvalidCertificate => {
             "nothing: the CA's certificate was refused and a new order follows; report it to \
              the CA if it repeats"
         }
-        "KubernetesError" => "install the chart's RBAC (the message quotes the API server)",
-        "KeyLost" => "nothing: the key was lost before use; a new order follows",
-        "ACMEError" => "read the CA's words in the message; check the issuer's server and account",
-        _ => "read the message and the events below",
+        KubernetesError => "install the chart's RBAC (the message quotes the API server)",
+        KeyLost => "nothing: the key was lost before use; a new order follows",
+        AcmeError => "read the CA's words in the message; check the issuer's server and account",
+        RenewalFailing => {
+            "fix the failure the message quotes before notAfter: the certificate in use \
+             stays valid until then"
+        }
+        AccountNotFound | BadNonce | EabRejected | ServerUnreachable | AccountRegistered
+        | AccountKeyRace | KeyRolloverFailed => {
+            "look at the issuer: kubectl caas status issuer <name> (its account or CA)"
+        }
     }
 }
 
-/// What a user should do about an issuer's `Ready` reason.
-pub fn issuer_advice(reason: &str) -> &'static str {
+/// The issuer advice of each reason (no wildcard: see [`certificate_advice_for`]).
+fn issuer_advice_for(reason: Reason) -> &'static str {
+    use Reason::*;
     match reason {
-        "AccountRegistered" => "nothing to do",
-        "EABRejected" => {
+        AccountRegistered => "nothing to do",
+        EabRejected => {
             "copy the EAB key ID and HMAC key again from the CA's console (the HMAC into \
              the Secret); the issuer retries by itself"
         }
-        "SecretNotFound" => {
+        SecretNotFound => {
             "create the EAB Secret and key the issuer names (ClusterCaaSIssuer: in the \
              operator's namespace)"
         }
-        "ServerUnreachable" => {
+        ServerUnreachable => {
             "check server (the ACME directory URL), DNS, proxies, and caBundle for a private CA"
         }
-        "InvalidSpec" => "fix the field the message names",
-        "SecretWriteFailed" => "let the operator write the account key Secret (RBAC, quota)",
-        "AccountKeyRace" => "nothing: the next look uses the key Secret that won",
-        "KeyRolloverFailed" => "read the CA's words; the old key stays in use and it retries",
-        _ => "read the message and the events",
+        InvalidSpec => "fix the field the message names",
+        SecretWriteFailed => "let the operator write the account key Secret (RBAC, quota)",
+        AccountKeyRace => "nothing: the next look uses the key Secret that won",
+        KeyRolloverFailed => "read the CA's words; the old key stays in use and it retries",
+        AccountNotFound => {
+            "the CA does not know the account of the key Secret: delete the key Secret's \
+             tls.key only if the CA's console agrees the account is gone"
+        }
+        BadNonce => "nothing: the CA refused nonces repeatedly; the issuer retries",
+        RateLimited => "wait: the CA asked to slow down; the issuer retries after Retry-After",
+        AcmeError => "read the CA's words in the message",
+        KubernetesError => "install the chart's RBAC (the message quotes the API server)",
+        _ => UNKNOWN,
     }
 }
 
@@ -154,6 +194,24 @@ mod tests {
                 );
                 seen += 1;
             }
+        }
+        let documented: std::collections::BTreeSet<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| issuer") || l.starts_with("| certificate"))
+            .flat_map(|row| {
+                row.split('|')
+                    .nth(2)
+                    .unwrap_or_default()
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+            })
+            .collect();
+        for reason in Reason::ALL {
+            assert!(
+                documented.contains(reason.as_str()),
+                "the reason {reason} is missing from the README's troubleshooting table"
+            );
         }
         assert!(
             seen >= 25,

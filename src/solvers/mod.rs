@@ -84,12 +84,13 @@ pub enum SolverError {
 }
 
 impl SolverError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::api::Reason {
+        use crate::api::Reason;
         match self {
-            SolverError::Kube(_) => "KubernetesError",
-            SolverError::Dns(_) => "DNSUpdateFailed",
-            SolverError::SecretNotFound(_) => "SecretNotFound",
-            SolverError::InvalidSpec(_) => "InvalidSpec",
+            SolverError::Kube(_) => Reason::KubernetesError,
+            SolverError::Dns(_) => Reason::DnsUpdateFailed,
+            SolverError::SecretNotFound(_) => Reason::SecretNotFound,
+            SolverError::InvalidSpec(_) => Reason::InvalidSpec,
         }
     }
 }

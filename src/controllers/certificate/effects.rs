@@ -57,7 +57,8 @@ pub async fn issued(
         "certificate issued (serial {}) because {cause}; {ready_message}",
         info.serial
     );
-    ctx.event(cert, false, cause_reason, "Issue", note).await;
+    ctx.event(cert, false, cause_reason.as_str(), "Issue", note)
+        .await;
     keys::delete_next(ctx, cert).await;
     if renewed && ctx.settings.restart_on_renew {
         let ns = cert.metadata.namespace.clone().unwrap_or_default();
@@ -76,7 +77,7 @@ pub async fn issued(
         true => notify::Event::Renewed,
         false => notify::Event::Issued,
     };
-    let reason = super::status::Reason::ISSUED.as_str();
+    let reason = super::status::Reason::Issued.as_str();
     let mut msg = notify::Message::new(event, cert, reason, ready_message);
     msg.serial = Some(info.serial.clone());
     msg.not_after = Some(info.not_after.to_string());
@@ -111,7 +112,7 @@ pub async fn failed(
     // Once per certificate (notAfter): the event, the log line, the notification.
     if ctx.notifier.first_expiring(&key, &not_after) {
         tracing::warn!(certificate = %key, "{note}");
-        let reason = super::status::Reason::RENEWAL_FAILING.as_str();
+        let reason = super::status::Reason::RenewalFailing.as_str();
         ctx.event(cert, true, reason, "Renew", note.clone()).await;
         let mut msg = notify::Message::new(notify::Event::Expiring, cert, reason, note);
         msg.not_after = Some(not_after);

@@ -66,7 +66,7 @@ impl Failure {
     }
 
     pub fn acme(step: Step, e: AcmeError) -> Self {
-        let mut f = Failure::new(step, Reason(e.reason()), e.to_string(), false);
+        let mut f = Failure::new(step, e.reason(), e.to_string(), false);
         f.transient = e.is_transient();
         f.from_ca = true;
         f
@@ -77,11 +77,11 @@ impl Failure {
     }
 
     pub fn kube(step: Step) -> impl Fn(kube::Error) -> Failure {
-        move |e| Failure::new(step, Reason::KUBERNETES_ERROR, e.to_string(), false)
+        move |e| Failure::new(step, Reason::KubernetesError, e.to_string(), false)
     }
 
     pub fn solver(e: SolverError) -> Failure {
-        Failure::new(Step::Present, Reason(e.reason()), e.to_string(), false)
+        Failure::new(Step::Present, e.reason(), e.to_string(), false)
     }
 
     pub fn account(e: AccountError) -> Failure {
@@ -93,6 +93,6 @@ impl Failure {
 
     /// A dead order, as the state machine found it.
     pub fn order(f: order::Failure) -> Failure {
-        Failure::new(Step::Order, Reason(f.reason), f.message, true)
+        Failure::new(Step::Order, f.reason, f.message, true)
     }
 }

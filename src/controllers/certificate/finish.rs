@@ -51,13 +51,13 @@ pub async fn valid(
     };
     let unchanged = w.is_ready()
         && w.condition(super::status::READY)
-            .is_some_and(|c| c.reason == Reason::ISSUED.as_str())
+            .is_some_and(|c| c.reason == Reason::Issued.as_str())
         && w.status.renewal_time.as_deref() == Some(renewal_time.to_string().as_str());
     record(&mut w, &info, renewal_time);
     if !unchanged {
         w.set_ready(
             true,
-            Reason::ISSUED,
+            Reason::Issued,
             format!(
                 "the certificate is valid until {}; renewal at {renewal_time}",
                 info.not_after
@@ -84,7 +84,7 @@ pub struct Issued {
     pub key_pem: String,
     pub info: CertInfo,
     /// Why it was issued: reason (`SecretMissing`, `RenewalDue`, ...) and message.
-    pub cause: (&'static str, String),
+    pub cause: (Reason, String),
 }
 
 /// Ready's message for a new certificate: its issuer (and whether a fallback), the
@@ -190,7 +190,7 @@ fn record_issued(
     w.status.issuing_with = None;
     w.status.issuing_with_failing_since = None;
     let message = issued_message(cert, issuer, info, renewal_time);
-    w.set_ready(true, Reason::ISSUED, message.clone());
+    w.set_ready(true, Reason::Issued, message.clone());
     if let Some(started) = w
         .condition(ISSUING)
         .and_then(|c| c.last_transition_time.as_deref())
@@ -222,14 +222,14 @@ async fn secret_write_failed(
     ctx.event(
         cert,
         true,
-        Reason::SECRET_WRITE_FAILED.as_str(),
+        Reason::SecretWriteFailed.as_str(),
         "Issue",
         message.clone(),
     )
     .await;
-    w.set_issuing(false, Reason::SECRET_WRITE_FAILED, message.clone());
+    w.set_issuing(false, Reason::SecretWriteFailed, message.clone());
     if !w.is_ready() {
-        w.set_ready(false, Reason::SECRET_WRITE_FAILED, message);
+        w.set_ready(false, Reason::SecretWriteFailed, message);
     }
     w.save().await?;
     Ok(Action::requeue(delay.unsigned_abs()))

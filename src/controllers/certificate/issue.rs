@@ -16,7 +16,7 @@ use crate::decide::{self, Request};
 
 /// Why a certificate is being issued.
 pub struct Why {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     /// A valid certificate is in place meanwhile (`Ready` stays true).
     pub has_valid_cert: bool,
@@ -60,7 +60,7 @@ pub async fn issue(
         return Ok(Action::requeue(wait));
     }
     if w.status.order.is_none() {
-        tracing::info!(certificate = %key, reason = why.reason, "issuing: {}", why.message);
+        tracing::info!(certificate = %key, reason = why.reason.as_str(), "issuing: {}", why.message);
     }
     mark_issuing(&mut w, &why);
 
@@ -120,14 +120,14 @@ pub async fn issue(
 
 /// `Issuing` with the cause; `Ready=False Issuing` too while no valid certificate exists.
 fn mark_issuing(w: &mut StatusWriter<'_>, why: &Why) {
-    w.set_issuing(true, Reason(why.reason), why.message.clone());
+    w.set_issuing(true, why.reason, why.message.clone());
     if !why.has_valid_cert
         && w.condition(READY)
-            .is_none_or(|c| c.is_true() || c.reason != Reason::ISSUING.as_str())
+            .is_none_or(|c| c.is_true() || c.reason != Reason::Issuing.as_str())
     {
         w.set_ready(
             false,
-            Reason::ISSUING,
+            Reason::Issuing,
             format!("issuing the certificate ({})", why.message),
         );
     }
@@ -179,7 +179,7 @@ async fn waiting(
         .as_ref()
         .and_then(|o| decide::waiting_condition(o, unchanged, delay))
     {
-        w.set_issuing(true, Reason(reason), message);
+        w.set_issuing(true, reason, message);
     }
     ctx.memory.set_poll_wait(key, &request.hash, delay);
     w.save().await?;
@@ -227,7 +227,7 @@ async fn failed(
         .filter(|_| failure.from_ca)
         .and_then(|d| SignedDuration::try_from(d).ok());
     let delay = decide::backoff(attempts).max(ca_wait.unwrap_or_default());
-    if failure.reason == Reason::RATE_LIMITED
+    if failure.reason == Reason::RateLimited
         && let (Some(account), Some(wait)) = (account, ca_wait)
     {
         ctx.memory.pause_account(account, wait.unsigned_abs());
@@ -297,6 +297,6 @@ fn expiring(
         w.status.not_after.as_deref().unwrap_or_default(),
         SignedDuration::from_secs(left.as_secs())
     );
-    w.set(EXPIRING, true, Reason::RENEWAL_FAILING, note.clone());
+    w.set(EXPIRING, true, Reason::RenewalFailing, note.clone());
     Some(note)
 }

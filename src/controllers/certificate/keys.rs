@@ -61,11 +61,11 @@ pub async fn next(
         return Ok(key);
     }
     let key_pem = pki::generate_key(&request.key)
-        .map_err(|e| Failure::new(Step::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
+        .map_err(|e| Failure::new(Step::Keys, Reason::InvalidSpec, e.to_string(), true))?;
     let owner = cert.controller_owner_ref(&()).ok_or_else(|| {
         Failure::new(
             Step::Keys,
-            Reason::KUBERNETES_ERROR,
+            Reason::KubernetesError,
             "the Certificate has no uid yet",
             false,
         )

@@ -83,7 +83,7 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
 
     // Validate.
     if let Err(message) = decide::validate(&seen.cert.spec, "") {
-        w.set_ready(false, Reason::INVALID_SPEC, message);
+        w.set_ready(false, Reason::InvalidSpec, message);
         w.drop_issuing();
         w.save().await?;
         return Ok(Action::await_change());
@@ -100,7 +100,7 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
     let mut request = match decide::validate(&seen.cert.spec, &issuer.fingerprint()) {
         Ok(r) => r,
         Err(message) => {
-            w.set_ready(false, Reason::INVALID_SPEC, message);
+            w.set_ready(false, Reason::InvalidSpec, message);
             w.save().await?;
             return Ok(Action::await_change());
         }

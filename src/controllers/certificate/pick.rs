@@ -41,14 +41,14 @@ pub fn pick<'a>(seen: &'a Observed, status: &CertificateStatus, now: Timestamp) 
             let r = &spec.issuer_ref;
             let kind = r.kind.as_deref().unwrap_or("CaaSIssuer");
             return Picked::Stop(
-                Reason::ISSUER_NOT_FOUND,
+                Reason::IssuerNotFound,
                 format!("{kind} {:?} does not exist", r.name),
                 Duration::from_secs(60),
             );
         };
         if !issuer.is_ready() {
             return Picked::Stop(
-                Reason::ISSUER_NOT_READY,
+                Reason::IssuerNotReady,
                 not_ready_message(issuer),
                 Duration::from_secs(30),
             );
@@ -89,7 +89,7 @@ pub fn pick<'a>(seen: &'a Observed, status: &CertificateStatus, now: Timestamp) 
                 })
                 .collect();
             Picked::Stop(
-                Reason::ISSUER_NOT_READY,
+                Reason::IssuerNotReady,
                 format!("no issuer is ready: {}", why.join("; ")),
                 Duration::from_secs(30),
             )

@@ -118,7 +118,7 @@ pub async fn present(
     w.save().await.map_err(|e| {
         Failure::new(
             Step::Present,
-            super::status::Reason::KUBERNETES_ERROR,
+            super::status::Reason::KubernetesError,
             e.to_string(),
             false,
         )
@@ -180,7 +180,7 @@ fn solver_env<'a>(
     let solver = solvers::for_type(rec.type_).ok_or_else(|| {
         Failure::new(
             Step::Present,
-            super::status::Reason::INVALID_SPEC,
+            super::status::Reason::InvalidSpec,
             format!("no solver for {}", rec.type_),
             true,
         )
@@ -188,7 +188,7 @@ fn solver_env<'a>(
     let config = config(issuer, cert, &rec.dns_name).ok_or_else(|| {
         Failure::new(
             Step::Present,
-            super::status::Reason("NoSolver"),
+            super::status::Reason::NoSolver,
             format!("no solver of {} matches {}", issuer.display(), rec.dns_name),
             true,
         )

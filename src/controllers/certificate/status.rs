@@ -16,33 +16,7 @@ pub const ISSUING: &str = "Issuing";
 /// Close to notAfter while renewal fails (`--expiring-within`).
 pub const EXPIRING: &str = "Expiring";
 
-/// A condition reason: a word users and alerts match on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reason(pub &'static str);
-
-impl Reason {
-    pub const ISSUED: Reason = Reason("Issued");
-    pub const ISSUING: Reason = Reason("Issuing");
-    pub const INVALID_SPEC: Reason = Reason("InvalidSpec");
-    pub const ISSUER_NOT_FOUND: Reason = Reason("IssuerNotFound");
-    pub const ISSUER_NOT_READY: Reason = Reason("IssuerNotReady");
-    pub const WAITING_FOR_CA: Reason = Reason("WaitingForCA");
-    pub const WAITING_FOR_DNS: Reason = Reason("WaitingForDNS");
-    pub const SECRET_WRITE_FAILED: Reason = Reason("SecretWriteFailed");
-    pub const INVALID_CERTIFICATE: Reason = Reason("InvalidCertificate");
-    pub const CERTIFICATE_MISMATCH: Reason = Reason("CertificateMismatch");
-    pub const KEY_LOST: Reason = Reason("KeyLost");
-    pub const ACME_ERROR: Reason = Reason("ACMEError");
-    pub const KUBERNETES_ERROR: Reason = Reason("KubernetesError");
-    pub const ORDER_FAILED: Reason = Reason("OrderFailed");
-    pub const DURATION_NOT_SUPPORTED: Reason = Reason("DurationNotSupported");
-    pub const RATE_LIMITED: Reason = Reason("RateLimited");
-    pub const RENEWAL_FAILING: Reason = Reason("RenewalFailing");
-
-    pub fn as_str(self) -> &'static str {
-        self.0
-    }
-}
+pub use crate::api::Reason;
 
 /// A Certificate's status being worked on, and how to write it.
 pub struct StatusWriter<'a> {

@@ -23,11 +23,11 @@ pub(super) async fn create_key_secret(
         Ok(created) => Ok(created),
         // Someone (another issuer sharing the key Secret) was first: use theirs.
         Err(kube::Error::Api(e)) if e.code == 409 => Err(failure(
-            "AccountKeyRace",
+            Reason::AccountKeyRace,
             "the account key Secret was created concurrently; retrying with it".into(),
         )),
         Err(e) => Err(failure(
-            "SecretWriteFailed",
+            Reason::SecretWriteFailed,
             format!(
                 "cannot write the account key Secret {name} (nothing is registered until it is stored): {e}"
             ),
@@ -51,7 +51,7 @@ pub(super) async fn existing_account(
     }
     let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
         return Ok(failure(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             format!(
                 "the account key Secret {} has no tls.key",
                 issuer.spec.private_key_secret_ref.name
@@ -78,7 +78,7 @@ pub(super) async fn existing_account(
             // Never register the old key while the CA may have moved the account.
             account_key::Pending::Unknown(e) => {
                 return Ok(failure(
-                    "KeyRolloverFailed",
+                    Reason::KeyRolloverFailed,
                     format!(
                         "an account key rollover may have happened and cannot be checked now (retried): {e}"
                     ),
@@ -191,7 +191,7 @@ pub(super) async fn eab(
     let Some(raw) = read_secret_key(&ctx.client, &issuer.secret_namespace, &r.name, &r.key).await?
     else {
         return Ok(Err(failure(
-            "SecretNotFound",
+            Reason::SecretNotFound,
             format!(
                 "the EAB HMAC key Secret {}/{} (key {:?}) does not exist",
                 issuer.secret_namespace, r.name, r.key
@@ -200,7 +200,7 @@ pub(super) async fn eab(
     };
     let algorithm = match acme::MacAlgorithm::parse(eab.key_algorithm.as_deref()) {
         Ok(a) => a,
-        Err(e) => return Ok(Err(failure("InvalidSpec", e))),
+        Err(e) => return Ok(Err(failure(Reason::InvalidSpec, e))),
     };
     Ok(match acme::decode_eab_hmac(&raw) {
         Ok(hmac) => Ok(Some(Eab {
@@ -240,7 +240,7 @@ pub(super) fn registered(server: &str, uri: &str) -> AccountState {
         condition: Condition::new(
             "Ready",
             true,
-            "AccountRegistered",
+            Reason::AccountRegistered.as_str(),
             format!("the ACME account is registered at {server}"),
         ),
         account_uri: Some(uri.to_string()),

@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use super::account_key;
 use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
 use crate::acme::{self, AccountKey, AcmeError, AcmeHttp, Direct, Eab};
+use crate::api::Reason;
 use crate::api::conditions::{Condition, set_condition};
 use crate::api::issuer::IssuerStatus;
 use crate::api::{
@@ -40,9 +41,9 @@ struct AccountState {
     rotated: Option<String>,
 }
 
-fn failure(reason: &str, message: String) -> AccountState {
+fn failure(reason: Reason, message: String) -> AccountState {
     AccountState {
-        condition: Condition::new("Ready", false, reason, message),
+        condition: Condition::new("Ready", false, reason.as_str(), message),
         account_uri: None,
         retry: true,
         rotated: None,
@@ -55,7 +56,7 @@ fn from_error(e: AcmeError) -> AccountState {
 
 async fn account_state(ctx: &Context, issuer: &IssuerHandle) -> Result<AccountState, Error> {
     if let Err(message) = validate(&issuer.spec) {
-        let mut s = failure("InvalidSpec", message);
+        let mut s = failure(Reason::InvalidSpec, message);
         s.retry = false;
         return Ok(s);
     }

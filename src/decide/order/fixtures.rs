@@ -112,7 +112,7 @@ pub(super) fn http_only(_: &str) -> Result<ChallengeType, Failure> {
 pub(super) fn no_wildcard_solver(name: &str) -> Result<ChallengeType, Failure> {
     match name.starts_with("*.") {
         true => Err(Failure::new(
-            "NoSolver",
+            Reason::NoSolver,
             format!("no solver matches {name}"),
         )),
         false => Ok(Http01),

@@ -80,7 +80,7 @@ fn run(cases: &[Case]) {
                 let Step::Fail(f) = &step else {
                     panic!("case {}: want Fail({reason}), got {step:?}", c.name)
                 };
-                assert_eq!(f.reason, *reason, "case {}: {}", c.name, f.message);
+                assert_eq!(f.reason.as_str(), *reason, "case {}: {}", c.name, f.message);
                 for fragment in *fragments {
                     assert!(
                         f.message.contains(fragment),
@@ -237,7 +237,7 @@ fn invalid_orders() {
             INVALID_PEBBLE,
             ALL_VALID_LE,
             never,
-            Expect::Is(Step::Fail(Failure::new("OrderFailed", BARE))),
+            Expect::Is(Step::Fail(Failure::new(Reason::OrderFailed, BARE))),
         ),
         case(
             "pebble: no order error, a challenge error",
@@ -245,7 +245,7 @@ fn invalid_orders() {
             INVALID_AUTHZ_LE,
             never,
             Expect::Is(Step::Fail(Failure::new(
-                "OrderFailed",
+                Reason::OrderFailed,
                 format!("{BARE}: example.com: unauthorized: {LE_404}"),
             ))),
         ),
@@ -291,7 +291,7 @@ fn dead_authorizations_fail_the_pending_order() {
             INVALID_AUTHZ_LE,
             http_only,
             Expect::Is(Step::Fail(Failure::new(
-                "ChallengeFailed",
+                Reason::ChallengeFailed,
                 format!("the authorization for example.com is invalid: unauthorized: {LE_404}"),
             ))),
         ),
@@ -315,7 +315,7 @@ fn chosen_challenge_unusable() {
             NO_DNS01_STEPCA,
             dns_only,
             Expect::Is(Step::Fail(Failure::new(
-                "ChallengeNotOffered",
+                Reason::ChallengeNotOffered,
                 "the CA does not offer dns-01 for node-7.cluster.internal",
             ))),
         ),
@@ -345,7 +345,7 @@ fn chosen_challenge_unusable() {
             FRESH_PEBBLE,
             no_wildcard_solver,
             Expect::Is(Step::Fail(Failure::new(
-                "NoSolver",
+                Reason::NoSolver,
                 "no solver matches *.example.com",
             ))),
         ),

@@ -50,7 +50,7 @@ pub struct Pass<'a> {
     pub request: &'a Request,
     pub tls: Option<&'a Secret>,
     /// Why a certificate is issued: reason and message, for the log.
-    pub why: (&'static str, &'a str),
+    pub why: (Reason, &'a str),
 }
 
 /// Takes as many steps of the order as the CA allows without waiting.
@@ -124,14 +124,15 @@ fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::Failure> {
             ""
         };
         return Err(order::Failure::new(
-            "NoSolver",
+            Reason::NoSolver,
             format!("no solver of {} matches {name}{hint}", p.issuer.display()),
         ));
     };
-    let kind = solver_kind(&solvers[index]).map_err(|e| order::Failure::new("InvalidSpec", e))?;
+    let kind =
+        solver_kind(&solvers[index]).map_err(|e| order::Failure::new(Reason::InvalidSpec, e))?;
     if kind == ChallengeType::Dns01 && name.parse::<std::net::IpAddr>().is_ok() {
         return Err(order::Failure::new(
-            "NoSolver",
+            Reason::NoSolver,
             format!(
                 "{name} is an IP address, which DNS-01 cannot prove: give {} an http01 or tlsAlpn01 solver whose selector matches it",
                 p.issuer.display()
@@ -224,7 +225,7 @@ async fn finalize(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure> {
         &r.ip_addresses,
         r.common_name.as_deref(),
     )
-    .map_err(|e| Failure::new(FailedStep::Keys, Reason::INVALID_SPEC, e.to_string(), true))?;
+    .map_err(|e| Failure::new(FailedStep::Keys, Reason::InvalidSpec, e.to_string(), true))?;
     match order.finalize_csr(&csr).await {
         Ok(()) => Ok(key_pem),
         // A finalize the CA already took (its answer was lost and the request sent
@@ -255,7 +256,7 @@ async fn fetch_chain(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure>
         Some(preferred) if !preferred.is_empty() => {
             let url = order.state().certificate.clone().ok_or_else(|| {
                 fail(
-                    Reason::ACME_ERROR,
+                    Reason::AcmeError,
                     "the CA gave no certificate URL for a valid order".into(),
                 )
             })?;
@@ -275,7 +276,7 @@ async fn fetch_chain(p: &Pass<'_>, order: &mut Order) -> Result<String, Failure>
             .map_err(Failure::from_acme(FailedStep::Download))?
             .ok_or_else(|| {
                 fail(
-                    Reason::ACME_ERROR,
+                    Reason::AcmeError,
                     "the CA sent no certificate for a valid order".into(),
                 )
             })?,
@@ -298,19 +299,19 @@ async fn download(
     };
     let Some(key_pem) = key_pem else {
         return Err(fail(
-            Reason::KEY_LOST,
+            Reason::KeyLost,
             "the private key for this order is gone (its Secret was deleted); starting over".into(),
         ));
     };
     let info = pki::parse_chain(&chain).map_err(|e| {
         fail(
-            Reason::INVALID_CERTIFICATE,
+            Reason::InvalidCertificate,
             format!("the CA sent an unreadable certificate: {e}"),
         )
     })?;
     if !pki::key_matches(&key_pem, &info) {
         return Err(fail(
-            Reason::CERTIFICATE_MISMATCH,
+            Reason::CertificateMismatch,
             "the issued certificate is not for this order's key; starting over".into(),
         ));
     }
@@ -328,7 +329,7 @@ async fn download(
     want_ips.sort();
     if got != want || got_ips != want_ips {
         return Err(fail(
-            Reason::CERTIFICATE_MISMATCH,
+            Reason::CertificateMismatch,
             format!(
                 "the CA issued names {got:?} and IP addresses {got_ips:?}, not the requested {want:?} and {want_ips:?}"
             ),

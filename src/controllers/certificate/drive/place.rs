@@ -94,7 +94,7 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
     }
     Some(Failure::new(
         FailedStep::Order,
-        Reason::DURATION_NOT_SUPPORTED,
+        Reason::DurationNotSupported,
         format!(
             "the CA refused the requested lifetime (spec.duration, sent as the order's notAfter): {detail}; \
              remove spec.duration, or set enableDurationFeature: false on the issuer to take the CA's default lifetime"
@@ -110,7 +110,7 @@ pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Ord
         let resumes = Timestamp::now() + SignedDuration::try_from(wait).unwrap_or_default();
         let mut f = Failure::new(
             FailedStep::Order,
-            Reason::RATE_LIMITED,
+            Reason::RateLimited,
             format!(
                 "the CA rate-limited the ACME account of {}: new orders resume at {}",
                 p.issuer.display(),
@@ -175,11 +175,11 @@ pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Ord
     w.save().await.map_err(|e| {
         Failure::new(
             FailedStep::Order,
-            Reason::KUBERNETES_ERROR,
+            Reason::KubernetesError,
             e.to_string(),
             false,
         )
     })?;
-    tracing::info!(certificate = %key_of(p.cert), reason = p.why.0, order = %order.url(), "created an ACME order: {}", p.why.1);
+    tracing::info!(certificate = %key_of(p.cert), reason = p.why.0.as_str(), order = %order.url(), "created an ACME order: {}", p.why.1);
     Ok(order)
 }
