@@ -76,7 +76,7 @@ pub enum SolverError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
-    Dns(#[from] rfc2136::DnsError),
+    Dns(#[from] dns01::DnsError),
     #[error("{0}")]
     SecretNotFound(String),
     #[error("{0}")]

@@ -8,11 +8,11 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::DnsError;
 use super::api::ApiClient;
 use super::provider::{DnsProvider, secret_value};
 use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 const PROVIDER: &str = "acme-dns";
 

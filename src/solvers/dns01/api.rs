@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::solvers::rfc2136::DnsError;
+use super::DnsError;
 
 /// How long one API request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);

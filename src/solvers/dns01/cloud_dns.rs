@@ -15,11 +15,11 @@ use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::DnsError;
 use super::api::{Answer, ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
 use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://dns.googleapis.com";
 const PROVIDER: &str = "Google Cloud DNS";

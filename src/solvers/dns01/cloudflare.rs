@@ -7,11 +7,11 @@ use futures::future::BoxFuture;
 use http::Method;
 use serde_json::{Value, json};
 
+use super::DnsError;
 use super::api::{Answer, ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
 use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://api.cloudflare.com/client/v4";
 const PROVIDER: &str = "Cloudflare";

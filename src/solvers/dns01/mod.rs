@@ -23,12 +23,14 @@ mod azure_dns;
 mod cloud_dns;
 mod cloudflare;
 mod digitalocean;
+mod error;
 pub mod propagation;
 pub mod provider;
 mod route53;
 pub(crate) mod sigv4;
 mod webhook;
 
+pub use self::error::DnsError;
 use self::provider::DnsProvider;
 use super::Deps;
 use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};

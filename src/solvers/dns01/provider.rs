@@ -3,11 +3,12 @@
 
 use futures::future::BoxFuture;
 
+use super::DnsError;
 use super::{acme_dns, azure_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
 use crate::api::issuer::{SecretKeySelector, Solver as SolverConfig};
 use crate::shared::{IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::{self, DnsError, Rfc2136Client};
+use crate::solvers::rfc2136::{self, Rfc2136Client};
 
 pub trait DnsProvider: Send + Sync {
     /// Publishes `value` at `fqdn` (absolute), next to other values (idempotent).

@@ -10,12 +10,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::Method;
 
+use super::DnsError;
 use super::api::{ApiClient, zone_candidates};
 use super::provider::{DnsProvider, secret_value};
 use super::sigv4::{self, Credentials};
 use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://route53.amazonaws.com";
 const PROVIDER: &str = "Route 53";

@@ -7,11 +7,11 @@ use futures::future::BoxFuture;
 use http::Method;
 use serde_json::json;
 
+use super::DnsError;
 use super::api::ApiClient;
 use super::provider::DnsProvider;
 use crate::shared::{IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 const PROVIDER: &str = "the httpreq webhook";
 
