@@ -22,6 +22,7 @@ use hickory_client::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_client::proto::udp::UdpClientStream;
 
 use super::dns01::DnsError;
+use super::dns01::provider::Change;
 
 /// TTL of challenge records: short, so a retried challenge is not answered from caches.
 const TXT_TTL: u32 = 60;
@@ -224,7 +225,10 @@ impl Rfc2136Client {
             })
     }
 
-    async fn update(&self, fqdn: &str, value: &str, add: bool) -> Result<(), DnsError> {
+    /// Adds the TXT record `value` at `fqdn`, or removes it leaving other values
+    /// (idempotent).
+    pub async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let add = change == Change::Add;
         let zone = self.find_zone(fqdn).await?;
         let record = txt(&name(fqdn)?, value);
         let message = match add {
@@ -285,16 +289,6 @@ impl Rfc2136Client {
             _ => None,
         });
         Some((answer.response_code(), tsig_error))
-    }
-
-    /// Adds the TXT record `value` at `fqdn` (idempotent).
-    pub async fn add_txt(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
-        self.update(fqdn, value, true).await
-    }
-
-    /// Removes the TXT record `value` at `fqdn` (idempotent), leaving other values.
-    pub async fn remove_txt(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
-        self.update(fqdn, value, false).await
     }
 
     /// Whether the server answers `value` among the TXT records at `fqdn`.

@@ -41,3 +41,20 @@ pub enum DnsError {
         name: String,
     },
 }
+
+impl DnsError {
+    /// A provider's API refused the change of `name` in `zone`, in `message` (its words).
+    pub fn api(
+        provider: &'static str,
+        name: impl Into<String>,
+        zone: impl Into<String>,
+        message: String,
+    ) -> DnsError {
+        DnsError::Api {
+            provider,
+            name: name.into(),
+            zone: zone.into(),
+            message,
+        }
+    }
+}
