@@ -198,6 +198,17 @@ impl Rest {
         }
     }
 
+    /// `GET path`: the answer when it is there (200), `None` when it is not (404); any
+    /// other answer is the refusal of the change of `at`'s name in its zone.
+    pub async fn get_opt(&self, path: &str, at: (&str, &str)) -> Result<Option<Answer>, DnsError> {
+        let answer = self.call(Method::GET, path, None).await?;
+        match answer.status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
+            _ => Err(self.refused(at.0, at.1, &answer)),
+        }
+    }
+
     /// The provider refused the change of `name` in `zone`: in its own words.
     pub fn refused(&self, name: &str, zone: &str, answer: &Answer) -> DnsError {
         DnsError::api(self.provider(), name, zone, (self.words)(answer))

@@ -106,70 +106,51 @@ impl AzureDns {
         })
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, DnsError> {
-        let path = format!("{path}?api-version={API_VERSION}");
-        self.rest.call(method, &path, body).await
-    }
-
     async fn zone(&self, fqdn: &str) -> Result<String, DnsError> {
         if let Some(z) = &self.zone {
             return Ok(z.trim_end_matches('.').to_string());
         }
+        let name = fqdn.trim_end_matches('.');
         find_zone(PROVIDER, fqdn, |candidate| async move {
-            let answer = self
-                .call(Method::GET, &format!("/{candidate}"), None)
-                .await?;
-            match answer.status {
-                200 => Ok(Some(candidate)),
-                404 => Ok(None),
-                _ => Err(self
-                    .rest
-                    .refused(fqdn.trim_end_matches('.'), &candidate, &answer)),
-            }
+            let path = versioned(&format!("/{candidate}"));
+            let found = self.rest.get_opt(&path, (name, &candidate)).await?;
+            Ok(found.map(|_| candidate))
         })
         .await
     }
 
     /// The TXT values at `fqdn` (each record's strings joined).
     async fn values(&self, zone: &str, fqdn: &str) -> Result<Vec<String>, DnsError> {
-        let path = format!("/{zone}/TXT/{}", relative(fqdn, zone));
-        let answer = self.call(Method::GET, &path, None).await?;
+        let path = versioned(&format!("/{zone}/TXT/{}", relative(fqdn, zone)));
+        let at = (fqdn.trim_end_matches('.'), zone);
+        let Some(answer) = self.rest.get_opt(&path, at).await? else {
+            return Ok(Vec::new());
+        };
         let joined = |r: &Value| {
             r["value"]
                 .as_array()
                 .map(|v| v.iter().filter_map(|s| s.as_str()).collect::<String>())
                 .unwrap_or_default()
         };
-        match answer.status {
-            200 => Ok(answer.body["properties"]["TXTRecords"]
-                .as_array()
-                .map(|a| a.iter().map(joined).collect())
-                .unwrap_or_default()),
-            404 => Ok(Vec::new()),
-            _ => Err(self.rest.refused(fqdn.trim_end_matches('.'), zone, &answer)),
-        }
+        Ok(answer.body["properties"]["TXTRecords"]
+            .as_array()
+            .map(|a| a.iter().map(joined).collect())
+            .unwrap_or_default())
     }
 
     /// Writes the set (`PUT`), or deletes it when empty.
     async fn write(&self, zone: &str, fqdn: &str, values: &[String]) -> Result<(), DnsError> {
-        let path = format!("/{zone}/TXT/{}", relative(fqdn, zone));
-        let answer = match values.is_empty() {
-            true => self.call(Method::DELETE, &path, None).await?,
-            false => {
-                let records: Vec<Value> = values.iter().map(|v| json!({ "value": [v] })).collect();
-                let body = json!({ "properties": { "TTL": 60, "TXTRecords": records } });
-                self.call(Method::PUT, &path, Some(&body)).await?
-            }
+        let path = versioned(&format!("/{zone}/TXT/{}", relative(fqdn, zone)));
+        let records: Vec<Value> = values.iter().map(|v| json!({ "value": [v] })).collect();
+        let body = json!({ "properties": { "TTL": 60, "TXTRecords": records } });
+        let (method, body) = match values.is_empty() {
+            true => (Method::DELETE, None),
+            false => (Method::PUT, Some(&body)),
         };
-        match answer.is(&[200, 201, 202, 204]) {
-            true => Ok(()),
-            false => Err(self.rest.refused(fqdn.trim_end_matches('.'), zone, &answer)),
-        }
+        let ok = |a: &Answer| a.is(&[200, 201, 202, 204]);
+        let at = (fqdn.trim_end_matches('.'), zone);
+        self.rest.expect(method, &path, body, ok, at).await?;
+        Ok(())
     }
 
     async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
@@ -180,6 +161,11 @@ impl AzureDns {
             None => Ok(()),
         }
     }
+}
+
+/// A path with the API version Azure Resource Manager requires.
+fn versioned(path: &str) -> String {
+    format!("{path}?api-version={API_VERSION}")
 }
 
 impl DnsProvider for AzureDns {

@@ -43,16 +43,11 @@ impl DigitalOcean {
 
     /// The domain (zone) of the account holding `fqdn`.
     async fn zone(&self, fqdn: &str) -> Result<String, DnsError> {
+        let name = fqdn.trim_end_matches('.');
         find_zone(PROVIDER, fqdn, |candidate| async move {
             let path = format!("/v2/domains/{candidate}");
-            let answer = self.rest.call(Method::GET, &path, None).await?;
-            match answer.status {
-                200 => Ok(Some(candidate)),
-                404 => Ok(None),
-                _ => Err(self
-                    .rest
-                    .refused(fqdn.trim_end_matches('.'), &candidate, &answer)),
-            }
+            let found = self.rest.get_opt(&path, (name, &candidate)).await?;
+            Ok(found.map(|_| candidate))
         })
         .await
     }
