@@ -33,10 +33,9 @@ mod webhook;
 pub use self::error::DnsError;
 use self::provider::DnsProvider;
 use super::Deps;
-use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
+use super::{Challenge, Kind, Readiness, SolveEnv, SolveFuture, Solver, SolverError};
 use crate::api::certificate::ChallengeStatus;
 use crate::api::issuer::CnameStrategy;
-use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
 use crate::shared::IssuerHandle;
 
@@ -98,23 +97,11 @@ pub async fn publish_unguarded(
 pub struct Dns01;
 
 impl Solver for Dns01 {
-    fn challenge_type(&self) -> ChallengeType {
-        ChallengeType::Dns01
+    fn kind(&self) -> Kind {
+        Kind(ChallengeType::Dns01, "dns01", |c| c.dns01.is_some())
     }
 
-    fn field(&self) -> &'static str {
-        "dns01"
-    }
-
-    fn configured(&self, config: &SolverConfig) -> bool {
-        config.dns01.is_some()
-    }
-
-    fn present<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
+    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
@@ -127,7 +114,7 @@ impl Solver for Dns01 {
         &'a self,
         env: &'a SolveEnv<'a>,
         challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
+    ) -> SolveFuture<'a, Readiness> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             let missing = match provider.serves(&fqdn, &value).await? {
@@ -145,11 +132,7 @@ impl Solver for Dns01 {
         })
     }
 
-    fn cleanup<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
+    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             Ok(provider.remove_txt(&fqdn, &value).await?)
