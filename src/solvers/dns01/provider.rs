@@ -195,3 +195,42 @@ pub fn configured(dns01: &crate::api::issuer::Dns01Solver) -> Vec<&'static str> 
     .filter_map(|(name, set)| set.then_some(name))
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_edits_a_set_or_has_nothing_to_do() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let values = set(&["a", "b"]);
+        assert_eq!(Change::Add.apply(&values, "c"), Some(set(&["a", "b", "c"])));
+        assert_eq!(Change::Add.apply(&values, "a"), None);
+        assert_eq!(Change::Remove.apply(&values, "a"), Some(set(&["b"])));
+        assert_eq!(Change::Remove.apply(&values, "c"), None);
+    }
+
+    #[tokio::test]
+    async fn per_record_creates_once_and_deletes_each() {
+        let calls = &std::sync::Mutex::new(Vec::new());
+        let run = async |change: Change, ours: Vec<&'static str>| {
+            let create = || async move {
+                calls.lock().unwrap().push("create".to_string());
+                Ok(())
+            };
+            let delete = |id| async move {
+                calls.lock().unwrap().push(format!("delete {id}"));
+                Ok(())
+            };
+            change.per_record(ours, create, delete).await.unwrap();
+            std::mem::take(&mut *calls.lock().unwrap())
+        };
+        assert_eq!(run(Change::Add, vec![]).await, ["create"]);
+        assert!(run(Change::Add, vec!["1"]).await.is_empty());
+        assert_eq!(
+            run(Change::Remove, vec!["1", "2"]).await,
+            ["delete 1", "delete 2"]
+        );
+        assert!(run(Change::Remove, vec![]).await.is_empty());
+    }
+}
