@@ -1,10 +1,11 @@
 //! A small JSON-over-HTTPS client for the DNS providers' REST APIs ([`ApiClient`]), and
 //! what their calls share: [`Rest`] (one provider's base URL, auth headers and way of
-//! wording a refusal as [`DnsError::Api`]), finding the zone that holds a name
-//! ([`find_zone`]) and OAuth 2.0 token requests ([`ApiClient::access_token`]). Each
-//! provider's few calls are typed in its own file; their SDKs are either not in Rust, or
-//! (AWS) would cost minutes of compile time on 2 cores for four requests.
-
+//! wording a refusal as [`DnsError::Api`]; calls that must succeed, reads of what may be
+//! missing, lists, changes of APIs with one record per value), finding the zone that
+//! holds a name ([`find_zone`]) and OAuth 2.0 token requests
+//! ([`ApiClient::access_token`]). Each provider's few calls are typed in its own file;
+//! their SDKs are either not in Rust, or (AWS) would cost minutes of compile time on 2
+//! cores for four requests.
 use std::time::Duration;
 
 use http::Method;
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::DnsError;
+use super::provider::Change;
 
 /// How long one API request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -207,6 +209,50 @@ impl Rest {
             404 => Ok(None),
             _ => Err(self.refused(at.0, at.1, &answer)),
         }
+    }
+
+    /// `GET path` (refused unless `ok` takes the answer): the array at `key` of its body
+    /// (none when there is no array).
+    pub async fn get_list(
+        &self,
+        path: &str,
+        key: &str,
+        ok: impl Fn(&Answer) -> bool,
+        at: (&str, &str),
+    ) -> Result<Vec<Value>, DnsError> {
+        let answer = self.expect(Method::GET, path, None, ok, at).await?;
+        Ok(answer.body[key].as_array().cloned().unwrap_or_default())
+    }
+
+    /// A change through an API that holds one record per value in `collection`, `ours`
+    /// being the records there that hold the value (by id; `None`: one without an id):
+    /// adding POSTs `record` when there is none, removing DELETEs `collection/{id}` of
+    /// each. `ok` takes the answers to a POST and to a DELETE.
+    pub async fn change_records(
+        &self,
+        change: Change,
+        collection: &str,
+        ours: Vec<Option<String>>,
+        record: &Value,
+        ok: [fn(&Answer) -> bool; 2],
+        at: (&str, &str),
+    ) -> Result<(), DnsError> {
+        let [created, deleted] = ok;
+        match change {
+            Change::Add if ours.is_empty() => {
+                let answer = self.expect(Method::POST, collection, Some(record), created, at);
+                answer.await?;
+            }
+            Change::Add => {}
+            Change::Remove => {
+                for id in ours.into_iter().flatten() {
+                    let path = format!("{collection}/{id}");
+                    self.expect(Method::DELETE, &path, None, deleted, at)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The provider refused the change of `name` in `zone`: in its own words.

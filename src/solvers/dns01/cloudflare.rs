@@ -91,45 +91,19 @@ impl Cloudflare {
         .await
     }
 
-    /// The TXT records at `name` in zone `id`.
-    async fn records(&self, id: &str, zone: &str, name: &str) -> Result<Vec<Value>, DnsError> {
-        let path = format!("/zones/{id}/dns_records?type=TXT&name={name}&per_page=100");
-        let answer = self
-            .rest
-            .expect(Method::GET, &path, None, succeeded, (name, zone))
-            .await?;
-        Ok(answer.body["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
     async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
         let (id, zone) = self.zone(fqdn).await?;
-        let (id, name) = (id.as_str(), fqdn.trim_end_matches('.'));
+        let name = fqdn.trim_end_matches('.');
         let at = (name, zone.as_str());
-        let records = self.records(id, &zone, name).await?;
-        let ours = records.iter().filter(|r| content(r) == value).collect();
-        let create = || async move {
-            let body = json!({ "type": "TXT", "name": name, "content": value, "ttl": 120 });
-            let path = format!("/zones/{id}/dns_records");
-            let rest = &self.rest;
-            rest.expect(Method::POST, &path, Some(&body), succeeded, at)
-                .await
-                .map(drop)
-        };
-        let gone = |a: &Answer| succeeded(a) || a.status == 404;
-        change
-            .per_record(ours, create, |record| async move {
-                let Some(rid) = record["id"].as_str() else {
-                    return Ok(());
-                };
-                let path = format!("/zones/{id}/dns_records/{rid}");
-                let rest = &self.rest;
-                rest.expect(Method::DELETE, &path, None, gone, at)
-                    .await
-                    .map(drop)
-            })
+        let collection = format!("/zones/{id}/dns_records");
+        let list = format!("{collection}?type=TXT&name={name}&per_page=100");
+        let records = self.rest.get_list(&list, "result", succeeded, at).await?;
+        let ours = records.iter().filter(|r| content(r) == value);
+        let ours = ours.map(|r| r["id"].as_str().map(str::to_string)).collect();
+        let record = json!({ "type": "TXT", "name": name, "content": value, "ttl": 120 });
+        let ok = [succeeded, |a: &Answer| succeeded(a) || a.status == 404];
+        let rest = &self.rest;
+        rest.change_records(change, &collection, ours, &record, ok, at)
             .await
     }
 }

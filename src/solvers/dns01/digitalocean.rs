@@ -3,8 +3,7 @@
 //! /v2/domains/{zone}/records/{id}` change it, with `Authorization: Bearer <token>`.
 //! Errors are `{"id": "unauthorized", "message": "..."}`.
 
-use http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::DnsError;
 use super::api::{Answer, ApiClient, Rest, base_url, bearer, find_zone, relative};
@@ -52,51 +51,27 @@ impl DigitalOcean {
         .await
     }
 
-    /// The TXT records at `name` in `zone` (DigitalOcean filters by the full name).
-    async fn records(&self, zone: &str, name: &str) -> Result<Vec<Value>, DnsError> {
-        let path = format!("/v2/domains/{zone}/records?type=TXT&name={name}&per_page=200");
-        let ok = |a: &Answer| a.is(&[200]);
-        let answer = self
-            .rest
-            .expect(Method::GET, &path, None, ok, (name, zone))
-            .await?;
-        Ok(answer.body["domain_records"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
     async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
         let zone = self.zone(fqdn).await?;
-        let (zone, name) = (zone.as_str(), fqdn.trim_end_matches('.'));
-        let at = (name, zone);
-        let records = self.records(zone, name).await?;
-        let ours = records
-            .iter()
-            .filter(|r| r["data"].as_str() == Some(value))
+        let name = fqdn.trim_end_matches('.');
+        let at = (name, zone.as_str());
+        let collection = format!("/v2/domains/{zone}/records");
+        // DigitalOcean filters by the full name.
+        let list = format!("{collection}?type=TXT&name={name}&per_page=200");
+        let listed = |a: &Answer| a.is(&[200]);
+        let records = self
+            .rest
+            .get_list(&list, "domain_records", listed, at)
+            .await?;
+        let ours = records.iter().filter(|r| r["data"].as_str() == Some(value));
+        let ours = ours
+            .map(|r| r["id"].as_u64().map(|id| id.to_string()))
             .collect();
-        let create = || async move {
-            let relative = relative(fqdn, zone);
-            let body = json!({ "type": "TXT", "name": relative, "data": value, "ttl": 60 });
-            let path = format!("/v2/domains/{zone}/records");
-            let ok = |a: &Answer| a.is(&[200, 201]);
-            let rest = &self.rest;
-            rest.expect(Method::POST, &path, Some(&body), ok, at)
-                .await
-                .map(drop)
-        };
-        let gone = |a: &Answer| a.is(&[200, 204, 404]);
-        change
-            .per_record(ours, create, |record| async move {
-                let Some(id) = record["id"].as_u64() else {
-                    return Ok(());
-                };
-                let path = format!("/v2/domains/{zone}/records/{id}");
-                let rest = &self.rest;
-                rest.expect(Method::DELETE, &path, None, gone, at)
-                    .await
-                    .map(drop)
-            })
+        let relative = relative(fqdn, &zone);
+        let record = json!({ "type": "TXT", "name": relative, "data": value, "ttl": 60 });
+        let ok: [fn(&Answer) -> bool; 2] = [|a| a.is(&[200, 201]), |a| a.is(&[200, 204, 404])];
+        let rest = &self.rest;
+        rest.change_records(change, &collection, ours, &record, ok, at)
             .await
     }
 }

@@ -1,6 +1,8 @@
 //! DNS-01: a TXT record `_acme-challenge.<name>` holding the key authorization's digest,
 //! published through the issuer's DNS provider ([`provider`]: RFC 2136, Cloudflare,
-//! DigitalOcean, an httpreq webhook), checked with [`propagation`] before the CA looks.
+//! Route 53, Google Cloud DNS, Azure DNS, DigitalOcean, acme-dns or an httpreq webhook;
+//! the HTTP ones share the REST plumbing of `api.rs`), checked with [`propagation`]
+//! before the CA looks. Their failures are [`DnsError`]s.
 //!
 //! TXT records live outside the cluster, so garbage collection cannot remove them: while
 //! any is published the Certificate carries the [`DNS_CLEANUP_FINALIZER`], and deleting

@@ -1,5 +1,6 @@
-//! DNS providers behind one trait: each adds and removes one TXT value at a name,
-//! leaving other values there (an apex and its wildcard share `_acme-challenge.<name>`).
+//! DNS providers behind one trait: each adds and removes one TXT value at a name
+//! ([`Change`]), leaving other values there (an apex and its wildcard share
+//! `_acme-challenge.<name>`), with credentials read from the issuer's [`Secrets`].
 
 use futures::future::BoxFuture;
 
@@ -31,31 +32,6 @@ impl Change {
                 Some(values.iter().filter(|v| *v != value).cloned().collect())
             }
             _ => None,
-        }
-    }
-
-    /// The change through an API that holds one record per value, given the records at
-    /// the name that hold the value: `create` one when adding to none, `delete` each when
-    /// removing.
-    pub async fn per_record<R, C, D>(
-        self,
-        ours: Vec<R>,
-        create: impl FnOnce() -> C,
-        delete: impl Fn(R) -> D,
-    ) -> Result<(), DnsError>
-    where
-        C: Future<Output = Result<(), DnsError>>,
-        D: Future<Output = Result<(), DnsError>>,
-    {
-        match self {
-            Change::Add if ours.is_empty() => create().await,
-            Change::Add => Ok(()),
-            Change::Remove => {
-                for record in ours {
-                    delete(record).await?;
-                }
-                Ok(())
-            }
         }
     }
 }
@@ -208,29 +184,5 @@ mod tests {
         assert_eq!(Change::Add.apply(&values, "a"), None);
         assert_eq!(Change::Remove.apply(&values, "a"), Some(set(&["b"])));
         assert_eq!(Change::Remove.apply(&values, "c"), None);
-    }
-
-    #[tokio::test]
-    async fn per_record_creates_once_and_deletes_each() {
-        let calls = &std::sync::Mutex::new(Vec::new());
-        let run = async |change: Change, ours: Vec<&'static str>| {
-            let create = || async move {
-                calls.lock().unwrap().push("create".to_string());
-                Ok(())
-            };
-            let delete = |id| async move {
-                calls.lock().unwrap().push(format!("delete {id}"));
-                Ok(())
-            };
-            change.per_record(ours, create, delete).await.unwrap();
-            std::mem::take(&mut *calls.lock().unwrap())
-        };
-        assert_eq!(run(Change::Add, vec![]).await, ["create"]);
-        assert!(run(Change::Add, vec!["1"]).await.is_empty());
-        assert_eq!(
-            run(Change::Remove, vec!["1", "2"]).await,
-            ["delete 1", "delete 2"]
-        );
-        assert!(run(Change::Remove, vec![]).await.is_empty());
     }
 }
