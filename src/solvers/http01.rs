@@ -16,7 +16,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
 };
@@ -31,12 +30,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::index::ChallengeIndex;
-use super::{Challenge, SolveEnv, Solver, SolverError};
+use super::{Challenge, Kind, SolveEnv, SolveFuture, Solver, SolverError};
 use crate::api::gateway::{
     HTTPBackendRef, HTTPPathMatch, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, HTTPRouteSpec,
 };
 use crate::api::issuer::Http01GatewayHttpRoute;
-use crate::api::issuer::{Http01Solver, Solver as SolverConfig};
+use crate::api::issuer::Http01Solver;
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ChallengeType, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -261,14 +260,11 @@ fn http_route(
 
 /// Creates (or updates) the temporary Service, Endpoints and Ingress (or HTTPRoute) for
 /// one challenge.
-pub async fn present(
-    client: &kube::Client,
-    cert: &Certificate,
-    solver: &Http01Solver,
-    dns_name: &str,
-    token: &str,
-    endpoint: SolverEndpoint,
-) -> Result<(), SolverError> {
+pub async fn present(env: &SolveEnv<'_>, challenge: Challenge<'_>) -> Result<(), SolverError> {
+    let (client, cert) = (env.deps.client, env.cert);
+    let solver = &env.config.http01.clone().unwrap_or_default();
+    let (dns_name, token) = (challenge.dns_name, challenge.token);
+    let endpoint = env.deps.settings.solver_endpoint;
     let ns = cert.namespace().unwrap_or_default();
     let name = resource_name(token);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -367,46 +363,17 @@ where
 pub struct Http01;
 
 impl Solver for Http01 {
-    fn challenge_type(&self) -> ChallengeType {
-        ChallengeType::Http01
+    fn kind(&self) -> Kind {
+        Kind(ChallengeType::Http01, "http01", |c| c.http01.is_some())
     }
 
-    fn field(&self) -> &'static str {
-        "http01"
+    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(present(env, challenge))
     }
 
-    fn configured(&self, config: &SolverConfig) -> bool {
-        config.http01.is_some()
-    }
-
-    fn present<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async move {
-            let http = env.config.http01.clone().unwrap_or_default();
-            present(
-                env.deps.client,
-                env.cert,
-                &http,
-                challenge.dns_name,
-                challenge.token,
-                env.deps.settings.solver_endpoint,
-            )
-            .await
-        })
-    }
-
-    fn cleanup<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async move {
-            let ns = env.cert.namespace().unwrap_or_default();
-            Ok(remove(env.deps.client, &ns, challenge.token).await?)
-        })
+    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
+        let ns = env.cert.namespace().unwrap_or_default();
+        Box::pin(async move { Ok(remove(env.deps.client, &ns, challenge.token).await?) })
     }
 }
 

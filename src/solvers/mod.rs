@@ -76,7 +76,7 @@ pub enum SolverError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
-    Dns(#[from] rfc2136::DnsError),
+    Dns(#[from] dns01::DnsError),
     #[error("{0}")]
     SecretNotFound(String),
     #[error("{0}")]
@@ -95,41 +95,58 @@ impl SolverError {
     }
 }
 
+/// The future of a solver's step.
+pub type SolveFuture<'a, T = ()> = BoxFuture<'a, Result<T, SolverError>>;
+
+/// What a solver is: the challenge type it answers, the issuer spec field that configures
+/// it (`http01`, `dns01`, `tlsAlpn01`) and whether a solver entry sets that field.
+pub struct Kind(
+    pub ChallengeType,
+    pub &'static str,
+    pub fn(&SolverConfig) -> bool,
+);
+
 /// A way of answering one ACME challenge type. The controller writes each challenge to
 /// status (and to the [`index::ChallengeIndex`]) before `present`, calls `ready` until it
 /// says so, tells the CA to validate, and calls `cleanup` once the order is over.
 pub trait Solver: Send + Sync {
-    /// The challenge type it answers.
-    fn challenge_type(&self) -> ChallengeType;
+    fn kind(&self) -> Kind;
 
-    /// The issuer spec field that configures it (`http01`, `dns01`, `tlsAlpn01`).
-    fn field(&self) -> &'static str;
+    /// The challenge type it answers.
+    fn challenge_type(&self) -> ChallengeType {
+        self.kind().0
+    }
+
+    /// The issuer spec field that configures it.
+    fn field(&self) -> &'static str {
+        self.kind().1
+    }
 
     /// Whether an issuer's solver entry is for this solver.
-    fn configured(&self, config: &SolverConfig) -> bool;
+    fn configured(&self, config: &SolverConfig) -> bool {
+        (self.kind().2)(config)
+    }
 
-    /// Puts the answer in place (idempotent: called again after a restart).
-    fn present<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>>;
+    /// Puts the answer in place (idempotent: called again after a restart). By default
+    /// nothing: a listener answers from the index.
+    fn present<'a>(&'a self, _env: &'a SolveEnv<'a>, _ch: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Whether the CA can see the answer now.
     fn ready<'a>(
         &'a self,
         _env: &'a SolveEnv<'a>,
         _challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
+    ) -> SolveFuture<'a, Readiness> {
         Box::pin(async { Ok(Readiness::Ready) })
     }
 
-    /// Removes the answer (idempotent; a missing answer is not an error).
-    fn cleanup<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>>;
+    /// Removes the answer (idempotent; a missing answer is not an error). By default
+    /// nothing, as there is nothing to present.
+    fn cleanup<'a>(&'a self, _env: &'a SolveEnv<'a>, _ch: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// After `cleanup` of all of a Certificate's challenges of this type (`all_removed`:
     /// none failed), e.g. to drop a deletion guard.

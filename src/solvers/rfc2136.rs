@@ -21,44 +21,8 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_client::proto::udp::UdpClientStream;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DnsError {
-    #[error("invalid RFC 2136 solver configuration: {0}")]
-    Config(String),
-    #[error("DNS server {server} did not answer: {message}")]
-    Unreachable { server: SocketAddr, message: String },
-    #[error("DNS server {server} refused the update of {name} in zone {zone}: {code} ({hint})")]
-    Refused {
-        server: SocketAddr,
-        name: String,
-        zone: String,
-        code: String,
-        hint: &'static str,
-    },
-    #[error("DNS server {server} is not authoritative for a zone holding {name}")]
-    NoZone { server: SocketAddr, name: String },
-    /// A DNS provider's API refused or failed, in its own words.
-    #[error("{provider} refused the change of {name} in zone {zone}: {message}")]
-    Api {
-        provider: &'static str,
-        name: String,
-        zone: String,
-        message: String,
-    },
-    /// A DNS provider's API could not be reached or answered nonsense.
-    #[error("{provider} API at {url} did not answer: {message}")]
-    ApiUnreachable {
-        provider: &'static str,
-        url: String,
-        message: String,
-    },
-    /// No zone of the provider's account holds the name.
-    #[error("{provider} has no zone holding {name} for these credentials")]
-    NoProviderZone {
-        provider: &'static str,
-        name: String,
-    },
-}
+use super::dns01::DnsError;
+use super::dns01::provider::Change;
 
 /// TTL of challenge records: short, so a retried challenge is not answered from caches.
 const TXT_TTL: u32 = 60;
@@ -261,7 +225,10 @@ impl Rfc2136Client {
             })
     }
 
-    async fn update(&self, fqdn: &str, value: &str, add: bool) -> Result<(), DnsError> {
+    /// Adds the TXT record `value` at `fqdn`, or removes it leaving other values
+    /// (idempotent).
+    pub async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let add = change == Change::Add;
         let zone = self.find_zone(fqdn).await?;
         let record = txt(&name(fqdn)?, value);
         let message = match add {
@@ -322,16 +289,6 @@ impl Rfc2136Client {
             _ => None,
         });
         Some((answer.response_code(), tsig_error))
-    }
-
-    /// Adds the TXT record `value` at `fqdn` (idempotent).
-    pub async fn add_txt(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
-        self.update(fqdn, value, true).await
-    }
-
-    /// Removes the TXT record `value` at `fqdn` (idempotent), leaving other values.
-    pub async fn remove_txt(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
-        self.update(fqdn, value, false).await
     }
 
     /// Whether the server answers `value` among the TXT records at `fqdn`.

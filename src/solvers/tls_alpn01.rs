@@ -9,15 +9,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use futures::future::BoxFuture;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::index::ChallengeIndex;
-use super::{Challenge, SolveEnv, Solver, SolverError};
+use super::{Kind, Solver};
 use crate::api::ChallengeType;
-use crate::api::issuer::Solver as SolverConfig;
 
 pub const ALPN: &[u8] = b"acme-tls/1";
 
@@ -154,32 +152,10 @@ pub async fn serve(
 pub struct TlsAlpn01;
 
 impl Solver for TlsAlpn01 {
-    fn challenge_type(&self) -> ChallengeType {
-        ChallengeType::TlsAlpn01
-    }
-
-    fn field(&self) -> &'static str {
-        "tlsAlpn01"
-    }
-
-    fn configured(&self, config: &SolverConfig) -> bool {
-        config.tls_alpn01.is_some()
-    }
-
-    fn present<'a>(
-        &'a self,
-        _env: &'a SolveEnv<'a>,
-        _challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn cleanup<'a>(
-        &'a self,
-        _env: &'a SolveEnv<'a>,
-        _challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async { Ok(()) })
+    fn kind(&self) -> Kind {
+        Kind(ChallengeType::TlsAlpn01, "tlsAlpn01", |c| {
+            c.tls_alpn01.is_some()
+        })
     }
 }
 

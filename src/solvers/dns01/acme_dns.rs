@@ -3,16 +3,15 @@
 //! subdomain (an apex and its wildcard) and has no delete: cleanup is nothing to do. The
 //! accounts JSON is cert-manager's (and lego's storage file's) format, keyed by domain.
 
-use futures::future::BoxFuture;
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::ApiClient;
-use super::provider::{DnsProvider, secret_value};
-use crate::shared::IssuerHandle;
+use super::DnsError;
+use super::api::{ApiClient, Body};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use crate::api::issuer::AcmeDns as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 const PROVIDER: &str = "acme-dns";
 
@@ -31,13 +30,10 @@ pub struct AcmeDns {
 }
 
 impl AcmeDns {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::AcmeDns,
-    ) -> Result<AcmeDns, SolverError> {
-        let json =
-            secret_value(client, issuer, &cfg.account_secret_ref, "acme-dns accounts").await?;
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<AcmeDns, SolverError> {
+        let json = secrets
+            .value(&cfg.account_secret_ref, "acme-dns accounts")
+            .await?;
         let accounts = serde_json::from_str(&json).map_err(|e| {
             // Never quote the JSON: it holds passwords.
             SolverError::InvalidSpec(format!(
@@ -56,12 +52,37 @@ impl AcmeDns {
     /// The account for the domain whose challenge record is `fqdn`.
     fn account(&self, fqdn: &str) -> Result<&Account, DnsError> {
         let domain = domain(fqdn);
-        self.accounts.get(&domain).ok_or_else(|| DnsError::Api {
-            provider: PROVIDER,
-            name: fqdn.trim_end_matches('.').to_string(),
-            zone: domain.clone(),
-            message: format!("the accounts Secret has no entry for {domain}"),
+        self.accounts.get(&domain).ok_or_else(|| {
+            let message = format!("the accounts Secret has no entry for {domain}");
+            DnsError::api(PROVIDER, fqdn.trim_end_matches('.'), &domain, message)
         })
+    }
+
+    /// Sets the subdomain's latest value.
+    async fn update(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
+        let account = self.account(fqdn)?;
+        let headers = [
+            ("x-api-user", account.username.clone()),
+            ("x-api-key", account.password.clone()),
+        ];
+        let body = json!({ "subdomain": account.subdomain, "txt": value });
+        let url = format!("{}/update", self.host);
+        let answer = self
+            .api
+            .send(Method::POST, &url, &headers, Body::Json(&body))
+            .await?;
+        if answer.status == 200 {
+            return Ok(());
+        }
+        let error = answer.body["error"].as_str();
+        let message = error.map_or_else(|| answer.body.to_string(), str::to_string);
+        let message = format!("HTTP {}: {message}", answer.status);
+        Err(DnsError::api(
+            PROVIDER,
+            &account.fulldomain,
+            domain(fqdn),
+            message,
+        ))
     }
 }
 
@@ -89,47 +110,12 @@ impl ClassifyName for serde_json::Error {
 }
 
 impl DnsProvider for AcmeDns {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let account = self.account(fqdn)?;
-            let headers = [
-                ("x-api-user", account.username.clone()),
-                ("x-api-key", account.password.clone()),
-            ];
-            let body = json!({ "subdomain": account.subdomain, "txt": value });
-            let answer = self
-                .api
-                .send(
-                    Method::POST,
-                    &format!("{}/update", self.host),
-                    &headers,
-                    Some(&body),
-                )
-                .await?;
-            match answer.status {
-                200 => Ok(()),
-                status => Err(DnsError::Api {
-                    provider: PROVIDER,
-                    name: account.fulldomain.clone(),
-                    zone: domain(fqdn),
-                    message: format!(
-                        "HTTP {status}: {}",
-                        answer.body["error"]
-                            .as_str()
-                            .map_or_else(|| answer.body.to_string(), str::to_string)
-                    ),
-                }),
-            }
-        })
-    }
-
-    fn remove_txt<'a>(
-        &'a self,
-        _fqdn: &'a str,
-        _value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        // acme-dns has no delete; the next update replaces the older value.
-        Box::pin(async { Ok(()) })
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        match change {
+            Change::Add => Box::pin(self.update(fqdn, value)),
+            // acme-dns has no delete; the next update replaces the older value.
+            Change::Remove => Box::pin(async { Ok(()) }),
+        }
     }
 
     fn served_at(&self, fqdn: &str) -> String {

@@ -1,7 +1,11 @@
-//! A small JSON-over-HTTPS client for the DNS providers' REST APIs. Each provider's few
-//! calls are typed in its own file; their SDKs are either not in Rust, or (AWS) would
-//! cost minutes of compile time on 2 cores for four requests.
-
+//! A small JSON-over-HTTPS client for the DNS providers' REST APIs ([`ApiClient`]), and
+//! what their calls share: [`Rest`] (one provider's base URL, auth headers and way of
+//! wording a refusal as [`DnsError::Api`]; calls that must succeed, reads of what may be
+//! missing, lists, changes of APIs with one record per value), finding the zone that
+//! holds a name ([`find_zone`]) and OAuth 2.0 token requests
+//! ([`ApiClient::access_token`]). Each provider's few calls are typed in its own file;
+//! their SDKs are either not in Rust, or (AWS) would cost minutes of compile time on 2
+//! cores for four requests.
 use std::time::Duration;
 
 use http::Method;
@@ -12,20 +16,49 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::solvers::rfc2136::DnsError;
+use super::DnsError;
+use super::provider::Change;
 
 /// How long one API request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Request headers (lower-case names).
+pub type Headers = Vec<(&'static str, String)>;
 
 pub struct ApiClient {
     provider: &'static str,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-/// An answer: HTTP status and JSON body (`Null` when there is none or it is not JSON).
+/// A request's body.
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    None,
+    /// JSON, sent with `content-type: application/json`.
+    Json(&'a Value),
+    /// Text whose content type the caller sets (forms, XML).
+    Text(&'a str),
+}
+
+impl<'a> From<Option<&'a Value>> for Body<'a> {
+    fn from(body: Option<&'a Value>) -> Body<'a> {
+        body.map_or(Body::None, Body::Json)
+    }
+}
+
+/// An answer: HTTP status, JSON body (when it is not JSON: its first 300 characters, as a
+/// JSON string) and the body's text (XML APIs).
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// Whether the status is one of `statuses`.
+    pub fn is(&self, statuses: &[u16]) -> bool {
+        statuses.contains(&self.status)
+    }
 }
 
 impl ApiClient {
@@ -43,38 +76,13 @@ impl ApiClient {
         })
     }
 
-    /// Sends one request with `headers` and an optional JSON body.
+    /// Sends one request with `headers` and `body`.
     pub async fn send(
         &self,
         method: Method,
         url: &str,
         headers: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Answer, DnsError> {
-        let payload = body.map(|b| ("application/json", Bytes::from(b.to_string())));
-        self.request(method, url, headers, payload, true).await
-    }
-
-    /// Sends one request with a text body (the caller sets its content type); the answer's
-    /// body as a JSON string, unparsed (XML APIs).
-    pub async fn send_raw(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, String)],
-        body: Option<&str>,
-    ) -> Result<Answer, DnsError> {
-        let payload = body.map(|b| ("", Bytes::from(b.to_string())));
-        self.request(method, url, headers, payload, false).await
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, String)],
-        body: Option<(&str, Bytes)>,
-        json: bool,
+        body: Body<'_>,
     ) -> Result<Answer, DnsError> {
         let unreachable = |message: String| DnsError::ApiUnreachable {
             provider: self.provider,
@@ -86,13 +94,12 @@ impl ApiClient {
             req = req.header(*name, value);
         }
         let payload = match body {
-            Some((content_type, bytes)) => {
-                if !content_type.is_empty() {
-                    req = req.header(http::header::CONTENT_TYPE, content_type);
-                }
-                bytes
+            Body::None => Bytes::new(),
+            Body::Json(json) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(json.to_string())
             }
-            None => Bytes::new(),
+            Body::Text(text) => Bytes::from(text.to_string()),
         };
         let req = req
             .body(Full::new(payload))
@@ -108,16 +115,185 @@ impl ApiClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
-        let text = || Value::String(String::from_utf8_lossy(&bytes).into_owned());
-        let body = match json {
-            true => serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                let text = String::from_utf8_lossy(&bytes);
-                Value::String(text.chars().take(300).collect())
-            }),
-            false => text(),
-        };
-        Ok(Answer { status, body })
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(text.chars().take(300).collect()));
+        Ok(Answer { status, body, text })
     }
+
+    /// POSTs an `application/x-www-form-urlencoded` form.
+    pub async fn post_form(&self, url: &str, form: &str) -> Result<Answer, DnsError> {
+        let headers = [(
+            "content-type",
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        self.send(Method::POST, url, &headers, Body::Text(form))
+            .await
+    }
+
+    /// The `access_token` a token endpoint gives for `form` (RFC 6749 section 5.1);
+    /// otherwise `refused` words the answer (its body: the JSON, `Null` when not JSON).
+    pub async fn access_token(
+        &self,
+        url: &str,
+        form: &str,
+        refused: impl FnOnce(&Answer) -> DnsError,
+    ) -> Result<String, DnsError> {
+        let mut answer = self.post_form(url, form).await?;
+        answer.body = serde_json::from_str(&answer.text).unwrap_or_default();
+        match answer.body["access_token"].as_str() {
+            Some(token) if answer.status == 200 => Ok(token.to_string()),
+            _ => Err(refused(&answer)),
+        }
+    }
+}
+
+/// One provider's REST API: where it is, how requests authenticate, and how it words a
+/// refusal (its own error fields, with the HTTP status).
+pub struct Rest {
+    api: ApiClient,
+    base: String,
+    auth: Headers,
+    words: fn(&Answer) -> String,
+}
+
+impl Rest {
+    /// `base` without a trailing `/`; every path starts with one.
+    pub fn new(api: ApiClient, base: String, auth: Headers, words: fn(&Answer) -> String) -> Rest {
+        Rest {
+            api,
+            base,
+            auth,
+            words,
+        }
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.api.provider
+    }
+
+    /// Sends `method` to `path` (after the base URL) with the auth headers.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, DnsError> {
+        let url = format!("{}{path}", self.base);
+        self.api.send(method, &url, &self.auth, body.into()).await
+    }
+
+    /// [`call`](Rest::call), when `ok` takes the answer; else the refusal of the change
+    /// of `at`'s name in its zone.
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: impl Fn(&Answer) -> bool,
+        at: (&str, &str),
+    ) -> Result<Answer, DnsError> {
+        let answer = self.call(method, path, body).await?;
+        match ok(&answer) {
+            true => Ok(answer),
+            false => Err(self.refused(at.0, at.1, &answer)),
+        }
+    }
+
+    /// `GET path`: the answer when it is there (200), `None` when it is not (404); any
+    /// other answer is the refusal of the change of `at`'s name in its zone.
+    pub async fn get_opt(&self, path: &str, at: (&str, &str)) -> Result<Option<Answer>, DnsError> {
+        let answer = self.call(Method::GET, path, None).await?;
+        match answer.status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
+            _ => Err(self.refused(at.0, at.1, &answer)),
+        }
+    }
+
+    /// `GET path` (refused unless `ok` takes the answer): the array at `key` of its body
+    /// (none when there is no array).
+    pub async fn get_list(
+        &self,
+        path: &str,
+        key: &str,
+        ok: impl Fn(&Answer) -> bool,
+        at: (&str, &str),
+    ) -> Result<Vec<Value>, DnsError> {
+        let answer = self.expect(Method::GET, path, None, ok, at).await?;
+        Ok(answer.body[key].as_array().cloned().unwrap_or_default())
+    }
+
+    /// A change through an API that holds one record per value in `collection`, `ours`
+    /// being the records there that hold the value (by id; `None`: one without an id):
+    /// adding POSTs `record` when there is none, removing DELETEs `collection/{id}` of
+    /// each. `ok` takes the answers to a POST and to a DELETE.
+    pub async fn change_records(
+        &self,
+        change: Change,
+        collection: &str,
+        ours: Vec<Option<String>>,
+        record: &Value,
+        ok: [fn(&Answer) -> bool; 2],
+        at: (&str, &str),
+    ) -> Result<(), DnsError> {
+        let [created, deleted] = ok;
+        match change {
+            Change::Add if ours.is_empty() => {
+                let answer = self.expect(Method::POST, collection, Some(record), created, at);
+                answer.await?;
+            }
+            Change::Add => {}
+            Change::Remove => {
+                for id in ours.into_iter().flatten() {
+                    let path = format!("{collection}/{id}");
+                    self.expect(Method::DELETE, &path, None, deleted, at)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The provider refused the change of `name` in `zone`: in its own words.
+    pub fn refused(&self, name: &str, zone: &str, answer: &Answer) -> DnsError {
+        DnsError::api(self.provider(), name, zone, (self.words)(answer))
+    }
+}
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> Headers {
+    vec![("authorization", format!("Bearer {token}"))]
+}
+
+/// The API's base URL: the configured one, else `default`; without a trailing `/`.
+pub fn base_url(configured: Option<&str>, default: &str) -> String {
+    configured
+        .unwrap_or(default)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The zone holding `fqdn`: what `lookup` finds for the first of the names a zone may have
+/// ([`zone_candidates`], longest first); `lookup` gives `None` for a name that is not one
+/// of the account's zones.
+pub async fn find_zone<Z, F>(
+    provider: &'static str,
+    fqdn: &str,
+    lookup: impl Fn(String) -> F,
+) -> Result<Z, DnsError>
+where
+    F: Future<Output = Result<Option<Z>, DnsError>>,
+{
+    for candidate in zone_candidates(fqdn) {
+        if let Some(zone) = lookup(candidate).await? {
+            return Ok(zone);
+        }
+    }
+    Err(DnsError::NoProviderZone {
+        provider,
+        name: fqdn.trim_end_matches('.').to_string(),
+    })
 }
 
 /// The names a zone holding `fqdn` may have, longest first (`a.b.example.com.` ->

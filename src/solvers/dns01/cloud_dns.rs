@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use futures::future::BoxFuture;
 use http::Method;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{Answer, ApiClient, zone_candidates};
-use super::provider::{DnsProvider, secret_value};
-use crate::shared::IssuerHandle;
+use super::DnsError;
+use super::api::{Answer, ApiClient, Body, Rest, base_url, bearer, find_zone};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use crate::api::issuer::CloudDns as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://dns.googleapis.com";
 const PROVIDER: &str = "Google Cloud DNS";
@@ -34,9 +33,8 @@ struct ServiceAccountKey {
 }
 
 pub struct CloudDns {
-    api: ApiClient,
-    base: String,
-    auth: Vec<(&'static str, String)>,
+    /// At `.../dns/v1/projects/{p}`.
+    rest: Rest,
     zone: Option<String>,
 }
 
@@ -84,41 +82,43 @@ async fn key_token(api: &ApiClient, key: &ServiceAccountKey) -> Result<String, S
     let jwt = format!("{input}.{}", B64.encode(signature));
     let form =
         format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}");
-    let headers = [(
-        "content-type",
-        "application/x-www-form-urlencoded".to_string(),
-    )];
+    let refused = |a: &Answer| {
+        let error = a.body["error"].as_str().unwrap_or("error");
+        let description = a.body["error_description"].as_str().unwrap_or("");
+        let message = format!("HTTP {}: {error} {description}", a.status);
+        DnsError::api(PROVIDER, &key.client_email, "(token exchange)", message)
+    };
+    Ok(api.access_token(&key.token_uri, &form, refused).await?)
+}
+
+/// A token from the metadata server (workload identity).
+async fn metadata_token(api: &ApiClient) -> Result<String, SolverError> {
+    let headers = [("metadata-flavor", "Google".to_string())];
     let answer = api
-        .send_raw(Method::POST, &key.token_uri, &headers, Some(&form))
-        .await?;
-    let body: Value =
-        serde_json::from_str(answer.body.as_str().unwrap_or_default()).unwrap_or_default();
-    match body["access_token"].as_str() {
-        Some(t) if answer.status == 200 => Ok(t.to_string()),
-        _ => Err(SolverError::Dns(DnsError::Api {
-            provider: PROVIDER,
-            name: key.client_email.clone(),
-            zone: "(token exchange)".into(),
-            message: format!(
-                "HTTP {}: {} {}",
-                answer.status,
-                body["error"].as_str().unwrap_or("error"),
-                body["error_description"].as_str().unwrap_or("")
-            ),
-        })),
-    }
+        .send(Method::GET, METADATA_TOKEN, &headers, Body::None)
+        .await
+        .map_err(|e| {
+            SolverError::InvalidSpec(format!(
+                "cloudDNS has no serviceAccountSecretRef and no workload identity: {e}"
+            ))
+        })?;
+    answer.body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            SolverError::InvalidSpec(format!(
+                "the metadata server gave no access token: {}",
+                words(&answer)
+            ))
+        })
 }
 
 impl CloudDns {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::CloudDns,
-    ) -> Result<CloudDns, SolverError> {
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<CloudDns, SolverError> {
         let api = ApiClient::new(PROVIDER)?;
         let token = match &cfg.service_account_secret_ref {
             Some(r) => {
-                let json = secret_value(client, issuer, r, "cloudDNS service account key").await?;
+                let json = secrets.value(r, "cloudDNS service account key").await?;
                 let key: ServiceAccountKey = serde_json::from_str(&json).map_err(|_| {
                     SolverError::InvalidSpec(format!(
                         "the cloudDNS service account Secret {} is not a service account JSON key (client_email, private_key, token_uri)",
@@ -127,100 +127,38 @@ impl CloudDns {
                 })?;
                 key_token(&api, &key).await?
             }
-            None => {
-                let headers = [("metadata-flavor", "Google".to_string())];
-                let answer = api
-                    .send(Method::GET, METADATA_TOKEN, &headers, None)
-                    .await
-                    .map_err(|e| {
-                        SolverError::InvalidSpec(format!(
-                            "cloudDNS has no serviceAccountSecretRef and no workload identity: {e}"
-                        ))
-                    })?;
-                answer.body["access_token"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        SolverError::InvalidSpec(format!(
-                            "the metadata server gave no access token: {}",
-                            words(&answer)
-                        ))
-                    })?
-            }
+            None => metadata_token(&api).await?,
         };
-        let base = cfg
-            .api_url
-            .as_deref()
-            .unwrap_or(DEFAULT_URL)
-            .trim_end_matches('/');
+        let base = base_url(cfg.api_url.as_deref(), DEFAULT_URL);
+        let base = format!("{base}/dns/v1/projects/{}", cfg.project.trim());
         Ok(CloudDns {
-            api,
-            base: format!("{base}/dns/v1/projects/{}", cfg.project.trim()),
-            auth: vec![("authorization", format!("Bearer {token}"))],
+            rest: Rest::new(api, base, bearer(&token), words),
             zone: cfg.hosted_zone_name.clone(),
         })
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, DnsError> {
-        self.api
-            .send(method, &format!("{}{path}", self.base), &self.auth, body)
-            .await
-    }
-
-    fn refused(name: &str, zone: &str, answer: &Answer) -> DnsError {
-        DnsError::Api {
-            provider: PROVIDER,
-            name: name.to_string(),
-            zone: zone.to_string(),
-            message: words(answer),
-        }
-    }
-
     /// The managed zone's name holding `fqdn`.
     async fn zone(&self, fqdn: &str) -> Result<String, DnsError> {
-        let name = fqdn.trim_end_matches('.');
         if let Some(z) = &self.zone {
             return Ok(z.clone());
         }
-        for candidate in zone_candidates(fqdn) {
-            let answer = self
-                .call(
-                    Method::GET,
-                    &format!("/managedZones?dnsName={candidate}."),
-                    None,
-                )
-                .await?;
-            if answer.status != 200 {
-                return Err(Self::refused(name, &candidate, &answer));
-            }
-            if let Some(z) = answer.body["managedZones"][0]["name"].as_str() {
-                return Ok(z.to_string());
-            }
-        }
-        Err(DnsError::NoProviderZone {
-            provider: PROVIDER,
-            name: name.to_string(),
+        let name = fqdn.trim_end_matches('.');
+        find_zone(PROVIDER, fqdn, |candidate| async move {
+            let path = format!("/managedZones?dnsName={candidate}.");
+            let at = (name, candidate.as_str());
+            let answer = self.rest.expect(Method::GET, &path, None, ok, at).await?;
+            let zone = answer.body["managedZones"][0]["name"].as_str();
+            Ok(zone.map(str::to_string))
         })
+        .await
     }
 
     /// The TXT set at `fqdn` (as Cloud DNS holds it), if any.
     async fn set(&self, zone: &str, fqdn: &str) -> Result<Option<Value>, DnsError> {
         let name = format!("{}.", fqdn.trim_end_matches('.'));
-        let answer = self
-            .call(
-                Method::GET,
-                &format!("/managedZones/{zone}/rrsets?name={name}&type=TXT"),
-                None,
-            )
-            .await?;
-        if answer.status != 200 {
-            return Err(Self::refused(&name, zone, &answer));
-        }
+        let path = format!("/managedZones/{zone}/rrsets?name={name}&type=TXT");
+        let at = (name.as_str(), zone);
+        let answer = self.rest.expect(Method::GET, &path, None, ok, at).await?;
         Ok(answer.body["rrsets"]
             .as_array()
             .and_then(|a| a.first().cloned()))
@@ -228,7 +166,7 @@ impl CloudDns {
 
     /// Replaces the set (`deletions` of the old one, `additions` of the new), then waits
     /// until the change is `done`.
-    async fn change(
+    async fn write(
         &self,
         zone: &str,
         fqdn: &str,
@@ -236,6 +174,7 @@ impl CloudDns {
         values: Vec<String>,
     ) -> Result<(), DnsError> {
         let name = format!("{}.", fqdn.trim_end_matches('.'));
+        let at = (name.as_str(), zone);
         let mut body = json!({ "kind": "dns#change" });
         if let Some(old) = old {
             body["deletions"] = json!([old]);
@@ -243,34 +182,36 @@ impl CloudDns {
         if !values.is_empty() {
             body["additions"] = json!([{ "kind": "dns#resourceRecordSet", "name": name, "type": "TXT", "ttl": 60, "rrdatas": values }]);
         }
-        let mut answer = self
-            .call(
-                Method::POST,
-                &format!("/managedZones/{zone}/changes"),
-                Some(&body),
-            )
+        let path = format!("/managedZones/{zone}/changes");
+        let rest = &self.rest;
+        let mut answer = rest
+            .expect(Method::POST, &path, Some(&body), ok, at)
             .await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            if answer.status != 200 {
-                return Err(Self::refused(&name, zone, &answer));
-            }
-            if answer.body["status"].as_str() != Some("pending")
-                || tokio::time::Instant::now() > deadline
-            {
-                return Ok(());
-            }
+        while answer.body["status"].as_str() == Some("pending")
+            && tokio::time::Instant::now() <= deadline
+        {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let id = answer.body["id"].as_str().unwrap_or_default().to_string();
-            answer = self
-                .call(
-                    Method::GET,
-                    &format!("/managedZones/{zone}/changes/{id}"),
-                    None,
-                )
-                .await?;
+            let id = answer.body["id"].as_str().unwrap_or_default();
+            let path = format!("/managedZones/{zone}/changes/{id}");
+            answer = rest.expect(Method::GET, &path, None, ok, at).await?;
+        }
+        Ok(())
+    }
+
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let zone = self.zone(fqdn).await?;
+        let set = self.set(&zone, fqdn).await?;
+        match change.apply(&rrdatas(&set), &format!("\"{value}\"")) {
+            Some(values) => self.write(&zone, fqdn, set, values).await,
+            None => Ok(()),
         }
     }
+}
+
+/// Cloud DNS answers 200 to what it did.
+fn ok(answer: &Answer) -> bool {
+    answer.status == 200
 }
 
 fn rrdatas(set: &Option<Value>) -> Vec<String> {
@@ -285,35 +226,7 @@ fn rrdatas(set: &Option<Value>) -> Vec<String> {
 }
 
 impl DnsProvider for CloudDns {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let zone = self.zone(fqdn).await?;
-            let set = self.set(&zone, fqdn).await?;
-            let quoted = format!("\"{value}\"");
-            let mut values = rrdatas(&set);
-            if values.contains(&quoted) {
-                return Ok(());
-            }
-            values.push(quoted);
-            self.change(&zone, fqdn, set, values).await
-        })
-    }
-
-    fn remove_txt<'a>(
-        &'a self,
-        fqdn: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let zone = self.zone(fqdn).await?;
-            let set = self.set(&zone, fqdn).await?;
-            let quoted = format!("\"{value}\"");
-            let values = rrdatas(&set);
-            if !values.contains(&quoted) {
-                return Ok(());
-            }
-            let rest = values.into_iter().filter(|v| *v != quoted).collect();
-            self.change(&zone, fqdn, set, rest).await
-        })
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        Box::pin(self.update(fqdn, value, change))
     }
 }

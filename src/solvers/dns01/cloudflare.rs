@@ -3,23 +3,20 @@
 //! `Authorization: Bearer <token>` (or the legacy `X-Auth-Email` + `X-Auth-Key`).
 //! Answers are `{"success", "errors": [{"code", "message"}], "result"}`.
 
-use futures::future::BoxFuture;
 use http::Method;
 use serde_json::{Value, json};
 
-use super::api::{Answer, ApiClient, zone_candidates};
-use super::provider::{DnsProvider, secret_value};
-use crate::shared::IssuerHandle;
+use super::DnsError;
+use super::api::{Answer, ApiClient, Headers, Rest, base_url, bearer, find_zone};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use crate::api::issuer::Cloudflare as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://api.cloudflare.com/client/v4";
 const PROVIDER: &str = "Cloudflare";
 
 pub struct Cloudflare {
-    api: ApiClient,
-    base: String,
-    auth: Vec<(&'static str, String)>,
+    rest: Rest,
 }
 
 /// Cloudflare's own words from an error answer (`errors[].message`, with codes).
@@ -53,165 +50,66 @@ fn content(record: &Value) -> &str {
     record["content"].as_str().unwrap_or("").trim_matches('"')
 }
 
-impl Cloudflare {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::Cloudflare,
-    ) -> Result<Cloudflare, SolverError> {
-        let auth = match (&cfg.api_token_secret_ref, &cfg.api_key_secret_ref) {
-            (Some(r), _) => vec![(
-                "authorization",
-                format!(
-                    "Bearer {}",
-                    secret_value(client, issuer, r, "Cloudflare API token").await?
-                ),
-            )],
-            (None, Some(r)) => {
-                let email = cfg.email.clone().ok_or_else(|| {
-                    SolverError::InvalidSpec("cloudflare.apiKeySecretRef needs email".into())
-                })?;
-                vec![
-                    ("x-auth-email", email),
-                    (
-                        "x-auth-key",
-                        secret_value(client, issuer, r, "Cloudflare API key").await?,
-                    ),
-                ]
-            }
-            (None, None) => {
-                return Err(SolverError::InvalidSpec(
-                    "cloudflare needs apiTokenSecretRef (or apiKeySecretRef and email)".into(),
-                ));
-            }
-        };
-        Ok(Cloudflare {
-            api: ApiClient::new(PROVIDER)?,
-            base: cfg
-                .api_url
-                .as_deref()
-                .unwrap_or(DEFAULT_URL)
-                .trim_end_matches('/')
-                .to_string(),
-            auth,
-        })
+/// An API token, or the legacy global API key with its account's email.
+async fn auth(secrets: Secrets<'_>, cfg: &Config) -> Result<Headers, SolverError> {
+    match (&cfg.api_token_secret_ref, &cfg.api_key_secret_ref) {
+        (Some(r), _) => Ok(bearer(&secrets.value(r, "Cloudflare API token").await?)),
+        (None, Some(r)) => {
+            let email = cfg.email.clone().ok_or_else(|| {
+                SolverError::InvalidSpec("cloudflare.apiKeySecretRef needs email".into())
+            })?;
+            let key = secrets.value(r, "Cloudflare API key").await?;
+            Ok(vec![("x-auth-email", email), ("x-auth-key", key)])
+        }
+        (None, None) => Err(SolverError::InvalidSpec(
+            "cloudflare needs apiTokenSecretRef (or apiKeySecretRef and email)".into(),
+        )),
     }
+}
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, DnsError> {
-        self.api
-            .send(method, &format!("{}{path}", self.base), &self.auth, body)
-            .await
+impl Cloudflare {
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<Cloudflare, SolverError> {
+        let auth = auth(secrets, cfg).await?;
+        let base = base_url(cfg.api_url.as_deref(), DEFAULT_URL);
+        let rest = Rest::new(ApiClient::new(PROVIDER)?, base, auth, words);
+        Ok(Cloudflare { rest })
     }
 
     /// The zone (id, name) holding `fqdn`.
     async fn zone(&self, fqdn: &str) -> Result<(String, String), DnsError> {
-        for candidate in zone_candidates(fqdn) {
+        let name = fqdn.trim_end_matches('.');
+        find_zone(PROVIDER, fqdn, |candidate| async move {
+            let path = format!("/zones?name={candidate}");
+            let at = (name, candidate.as_str());
             let answer = self
-                .call(Method::GET, &format!("/zones?name={candidate}"), None)
+                .rest
+                .expect(Method::GET, &path, None, succeeded, at)
                 .await?;
-            if !succeeded(&answer) {
-                return Err(DnsError::Api {
-                    provider: PROVIDER,
-                    name: fqdn.trim_end_matches('.').to_string(),
-                    zone: candidate,
-                    message: words(&answer),
-                });
-            }
-            if let Some(id) = answer.body["result"][0]["id"].as_str() {
-                return Ok((id.to_string(), candidate));
-            }
-        }
-        Err(DnsError::NoProviderZone {
-            provider: PROVIDER,
-            name: fqdn.trim_end_matches('.').to_string(),
+            let id = answer.body["result"][0]["id"].as_str();
+            Ok(id.map(|id| (id.to_string(), candidate)))
         })
+        .await
     }
 
-    /// The TXT records at `name` in zone `id`.
-    async fn records(&self, id: &str, zone: &str, name: &str) -> Result<Vec<Value>, DnsError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &format!("/zones/{id}/dns_records?type=TXT&name={name}&per_page=100"),
-                None,
-            )
-            .await?;
-        if !succeeded(&answer) {
-            return Err(self.refused(name, zone, &answer));
-        }
-        Ok(answer.body["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn refused(&self, name: &str, zone: &str, answer: &Answer) -> DnsError {
-        DnsError::Api {
-            provider: PROVIDER,
-            name: name.to_string(),
-            zone: zone.to_string(),
-            message: words(answer),
-        }
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let (id, zone) = self.zone(fqdn).await?;
+        let name = fqdn.trim_end_matches('.');
+        let at = (name, zone.as_str());
+        let collection = format!("/zones/{id}/dns_records");
+        let list = format!("{collection}?type=TXT&name={name}&per_page=100");
+        let records = self.rest.get_list(&list, "result", succeeded, at).await?;
+        let ours = records.iter().filter(|r| content(r) == value);
+        let ours = ours.map(|r| r["id"].as_str().map(str::to_string)).collect();
+        let record = json!({ "type": "TXT", "name": name, "content": value, "ttl": 120 });
+        let ok = [succeeded, |a: &Answer| succeeded(a) || a.status == 404];
+        let rest = &self.rest;
+        rest.change_records(change, &collection, ours, &record, ok, at)
+            .await
     }
 }
 
 impl DnsProvider for Cloudflare {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let (id, zone) = self.zone(fqdn).await?;
-            let name = fqdn.trim_end_matches('.');
-            if self
-                .records(&id, &zone, name)
-                .await?
-                .iter()
-                .any(|r| content(r) == value)
-            {
-                return Ok(());
-            }
-            let body = json!({ "type": "TXT", "name": name, "content": value, "ttl": 120 });
-            let answer = self
-                .call(
-                    Method::POST,
-                    &format!("/zones/{id}/dns_records"),
-                    Some(&body),
-                )
-                .await?;
-            match succeeded(&answer) {
-                true => Ok(()),
-                false => Err(self.refused(name, &zone, &answer)),
-            }
-        })
-    }
-
-    fn remove_txt<'a>(
-        &'a self,
-        fqdn: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let (id, zone) = self.zone(fqdn).await?;
-            let name = fqdn.trim_end_matches('.');
-            for record in self.records(&id, &zone, name).await? {
-                let Some(rid) = record["id"].as_str().filter(|_| content(&record) == value) else {
-                    continue;
-                };
-                let answer = self
-                    .call(
-                        Method::DELETE,
-                        &format!("/zones/{id}/dns_records/{rid}"),
-                        None,
-                    )
-                    .await?;
-                if !succeeded(&answer) && answer.status != 404 {
-                    return Err(self.refused(name, &zone, &answer));
-                }
-            }
-            Ok(())
-        })
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        Box::pin(self.update(fqdn, value, change))
     }
 }

@@ -3,23 +3,19 @@
 //! /v2/domains/{zone}/records/{id}` change it, with `Authorization: Bearer <token>`.
 //! Errors are `{"id": "unauthorized", "message": "..."}`.
 
-use futures::future::BoxFuture;
-use http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::api::{Answer, ApiClient, relative, zone_candidates};
-use super::provider::{DnsProvider, secret_value};
-use crate::shared::IssuerHandle;
+use super::DnsError;
+use super::api::{Answer, ApiClient, Rest, base_url, bearer, find_zone, relative};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use crate::api::issuer::DigitalOcean as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://api.digitalocean.com";
 const PROVIDER: &str = "DigitalOcean";
 
 pub struct DigitalOcean {
-    api: ApiClient,
-    base: String,
-    auth: Vec<(&'static str, String)>,
+    rest: Rest,
 }
 
 /// DigitalOcean's own words from an error answer.
@@ -35,138 +31,53 @@ fn words(answer: &Answer) -> String {
 }
 
 impl DigitalOcean {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::DigitalOcean,
-    ) -> Result<DigitalOcean, SolverError> {
-        let token =
-            secret_value(client, issuer, &cfg.token_secret_ref, "DigitalOcean token").await?;
-        Ok(DigitalOcean {
-            api: ApiClient::new(PROVIDER)?,
-            base: cfg
-                .api_url
-                .as_deref()
-                .unwrap_or(DEFAULT_URL)
-                .trim_end_matches('/')
-                .to_string(),
-            auth: vec![("authorization", format!("Bearer {token}"))],
-        })
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, DnsError> {
-        self.api
-            .send(method, &format!("{}{path}", self.base), &self.auth, body)
-            .await
-    }
-
-    fn refused(name: &str, zone: &str, answer: &Answer) -> DnsError {
-        DnsError::Api {
-            provider: PROVIDER,
-            name: name.to_string(),
-            zone: zone.to_string(),
-            message: words(answer),
-        }
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<DigitalOcean, SolverError> {
+        let token = secrets
+            .value(&cfg.token_secret_ref, "DigitalOcean token")
+            .await?;
+        let base = base_url(cfg.api_url.as_deref(), DEFAULT_URL);
+        let rest = Rest::new(ApiClient::new(PROVIDER)?, base, bearer(&token), words);
+        Ok(DigitalOcean { rest })
     }
 
     /// The domain (zone) of the account holding `fqdn`.
     async fn zone(&self, fqdn: &str) -> Result<String, DnsError> {
         let name = fqdn.trim_end_matches('.');
-        for candidate in zone_candidates(fqdn) {
-            let answer = self
-                .call(Method::GET, &format!("/v2/domains/{candidate}"), None)
-                .await?;
-            match answer.status {
-                200 => return Ok(candidate),
-                404 => continue,
-                _ => return Err(Self::refused(name, &candidate, &answer)),
-            }
-        }
-        Err(DnsError::NoProviderZone {
-            provider: PROVIDER,
-            name: name.to_string(),
+        find_zone(PROVIDER, fqdn, |candidate| async move {
+            let path = format!("/v2/domains/{candidate}");
+            let found = self.rest.get_opt(&path, (name, &candidate)).await?;
+            Ok(found.map(|_| candidate))
         })
+        .await
     }
 
-    /// The TXT records at `fqdn` in `zone` (DigitalOcean filters by the full name).
-    async fn records(&self, zone: &str, fqdn: &str) -> Result<Vec<Value>, DnsError> {
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let zone = self.zone(fqdn).await?;
         let name = fqdn.trim_end_matches('.');
-        let answer = self
-            .call(
-                Method::GET,
-                &format!("/v2/domains/{zone}/records?type=TXT&name={name}&per_page=200"),
-                None,
-            )
+        let at = (name, zone.as_str());
+        let collection = format!("/v2/domains/{zone}/records");
+        // DigitalOcean filters by the full name.
+        let list = format!("{collection}?type=TXT&name={name}&per_page=200");
+        let listed = |a: &Answer| a.is(&[200]);
+        let records = self
+            .rest
+            .get_list(&list, "domain_records", listed, at)
             .await?;
-        if answer.status != 200 {
-            return Err(Self::refused(name, zone, &answer));
-        }
-        Ok(answer.body["domain_records"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        let ours = records.iter().filter(|r| r["data"].as_str() == Some(value));
+        let ours = ours
+            .map(|r| r["id"].as_u64().map(|id| id.to_string()))
+            .collect();
+        let relative = relative(fqdn, &zone);
+        let record = json!({ "type": "TXT", "name": relative, "data": value, "ttl": 60 });
+        let ok: [fn(&Answer) -> bool; 2] = [|a| a.is(&[200, 201]), |a| a.is(&[200, 204, 404])];
+        let rest = &self.rest;
+        rest.change_records(change, &collection, ours, &record, ok, at)
+            .await
     }
 }
 
 impl DnsProvider for DigitalOcean {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let zone = self.zone(fqdn).await?;
-            if self
-                .records(&zone, fqdn)
-                .await?
-                .iter()
-                .any(|r| r["data"].as_str() == Some(value))
-            {
-                return Ok(());
-            }
-            let body =
-                json!({ "type": "TXT", "name": relative(fqdn, &zone), "data": value, "ttl": 60 });
-            let answer = self
-                .call(
-                    Method::POST,
-                    &format!("/v2/domains/{zone}/records"),
-                    Some(&body),
-                )
-                .await?;
-            match answer.status {
-                200 | 201 => Ok(()),
-                _ => Err(Self::refused(fqdn.trim_end_matches('.'), &zone, &answer)),
-            }
-        })
-    }
-
-    fn remove_txt<'a>(
-        &'a self,
-        fqdn: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let zone = self.zone(fqdn).await?;
-            for record in self.records(&zone, fqdn).await? {
-                let Some(id) = record["id"]
-                    .as_u64()
-                    .filter(|_| record["data"].as_str() == Some(value))
-                else {
-                    continue;
-                };
-                let answer = self
-                    .call(
-                        Method::DELETE,
-                        &format!("/v2/domains/{zone}/records/{id}"),
-                        None,
-                    )
-                    .await?;
-                if !matches!(answer.status, 200 | 204 | 404) {
-                    return Err(Self::refused(fqdn.trim_end_matches('.'), &zone, &answer));
-                }
-            }
-            Ok(())
-        })
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        Box::pin(self.update(fqdn, value, change))
     }
 }

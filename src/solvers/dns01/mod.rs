@@ -1,6 +1,8 @@
 //! DNS-01: a TXT record `_acme-challenge.<name>` holding the key authorization's digest,
 //! published through the issuer's DNS provider ([`provider`]: RFC 2136, Cloudflare,
-//! DigitalOcean, an httpreq webhook), checked with [`propagation`] before the CA looks.
+//! Route 53, Google Cloud DNS, Azure DNS, DigitalOcean, acme-dns or an httpreq webhook;
+//! the HTTP ones share the REST plumbing of `api.rs`), checked with [`propagation`]
+//! before the CA looks. Their failures are [`DnsError`]s.
 //!
 //! TXT records live outside the cluster, so garbage collection cannot remove them: while
 //! any is published the Certificate carries the [`DNS_CLEANUP_FINALIZER`], and deleting
@@ -23,18 +25,19 @@ mod azure_dns;
 mod cloud_dns;
 mod cloudflare;
 mod digitalocean;
+mod error;
 pub mod propagation;
 pub mod provider;
 mod route53;
 pub(crate) mod sigv4;
 mod webhook;
 
+pub use self::error::DnsError;
 use self::provider::DnsProvider;
 use super::Deps;
-use super::{Challenge, Readiness, SolveEnv, Solver, SolverError};
+use super::{Challenge, Kind, Readiness, SolveEnv, SolveFuture, Solver, SolverError};
 use crate::api::certificate::ChallengeStatus;
 use crate::api::issuer::CnameStrategy;
-use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
 use crate::shared::IssuerHandle;
 
@@ -96,23 +99,11 @@ pub async fn publish_unguarded(
 pub struct Dns01;
 
 impl Solver for Dns01 {
-    fn challenge_type(&self) -> ChallengeType {
-        ChallengeType::Dns01
+    fn kind(&self) -> Kind {
+        Kind(ChallengeType::Dns01, "dns01", |c| c.dns01.is_some())
     }
 
-    fn field(&self) -> &'static str {
-        "dns01"
-    }
-
-    fn configured(&self, config: &SolverConfig) -> bool {
-        config.dns01.is_some()
-    }
-
-    fn present<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
+    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
@@ -125,7 +116,7 @@ impl Solver for Dns01 {
         &'a self,
         env: &'a SolveEnv<'a>,
         challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<Readiness, SolverError>> {
+    ) -> SolveFuture<'a, Readiness> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             let missing = match provider.serves(&fqdn, &value).await? {
@@ -143,11 +134,7 @@ impl Solver for Dns01 {
         })
     }
 
-    fn cleanup<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
+    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             Ok(provider.remove_txt(&fqdn, &value).await?)

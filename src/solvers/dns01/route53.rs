@@ -7,15 +7,14 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use http::Method;
 
-use super::api::{ApiClient, zone_candidates};
-use super::provider::{DnsProvider, secret_value};
+use super::DnsError;
+use super::api::{ApiClient, Body, base_url, find_zone};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use super::sigv4::{self, Credentials};
-use crate::shared::IssuerHandle;
+use crate::api::issuer::Route53 as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 pub const DEFAULT_URL: &str = "https://route53.amazonaws.com";
 const PROVIDER: &str = "Route 53";
@@ -92,14 +91,8 @@ async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
         sigv4::uri_encode(&role, false),
         sigv4::uri_encode(token.trim(), false)
     );
-    let headers = [(
-        "content-type",
-        "application/x-www-form-urlencoded".to_string(),
-    )];
-    let answer = ApiClient::new("AWS STS")?
-        .send_raw(Method::POST, &url, &headers, Some(&form))
-        .await?;
-    let xml = answer.body.as_str().unwrap_or_default().to_string();
+    let answer = ApiClient::new("AWS STS")?.post_form(&url, &form).await?;
+    let xml = answer.text;
     match (
         tags(&xml, "AccessKeyId").first(),
         tags(&xml, "SecretAccessKey").first(),
@@ -118,29 +111,19 @@ async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
 }
 
 impl Route53 {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::Route53,
-    ) -> Result<Route53, SolverError> {
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<Route53, SolverError> {
         let creds = match (
             &cfg.access_key_id_secret_ref,
             &cfg.secret_access_key_secret_ref,
         ) {
             (Some(id), Some(key)) => Credentials {
-                access_key_id: secret_value(client, issuer, id, "AWS access key ID").await?,
-                secret_access_key: secret_value(client, issuer, key, "AWS secret access key")
-                    .await?,
+                access_key_id: secrets.value(id, "AWS access key ID").await?,
+                secret_access_key: secrets.value(key, "AWS secret access key").await?,
                 session_token: None,
             },
             _ => ambient(cfg.region.as_deref()).await?,
         };
-        let base = cfg
-            .api_url
-            .as_deref()
-            .unwrap_or(DEFAULT_URL)
-            .trim_end_matches('/')
-            .to_string();
+        let base = base_url(cfg.api_url.as_deref(), DEFAULT_URL);
         let host = base
             .split_once("://")
             .map_or(base.as_str(), |(_, rest)| rest)
@@ -188,21 +171,16 @@ impl Route53 {
             false => format!("{}{path}?{}", self.base, q.join("&")),
         };
         headers.push(("content-type", "text/xml".into()));
-        let payload = (!body.is_empty()).then_some(body);
-        let answer = self.api.send_raw(method, &url, &headers, payload).await?;
-        Ok((
-            answer.status,
-            answer.body.as_str().unwrap_or_default().to_string(),
-        ))
+        let payload = match body.is_empty() {
+            true => Body::None,
+            false => Body::Text(body),
+        };
+        let answer = self.api.send(method, &url, &headers, payload).await?;
+        Ok((answer.status, answer.text))
     }
 
     fn refused(name: &str, zone: &str, status: u16, xml: &str) -> DnsError {
-        DnsError::Api {
-            provider: PROVIDER,
-            name: name.to_string(),
-            zone: zone.to_string(),
-            message: words(status, xml),
-        }
+        DnsError::api(PROVIDER, name, zone, words(status, xml))
     }
 
     /// The hosted zone (id, name) holding `fqdn`.
@@ -214,30 +192,20 @@ impl Route53 {
                 format!("hosted zone {id}"),
             ));
         }
-        for candidate in zone_candidates(fqdn) {
+        find_zone(PROVIDER, fqdn, |candidate| async move {
+            let query = [("dnsname", candidate.as_str()), ("maxitems", "1")];
             let (status, xml) = self
-                .call(
-                    Method::GET,
-                    "/2013-04-01/hostedzonesbyname",
-                    &[("dnsname", &candidate), ("maxitems", "1")],
-                    "",
-                )
+                .call(Method::GET, "/2013-04-01/hostedzonesbyname", &query, "")
                 .await?;
             if status != 200 {
                 return Err(Self::refused(name, &candidate, status, &xml));
             }
             let names = tags(&xml, "Name");
-            let ids = tags(&xml, "Id");
-            if names.first().map(|n| n.trim_end_matches('.')) == Some(candidate.as_str())
-                && let Some(id) = ids.first()
-            {
-                return Ok((id.trim_start_matches("/hostedzone/").to_string(), candidate));
-            }
-        }
-        Err(DnsError::NoProviderZone {
-            provider: PROVIDER,
-            name: name.to_string(),
+            let found = names.first().map(|n| n.trim_end_matches('.')) == Some(candidate.as_str());
+            let id = tags(&xml, "Id").into_iter().next().filter(|_| found);
+            Ok(id.map(|id| (id.trim_start_matches("/hostedzone/").to_string(), candidate)))
         })
+        .await
     }
 
     /// The TXT values at `name` (quoted, as Route 53 holds them).
@@ -270,7 +238,7 @@ impl Route53 {
     }
 
     /// Applies one change (UPSERT or DELETE of the whole set) and waits until INSYNC.
-    async fn change(
+    async fn write(
         &self,
         id: &str,
         zone: &str,
@@ -335,41 +303,23 @@ impl Route53 {
     }
 }
 
-impl DnsProvider for Route53 {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let (id, zone) = self.zone(fqdn).await?;
-            let name = fqdn.trim_end_matches('.');
-            let quoted = format!("\"{value}\"");
-            let mut values = self.values(&id, &zone, name).await?;
-            if values.contains(&quoted) {
-                return Ok(());
-            }
-            values.push(quoted);
-            self.change(&id, &zone, name, "UPSERT", &values).await
-        })
+impl Route53 {
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+        let (id, zone) = self.zone(fqdn).await?;
+        let name = fqdn.trim_end_matches('.');
+        let values = self.values(&id, &zone, name).await?;
+        match change.apply(&values, &format!("\"{value}\"")) {
+            None => Ok(()),
+            // A DELETE names the set exactly as it is.
+            Some(rest) if rest.is_empty() => self.write(&id, &zone, name, "DELETE", &values).await,
+            Some(rest) => self.write(&id, &zone, name, "UPSERT", &rest).await,
+        }
     }
+}
 
-    fn remove_txt<'a>(
-        &'a self,
-        fqdn: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(async move {
-            let (id, zone) = self.zone(fqdn).await?;
-            let name = fqdn.trim_end_matches('.');
-            let quoted = format!("\"{value}\"");
-            let values = self.values(&id, &zone, name).await?;
-            if !values.contains(&quoted) {
-                return Ok(());
-            }
-            let rest: Vec<String> = values.iter().filter(|v| **v != quoted).cloned().collect();
-            match rest.is_empty() {
-                // A DELETE names the set exactly as it is.
-                true => self.change(&id, &zone, name, "DELETE", &values).await,
-                false => self.change(&id, &zone, name, "UPSERT", &rest).await,
-            }
-        })
+impl DnsProvider for Route53 {
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        Box::pin(self.update(fqdn, value, change))
     }
 }
 

@@ -3,42 +3,33 @@
 //! optional HTTP basic auth; any 2xx is success. Existing httpreq adapters work unchanged.
 
 use base64::Engine;
-use futures::future::BoxFuture;
 use http::Method;
 use serde_json::json;
 
-use super::api::ApiClient;
-use super::provider::DnsProvider;
-use crate::shared::{IssuerHandle, read_secret_key};
+use super::DnsError;
+use super::api::{ApiClient, Headers};
+use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use crate::api::issuer::Webhook as Config;
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::DnsError;
 
 const PROVIDER: &str = "the httpreq webhook";
 
 pub struct Webhook {
     api: ApiClient,
     url: String,
-    auth: Vec<(&'static str, String)>,
+    auth: Headers,
 }
 
 impl Webhook {
-    pub async fn new(
-        client: &kube::Client,
-        issuer: &IssuerHandle,
-        cfg: &crate::api::issuer::Webhook,
-    ) -> Result<Webhook, SolverError> {
+    pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<Webhook, SolverError> {
         let mut auth = Vec::new();
         if let Some(r) = &cfg.basic_auth_secret_ref {
-            let ns = &issuer.secret_namespace;
-            let read = async |key: &str| {
-                read_secret_key(client, ns, &r.name, key)
-                    .await
-                    .map(|v| v.map(|b| String::from_utf8_lossy(&b).trim().to_string()))
-            };
-            let (Some(user), Some(password)) = (read("username").await?, read("password").await?)
-            else {
+            let user = secrets.get(&r.name, "username").await?;
+            let password = secrets.get(&r.name, "password").await?;
+            let (Some(user), Some(password)) = (user, password) else {
                 return Err(SolverError::SecretNotFound(format!(
-                    "the basic-auth Secret {ns}/{} needs username and password",
+                    "the basic-auth Secret {}/{} needs username and password",
+                    secrets.namespace(),
                     r.name
                 )));
             };
@@ -56,37 +47,28 @@ impl Webhook {
     async fn post(&self, action: &str, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let fqdn = format!("{}.", fqdn.trim_end_matches('.'));
         let body = json!({ "fqdn": fqdn, "value": value });
+        let url = format!("{}/{action}", self.url);
         let answer = self
             .api
-            .send(
-                Method::POST,
-                &format!("{}/{action}", self.url),
-                &self.auth,
-                Some(&body),
-            )
+            .send(Method::POST, &url, &self.auth, Some(&body).into())
             .await?;
         match answer.status {
             200..=299 => Ok(()),
-            status => Err(DnsError::Api {
-                provider: PROVIDER,
-                name: fqdn.trim_end_matches('.').to_string(),
-                zone: "(the webhook's)".into(),
-                message: format!("HTTP {status} on /{action}: {}", answer.body),
-            }),
+            status => {
+                let message = format!("HTTP {status} on /{action}: {}", answer.body);
+                let name = fqdn.trim_end_matches('.');
+                Err(DnsError::api(PROVIDER, name, "(the webhook's)", message))
+            }
         }
     }
 }
 
 impl DnsProvider for Webhook {
-    fn add_txt<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(self.post("present", fqdn, value))
-    }
-
-    fn remove_txt<'a>(
-        &'a self,
-        fqdn: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), DnsError>> {
-        Box::pin(self.post("cleanup", fqdn, value))
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        let action = match change {
+            Change::Add => "present",
+            Change::Remove => "cleanup",
+        };
+        Box::pin(self.post(action, fqdn, value))
     }
 }
