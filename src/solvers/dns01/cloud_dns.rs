@@ -1,11 +1,10 @@
 //! Google Cloud DNS API v1 (cloud.google.com/dns/docs/reference/rest/v1):
 //! `GET /dns/v1/projects/{p}/managedZones?dnsName=`, `GET .../managedZones/{z}/rrsets?name=&type=TXT`,
 //! `POST .../managedZones/{z}/changes` (`{"additions", "deletions"}`: the TXT set with our
-//! value added or removed), `GET .../changes/{id}` until `done`. Access tokens come from
+//! value added or removed; not waited for: the solver's `ready` asks DNS whether the value
+//! is served). Access tokens come from
 //! a service account key (an RS256 JWT exchanged at its `token_uri`, RFC 7523) or the
 //! metadata server. Errors are `{"error": {"code", "message", "status"}}`.
-
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -164,8 +163,7 @@ impl CloudDns {
             .and_then(|a| a.first().cloned()))
     }
 
-    /// Replaces the set (`deletions` of the old one, `additions` of the new), then waits
-    /// until the change is `done`.
+    /// Replaces the set (`deletions` of the old one, `additions` of the new).
     async fn write(
         &self,
         zone: &str,
@@ -184,18 +182,10 @@ impl CloudDns {
         }
         let path = format!("/managedZones/{zone}/changes");
         let rest = &self.rest;
-        let mut answer = rest
-            .expect(Method::POST, &path, Some(&body), ok, at)
+        // Not waiting for the change to be `done` here: the solver's `ready` asks the
+        // zone's servers whether they serve the value, which is what the CA will see.
+        rest.expect(Method::POST, &path, Some(&body), ok, at)
             .await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        while answer.body["status"].as_str() == Some("pending")
-            && tokio::time::Instant::now() <= deadline
-        {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let id = answer.body["id"].as_str().unwrap_or_default();
-            let path = format!("/managedZones/{zone}/changes/{id}");
-            answer = rest.expect(Method::GET, &path, None, ok, at).await?;
-        }
         Ok(())
     }
 

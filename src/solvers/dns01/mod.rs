@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, TestOperation};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 
 mod acme_dns;
@@ -201,7 +201,7 @@ async fn patch(
 ) -> Result<(), kube::Error> {
     api.patch(
         name,
-        &PatchParams::default(),
+        &crate::shared::patch::operator_params(),
         &Patch::<()>::Json(json_patch::Patch(ops)),
     )
     .await?;

@@ -1,11 +1,10 @@
 //! Amazon Route 53's REST API (2013-04-01, docs.aws.amazon.com/Route53/latest/APIReference):
 //! `GET /2013-04-01/hostedzonesbyname?dnsname=`, `GET .../hostedzone/{id}/rrset?name=&type=TXT`,
 //! `POST .../hostedzone/{id}/rrset/` (an XML ChangeBatch: UPSERT the set with our value
-//! added, or with it removed, DELETE when it was the last), `GET .../change/{id}` until
-//! `INSYNC`; every request signed with SigV4 ([`super::sigv4`]). Errors are XML
-//! `<ErrorResponse><Error><Code>..</Code><Message>..</Message></Error>`.
-
-use std::time::Duration;
+//! added, or with it removed, DELETE when it was the last); every request signed with SigV4 ([`super::sigv4`]). Errors are XML
+//! `<ErrorResponse><Error><Code>..</Code><Message>..</Message></Error>`. A change is not
+//! waited for (`GET .../change/{id}` until `INSYNC`): the solver's `ready` asks DNS
+//! whether the value is served, and says "not yet" until it is.
 
 use http::Method;
 
@@ -237,7 +236,7 @@ impl Route53 {
         })
     }
 
-    /// Applies one change (UPSERT or DELETE of the whole set) and waits until INSYNC.
+    /// Applies one change (UPSERT or DELETE of the whole set).
     async fn write(
         &self,
         id: &str,
@@ -269,36 +268,8 @@ impl Route53 {
         if status != 200 {
             return Err(Self::refused(name, zone, status, &xml));
         }
-        let change = tags(&xml, "Id").first().cloned().unwrap_or_default();
-        let change = change.trim_start_matches("/change/");
-        // Route 53 applies a change to all its servers within about a minute.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        let mut status_now = tags(&xml, "Status").first().cloned().unwrap_or_default();
-        while status_now != "INSYNC" && !change.is_empty() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Self::refused(
-                    name,
-                    zone,
-                    200,
-                    &format!(
-                        "<Code>Timeout</Code><Message>change {change} is still {status_now} after 90 s</Message>"
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let (s, xml) = self
-                .call(
-                    Method::GET,
-                    &format!("/2013-04-01/change/{change}"),
-                    &[],
-                    "",
-                )
-                .await?;
-            if s != 200 {
-                return Err(Self::refused(name, zone, s, &xml));
-            }
-            status_now = tags(&xml, "Status").first().cloned().unwrap_or_default();
-        }
+        // Not waiting for INSYNC here: the solver's `ready` asks the zone's servers
+        // whether they serve the value, which is what the CA will see.
         Ok(())
     }
 }
