@@ -72,24 +72,15 @@ pub struct SecretReport {
 }
 
 /// The report of `inspect secret`: the [`SecretReport`] with the Secret's name and a
-/// verdict (fields in the same sorted order).
+/// verdict.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct InspectReport {
-    pub ca_crt: bool,
-    pub certificate: Option<String>,
-    pub chain: Vec<CertDescription>,
-    pub issuer_annotation: Option<String>,
-    pub key: Option<String>,
-    pub key_matches: Option<bool>,
-    pub leaf: Option<CertDescription>,
     pub name: String,
     pub namespace: String,
     pub ready: bool,
-    #[serde(rename = "type")]
-    pub type_: Option<String>,
-    pub valid_now: bool,
     pub verdict: String,
+    #[serde(flatten)]
+    pub secret: SecretReport,
 }
 
 impl Report for InspectReport {
@@ -103,19 +94,11 @@ impl InspectReport {
     pub fn new(ns: &str, name: &str, r: SecretReport) -> Self {
         let (ready, verdict) = super::verdict::secret(r.leaf.is_some(), r.valid_now, r.key_matches);
         InspectReport {
-            ca_crt: r.ca_crt,
-            certificate: r.certificate,
-            chain: r.chain,
-            issuer_annotation: r.issuer_annotation,
-            key: r.key,
-            key_matches: r.key_matches,
-            leaf: r.leaf,
             name: name.to_string(),
             namespace: ns.to_string(),
             ready,
-            type_: r.type_,
-            valid_now: r.valid_now,
             verdict,
+            secret: r,
         }
     }
 }
@@ -247,9 +230,9 @@ pub fn render(r: &InspectReport) -> String {
         "Secret {}/{} ({})\n",
         r.namespace,
         r.name,
-        or_dash(r.type_.as_deref())
+        or_dash(r.secret.type_.as_deref())
     );
-    if let Some(leaf) = &r.leaf {
+    if let Some(leaf) = &r.secret.leaf {
         out.push_str(&format!(
             "  Certificate: {} issued by {}\n",
             leaf.field(|c| &c.subject),
@@ -263,7 +246,7 @@ pub fn render(r: &InspectReport) -> String {
             when(leaf.field(|c| &c.not_after), now)
         ));
     }
-    for (i, c) in r.chain.iter().enumerate() {
+    for (i, c) in r.secret.chain.iter().enumerate() {
         out.push_str(&format!(
             "  Chain[{}]:    {} issued by {} (until {})\n",
             i + 1,
@@ -274,17 +257,17 @@ pub fn render(r: &InspectReport) -> String {
     }
     out.push_str(&format!(
         "  Key:         {} ({})\n",
-        or_dash(r.key.as_deref()),
-        match r.key_matches {
+        or_dash(r.secret.key.as_deref()),
+        match r.secret.key_matches {
             Some(true) => "matches the certificate",
             Some(false) => "does NOT match the certificate",
             None => "nothing to compare",
         }
     ));
-    if let Some(c) = &r.certificate {
+    if let Some(c) = &r.secret.certificate {
         out.push_str(&format!(
             "  Managed by:  Certificate {c} ({})\n",
-            or_dash(r.issuer_annotation.as_deref())
+            or_dash(r.secret.issuer_annotation.as_deref())
         ));
     }
     out.push_str(&format!("Verdict: {}\n", r.verdict));

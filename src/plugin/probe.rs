@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::Value;
 
-use crate::api::IssuerSpec;
+use crate::api::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
 
 /// The directory, fetched with the issuer's trust settings.
 pub async fn directory(spec: &IssuerSpec) -> Result<(crate::acme::AcmeHttp, Value), String> {
@@ -129,4 +129,48 @@ mod tests {
             vec!["eab", "hooks", "account", "cf"]
         );
     }
+}
+
+/// An issuer as `status issuer` and `check issuer` look at it.
+pub struct FoundIssuer {
+    pub kind: &'static str,
+    /// Empty for a ClusterCaaSIssuer.
+    pub namespace: String,
+    pub spec: IssuerSpec,
+    pub status: Option<IssuerStatus>,
+}
+
+/// Reads a CaaSIssuer in `ns` (or, with `cluster`, a ClusterCaaSIssuer).
+pub async fn read_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+) -> anyhow::Result<FoundIssuer> {
+    Ok(match cluster {
+        true => {
+            let i = Api::<ClusterCaaSIssuer>::all(client.clone())
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no ClusterCaaSIssuer {name}"))?;
+            FoundIssuer {
+                kind: "ClusterCaaSIssuer",
+                namespace: String::new(),
+                spec: i.spec.0,
+                status: i.status,
+            }
+        }
+        false => {
+            let i = Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no CaaSIssuer {name} in namespace {ns}"))?;
+            FoundIssuer {
+                kind: "CaaSIssuer",
+                namespace: ns.to_string(),
+                spec: i.spec,
+                status: i.status,
+            }
+        }
+    })
 }

@@ -19,8 +19,8 @@ use kube::api::Api;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::IssuerSpec;
 use crate::api::issuer::ExternalAccountBinding;
-use crate::api::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec};
 use crate::plugin::probe::{self, secret_key};
 use crate::plugin::report::Report;
 use crate::shared::IssuerHandle;
@@ -138,25 +138,23 @@ async fn load(
     cluster: bool,
     operator_namespace: &str,
 ) -> anyhow::Result<(IssuerHandle, &'static str)> {
-    Ok(match cluster {
-        true => {
-            let i = Api::<ClusterCaaSIssuer>::all(client.clone())
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no ClusterCaaSIssuer {name}"))?;
-            let mut h = IssuerHandle::from_namespaced(&CaaSIssuer::new(name, i.spec.0.clone()));
-            h.kind = crate::shared::IssuerKind::Cluster;
-            h.secret_namespace = operator_namespace.to_string();
-            (h, "ClusterCaaSIssuer")
-        }
-        false => {
-            let i = Api::<CaaSIssuer>::namespaced(client.clone(), ns)
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no CaaSIssuer {name} in namespace {ns}"))?;
-            (IssuerHandle::from_namespaced(&i), "CaaSIssuer")
-        }
-    })
+    let found = probe::read_issuer(client, ns, name, cluster).await?;
+    let handle = IssuerHandle {
+        kind: match cluster {
+            true => crate::shared::IssuerKind::Cluster,
+            false => crate::shared::IssuerKind::Namespaced,
+        },
+        name: name.to_string(),
+        secret_namespace: match cluster {
+            true => operator_namespace.to_string(),
+            false => found.namespace,
+        },
+        spec: found.spec,
+        status: found.status,
+        generation: None,
+        annotations: Default::default(),
+    };
+    Ok((handle, found.kind))
 }
 
 /// Whether the directory (when it answered) offers `profile`.

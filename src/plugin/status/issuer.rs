@@ -6,9 +6,9 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use super::events::{self, EventReport};
+use crate::api::Certificate;
 use crate::api::conditions::find;
 use crate::api::issuer::ExternalAccountBinding;
-use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
 use crate::plugin::probe;
 use crate::plugin::report::{ConditionReport, Report, line, or_dash};
 
@@ -97,45 +97,6 @@ impl EabReport {
     }
 }
 
-/// The issuer `status issuer` looks at.
-pub struct Found {
-    pub kind: &'static str,
-    /// Empty for a ClusterCaaSIssuer.
-    pub namespace: String,
-    pub spec: IssuerSpec,
-    pub status: Option<IssuerStatus>,
-}
-
-/// Reads a CaaSIssuer in `ns` (or, with `cluster`, a ClusterCaaSIssuer).
-async fn read(client: &kube::Client, ns: &str, name: &str, cluster: bool) -> anyhow::Result<Found> {
-    Ok(match cluster {
-        true => {
-            let i = Api::<ClusterCaaSIssuer>::all(client.clone())
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no ClusterCaaSIssuer {name}"))?;
-            Found {
-                kind: "ClusterCaaSIssuer",
-                namespace: String::new(),
-                spec: i.spec.0,
-                status: i.status,
-            }
-        }
-        false => {
-            let i = Api::<CaaSIssuer>::namespaced(client.clone(), ns)
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no CaaSIssuer {name} in namespace {ns}"))?;
-            Found {
-                kind: "CaaSIssuer",
-                namespace: ns.to_string(),
-                spec: i.spec,
-                status: i.status,
-            }
-        }
-    })
-}
-
 /// The message of the first of the issuer's Certificates paused by a rate limit (the
 /// pause after a 429 lives in the operator; its Certificates say it).
 async fn rate_limited(
@@ -170,7 +131,7 @@ pub async fn report(
     name: &str,
     cluster: bool,
 ) -> anyhow::Result<IssuerReport> {
-    let found = read(client, ns, name, cluster).await?;
+    let found = probe::read_issuer(client, ns, name, cluster).await?;
     let directory = probe::directory(&found.spec).await.map(|_| ());
     let rate_limited = rate_limited(client, ns, name, cluster).await;
     let events_ns = if cluster { "default" } else { ns };
@@ -181,7 +142,7 @@ pub async fn report(
 /// The report from the issuer and what was found about it.
 pub fn build(
     name: &str,
-    found: Found,
+    found: probe::FoundIssuer,
     directory: Result<(), String>,
     rate_limited: Option<String>,
     events: Vec<EventReport>,
@@ -249,9 +210,10 @@ pub fn render(r: &IssuerReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{IssuerSpec, IssuerStatus};
     use serde_json::json;
 
-    fn found(cluster: bool) -> Found {
+    fn found(cluster: bool) -> probe::FoundIssuer {
         let spec: IssuerSpec = serde_json::from_value(json!({
             "server": "https://ca/dir",
             "privateKeySecretRef": { "name": "account" },
@@ -265,7 +227,7 @@ mod tests {
                              "message": "the CA refused the EAB" }],
         }))
         .unwrap();
-        Found {
+        probe::FoundIssuer {
             kind: if cluster {
                 "ClusterCaaSIssuer"
             } else {
