@@ -22,7 +22,7 @@ use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::index::ChallengeIndex;
 use memory::Memory;
 
-pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, now_string, read_secret_key};
+pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, read_secret_key};
 pub use crate::shared::{events, memory};
 
 /// Errors that end a reconcile early; they are retried with backoff. Everything a user

@@ -1,7 +1,8 @@
 //! What the controllers remember between reconciles, per object: one struct, held by the
 //! controllers' `Context`, started afresh with each leadership term (a replica
 //! that loses the Lease forgets everything), pruned when its object is
-//! deleted, with an injectable clock.
+//! deleted, with an injectable clock: the one source of "now" for the controllers, both
+//! monotonic (waits) and wall time (status times, renewal requeues, restarts).
 //!
 //! Nothing here is needed for correctness after a restart: status carries what must
 //! survive (the order URL, failure counts); this only saves requests and keeps waits.
@@ -10,17 +11,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Where "now" comes from (monotonic): the system clock, or a test's.
+use jiff::Timestamp;
+
+/// Where "now" comes from: the system clock, or a test's.
 pub trait Clock: Send + Sync {
+    /// Monotonic time, for waits.
     fn now(&self) -> Instant;
+    /// Wall time, for what is compared with timestamps (status, certificates).
+    fn wall(&self) -> Timestamp;
 }
 
-/// The system's monotonic clock.
+/// The system's clocks.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall(&self) -> Timestamp {
+        Timestamp::now()
     }
 }
 
@@ -90,6 +100,11 @@ impl Memory {
 
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// Wall time, from the same clock.
+    pub fn wall_now(&self) -> Timestamp {
+        self.clock.wall()
     }
 
     fn maps(&self) -> MutexGuard<'_, Maps> {
@@ -296,6 +311,7 @@ mod tests {
     /// A clock that moves only when told.
     struct TestClock {
         start: Instant,
+        wall: Timestamp,
         offset: Mutex<Duration>,
     }
 
@@ -303,11 +319,16 @@ mod tests {
         fn now(&self) -> Instant {
             self.start + *self.offset.lock().unwrap()
         }
+
+        fn wall(&self) -> Timestamp {
+            self.wall + *self.offset.lock().unwrap()
+        }
     }
 
     fn memory() -> (Arc<TestClock>, Memory) {
         let clock = Arc::new(TestClock {
             start: Instant::now(),
+            wall: "2026-11-29T10:00:00Z".parse().unwrap(),
             offset: Mutex::new(Duration::ZERO),
         });
         (clock.clone(), Memory::new(clock))

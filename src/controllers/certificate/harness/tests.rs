@@ -366,7 +366,7 @@ async fn an_order_the_ca_forgot_is_replaced() {
 async fn renewal_due_orders_a_replacement() {
     let h = Harness::new("renew").await;
     h.ready_issuer("ca");
-    let now = Timestamp::now();
+    let now = h.ctx.memory.wall_now();
     // 90 days, 10 left: inside the default 30-day renewBefore.
     let (old, old_key) = existing(&h, "app", "app.example.com", now - DAY * 80, now + DAY * 10);
     // The CA reuses the account's valid authorization: no challenge this time.
@@ -404,7 +404,7 @@ async fn renewal_due_orders_a_replacement() {
 async fn renewal_not_due_orders_nothing() {
     let h = Harness::new("notdue").await;
     h.ready_issuer("ca");
-    let now = Timestamp::now();
+    let now = h.ctx.memory.wall_now();
     let (old, _) = existing(&h, "fresh", "fresh.example.com", now - DAY, now + DAY * 89);
     let secret_version = h.secret("fresh-tls").unwrap().metadata.resource_version;
     h.api.clear_calls();
@@ -679,13 +679,8 @@ async fn a_refused_order_backs_off_then_succeeds() {
     assert_eq!(h.ca.total(), total);
     assert_eq!(h.api.writes().len(), 0, "{:?}", h.api.writes());
 
-    // The backoff has passed (on both clocks): the retry issues.
+    // The backoff has passed: the retry issues.
     h.clock.advance(Duration::from_secs(10));
-    let mut status = serde_json::to_value(&status).unwrap();
-    status["lastFailureTime"] = (Timestamp::now() - SignedDuration::from_mins(1))
-        .to_string()
-        .into();
-    h.api.seed_status::<Certificate>(&h.ns, "deny", status);
     h.settle("deny").await;
     assert_eq!(h.ca.count("new-order"), 2);
     let issued = h.ca.issued();
