@@ -194,8 +194,6 @@ pub struct Context {
     /// Per-object memory of this leadership term.
     pub memory: Arc<Memory>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Workload restarts after renewals.
-    pub restarts: Arc<restart::Restarts>,
     pub notifier: crate::notify::Notifier,
 }
 
@@ -227,7 +225,6 @@ impl Context {
             stores,
             memory,
             metrics,
-            restarts: Arc::default(),
             notifier: Default::default(),
         }
     }
