@@ -147,15 +147,17 @@ pub async fn on_renewed(
         let why = format!("Secret {secret} was renewed (serial {serial})");
         match decide(memory, &key, now) {
             Plan::Now => {
-                restart(client, recorder, kind, namespace, &name, &key, oref, &why, now).await
+                restart(
+                    client, recorder, kind, namespace, &name, &key, oref, &why, now,
+                )
+                .await
             }
             Plan::AlreadyPending => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; a restart is already due");
             }
             Plan::After(wait) => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; restarting in {wait:?} (at most once a minute)");
-                let (client, recorder, memory) =
-                    (client.clone(), recorder.clone(), memory.clone());
+                let (client, recorder, memory) = (client.clone(), recorder.clone(), memory.clone());
                 let namespace = namespace.to_string();
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;

@@ -487,9 +487,15 @@ mod tests {
         assert!(m.first_expiring("ns/a", "2027-01-01T00:00:00Z"));
         assert!(!m.first_expiring("ns/a", "2027-01-01T00:00:00Z"));
         assert!(m.first_expiring("ns/b", "2027-01-01T00:00:00Z"));
-        assert!(m.first_expiring("ns/a", "2027-04-01T00:00:00Z"), "a new notAfter");
+        assert!(
+            m.first_expiring("ns/a", "2027-04-01T00:00:00Z"),
+            "a new notAfter"
+        );
         m.forget_certificate("ns/a");
-        assert!(m.first_expiring("ns/a", "2027-04-01T00:00:00Z"), "forgotten");
+        assert!(
+            m.first_expiring("ns/a", "2027-04-01T00:00:00Z"),
+            "forgotten"
+        );
     }
 
     #[test]

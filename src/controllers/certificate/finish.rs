@@ -22,7 +22,9 @@ const LOOK_AGAIN: Duration = Duration::from_secs(8 * 3600);
 
 /// Come back at `renewal_time` (by the context's clock), within [1 s, `LOOK_AGAIN`].
 fn until(memory: &Memory, renewal_time: Timestamp) -> Action {
-    let wait = renewal_time.duration_since(memory.wall_now()).unsigned_abs();
+    let wait = renewal_time
+        .duration_since(memory.wall_now())
+        .unsigned_abs();
     Action::requeue(wait.clamp(Duration::from_secs(1), LOOK_AGAIN))
 }
 

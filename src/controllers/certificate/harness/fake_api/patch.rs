@@ -42,7 +42,13 @@ fn apply_fields(target: &mut Value, patch: &Value) {
 }
 
 impl FakeApi {
-    pub(super) fn patch(&self, target: &Target, name: &str, content_type: &str, patch: Value) -> Answer {
+    pub(super) fn patch(
+        &self,
+        target: &Target,
+        name: &str,
+        content_type: &str,
+        patch: Value,
+    ) -> Answer {
         let key = target.key(name);
         let stored = self
             .state

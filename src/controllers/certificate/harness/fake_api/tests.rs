@@ -47,8 +47,8 @@ async fn crud_selectors_versions_and_the_watch_cache() {
     assert!(secrets.get_opt("three").await.unwrap().is_none());
 
     // Label selectors.
-    let lp = kube::api::ListParams::default()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let lp =
+        kube::api::ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let names: Vec<String> = secrets
         .list(&lp)
         .await
