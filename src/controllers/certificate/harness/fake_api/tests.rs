@@ -26,6 +26,31 @@ fn secret(name: &str, managed: bool) -> Secret {
 async fn crud_selectors_versions_and_the_watch_cache() {
     let (api, stores) = FakeApi::new();
     let secrets: Api<Secret> = Api::namespaced(api.client(), "ns1");
+    let v1 = create(&secrets).await;
+    list_by_labels(&secrets).await;
+    patch(&secrets, v1).await;
+    cache_and_delete(&secrets, &stores).await;
+    let writes: Vec<(Method, u16)> = api
+        .writes()
+        .into_iter()
+        .map(|c| (c.method, c.status))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (Method::POST, 201),
+            (Method::POST, 409),
+            (Method::POST, 201),
+            (Method::PATCH, 200),
+            (Method::PATCH, 200),
+            (Method::DELETE, 200),
+            (Method::DELETE, 404),
+        ]
+    );
+}
+
+/// Creates Secrets `one` (managed) and `two`, and `one` again (409): `one`'s version.
+async fn create(secrets: &Api<Secret>) -> u64 {
     let made = secrets
         .create(&PostParams::default(), &secret("one", true))
         .await
@@ -45,8 +70,10 @@ async fn crud_selectors_versions_and_the_watch_cache() {
         .await
         .unwrap();
     assert!(secrets.get_opt("three").await.unwrap().is_none());
+    v1
+}
 
-    // Label selectors.
+async fn list_by_labels(secrets: &Api<Secret>) {
     let lp =
         kube::api::ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let names: Vec<String> = secrets
@@ -60,8 +87,10 @@ async fn crud_selectors_versions_and_the_watch_cache() {
     assert_eq!(names, ["one"]);
     let lp = kube::api::ListParams::default().labels(&format!("!{MANAGED_BY_LABEL}"));
     assert_eq!(secrets.list_metadata(&lp).await.unwrap().items.len(), 1);
+}
 
-    // Apply replaces the data it carries; merge merges; the version moves.
+/// Apply replaces the data it carries; merge merges; the version moves.
+async fn patch(secrets: &Api<Secret>, v1: u64) {
     let mut applied = secret("one", true);
     applied.data = Some(BTreeMap::from([(
         "b".to_string(),
@@ -88,8 +117,10 @@ async fn crud_selectors_versions_and_the_watch_cache() {
         .await
         .unwrap();
     assert_eq!(merged.metadata.annotations.unwrap()["x"], "y");
+}
 
-    // The watch cache holds the managed Secret only, as last written.
+/// The watch cache holds the managed Secret only, as last written, until it is deleted.
+async fn cache_and_delete(secrets: &Api<Secret>, stores: &FakeStores) {
     let cached = stores
         .secrets
         .get(&ObjectRef::new("one").within("ns1"))
@@ -117,24 +148,6 @@ async fn crud_selectors_versions_and_the_watch_cache() {
         .await
         .unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"));
-
-    let writes: Vec<(Method, u16)> = api
-        .writes()
-        .into_iter()
-        .map(|c| (c.method, c.status))
-        .collect();
-    assert_eq!(
-        writes,
-        [
-            (Method::POST, 201),
-            (Method::POST, 409),
-            (Method::POST, 201),
-            (Method::PATCH, 200),
-            (Method::PATCH, 200),
-            (Method::DELETE, 200),
-            (Method::DELETE, 404),
-        ]
-    );
 }
 
 #[test]
