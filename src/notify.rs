@@ -135,26 +135,17 @@ pub fn report_failure(notify: Option<&Notify>, attempts: i32) -> bool {
     i64::from(attempts) == i64::from(after)
 }
 
-/// Sends notifications; one HTTPS client for all.
+/// Sends notifications; one HTTPS client for all. It keeps nothing per Certificate:
+/// what was reported `expiring` is in the controllers' memory
+/// ([`crate::shared::memory::Memory::first_expiring`]), pruned with the Certificate.
 #[derive(Default)]
 pub struct Notifier {
     client: std::sync::OnceLock<Option<HttpsClient>>,
-    /// Per Certificate, the notAfter it was last reported `expiring` for.
-    expiring: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 impl Notifier {
-    /// Whether this is the first `expiring` report for `certificate` at `not_after`
-    /// (and remembers it).
-    pub fn first_expiring(&self, certificate: &str, not_after: &str) -> bool {
-        let mut seen = self.expiring.lock().unwrap();
-        seen.insert(certificate.to_string(), not_after.to_string())
-            .as_deref()
-            != Some(not_after)
-    }
-
     fn client(&self) -> Option<HttpsClient> {
         self.client
             .get_or_init(|| {

@@ -22,7 +22,7 @@ use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::index::ChallengeIndex;
 use memory::Memory;
 
-pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, now_string, read_secret_key};
+pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, read_secret_key};
 pub use crate::shared::{events, memory};
 
 /// Errors that end a reconcile early; they are retried with backoff. Everything a user
@@ -194,8 +194,6 @@ pub struct Context {
     /// Per-object memory of this leadership term.
     pub memory: Arc<Memory>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Workload restarts after renewals.
-    pub restarts: Arc<restart::Restarts>,
     pub notifier: crate::notify::Notifier,
 }
 
@@ -227,7 +225,6 @@ impl Context {
             stores,
             memory,
             metrics,
-            restarts: Arc::default(),
             notifier: Default::default(),
         }
     }

@@ -9,13 +9,15 @@
 //!
 //! A delayed restart lives in this process: an operator that stops in between loses it
 //! (the renewal already happened, the workload keeps serving the previous certificate
-//! until it restarts for another reason).
+//! until it restarts for another reason). What it remembers per workload lives in the
+//! controllers' [`Memory`], kept only while it matters (a restart within the last
+//! minute, or one waiting); its times come from the memory's clock.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::Recorder;
+use super::memory::Memory;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -58,36 +60,26 @@ pub fn plan(last: Option<Timestamp>, pending: bool, now: Timestamp) -> Plan {
     }
 }
 
-/// Restarts this process made, per workload (`kind/namespace/name`).
-#[derive(Default)]
-pub struct Restarts {
-    /// Per workload: the last restart, and whether a delayed one is waiting. One lock,
-    /// so that two renewals deciding at once (two Secrets of one workload, reconciled in
-    /// parallel) see each other's decision.
-    state: Mutex<HashMap<String, (Option<Timestamp>, bool)>>,
-}
-
-impl Restarts {
-    /// Decides and reserves in one step: `Now` records the restart as made, `After`
-    /// marks one as waiting.
-    fn decide(&self, key: &str, now: Timestamp) -> Plan {
-        let mut state = self.state.lock().unwrap();
-        let entry = state.entry(key.to_string()).or_default();
-        let decision = plan(entry.0, entry.1, now);
+/// Decides and reserves in one step, for workload `key` (`kind/namespace/name`): `Now`
+/// records the restart as made, `After` marks one as waiting.
+fn decide(memory: &Memory, key: &str, now: Timestamp) -> Plan {
+    memory.update_restart(key, now, MIN_INTERVAL, |state| {
+        let decision = plan(state.last, state.pending, now);
         match decision {
-            Plan::Now => entry.0 = Some(now),
-            Plan::After(_) => entry.1 = true,
+            Plan::Now => state.last = Some(now),
+            Plan::After(_) => state.pending = true,
             Plan::AlreadyPending => {}
         }
         decision
-    }
+    })
+}
 
-    /// The waiting restart is being made now.
-    fn take_pending(&self, key: &str, now: Timestamp) {
-        let mut state = self.state.lock().unwrap();
-        let entry = state.entry(key.to_string()).or_default();
-        *entry = (Some(now), false);
-    }
+/// The waiting restart of workload `key` is being made now.
+fn take_pending(memory: &Memory, key: &str, now: Timestamp) {
+    memory.update_restart(key, now, MIN_INTERVAL, |state| {
+        state.last = Some(now);
+        state.pending = false;
+    });
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +104,7 @@ impl Kind {
 pub async fn on_renewed(
     client: &kube::Client,
     recorder: &Recorder,
-    restarts: &Arc<Restarts>,
+    memory: &Arc<Memory>,
     namespace: &str,
     secret: &str,
     serial: &str,
@@ -151,23 +143,28 @@ pub async fn on_renewed(
     collect!(DaemonSet, Kind::DaemonSet);
     for (kind, name, oref) in found {
         let key = format!("{}/{namespace}/{name}", kind.as_str());
-        let now = Timestamp::now();
+        let now = memory.wall_now();
         let why = format!("Secret {secret} was renewed (serial {serial})");
-        match restarts.decide(&key, now) {
-            Plan::Now => restart(client, recorder, kind, namespace, &name, &key, oref, &why).await,
+        match decide(memory, &key, now) {
+            Plan::Now => {
+                restart(
+                    client, recorder, kind, namespace, &name, &key, oref, &why, now,
+                )
+                .await
+            }
             Plan::AlreadyPending => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; a restart is already due");
             }
             Plan::After(wait) => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; restarting in {wait:?} (at most once a minute)");
-                let (client, recorder, restarts) =
-                    (client.clone(), recorder.clone(), restarts.clone());
+                let (client, recorder, memory) = (client.clone(), recorder.clone(), memory.clone());
                 let namespace = namespace.to_string();
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
-                    restarts.take_pending(&key, Timestamp::now());
+                    let now = memory.wall_now();
+                    take_pending(&memory, &key, now);
                     restart(
-                        &client, &recorder, kind, &namespace, &name, &key, oref, &why,
+                        &client, &recorder, kind, &namespace, &name, &key, oref, &why, now,
                     )
                     .await;
                 });
@@ -186,8 +183,8 @@ async fn restart(
     key: &str,
     oref: k8s_openapi::api::core::v1::ObjectReference,
     why: &str,
+    now: Timestamp,
 ) {
-    let now = Timestamp::now();
     let patch = json!({ "spec": { "template": { "metadata": { "annotations": {
         RESTARTED_AT: now.to_string()
     }}}}});
@@ -237,16 +234,40 @@ mod tests {
 
     #[test]
     fn two_renewals_at_once_restart_once() {
-        let r = Restarts::default();
+        let m = Memory::default();
         let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
-        assert_eq!(r.decide("Deployment/ns/app", now), Plan::Now);
-        assert!(matches!(r.decide("Deployment/ns/app", now), Plan::After(_)));
-        assert_eq!(r.decide("Deployment/ns/app", now), Plan::AlreadyPending);
-        r.take_pending("Deployment/ns/app", now + SignedDuration::from_secs(60));
+        assert_eq!(decide(&m, "Deployment/ns/app", now), Plan::Now);
         assert!(matches!(
-            r.decide("Deployment/ns/app", now + SignedDuration::from_secs(61)),
+            decide(&m, "Deployment/ns/app", now),
             Plan::After(_)
         ));
+        assert_eq!(decide(&m, "Deployment/ns/app", now), Plan::AlreadyPending);
+        take_pending(&m, "Deployment/ns/app", now + SignedDuration::from_secs(60));
+        assert!(matches!(
+            decide(&m, "Deployment/ns/app", now + SignedDuration::from_secs(61)),
+            Plan::After(_)
+        ));
+    }
+
+    #[test]
+    fn restart_state_is_kept_only_while_it_decides_something() {
+        let m = Memory::default();
+        let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        let later = |secs| now + SignedDuration::from_secs(secs);
+        assert_eq!(decide(&m, "Deployment/ns/a", now), Plan::Now);
+        assert_eq!(
+            decide(&m, "Deployment/ns/a", later(20)),
+            Plan::After(Duration::from_secs(40))
+        );
+        assert_eq!(m.len(), 1);
+        // A pending restart is kept however long it waits.
+        assert_eq!(decide(&m, "Deployment/ns/b", later(200)), Plan::Now);
+        assert_eq!(m.len(), 2);
+        take_pending(&m, "Deployment/ns/a", later(200));
+        // Once its minute is over, the next decision (of any workload) drops it.
+        assert_eq!(decide(&m, "Deployment/ns/c", later(260)), Plan::Now);
+        assert_eq!(m.len(), 1, "only c's restart is recent");
+        assert_eq!(decide(&m, "Deployment/ns/a", later(261)), Plan::Now);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What the controllers remember between reconciles, per object: one struct, held by the
 //! controllers' `Context`, started afresh with each leadership term (a replica
 //! that loses the Lease forgets everything), pruned when its object is
-//! deleted, with an injectable clock.
+//! deleted, with an injectable clock: the one source of "now" for the controllers, both
+//! monotonic (waits) and wall time (status times, renewal requeues, restarts).
 //!
 //! Nothing here is needed for correctness after a restart: status carries what must
 //! survive (the order URL, failure counts); this only saves requests and keeps waits.
@@ -10,17 +11,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Where "now" comes from (monotonic): the system clock, or a test's.
+use jiff::Timestamp;
+
+/// Where "now" comes from: the system clock, or a test's.
 pub trait Clock: Send + Sync {
+    /// Monotonic time, for waits.
     fn now(&self) -> Instant;
+    /// Wall time, for what is compared with timestamps (status, certificates).
+    fn wall(&self) -> Timestamp;
 }
 
-/// The system's monotonic clock.
+/// The system's clocks.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall(&self) -> Timestamp {
+        Timestamp::now()
     }
 }
 
@@ -53,6 +63,11 @@ struct Maps {
     account_pauses: HashMap<String, Instant>,
     /// Issuers: consecutive failures (retry delay).
     issuer_failures: HashMap<ObjectKey, u32>,
+    /// Certificates: the notAfter they were last reported `expiring` for.
+    expiring_reported: HashMap<ObjectKey, String>,
+    /// Workloads (`kind/namespace/name`) restarted after a renewal: only while their
+    /// last restart is recent or a delayed one is waiting.
+    restarts: HashMap<String, WorkloadRestart>,
 }
 
 impl Maps {
@@ -65,7 +80,18 @@ impl Maps {
             + self.url_waits.len()
             + self.issuer_failures.len()
             + self.account_pauses.len()
+            + self.expiring_reported.len()
+            + self.restarts.len()
     }
+}
+
+/// What this process did about restarting one workload after renewals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadRestart {
+    /// The last restart it made.
+    pub last: Option<Timestamp>,
+    /// Whether a delayed restart is waiting.
+    pub pending: bool,
 }
 
 /// Per-object memory of the controllers.
@@ -90,6 +116,11 @@ impl Memory {
 
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// Wall time, from the same clock.
+    pub fn wall_now(&self) -> Timestamp {
+        self.clock.wall()
     }
 
     fn maps(&self) -> MutexGuard<'_, Maps> {
@@ -255,6 +286,36 @@ impl Memory {
         self.maps().issuer_failures.remove(key);
     }
 
+    /// Whether this is the first `expiring` report for Certificate `key` at `not_after`
+    /// (and remembers it).
+    pub fn first_expiring(&self, key: &str, not_after: &str) -> bool {
+        self.maps()
+            .expiring_reported
+            .insert(key.into(), not_after.into())
+            .as_deref()
+            != Some(not_after)
+    }
+
+    /// Reads and updates, in one step under one lock (two renewals deciding at once see
+    /// each other's decision), the restart state of `workload` at `now`. Then every
+    /// entry that decides nothing any more is dropped: none pending and the last
+    /// restart `quiet` or longer ago (or none).
+    pub fn update_restart<R>(
+        &self,
+        workload: &str,
+        now: Timestamp,
+        quiet: Duration,
+        update: impl FnOnce(&mut WorkloadRestart) -> R,
+    ) -> R {
+        let mut maps = self.maps();
+        let result = update(maps.restarts.entry(workload.into()).or_default());
+        let quiet = jiff::SignedDuration::try_from(quiet).unwrap_or(jiff::SignedDuration::MAX);
+        maps.restarts.retain(|_, r| {
+            r.pending || r.last.is_some_and(|last| now.duration_since(last) < quiet)
+        });
+        result
+    }
+
     /// A new leadership term: forget what another leader may have changed meanwhile
     /// (waits, versions, ARI checks, failure counts). Nothing here is lost for good:
     /// account keys are stored before they are registered.
@@ -271,6 +332,7 @@ impl Memory {
         maps.ari_checks.remove(key);
         maps.error_waits.remove(key);
         maps.url_waits.remove(key);
+        maps.expiring_reported.remove(key);
     }
 
     /// Forgets everything about a deleted issuer.
@@ -296,6 +358,7 @@ mod tests {
     /// A clock that moves only when told.
     struct TestClock {
         start: Instant,
+        wall: Timestamp,
         offset: Mutex<Duration>,
     }
 
@@ -303,11 +366,16 @@ mod tests {
         fn now(&self) -> Instant {
             self.start + *self.offset.lock().unwrap()
         }
+
+        fn wall(&self) -> Timestamp {
+            self.wall + *self.offset.lock().unwrap()
+        }
     }
 
     fn memory() -> (Arc<TestClock>, Memory) {
         let clock = Arc::new(TestClock {
             start: Instant::now(),
+            wall: "2026-11-29T10:00:00Z".parse().unwrap(),
             offset: Mutex::new(Duration::ZERO),
         });
         (clock.clone(), Memory::new(clock))
@@ -357,7 +425,7 @@ mod tests {
 
     #[test]
     fn maps_return_to_empty_after_many_objects_come_and_go() {
-        let (_, m) = memory();
+        let (clock, m) = memory();
         for i in 0..1000 {
             let cert = object_key(Some("ns"), &format!("cert-{i}"));
             m.set_poll_wait(&cert, "hash", Duration::from_secs(1));
@@ -367,18 +435,43 @@ mod tests {
             m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
             m.record_error_wait(&cert, Duration::from_secs(15));
             m.record_url_wait(&cert, "https://ca/order/1", Duration::from_secs(1));
+            assert!(m.first_expiring(&cert, "2027-01-01T00:00:00Z"));
             let issuer = object_key(None, &format!("issuer-{i}"));
             m.issuer_failed(&issuer);
+            // A workload restarted, and a second renewal waiting for its minute.
+            let (now, minute) = (m.wall_now(), Duration::from_secs(60));
+            let workload = format!("Deployment/ns/app-{i}");
+            m.update_restart(&workload, now, minute, |r| r.last = Some(now));
+            let workload = format!("Deployment/ns/web-{i}");
+            m.update_restart(&workload, now, minute, |r| r.pending = true);
         }
-        assert_eq!(m.len(), 7 * 1000);
+        assert_eq!(m.len(), 10 * 1000);
         for i in 0..1000 {
             m.forget_certificate(&object_key(Some("ns"), &format!("cert-{i}")));
             m.forget_issuer(&object_key(None, &format!("issuer-{i}")));
         }
+        assert_eq!(m.len(), 2 * 1000, "only the restarts are left");
+        // The delayed restarts are made; a minute later any look drops them all.
+        let minute = Duration::from_secs(60);
+        for i in 0..1000 {
+            let now = m.wall_now();
+            let workload = format!("Deployment/ns/web-{i}");
+            m.update_restart(&workload, now, minute, |r| {
+                *r = WorkloadRestart {
+                    last: Some(now),
+                    pending: false,
+                }
+            });
+        }
+        *clock.offset.lock().unwrap() = minute;
+        m.update_restart("Deployment/ns/other", m.wall_now(), minute, |r| r.pending);
         assert!(m.is_empty(), "{} entries left", m.len());
 
         m.set_written_status("ns/a", 1, None);
         m.issuer_failed("i");
+        m.first_expiring("ns/a", "2027-01-01T00:00:00Z");
+        let now = m.wall_now();
+        m.update_restart("Deployment/ns/a", now, minute, |r| r.pending = true);
         m.new_term();
         assert!(m.is_empty(), "a new term starts afresh");
 
@@ -386,6 +479,34 @@ mod tests {
         m.set_written_secret("ns/x", "tls", Some(1));
         m.set_written_secret("ns/x", "tls", None);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn expiring_is_reported_once_per_not_after() {
+        let (_, m) = memory();
+        assert!(m.first_expiring("ns/a", "2027-01-01T00:00:00Z"));
+        assert!(!m.first_expiring("ns/a", "2027-01-01T00:00:00Z"));
+        assert!(m.first_expiring("ns/b", "2027-01-01T00:00:00Z"));
+        assert!(
+            m.first_expiring("ns/a", "2027-04-01T00:00:00Z"),
+            "a new notAfter"
+        );
+        m.forget_certificate("ns/a");
+        assert!(
+            m.first_expiring("ns/a", "2027-04-01T00:00:00Z"),
+            "forgotten"
+        );
+    }
+
+    #[test]
+    fn wall_time_follows_the_injected_clock() {
+        let (clock, m) = memory();
+        let start = m.wall_now();
+        *clock.offset.lock().unwrap() = Duration::from_secs(90);
+        assert_eq!(
+            m.wall_now().duration_since(start),
+            jiff::SignedDuration::from_secs(90)
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub async fn issued(
         restart::on_renewed(
             &ctx.client,
             &ctx.recorder,
-            &ctx.restarts,
+            &ctx.memory,
             &ns,
             secret,
             &info.serial,
@@ -110,7 +110,7 @@ pub async fn failed(
         return;
     };
     // Once per certificate (notAfter): the event, the log line, the notification.
-    if ctx.notifier.first_expiring(&key, &not_after) {
+    if ctx.memory.first_expiring(&key, &not_after) {
         tracing::warn!(certificate = %key, "{note}");
         let reason = super::status::Reason::RenewalFailing.as_str();
         ctx.event(cert, true, reason, "Renew", note.clone()).await;

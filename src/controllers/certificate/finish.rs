@@ -11,6 +11,7 @@ use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, effects, key_of, keys, present, secret};
 use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
+use crate::controllers::memory::Memory;
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::{self, Request};
 use crate::pki::CertInfo;
@@ -19,8 +20,11 @@ use crate::solvers::dns01;
 /// Look again at least this often (clock changes, lost watches).
 const LOOK_AGAIN: Duration = Duration::from_secs(8 * 3600);
 
-fn until(renewal_time: Timestamp) -> Action {
-    let wait = renewal_time.duration_since(Timestamp::now()).unsigned_abs();
+/// Come back at `renewal_time` (by the context's clock), within [1 s, `LOOK_AGAIN`].
+fn until(memory: &Memory, renewal_time: Timestamp) -> Action {
+    let wait = renewal_time
+        .duration_since(memory.wall_now())
+        .unsigned_abs();
     Action::requeue(wait.clamp(Duration::from_secs(1), LOOK_AGAIN))
 }
 
@@ -67,7 +71,7 @@ pub async fn valid(
     w.drop_issuing();
     w.drop_expiring();
     w.save().await?;
-    Ok(until(renewal_time))
+    Ok(until(&ctx.memory, renewal_time))
 }
 
 fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
@@ -161,7 +165,7 @@ pub async fn issued(
     present::cleanup(ctx, cert, issuer, &challenges).await;
     w.save().await?;
     effects::issued(ctx, cert, issuer, message, issued, renewed).await;
-    Ok(until(renewal_time))
+    Ok(until(&ctx.memory, renewal_time))
 }
 
 /// Status for a new certificate: its revision, times, issuer and `Ready`; returns the
@@ -245,4 +249,39 @@ pub async fn deletion(ctx: &Context, seen: &Observed) -> Result<Action, Error> {
     dns01::finalize_deletion(ctx.solver_deps(), cert, seen.issuer.as_ref(), cleanup)
         .await
         .map_err(Error::Deletion)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::runtime::controller::Action;
+
+    use super::{LOOK_AGAIN, until};
+    use crate::controllers::certificate::harness::TestClock;
+    use crate::controllers::memory::Memory;
+
+    #[test]
+    fn the_renewal_requeue_follows_the_injected_clock() {
+        let clock = TestClock::new();
+        let memory = Memory::new(clock.clone());
+        let renewal_time = memory.wall_now() + jiff::SignedDuration::from_hours(2);
+        assert_eq!(
+            until(&memory, renewal_time),
+            Action::requeue(Duration::from_secs(2 * 3600))
+        );
+        clock.advance(Duration::from_secs(3600 + 59 * 60));
+        assert_eq!(
+            until(&memory, renewal_time),
+            Action::requeue(Duration::from_secs(60))
+        );
+        clock.advance(Duration::from_millis(59_500));
+        assert_eq!(
+            until(&memory, renewal_time),
+            Action::requeue(Duration::from_secs(1)),
+            "at least a second"
+        );
+        let far = memory.wall_now() + jiff::SignedDuration::from_hours(24 * 30);
+        assert_eq!(until(&memory, far), Action::requeue(LOOK_AGAIN));
+    }
 }

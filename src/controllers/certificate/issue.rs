@@ -171,7 +171,7 @@ async fn waiting(
     retry_after: Option<Duration>,
     floor: Duration,
 ) -> Result<Action, Error> {
-    let unchanged = note_progress(&mut w.status, before, Timestamp::now());
+    let unchanged = note_progress(&mut w.status, before, ctx.memory.wall_now());
     let delay = decide::poll_delay(unchanged, retry_after, floor);
     if let Some((reason, message)) = w
         .status

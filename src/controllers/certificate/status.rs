@@ -36,7 +36,7 @@ impl<'a> StatusWriter<'a> {
             cert,
             status: cert.status.clone().unwrap_or_default(),
             saved: cert.status.clone(),
-            now: Timestamp::now(),
+            now: ctx.memory.wall_now(),
         }
     }
 

@@ -154,7 +154,7 @@ async fn reconcile_handle(
     set_condition(
         &mut status.conditions,
         state.condition.clone(),
-        &super::now_string(),
+        &ctx.memory.wall_now().to_string(),
         issuer.generation,
     );
     if state.account_uri.is_some() {

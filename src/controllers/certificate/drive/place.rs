@@ -28,7 +28,7 @@ pub(super) async fn place(
     identifiers: &[Identifier],
     replaces: Option<&CertificateIdentifier<'static>>,
 ) -> Result<Order, instant_acme::Error> {
-    let Some(not_after) = not_after(p, Timestamp::now()) else {
+    let Some(not_after) = not_after(p, p.ctx.memory.wall_now()) else {
         let new = new_order(p, identifiers);
         let new = match replaces {
             Some(id) => new.replaces(id.clone()),
@@ -87,7 +87,7 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
         return None;
     };
     let detail = problem.detail.as_deref().unwrap_or_default();
-    if not_after(p, Timestamp::now()).is_none()
+    if not_after(p, p.ctx.memory.wall_now()).is_none()
         || !refuses_lifetime(problem.r#type.as_deref(), detail)
     {
         return None;
@@ -107,7 +107,7 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
 /// before anything else: a restart resumes it.
 pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
     if let Some(wait) = p.ctx.memory.account_paused(p.account.id()) {
-        let resumes = Timestamp::now() + SignedDuration::try_from(wait).unwrap_or_default();
+        let resumes = p.ctx.memory.wall_now() + SignedDuration::try_from(wait).unwrap_or_default();
         let mut f = Failure::new(
             FailedStep::Order,
             Reason::RateLimited,
@@ -170,7 +170,7 @@ pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Ord
         state: OrderState::Pending,
         request_hash: p.request.hash.clone(),
         challenges: Vec::new(),
-        state_since: Some(Timestamp::now().to_string()),
+        state_since: Some(p.ctx.memory.wall_now().to_string()),
     });
     w.save().await.map_err(|e| {
         Failure::new(

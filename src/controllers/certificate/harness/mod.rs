@@ -16,9 +16,11 @@
 //! the CA's counters ([`fake_acme::FakeCa::count`]). [`Harness::restart`] gives the
 //! same cluster and CA to a freshly started operator.
 //!
-//! Wall-clock time still flows where the operator reads it directly (status times,
-//! certificate validity, ARI windows); the injected clock drives only what
-//! [`crate::controllers::memory::Memory`] keeps (poll waits, ARI checks, pauses).
+//! The injected clock drives both the operator's monotonic time (what
+//! [`crate::controllers::memory::Memory`] keeps: poll waits, ARI checks, pauses) and its
+//! wall time (status times, backoffs, renewal requeues); it starts at the real time, so
+//! the fake CA (which signs with the real clock) and the operator agree until a test
+//! moves the clock.
 
 pub mod fake_acme;
 pub mod fake_api;
@@ -28,6 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
@@ -47,9 +50,10 @@ use crate::solvers::index::ChallengeIndex;
 use fake_acme::FakeCa;
 use fake_api::{FakeApi, FakeStores};
 
-/// A monotonic clock that moves only when told.
+/// A clock (monotonic and wall) that moves only when told.
 pub struct TestClock {
     start: Instant,
+    wall: Timestamp,
     offset: Mutex<Duration>,
 }
 
@@ -57,6 +61,7 @@ impl TestClock {
     pub fn new() -> Arc<TestClock> {
         Arc::new(TestClock {
             start: Instant::now(),
+            wall: Timestamp::now(),
             offset: Mutex::default(),
         })
     }
@@ -69,6 +74,10 @@ impl TestClock {
 impl Clock for TestClock {
     fn now(&self) -> Instant {
         self.start + *self.offset.lock().expect("clock lock")
+    }
+
+    fn wall(&self) -> Timestamp {
+        self.wall + *self.offset.lock().expect("clock lock")
     }
 }
 

@@ -1,0 +1,234 @@
+//! First issuance (TLS-ALPN-01 and HTTP-01), and orders resumed or replaced.
+
+use std::time::Duration;
+
+use super::*;
+use crate::api::OrderState;
+use crate::controllers::certificate::harness::{SETTLED, requeue_after};
+
+#[tokio::test]
+async fn first_issuance() {
+    let h = Harness::new("first").await;
+    h.ready_issuer("ca");
+    let names = ["web.example.com", "www.example.com"];
+    h.certificate("web", Harness::spec("web", "ca", &names));
+
+    let actions = h.settle("web").await;
+    // Pass 1 places the order and answers the challenges; pass 2 finalizes, downloads
+    // and writes the Secret.
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(requeue_after(&actions[0]).is_some_and(|d| d < Duration::from_secs(5)));
+    assert!(requeue_after(&actions[1]).is_some_and(|d| d >= SETTLED));
+
+    let ca = &h.ca;
+    assert_eq!(ca.count("new-order"), 1, "{:?}", ca.counts());
+    assert_eq!(
+        ca.count("challenge"),
+        2,
+        "one challenge per name: {:?}",
+        ca.counts()
+    );
+    assert_eq!(ca.count("finalize"), 1);
+    assert_eq!(ca.count("certificate"), 1);
+    assert_eq!(ca.count("new-account"), 1, "the account is looked up once");
+    let ordered = &ca.new_orders()[0];
+    assert_eq!(
+        ordered["identifiers"],
+        json!([{"type": "dns", "value": names[0]}, {"type": "dns", "value": names[1]}])
+    );
+    assert!(ordered.get("replaces").is_none() && ordered.get("notAfter").is_none());
+    assert_eq!(ca.order_status(0), "valid");
+
+    let issued = ca.issued();
+    assert_eq!(issued.len(), 1);
+    assert_tls_secret(&h, "web", &names, &issued[0]);
+    let cert = h.cert("web");
+    assert_issued_status(&cert, &issued[0], 1);
+    assert!(
+        ready(&cert).2.starts_with("issued by CaaSIssuer/ca; valid"),
+        "{:?}",
+        ready(&cert)
+    );
+    assert_eq!(
+        cert.status.as_ref().unwrap().issued_by.as_deref(),
+        Some("CaaSIssuer/ca")
+    );
+    assert_renewal_in_ari_window(&h, &cert);
+
+    // The key was kept in the next-key Secret until the TLS Secret held it.
+    assert_eq!(
+        secret_writes(&h),
+        [
+            (Method::PATCH, secret_path(&h, "web-next-key")),
+            (Method::PATCH, secret_path(&h, "web-tls")),
+            (Method::DELETE, secret_path(&h, "web-next-key")),
+        ]
+    );
+    assert!(h.secret("web-next-key").is_none());
+    assert_eq!(
+        events(&h, "web"),
+        [("SecretMissing".into(), "Normal".into())]
+    );
+
+    // Settled: another look writes nothing and asks the CA nothing.
+    h.api.clear_calls();
+    let total = ca.total();
+    let action = h.reconcile("web").await;
+    assert!(requeue_after(&action).is_some_and(|d| d >= SETTLED));
+    assert_eq!(h.api.writes().len(), 0, "{:?}", h.api.writes());
+    assert_eq!(ca.total(), total, "{:?}", ca.counts());
+}
+
+#[tokio::test]
+async fn a_restarted_operator_resumes_the_order_in_status() {
+    let mut h = Harness::new("resume").await;
+    h.ready_issuer("ca");
+    h.certificate("api", Harness::spec("api", "ca", &["api.example.com"]));
+
+    // The first operator places the order and answers its challenge, then stops.
+    let action = h.reconcile("api").await;
+    assert!(requeue_after(&action).is_some_and(|d| d < SETTLED));
+    let cert = h.cert("api");
+    let order = cert
+        .status
+        .as_ref()
+        .unwrap()
+        .order
+        .clone()
+        .expect("an order in status");
+    assert_eq!(order.url, h.ca.order_url(0));
+    assert_eq!(order.issuer.as_deref(), Some("CaaSIssuer/ca"));
+    assert_eq!(order.state, OrderState::Pending);
+    assert_eq!(order.challenges.len(), 1);
+    assert_eq!(order.challenges[0].dns_name, "api.example.com");
+    assert_eq!(order.challenges[0].type_.to_string(), "tls-alpn-01");
+    assert_eq!(ready(&cert).1, "Issuing");
+    let issuing = condition(&cert, "Issuing").expect("Issuing");
+    assert_eq!(
+        (issuing.status.as_str(), issuing.reason.as_str()),
+        ("True", "SecretMissing")
+    );
+    assert!(h.secret("api-tls").is_none());
+
+    // A new operator finds the order URL in status and finishes that order.
+    h.restart();
+    h.settle("api").await;
+    assert_eq!(
+        h.ca.count("new-order"),
+        1,
+        "no second order: {:?}",
+        h.ca.counts()
+    );
+    assert_eq!(h.ca.new_orders().len(), 1);
+    assert_eq!(h.ca.count("finalize"), 1);
+    assert_eq!(
+        h.ca.count("new-account"),
+        2,
+        "the restarted operator loads the account"
+    );
+    assert_eq!(h.ca.order_status(0), "valid");
+    let issued = h.ca.issued();
+    assert_eq!(issued.len(), 1);
+    assert_tls_secret(&h, "api", &["api.example.com"], &issued[0]);
+    assert_issued_status(&h.cert("api"), &issued[0], 1);
+}
+
+#[tokio::test]
+async fn an_order_the_ca_forgot_is_replaced() {
+    let h = Harness::new("forgot").await;
+    h.ready_issuer("ca");
+    h.certificate("gone", Harness::spec("gone", "ca", &["gone.example.com"]));
+    let request = h.reconcile("gone").await;
+    assert!(requeue_after(&request).is_some());
+    // Status names an order this CA never made (another CA's, or one it purged).
+    let mut status = h.cert("gone").status.clone().unwrap();
+    let order = status.order.as_mut().unwrap();
+    order.url = format!(
+        "{}/order/999",
+        h.ca.directory_url().trim_end_matches("/dir")
+    );
+    h.api
+        .seed_status::<Certificate>(&h.ns, "gone", serde_json::to_value(&status).unwrap());
+
+    h.settle("gone").await;
+    assert_eq!(
+        h.ca.count("new-order"),
+        2,
+        "a new order replaces the lost one"
+    );
+    let issued = h.ca.issued();
+    assert_eq!(issued.len(), 1);
+    assert_tls_secret(&h, "gone", &["gone.example.com"], &issued[0]);
+    assert_issued_status(&h.cert("gone"), &issued[0], 1);
+}
+
+#[tokio::test]
+async fn http01_solver_objects_are_made_and_removed() {
+    use crate::api::issuer::{Http01Ingress, Http01Solver, Solver};
+    use crate::solvers::http01::{COMPONENT, PATH_PREFIX, resource_name};
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let h = Harness::new("http01").await;
+    let http01 = Solver {
+        http01: Some(Http01Solver {
+            ingress: Some(Http01Ingress {
+                ingress_class_name: Some("nginx".into()),
+                class: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    h.ready_issuer_with("ca", vec![http01]);
+    h.certificate("site", Harness::spec("site", "ca", &["site.example.com"]));
+
+    // The first pass presents the challenge: a Service and an Ingress routing exactly
+    // the token's path (no Endpoints: the harness runs without a pod IP).
+    let action = h.reconcile("site").await;
+    assert!(requeue_after(&action).is_some_and(|d| d < SETTLED));
+    let order = h.cert("site").status.unwrap().order.expect("an order");
+    assert_eq!(order.challenges.len(), 1);
+    let token = order.challenges[0].token.clone();
+    assert_eq!(order.challenges[0].type_.to_string(), "http-01");
+    let name = resource_name(&token);
+    let ingresses = h.api.list::<Ingress>(&h.ns);
+    assert_eq!(ingresses.len(), 1);
+    let ingress = &ingresses[0];
+    assert_eq!(ingress.metadata.name.as_deref(), Some(name.as_str()));
+    let labels = ingress.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels[COMPONENT_LABEL], COMPONENT);
+    assert_eq!(labels[CERTIFICATE_LABEL], "site");
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &spec.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("site.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(path.path, Some(format!("{PATH_PREFIX}{token}")));
+    assert_eq!(h.api.list::<Service>(&h.ns).len(), 1);
+    assert!(h.api.list::<Endpoints>(&h.ns).is_empty());
+    assert_eq!(h.ca.count("challenge"), 1, "the CA was told to validate");
+
+    // Once issued, the solver's objects are gone.
+    h.settle("site").await;
+    assert_eq!(ready(&h.cert("site")).1, "Issued");
+    assert!(h.api.list::<Ingress>(&h.ns).is_empty());
+    assert!(h.api.list::<Service>(&h.ns).is_empty());
+    let deleted: Vec<String> = h
+        .api
+        .writes()
+        .into_iter()
+        .filter(|c| c.method == Method::DELETE && c.status == 200)
+        .map(|c| c.path)
+        .collect();
+    assert!(
+        deleted.contains(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/http01/ingresses/{name}"
+        )),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted.contains(&format!("/api/v1/namespaces/http01/services/{name}")),
+        "{deleted:?}"
+    );
+}
