@@ -25,66 +25,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (kubeconfig from KUBECONFIG or ~/.kube/config, else in-cluster).
-    Run {
-        /// Listener for HTTP-01 challenge answers.
-        #[arg(long, default_value = "0.0.0.0:8089", env = "CAAS_HTTP01_ADDR")]
-        http01_addr: SocketAddr,
-        /// TLS listener for TLS-ALPN-01 challenge answers.
-        #[arg(long, default_value = "0.0.0.0:8443", env = "CAAS_TLS_ALPN01_ADDR")]
-        tls_alpn01_addr: SocketAddr,
-        /// Listener for /metrics, /healthz and /readyz.
-        #[arg(long, default_value = "0.0.0.0:9090", env = "CAAS_METRICS_ADDR")]
-        metrics_addr: SocketAddr,
-        /// Watch only this namespace (default: all).
-        #[arg(long, env = "CAAS_NAMESPACE")]
-        namespace: Option<String>,
-        /// Namespace holding the Secrets of ClusterCaaSIssuers (default: the pod's
-        /// namespace, else `caas-operator`).
-        #[arg(long, env = "CAAS_CLUSTER_RESOURCE_NAMESPACE")]
-        cluster_resource_namespace: Option<String>,
-        /// This replica's pod IP, for the temporary HTTP-01 Endpoints.
-        #[arg(long, env = "POD_IP")]
-        pod_ip: Option<IpAddr>,
-        /// Log format.
-        #[arg(long, value_enum, default_value = "text", env = "CAAS_LOG_FORMAT")]
-        log_format: LogFormat,
-        /// Elect a leader through a Lease, so that several replicas can run (all answer
-        /// challenges; one reconciles).
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_LEADER_ELECT")]
-        leader_elect: bool,
-        /// Name of the Lease (in the cluster resource namespace).
-        #[arg(long, default_value = "caas-operator", env = "CAAS_LEASE_NAME")]
-        lease_name: String,
-        /// Seconds a Lease stays valid without renewal (takeover time after a crash).
-        #[arg(long, default_value_t = 15, env = "CAAS_LEASE_DURATION")]
-        lease_duration: u64,
-        /// Recursive resolvers (`host:port`, comma-separated) for DNS-01 propagation
-        /// checks and CNAME lookups (default: the system's).
-        #[arg(long, value_delimiter = ',', env = "CAAS_DNS01_RECURSIVE_NAMESERVERS")]
-        dns01_recursive_nameservers: Vec<SocketAddr>,
-        /// Check DNS-01 records through those resolvers only, not the zone's
-        /// authoritative servers (where those are unreachable).
-        #[arg(long, env = "CAAS_DNS01_RECURSIVE_NAMESERVERS_ONLY")]
-        dns01_recursive_nameservers_only: bool,
-        /// Restart workloads annotated `caas.dev/restart-on-renew` when their Secrets are
-        /// renewed (needs `patch` on Deployments, StatefulSets and DaemonSets).
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_RESTART_ON_RENEW")]
-        restart_on_renew: bool,
-        /// A certificate this close to its notAfter whose renewal is failing gets
-        /// `Expiring=True`, a metric and an `expiring` notification (e.g. 168h, 30m).
-        #[arg(long, default_value = "168h", value_parser = parse_duration, env = "CAAS_EXPIRING_WITHIN")]
-        expiring_within: std::time::Duration,
-        /// Notifications for issuers without `spec.notify`, as JSON:
-        /// `{"webhooks":[{"format":"Slack","urlSecretRef":{"name":"..","key":".."}}],"failedAfter":3}`
-        /// (URL Secrets in the cluster resource namespace).
-        #[arg(long, value_parser = parse_notify, env = "CAAS_DEFAULT_NOTIFY")]
-        default_notify: Option<caas_operator::api::issuer::Notify>,
-        /// Also honour cert-manager's `cert-manager.io/issuer` / `cluster-issuer` (and
-        /// `common-name`, `duration`, `renew-before`, `private-key-*`) on Ingresses and
-        /// Gateways, naming a CaaSIssuer / ClusterCaaSIssuer of the same name.
-        #[arg(long, env = "CAAS_ACCEPT_CERT_MANAGER_ANNOTATIONS")]
-        accept_cert_manager_annotations: bool,
-    },
+    Run(RunArgs),
     /// `kubectl caas` verbs: status, inspect, renew (see `kubectl-caas --help`).
     #[command(flatten)]
     Plugin(caas_operator::plugin::Verb),
@@ -92,6 +33,99 @@ enum Command {
     Crd,
     /// Print the version.
     Version,
+}
+
+/// The flags of `caas-operator run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Listener for HTTP-01 challenge answers.
+    #[arg(long, default_value = "0.0.0.0:8089", env = "CAAS_HTTP01_ADDR")]
+    http01_addr: SocketAddr,
+    /// TLS listener for TLS-ALPN-01 challenge answers.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "CAAS_TLS_ALPN01_ADDR")]
+    tls_alpn01_addr: SocketAddr,
+    /// Listener for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090", env = "CAAS_METRICS_ADDR")]
+    metrics_addr: SocketAddr,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "CAAS_NAMESPACE")]
+    namespace: Option<String>,
+    /// Namespace holding the Secrets of ClusterCaaSIssuers (default: the pod's
+    /// namespace, else `caas-operator`).
+    #[arg(long, env = "CAAS_CLUSTER_RESOURCE_NAMESPACE")]
+    cluster_resource_namespace: Option<String>,
+    /// This replica's pod IP, for the temporary HTTP-01 Endpoints.
+    #[arg(long, env = "POD_IP")]
+    pod_ip: Option<IpAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "CAAS_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Elect a leader through a Lease, so that several replicas can run (all answer
+    /// challenges; one reconciles).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the Lease (in the cluster resource namespace).
+    #[arg(long, default_value = "caas-operator", env = "CAAS_LEASE_NAME")]
+    lease_name: String,
+    /// Seconds a Lease stays valid without renewal (takeover time after a crash).
+    #[arg(long, default_value_t = 15, env = "CAAS_LEASE_DURATION")]
+    lease_duration: u64,
+    /// Recursive resolvers (`host:port`, comma-separated) for DNS-01 propagation
+    /// checks and CNAME lookups (default: the system's).
+    #[arg(long, value_delimiter = ',', env = "CAAS_DNS01_RECURSIVE_NAMESERVERS")]
+    dns01_recursive_nameservers: Vec<SocketAddr>,
+    /// Check DNS-01 records through those resolvers only, not the zone's
+    /// authoritative servers (where those are unreachable).
+    #[arg(long, env = "CAAS_DNS01_RECURSIVE_NAMESERVERS_ONLY")]
+    dns01_recursive_nameservers_only: bool,
+    /// Restart workloads annotated `caas.dev/restart-on-renew` when their Secrets are
+    /// renewed (needs `patch` on Deployments, StatefulSets and DaemonSets).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CAAS_RESTART_ON_RENEW")]
+    restart_on_renew: bool,
+    /// A certificate this close to its notAfter whose renewal is failing gets
+    /// `Expiring=True`, a metric and an `expiring` notification (e.g. 168h, 30m).
+    #[arg(long, default_value = "168h", value_parser = parse_duration, env = "CAAS_EXPIRING_WITHIN")]
+    expiring_within: std::time::Duration,
+    /// Notifications for issuers without `spec.notify`, as JSON:
+    /// `{"webhooks":[{"format":"Slack","urlSecretRef":{"name":"..","key":".."}}],"failedAfter":3}`
+    /// (URL Secrets in the cluster resource namespace).
+    #[arg(long, value_parser = parse_notify, env = "CAAS_DEFAULT_NOTIFY")]
+    default_notify: Option<caas_operator::api::issuer::Notify>,
+    /// Also honour cert-manager's `cert-manager.io/issuer` / `cluster-issuer` (and
+    /// `common-name`, `duration`, `renew-before`, `private-key-*`) on Ingresses and
+    /// Gateways, naming a CaaSIssuer / ClusterCaaSIssuer of the same name.
+    #[arg(long, env = "CAAS_ACCEPT_CERT_MANAGER_ANNOTATIONS")]
+    accept_cert_manager_annotations: bool,
+}
+
+impl RunArgs {
+    /// The operator's options; `identity` names this replica in the Lease.
+    fn options(self, identity: String) -> caas_operator::operator::Options {
+        let cluster_resource_namespace = self
+            .cluster_resource_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "caas-operator".into());
+        caas_operator::operator::Options {
+            http01_addr: self.http01_addr,
+            tls_alpn01_addr: self.tls_alpn01_addr,
+            metrics_addr: self.metrics_addr,
+            namespace: self.namespace,
+            cluster_resource_namespace,
+            pod_ip: self.pod_ip,
+            leader_election: self.leader_elect,
+            lease_name: self.lease_name,
+            lease_duration: std::time::Duration::from_secs(self.lease_duration),
+            identity,
+            dns01_resolvers: caas_operator::solvers::dns01::propagation::Resolvers {
+                servers: self.dns01_recursive_nameservers,
+                only: self.dns01_recursive_nameservers_only,
+            },
+            restart_on_renew: self.restart_on_renew,
+            expiring_within: self.expiring_within,
+            default_notify: self.default_notify.filter(|n| !n.webhooks.is_empty()),
+            accept_cert_manager_annotations: self.accept_cert_manager_annotations,
+        }
+    }
 }
 
 /// A Go-style duration (`168h`, `90m`, `1h30m`), as Certificates' `duration`.
@@ -177,54 +211,15 @@ async fn run_cli() -> anyhow::Result<()> {
             println!("caas-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run {
-            http01_addr,
-            tls_alpn01_addr,
-            metrics_addr,
-            namespace,
-            cluster_resource_namespace,
-            pod_ip,
-            log_format,
-            leader_elect,
-            lease_name,
-            lease_duration,
-            dns01_recursive_nameservers,
-            dns01_recursive_nameservers_only,
-            restart_on_renew,
-            expiring_within,
-            default_notify,
-            accept_cert_manager_annotations,
-        } => {
-            init_logging(log_format);
+        Command::Run(args) => {
+            init_logging(args.log_format);
             let _ = rustls::crypto::ring::default_provider().install_default();
             let (client, kube_requests) = counted_client().await?;
             let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
                 format!("{}-{}", host.trim(), std::process::id())
             });
-            let cluster_resource_namespace = cluster_resource_namespace
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .unwrap_or_else(|| "caas-operator".into());
-            let options = caas_operator::operator::Options {
-                http01_addr,
-                tls_alpn01_addr,
-                metrics_addr,
-                namespace,
-                cluster_resource_namespace,
-                pod_ip,
-                leader_election: leader_elect,
-                lease_name,
-                lease_duration: std::time::Duration::from_secs(lease_duration),
-                identity,
-                dns01_resolvers: caas_operator::solvers::dns01::propagation::Resolvers {
-                    servers: dns01_recursive_nameservers,
-                    only: dns01_recursive_nameservers_only,
-                },
-                restart_on_renew,
-                expiring_within,
-                default_notify: default_notify.filter(|n| !n.webhooks.is_empty()),
-                accept_cert_manager_annotations,
-            };
+            let options = args.options(identity);
             caas_operator::operator::run(client, options, kube_requests, shutdown_signal()).await
         }
     }
