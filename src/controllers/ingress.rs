@@ -285,20 +285,22 @@ pub async fn reconcile_owner<K: Owner>(
     let (wanted, skipped) = match ingress.desired_certificates(&ann) {
         Ok(w) => w,
         Err(message) => {
-            ctx.event(&*ingress, true, "InvalidAnnotation", "Reconcile", message)
+            ctx.recorder
+                .event(&*ingress, true, "InvalidAnnotation", "Reconcile", message)
                 .await;
             return Ok(Action::await_change());
         }
     };
     for skip in &skipped {
-        ctx.event(
-            &*ingress,
-            true,
-            "InvalidListener",
-            "Reconcile",
-            skip.message.clone(),
-        )
-        .await;
+        ctx.recorder
+            .event(
+                &*ingress,
+                true,
+                "InvalidListener",
+                "Reconcile",
+                skip.message.clone(),
+            )
+            .await;
     }
     // From the watched Certificates, so an Ingress without annotations costs no API call
     // (shared, not copied: a namespace may hold thousands).
@@ -347,7 +349,7 @@ async fn report_conflict<K: Owner>(
     other: &Certificate,
     want: &DesiredCertificate,
 ) {
-    ctx.event(
+    ctx.recorder.event(
         ingress,
         true,
         "Conflict",
@@ -396,14 +398,15 @@ async fn apply<K: Owner>(
         )
         .await?;
     if !existed {
-        ctx.event(
-            ingress,
-            false,
-            "CreateCertificate",
-            "Reconcile",
-            format!("created Certificate {}", want.name),
-        )
-        .await;
+        ctx.recorder
+            .event(
+                ingress,
+                false,
+                "CreateCertificate",
+                "Reconcile",
+                format!("created Certificate {}", want.name),
+            )
+            .await;
     }
     Ok(())
 }
@@ -423,14 +426,15 @@ async fn delete<K: Owner>(
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.event(
-        ingress,
-        false,
-        "DeleteCertificate",
-        "Reconcile",
-        format!("deleted Certificate {}", cert.name_any()),
-    )
-    .await;
+    ctx.recorder
+        .event(
+            ingress,
+            false,
+            "DeleteCertificate",
+            "Reconcile",
+            format!("deleted Certificate {}", cert.name_any()),
+        )
+        .await;
     Ok(())
 }
 

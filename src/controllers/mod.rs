@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use events::Recorder;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 
 use crate::acme::{AcmeError, AcmeHttp, AcmeStats};
 use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
@@ -236,20 +236,6 @@ impl Context {
             settings: &self.settings.solvers,
             events: &self.recorder,
         }
-    }
-
-    /// Publishes an event; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        self.recorder
-            .event(obj, warning, reason, action, note)
-            .await;
     }
 }
 

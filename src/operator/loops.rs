@@ -142,39 +142,57 @@ async fn issuer_loops(
     ctx: Arc<Context>,
     stop: Shutdown,
 ) {
-    let forget_issuer = |ctx: &Context, key: String| {
-        ctx.memory.forget_issuer(&key);
-        futures::future::ready(())
-    };
-    let issuer_loop = issuer_ctrl
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            controllers::issuer::reconcile_namespaced,
-            controllers::issuer::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| match result {
-            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                let ns = obj.namespace.unwrap_or_default();
-                forget_issuer(&ctx, format!("{ns}/CaaSIssuer/{}", obj.name))
-            }
-            _ => futures::future::ready(()),
-        });
-    let cluster_issuer_loop = cluster_issuer_ctrl
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            controllers::issuer::reconcile_cluster,
-            controllers::issuer::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| match result {
-            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                let ns = &ctx.settings.cluster_resource_namespace;
-                forget_issuer(&ctx, format!("{ns}/ClusterCaaSIssuer/{}", obj.name))
-            }
-            _ => futures::future::ready(()),
-        });
+    let issuer_loop = issuer_kind_loop(
+        issuer_ctrl,
+        controllers::issuer::reconcile_namespaced,
+        ctx.clone(),
+        stop.clone(),
+        |_, obj| {
+            let ns = obj.namespace.clone().unwrap_or_default();
+            format!("{ns}/CaaSIssuer/{}", obj.name)
+        },
+    );
+    let cluster_issuer_loop = issuer_kind_loop(
+        cluster_issuer_ctrl,
+        controllers::issuer::reconcile_cluster,
+        ctx,
+        stop,
+        |ctx, obj| {
+            let ns = &ctx.settings.cluster_resource_namespace;
+            format!("{ns}/ClusterCaaSIssuer/{}", obj.name)
+        },
+    );
     tokio::join!(issuer_loop, cluster_issuer_loop);
+}
+
+/// One issuer kind's controller; a deleted issuer's memory (its key: `key`) is dropped.
+async fn issuer_kind_loop<K, Fut>(
+    ctrl: Controller<K>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+    key: impl Fn(&Context, &ObjectRef<kube::api::DynamicObject>) -> String,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, controllers::Error>>
+        + Send
+        + 'static,
+{
+    ctrl.graceful_shutdown_on(stop)
+        .run(reconcile, controllers::issuer::error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+                ctx.memory.forget_issuer(&key(&ctx, &obj));
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// Certificates, also woken by their TLS Secret (watched by label: only the Secrets we

@@ -57,7 +57,8 @@ pub async fn issued(
         "certificate issued (serial {}) because {cause}; {ready_message}",
         info.serial
     );
-    ctx.event(cert, false, cause_reason.as_str(), "Issue", note)
+    ctx.recorder
+        .event(cert, false, cause_reason.as_str(), "Issue", note)
         .await;
     keys::delete_next(ctx, cert).await;
     if renewed && ctx.settings.restart_on_renew {
@@ -98,7 +99,8 @@ pub async fn failed(
     let key = key_of(cert);
     tracing::warn!(certificate = %key, reason = failure.reason.as_str(), step = %failure.step, "issuance failed: {message}");
     let reason = failure.reason.as_str();
-    ctx.event(cert, true, reason, "Issue", message.clone())
+    ctx.recorder
+        .event(cert, true, reason, "Issue", message.clone())
         .await;
     let failing =
         notify_config(ctx, issuer).is_some_and(|(n, _)| notify::report_failure(Some(n), attempts));
@@ -113,7 +115,9 @@ pub async fn failed(
     if ctx.memory.first_expiring(&key, &not_after) {
         tracing::warn!(certificate = %key, "{note}");
         let reason = super::status::Reason::RenewalFailing.as_str();
-        ctx.event(cert, true, reason, "Renew", note.clone()).await;
+        ctx.recorder
+            .event(cert, true, reason, "Renew", note.clone())
+            .await;
         let mut msg = notify::Message::new(notify::Event::Expiring, cert, reason, note);
         msg.not_after = Some(not_after);
         tell(ctx, issuer, &msg).await;

@@ -223,14 +223,15 @@ async fn secret_write_failed(
         cert.spec.secret_name
     );
     tracing::warn!(certificate = %key_of(cert), "{message}");
-    ctx.event(
-        cert,
-        true,
-        Reason::SecretWriteFailed.as_str(),
-        "Issue",
-        message.clone(),
-    )
-    .await;
+    ctx.recorder
+        .event(
+            cert,
+            true,
+            Reason::SecretWriteFailed.as_str(),
+            "Issue",
+            message.clone(),
+        )
+        .await;
     w.set_issuing(false, Reason::SecretWriteFailed, message.clone());
     if !w.is_ready() {
         w.set_ready(false, Reason::SecretWriteFailed, message);

@@ -202,19 +202,8 @@ pub async fn reconcile_namespaced(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let handle = IssuerHandle::from_namespaced(&issuer);
-    let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
-    if issuer.status.as_ref() != Some(&status) {
-        let api: Api<CaaSIssuer> =
-            Api::namespaced(ctx.client.clone(), &issuer.namespace().unwrap_or_default());
-        publish_change(&ctx, &*issuer, issuer.status.as_ref(), &status).await;
-        api.patch_status(
-            &issuer.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(StatusPatch::new("CaaSIssuer", &status)),
-        )
-        .await?;
-    }
-    Ok(action)
+    let api = Api::namespaced(ctx.client.clone(), &issuer.namespace().unwrap_or_default());
+    reconcile_kind(&ctx, api, &*issuer, &handle, issuer.status.as_ref()).await
 }
 
 pub async fn reconcile_cluster(
@@ -222,14 +211,29 @@ pub async fn reconcile_cluster(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let handle = IssuerHandle::from_cluster(&issuer, &ctx.settings.cluster_resource_namespace);
-    let (status, action) = reconcile_handle(&ctx, &handle, issuer.status.as_ref()).await?;
-    if issuer.status.as_ref() != Some(&status) {
-        let api: Api<ClusterCaaSIssuer> = Api::all(ctx.client.clone());
-        publish_change(&ctx, &*issuer, issuer.status.as_ref(), &status).await;
+    let api = Api::all(ctx.client.clone());
+    reconcile_kind(&ctx, api, &*issuer, &handle, issuer.status.as_ref()).await
+}
+
+/// Either kind: reconciles `handle`, then applies its status (with an event about the
+/// change) when it changed.
+async fn reconcile_kind<K>(
+    ctx: &Context,
+    api: Api<K>,
+    issuer: &K,
+    handle: &IssuerHandle,
+    old: Option<&IssuerStatus>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let (status, action) = reconcile_handle(ctx, handle, old).await?;
+    if old != Some(&status) {
+        publish_change(ctx, issuer, old, &status).await;
         api.patch_status(
             &issuer.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(StatusPatch::new("ClusterCaaSIssuer", &status)),
+            &Patch::Apply(StatusPatch::new(&K::kind(&()), &status)),
         )
         .await?;
     }
@@ -241,12 +245,12 @@ pub async fn reconcile_cluster(
 #[serde(rename_all = "camelCase")]
 struct StatusPatch<'a> {
     api_version: &'static str,
-    kind: &'static str,
+    kind: &'a str,
     status: &'a IssuerStatus,
 }
 
 impl<'a> StatusPatch<'a> {
-    fn new(kind: &'static str, status: &'a IssuerStatus) -> Self {
+    fn new(kind: &'a str, status: &'a IssuerStatus) -> Self {
         StatusPatch {
             api_version: "caas.dev/v1alpha1",
             kind,
@@ -266,14 +270,15 @@ async fn publish_change<K: Resource<DynamicType = ()>>(
         return;
     };
     if old.map(|c| (&c.status, &c.reason)) != Some((&new.status, &new.reason)) {
-        ctx.event(
-            obj,
-            !new.is_true(),
-            &new.reason,
-            "Register",
-            new.message.clone(),
-        )
-        .await;
+        ctx.recorder
+            .event(
+                obj,
+                !new.is_true(),
+                &new.reason,
+                "Register",
+                new.message.clone(),
+            )
+            .await;
     }
 }
 
