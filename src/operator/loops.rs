@@ -6,10 +6,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
 
 use super::{CONCURRENCY, Options, Shutdown, TermInputs, api};
 use crate::api::{
@@ -88,6 +90,11 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
     cluster_issuers.task.abort();
 }
 
+/// What a watched kind must be (a shorthand for kube's bounds).
+trait Watched: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync {}
+
+impl<K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync> Watched for K {}
+
 /// How many changes a subscriber of a shared watch may fall behind before the watch
 /// waits for it.
 const SHARED_WATCH_BUFFER: usize = 1024;
@@ -104,16 +111,7 @@ struct SharedWatch<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl<K> SharedWatch<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+impl<K: Watched> SharedWatch<K> {
     fn start(api: Api<K>) -> Self {
         let (store, writer) = reflector::store_shared(SHARED_WATCH_BUFFER);
         let subscribe = || {
@@ -173,13 +171,7 @@ async fn issuer_kind_loop<K, Fut>(
     stop: Shutdown,
     key: impl Fn(&Context, &ObjectRef<kube::api::DynamicObject>) -> String,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, controllers::Error>>
         + Send
         + 'static,

@@ -185,16 +185,15 @@ impl FakeApi {
         (StatusCode::OK, new)
     }
 
+    /// A copy of the object stored at `key`.
+    fn stored(&self, key: &Key) -> Option<Value> {
+        let objects = self.state.objects.lock().expect("objects lock");
+        objects.get(key).cloned()
+    }
+
     pub(super) fn replace(&self, target: &Target, name: &str, new: Value) -> Answer {
         let key = target.key(name);
-        let Some(old) = self
-            .state
-            .objects
-            .lock()
-            .expect("objects lock")
-            .get(&key)
-            .cloned()
-        else {
+        let Some(old) = self.stored(&key) else {
             return not_found(&key);
         };
         let asked = new["metadata"]["resourceVersion"].as_str();
@@ -214,14 +213,7 @@ impl FakeApi {
 
     pub(super) fn delete(&self, target: &Target, name: &str) -> Answer {
         let key = target.key(name);
-        let Some(mut obj) = self
-            .state
-            .objects
-            .lock()
-            .expect("objects lock")
-            .get(&key)
-            .cloned()
-        else {
+        let Some(mut obj) = self.stored(&key) else {
             return not_found(&key);
         };
         let has_finalizers = obj["metadata"]["finalizers"]

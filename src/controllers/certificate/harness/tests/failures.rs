@@ -89,26 +89,22 @@ async fn issuer_not_ready_or_missing_stops_before_the_ca() {
         Harness::spec("orphan", "nope", &["orphan.example.com"]),
     );
 
-    let action = h.reconcile("waits").await;
-    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
-    assert_eq!(
-        ready(&h.cert("waits")),
-        (
-            "False".into(),
-            "IssuerNotReady".into(),
-            "CaaSIssuer/down is not ready (ServerUnreachable: cannot reach the ACME server: connection refused)".into()
-        )
-    );
-    let action = h.reconcile("orphan").await;
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
-    assert_eq!(
-        ready(&h.cert("orphan")),
-        (
-            "False".into(),
-            "IssuerNotFound".into(),
-            "CaaSIssuer \"nope\" does not exist".into()
-        )
-    );
+    assert_not_ready(
+        &h,
+        "waits",
+        30,
+        "IssuerNotReady",
+        "CaaSIssuer/down is not ready (ServerUnreachable: cannot reach the ACME server: connection refused)",
+    )
+    .await;
+    assert_not_ready(
+        &h,
+        "orphan",
+        60,
+        "IssuerNotFound",
+        "CaaSIssuer \"nope\" does not exist",
+    )
+    .await;
     assert_eq!(h.ca.total(), 0, "{:?}", h.ca.counts());
     assert_eq!(secret_writes(&h), []);
     assert!(h.cert("waits").status.unwrap().order.is_none());

@@ -100,6 +100,26 @@ fn assert_tls_secret(h: &Harness, cert: &str, names: &[&str], issued: &Issued) -
 
 /// Asserts the status of a Certificate that holds `issued`: Ready=True `Issued`, the
 /// times, the revision, no order or Issuing condition left.
+/// The CA issued exactly one certificate, and it is in `cert`'s Secret and status.
+fn assert_issued_once(h: &Harness, cert: &str, names: &[&str]) {
+    let issued = h.ca.issued();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_tls_secret(h, cert, names, &issued[0]);
+    assert_issued_status(&h.cert(cert), &issued[0], 1);
+}
+
+/// `cert` is not Ready, for `reason` and `message`, after a reconcile that asks to come
+/// back in `requeue`.
+async fn assert_not_ready(h: &Harness, cert: &str, requeue: u64, reason: &str, message: &str) {
+    let action = h.reconcile(cert).await;
+    let want = kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(requeue));
+    assert_eq!(action, want);
+    assert_eq!(
+        ready(&h.cert(cert)),
+        ("False".into(), reason.into(), message.into())
+    );
+}
+
 fn assert_issued_status(cert: &Certificate, issued: &Issued, revision: i64) {
     let (status, reason, message) = ready(cert);
     assert_eq!(

@@ -53,14 +53,8 @@ async fn renewal_not_due_orders_nothing() {
     let actions = h.settle("fresh").await;
     assert_eq!(actions.len(), 1, "{actions:?}");
     // The only CA traffic is the ARI check (and loading the account for it).
-    for endpoint in [
-        "new-order",
-        "order",
-        "authz",
-        "challenge",
-        "finalize",
-        "certificate",
-    ] {
+    // Every endpoint of an order (ENDPOINTS after directory, nonce, account).
+    for endpoint in &super::super::fake_acme::ENDPOINTS[3..9] {
         assert_eq!(h.ca.count(endpoint), 0, "{endpoint}: {:?}", h.ca.counts());
     }
     assert_eq!(h.ca.count("renewal-info"), 1);
