@@ -105,32 +105,6 @@ pub fn secret_names_in(part: &impl serde::Serialize) -> Vec<String> {
     found.into_iter().map(|(name, _)| name).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn secret_refs_are_found_anywhere_in_a_spec() {
-        let spec = json!({
-            "externalAccountBinding": { "keyID": "k", "keySecretRef": { "name": "eab", "key": "hmac" } },
-            "privateKeySecretRef": { "name": "account" },
-            "solvers": [{ "dns01": { "cloudflare": { "apiTokenSecretRef": { "name": "cf", "key": "token" } } } }],
-            "notify": { "webhooks": [{ "urlSecretRef": { "name": "hooks", "key": "slack" } }] }
-        });
-        let mut found = Vec::new();
-        secret_refs_of(&spec, &mut found);
-        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["eab", "hooks", "account", "cf"]);
-        assert_eq!(found[0].1.as_deref(), Some("hmac"));
-        assert_eq!(found[2].1, None);
-        assert_eq!(
-            secret_names_in(&spec),
-            vec!["eab", "hooks", "account", "cf"]
-        );
-    }
-}
-
 /// An issuer as `status issuer` and `check issuer` look at it.
 pub struct FoundIssuer {
     pub kind: &'static str,
@@ -173,4 +147,30 @@ pub async fn read_issuer(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_refs_are_found_anywhere_in_a_spec() {
+        let spec = json!({
+            "externalAccountBinding": { "keyID": "k", "keySecretRef": { "name": "eab", "key": "hmac" } },
+            "privateKeySecretRef": { "name": "account" },
+            "solvers": [{ "dns01": { "cloudflare": { "apiTokenSecretRef": { "name": "cf", "key": "token" } } } }],
+            "notify": { "webhooks": [{ "urlSecretRef": { "name": "hooks", "key": "slack" } }] }
+        });
+        let mut found = Vec::new();
+        secret_refs_of(&spec, &mut found);
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["eab", "hooks", "account", "cf"]);
+        assert_eq!(found[0].1.as_deref(), Some("hmac"));
+        assert_eq!(found[2].1, None);
+        assert_eq!(
+            secret_names_in(&spec),
+            vec!["eab", "hooks", "account", "cf"]
+        );
+    }
 }
