@@ -52,6 +52,13 @@ pub fn choose_issuer(
 mod tests {
     use super::*;
 
+    /// Candidates from (display, ready) pairs.
+    fn issuers(list: &[(&'static str, bool)]) -> Vec<Candidate<'static>> {
+        list.iter()
+            .map(|&(display, ready)| Candidate { display, ready })
+            .collect()
+    }
+
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
@@ -60,16 +67,7 @@ mod tests {
 
     #[test]
     fn primary_while_it_is_ready_and_not_failing_long() {
-        let c = [
-            Candidate {
-                display: "CaaSIssuer/a",
-                ready: true,
-            },
-            Candidate {
-                display: "CaaSIssuer/b",
-                ready: true,
-            },
-        ];
+        let c = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", true)]);
         let now = t("2026-11-29T12:00:00Z");
         assert_eq!(choose_issuer(&c, None, None, now, 24 * H), Some(0));
         assert_eq!(
@@ -80,16 +78,7 @@ mod tests {
 
     #[test]
     fn next_issuer_after_failing_for_fallback_after_and_stays_there() {
-        let c = [
-            Candidate {
-                display: "CaaSIssuer/a",
-                ready: true,
-            },
-            Candidate {
-                display: "CaaSIssuer/b",
-                ready: true,
-            },
-        ];
+        let c = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", true)]);
         let now = t("2026-11-29T12:00:00Z");
         assert_eq!(
             choose_issuer(&c, Some("CaaSIssuer/a"), Some(now - 24 * H), now, 24 * H),
@@ -110,53 +99,23 @@ mod tests {
 
     #[test]
     fn an_issuer_that_is_not_ready_is_skipped_at_once() {
-        let c = [
-            Candidate {
-                display: "CaaSIssuer/a",
-                ready: false,
-            },
-            Candidate {
-                display: "ClusterCaaSIssuer/b",
-                ready: false,
-            },
-            Candidate {
-                display: "CaaSIssuer/c",
-                ready: true,
-            },
-        ];
+        let c = issuers(&[
+            ("CaaSIssuer/a", false),
+            ("ClusterCaaSIssuer/b", false),
+            ("CaaSIssuer/c", true),
+        ]);
         let now = t("2026-11-29T12:00:00Z");
         assert_eq!(choose_issuer(&c, None, None, now, 24 * H), Some(2));
-        let none = [Candidate {
-            display: "CaaSIssuer/a",
-            ready: false,
-        }];
+        let none = issuers(&[("CaaSIssuer/a", false)]);
         assert_eq!(choose_issuer(&none, None, None, now, 24 * H), None);
         // The last Ready one keeps being used after its timer; a primary that is back is
         // used when nothing after the one in use is Ready.
-        let back = [
-            Candidate {
-                display: "CaaSIssuer/a",
-                ready: true,
-            },
-            Candidate {
-                display: "CaaSIssuer/b",
-                ready: false,
-            },
-        ];
+        let back = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", false)]);
         assert_eq!(
             choose_issuer(&back, Some("CaaSIssuer/b"), None, now, 24 * H),
             Some(0)
         );
-        let last = [
-            Candidate {
-                display: "CaaSIssuer/a",
-                ready: false,
-            },
-            Candidate {
-                display: "CaaSIssuer/b",
-                ready: true,
-            },
-        ];
+        let last = issuers(&[("CaaSIssuer/a", false), ("CaaSIssuer/b", true)]);
         assert_eq!(
             choose_issuer(&last, Some("CaaSIssuer/b"), Some(now - 48 * H), now, 24 * H),
             Some(1)

@@ -235,7 +235,12 @@ pub async fn run(client: kube::Client, verb: &Verb) -> anyhow::Result<i32> {
             what: StatusWhat::Issuer { name, cluster },
             ..
         } => {
-            let r = status::issuer::report(client, &ns, name, *cluster).await?;
+            let at = probe::IssuerAt {
+                ns: &ns,
+                name,
+                cluster: *cluster,
+            };
+            let r = status::issuer::report(client, at).await?;
             emit(&r, output, status::issuer::render)
         }
         Verb::Inspect {

@@ -114,13 +114,27 @@ pub struct FoundIssuer {
     pub status: Option<IssuerStatus>,
 }
 
-/// Reads a CaaSIssuer in `ns` (or, with `cluster`, a ClusterCaaSIssuer).
-pub async fn read_issuer(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    cluster: bool,
-) -> anyhow::Result<FoundIssuer> {
+/// Which issuer a verb names: a CaaSIssuer `name` in `ns`, or with `cluster` the
+/// ClusterCaaSIssuer `name`.
+#[derive(Clone, Copy, Debug)]
+pub struct IssuerAt<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub cluster: bool,
+}
+
+impl IssuerAt<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self.cluster {
+            true => "ClusterCaaSIssuer",
+            false => "CaaSIssuer",
+        }
+    }
+}
+
+/// Reads the issuer `at` names.
+pub async fn read_issuer(client: &kube::Client, at: IssuerAt<'_>) -> anyhow::Result<FoundIssuer> {
+    let IssuerAt { ns, name, cluster } = at;
     Ok(match cluster {
         true => {
             let i = Api::<ClusterCaaSIssuer>::all(client.clone())

@@ -138,7 +138,7 @@ async fn load(
     cluster: bool,
     operator_namespace: &str,
 ) -> anyhow::Result<(IssuerHandle, &'static str)> {
-    let found = probe::read_issuer(client, ns, name, cluster).await?;
+    let found = probe::read_issuer(client, probe::IssuerAt { ns, name, cluster }).await?;
     let handle = IssuerHandle {
         kind: match cluster {
             true => crate::shared::IssuerKind::Cluster,

@@ -131,7 +131,12 @@ pub async fn report(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no Certificate {name} in namespace {ns}"))?;
     let issuer_ref = &cert.spec.issuer_ref;
-    let issuer = issuer_summary(client, ns, &issuer_ref.name, issuer_ref.is_cluster()).await;
+    let at = probe::IssuerAt {
+        ns,
+        name: &issuer_ref.name,
+        cluster: issuer_ref.is_cluster(),
+    };
+    let issuer = issuer_summary(client, at).await;
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(&cert.spec.secret_name)
         .await?;
@@ -239,26 +244,8 @@ async fn ari_window(
 }
 
 /// Kind, name and Ready of the issuer a Certificate names.
-async fn issuer_summary(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    cluster: bool,
-) -> IssuerSummary {
-    let found = match cluster {
-        true => Api::<ClusterCaaSIssuer>::all(client.clone())
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .map(|i| i.status),
-        false => Api::<CaaSIssuer>::namespaced(client.clone(), ns)
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .map(|i| i.status),
-    };
+async fn issuer_summary(client: &kube::Client, at: probe::IssuerAt<'_>) -> IssuerSummary {
+    let found = probe::read_issuer(client, at).await.ok().map(|f| f.status);
     let ready = found
         .as_ref()
         .and_then(|s| s.as_ref())
@@ -266,12 +253,8 @@ async fn issuer_summary(
         .map(ConditionReport::of);
     IssuerSummary {
         exists: found.is_some(),
-        kind: if cluster {
-            "ClusterCaaSIssuer"
-        } else {
-            "CaaSIssuer"
-        },
-        name: name.to_string(),
+        kind: at.kind(),
+        name: at.name.to_string(),
         ready,
     }
 }

@@ -99,12 +99,8 @@ impl EabReport {
 
 /// The message of the first of the issuer's Certificates paused by a rate limit (the
 /// pause after a 429 lives in the operator; its Certificates say it).
-async fn rate_limited(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    cluster: bool,
-) -> Option<String> {
+async fn rate_limited(client: &kube::Client, at: probe::IssuerAt<'_>) -> Option<String> {
+    let probe::IssuerAt { ns, name, cluster } = at;
     let certs = match cluster {
         true => Api::<Certificate>::all(client.clone()),
         false => Api::<Certificate>::namespaced(client.clone(), ns),
@@ -127,14 +123,12 @@ async fn rate_limited(
 /// system's roots: the same probe as `check issuer`).
 pub async fn report(
     client: &kube::Client,
-    ns: &str,
-    name: &str,
-    cluster: bool,
+    at: probe::IssuerAt<'_>,
 ) -> anyhow::Result<IssuerReport> {
-    let found = probe::read_issuer(client, ns, name, cluster).await?;
+    let found = probe::read_issuer(client, at).await?;
     let directory = probe::directory(&found.spec).await.map(|_| ());
-    let rate_limited = rate_limited(client, ns, name, cluster).await;
-    let events_ns = if cluster { "default" } else { ns };
+    let rate_limited = rate_limited(client, at).await;
+    let (events_ns, name) = (if at.cluster { "default" } else { at.ns }, at.name);
     let events = events::recent(client, events_ns, found.kind, name, 8).await;
     Ok(build(name, found, directory, rate_limited, events))
 }
