@@ -555,32 +555,17 @@ mod tests {
     #[test]
     fn bad_annotations_are_explained() {
         let tls = json!([{ "hosts": ["a"], "secretName": "s" }]);
-        assert!(
-            desired(&ingress(
-                &[(ISSUER, "a"), (CLUSTER_ISSUER, "b")],
-                tls.clone()
-            ))
-            .unwrap_err()
-            .contains("not both")
-        );
-        assert!(
-            desired(&ingress(&[(ISSUER, "a"), (KEY_SIZE, "big")], tls.clone()))
-                .unwrap_err()
-                .contains("not a number")
-        );
-        assert!(
-            desired(&ingress(
-                &[(ISSUER, "a"), (KEY_ALGORITHM, "DSA")],
-                tls.clone()
-            ))
-            .unwrap_err()
-            .contains("DSA")
-        );
-        assert!(
-            desired(&ingress(&[(ISSUER, "a")], json!([{ "hosts": ["a"] }])))
-                .unwrap_err()
-                .contains("secretName")
-        );
+        // Each bad annotation set, and what its error must say.
+        let bad: [(&[(&str, &str)], &serde_json::Value, &str); 4] = [
+            (&[(ISSUER, "a"), (CLUSTER_ISSUER, "b")], &tls, "not both"),
+            (&[(ISSUER, "a"), (KEY_SIZE, "big")], &tls, "not a number"),
+            (&[(ISSUER, "a"), (KEY_ALGORITHM, "DSA")], &tls, "DSA"),
+            (&[(ISSUER, "a")], &json!([{ "hosts": ["a"] }]), "secretName"),
+        ];
+        for (annotations, tls, says) in bad {
+            let error = desired(&ingress(annotations, tls.clone())).unwrap_err();
+            assert!(error.contains(says), "{annotations:?}: {error}");
+        }
         let cluster = desired(&ingress(&[(CLUSTER_ISSUER, "global")], tls)).unwrap();
         assert_eq!(
             cluster[0].spec.issuer_ref.kind.as_deref(),

@@ -289,31 +289,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_repeat_within_six_minutes_joins_the_series() {
+    /// A fresh memory after a first `Failed` Event about object `a` (created): the
+    /// memory, the time and the Event's name.
+    fn first_failed() -> (Recent, Timestamp, String) {
         let mut r = Recent::default();
         let t0: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
         let Publish::Create { name } = r.next(&ev("Failed"), &obj("a", "1"), t0) else {
             panic!("first is created")
         };
+        (r, t0, name)
+    }
+
+    #[test]
+    fn a_repeat_within_six_minutes_joins_the_series() {
+        let (mut r, t0, name) = first_failed();
         assert!(name.starts_with("a."), "{name}");
+        // Two repeats, 2 and 7 minutes later: the window runs from the last repeat.
         let t1 = t0 + SignedDuration::from_mins(2);
-        assert_eq!(
-            r.next(&ev("Failed"), &obj("a", "1"), t1),
-            Publish::Patch {
-                name: name.clone(),
-                count: 2
-            }
-        );
-        // The window runs from the last repeat.
         let t2 = t1 + SignedDuration::from_mins(5);
-        assert_eq!(
-            r.next(&ev("Failed"), &obj("a", "1"), t2),
-            Publish::Patch {
-                name: name.clone(),
-                count: 3
-            }
-        );
+        for (count, at) in [(2, t1), (3, t2)] {
+            let name = name.clone();
+            let want = Publish::Patch { name, count };
+            assert_eq!(r.next(&ev("Failed"), &obj("a", "1"), at), want);
+        }
         // Another reason, object or object version is another Event.
         assert!(matches!(
             r.next(&ev("Other"), &obj("a", "1"), t2),
@@ -339,11 +337,7 @@ mod tests {
 
     #[test]
     fn a_failed_create_is_forgotten() {
-        let mut r = Recent::default();
-        let t0: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
-        let Publish::Create { name } = r.next(&ev("Failed"), &obj("a", "1"), t0) else {
-            panic!("first is created")
-        };
+        let (mut r, t0, name) = first_failed();
         // Another publish's Event under the same key is not this one's to forget.
         r.forget(&ev("Failed"), &obj("a", "1"), "other.1");
         assert_eq!(r.by_key.len(), 1);
