@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -85,15 +84,11 @@ impl Collector for CertificateCollector {
                 .and_then(|s| crate::api::conditions::find(&s.conditions, "Expiring"))
                 .is_some_and(|c| c.is_true());
             expiring.get_or_create(&labels).set(i64::from(is_expiring));
-            let ts = |v: Option<&String>| {
-                v.and_then(|t| t.parse::<Timestamp>().ok())
-                    .map(|t| t.as_second())
-            };
-            if let Some(t) = ts(status.and_then(|s| s.not_after.as_ref())) {
-                expiry.get_or_create(&labels).set(t);
+            if let Some(t) = status.and_then(|s| s.not_after) {
+                expiry.get_or_create(&labels).set(t.0.as_second());
             }
-            if let Some(t) = ts(status.and_then(|s| s.renewal_time.as_ref())) {
-                renewal.get_or_create(&labels).set(t);
+            if let Some(t) = status.and_then(|s| s.renewal_time) {
+                renewal.get_or_create(&labels).set(t.0.as_second());
             }
         }
         for (name, help, family) in [

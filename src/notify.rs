@@ -17,8 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::api::Certificate;
 use crate::api::issuer::{Notify, NotifyFormat, NotifyWebhook};
+use crate::api::{Certificate, Time};
 
 /// Attempts per message and webhook (then the message is dropped, with a warning).
 const ATTEMPTS: u32 = 4;
@@ -59,7 +59,7 @@ pub struct Message {
     pub name: String,
     pub dns_names: Vec<String>,
     pub serial: Option<String>,
-    pub not_after: Option<String>,
+    pub not_after: Option<Time>,
     /// The condition reason (`Issued`, `OrderFailed`, `RenewalFailing`, ...).
     pub reason: String,
     pub message: String,
@@ -80,7 +80,7 @@ impl Message {
                 .cloned()
                 .collect(),
             serial: None,
-            not_after: status.and_then(|s| s.not_after.clone()),
+            not_after: status.and_then(|s| s.not_after),
             reason: reason.to_string(),
             message,
         }
@@ -295,7 +295,7 @@ mod tests {
             name: "web".into(),
             dns_names: vec!["shop.example".into()],
             serial: Some("0a1b".into()),
-            not_after: Some("2027-01-01T00:00:00Z".into()),
+            not_after: Some("2027-01-01T00:00:00Z".parse().unwrap()),
             reason: "Issued".into(),
             message: "issued by CaaSIssuer shop/ca".into(),
         }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::acme::{ChallengeState, ChallengeType, OrderState};
 use super::conditions::Condition;
+use super::issuer_name::IssuerName;
+use super::time::Time;
 
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
@@ -155,32 +157,60 @@ pub enum OutputFormatType {
 pub struct CertificateStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub not_before: Option<Time>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub not_after: Option<Time>,
     /// When the operator will renew.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renewal_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub renewal_time: Option<Time>,
     /// Increases by one with each certificate written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_issuance_attempts: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failure_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub last_failure_time: Option<Time>,
     /// The last `caas.dev/renew` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual_renewal: Option<String>,
     /// The issuer the certificate in the Secret came from (`CaaSIssuer/name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issued_by: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub issued_by: Option<IssuerName>,
     /// With `fallbackIssuerRefs`: the issuer the issuance in progress uses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuing_with: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub issuing_with: Option<IssuerName>,
     /// With `fallbackIssuerRefs`: when issuance from `issuingWith` first failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuing_with_failing_since: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub issuing_with_failing_since: Option<Time>,
     /// The ACME order in progress (one at a time): a restart resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderStatus>,
@@ -191,8 +221,12 @@ pub struct CertificateStatus {
 pub struct OrderStatus {
     pub url: String,
     /// The issuer the order was placed with (`CaaSIssuer/name`): its solvers clean up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub issuer: Option<IssuerName>,
     /// ACME order state: `pending`, `ready`, `processing`, `valid`, `invalid`.
     pub state: OrderState,
     /// Fingerprint of the request (names, key settings) the order was made for: an
@@ -203,8 +237,12 @@ pub struct OrderStatus {
     pub challenges: Vec<ChallengeStatus>,
     /// When the order's state or one of its challenges' states last changed: how long
     /// the CA (or DNS) has kept the operator waiting. Polls grow sparser with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_since: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub state_since: Option<Time>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -233,4 +271,106 @@ pub struct ChallengeStatus {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub waiting_for_dns: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::IssuerKind;
+    use serde_json::json;
+
+    /// A status as the operator writes it (and older versions wrote it, as strings).
+    fn written() -> serde_json::Value {
+        json!({
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Issued", "message": "issued",
+                "lastTransitionTime": "2026-11-29T10:00:00.123456789Z", "observedGeneration": 2
+            }],
+            "notBefore": "2026-11-29T09:59:00Z",
+            "notAfter": "2027-02-27T09:59:00Z",
+            "renewalTime": "2027-01-28T03:12:45.5Z",
+            "revision": 3,
+            "failedIssuanceAttempts": 1,
+            "lastFailureTime": "2026-11-29T09:00:00Z",
+            "issuedBy": "ClusterCaaSIssuer/backup",
+            "issuingWith": "CaaSIssuer/ca",
+            "issuingWithFailingSince": "2026-11-28T09:00:00Z",
+            "order": {
+                "url": "https://ca/order/1", "issuer": "CaaSIssuer/ca", "state": "pending",
+                "requestHash": "h", "stateSince": "2026-11-29T09:30:00Z"
+            }
+        })
+    }
+
+    #[test]
+    fn a_status_written_before_reads_typed_and_writes_the_same() {
+        let status: CertificateStatus = serde_json::from_value(written()).unwrap();
+        let t = |s: &str| Some(Time(s.parse().unwrap()));
+        assert_eq!(status.not_after, t("2027-02-27T09:59:00Z"));
+        assert_eq!(status.renewal_time, t("2027-01-28T03:12:45.5Z"));
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            t("2026-11-29T10:00:00.123456789Z")
+        );
+        assert_eq!(
+            status.issued_by,
+            Some(IssuerName::new(IssuerKind::Cluster, "backup"))
+        );
+        let order = status.order.as_ref().unwrap();
+        assert_eq!(
+            order.issuer,
+            Some(IssuerName::new(IssuerKind::Namespaced, "ca"))
+        );
+        assert_eq!(order.state_since, t("2026-11-29T09:30:00Z"));
+        assert_eq!(serde_json::to_value(&status).unwrap(), written());
+        // Byte for byte, too.
+        let text = serde_json::to_string(&written()).unwrap();
+        let again: CertificateStatus = serde_json::from_str(&text).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&again).unwrap()).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    }
+
+    #[test]
+    fn bad_values_read_as_none_and_the_certificate_still_reads() {
+        let mut status = written();
+        for key in [
+            "notBefore",
+            "notAfter",
+            "renewalTime",
+            "lastFailureTime",
+            "issuingWithFailingSince",
+        ] {
+            status[key] = json!("last tuesday");
+        }
+        status["issuedBy"] = json!("backup");
+        status["issuingWith"] = json!("Issuer/ca");
+        status["order"]["issuer"] = json!(42);
+        status["order"]["stateSince"] = json!("");
+        status["conditions"][0]["lastTransitionTime"] = json!("now");
+        let cert: Certificate = serde_json::from_value(json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate",
+            "metadata": { "name": "web", "namespace": "ns" },
+            "spec": { "secretName": "web-tls", "issuerRef": { "name": "ca" } },
+            "status": status,
+        }))
+        .expect("a Certificate with bad status values still reads");
+        let s = cert.status.unwrap();
+        assert_eq!(
+            (
+                s.not_before,
+                s.not_after,
+                s.renewal_time,
+                s.last_failure_time
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!(s.issuing_with_failing_since, None);
+        assert_eq!((s.issued_by, s.issuing_with), (None, None));
+        let order = s.order.unwrap();
+        assert_eq!((order.issuer, order.state_since), (None, None));
+        assert_eq!(s.conditions[0].last_transition_time, None);
+        assert_eq!(s.conditions[0].reason, "Issued");
+        assert_eq!(s.revision, Some(3));
+    }
 }

@@ -9,13 +9,18 @@ pub mod certificate;
 pub mod conditions;
 pub mod gateway;
 pub mod issuer;
+pub mod issuer_name;
+pub mod lenient;
 pub mod reason;
+pub mod time;
 
 pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use conditions::Condition;
 pub use issuer::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
+pub use issuer_name::{IssuerKind, IssuerName};
 pub use reason::Reason;
+pub use time::Time;
 
 use kube::CustomResourceExt;
 

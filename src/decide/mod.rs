@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::certificate::{CertificateStatus, OrderStatus, RotationPolicy};
-use crate::api::{ChallengeState, OrderState, Reason};
+use crate::api::{ChallengeState, OrderState, Reason, Time};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 
 pub mod fallback;
@@ -194,14 +194,10 @@ fn renewal_time(
     cert: &CertInfo,
     jitter: f64,
 ) -> Timestamp {
-    let known = status.and_then(|s| {
-        let same_cert = s.not_after.as_deref() == Some(&cert.not_after.to_string());
-        s.renewal_time
-            .as_deref()
-            .filter(|_| same_cert)?
-            .parse::<Timestamp>()
-            .ok()
-    });
+    let known = status
+        .filter(|s| s.not_after == Some(Time(cert.not_after)))
+        .and_then(|s| s.renewal_time)
+        .map(Time::timestamp);
     known.unwrap_or_else(|| {
         let lifetime = cert.not_after.duration_since(cert.not_before);
         let before = renewal::renew_before(
@@ -218,12 +214,11 @@ fn renewal_time(
 /// How long until `not_after` when that is less than `within` (and not past): the
 /// certificate is about to expire. Callers mark it `Expiring` only while renewal fails.
 pub fn expires_within(
-    not_after: Option<&str>,
+    not_after: Option<Time>,
     now: Timestamp,
     within: std::time::Duration,
 ) -> Option<SignedDuration> {
-    let not_after: Timestamp = not_after?.parse().ok()?;
-    let left = not_after.duration_since(now);
+    let left = not_after?.0.duration_since(now);
     let within = SignedDuration::try_from(within).ok()?;
     (left.is_positive() && left < within).then_some(left)
 }
@@ -367,21 +362,15 @@ mod tests {
         use super::expires_within;
         use jiff::{SignedDuration, Timestamp};
         let now: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        let at = |t: &str| Some(crate::api::Time(t.parse().unwrap()));
         let week = std::time::Duration::from_secs(7 * 86400);
         assert_eq!(
-            expires_within(Some("2026-12-01T10:00:00Z"), now, week),
+            expires_within(at("2026-12-01T10:00:00Z"), now, week),
             Some(SignedDuration::from_hours(48))
         );
-        assert_eq!(
-            expires_within(Some("2026-12-31T10:00:00Z"), now, week),
-            None
-        );
-        assert_eq!(
-            expires_within(Some("2026-11-28T10:00:00Z"), now, week),
-            None
-        );
+        assert_eq!(expires_within(at("2026-12-31T10:00:00Z"), now, week), None);
+        assert_eq!(expires_within(at("2026-11-28T10:00:00Z"), now, week), None);
         assert_eq!(expires_within(None, now, week), None);
-        assert_eq!(expires_within(Some("garbage"), now, week), None);
     }
 
     use super::*;
@@ -598,8 +587,8 @@ mod tests {
             req, na, now, good, ..
         } = fixture();
         let status = CertificateStatus {
-            not_after: Some(na.to_string()),
-            renewal_time: Some("2026-03-20T00:00:00Z".into()),
+            not_after: Some(crate::api::Time(na)),
+            renewal_time: Some("2026-03-20T00:00:00Z".parse().unwrap()),
             ..Default::default()
         };
         assert_eq!(

@@ -83,19 +83,27 @@ pub fn line(out: &mut String, label: &str, value: impl AsRef<str>) {
     out.push_str(&format!("  {label:<13}{}\n", value.as_ref()));
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ (in 3d 4h)` / `(5m ago)`.
+/// `YYYY-MM-DDTHH:MM:SSZ (in 3d 4h)` / `(5m ago)`; `t` as it is when it is not a time.
 pub fn when(t: &str, now: jiff::Timestamp) -> String {
     match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => {
-            let secs = ts.duration_since(now).as_secs();
-            let span = human(secs.unsigned_abs());
-            if secs < 0 {
-                format!("{t} ({span} ago)")
-            } else {
-                format!("{t} (in {span})")
-            }
-        }
+        Ok(ts) => relative(t, ts, now),
         Err(_) => t.to_string(),
+    }
+}
+
+/// [`when`] for a status time.
+pub fn when_time(t: crate::api::Time, now: jiff::Timestamp) -> String {
+    relative(&t.to_string(), t.0, now)
+}
+
+/// `shown (in 3d 4h)` / `shown (5m ago)`: `at` relative to `now`.
+fn relative(shown: &str, at: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = at.duration_since(now).as_secs();
+    let span = human(secs.unsigned_abs());
+    if secs < 0 {
+        format!("{shown} ({span} ago)")
+    } else {
+        format!("{shown} (in {span})")
     }
 }
 

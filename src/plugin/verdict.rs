@@ -2,23 +2,24 @@
 //! operator reports (the README's troubleshooting table), what it means and the next
 //! action. Pure, so every reason is tested. A leaf of the plugin.
 
-use crate::api::{Condition, Reason};
+use crate::api::{Condition, Reason, Time};
 
 /// The verdict of `status certificate`, from its `Ready` and (true) `Expiring`
 /// conditions and its status times.
 pub fn certificate(
     ready: Option<&Condition>,
     expiring: Option<&Condition>,
-    not_after: Option<&str>,
-    renewal_time: Option<&str>,
+    not_after: Option<Time>,
+    renewal_time: Option<Time>,
 ) -> String {
+    let or_what = |t: Option<Time>| t.map_or_else(|| "?".to_string(), |t| t.to_string());
     let reason = ready.map(|c| c.reason.as_str()).unwrap_or_default();
     match (ready.is_some_and(|c| c.is_true()), expiring) {
         (true, Some(e)) => format!("EXPIRING ({}): {}", e.reason, e.message),
         (true, None) => format!(
             "READY: valid until {}; renewal at {}",
-            not_after.unwrap_or("?"),
-            renewal_time.unwrap_or("?")
+            or_what(not_after),
+            or_what(renewal_time)
         ),
         (false, _) if reason.is_empty() => {
             "NOT READY: the operator has not looked at it yet (is it running? does it watch \
@@ -228,7 +229,12 @@ mod tests {
         let ready = condition("Ready", true, "Issued", "ok");
         let expiring = condition("Expiring", true, "RenewalFailing", "expires soon");
         assert_eq!(
-            certificate(Some(&ready), None, Some("2027-01-01T00:00:00Z"), None),
+            certificate(
+                Some(&ready),
+                None,
+                Some("2027-01-01T00:00:00Z".parse().unwrap()),
+                None
+            ),
             "READY: valid until 2027-01-01T00:00:00Z; renewal at ?"
         );
         assert_eq!(

@@ -4,15 +4,9 @@
 
 use kube::ResourceExt;
 
+pub use crate::api::IssuerKind;
 use crate::api::issuer::IssuerStatus;
-use crate::api::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec};
-
-/// Which issuer kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IssuerKind {
-    Namespaced,
-    Cluster,
-}
+use crate::api::{CaaSIssuer, ClusterCaaSIssuer, IssuerName, IssuerSpec};
 
 /// An issuer of either kind, with where its Secrets live.
 #[derive(Clone, Debug)]
@@ -54,12 +48,21 @@ impl IssuerHandle {
         }
     }
 
-    /// `CaaSIssuer/name` or `ClusterCaaSIssuer/name`, as written in Secret annotations.
+    /// Kind and name, as status names the issuer (`issuedBy`, `issuingWith`, the
+    /// order's `issuer`).
+    pub fn issuer_name(&self) -> IssuerName {
+        IssuerName::new(self.kind, self.name.clone())
+    }
+
+    /// Whether this is the issuer `name` names.
+    pub fn is(&self, name: &IssuerName) -> bool {
+        self.kind == name.kind && self.name == name.name
+    }
+
+    /// `CaaSIssuer/name` or `ClusterCaaSIssuer/name`, as written in Secret annotations:
+    /// [`Self::issuer_name`]'s `Display`.
     pub fn display(&self) -> String {
-        match self.kind {
-            IssuerKind::Namespaced => format!("CaaSIssuer/{}", self.name),
-            IssuerKind::Cluster => format!("ClusterCaaSIssuer/{}", self.name),
-        }
+        self.issuer_name().to_string()
     }
 
     /// The issuer's key in caches and [`Memory`](super::memory::Memory).

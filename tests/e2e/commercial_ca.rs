@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use caas_operator::api::CaaSIssuer;
+use caas_operator::api::{CaaSIssuer, Time};
 use caas_operator::pki;
 use caas_testbed::Fault;
 use caas_testbed::acme_proxy::{Exchange, Kind, Rule};
@@ -364,7 +364,7 @@ async fn duration_is_sent_as_not_after_unless_the_issuer_turns_it_off() {
             .unwrap()
             .status
             .unwrap();
-        assert_eq!(status.not_after, Some(info.not_after.to_string()));
+        assert_eq!(status.not_after, Some(Time(info.not_after)));
     }
 }
 
@@ -925,7 +925,7 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
     )
     .await;
     let status = ready.status.unwrap();
-    assert_eq!(status.issued_by.as_deref(), Some("CaaSIssuer/backup"));
+    assert_eq!(status.issued_by, Some("CaaSIssuer/backup".parse().unwrap()));
     let (_, _, message) = condition(&status.conditions, "Ready").unwrap();
     assert!(
         message.contains("fallback"),
@@ -943,8 +943,8 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
         .unwrap();
     let renewed = wait_revision(client, ns, "web", 2, TIMEOUT, &bed.operator).await;
     assert_eq!(
-        renewed.status.unwrap().issued_by.as_deref(),
-        Some("CaaSIssuer/ca")
+        renewed.status.unwrap().issued_by,
+        Some("CaaSIssuer/ca".parse().unwrap())
     );
     let chain = secret_text(&secret(client, ns, "web-tls").await, "tls.crt");
     verify_chain(&chain, &bed.pebble.issuance_root().await, &name)

@@ -320,7 +320,7 @@ async fn metrics_describe_certificates_issuers_and_acme_traffic() {
         &operator,
     )
     .await;
-    let not_after: jiff::Timestamp = cert.status.unwrap().not_after.unwrap().parse().unwrap();
+    let not_after: jiff::Timestamp = cert.status.unwrap().not_after.unwrap().0;
 
     let (status, body) = caas_testbed::http_get(operator.metrics_port, "/healthz").unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));

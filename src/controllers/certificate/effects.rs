@@ -6,7 +6,7 @@
 use super::failure::Failure;
 use super::finish::Issued;
 use super::{key_of, keys};
-use crate::api::Certificate;
+use crate::api::{Certificate, Time};
 use crate::controllers::{Context, IssuerHandle, restart};
 use crate::notify;
 
@@ -81,7 +81,7 @@ pub async fn issued(
     let reason = super::status::Reason::Issued.as_str();
     let mut msg = notify::Message::new(event, cert, reason, ready_message);
     msg.serial = Some(info.serial.clone());
-    msg.not_after = Some(info.not_after.to_string());
+    msg.not_after = Some(Time(info.not_after));
     tell(ctx, issuer, &msg).await;
 }
 
@@ -94,7 +94,7 @@ pub async fn failed(
     issuer: &IssuerHandle,
     failure: &Failure,
     (message, attempts): (String, i32),
-    expiring: Option<(String, String)>,
+    expiring: Option<(String, Time)>,
 ) {
     let key = key_of(cert);
     tracing::warn!(certificate = %key, reason = failure.reason.as_str(), step = %failure.step, "issuance failed: {message}");
@@ -112,7 +112,7 @@ pub async fn failed(
         return;
     };
     // Once per certificate (notAfter): the event, the log line, the notification.
-    if ctx.memory.first_expiring(&key, &not_after) {
+    if ctx.memory.first_expiring(&key, &not_after.to_string()) {
         tracing::warn!(certificate = %key, "{note}");
         let reason = super::status::Reason::RenewalFailing.as_str();
         ctx.recorder

@@ -9,8 +9,8 @@ use kube::runtime::controller::Action;
 use super::observe::Observed;
 use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, effects, key_of, keys, present, secret};
-use crate::api::Certificate;
 use crate::api::certificate::ChallengeStatus;
+use crate::api::{Certificate, Time};
 use crate::controllers::memory::Memory;
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::{self, Request};
@@ -42,7 +42,7 @@ pub async fn valid(
     if let Some(order) = w.status.order.take() {
         // A process stopped between writing the Secret and writing status: the Secret
         // holds this order's certificate, one status has not counted yet.
-        if w.status.not_before.as_deref() != Some(info.not_before.to_string().as_str()) {
+        if w.status.not_before != Some(Time(info.not_before)) {
             w.status.revision = Some(w.status.revision.unwrap_or(0) + 1);
             w.status.manual_renewal = request.renew_request.clone();
         }
@@ -56,7 +56,7 @@ pub async fn valid(
     let unchanged = w.is_ready()
         && w.condition(super::status::READY)
             .is_some_and(|c| c.reason == Reason::Issued.as_str())
-        && w.status.renewal_time.as_deref() == Some(renewal_time.to_string().as_str());
+        && w.status.renewal_time == Some(Time(renewal_time));
     record(&mut w, &info, renewal_time);
     if !unchanged {
         w.set_ready(
@@ -75,9 +75,9 @@ pub async fn valid(
 }
 
 fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
-    w.status.not_before = Some(info.not_before.to_string());
-    w.status.not_after = Some(info.not_after.to_string());
-    w.status.renewal_time = Some(renewal_time.to_string());
+    w.status.not_before = Some(Time(info.not_before));
+    w.status.not_after = Some(Time(info.not_after));
+    w.status.renewal_time = Some(Time(renewal_time));
     w.status.failed_issuance_attempts = None;
     w.status.last_failure_time = None;
 }
@@ -190,17 +190,13 @@ fn record_issued(
     record(w, info, renewal_time);
     w.drop_expiring();
     // The next renewal starts with the primary issuer again.
-    w.status.issued_by = Some(issuer.display());
+    w.status.issued_by = Some(issuer.issuer_name());
     w.status.issuing_with = None;
     w.status.issuing_with_failing_since = None;
     let message = issued_message(cert, issuer, info, renewal_time);
     w.set_ready(true, Reason::Issued, message.clone());
-    if let Some(started) = w
-        .condition(ISSUING)
-        .and_then(|c| c.last_transition_time.as_deref())
-        .and_then(|t| t.parse::<Timestamp>().ok())
-    {
-        let secs = w.now.duration_since(started).as_secs_f64().max(0.0);
+    if let Some(started) = w.condition(ISSUING).and_then(|c| c.last_transition_time) {
+        let secs = w.now.duration_since(started.0).as_secs_f64().max(0.0);
         ctx.metrics.issuance_duration.observe(secs);
     }
     w.drop_issuing();

@@ -10,7 +10,7 @@ use super::failure::Failure;
 use super::observe::Observed;
 use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
-use crate::api::CertificateStatus;
+use crate::api::{CertificateStatus, Time};
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::{self, Request};
 
@@ -30,11 +30,7 @@ fn gate(ctx: &Context, key: &str, request: &Request, w: &mut StatusWriter<'_>) -
     // certificate exists): its generation says whether the failures were for this spec.
     let generation = w.generation();
     let same_spec = w.condition(ISSUING).and_then(|c| c.observed_generation) == generation;
-    let last_failure = w
-        .status
-        .last_failure_time
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok());
+    let last_failure = w.status.last_failure_time.map(Time::timestamp);
     match decide::retry_gate(attempts, last_failure, same_spec, w.now) {
         decide::RetryGate::Wait(wait) => return Some(wait),
         decide::RetryGate::Reset => {
@@ -144,10 +140,7 @@ pub fn note_progress(
     let Some(order) = status.order.as_mut() else {
         return Duration::ZERO;
     };
-    let since = order
-        .state_since
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok());
+    let since = order.state_since.map(Time::timestamp);
     match since {
         Some(since)
             if before.is_none()
@@ -156,7 +149,7 @@ pub fn note_progress(
             now.duration_since(since).unsigned_abs()
         }
         _ => {
-            order.state_since = Some(now.to_string());
+            order.state_since = Some(Time(now));
             Duration::ZERO
         }
     }
@@ -255,48 +248,38 @@ async fn failed(
     if !has_valid_cert {
         w.set_ready(false, failure.reason, message.clone());
     }
-    let expiring = expiring(ctx, &mut w, has_valid_cert, &message)
-        .map(|note| (note, w.status.not_after.clone().unwrap_or_default()));
+    let expiring = expiring(ctx, &mut w, has_valid_cert, &message);
     w.save().await?;
     super::effects::failed(ctx, cert, issuer, &failure, (message, attempts), expiring).await;
     Ok(Action::requeue(delay.unsigned_abs()))
 }
 
 /// Sets `Expiring` when the certificate in use expires within `--expiring-within` and
-/// this renewal failed (clears it otherwise); returns its message when set.
+/// this renewal failed (clears it otherwise); returns its message and the notAfter when
+/// set.
 fn expiring(
     ctx: &Context,
     w: &mut StatusWriter<'_>,
     has_valid_cert: bool,
     failure: &str,
-) -> Option<String> {
+) -> Option<(String, Time)> {
     // Short certificates (a week or less) are always "within a week": for them the
     // warning starts in the last third of their lifetime, past the renewal time.
-    let lifetime = match (
-        w.status
-            .not_before
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok()),
-        w.status
-            .not_after
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok()),
-    ) {
-        (Some(b), Some(a)) => a.duration_since(b).unsigned_abs() / 3,
+    let lifetime = match (w.status.not_before, w.status.not_after) {
+        (Some(b), Some(a)) => a.0.duration_since(b.0).unsigned_abs() / 3,
         _ => ctx.settings.expiring_within,
     };
     let within = ctx.settings.expiring_within.min(lifetime);
-    let left = decide::expires_within(w.status.not_after.as_deref(), w.now, within)
-        .filter(|_| has_valid_cert);
-    let Some(left) = left else {
+    let not_after = w.status.not_after;
+    let left = decide::expires_within(not_after, w.now, within).filter(|_| has_valid_cert);
+    let (Some(left), Some(not_after)) = (left, not_after) else {
         w.drop_expiring();
         return None;
     };
     let note = format!(
-        "the certificate expires at {} (in {:#}) and renewal is failing: {failure}",
-        w.status.not_after.as_deref().unwrap_or_default(),
+        "the certificate expires at {not_after} (in {:#}) and renewal is failing: {failure}",
         SignedDuration::from_secs(left.as_secs())
     );
     w.set(EXPIRING, true, Reason::RenewalFailing, note.clone());
-    Some(note)
+    Some((note, not_after))
 }

@@ -144,9 +144,9 @@ async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<A
                 .and_then(|v| v.cert.as_ref()?.as_ref().ok())
                 .is_some_and(|c| c.not_after > now);
             if !seen.cert.spec.fallback_issuer_refs.is_empty()
-                && w.status.issuing_with.as_deref() != Some(issuer.display().as_str())
+                && !w.status.issuing_with.as_ref().is_some_and(|n| issuer.is(n))
             {
-                w.status.issuing_with = Some(issuer.display());
+                w.status.issuing_with = Some(issuer.issuer_name());
                 w.status.issuing_with_failing_since = None;
             }
             let why = issue::Why {

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::observe::Observed;
 use super::status::{READY, Reason};
-use crate::api::CertificateStatus;
 use crate::api::conditions::find;
+use crate::api::{CertificateStatus, IssuerName, Time};
 use crate::controllers::IssuerHandle;
 use crate::decide::fallback::{Candidate, DEFAULT_FALLBACK_AFTER, choose_issuer};
 
@@ -68,17 +68,9 @@ pub fn pick<'a>(seen: &'a Observed, status: &CertificateStatus, now: Timestamp) 
         .as_deref()
         .and_then(|s| crate::decide::renewal::parse_duration(s).ok())
         .unwrap_or(DEFAULT_FALLBACK_AFTER);
-    let since = status
-        .issuing_with_failing_since
-        .as_deref()
-        .and_then(|t| t.parse().ok());
-    match choose_issuer(
-        &candidates,
-        status.issuing_with.as_deref(),
-        since,
-        now,
-        after,
-    ) {
+    let since = status.issuing_with_failing_since.map(Time::timestamp);
+    let current = status.issuing_with.as_ref().map(IssuerName::to_string);
+    match choose_issuer(&candidates, current.as_deref(), since, now, after) {
         Some(i) => Picked::Use(all[i].1.expect("a ready issuer exists")),
         None => {
             let why: Vec<String> = all

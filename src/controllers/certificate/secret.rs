@@ -101,7 +101,7 @@ pub fn tls_secret(
     labels.insert(COMPONENT_LABEL.into(), "tls".into());
     labels.insert(CERTIFICATE_LABEL.into(), cert.name_any());
     let display = issuer.display();
-    let kind = display.split('/').next().unwrap_or_default().to_string();
+    let kind = issuer.kind.as_str().to_string();
     let mut annotations = template.annotations;
     annotations.extend(BTreeMap::from([
         (ANNOTATION_CERTIFICATE.to_string(), cert.name_any()),

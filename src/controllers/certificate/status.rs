@@ -7,7 +7,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::{Error, key_of};
 use crate::api::conditions::{Condition, find, set_condition};
-use crate::api::{Certificate, CertificateStatus};
+use crate::api::{Certificate, CertificateStatus, Time};
 use crate::controllers::{Context, FIELD_MANAGER};
 
 /// Condition types.
@@ -49,7 +49,7 @@ impl<'a> StatusWriter<'a> {
         set_condition(
             &mut self.status.conditions,
             c,
-            &self.now.to_string(),
+            self.now,
             self.cert.metadata.generation,
         );
     }
@@ -66,9 +66,9 @@ impl<'a> StatusWriter<'a> {
     pub fn count_failure(&mut self) -> i32 {
         let attempts = self.status.failed_issuance_attempts.unwrap_or(0) + 1;
         self.status.failed_issuance_attempts = Some(attempts);
-        self.status.last_failure_time = Some(self.now.to_string());
+        self.status.last_failure_time = Some(Time(self.now));
         if self.status.issuing_with.is_some() && self.status.issuing_with_failing_since.is_none() {
-            self.status.issuing_with_failing_since = Some(self.now.to_string());
+            self.status.issuing_with_failing_since = Some(Time(self.now));
         }
         attempts
     }

@@ -154,7 +154,7 @@ async fn reconcile_handle(
     set_condition(
         &mut status.conditions,
         state.condition.clone(),
-        &ctx.memory.wall_now().to_string(),
+        ctx.memory.wall_now(),
         issuer.generation,
     );
     if state.account_uri.is_some() {
@@ -175,12 +175,7 @@ async fn reconcile_handle(
             super::IssuerKind::Cluster => String::new(),
         },
         name: issuer.name.clone(),
-        kind: issuer
-            .display()
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        kind: issuer.kind.as_str().to_string(),
     };
     ctx.metrics
         .issuer_ready

@@ -10,10 +10,10 @@ use super::events::{self, EventReport};
 use crate::api::acme::{ChallengeState, ChallengeType, OrderState};
 use crate::api::certificate::OrderStatus;
 use crate::api::conditions::find;
-use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer};
+use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, Time};
 use crate::plugin::inspect::{SecretReport, secret_report};
 use crate::plugin::probe;
-use crate::plugin::report::{ConditionReport, Report, line, or_dash, when};
+use crate::plugin::report::{ConditionReport, Report, line, or_dash, when, when_time};
 
 /// The report of `status certificate`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -28,14 +28,14 @@ pub struct CertificateReport {
     pub issuer: IssuerSummary,
     /// Always `Certificate`.
     pub kind: &'static str,
-    pub last_failure_time: Option<String>,
+    pub last_failure_time: Option<Time>,
     pub name: String,
     pub namespace: String,
-    pub not_after: Option<String>,
-    pub not_before: Option<String>,
+    pub not_after: Option<Time>,
+    pub not_before: Option<Time>,
     pub order: Option<OrderReport>,
     pub ready: bool,
-    pub renewal_time: Option<String>,
+    pub renewal_time: Option<Time>,
     pub revision: Option<i64>,
     pub secret: Option<SecretReport>,
     pub secret_name: String,
@@ -76,7 +76,7 @@ pub struct IssuerSummary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OrderReport {
     pub challenges: Vec<ChallengeReport>,
-    pub since: Option<String>,
+    pub since: Option<Time>,
     pub state: OrderState,
     pub url: String,
 }
@@ -104,7 +104,7 @@ impl OrderReport {
         });
         OrderReport {
             challenges: challenges.collect(),
-            since: o.state_since.clone(),
+            since: o.state_since,
             state: o.state,
             url: o.url.clone(),
         }
@@ -158,12 +158,8 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
     let status = cert.status.clone().unwrap_or_default();
     let ready = find(&status.conditions, "Ready");
     let expiring = find(&status.conditions, "Expiring").filter(|c| c.is_true());
-    let verdict = crate::plugin::verdict::certificate(
-        ready,
-        expiring,
-        status.not_after.as_deref(),
-        status.renewal_time.as_deref(),
-    );
+    let verdict =
+        crate::plugin::verdict::certificate(ready, expiring, status.not_after, status.renewal_time);
     CertificateReport {
         ari_window: found.ari_window,
         conditions: Conditions {
@@ -177,14 +173,14 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
         ip_addresses: cert.spec.ip_addresses.clone(),
         issuer: found.issuer,
         kind: "Certificate",
-        last_failure_time: status.last_failure_time.clone(),
+        last_failure_time: status.last_failure_time,
         name: name.to_string(),
         namespace: ns.to_string(),
-        not_after: status.not_after.clone(),
-        not_before: status.not_before.clone(),
+        not_after: status.not_after,
+        not_before: status.not_before,
         order: status.order.as_ref().map(OrderReport::of),
         ready: ready.is_some_and(|c| c.is_true()),
-        renewal_time: status.renewal_time.clone(),
+        renewal_time: status.renewal_time,
         revision: status.revision,
         secret: found.secret,
         secret_name: cert.spec.secret_name.clone(),
@@ -351,8 +347,8 @@ fn render_secret(out: &mut String, r: &CertificateReport, now: Timestamp) {
 
 /// Renewal time, the CA's ARI window and failed attempts.
 fn render_schedule(out: &mut String, r: &CertificateReport, now: Timestamp) {
-    if let Some(t) = &r.renewal_time {
-        line(out, "Renewal:", when(t, now));
+    if let Some(t) = r.renewal_time {
+        line(out, "Renewal:", when_time(t, now));
     }
     if let Some(w) = &r.ari_window
         && let (Some(start), Some(end)) = (w.start.as_str(), w.end.as_str())
@@ -369,7 +365,7 @@ fn render_schedule(out: &mut String, r: &CertificateReport, now: Timestamp) {
             "Failures:",
             format!(
                 "{n} in a row, last at {}",
-                or_dash(r.last_failure_time.as_deref())
+                or_dash(r.last_failure_time.map(|t| t.to_string()).as_deref())
             ),
         );
     }
@@ -384,7 +380,7 @@ fn render_order(out: &mut String, o: &OrderReport) {
             "{} {} (since {})",
             o.state,
             o.url,
-            or_dash(o.since.as_deref())
+            or_dash(o.since.map(|t| t.to_string()).as_deref())
         ),
     );
     for c in &o.challenges {

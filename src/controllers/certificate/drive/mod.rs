@@ -18,7 +18,7 @@ use super::secret::{ANNOTATION_ISSUER, leaf_der};
 use super::status::{Reason, StatusWriter};
 use super::{key_of, keys, present};
 use crate::api::certificate::OrderStatus;
-use crate::api::{Certificate, ChallengeState, ChallengeType, OrderState};
+use crate::api::{Certificate, ChallengeState, ChallengeType, IssuerName, OrderState, Time};
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::Request;
 use crate::decide::order::{self, AuthzView, OrderView, Step};
@@ -190,8 +190,8 @@ async fn resume(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Option<Order>,
         }
     }
     // An order placed with another issuer (a fallback switch) is cleaned up with its own.
-    let placed_with = match known.issuer.as_deref() {
-        Some(d) if d != p.issuer.display() => issuer_named(p, d).await,
+    let placed_with = match &known.issuer {
+        Some(n) if !p.issuer.is(n) => issuer_named(p, n).await,
         _ => None,
     };
     let issuer = placed_with.as_ref().unwrap_or(p.issuer);
@@ -200,12 +200,11 @@ async fn resume(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Option<Order>,
     Ok(None)
 }
 
-/// The issuer `display` (`CaaSIssuer/name`) names, if it exists.
-async fn issuer_named(p: &Pass<'_>, display: &str) -> Option<IssuerHandle> {
-    let (kind, name) = display.split_once('/')?;
+/// The issuer `name` names, if it exists.
+async fn issuer_named(p: &Pass<'_>, name: &IssuerName) -> Option<IssuerHandle> {
     let r = crate::api::certificate::IssuerRef {
-        name: name.to_string(),
-        kind: Some(kind.to_string()),
+        name: name.name.clone(),
+        kind: Some(name.kind.as_str().to_string()),
     };
     p.ctx
         .stores

@@ -166,11 +166,11 @@ pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Ord
     };
     w.status.order = Some(OrderStatus {
         url: order.url().to_string(),
-        issuer: Some(p.issuer.display()),
+        issuer: Some(p.issuer.issuer_name()),
         state: OrderState::Pending,
         request_hash: p.request.hash.clone(),
         challenges: Vec::new(),
-        state_since: Some(p.ctx.memory.wall_now().to_string()),
+        state_since: Some(Time(p.ctx.memory.wall_now())),
     });
     w.save().await.map_err(|e| {
         Failure::new(

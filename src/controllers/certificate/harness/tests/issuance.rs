@@ -50,8 +50,8 @@ async fn first_issuance() {
         ready(&cert)
     );
     assert_eq!(
-        cert.status.as_ref().unwrap().issued_by.as_deref(),
-        Some("CaaSIssuer/ca")
+        cert.status.as_ref().unwrap().issued_by,
+        Some("CaaSIssuer/ca".parse().unwrap())
     );
     assert_renewal_in_ari_window(&h, &cert);
 
@@ -97,7 +97,7 @@ async fn a_restarted_operator_resumes_the_order_in_status() {
         .clone()
         .expect("an order in status");
     assert_eq!(order.url, h.ca.order_url(0));
-    assert_eq!(order.issuer.as_deref(), Some("CaaSIssuer/ca"));
+    assert_eq!(order.issuer, Some("CaaSIssuer/ca".parse().unwrap()));
     assert_eq!(order.state, OrderState::Pending);
     assert_eq!(order.challenges.len(), 1);
     assert_eq!(order.challenges[0].dns_name, "api.example.com");
