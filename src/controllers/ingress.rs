@@ -555,8 +555,9 @@ mod tests {
     #[test]
     fn bad_annotations_are_explained() {
         let tls = json!([{ "hosts": ["a"], "secretName": "s" }]);
-        // Each bad annotation set, and what its error must say.
-        let bad: [(&[(&str, &str)], &serde_json::Value, &str); 4] = [
+        // Each bad annotation set (with the tls list), and what its error must say.
+        type Bad<'a> = (&'a [(&'a str, &'a str)], &'a serde_json::Value, &'a str);
+        let bad: [Bad<'_>; 4] = [
             (&[(ISSUER, "a"), (CLUSTER_ISSUER, "b")], &tls, "not both"),
             (&[(ISSUER, "a"), (KEY_SIZE, "big")], &tls, "not a number"),
             (&[(ISSUER, "a"), (KEY_ALGORITHM, "DSA")], &tls, "DSA"),
