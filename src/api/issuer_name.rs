@@ -1,12 +1,8 @@
 //! [`IssuerName`]: which issuer, as status names it (`CaaSIssuer/name` or
 //! `ClusterCaaSIssuer/name`), with the JSON schema of a plain string.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
-
-use schemars::{JsonSchema, SchemaGenerator};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Which issuer kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,73 +84,30 @@ impl FromStr for IssuerName {
     }
 }
 
-impl Serialize for IssuerName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IssuerName {
-    /// Strict: a string that does not parse is an error (status fields use the lenient
-    /// [`super::lenient::option`] instead).
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = Cow::<'de, str>::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for IssuerName {
-    fn inline_schema() -> bool {
-        String::inline_schema()
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        String::schema_name()
-    }
-
-    fn schema_id() -> Cow<'static, str> {
-        String::schema_id()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
-    }
-}
+super::lenient::string_form!(IssuerName);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
-    struct Holder {
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "crate::api::lenient::option"
-        )]
-        issuer: Option<IssuerName>,
-    }
+    type Holder = crate::api::lenient::Holder<IssuerName>;
 
     fn read(json: &str) -> Holder {
-        serde_json::from_str(json).unwrap()
+        Holder::read(json)
     }
 
     #[test]
     fn what_is_written_reads_back_and_writes_the_same() {
         for (json, kind, name) in [
+            (r#"{"at":"CaaSIssuer/ca"}"#, IssuerKind::Namespaced, "ca"),
             (
-                r#"{"issuer":"CaaSIssuer/ca"}"#,
-                IssuerKind::Namespaced,
-                "ca",
-            ),
-            (
-                r#"{"issuer":"ClusterCaaSIssuer/lets-encrypt.prod"}"#,
+                r#"{"at":"ClusterCaaSIssuer/lets-encrypt.prod"}"#,
                 IssuerKind::Cluster,
                 "lets-encrypt.prod",
             ),
         ] {
             let h = read(json);
-            assert_eq!(h.issuer, Some(IssuerName::new(kind, name)));
+            assert_eq!(h.at, Some(IssuerName::new(kind, name)));
             assert_eq!(serde_json::to_string(&h).unwrap(), json);
         }
         assert_eq!(serde_json::to_string(&read("{}")).unwrap(), "{}");
@@ -170,14 +123,14 @@ mod tests {
     #[test]
     fn a_bad_value_reads_as_none() {
         for json in [
-            r#"{"issuer":"ca"}"#,
-            r#"{"issuer":"Issuer/ca"}"#,
-            r#"{"issuer":"caasissuer/ca"}"#,
-            r#"{"issuer":"CaaSIssuer/"}"#,
-            r#"{"issuer":"CaaSIssuer/a/b"}"#,
-            r#"{"issuer":""}"#,
-            r#"{"issuer":null}"#,
-            r#"{"issuer":7}"#,
+            r#"{"at":"ca"}"#,
+            r#"{"at":"Issuer/ca"}"#,
+            r#"{"at":"caasissuer/ca"}"#,
+            r#"{"at":"CaaSIssuer/"}"#,
+            r#"{"at":"CaaSIssuer/a/b"}"#,
+            r#"{"at":""}"#,
+            r#"{"at":null}"#,
+            r#"{"at":7}"#,
         ] {
             assert_eq!(read(json), Holder::default(), "{json}");
         }

@@ -1,13 +1,10 @@
 //! [`Time`]: a point in time in status, written as RFC 3339 in UTC (`Z`), exactly as
 //! `jiff::Timestamp` displays it, with the JSON schema of a plain string.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use schemars::{JsonSchema, SchemaGenerator};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A status time (`notAfter`, `renewalTime`, `lastTransitionTime`, ...).
 ///
@@ -51,55 +48,18 @@ impl FromStr for Time {
     }
 }
 
-impl Serialize for Time {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Time {
-    /// Strict: a string that does not parse is an error (status fields use the lenient
-    /// [`super::lenient::option`] instead).
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = Cow::<'de, str>::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for Time {
-    fn inline_schema() -> bool {
-        String::inline_schema()
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        String::schema_name()
-    }
-
-    fn schema_id() -> Cow<'static, str> {
-        String::schema_id()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
-    }
-}
+super::lenient::string_form!(Time);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
-    struct Holder {
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "crate::api::lenient::option"
-        )]
-        at: Option<Time>,
-    }
+    use schemars::{JsonSchema, SchemaGenerator};
+
+    type Holder = crate::api::lenient::Holder<Time>;
 
     fn read(json: &str) -> Holder {
-        serde_json::from_str(json).unwrap()
+        Holder::read(json)
     }
 
     #[test]
