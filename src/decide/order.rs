@@ -47,7 +47,8 @@ pub struct OrderView {
 }
 
 /// One challenge of an authorization; `type_` is `None` for types we cannot solve.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "ChallengeWire")]
 pub struct ChallengeView {
     pub type_: Option<ChallengeType>,
     pub token: String,
@@ -55,61 +56,65 @@ pub struct ChallengeView {
     pub error: Option<Problem>,
 }
 
-impl<'de> Deserialize<'de> for ChallengeView {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Wire {
-            #[serde(rename = "type")]
-            type_: String,
-            #[serde(default)]
-            token: String,
-            status: ChallengeState,
-            #[serde(default)]
-            error: Option<Problem>,
-        }
-        let w = Wire::deserialize(d)?;
-        Ok(ChallengeView {
+/// A challenge as RFC 8555 section 8 writes it.
+#[derive(Deserialize)]
+struct ChallengeWire {
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default)]
+    token: String,
+    status: ChallengeState,
+    #[serde(default)]
+    error: Option<Problem>,
+}
+
+impl From<ChallengeWire> for ChallengeView {
+    fn from(w: ChallengeWire) -> Self {
+        ChallengeView {
             type_: ChallengeType::from_wire(&w.type_),
             token: w.token,
             status: w.status,
             error: w.error,
-        })
+        }
     }
 }
 
 /// An authorization as the CA shows it; `name` is its identifier (`*.` for wildcards).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "AuthzWire")]
 pub struct AuthzView {
     pub name: String,
     pub status: AuthorizationState,
     pub challenges: Vec<ChallengeView>,
 }
 
-impl<'de> Deserialize<'de> for AuthzView {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Identifier {
-            value: String,
-        }
-        #[derive(Deserialize)]
-        struct Wire {
-            identifier: Identifier,
-            status: AuthorizationState,
-            #[serde(default)]
-            wildcard: bool,
-            #[serde(default)]
-            challenges: Vec<ChallengeView>,
-        }
-        let w = Wire::deserialize(d)?;
+/// An authorization as RFC 8555 section 7.1.4 writes it.
+#[derive(Deserialize)]
+struct AuthzWire {
+    identifier: IdentifierWire,
+    status: AuthorizationState,
+    #[serde(default)]
+    wildcard: bool,
+    #[serde(default)]
+    challenges: Vec<ChallengeView>,
+}
+
+#[derive(Deserialize)]
+struct IdentifierWire {
+    value: String,
+}
+
+impl From<AuthzWire> for AuthzView {
+    fn from(w: AuthzWire) -> Self {
         let name = match w.wildcard {
             true => format!("*.{}", w.identifier.value),
             false => w.identifier.value,
         };
-        Ok(AuthzView {
+        AuthzView {
             name,
             status: w.status,
             challenges: w.challenges,
-        })
+        }
     }
 }
 
