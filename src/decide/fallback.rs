@@ -65,13 +65,23 @@ mod tests {
 
     const H: SignedDuration = SignedDuration::from_hours(1);
 
+    /// [`choose_issuer`] with `fallbackAfter` 24 h.
+    fn pick(
+        c: &[Candidate<'_>],
+        in_use: Option<&str>,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<usize> {
+        choose_issuer(c, in_use, since, now, 24 * H)
+    }
+
     #[test]
     fn primary_while_it_is_ready_and_not_failing_long() {
         let c = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", true)]);
         let now = t("2026-11-29T12:00:00Z");
-        assert_eq!(choose_issuer(&c, None, None, now, 24 * H), Some(0));
+        assert_eq!(pick(&c, None, None, now), Some(0));
         assert_eq!(
-            choose_issuer(&c, Some("CaaSIssuer/a"), Some(now - 23 * H), now, 24 * H),
+            pick(&c, Some("CaaSIssuer/a"), Some(now - 23 * H), now),
             Some(0)
         );
     }
@@ -81,20 +91,17 @@ mod tests {
         let c = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", true)]);
         let now = t("2026-11-29T12:00:00Z");
         assert_eq!(
-            choose_issuer(&c, Some("CaaSIssuer/a"), Some(now - 24 * H), now, 24 * H),
+            pick(&c, Some("CaaSIssuer/a"), Some(now - 24 * H), now),
             Some(1)
         );
         // On the fallback (its timer restarted): it stays, and there is none after it.
+        assert_eq!(pick(&c, Some("CaaSIssuer/b"), None, now), Some(1));
         assert_eq!(
-            choose_issuer(&c, Some("CaaSIssuer/b"), None, now, 24 * H),
-            Some(1)
-        );
-        assert_eq!(
-            choose_issuer(&c, Some("CaaSIssuer/b"), Some(now - 48 * H), now, 24 * H),
+            pick(&c, Some("CaaSIssuer/b"), Some(now - 48 * H), now),
             Some(1)
         );
         // A new issuance (none in progress) starts with the primary again.
-        assert_eq!(choose_issuer(&c, None, None, now, 24 * H), Some(0));
+        assert_eq!(pick(&c, None, None, now), Some(0));
     }
 
     #[test]
@@ -105,25 +112,19 @@ mod tests {
             ("CaaSIssuer/c", true),
         ]);
         let now = t("2026-11-29T12:00:00Z");
-        assert_eq!(choose_issuer(&c, None, None, now, 24 * H), Some(2));
+        assert_eq!(pick(&c, None, None, now), Some(2));
         let none = issuers(&[("CaaSIssuer/a", false)]);
-        assert_eq!(choose_issuer(&none, None, None, now, 24 * H), None);
+        assert_eq!(pick(&none, None, None, now), None);
         // The last Ready one keeps being used after its timer; a primary that is back is
         // used when nothing after the one in use is Ready.
         let back = issuers(&[("CaaSIssuer/a", true), ("CaaSIssuer/b", false)]);
-        assert_eq!(
-            choose_issuer(&back, Some("CaaSIssuer/b"), None, now, 24 * H),
-            Some(0)
-        );
+        assert_eq!(pick(&back, Some("CaaSIssuer/b"), None, now), Some(0));
         let last = issuers(&[("CaaSIssuer/a", false), ("CaaSIssuer/b", true)]);
         assert_eq!(
-            choose_issuer(&last, Some("CaaSIssuer/b"), Some(now - 48 * H), now, 24 * H),
+            pick(&last, Some("CaaSIssuer/b"), Some(now - 48 * H), now),
             Some(1)
         );
         // An issuer in use that vanished from the list: start with the primary.
-        assert_eq!(
-            choose_issuer(&c, Some("CaaSIssuer/gone"), None, now, 24 * H),
-            Some(2)
-        );
+        assert_eq!(pick(&c, Some("CaaSIssuer/gone"), None, now), Some(2));
     }
 }
