@@ -17,9 +17,7 @@ pub mod direct;
 mod jws;
 mod transport;
 pub use direct::{AccountKey, Direct, Eab, MacAlgorithm};
-pub use transport::{
-    AcmeHttp, AcmeStats, REQUEST_TIMEOUT, SCOPE, ca_bundle_pem, parse_retry_after,
-};
+pub use transport::{AcmeHttp, AcmeStats, REQUEST_TIMEOUT, ca_bundle_pem, parse_retry_after};
 
 /// What went wrong talking to a CA, sorted by what a user can do about it.
 #[derive(Debug, thiserror::Error)]

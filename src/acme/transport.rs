@@ -1,6 +1,7 @@
 //! The HTTP side of talking to a CA: instant-acme's client with the issuer's trust roots
 //! (`caBundle`), request counting, resending on dropped connections and 5xx answers, and
-//! `Retry-After` kept per object.
+//! `Retry-After` kept per order URL and, for error answers, per account (no task-local
+//! state: the JWS names the account).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +30,7 @@ use crate::shared::memory::Memory;
 #[derive(Default)]
 pub struct AcmeStats {
     requests: Family<AcmeRequestLabels, Counter>,
-    /// Where the waits the CA asks for are kept, per object ([`SCOPE`]).
+    /// Where the waits the CA asks for are kept (per order URL, and per account for error answers).
     memory: Arc<Memory>,
 }
 
@@ -51,26 +52,23 @@ impl AcmeStats {
     }
 
     /// Records the `Retry-After` of an answer to `url` with `status`; an error answer's
-    /// (429, 5xx) also as the longest one for `scope`.
-    fn record_retry_after(&self, scope: &str, status: u16, url: String, wait: Duration) {
-        if status == 429 || status >= 500 {
-            self.memory.record_error_wait(scope, wait);
+    /// (429, 5xx) also for the `account` that made the request.
+    fn record_retry_after(&self, account: Option<&str>, status: u16, url: &str, wait: Duration) {
+        if let Some(account) = account.filter(|_| status == 429 || status >= 500) {
+            self.memory.record_error_wait(account, wait);
         }
-        self.memory.record_url_wait(scope, &url, wait);
+        self.memory.record_url_wait(url, wait);
     }
 
-    /// The `Retry-After` the CA last sent for `url` (for the current [`SCOPE`]), consumed.
+    /// The `Retry-After` the CA last sent for `url` (an order's), consumed.
     pub fn take_retry_after(&self, url: &str) -> Option<Duration> {
-        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
-        self.memory.take_url_wait(&scope, url)
+        self.memory.take_url_wait(url)
     }
 
-    /// The longest `Retry-After` the CA sent with an error answer (429, 503) to requests
-    /// made for the current [`SCOPE`] since the last call, consumed: how long a
-    /// rate-limited client must wait.
-    pub fn take_error_retry_after(&self) -> Option<Duration> {
-        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
-        self.memory.take_error_wait(&scope)
+    /// The longest `Retry-After` the CA sent with an error answer (429, 503) to
+    /// `account`'s requests since `since`: how long a rate-limited client must wait.
+    pub fn error_retry_after(&self, account: &str, since: std::time::Instant) -> Option<Duration> {
+        self.memory.error_wait_since(account, since)
     }
 }
 
@@ -181,11 +179,23 @@ impl AcmeHttp {
     }
 }
 
-tokio::task_local! {
-    /// The object (namespace/name) a reconcile works for: the `Retry-After` of a CA's
-    /// error answer is kept per object, so one Certificate's rate limit never delays
-    /// another's retry (nor is consumed by it).
-    pub static SCOPE: String;
+/// The account a signed request is made for: the `kid` of its JWS protected header (the
+/// account URL; RFC 8555 section 6.2). `None` for requests signed with the key itself
+/// (new-account) and for GETs.
+fn account_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Jws {
+        protected: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Protected {
+        kid: Option<String>,
+    }
+    let jws: Jws = serde_json::from_slice(body).ok()?;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jws.protected.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Protected>(&header).ok()?.kid
 }
 
 /// How often one ACME request is sent at most when the connection drops or the CA
@@ -215,8 +225,7 @@ impl HttpClient for AcmeHttp {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let client = self.client.clone();
         let stats = self.stats.clone();
-        let scope = SCOPE.try_with(Clone::clone).unwrap_or_default();
-        Box::pin(send(client, stats, scope, req))
+        Box::pin(send(client, stats, req))
     }
 }
 
@@ -226,7 +235,6 @@ impl HttpClient for AcmeHttp {
 async fn send(
     client: HyperHttps,
     stats: Arc<AcmeStats>,
-    scope: String,
     req: Request<BodyWrapper<Bytes>>,
 ) -> Result<BytesResponse, instant_acme::Error> {
     let (parts, body) = req.into_parts();
@@ -273,7 +281,7 @@ async fn send(
             continue;
         }
         if let Some(wait) = retry_after {
-            stats.record_retry_after(&scope, status, url, wait);
+            stats.record_retry_after(account_of(&body).as_deref(), status, &url, wait);
         }
         return Ok(BytesResponse::from(response));
     }
@@ -313,6 +321,26 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_of_a_request_is_its_jws_kid() {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jws = |protected: &str| {
+            format!(
+                r#"{{"protected":"{}","payload":"","signature":"x"}}"#,
+                b64(protected)
+            )
+        };
+        let signed = jws(r#"{"alg":"ES256","kid":"https://ca/acct/7","nonce":"n","url":"u"}"#);
+        assert_eq!(
+            account_of(signed.as_bytes()).as_deref(),
+            Some("https://ca/acct/7")
+        );
+        let new_account = jws(r#"{"alg":"ES256","jwk":{"kty":"EC"},"nonce":"n","url":"u"}"#);
+        assert_eq!(account_of(new_account.as_bytes()), None);
+        assert_eq!(account_of(b""), None, "a GET");
+        assert_eq!(account_of(b"{\"protected\":\"%%%\"}"), None);
+    }
 
     #[test]
     fn endpoints_drop_ids() {

@@ -54,10 +54,14 @@ struct Maps {
     written_secrets: HashMap<ObjectKey, HashMap<String, u64>>,
     /// Certificates: next ARI check, for which certificate serial.
     ari_checks: HashMap<ObjectKey, (String, Instant)>,
-    /// Certificates: the `Retry-After` of the CA's last error answer (429, 503).
-    error_waits: HashMap<ObjectKey, Duration>,
-    /// Certificates: the `Retry-After` the CA last sent per URL (an order being polled).
-    url_waits: HashMap<ObjectKey, HashMap<String, Duration>>,
+    /// ACME accounts (by account URL): the `Retry-After` of the CA's error answers (429,
+    /// 5xx) to the account's requests, and when each came; kept [`WAIT_MEMORY`].
+    error_waits: HashMap<String, Vec<(Instant, Duration)>>,
+    /// ACME URLs (an order being polled): the `Retry-After` the CA last sent, and when;
+    /// consumed by the reconcile that polls, dropped after [`WAIT_MEMORY`].
+    url_waits: HashMap<String, (Instant, Duration)>,
+    /// When `url_waits` and `error_waits` were last swept of old entries.
+    waits_swept: Option<Instant>,
     /// ACME accounts (by account URL): no new orders until then, the CA's rate limit
     /// (a 429 with Retry-After), shared by every Certificate using the account.
     account_pauses: HashMap<String, Instant>,
@@ -71,6 +75,24 @@ struct Maps {
 }
 
 impl Maps {
+    /// Drops the CA's waits older than [`WAIT_MEMORY`] (once a minute at most).
+    fn sweep_waits(&mut self, now: Instant) {
+        let minute = Duration::from_secs(60);
+        if self
+            .waits_swept
+            .is_some_and(|at| now.duration_since(at) < minute)
+        {
+            return;
+        }
+        self.waits_swept = Some(now);
+        let fresh = |at: &Instant| now.duration_since(*at) < WAIT_MEMORY;
+        self.url_waits.retain(|_, (at, _)| fresh(at));
+        self.error_waits.retain(|_, waits| {
+            waits.retain(|(at, _)| fresh(at));
+            !waits.is_empty()
+        });
+    }
+
     fn len(&self) -> usize {
         self.next_poll.len()
             + self.written_status.len()
@@ -95,6 +117,10 @@ pub struct WorkloadRestart {
 }
 
 /// Per-object memory of the controllers.
+/// How long a CA's `Retry-After` is remembered for the reconcile that made the request
+/// (which asks for it at once).
+const WAIT_MEMORY: Duration = Duration::from_secs(3600);
+
 pub struct Memory {
     clock: Arc<dyn Clock>,
     maps: Mutex<Maps>,
@@ -219,37 +245,42 @@ impl Memory {
             .insert(key.into(), (serial.into(), next));
     }
 
-    /// Records the `Retry-After` of a CA error answer for `key` (the longest wins until
-    /// it is taken).
-    pub fn record_error_wait(&self, key: &str, wait: Duration) {
+    /// Records the `Retry-After` of the CA's error answer (429, 5xx) to a request of
+    /// `account` (the account's URL, as its requests name it).
+    pub fn record_error_wait(&self, account: &str, wait: Duration) {
+        let now = self.now();
         let mut maps = self.maps();
-        let entry = maps.error_waits.entry(key.into()).or_default();
-        *entry = (*entry).max(wait);
+        maps.sweep_waits(now);
+        let waits = maps.error_waits.entry(account.into()).or_default();
+        waits.push((now, wait));
     }
 
-    /// The `Retry-After` of the CA's error answers for `key` since the last call.
-    pub fn take_error_wait(&self, key: &str) -> Option<Duration> {
-        self.maps().error_waits.remove(key)
+    /// The longest `Retry-After` of the CA's error answers to `account`'s requests
+    /// since `since` (the start of an issuance attempt): how long a rate-limited client
+    /// must wait. CAs count rate limits per account, so any of its requests counts.
+    pub fn error_wait_since(&self, account: &str, since: Instant) -> Option<Duration> {
+        let maps = self.maps();
+        let waits = maps.error_waits.get(account)?;
+        waits
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, wait)| *wait)
+            .max()
     }
 
-    /// Records the `Retry-After` the CA sent for `url`, for `key`.
-    pub fn record_url_wait(&self, key: &str, url: &str, wait: Duration) {
-        self.maps()
-            .url_waits
-            .entry(key.into())
-            .or_default()
-            .insert(url.into(), wait);
-    }
-
-    /// The `Retry-After` the CA last sent for `url`, for `key`, consumed.
-    pub fn take_url_wait(&self, key: &str, url: &str) -> Option<Duration> {
+    /// Records the `Retry-After` the CA sent for `url` (an order's URL belongs to one
+    /// Certificate). Waits nobody took are dropped after [`WAIT_MEMORY`].
+    pub fn record_url_wait(&self, url: &str, wait: Duration) {
+        let now = self.now();
         let mut maps = self.maps();
-        let waits = maps.url_waits.get_mut(key)?;
-        let wait = waits.remove(url);
-        if waits.is_empty() {
-            maps.url_waits.remove(key);
-        }
-        wait
+        maps.sweep_waits(now);
+        maps.url_waits.insert(url.into(), (now, wait));
+    }
+
+    /// The `Retry-After` the CA last sent for `url`, consumed.
+    pub fn take_url_wait(&self, url: &str) -> Option<Duration> {
+        let wait = self.maps().url_waits.remove(url);
+        wait.map(|(_, wait)| wait)
     }
 
     /// One more consecutive failure of issuer `key`: the retry delay, 5 s doubling to
@@ -330,8 +361,6 @@ impl Memory {
         maps.written_status.remove(key);
         maps.written_secrets.remove(key);
         maps.ari_checks.remove(key);
-        maps.error_waits.remove(key);
-        maps.url_waits.remove(key);
         maps.expiring_reported.remove(key);
     }
 
@@ -360,6 +389,12 @@ mod tests {
         start: Instant,
         wall: Timestamp,
         offset: Mutex<Duration>,
+    }
+
+    impl TestClock {
+        fn advance(&self, by: Duration) {
+            *self.offset.lock().unwrap() += by;
+        }
     }
 
     impl Clock for TestClock {
@@ -409,18 +444,54 @@ mod tests {
     }
 
     #[test]
-    fn error_waits_keep_the_longest_until_taken() {
-        let (_, m) = memory();
-        m.record_error_wait("ns/a", Duration::from_secs(5));
-        m.record_error_wait("ns/a", Duration::from_secs(15));
-        m.record_error_wait("ns/a", Duration::from_secs(1));
-        assert_eq!(m.take_error_wait("ns/a"), Some(Duration::from_secs(15)));
-        assert_eq!(m.take_error_wait("ns/a"), None);
-        assert_eq!(m.take_error_wait("ns/b"), None);
-        m.record_url_wait("ns/a", "u", Duration::from_secs(3));
-        assert_eq!(m.take_url_wait("ns/b", "u"), None, "another object's wait");
-        assert_eq!(m.take_url_wait("ns/a", "u"), Some(Duration::from_secs(3)));
-        assert!(m.is_empty());
+    fn error_waits_are_per_account_since_a_time_and_url_waits_are_taken() {
+        let (clock, m) = memory();
+        let before = m.now();
+        clock.advance(Duration::from_secs(1));
+        let since = m.now();
+        m.record_error_wait("acct/1", Duration::from_secs(5));
+        m.record_error_wait("acct/1", Duration::from_secs(15));
+        m.record_error_wait("acct/1", Duration::from_secs(1));
+        assert_eq!(
+            m.error_wait_since("acct/1", since),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            m.error_wait_since("acct/1", before),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(m.error_wait_since("acct/2", since), None, "another account");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            m.error_wait_since("acct/1", m.now()),
+            None,
+            "an older attempt's"
+        );
+        m.record_url_wait("https://ca/order/1", Duration::from_secs(3));
+        assert_eq!(
+            m.take_url_wait("https://ca/order/2"),
+            None,
+            "another order's"
+        );
+        assert_eq!(
+            m.take_url_wait("https://ca/order/1"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(m.take_url_wait("https://ca/order/1"), None, "taken");
+    }
+
+    #[test]
+    fn untaken_waits_are_dropped_after_an_hour() {
+        let (clock, m) = memory();
+        for i in 0..1000 {
+            m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
+            m.record_error_wait("acct/1", Duration::from_secs(15));
+        }
+        clock.advance(WAIT_MEMORY);
+        m.record_url_wait("https://ca/order/new", Duration::from_secs(1));
+        let maps = m.maps();
+        assert_eq!(maps.url_waits.len(), 1, "only the new wait is left");
+        assert!(maps.error_waits.is_empty(), "{:?}", maps.error_waits);
     }
 
     #[test]
@@ -433,9 +504,9 @@ mod tests {
             m.set_written_secret(&cert, "tls", Some(i));
             m.set_written_secret(&cert, "next-key", Some(i));
             m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
-            m.record_error_wait(&cert, Duration::from_secs(15));
-            m.record_url_wait(&cert, "https://ca/order/1", Duration::from_secs(1));
             assert!(m.first_expiring(&cert, "2027-01-01T00:00:00Z"));
+            m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
+            m.record_error_wait(&format!("https://ca/acct/{i}"), Duration::from_secs(15));
             let issuer = object_key(None, &format!("issuer-{i}"));
             m.issuer_failed(&issuer);
             // A workload restarted, and a second renewal waiting for its minute.
@@ -450,7 +521,11 @@ mod tests {
             m.forget_certificate(&object_key(Some("ns"), &format!("cert-{i}")));
             m.forget_issuer(&object_key(None, &format!("issuer-{i}")));
         }
-        assert_eq!(m.len(), 2 * 1000, "only the restarts are left");
+        assert_eq!(
+            m.len(),
+            4 * 1000,
+            "only the restarts and the CA's waits (by order URL and account) are left"
+        );
         // The delayed restarts are made; a minute later any look drops them all.
         let minute = Duration::from_secs(60);
         for i in 0..1000 {
@@ -465,6 +540,13 @@ mod tests {
         }
         *clock.offset.lock().unwrap() = minute;
         m.update_restart("Deployment/ns/other", m.wall_now(), minute, |r| r.pending);
+        // Nobody took the CA's waits: an hour on, the next one recorded sweeps them.
+        clock.advance(WAIT_MEMORY);
+        m.record_url_wait("https://ca/order/last", Duration::from_secs(1));
+        assert_eq!(
+            m.take_url_wait("https://ca/order/last"),
+            Some(Duration::from_secs(1))
+        );
         assert!(m.is_empty(), "{} entries left", m.len());
 
         m.set_written_status("ns/a", 1, None);

@@ -60,9 +60,9 @@ pub async fn issue(
     }
     mark_issuing(&mut w, &why);
 
-    // A Retry-After left from an earlier request (an ARI check, say) must not apply to
-    // this attempt's failures.
-    let _ = ctx.stats.take_error_retry_after();
+    // Only the CA's error answers from now on (not an earlier ARI check's, say) apply
+    // to this attempt's failures.
+    let started = ctx.memory.now();
     let before = w.status.order.as_ref().map(decide::progress_signature);
     let mut account_id = None;
     let outcome = match ctx.accounts.get(ctx, issuer).await {
@@ -108,7 +108,7 @@ pub async fn issue(
             paused(ctx, &key, request, w, failure, why.has_valid_cert).await
         }
         Err(failure) => {
-            let ca = (issuer, account_id.as_deref());
+            let ca = (issuer, account_id.as_deref(), started);
             failed(ctx, seen, ca, request, w, failure, why.has_valid_cert).await
         }
     }
@@ -205,7 +205,7 @@ async fn paused(
 async fn failed(
     ctx: &Context,
     seen: &Observed,
-    (issuer, account): (&IssuerHandle, Option<&str>),
+    (issuer, account, started): (&IssuerHandle, Option<&str>, std::time::Instant),
     request: &Request,
     mut w: StatusWriter<'_>,
     failure: Failure,
@@ -214,9 +214,8 @@ async fn failed(
     let cert = &*seen.cert;
     let key = key_of(cert);
     let attempts = w.count_failure();
-    let ca_wait = ctx
-        .stats
-        .take_error_retry_after()
+    let ca_wait = account
+        .and_then(|account| ctx.stats.error_retry_after(account, started))
         .filter(|_| failure.from_ca)
         .and_then(|d| SignedDuration::try_from(d).ok());
     let delay = decide::backoff(attempts).max(ca_wait.unwrap_or_default());

@@ -68,13 +68,6 @@ pub fn key_of(cert: &Certificate) -> String {
 }
 
 pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = key_of(&cert);
-    crate::acme::SCOPE
-        .scope(key, reconcile_scoped(cert, ctx))
-        .await
-}
-
-async fn reconcile_scoped(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let seen = observe::observe(&ctx, cert).await.map_err(Error::Observe)?;
     if seen.cert.metadata.deletion_timestamp.is_some() {
         return finish::deletion(&ctx, &seen).await;
