@@ -20,6 +20,5 @@ pub mod notify;
 pub mod operator;
 pub mod pki;
 pub mod plugin;
-pub mod revoke;
 pub mod shared;
 pub mod solvers;

@@ -1,6 +1,7 @@
 //! The ACME order state machine (RFC 8555 section 7.1.6), pure: from what the CA says
-//! about an order and its authorizations, the next step. The driver ([`crate::controllers::certificate::drive`])
-//! reads the CA, calls [`next_step`], and carries the step out.
+//! about an order and its authorizations, the next step. The certificate controller's
+//! driver (`controllers::certificate::drive`) reads the CA, calls [`next_step`], and
+//! carries the step out.
 
 use serde::Deserialize;
 

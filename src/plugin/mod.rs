@@ -13,6 +13,7 @@ pub mod diagnose;
 pub mod inspect;
 pub mod probe;
 pub mod renew;
+pub mod revoke;
 pub mod report;
 pub mod status;
 pub mod verdict;

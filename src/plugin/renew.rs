@@ -112,8 +112,8 @@ pub async fn revoke(
     reason: &str,
     cluster_resource_namespace: &str,
 ) -> anyhow::Result<RevokeReport> {
-    let why = crate::revoke::parse_reason(reason)?;
-    let serial = crate::revoke::revoke(client, ns, name, why, cluster_resource_namespace).await?;
+    let why = super::revoke::parse_reason(reason)?;
+    let serial = super::revoke::revoke(client, ns, name, why, cluster_resource_namespace).await?;
     renew(client, ns, Some(name), false, None).await?;
     Ok(RevokeReport {
         name: name.to_string(),
