@@ -20,9 +20,8 @@ use super::events::Recorder;
 use super::memory::Memory;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 /// The annotation naming the Secrets whose renewal restarts a workload.
 pub const RESTART_ON_RENEW: &str = "caas.dev/restart-on-renew";
@@ -185,21 +184,20 @@ async fn restart(
     why: &str,
     now: Timestamp,
 ) {
-    let patch = json!({ "spec": { "template": { "metadata": { "annotations": {
-        RESTARTED_AT: now.to_string()
-    }}}}});
-    let pp = PatchParams::default();
+    let at = now.to_string();
+    let patch = crate::shared::patch::PodTemplateAnnotations::new([(RESTARTED_AT, at.as_str())]);
+    let pp = crate::shared::patch::operator_params();
     let result = match kind {
         Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &Patch::Merge(&patch))
+            .patch(name, &pp, &patch.patch())
             .await
             .map(|_| ()),
         Kind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &Patch::Merge(&patch))
+            .patch(name, &pp, &patch.patch())
             .await
             .map(|_| ()),
         Kind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &Patch::Merge(&patch))
+            .patch(name, &pp, &patch.patch())
             .await
             .map(|_| ()),
     };

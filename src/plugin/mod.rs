@@ -13,8 +13,8 @@ pub mod diagnose;
 pub mod inspect;
 pub mod probe;
 pub mod renew;
-pub mod revoke;
 pub mod report;
+pub mod revoke;
 pub mod status;
 pub mod verdict;
 

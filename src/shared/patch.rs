@@ -4,7 +4,8 @@
 //! Server-side apply is the rule; these are the exceptions where apply would be wrong:
 //! an annotation noted on a Secret the operator applies with other fields (an apply
 //! under the same manager without them would remove them), a key removed from a Secret's
-//! data (`null` in a merge patch), an Event's series, a user's renewal request.
+//! data (`null` in a merge patch), an Event's series, a user's renewal request, a
+//! workload's restart annotation (as `kubectl rollout restart` writes it).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,32 @@ impl<'a> Annotations<'a> {
         Annotations {
             metadata: AnnotationsMeta {
                 annotations: entries.into_iter().collect(),
+            },
+        }
+    }
+
+    pub fn patch(&self) -> Patch<&Self> {
+        Patch::Merge(self)
+    }
+}
+
+/// `spec.template.metadata.annotations` entries of a workload (what `kubectl rollout
+/// restart` patches), nothing else.
+#[derive(Debug, Serialize)]
+pub struct PodTemplateAnnotations<'a> {
+    spec: TemplateSpec<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateSpec<'a> {
+    template: Annotations<'a>,
+}
+
+impl<'a> PodTemplateAnnotations<'a> {
+    pub fn new(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        PodTemplateAnnotations {
+            spec: TemplateSpec {
+                template: Annotations::new(entries),
             },
         }
     }
@@ -97,6 +124,11 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&a).unwrap(),
             serde_json::json!({"metadata": {"annotations": {"caas.dev/account-uri": "https://ca/acct/1"}}})
+        );
+        let t = PodTemplateAnnotations::new([("kubectl.kubernetes.io/restartedAt", "now")]);
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}}})
         );
         let d = SecretData::new([("tls.key", Some("PEM".to_string())), ("tls.key.next", None)]);
         assert_eq!(
