@@ -235,6 +235,7 @@ impl Context {
             client: &self.client,
             settings: &self.settings.solvers,
             events: &self.recorder,
+            memory: &self.memory,
         }
     }
 }

@@ -29,12 +29,12 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
     let issuers: Api<CaaSIssuer> = api(client, &options.namespace);
     let cluster_issuers: Api<ClusterCaaSIssuer> = Api::all(client.clone());
     // One watch per issuer kind, shared by its own controller and the certificate
-    // controller (woken when its issuer changes).
+    // controller (woken when its issuer changes or goes).
     let issuers = SharedWatch::start(issuers);
     let cluster_issuers = SharedWatch::start(cluster_issuers);
-    let issuer_ctrl = Controller::for_shared_stream(issuers.for_controller, issuers.store);
+    let issuer_ctrl = Controller::for_stream(issuers.for_controller, issuers.store);
     let cluster_issuer_ctrl =
-        Controller::for_shared_stream(cluster_issuers.for_controller, cluster_issuers.store);
+        Controller::for_stream(cluster_issuers.for_controller, cluster_issuers.store);
     // Every Secret the operator manages (TLS, next keys, account keys), by label. The
     // same stream wakes the Certificates (see `certificate_loop`), so a reconcile woken by
     // a Secret change always finds that change in the store.
@@ -95,35 +95,36 @@ trait Watched: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + S
 
 impl<K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync> Watched for K {}
 
-/// How many changes a subscriber of a shared watch may fall behind before the watch
-/// waits for it.
-const SHARED_WATCH_BUFFER: usize = 1024;
+/// The objects one watch touched (applied or deleted), as a controller's trigger.
+type Touched<K> = futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
 
-/// One watch of an issuer kind whose objects go to a store, the kind's own controller
-/// and the certificate controller (kube's shared reflector), driven by a task of its
-/// own for one leadership term.
+/// One watch of an issuer kind feeding a store, the kind's own controller and the
+/// certificate controller, driven by a task of its own for one leadership term. Both
+/// controllers get every object the watch applies or deletes (a deleted issuer's
+/// Certificates report it; its memory is dropped), after the store has it.
 struct SharedWatch<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     store: reflector::Store<K>,
-    /// The objects the watch applies (and the whole list at each resync), for the
-    /// kind's controller and for the certificate controller.
-    for_controller: reflector::ReflectHandle<K>,
-    for_certificates: reflector::ReflectHandle<K>,
+    for_controller: Touched<K>,
+    for_certificates: Touched<K>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl<K: Watched> SharedWatch<K> {
     fn start(api: Api<K>) -> Self {
-        let (store, writer) = reflector::store_shared(SHARED_WATCH_BUFFER);
-        let subscribe = || {
-            writer
-                .subscribe()
-                .expect("a shared store's writer hands out subscriptions")
-        };
-        let (for_controller, for_certificates) = (subscribe(), subscribe());
-        let events = watcher(api, watcher::Config::default())
+        let (store, writer) = reflector::store();
+        let (to_controller, for_controller) = futures::channel::mpsc::unbounded();
+        let (to_certificates, for_certificates) = futures::channel::mpsc::unbounded();
+        let touched = reflector::reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
-            .reflect_shared(writer);
-        let task = tokio::spawn(events.for_each(|_| futures::future::ready(())));
+            .touched_objects();
+        let task = tokio::spawn(touched.for_each(move |object| {
+            // A closed receiver is a controller that stopped with its term.
+            if let Ok(object) = object {
+                let _ = to_controller.unbounded_send(Ok(object.clone()));
+                let _ = to_certificates.unbounded_send(Ok(object));
+            }
+            futures::future::ready(())
+        }));
         SharedWatch {
             store,
             for_controller,
@@ -193,10 +194,7 @@ async fn certificate_loop(
     ctx: Arc<Context>,
     feed: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
     secret_events: impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
-    issuers: (
-        reflector::ReflectHandle<CaaSIssuer>,
-        reflector::ReflectHandle<ClusterCaaSIssuer>,
-    ),
+    issuers: (Touched<CaaSIssuer>, Touched<ClusterCaaSIssuer>),
     stop: Shutdown,
 ) {
     let (store_ns, store_cluster) = (ctx.certificates.clone(), ctx.certificates.clone());
@@ -218,7 +216,7 @@ async fn certificate_loop(
                 .filter(|_| tls)
                 .map(|name| ObjectRef::new(name).within(&ns))
         })
-        .watches_shared_stream(issuers.0, move |issuer: Arc<CaaSIssuer>| {
+        .watches_stream(issuers.0, move |issuer: CaaSIssuer| {
             let (ns, name) = (issuer.namespace(), issuer.name_any());
             store_ns
                 .state()
@@ -231,7 +229,7 @@ async fn certificate_loop(
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
         })
-        .watches_shared_stream(issuers.1, move |issuer: Arc<ClusterCaaSIssuer>| {
+        .watches_stream(issuers.1, move |issuer: ClusterCaaSIssuer| {
             let name = issuer.name_any();
             store_cluster
                 .state()

@@ -60,7 +60,9 @@ struct Maps {
     /// ACME URLs (an order being polled): the `Retry-After` the CA last sent, and when;
     /// consumed by the reconcile that polls, dropped after [`WAIT_MEMORY`].
     url_waits: HashMap<String, (Instant, Duration)>,
-    /// When `url_waits` and `error_waits` were last swept of old entries.
+    /// DNS-01 records (`fqdn value`): the DNS provider's change still being applied.
+    dns_changes: HashMap<String, (String, Instant)>,
+    /// When `url_waits`, `error_waits` and `dns_changes` were last swept of old entries.
     waits_swept: Option<Instant>,
     /// ACME accounts (by account URL): no new orders until then, the CA's rate limit
     /// (a 429 with Retry-After), shared by every Certificate using the account.
@@ -87,6 +89,7 @@ impl Maps {
         self.waits_swept = Some(now);
         let fresh = |at: &Instant| now.duration_since(*at) < WAIT_MEMORY;
         self.url_waits.retain(|_, (at, _)| fresh(at));
+        self.dns_changes.retain(|_, (_, at)| fresh(at));
         self.error_waits.retain(|_, waits| {
             waits.retain(|(at, _)| fresh(at));
             !waits.is_empty()
@@ -100,6 +103,7 @@ impl Maps {
             + self.ari_checks.len()
             + self.error_waits.len()
             + self.url_waits.len()
+            + self.dns_changes.len()
             + self.issuer_failures.len()
             + self.account_pauses.len()
             + self.expiring_reported.len()
@@ -275,6 +279,26 @@ impl Memory {
         let mut maps = self.maps();
         maps.sweep_waits(now);
         maps.url_waits.insert(url.into(), (now, wait));
+    }
+
+    /// Remembers (or, with `None`, forgets) the DNS provider's change of `value` at
+    /// `fqdn` that is still being applied.
+    pub fn set_dns_change(&self, fqdn: &str, value: &str, change: Option<String>) {
+        let now = self.now();
+        let key = format!("{fqdn} {value}");
+        let mut maps = self.maps();
+        maps.sweep_waits(now);
+        match change {
+            Some(change) => maps.dns_changes.insert(key, (change, now)),
+            None => maps.dns_changes.remove(&key),
+        };
+    }
+
+    /// The DNS provider's change of `value` at `fqdn` still being applied, if any.
+    pub fn dns_change(&self, fqdn: &str, value: &str) -> Option<String> {
+        let maps = self.maps();
+        let (change, _) = maps.dns_changes.get(&format!("{fqdn} {value}"))?;
+        Some(change.clone())
     }
 
     /// The `Retry-After` the CA last sent for `url`, consumed.
@@ -485,6 +509,11 @@ mod tests {
         let (clock, m) = memory();
         for i in 0..1000 {
             m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
+            m.set_dns_change(
+                &format!("_acme-challenge.{i}.example."),
+                "v",
+                Some("C1".into()),
+            );
             m.record_error_wait("acct/1", Duration::from_secs(15));
         }
         clock.advance(WAIT_MEMORY);
@@ -492,6 +521,7 @@ mod tests {
         let maps = m.maps();
         assert_eq!(maps.url_waits.len(), 1, "only the new wait is left");
         assert!(maps.error_waits.is_empty(), "{:?}", maps.error_waits);
+        assert!(maps.dns_changes.is_empty(), "{:?}", maps.dns_changes);
     }
 
     #[test]
@@ -506,6 +536,8 @@ mod tests {
             m.set_next_ari_check(&cert, "serial", Duration::from_secs(3600));
             assert!(m.first_expiring(&cert, "2027-01-01T00:00:00Z"));
             m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
+            let record = format!("_acme-challenge.{i}.example.");
+            m.set_dns_change(&record, "v", Some("C1".into()));
             m.record_error_wait(&format!("https://ca/acct/{i}"), Duration::from_secs(15));
             let issuer = object_key(None, &format!("issuer-{i}"));
             m.issuer_failed(&issuer);
@@ -516,15 +548,16 @@ mod tests {
             let workload = format!("Deployment/ns/web-{i}");
             m.update_restart(&workload, now, minute, |r| r.pending = true);
         }
-        assert_eq!(m.len(), 10 * 1000);
+        assert_eq!(m.len(), 11 * 1000);
         for i in 0..1000 {
             m.forget_certificate(&object_key(Some("ns"), &format!("cert-{i}")));
             m.forget_issuer(&object_key(None, &format!("issuer-{i}")));
         }
         assert_eq!(
             m.len(),
-            4 * 1000,
-            "only the restarts and the CA's waits (by order URL and account) are left"
+            5 * 1000,
+            "only the restarts, the CA's waits (by order URL and account) and the DNS \
+             providers' pending changes are left"
         );
         // The delayed restarts are made; a minute later any look drops them all.
         let minute = Duration::from_secs(60);

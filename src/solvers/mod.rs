@@ -42,6 +42,9 @@ pub struct Deps<'a> {
     pub client: &'a kube::Client,
     pub settings: &'a SolverSettings,
     pub events: &'a Recorder,
+    /// Where a DNS provider's changes still being applied are remembered between
+    /// `present` and `ready`.
+    pub memory: &'a crate::shared::memory::Memory,
 }
 
 /// What a solver needs to act for one Certificate.

@@ -74,6 +74,7 @@ async fn publish_test_record(
             client,
             settings: &settings,
             events: &events,
+            memory: &crate::shared::memory::Memory::default(),
         },
         cert: &cert,
         issuer: handle,

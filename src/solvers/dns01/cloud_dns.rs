@@ -1,8 +1,8 @@
 //! Google Cloud DNS API v1 (cloud.google.com/dns/docs/reference/rest/v1):
 //! `GET /dns/v1/projects/{p}/managedZones?dnsName=`, `GET .../managedZones/{z}/rrsets?name=&type=TXT`,
 //! `POST .../managedZones/{z}/changes` (`{"additions", "deletions"}`: the TXT set with our
-//! value added or removed; not waited for: the solver's `ready` asks DNS whether the value
-//! is served). Access tokens come from
+//! value added or removed; not waited for in `present`: the solver's `ready` asks `GET
+//! .../changes/{id}` and says "not yet" until it is `done`). Access tokens come from
 //! a service account key (an RS256 JWT exchanged at its `token_uri`, RFC 7523) or the
 //! metadata server. Errors are `{"error": {"code", "message", "status"}}`.
 
@@ -170,7 +170,7 @@ impl CloudDns {
         fqdn: &str,
         old: Option<Value>,
         values: Vec<String>,
-    ) -> Result<(), DnsError> {
+    ) -> Result<Option<String>, DnsError> {
         let name = format!("{}.", fqdn.trim_end_matches('.'));
         let at = (name.as_str(), zone);
         let mut body = json!({ "kind": "dns#change" });
@@ -182,19 +182,39 @@ impl CloudDns {
         }
         let path = format!("/managedZones/{zone}/changes");
         let rest = &self.rest;
-        // Not waiting for the change to be `done` here: the solver's `ready` asks the
-        // zone's servers whether they serve the value, which is what the CA will see.
-        rest.expect(Method::POST, &path, Some(&body), ok, at)
+        // Not waiting for the change to be `done` here: the solver's `ready` asks
+        // (`applied`), and says "not yet" until then.
+        let answer = rest
+            .expect(Method::POST, &path, Some(&body), ok, at)
             .await?;
-        Ok(())
+        let id = answer.body["id"].as_str().unwrap_or_default();
+        let pending = answer.body["status"].as_str() == Some("pending") && !id.is_empty();
+        Ok(pending.then(|| format!("{zone}/{id}")))
     }
 
-    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+    /// Whether change `zone/id` is `done`.
+    async fn done(&self, change: &str) -> Result<bool, DnsError> {
+        let (zone, id) = change.split_once('/').unwrap_or_default();
+        let path = format!("/managedZones/{zone}/changes/{id}");
+        let answer = self
+            .rest
+            .expect(Method::GET, &path, None, ok, (change, zone))
+            .await?;
+        Ok(answer.body["status"].as_str() != Some("pending"))
+    }
+
+    /// Applies `change`; `zone/id` of the change while it is still pending.
+    async fn update(
+        &self,
+        fqdn: &str,
+        value: &str,
+        change: Change,
+    ) -> Result<Option<String>, DnsError> {
         let zone = self.zone(fqdn).await?;
         let set = self.set(&zone, fqdn).await?;
         match change.apply(&rrdatas(&set), &format!("\"{value}\"")) {
             Some(values) => self.write(&zone, fqdn, set, values).await,
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 }
@@ -217,6 +237,14 @@ fn rrdatas(set: &Option<Value>) -> Vec<String> {
 
 impl DnsProvider for CloudDns {
     fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
-        Box::pin(self.update(fqdn, value, change))
+        Box::pin(async move { self.update(fqdn, value, change).await.map(|_| ()) })
+    }
+
+    fn publish<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<String>> {
+        Box::pin(self.update(fqdn, value, Change::Add))
+    }
+
+    fn applied<'a>(&'a self, id: &'a str) -> DnsFuture<'a, bool> {
+        Box::pin(self.done(id))
     }
 }

@@ -108,7 +108,9 @@ impl Solver for Dns01 {
             let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
             ensure_finalizer(env.deps.client, env.cert).await?;
-            Ok(provider.add_txt(&fqdn, &value).await?)
+            let pending = provider.publish(&fqdn, &value).await?;
+            env.deps.memory.set_dns_change(&fqdn, &value, pending);
+            Ok(())
         })
     }
 
@@ -119,6 +121,16 @@ impl Solver for Dns01 {
     ) -> SolveFuture<'a, Readiness> {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
+            if let Some(change) = env.deps.memory.dns_change(&fqdn, &value) {
+                if !provider.applied(&change).await? {
+                    let name = fqdn.trim_end_matches('.');
+                    let why = format!(
+                        "waiting for the DNS provider to apply change {change} ({name} TXT)"
+                    );
+                    return Ok(Readiness::Waiting(why));
+                }
+                env.deps.memory.set_dns_change(&fqdn, &value, None);
+            }
             let missing = match provider.serves(&fqdn, &value).await? {
                 Some(true) => None,
                 Some(false) => Some(format!(

@@ -51,6 +51,19 @@ pub trait DnsProvider: Send + Sync {
         self.change(Change::Remove, fqdn, value)
     }
 
+    /// Publishes `value` as [`add_txt`](Self::add_txt) does; returns the provider's id
+    /// of the change while it is still being applied to the provider's servers (Route 53
+    /// `PENDING`, Cloud DNS `pending`), for [`applied`](Self::applied).
+    fn publish<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<String>> {
+        Box::pin(async move { self.add_txt(fqdn, value).await.map(|()| None) })
+    }
+
+    /// Whether the change `id` (from [`publish`](Self::publish)) has reached all the
+    /// provider's servers.
+    fn applied<'a>(&'a self, _id: &'a str) -> DnsFuture<'a, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
     /// The name where the value ends up, for the propagation check (acme-dns: the
     /// account's `fulldomain`).
     fn served_at(&self, fqdn: &str) -> String {

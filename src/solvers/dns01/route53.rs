@@ -3,8 +3,8 @@
 //! `POST .../hostedzone/{id}/rrset/` (an XML ChangeBatch: UPSERT the set with our value
 //! added, or with it removed, DELETE when it was the last); every request signed with SigV4 ([`super::sigv4`]). Errors are XML
 //! `<ErrorResponse><Error><Code>..</Code><Message>..</Message></Error>`. A change is not
-//! waited for (`GET .../change/{id}` until `INSYNC`): the solver's `ready` asks DNS
-//! whether the value is served, and says "not yet" until it is.
+//! waited for in `present`: the solver's `ready` asks `GET .../change/{id}` and says
+//! "not yet" until it is `INSYNC` (and then until DNS serves the value).
 
 use http::Method;
 
@@ -244,7 +244,7 @@ impl Route53 {
         name: &str,
         action: &str,
         values: &[String],
-    ) -> Result<(), DnsError> {
+    ) -> Result<Option<String>, DnsError> {
         let records: String = values
             .iter()
             .map(|v| {
@@ -268,19 +268,38 @@ impl Route53 {
         if status != 200 {
             return Err(Self::refused(name, zone, status, &xml));
         }
-        // Not waiting for INSYNC here: the solver's `ready` asks the zone's servers
-        // whether they serve the value, which is what the CA will see.
-        Ok(())
+        // Not waiting for INSYNC here: the solver's `ready` asks (`applied`), and says
+        // "not yet" until then.
+        let change = tags(&xml, "Id").first().cloned().unwrap_or_default();
+        let change = change.trim_start_matches("/change/").to_string();
+        let status = tags(&xml, "Status").first().cloned().unwrap_or_default();
+        Ok((status != "INSYNC" && !change.is_empty()).then_some(change))
+    }
+
+    /// Whether change `id` is `INSYNC` (on all of Route 53's servers).
+    async fn insync(&self, id: &str) -> Result<bool, DnsError> {
+        let path = format!("/2013-04-01/change/{id}");
+        let (status, xml) = self.call(Method::GET, &path, &[], "").await?;
+        if status != 200 {
+            return Err(Self::refused(id, "(change)", status, &xml));
+        }
+        Ok(tags(&xml, "Status").first().map(String::as_str) == Some("INSYNC"))
     }
 }
 
 impl Route53 {
-    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<(), DnsError> {
+    /// Applies `change`; the id of the Route 53 change while it is not yet INSYNC.
+    async fn update(
+        &self,
+        fqdn: &str,
+        value: &str,
+        change: Change,
+    ) -> Result<Option<String>, DnsError> {
         let (id, zone) = self.zone(fqdn).await?;
         let name = fqdn.trim_end_matches('.');
         let values = self.values(&id, &zone, name).await?;
         match change.apply(&values, &format!("\"{value}\"")) {
-            None => Ok(()),
+            None => Ok(None),
             // A DELETE names the set exactly as it is.
             Some(rest) if rest.is_empty() => self.write(&id, &zone, name, "DELETE", &values).await,
             Some(rest) => self.write(&id, &zone, name, "UPSERT", &rest).await,
@@ -290,7 +309,15 @@ impl Route53 {
 
 impl DnsProvider for Route53 {
     fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
-        Box::pin(self.update(fqdn, value, change))
+        Box::pin(async move { self.update(fqdn, value, change).await.map(|_| ()) })
+    }
+
+    fn publish<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<String>> {
+        Box::pin(self.update(fqdn, value, Change::Add))
+    }
+
+    fn applied<'a>(&'a self, id: &'a str) -> DnsFuture<'a, bool> {
+        Box::pin(self.insync(id))
     }
 }
 
