@@ -2,12 +2,19 @@
 //! CAs, first of all commercial "Certificate as a Service" CAs that require External
 //! Account Binding.
 //!
-//! * [`api`]: the custom resources (`CaaSIssuer`, `ClusterCaaSIssuer`, `Certificate`);
-//! * [`plan`], [`renewal`], [`solvers::select_solver`], and the ACME order state machine
-//!   ([`controllers::certificate::order`]): pure decisions, unit-tested;
-//! * [`acme`], [`pki`], [`solvers`]: the CA, keys and certificates, challenge solvers;
+//! Layers, each importing only those before it (README's Layout section says more):
+//!
+//! * [`api`]: the custom resources (`CaaSIssuer`, `ClusterCaaSIssuer`, `Certificate`),
+//!   typed status values and the one [`api::Reason`] vocabulary;
+//! * [`shared`]: the issuer handle, field manager, events, typed patches and the
+//!   per-object memory with its injected clock;
+//! * [`pki`], then [`decide`]: the Certificate's pure decisions (validation, trigger
+//!   policies, renewal time, fallback, the ACME order state machine), unit-tested;
+//! * [`acme`], [`solvers`], [`notify`], [`metrics`]: the CA, challenge solvers,
+//!   notifications and metrics;
 //! * [`controllers`]: the reconcile loops that carry the decisions out;
-//! * [`operator`]: wiring (watches, listeners, shutdown).
+//! * [`operator`] (wiring: watches, leader election, listeners) and [`plugin`]
+//!   (`kubectl caas`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

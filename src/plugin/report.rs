@@ -2,9 +2,9 @@
 //! and the small text helpers the renderings use. A leaf: it imports nothing from the
 //! rest of the plugin.
 //!
-//! Reports are `#[derive(Serialize)]` structs whose fields are declared in alphabetical
-//! order of their serialized names, so `-o json|yaml` prints keys sorted, as the
-//! untyped reports (serde_json's `BTreeMap`) did.
+//! Reports are `#[derive(Serialize)]` structs; `-o json|yaml` prints them through a
+//! `serde_json::Value`, whose keys sort (serde_json without `preserve_order`, as the
+//! untyped reports did; a test checks the printed order).
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -33,14 +33,19 @@ pub fn exit_code(report: &impl Report) -> i32 {
 /// `serde_json::Value`, so keys print in sorted order whatever the struct's field order
 /// (and a flattened part sorts in with the rest).
 pub fn print<R: Report>(report: &R, output: Output, text: impl FnOnce(&R) -> String) {
-    let value = || serde_json::to_value(report).unwrap_or_default();
     match output {
         Output::Text => print!("{}", text(report)),
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&value()).unwrap_or_default()
-        ),
-        Output::Yaml => print!("{}", serde_yaml::to_string(&value()).unwrap_or_default()),
+        Output::Json => println!("{}", machine(report, output)),
+        Output::Yaml => print!("{}", machine(report, output)),
+    }
+}
+
+/// `report` as JSON or YAML, keys sorted.
+fn machine(report: &impl Serialize, output: Output) -> String {
+    let value = serde_json::to_value(report).unwrap_or_default();
+    match output {
+        Output::Yaml => serde_yaml::to_string(&value).unwrap_or_default(),
+        _ => serde_json::to_string_pretty(&value).unwrap_or_default(),
     }
 }
 
@@ -135,6 +140,21 @@ pub fn sorted_keys(report: &impl Serialize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_and_yaml_print_keys_sorted_whatever_the_field_order() {
+        #[derive(Serialize)]
+        struct Unsorted {
+            zeta: u8,
+            alpha: u8,
+        }
+        let r = Unsorted { zeta: 1, alpha: 2 };
+        assert_eq!(
+            machine(&r, Output::Json),
+            "{\n  \"alpha\": 2,\n  \"zeta\": 1\n}"
+        );
+        assert_eq!(machine(&r, Output::Yaml), "alpha: 2\nzeta: 1\n");
+    }
 
     #[derive(Serialize)]
     struct Ready(bool);

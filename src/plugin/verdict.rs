@@ -126,7 +126,8 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
     }
 }
 
-/// The issuer advice of each reason (no wildcard: see [`certificate_advice_for`]).
+/// The issuer advice of each reason an issuer's Ready can carry; the Certificate-only
+/// reasons fall to the generic advice.
 fn issuer_advice_for(reason: Reason) -> &'static str {
     use Reason::*;
     match reason {

@@ -212,7 +212,11 @@ impl Recorder {
                 }
                 Publish::Create { name } => {
                     let event = self.build_event(ev, regarding, name.clone(), now);
-                    let created = api.create(&PostParams::default(), &event).await;
+                    let params = PostParams {
+                        field_manager: Some(super::FIELD_MANAGER.into()),
+                        ..Default::default()
+                    };
+                    let created = api.create(&params, &event).await;
                     if created.is_err() {
                         self.forget(ev, regarding, &name);
                     }

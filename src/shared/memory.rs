@@ -120,11 +120,11 @@ pub struct WorkloadRestart {
     pub pending: bool,
 }
 
-/// Per-object memory of the controllers.
 /// How long a CA's `Retry-After` is remembered for the reconcile that made the request
-/// (which asks for it at once).
+/// (which asks for it at once), and a DNS provider's pending change for `ready`.
 const WAIT_MEMORY: Duration = Duration::from_secs(3600);
 
+/// Per-object memory of the controllers.
 pub struct Memory {
     clock: Arc<dyn Clock>,
     maps: Mutex<Maps>,

@@ -36,8 +36,3 @@ pub async fn read_secret_key(
         .and_then(|mut d| d.remove(key))
         .map(|b| b.0))
 }
-
-/// Now, as an RFC 3339 string (what status fields hold).
-pub fn now_string() -> String {
-    jiff::Timestamp::now().to_string()
-}

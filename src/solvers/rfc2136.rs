@@ -22,7 +22,7 @@ use hickory_client::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_client::proto::udp::UdpClientStream;
 
 use super::dns01::DnsError;
-use super::dns01::provider::Change;
+use super::dns01::provider::{Change, DnsFuture, DnsProvider};
 
 /// TTL of challenge records: short, so a retried challenge is not answered from caches.
 const TXT_TTL: u32 = 60;
@@ -302,6 +302,16 @@ impl Rfc2136Client {
             RData::TXT(t) => t.txt_data().iter().any(|d| d.as_ref() == value.as_bytes()),
             _ => false,
         }))
+    }
+}
+
+impl DnsProvider for Rfc2136Client {
+    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
+        Box::pin(self.update(fqdn, value, change))
+    }
+
+    fn serves<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<bool>> {
+        Box::pin(async move { self.has_txt(fqdn, value).await.map(Some) })
     }
 }
 

@@ -1,10 +1,11 @@
 //! The effects of an outcome, carried out after its status is saved (cert-manager's
 //! issuing/readiness split): events, the next-key Secret's removal, workload restarts
-//! and notifications. A status save that fails skips them; the retry that saves status
-//! sends them then.
+//! and notifications. A status save that fails skips them: the error is retried, and an
+//! issuance whose status was lost is then reported as valid without a second event or
+//! notification (the Secret is right either way).
 
 use super::failure::Failure;
-use super::finish::Issued;
+use super::outcome::Issued;
 use super::{key_of, keys};
 use crate::api::{Certificate, Time};
 use crate::controllers::{Context, IssuerHandle, restart};

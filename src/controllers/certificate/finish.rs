@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use kube::runtime::controller::Action;
 
 use super::observe::Observed;
+use super::outcome::Issued;
 use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, effects, key_of, keys, present, secret};
 use crate::api::certificate::ChallengeStatus;
@@ -80,15 +81,6 @@ fn record(w: &mut StatusWriter<'_>, info: &CertInfo, renewal_time: Timestamp) {
     w.status.renewal_time = Some(Time(renewal_time));
     w.status.failed_issuance_attempts = None;
     w.status.last_failure_time = None;
-}
-
-/// A certificate just downloaded and checked.
-pub struct Issued {
-    pub chain: String,
-    pub key_pem: String,
-    pub info: CertInfo,
-    /// Why it was issued: reason (`SecretMissing`, `RenewalDue`, ...) and message.
-    pub cause: (Reason, String),
 }
 
 /// Ready's message for a new certificate: its issuer (and whether a fallback), the
@@ -219,20 +211,15 @@ async fn secret_write_failed(
         cert.spec.secret_name
     );
     tracing::warn!(certificate = %key_of(cert), "{message}");
-    ctx.recorder
-        .event(
-            cert,
-            true,
-            Reason::SecretWriteFailed.as_str(),
-            "Issue",
-            message.clone(),
-        )
-        .await;
     w.set_issuing(false, Reason::SecretWriteFailed, message.clone());
     if !w.is_ready() {
-        w.set_ready(false, Reason::SecretWriteFailed, message);
+        w.set_ready(false, Reason::SecretWriteFailed, message.clone());
     }
     w.save().await?;
+    let reason = Reason::SecretWriteFailed.as_str();
+    ctx.recorder
+        .event(cert, true, reason, "Issue", message)
+        .await;
     Ok(Action::requeue(delay.unsigned_abs()))
 }
 

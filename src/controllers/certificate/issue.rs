@@ -5,9 +5,10 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 
-use super::drive::{self, Pass, Progress};
+use super::drive::{self, Pass};
 use super::failure::Failure;
 use super::observe::Observed;
+use super::outcome::Progress;
 use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
 use crate::api::{CertificateStatus, Time};
@@ -91,7 +92,7 @@ pub async fn issue(
             info,
         }) => {
             ctx.memory.clear_poll_wait(&key);
-            let issued = finish::Issued {
+            let issued = super::outcome::Issued {
                 chain,
                 key_pem,
                 info,

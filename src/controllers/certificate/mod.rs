@@ -28,6 +28,7 @@ mod harness;
 pub mod issue;
 pub mod keys;
 pub mod observe;
+pub mod outcome;
 pub mod pick;
 pub mod present;
 pub mod secret;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use instant_acme::Order;
 use kube::ResourceExt;
 
-use super::drive::Progress;
 use super::failure::{Failure, Step};
 use super::key_of;
+use super::outcome::Progress;
 use super::status::StatusWriter;
 use crate::api::certificate::{CertificateStatus, ChallengeStatus};
 use crate::api::issuer::Solver as SolverConfig;

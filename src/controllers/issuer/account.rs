@@ -15,7 +15,10 @@ pub(super) async fn create_key_secret(
     let name = &issuer.spec.private_key_secret_ref.name;
     match secrets
         .create(
-            &PostParams::default(),
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
             &account_key_secret(issuer, key.to_pem()),
         )
         .await

@@ -102,7 +102,7 @@ fn validate_http01(http: &crate::api::issuer::Http01Solver) -> Result<(), String
 
 /// Exactly one provider, each with what it needs (credentials as Secret references).
 fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
-    match crate::solvers::dns01::provider::configured(dns01).as_slice() {
+    match crate::solvers::dns01::factory::configured(dns01).as_slice() {
         [] => {
             return Err(
                 "names no provider: set rfc2136, cloudflare, route53, cloudDNS, azureDNS, digitalocean, acmeDNS or webhook"

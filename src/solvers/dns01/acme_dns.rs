@@ -7,8 +7,8 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::DnsError;
 use super::api::{ApiClient, Body};
+use super::error::DnsError;
 use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use crate::api::issuer::AcmeDns as Config;
 use crate::solvers::SolverError;

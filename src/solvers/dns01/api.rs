@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::DnsError;
+use super::error::DnsError;
 use super::provider::Change;
 
 /// How long one API request may take.

@@ -8,8 +8,8 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::DnsError;
 use super::api::{Answer, ApiClient, Rest, base_url, bearer, find_zone, relative};
+use super::error::DnsError;
 use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use crate::api::issuer::AzureDns as Config;
 use crate::solvers::SolverError;

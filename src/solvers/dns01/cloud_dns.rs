@@ -13,9 +13,9 @@ use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::DnsError;
 use super::api::{Answer, ApiClient, Body, Rest, base_url, bearer, find_zone};
-use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use super::error::DnsError;
+use super::provider::{Change, Pending, Secrets};
 use crate::api::issuer::CloudDns as Config;
 use crate::solvers::SolverError;
 
@@ -193,7 +193,7 @@ impl CloudDns {
     }
 
     /// Whether change `zone/id` is `done`.
-    async fn done(&self, change: &str) -> Result<bool, DnsError> {
+    async fn settled(&self, change: &str) -> Result<bool, DnsError> {
         let (zone, id) = change.split_once('/').unwrap_or_default();
         let path = format!("/managedZones/{zone}/changes/{id}");
         let answer = self
@@ -204,12 +204,7 @@ impl CloudDns {
     }
 
     /// Applies `change`; `zone/id` of the change while it is still pending.
-    async fn update(
-        &self,
-        fqdn: &str,
-        value: &str,
-        change: Change,
-    ) -> Result<Option<String>, DnsError> {
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<Pending, DnsError> {
         let zone = self.zone(fqdn).await?;
         let set = self.set(&zone, fqdn).await?;
         match change.apply(&rrdatas(&set), &format!("\"{value}\"")) {
@@ -235,16 +230,4 @@ fn rrdatas(set: &Option<Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl DnsProvider for CloudDns {
-    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
-        Box::pin(async move { self.update(fqdn, value, change).await.map(|_| ()) })
-    }
-
-    fn publish<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<String>> {
-        Box::pin(self.update(fqdn, value, Change::Add))
-    }
-
-    fn applied<'a>(&'a self, id: &'a str) -> DnsFuture<'a, bool> {
-        Box::pin(self.done(id))
-    }
-}
+super::provider::pending_changes_provider!(CloudDns);

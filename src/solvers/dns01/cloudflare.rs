@@ -6,8 +6,8 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::DnsError;
 use super::api::{Answer, ApiClient, Headers, Rest, base_url, bearer, find_zone};
+use super::error::DnsError;
 use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use crate::api::issuer::Cloudflare as Config;
 use crate::solvers::SolverError;

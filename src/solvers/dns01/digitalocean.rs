@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use super::DnsError;
 use super::api::{Answer, ApiClient, Rest, base_url, bearer, find_zone, relative};
+use super::error::DnsError;
 use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use crate::api::issuer::DigitalOcean as Config;
 use crate::solvers::SolverError;

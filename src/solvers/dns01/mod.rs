@@ -26,6 +26,7 @@ mod cloud_dns;
 mod cloudflare;
 mod digitalocean;
 mod error;
+pub mod factory;
 pub mod propagation;
 pub mod provider;
 mod route53;
@@ -75,7 +76,7 @@ async fn record(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
 ) -> Result<(Box<dyn DnsProvider>, String, String), SolverError> {
-    let provider = provider::provider(env.deps.client, env.issuer, env.config).await?;
+    let provider = factory::provider(env.deps.client, env.issuer, env.config).await?;
     let mut fqdn = record_name(challenge.dns_name);
     let strategy = env.config.dns01.as_ref().and_then(|d| d.cname_strategy);
     if strategy == Some(CnameStrategy::Follow) {

@@ -13,7 +13,7 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::udp::UdpClientStream;
 use hickory_client::proto::xfer::DnsResponse;
 
-use super::DnsError;
+use super::error::DnsError;
 
 /// Where DNS questions go.
 #[derive(Clone, Debug, Default)]

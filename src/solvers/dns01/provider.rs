@@ -4,12 +4,13 @@
 
 use futures::future::BoxFuture;
 
-use super::DnsError;
-use super::{acme_dns, azure_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
-use crate::api::issuer::{SecretKeySelector, Solver as SolverConfig};
+use super::error::DnsError;
+use crate::api::issuer::SecretKeySelector;
 use crate::shared::{IssuerHandle, read_secret_key};
 use crate::solvers::SolverError;
-use crate::solvers::rfc2136::{self, Rfc2136Client};
+
+/// The id of a provider's change still being applied to its servers, if any.
+pub type Pending = Option<String>;
 
 /// The future of a provider's call.
 pub type DnsFuture<'a, T = ()> = BoxFuture<'a, Result<T, DnsError>>;
@@ -77,15 +78,41 @@ pub trait DnsProvider: Send + Sync {
     }
 }
 
-impl DnsProvider for Rfc2136Client {
-    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
-        Box::pin(self.update(fqdn, value, change))
-    }
+/// [`DnsProvider`] for a provider whose changes reach its servers in the background:
+/// its own `update(fqdn, value, change)` returns the id of a change still being applied,
+/// and `settled(id)` says whether it has been.
+macro_rules! pending_changes_provider {
+    ($provider:ty) => {
+        impl $crate::solvers::dns01::provider::DnsProvider for $provider {
+            fn change<'a>(
+                &'a self,
+                change: $crate::solvers::dns01::provider::Change,
+                fqdn: &'a str,
+                value: &'a str,
+            ) -> $crate::solvers::dns01::provider::DnsFuture<'a> {
+                Box::pin(async move { self.update(fqdn, value, change).await.map(|_| ()) })
+            }
 
-    fn serves<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<bool>> {
-        Box::pin(async move { self.has_txt(fqdn, value).await.map(Some) })
-    }
+            fn publish<'a>(
+                &'a self,
+                fqdn: &'a str,
+                value: &'a str,
+            ) -> $crate::solvers::dns01::provider::DnsFuture<'a, Option<String>> {
+                let add = $crate::solvers::dns01::provider::Change::Add;
+                Box::pin(self.update(fqdn, value, add))
+            }
+
+            fn applied<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> $crate::solvers::dns01::provider::DnsFuture<'a, bool> {
+                Box::pin(self.settled(id))
+            }
+        }
+    };
 }
+
+pub(super) use pending_changes_provider;
 
 /// Where a provider reads its credentials: the Secrets in the issuer's Secret namespace.
 #[derive(Clone, Copy)]
@@ -117,72 +144,6 @@ impl Secrets<'_> {
             ))
         })
     }
-}
-
-/// The provider a `dns01` solver entry names, with its credentials read.
-pub async fn provider(
-    client: &kube::Client,
-    issuer: &IssuerHandle,
-    config: &SolverConfig,
-) -> Result<Box<dyn DnsProvider>, SolverError> {
-    let dns01 = config
-        .dns01
-        .as_ref()
-        .ok_or_else(|| SolverError::InvalidSpec("the solver has no dns01 block".into()))?;
-    let secrets = Secrets { client, issuer };
-    if let Some(cfg) = &dns01.rfc2136 {
-        let secret = secrets.value(&cfg.tsig_secret_secret_ref, "TSIG").await?;
-        let server = rfc2136::resolve_nameserver(&cfg.nameserver).await?;
-        return Ok(Box::new(Rfc2136Client::new(
-            server,
-            &cfg.tsig_key_name,
-            cfg.tsig_algorithm.as_deref(),
-            secret.as_bytes(),
-        )?));
-    }
-    if let Some(cfg) = &dns01.cloudflare {
-        return Ok(Box::new(cloudflare::Cloudflare::new(secrets, cfg).await?));
-    }
-    if let Some(cfg) = &dns01.route53 {
-        return Ok(Box::new(route53::Route53::new(secrets, cfg).await?));
-    }
-    if let Some(cfg) = &dns01.cloud_dns {
-        return Ok(Box::new(cloud_dns::CloudDns::new(secrets, cfg).await?));
-    }
-    if let Some(cfg) = &dns01.azure_dns {
-        return Ok(Box::new(azure_dns::AzureDns::new(secrets, cfg).await?));
-    }
-    if let Some(cfg) = &dns01.digitalocean {
-        return Ok(Box::new(
-            digitalocean::DigitalOcean::new(secrets, cfg).await?,
-        ));
-    }
-    if let Some(cfg) = &dns01.acme_dns {
-        return Ok(Box::new(acme_dns::AcmeDns::new(secrets, cfg).await?));
-    }
-    if let Some(cfg) = &dns01.webhook {
-        return Ok(Box::new(webhook::Webhook::new(secrets, cfg).await?));
-    }
-    Err(SolverError::InvalidSpec(
-        "the dns01 solver names no provider".into(),
-    ))
-}
-
-/// The providers a `dns01` block sets (for validation: exactly one).
-pub fn configured(dns01: &crate::api::issuer::Dns01Solver) -> Vec<&'static str> {
-    [
-        ("rfc2136", dns01.rfc2136.is_some()),
-        ("cloudflare", dns01.cloudflare.is_some()),
-        ("route53", dns01.route53.is_some()),
-        ("digitalocean", dns01.digitalocean.is_some()),
-        ("cloudDNS", dns01.cloud_dns.is_some()),
-        ("azureDNS", dns01.azure_dns.is_some()),
-        ("acmeDNS", dns01.acme_dns.is_some()),
-        ("webhook", dns01.webhook.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect()
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 
 use http::Method;
 
-use super::DnsError;
 use super::api::{ApiClient, Body, base_url, find_zone};
-use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
+use super::error::DnsError;
+use super::provider::{Change, Pending, Secrets};
 use super::sigv4::{self, Credentials};
 use crate::api::issuer::Route53 as Config;
 use crate::solvers::SolverError;
@@ -277,7 +277,7 @@ impl Route53 {
     }
 
     /// Whether change `id` is `INSYNC` (on all of Route 53's servers).
-    async fn insync(&self, id: &str) -> Result<bool, DnsError> {
+    async fn settled(&self, id: &str) -> Result<bool, DnsError> {
         let path = format!("/2013-04-01/change/{id}");
         let (status, xml) = self.call(Method::GET, &path, &[], "").await?;
         if status != 200 {
@@ -289,12 +289,7 @@ impl Route53 {
 
 impl Route53 {
     /// Applies `change`; the id of the Route 53 change while it is not yet INSYNC.
-    async fn update(
-        &self,
-        fqdn: &str,
-        value: &str,
-        change: Change,
-    ) -> Result<Option<String>, DnsError> {
+    async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<Pending, DnsError> {
         let (id, zone) = self.zone(fqdn).await?;
         let name = fqdn.trim_end_matches('.');
         let values = self.values(&id, &zone, name).await?;
@@ -307,19 +302,7 @@ impl Route53 {
     }
 }
 
-impl DnsProvider for Route53 {
-    fn change<'a>(&'a self, change: Change, fqdn: &'a str, value: &'a str) -> DnsFuture<'a> {
-        Box::pin(async move { self.update(fqdn, value, change).await.map(|_| ()) })
-    }
-
-    fn publish<'a>(&'a self, fqdn: &'a str, value: &'a str) -> DnsFuture<'a, Option<String>> {
-        Box::pin(self.update(fqdn, value, Change::Add))
-    }
-
-    fn applied<'a>(&'a self, id: &'a str) -> DnsFuture<'a, bool> {
-        Box::pin(self.insync(id))
-    }
-}
+super::provider::pending_changes_provider!(Route53);
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@ use base64::Engine;
 use http::Method;
 use serde_json::json;
 
-use super::DnsError;
 use super::api::{ApiClient, Headers};
+use super::error::DnsError;
 use super::provider::{Change, DnsFuture, DnsProvider, Secrets};
 use crate::api::issuer::Webhook as Config;
 use crate::solvers::SolverError;

@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use rustls_pki_types::CertificateDer;
 
 use super::failure::{Failure, Step as FailedStep};
+use super::outcome::Progress;
 use super::secret::{ANNOTATION_ISSUER, leaf_der};
 use super::status::{Reason, StatusWriter};
 use super::{key_of, keys, present};
@@ -22,24 +23,8 @@ use crate::api::{Certificate, ChallengeState, ChallengeType, IssuerName, OrderSt
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::Request;
 use crate::decide::order::{self, AuthzView, OrderView, Step};
-use crate::pki::{self, CertInfo};
+use crate::pki;
 use crate::solvers::{select_solver, solver_kind};
-
-/// Where an order stands after a pass.
-pub enum Progress {
-    /// Waiting on the CA or DNS: look again after the CA's `Retry-After` if it sent
-    /// one, else after [`crate::decide::poll_delay`] (at least `floor`).
-    Wait {
-        retry_after: Option<Duration>,
-        floor: Duration,
-    },
-    /// The chain (checked against the key and the names), its key, and what it says.
-    Issued {
-        chain: String,
-        key_pem: String,
-        info: CertInfo,
-    },
-}
 
 /// What one pass needs.
 pub struct Pass<'a> {
