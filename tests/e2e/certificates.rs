@@ -694,3 +694,66 @@ async fn bad_certificates_are_reported_and_others_still_issue() {
             .contains("dns01")
     );
 }
+
+/// The issuer controller and the certificate controller share one issuer watch: a
+/// deleted issuer must still wake its Certificates (a valid one is requeued only at its
+/// renewal time, hours away), which then say so.
+#[tokio::test]
+async fn deleting_the_issuer_is_reported_on_its_certificates_at_once() {
+    let (client, ns, _pebble, operator) = setup(
+        "issuer-gone",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    wait_issuer(
+        &client,
+        &ns,
+        "pebble",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+    let name = format!("{}.{ZONE}", unique_name("gone"));
+    create_certificate(
+        &client,
+        &ns,
+        "orphaned",
+        json!({ "secretName": "orphaned-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [name] }),
+    )
+    .await;
+    wait_cert_ready(
+        &client,
+        &ns,
+        "orphaned",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &operator,
+    )
+    .await;
+
+    Api::<CaaSIssuer>::namespaced(client.clone(), &ns)
+        .delete("pebble", &Default::default())
+        .await
+        .unwrap();
+    let cert = wait_cert_ready(
+        &client,
+        &ns,
+        "orphaned",
+        "False",
+        Some("IssuerNotFound"),
+        Duration::from_secs(30),
+        &operator,
+    )
+    .await;
+    let ready = cert.status.unwrap().conditions;
+    assert!(
+        ready
+            .iter()
+            .any(|c| c.message.contains("\"pebble\" does not exist")),
+        "{ready:?}"
+    );
+}
