@@ -116,7 +116,7 @@ impl RunArgs {
             lease_name: self.lease_name,
             lease_duration: std::time::Duration::from_secs(self.lease_duration),
             identity,
-            dns01_resolvers: caas_operator::solvers::dns01::propagation::Resolvers {
+            dns01_resolvers: caas_operator::shared::settings::Resolvers {
                 servers: self.dns01_recursive_nameservers,
                 only: self.dns01_recursive_nameservers_only,
             },

@@ -22,6 +22,7 @@ use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::index::ChallengeIndex;
 use memory::Memory;
 
+pub use crate::shared::settings::Settings;
 pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, read_secret_key};
 pub use crate::shared::{events, memory};
 
@@ -158,24 +159,6 @@ pub enum AccountError {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Acme(#[from] AcmeError),
-}
-
-/// Operator settings from the command line.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Where `ClusterCaaSIssuer` Secrets live.
-    pub cluster_resource_namespace: String,
-    /// What the challenge solvers read.
-    pub solvers: crate::solvers::SolverSettings,
-    /// Whether `caas.dev/restart-on-renew` workloads are restarted.
-    pub restart_on_renew: bool,
-    /// A certificate this close to notAfter whose renewal fails is `Expiring`.
-    pub expiring_within: std::time::Duration,
-    /// Notifications for issuers without `spec.notify` (URL Secrets in the cluster
-    /// resource namespace).
-    pub default_notify: Option<crate::api::issuer::Notify>,
-    /// Read cert-manager's `cert-manager.io/...` Ingress and Gateway annotations too.
-    pub accept_cert_manager_annotations: bool,
 }
 
 /// What every reconcile gets.

@@ -25,8 +25,9 @@ use crate::api::Certificate;
 use crate::controllers::Settings;
 use crate::metrics::Metrics;
 use crate::shared::memory::Memory;
-use crate::solvers::SolverSettings;
-use crate::solvers::http01::{self, SolverEndpoint};
+use crate::shared::settings::SolverEndpoint;
+use crate::shared::settings::SolverSettings;
+use crate::solvers::http01;
 use crate::solvers::index::ChallengeIndex;
 
 mod election;
@@ -59,7 +60,7 @@ pub struct Options {
     /// This replica's name in the Lease.
     pub identity: String,
     /// DNS-01 propagation checks: recursive resolvers, and whether to ask them alone.
-    pub dns01_resolvers: crate::solvers::dns01::propagation::Resolvers,
+    pub dns01_resolvers: crate::shared::settings::Resolvers,
     /// Restart `caas.dev/restart-on-renew` workloads after renewals.
     pub restart_on_renew: bool,
     /// Mark certificates this close to expiry whose renewal fails `Expiring`.

@@ -269,7 +269,7 @@ async fn run_check(
         dns01_recursive_nameservers,
         dns01_recursive_nameservers_only,
     } = what;
-    let resolvers = crate::solvers::dns01::propagation::Resolvers {
+    let resolvers = crate::shared::settings::Resolvers {
         servers: dns01_recursive_nameservers.clone(),
         only: *dns01_recursive_nameservers_only,
     };

@@ -9,6 +9,7 @@ pub mod events;
 pub mod issuer;
 pub mod memory;
 pub mod patch;
+pub mod settings;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;

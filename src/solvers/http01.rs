@@ -41,6 +41,7 @@ use crate::api::{
     MANAGED_BY_VALUE,
 };
 use crate::shared::FIELD_MANAGER;
+use crate::shared::settings::SolverEndpoint;
 
 pub const COMPONENT: &str = "http01-solver";
 pub const PATH_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -88,13 +89,6 @@ pub fn resource_name(token: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("caas-solver-{hex}")
-}
-
-/// Where the temporary Service sends traffic: the operator's address and solver port.
-#[derive(Clone, Copy, Debug)]
-pub struct SolverEndpoint {
-    pub ip: Option<IpAddr>,
-    pub port: u16,
 }
 
 fn labels(cert: &Certificate) -> BTreeMap<String, String> {

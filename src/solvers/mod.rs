@@ -21,19 +21,11 @@ use crate::api::issuer::Solver as SolverConfig;
 use crate::api::{Certificate, ChallengeType};
 use crate::shared::IssuerHandle;
 use crate::shared::events::Recorder;
+pub use crate::shared::settings::SolverSettings;
 
 /// Every solver the operator has. Adding one is a new file implementing [`Solver`] and
 /// one line here.
 pub const SOLVERS: &[&dyn Solver] = &[&http01::Http01, &dns01::Dns01, &tls_alpn01::TlsAlpn01];
-
-/// The operator settings the solvers read.
-#[derive(Clone, Debug)]
-pub struct SolverSettings {
-    /// Where the temporary HTTP-01 Services send traffic.
-    pub solver_endpoint: http01::SolverEndpoint,
-    /// Where DNS-01 propagation checks and CNAME lookups ask.
-    pub dns01_resolvers: dns01::propagation::Resolvers,
-}
 
 /// What solvers may use beyond the challenge itself: the API client, their settings and
 /// the event publisher; no controller state.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::api::issuer::Solver as SolverConfig;
-use crate::solvers::dns01::propagation::Resolvers;
+use crate::shared::settings::Resolvers;
 use crate::solvers::{Challenge, Readiness, SolveEnv, Solver};
 
 /// The round trip through the solver that serves `dns_name`; how long until it was
@@ -56,8 +56,8 @@ async fn publish_test_record(
     resolvers: Resolvers,
     wait: Duration,
 ) -> Result<Duration, String> {
-    let settings = crate::solvers::SolverSettings {
-        solver_endpoint: crate::solvers::http01::SolverEndpoint { ip: None, port: 0 },
+    let settings = crate::shared::settings::SolverSettings {
+        solver_endpoint: crate::shared::settings::SolverEndpoint { ip: None, port: 0 },
         dns01_resolvers: resolvers,
     };
     let events = crate::shared::events::Recorder::new(client.clone(), "kubectl-caas", None);

@@ -24,7 +24,7 @@ use crate::api::issuer::ExternalAccountBinding;
 use crate::plugin::probe::{self, secret_key};
 use crate::plugin::report::Report;
 use crate::shared::IssuerHandle;
-use crate::solvers::dns01::propagation::Resolvers;
+use crate::shared::settings::Resolvers;
 
 /// How long `--dns` waits for the test record to be served.
 const DNS_WAIT: std::time::Duration = std::time::Duration::from_secs(120);

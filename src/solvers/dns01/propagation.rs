@@ -14,30 +14,7 @@ use hickory_client::proto::udp::UdpClientStream;
 use hickory_client::proto::xfer::DnsResponse;
 
 use super::error::DnsError;
-
-/// Where DNS questions go.
-#[derive(Clone, Debug, Default)]
-pub struct Resolvers {
-    /// Recursive resolvers; empty: the system's (`/etc/resolv.conf`).
-    pub servers: Vec<SocketAddr>,
-    /// Ask these alone, not the zone's authoritative servers.
-    pub only: bool,
-}
-
-impl Resolvers {
-    fn recursive(&self) -> Vec<SocketAddr> {
-        if !self.servers.is_empty() {
-            return self.servers.clone();
-        }
-        std::fs::read_to_string("/etc/resolv.conf")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, 53))
-            .collect()
-    }
-}
+use crate::shared::settings::Resolvers;
 
 async fn query(server: SocketAddr, name: &str, rtype: RecordType) -> Result<DnsResponse, DnsError> {
     let unreachable = |e: String| DnsError::Unreachable { server, message: e };

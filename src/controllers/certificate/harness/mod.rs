@@ -45,7 +45,7 @@ use crate::api::{
 };
 use crate::controllers::memory::{Clock, Memory};
 use crate::controllers::{Context, Settings, Stores};
-use crate::solvers::http01::SolverEndpoint;
+use crate::shared::settings::SolverEndpoint;
 use crate::solvers::index::ChallengeIndex;
 use fake_acme::FakeCa;
 use fake_api::{FakeApi, FakeStores};
@@ -85,7 +85,7 @@ impl Clock for TestClock {
 pub fn settings() -> Settings {
     Settings {
         cluster_resource_namespace: "caas-system".into(),
-        solvers: crate::solvers::SolverSettings {
+        solvers: crate::shared::settings::SolverSettings {
             solver_endpoint: SolverEndpoint {
                 ip: None,
                 port: 8089,
