@@ -140,14 +140,14 @@ impl From<&instant_acme::AuthorizationState> for AuthzView {
 
 /// Why an order cannot go on: a reason word for status, and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
+pub struct OrderFailure {
     pub reason: Reason,
     pub message: String,
 }
 
-impl Failure {
+impl OrderFailure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure {
+        OrderFailure {
             reason,
             message: message.into(),
         }
@@ -186,7 +186,7 @@ pub enum Step {
     /// Fetch the certificate.
     Download,
     /// The order is dead; a new one is needed.
-    Fail(Failure),
+    Fail(OrderFailure),
 }
 
 /// The next step for `order`. `authzs` are its authorizations (needed when it is
@@ -195,7 +195,7 @@ pub enum Step {
 pub fn next_step(
     order: &OrderView,
     authzs: &[AuthzView],
-    choose: &dyn Fn(&str) -> Result<ChallengeType, Failure>,
+    choose: &dyn Fn(&str) -> Result<ChallengeType, OrderFailure>,
 ) -> Step {
     match order.status {
         OrderState::Pending => match choose_challenges(authzs, choose) {
@@ -205,7 +205,7 @@ pub fn next_step(
         OrderState::Ready => Step::Finalize,
         OrderState::Processing => Step::AwaitIssuance,
         OrderState::Valid => Step::Download,
-        OrderState::Invalid => Step::Fail(Failure::new(
+        OrderState::Invalid => Step::Fail(OrderFailure::new(
             Reason::OrderFailed,
             invalid_message(order, authzs),
         )),
@@ -214,8 +214,8 @@ pub fn next_step(
 
 fn choose_challenges(
     authzs: &[AuthzView],
-    choose: &dyn Fn(&str) -> Result<ChallengeType, Failure>,
-) -> Result<Vec<Chosen>, Failure> {
+    choose: &dyn Fn(&str) -> Result<ChallengeType, OrderFailure>,
+) -> Result<Vec<Chosen>, OrderFailure> {
     let mut chosen = Vec::new();
     for (i, authz) in authzs.iter().enumerate() {
         match authz.status {
@@ -232,7 +232,7 @@ fn choose_challenges(
                     true => String::new(),
                     false => format!(": {}", errors.join("; ")),
                 };
-                return Err(Failure::new(
+                return Err(OrderFailure::new(
                     Reason::ChallengeFailed,
                     format!("the authorization for {} is {other}{errors}", authz.name),
                 ));
@@ -240,7 +240,7 @@ fn choose_challenges(
         }
         let type_ = choose(&authz.name)?;
         let Some(challenge) = authz.challenges.iter().find(|c| c.type_ == Some(type_)) else {
-            return Err(Failure::new(
+            return Err(OrderFailure::new(
                 Reason::ChallengeNotOffered,
                 format!("the CA does not offer {type_} for {}", authz.name),
             ));
@@ -251,7 +251,7 @@ fn choose_challenges(
                 .as_ref()
                 .map(Problem::text)
                 .unwrap_or_default();
-            return Err(Failure::new(
+            return Err(OrderFailure::new(
                 Reason::ChallengeFailed,
                 format!("{type_} for {} failed: {error}", authz.name),
             ));

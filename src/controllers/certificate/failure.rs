@@ -9,7 +9,7 @@ use crate::solvers::SolverError;
 
 /// Which step of an issuance failed (for logs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum FailedStep {
     Account,
     Order,
     Present,
@@ -17,14 +17,14 @@ pub enum Step {
     Download,
 }
 
-impl std::fmt::Display for Step {
+impl std::fmt::Display for FailedStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Step::Account => "account",
-            Step::Order => "drive order",
-            Step::Present => "present challenges",
-            Step::Keys => "keys",
-            Step::Download => "download",
+            FailedStep::Account => "account",
+            FailedStep::Order => "drive order",
+            FailedStep::Present => "present challenges",
+            FailedStep::Keys => "keys",
+            FailedStep::Download => "download",
         })
     }
 }
@@ -33,7 +33,7 @@ impl std::fmt::Display for Step {
 #[derive(Debug, thiserror::Error)]
 #[error("{step}: {reason}: {message}", reason = reason.as_str())]
 pub struct Failure {
-    pub step: Step,
+    pub step: FailedStep,
     pub reason: Reason,
     pub message: String,
     /// The order is dead: the next attempt starts a new one.
@@ -49,7 +49,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(
-        step: Step,
+        step: FailedStep,
         reason: Reason,
         message: impl Into<String>,
         abandon_order: bool,
@@ -65,34 +65,34 @@ impl Failure {
         }
     }
 
-    pub fn acme(step: Step, e: AcmeError) -> Self {
+    pub fn acme(step: FailedStep, e: AcmeError) -> Self {
         let mut f = Failure::new(step, e.reason(), e.to_string(), false);
         f.transient = e.is_transient();
         f.from_ca = true;
         f
     }
 
-    pub fn from_acme(step: Step) -> impl Fn(instant_acme::Error) -> Failure {
+    pub fn from_acme(step: FailedStep) -> impl Fn(instant_acme::Error) -> Failure {
         move |e| Failure::acme(step, AcmeError::from_acme(e))
     }
 
-    pub fn kube(step: Step) -> impl Fn(kube::Error) -> Failure {
+    pub fn kube(step: FailedStep) -> impl Fn(kube::Error) -> Failure {
         move |e| Failure::new(step, Reason::KubernetesError, e.to_string(), false)
     }
 
     pub fn solver(e: SolverError) -> Failure {
-        Failure::new(Step::Present, e.reason(), e.to_string(), false)
+        Failure::new(FailedStep::Present, e.reason(), e.to_string(), false)
     }
 
     pub fn account(e: AccountError) -> Failure {
         match e {
-            AccountError::Kube(e) => Failure::kube(Step::Account)(e),
-            AccountError::Acme(e) => Failure::acme(Step::Account, e),
+            AccountError::Kube(e) => Failure::kube(FailedStep::Account)(e),
+            AccountError::Acme(e) => Failure::acme(FailedStep::Account, e),
         }
     }
 
     /// A dead order, as the state machine found it.
-    pub fn order(f: order::Failure) -> Failure {
-        Failure::new(Step::Order, f.reason, f.message, true)
+    pub fn order(f: order::OrderFailure) -> Failure {
+        Failure::new(FailedStep::Order, f.reason, f.message, true)
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use super::failure::{Failure, Step};
+use super::failure::{FailedStep, Failure};
 use super::key_of;
 use super::observe::managed_secret;
 use super::secret::{self, secret_string};
@@ -43,7 +43,7 @@ pub async fn existing(
     let ns = cert.namespace().unwrap_or_default();
     let stored = managed_secret(ctx, cert, &ns, &next_key_name(cert))
         .await
-        .map_err(Failure::kube(Step::Keys))?;
+        .map_err(Failure::kube(FailedStep::Keys))?;
     Ok(stored
         .and_then(|s| secret_string(&s, "tls.key"))
         .filter(|k| request.key.matches(k)))
@@ -61,10 +61,10 @@ pub async fn next(
         return Ok(key);
     }
     let key_pem = pki::generate_key(&request.key)
-        .map_err(|e| Failure::new(Step::Keys, Reason::InvalidSpec, e.to_string(), true))?;
+        .map_err(|e| Failure::new(FailedStep::Keys, Reason::InvalidSpec, e.to_string(), true))?;
     let owner = cert.controller_owner_ref(&()).ok_or_else(|| {
         Failure::new(
-            Step::Keys,
+            FailedStep::Keys,
             Reason::KubernetesError,
             "the Certificate has no uid yet",
             false,
@@ -90,7 +90,7 @@ pub async fn next(
     };
     secret::apply(ctx, cert, &body)
         .await
-        .map_err(Failure::kube(Step::Keys))?;
+        .map_err(Failure::kube(FailedStep::Keys))?;
     Ok(key_pem)
 }
 

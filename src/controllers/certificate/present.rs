@@ -8,7 +8,7 @@ use std::time::Duration;
 use instant_acme::Order;
 use kube::ResourceExt;
 
-use super::failure::{Failure, Step};
+use super::failure::{FailedStep, Failure};
 use super::key_of;
 use super::outcome::Progress;
 use super::status::StatusWriter;
@@ -52,7 +52,7 @@ async fn records(order: &mut Order, chosen: &[Chosen]) -> Result<Vec<ChallengeSt
     let mut authzs = order.authorizations();
     let mut i = 0;
     while let Some(authz) = authzs.next().await {
-        let mut authz = authz.map_err(Failure::from_acme(Step::Present))?;
+        let mut authz = authz.map_err(Failure::from_acme(FailedStep::Present))?;
         if let Some(c) = chosen.iter().find(|c| c.authz == i)
             && let Some(handle) = authz.challenge(c.type_.to_acme())
         {
@@ -75,7 +75,7 @@ async fn records(order: &mut Order, chosen: &[Chosen]) -> Result<Vec<ChallengeSt
 async fn set_ready(order: &mut Order, tokens: &[String]) -> Result<(), Failure> {
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
-        let mut authz = authz.map_err(Failure::from_acme(Step::Present))?;
+        let mut authz = authz.map_err(Failure::from_acme(FailedStep::Present))?;
         let token = authz
             .challenges
             .iter()
@@ -87,7 +87,7 @@ async fn set_ready(order: &mut Order, tokens: &[String]) -> Result<(), Failure> 
             handle
                 .set_ready()
                 .await
-                .map_err(Failure::from_acme(Step::Present))?;
+                .map_err(Failure::from_acme(FailedStep::Present))?;
         }
     }
     Ok(())
@@ -117,7 +117,7 @@ pub async fn present(
     // cleanup knows what was put in place.
     w.save().await.map_err(|e| {
         Failure::new(
-            Step::Present,
+            FailedStep::Present,
             super::status::Reason::KubernetesError,
             e.to_string(),
             false,
@@ -179,7 +179,7 @@ fn solver_env<'a>(
 ) -> Result<(&'static dyn Solver, SolveEnv<'a>), Failure> {
     let solver = solvers::for_type(rec.type_).ok_or_else(|| {
         Failure::new(
-            Step::Present,
+            FailedStep::Present,
             super::status::Reason::InvalidSpec,
             format!("no solver for {}", rec.type_),
             true,
@@ -187,7 +187,7 @@ fn solver_env<'a>(
     })?;
     let config = config(issuer, cert, &rec.dns_name).ok_or_else(|| {
         Failure::new(
-            Step::Present,
+            FailedStep::Present,
             super::status::Reason::NoSolver,
             format!("no solver of {} matches {}", issuer.display(), rec.dns_name),
             true,

@@ -81,10 +81,10 @@ pub(super) const LE_404: &str = "93.184.215.14: Invalid response from http://exa
 pub(super) const LE_CAA: &str =
     "Error finalizing order :: Rechecking CAA for \"www.example.com\" failed";
 
-pub(super) type Policy = fn(&str) -> Result<ChallengeType, Failure>;
+pub(super) type Policy = fn(&str) -> Result<ChallengeType, OrderFailure>;
 
 /// http-01 for plain names, dns-01 for wildcards (which nothing else can prove).
-pub(super) fn http_or_dns(name: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn http_or_dns(name: &str) -> Result<ChallengeType, OrderFailure> {
     Ok(if name.starts_with("*.") {
         Dns01
     } else {
@@ -92,7 +92,7 @@ pub(super) fn http_or_dns(name: &str) -> Result<ChallengeType, Failure> {
     })
 }
 
-pub(super) fn alpn_or_dns(name: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn alpn_or_dns(name: &str) -> Result<ChallengeType, OrderFailure> {
     Ok(if name.starts_with("*.") {
         Dns01
     } else {
@@ -100,18 +100,18 @@ pub(super) fn alpn_or_dns(name: &str) -> Result<ChallengeType, Failure> {
     })
 }
 
-pub(super) fn dns_only(_: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn dns_only(_: &str) -> Result<ChallengeType, OrderFailure> {
     Ok(Dns01)
 }
 
-pub(super) fn http_only(_: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn http_only(_: &str) -> Result<ChallengeType, OrderFailure> {
     Ok(Http01)
 }
 
 /// An issuer whose only solver is http-01, so a wildcard has none.
-pub(super) fn no_wildcard_solver(name: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn no_wildcard_solver(name: &str) -> Result<ChallengeType, OrderFailure> {
     match name.starts_with("*.") {
-        true => Err(Failure::new(
+        true => Err(OrderFailure::new(
             Reason::NoSolver,
             format!("no solver matches {name}"),
         )),
@@ -120,6 +120,6 @@ pub(super) fn no_wildcard_solver(name: &str) -> Result<ChallengeType, Failure> {
 }
 
 /// For orders whose challenges are settled: the solver must not even be asked.
-pub(super) fn never(name: &str) -> Result<ChallengeType, Failure> {
+pub(super) fn never(name: &str) -> Result<ChallengeType, OrderFailure> {
     panic!("choose called for {name}")
 }

@@ -237,14 +237,14 @@ fn invalid_orders() {
             INVALID_PEBBLE,
             ALL_VALID_LE,
             never,
-            Expect::Is(Step::Fail(Failure::new(Reason::OrderFailed, BARE))),
+            Expect::Is(Step::Fail(OrderFailure::new(Reason::OrderFailed, BARE))),
         ),
         case(
             "pebble: no order error, a challenge error",
             INVALID_PEBBLE,
             INVALID_AUTHZ_LE,
             never,
-            Expect::Is(Step::Fail(Failure::new(
+            Expect::Is(Step::Fail(OrderFailure::new(
                 Reason::OrderFailed,
                 format!("{BARE}: example.com: unauthorized: {LE_404}"),
             ))),
@@ -290,7 +290,7 @@ fn dead_authorizations_fail_the_pending_order() {
             PENDING_LE,
             INVALID_AUTHZ_LE,
             http_only,
-            Expect::Is(Step::Fail(Failure::new(
+            Expect::Is(Step::Fail(OrderFailure::new(
                 Reason::ChallengeFailed,
                 format!("the authorization for example.com is invalid: unauthorized: {LE_404}"),
             ))),
@@ -314,7 +314,7 @@ fn chosen_challenge_unusable() {
             PENDING_STEPCA,
             NO_DNS01_STEPCA,
             dns_only,
-            Expect::Is(Step::Fail(Failure::new(
+            Expect::Is(Step::Fail(OrderFailure::new(
                 Reason::ChallengeNotOffered,
                 "the CA does not offer dns-01 for node-7.cluster.internal",
             ))),
@@ -344,7 +344,7 @@ fn chosen_challenge_unusable() {
             PENDING_PEBBLE,
             FRESH_PEBBLE,
             no_wildcard_solver,
-            Expect::Is(Step::Fail(Failure::new(
+            Expect::Is(Step::Fail(OrderFailure::new(
                 Reason::NoSolver,
                 "no solver matches *.example.com",
             ))),

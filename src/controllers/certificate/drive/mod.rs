@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use rustls_pki_types::CertificateDer;
 
-use super::failure::{Failure, Step as FailedStep};
+use super::failure::{FailedStep, Failure};
 use super::outcome::Progress;
 use super::secret::{ANNOTATION_ISSUER, leaf_der};
 use super::status::{Reason, StatusWriter};
@@ -100,7 +100,7 @@ pub async fn drive(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Progress, F
 }
 
 /// The challenge type the issuer proves `name` with.
-fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::Failure> {
+fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::OrderFailure> {
     let solvers = &p.issuer.spec.solvers;
     let Some(index) = select_solver(solvers, name, p.cert.labels()) else {
         let hint = if name.starts_with("*.") {
@@ -108,15 +108,15 @@ fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::Failure> {
         } else {
             ""
         };
-        return Err(order::Failure::new(
+        return Err(order::OrderFailure::new(
             Reason::NoSolver,
             format!("no solver of {} matches {name}{hint}", p.issuer.display()),
         ));
     };
-    let kind =
-        solver_kind(&solvers[index]).map_err(|e| order::Failure::new(Reason::InvalidSpec, e))?;
+    let kind = solver_kind(&solvers[index])
+        .map_err(|e| order::OrderFailure::new(Reason::InvalidSpec, e))?;
     if kind == ChallengeType::Dns01 && name.parse::<std::net::IpAddr>().is_ok() {
-        return Err(order::Failure::new(
+        return Err(order::OrderFailure::new(
             Reason::NoSolver,
             format!(
                 "{name} is an IP address, which DNS-01 cannot prove: give {} an http01 or tlsAlpn01 solver whose selector matches it",
