@@ -55,7 +55,7 @@ pub struct IssuerSpec {
     pub profile: Option<String>,
     /// How to solve challenges; the solver with the most specific matching selector wins.
     #[serde(default)]
-    pub solvers: Vec<Solver>,
+    pub solvers: Vec<SolverConfig>,
     /// Notifications about this issuer's Certificates (issued, renewed, failed,
     /// expiring); without it, the operator's default (`--default-notify`, the chart's
     /// `notify` value) applies.
@@ -144,7 +144,7 @@ pub struct SecretKeySelector {
 /// has none). Exactly one of `http01`, `dns01`, `tlsAlpn01`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Solver {
+pub struct SolverConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<SolverSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -263,6 +263,11 @@ impl Accounts {
             .map(|(_, a)| a.clone())
     }
 
+    /// Forgets the account of the issuer whose cache key is `key` (deleted).
+    pub fn forget_key(&self, key: &str) {
+        self.cache.lock().expect("accounts lock").remove(key);
+    }
+
     /// Forgets the issuer's account (its key may have changed at the CA).
     pub fn forget(&self, issuer: &IssuerHandle) {
         self.cache

@@ -181,7 +181,9 @@ async fn issuer_kind_loop<K, Fut>(
         .run(reconcile, controllers::issuer::error_policy, ctx.clone())
         .for_each(|result| {
             if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
-                ctx.memory.forget_issuer(&key(&ctx, &obj));
+                let key = key(&ctx, &obj);
+                ctx.memory.forget_issuer(&key);
+                ctx.accounts.forget_key(&key);
             }
             futures::future::ready(())
         })

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::api::issuer::Solver as SolverConfig;
+use crate::api::issuer::SolverConfig;
 use crate::api::{Certificate, ChallengeType};
 use crate::shared::IssuerHandle;
 use crate::shared::events::Recorder;
@@ -269,17 +269,16 @@ pub fn select_solver(
 mod tests {
     use super::*;
     use crate::api::issuer::{Dns01Solver, Http01Solver, SolverSelector};
-    type Solver = SolverConfig;
 
-    fn http(selector: Option<SolverSelector>) -> Solver {
-        Solver {
+    fn http(selector: Option<SolverSelector>) -> SolverConfig {
+        SolverConfig {
             selector,
             http01: Some(Http01Solver::default()),
             ..Default::default()
         }
     }
-    fn dns(selector: Option<SolverSelector>) -> Solver {
-        Solver {
+    fn dns(selector: Option<SolverSelector>) -> SolverConfig {
+        SolverConfig {
             selector,
             dns01: Some(Dns01Solver::default()),
             ..Default::default()
@@ -342,7 +341,7 @@ mod tests {
     fn labels_must_all_match_and_count() {
         let mut team = BTreeMap::new();
         team.insert("team".to_string(), "a".to_string());
-        let labelled = Solver {
+        let labelled = SolverConfig {
             selector: Some(SolverSelector {
                 match_labels: team.clone(),
                 ..Default::default()
@@ -357,9 +356,9 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_first_and_bad_solvers_are_skipped() {
-        let broken = Solver::default();
+        let broken = SolverConfig::default();
         let solvers = vec![broken, http(None), dns(None)];
         assert_eq!(select_solver(&solvers, "x.org", &none()), Some(1));
-        assert!(solver_kind(&Solver::default()).is_err());
+        assert!(solver_kind(&SolverConfig::default()).is_err());
     }
 }

@@ -13,7 +13,7 @@ use super::key_of;
 use super::outcome::Progress;
 use super::status::StatusWriter;
 use crate::api::certificate::{CertificateStatus, ChallengeStatus};
-use crate::api::issuer::Solver as SolverConfig;
+use crate::api::issuer::SolverConfig;
 use crate::api::{Certificate, ChallengeState, ChallengeType};
 use crate::controllers::{Context, IssuerHandle};
 use crate::decide::order::Chosen;

@@ -189,7 +189,8 @@ fn validate_cloud_providers(dns01: &Dns01Solver) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::api::issuer::{
-        ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef, Solver,
+        ExternalAccountBinding, Http01Ingress, Http01Solver, SecretKeySelector, SecretRef,
+        SolverConfig,
     };
 
     fn spec() -> IssuerSpec {
@@ -198,7 +199,7 @@ mod tests {
             private_key_secret_ref: SecretRef {
                 name: "acct".into(),
             },
-            solvers: vec![Solver {
+            solvers: vec![SolverConfig {
                 http01: Some(Http01Solver::default()),
                 ..Default::default()
             }],
@@ -223,7 +224,7 @@ mod tests {
         });
         assert!(validate(&s).unwrap_err().contains("HS999"));
         let mut s = spec();
-        s.solvers.push(Solver::default());
+        s.solvers.push(SolverConfig::default());
         assert!(validate(&s).unwrap_err().contains("solvers[1]"));
         let mut s = spec();
         s.solvers[0].http01 = Some(Http01Solver {

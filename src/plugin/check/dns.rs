@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::api::issuer::Solver as SolverConfig;
+use crate::api::issuer::SolverConfig;
 use crate::shared::settings::Resolvers;
 use crate::solvers::{Challenge, Readiness, SolveEnv, Solver};
 

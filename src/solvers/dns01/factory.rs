@@ -2,7 +2,7 @@
 
 use super::provider::{DnsProvider, Secrets};
 use super::{acme_dns, azure_dns, cloud_dns, cloudflare, digitalocean, route53, webhook};
-use crate::api::issuer::Solver as SolverConfig;
+use crate::api::issuer::SolverConfig;
 use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::{self, Rfc2136Client};

@@ -38,7 +38,7 @@ use kube::runtime::controller::Action;
 
 use crate::acme::AccountKey;
 use crate::api::certificate::IssuerRef;
-use crate::api::issuer::{IssuerStatus, SecretRef, Solver, TlsAlpn01Solver};
+use crate::api::issuer::{IssuerStatus, SecretRef, SolverConfig, TlsAlpn01Solver};
 use crate::api::{
     COMPONENT_LABEL, CaaSIssuer, Certificate, CertificateSpec, Condition, IssuerSpec,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -180,7 +180,7 @@ impl Harness {
     /// account's URI; it solves with TLS-ALPN-01 (the operator's own listener: nothing
     /// to write to the API).
     pub fn ready_issuer(&self, name: &str) -> CaaSIssuer {
-        let tls_alpn01 = Solver {
+        let tls_alpn01 = SolverConfig {
             tls_alpn01: Some(TlsAlpn01Solver {}),
             ..Default::default()
         };
@@ -188,7 +188,7 @@ impl Harness {
     }
 
     /// [`Harness::ready_issuer`] with these solvers.
-    pub fn ready_issuer_with(&self, name: &str, solvers: Vec<Solver>) -> CaaSIssuer {
+    pub fn ready_issuer_with(&self, name: &str, solvers: Vec<SolverConfig>) -> CaaSIssuer {
         let key = AccountKey::generate().expect("an account key");
         let kid = self.ca.register(&key);
         let secret_name = format!("{name}-account-key");
@@ -231,7 +231,7 @@ impl Harness {
                 private_key_secret_ref: SecretRef {
                     name: secret_name.to_string(),
                 },
-                solvers: vec![Solver {
+                solvers: vec![SolverConfig {
                     tls_alpn01: Some(TlsAlpn01Solver {}),
                     ..Default::default()
                 }],

@@ -158,13 +158,13 @@ async fn an_order_the_ca_forgot_is_replaced() {
 
 #[tokio::test]
 async fn http01_solver_objects_are_made_and_removed() {
-    use crate::api::issuer::{Http01Ingress, Http01Solver, Solver};
+    use crate::api::issuer::{Http01Ingress, Http01Solver, SolverConfig};
     use crate::solvers::http01::{COMPONENT, PATH_PREFIX, resource_name};
     use k8s_openapi::api::core::v1::{Endpoints, Service};
     use k8s_openapi::api::networking::v1::Ingress;
 
     let h = Harness::new("http01").await;
-    let http01 = Solver {
+    let http01 = SolverConfig {
         http01: Some(Http01Solver {
             ingress: Some(Http01Ingress {
                 ingress_class_name: Some("nginx".into()),
