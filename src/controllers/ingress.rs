@@ -18,9 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error};
 use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};
 use crate::api::{Certificate, CertificateSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::shared::FIELD_MANAGER;
 
 pub const ISSUER: &str = "caas.dev/issuer";
 pub const CLUSTER_ISSUER: &str = "caas.dev/cluster-issuer";

@@ -11,7 +11,6 @@ pub mod restart;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use events::Recorder;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -20,11 +19,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::acme::{AcmeError, AcmeHttp, AcmeStats};
 use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::index::ChallengeIndex;
-use memory::Memory;
 
-pub use crate::shared::settings::Settings;
-pub use crate::shared::{FIELD_MANAGER, IssuerHandle, IssuerKind, read_secret_key};
-pub use crate::shared::{events, memory};
+use crate::shared::IssuerHandle;
+use crate::shared::events::Recorder;
+use crate::shared::memory::Memory;
+use crate::shared::settings::Settings;
 
 /// Errors that end a reconcile early; they are retried with backoff. Everything a user
 /// can act on is reported in the object's status instead.
@@ -270,10 +269,7 @@ impl Accounts {
 
     /// Forgets the issuer's account (its key may have changed at the CA).
     pub fn forget(&self, issuer: &IssuerHandle) {
-        self.cache
-            .lock()
-            .expect("accounts lock")
-            .remove(&issuer.cache_key());
+        self.forget_key(&issuer.cache_key());
     }
 
     /// The account last loaded for the issuer's CA, whatever the key Secret's version.

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::Recorder;
-use super::memory::Memory;
+use crate::shared::events::Recorder;
+use crate::shared::memory::Memory;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, ListParams};

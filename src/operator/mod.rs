@@ -22,9 +22,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::api::Certificate;
-use crate::controllers::Settings;
 use crate::metrics::Metrics;
 use crate::shared::memory::Memory;
+use crate::shared::settings::Settings;
 use crate::shared::settings::SolverEndpoint;
 use crate::shared::settings::SolverSettings;
 use crate::solvers::http01;

@@ -324,14 +324,14 @@ mod tests {
             "caCrt": false, "key": "ECDSA P-256", "keyMatches": true, "validNow": true,
             "certificate": "web", "issuerAnnotation": null,
         });
-        assert_eq!(crate::plugin::report::sorted_keys(&report()), secret);
+        assert_eq!(crate::plugin::report::as_printed(&report()), secret);
         let mut inspect = secret.clone();
         inspect["namespace"] = json!("ns");
         inspect["name"] = json!("web-tls");
         inspect["ready"] = json!(true);
         inspect["verdict"] = json!("USABLE: valid now, and tls.key belongs to the certificate");
         let r = InspectReport::new("ns", "web-tls", report());
-        assert_eq!(crate::plugin::report::sorted_keys(&r), inspect);
+        assert_eq!(crate::plugin::report::as_printed(&r), inspect);
     }
 
     #[test]

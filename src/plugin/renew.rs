@@ -137,7 +137,7 @@ mod tests {
             renewed: vec!["a".into(), "b".into()],
         };
         assert_eq!(
-            crate::plugin::report::sorted_keys(&r),
+            crate::plugin::report::as_printed(&r),
             json!({ "ready": true, "namespace": "ns", "renewed": ["a", "b"], "at": "2026-11-29T10:00:00Z" })
         );
         assert_eq!(
@@ -156,7 +156,7 @@ mod tests {
             revoked_serial: "0a".into(),
         };
         assert_eq!(
-            crate::plugin::report::sorted_keys(&r),
+            crate::plugin::report::as_printed(&r),
             json!({ "ready": true, "namespace": "ns", "name": "web", "revokedSerial": "0a" })
         );
         assert_eq!(

@@ -133,7 +133,7 @@ pub fn human(secs: u64) -> String {
 /// For tests: `report` as [`print`] prints it in JSON and YAML (keys sorted), as a
 /// `Value` to compare.
 #[cfg(test)]
-pub fn sorted_keys(report: &impl Serialize) -> serde_json::Value {
+pub fn as_printed(report: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(report).unwrap()
 }
 
@@ -192,7 +192,7 @@ mod tests {
         };
         assert_eq!(c.text(), "True Issued: done");
         assert_eq!(
-            sorted_keys(&c),
+            as_printed(&c),
             serde_json::json!({ "status": "True", "reason": "Issued", "message": "done" })
         );
         assert_eq!(or_dash(None), "-");

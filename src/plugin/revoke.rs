@@ -12,7 +12,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::acme::{self, AcmeHttp, AcmeStats};
 use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
-use crate::controllers::read_secret_key;
+use crate::shared::read_secret_key;
 
 /// RFC 5280 reason names, as `--reason` takes them.
 pub fn parse_reason(name: &str) -> anyhow::Result<RevocationReason> {

@@ -590,7 +590,7 @@ async fn start_up_errors_are_one_line() {
 /// Event's series (one object, `series.count` 2), anything else is an Event of its own.
 #[tokio::test]
 async fn repeated_events_become_one_series() {
-    use caas_operator::controllers::events::Recorder;
+    use caas_operator::shared::events::Recorder;
     use kube::runtime::events::{Event as Publish, EventType};
     let api = shared_apiserver();
     let client = api.client().await;

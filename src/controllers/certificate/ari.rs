@@ -13,8 +13,9 @@ use rustls_pki_types::CertificateDer;
 use super::key_of;
 use super::secret::leaf_der;
 use crate::api::Certificate;
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
 use crate::pki::CertInfo;
+use crate::shared::IssuerHandle;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);

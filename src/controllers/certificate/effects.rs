@@ -8,8 +8,9 @@ use super::failure::Failure;
 use super::outcome::Issued;
 use super::{key_of, keys};
 use crate::api::{Certificate, Time};
-use crate::controllers::{Context, IssuerHandle, restart};
+use crate::controllers::{Context, restart};
 use crate::notify;
+use crate::shared::IssuerHandle;
 
 /// The notifications of `issuer` (or the operator's default), and the namespace of their
 /// URL Secrets.

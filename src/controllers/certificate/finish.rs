@@ -12,10 +12,11 @@ use super::status::{ISSUING, Reason, StatusWriter};
 use super::{Error, ari, effects, key_of, keys, present, secret};
 use crate::api::certificate::ChallengeStatus;
 use crate::api::{Certificate, Time};
-use crate::controllers::memory::Memory;
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
 use crate::decide::{self, Request};
 use crate::pki::CertInfo;
+use crate::shared::IssuerHandle;
+use crate::shared::memory::Memory;
 use crate::solvers::dns01;
 
 /// Look again at least this often (clock changes, lost watches).
@@ -93,7 +94,7 @@ fn issued_message(
 ) -> String {
     let primary = cert.spec.issuer_ref.name == issuer.name
         && cert.spec.issuer_ref.is_cluster()
-            == matches!(issuer.kind, crate::controllers::IssuerKind::Cluster);
+            == matches!(issuer.kind, crate::shared::IssuerKind::Cluster);
     let fallback = if primary { "" } else { " (a fallback issuer)" };
     let lifetime = info.not_after.duration_since(info.not_before);
     format!(
@@ -243,7 +244,7 @@ mod tests {
 
     use super::{LOOK_AGAIN, until};
     use crate::controllers::certificate::harness::TestClock;
-    use crate::controllers::memory::Memory;
+    use crate::shared::memory::Memory;
 
     #[test]
     fn the_renewal_requeue_follows_the_injected_clock() {

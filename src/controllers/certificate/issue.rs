@@ -12,8 +12,9 @@ use super::outcome::Progress;
 use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
 use crate::api::{CertificateStatus, Time};
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
 use crate::decide::{self, Request};
+use crate::shared::IssuerHandle;
 
 /// Why a certificate is being issued.
 pub struct Why {

@@ -65,7 +65,7 @@ pub enum Error {
 
 /// `namespace/name`.
 pub fn key_of(cert: &Certificate) -> String {
-    super::memory::object_key(cert.namespace().as_deref(), &cert.name_any())
+    crate::shared::memory::object_key(cert.namespace().as_deref(), &cert.name_any())
 }
 
 pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -10,7 +10,8 @@ use kube::api::Api;
 
 use super::key_of;
 use crate::api::Certificate;
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
+use crate::shared::IssuerHandle;
 
 /// What one reconcile works from.
 pub struct Observed {

@@ -9,8 +9,8 @@ use super::observe::Observed;
 use super::status::{READY, Reason};
 use crate::api::conditions::find;
 use crate::api::{CertificateStatus, IssuerName, Time};
-use crate::controllers::IssuerHandle;
 use crate::decide::fallback::{Candidate, DEFAULT_FALLBACK_AFTER, choose_issuer};
+use crate::shared::IssuerHandle;
 
 /// The issuer to use, or why there is none (and when to look again).
 pub enum Picked<'a> {

@@ -15,8 +15,9 @@ use super::status::StatusWriter;
 use crate::api::certificate::{CertificateStatus, ChallengeStatus};
 use crate::api::issuer::SolverConfig;
 use crate::api::{Certificate, ChallengeState, ChallengeType};
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
 use crate::decide::order::Chosen;
+use crate::shared::IssuerHandle;
 use crate::solvers::{self, Challenge, Readiness, SolveEnv, Solver, select_solver};
 
 /// Inserts or replaces the record of a challenge (by token) in status.

@@ -12,9 +12,10 @@ use crate::api::certificate::OutputFormatType;
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::controllers::{Context, FIELD_MANAGER, IssuerHandle};
+use crate::controllers::Context;
 use crate::decide::{Request, SecretView};
 use crate::pki::{self, CertInfo};
+use crate::shared::{FIELD_MANAGER, IssuerHandle};
 
 /// Annotations on the TLS Secret.
 pub const ANNOTATION_CERTIFICATE: &str = "caas.dev/certificate-name";

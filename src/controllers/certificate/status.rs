@@ -8,7 +8,8 @@ use kube::api::{Api, Patch, PatchParams};
 use super::{Error, key_of};
 use crate::api::conditions::{Condition, find, set_condition};
 use crate::api::{Certificate, CertificateStatus, Time};
-use crate::controllers::{Context, FIELD_MANAGER};
+use crate::controllers::Context;
+use crate::shared::FIELD_MANAGER;
 
 /// Condition types.
 pub const READY: &str = "Ready";

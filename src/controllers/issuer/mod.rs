@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::account_key;
-use super::{Context, Error, FIELD_MANAGER, IssuerHandle, read_secret_key};
+use super::{Context, Error};
 use crate::acme::{self, AccountKey, AcmeError, AcmeHttp, Direct, Eab};
 use crate::api::Reason;
 use crate::api::conditions::{Condition, set_condition};
@@ -25,6 +25,7 @@ use crate::api::issuer::IssuerStatus;
 use crate::api::{
     COMPONENT_LABEL, CaaSIssuer, ClusterCaaSIssuer, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
+use crate::shared::{FIELD_MANAGER, IssuerHandle, read_secret_key};
 
 mod account;
 mod validate;
@@ -171,8 +172,8 @@ async fn reconcile_handle(
     let key = issuer.cache_key();
     let labels = crate::metrics::IssuerLabels {
         namespace: match issuer.kind {
-            super::IssuerKind::Namespaced => issuer.secret_namespace.clone(),
-            super::IssuerKind::Cluster => String::new(),
+            crate::shared::IssuerKind::Namespaced => issuer.secret_namespace.clone(),
+            crate::shared::IssuerKind::Cluster => String::new(),
         },
         name: issuer.name.clone(),
         kind: issuer.kind.as_str().to_string(),

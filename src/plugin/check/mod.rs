@@ -326,7 +326,7 @@ mod tests {
             ],
             "verdict": verdict,
         });
-        assert_eq!(crate::plugin::report::sorted_keys(&r), want);
+        assert_eq!(crate::plugin::report::as_printed(&r), want);
         assert_eq!(
             render(&r),
             format!(

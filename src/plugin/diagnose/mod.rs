@@ -401,7 +401,7 @@ mod tests {
             ready: true,
         };
         assert_eq!(
-            crate::plugin::report::sorted_keys(&r),
+            crate::plugin::report::as_printed(&r),
             json!({ "ready": true, "bundle": "b.tar.gz", "files": ["version.txt"] })
         );
         assert_eq!(render(&r), "support bundle written: b.tar.gz\n");

@@ -473,7 +473,7 @@ mod tests {
                                         "error": "connection refused", "waitingForDNS": false }] },
             "events": [],
         });
-        assert_eq!(crate::plugin::report::sorted_keys(&r), want);
+        assert_eq!(crate::plugin::report::as_printed(&r), want);
     }
 
     #[test]

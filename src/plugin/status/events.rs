@@ -101,7 +101,7 @@ mod tests {
         let kept = last(items, 2);
         let reasons: Vec<_> = kept.iter().map(|e| e.reason.as_deref()).collect();
         assert_eq!(reasons, vec![Some("b"), Some("c")]);
-        let value = crate::plugin::report::sorted_keys(&kept[0]);
+        let value = crate::plugin::report::as_printed(&kept[0]);
         assert_eq!(value["note"], serde_json::Value::Null);
         assert_eq!(value["type"], "Normal");
         let mut out = String::new();

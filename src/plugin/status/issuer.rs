@@ -256,9 +256,9 @@ mod tests {
             "directory": { "reachable": false, "error": "no answer within 15 s" },
             "events": [],
         });
-        assert_eq!(crate::plugin::report::sorted_keys(&r), want);
+        assert_eq!(crate::plugin::report::as_printed(&r), want);
         let r = build("pebble", found(true), Ok(()), Some("later".into()), vec![]);
-        let value = crate::plugin::report::sorted_keys(&r);
+        let value = crate::plugin::report::as_printed(&r);
         assert_eq!(
             value["directory"],
             json!({ "reachable": true, "tls": "verified" })

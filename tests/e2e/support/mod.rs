@@ -503,9 +503,31 @@ pub async fn wait_for<T: std::fmt::Debug, F, Fut>(
     what: &str,
     timeout: Duration,
     operator: Option<&Operator>,
-    mut get: F,
+    get: F,
     done: impl Fn(&T) -> bool,
 ) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    match wait_until(timeout, get, done).await {
+        Ok(value) => value,
+        Err(value) => {
+            let log = operator.map(|o| o.proc.log_tail(60)).unwrap_or_default();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last value: {value:#?}\noperator log tail:\n{log}"
+            );
+        }
+    }
+}
+
+/// Asks `get` every 100 ms until `done` holds (`Ok`) or `timeout` has passed (`Err`,
+/// with the last value).
+pub async fn wait_until<T, F, Fut>(
+    timeout: Duration,
+    mut get: F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
@@ -514,13 +536,10 @@ where
     loop {
         let value = get().await;
         if done(&value) {
-            return value;
+            return Ok(value);
         }
         if Instant::now() > deadline {
-            let log = operator.map(|o| o.proc.log_tail(60)).unwrap_or_default();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; last value: {value:#?}\noperator log tail:\n{log}"
-            );
+            return Err(value);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

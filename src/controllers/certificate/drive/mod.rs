@@ -20,10 +20,11 @@ use super::status::{Reason, StatusWriter};
 use super::{key_of, keys, present};
 use crate::api::certificate::OrderStatus;
 use crate::api::{Certificate, ChallengeState, ChallengeType, IssuerName, OrderState, Time};
-use crate::controllers::{Context, IssuerHandle};
+use crate::controllers::Context;
 use crate::decide::Request;
 use crate::decide::order::{self, AuthzView, OrderView, Step};
 use crate::pki;
+use crate::shared::IssuerHandle;
 use crate::solvers::{select_solver, solver_kind};
 
 /// What one pass needs.

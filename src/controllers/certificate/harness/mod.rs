@@ -1,7 +1,7 @@
 //! A reconcile harness for the Certificate controller, in the spirit of kube-rs's
 //! controller-rs: the real [`super::reconcile`] against a fake Kubernetes API
 //! ([`fake_api`]) and a fake ACME CA ([`fake_acme`]), both in process, with the
-//! controllers' clock ([`crate::controllers::memory::Clock`]) in the test's hands. No
+//! controllers' clock ([`crate::shared::memory::Clock`]) in the test's hands. No
 //! kube-apiserver, Pebble or DNS server: `cargo test --lib harness` runs in seconds.
 //!
 //! The [`Context`] is built in one place, [`context`]: when its constructor or the
@@ -17,7 +17,7 @@
 //! same cluster and CA to a freshly started operator.
 //!
 //! The injected clock drives both the operator's monotonic time (what
-//! [`crate::controllers::memory::Memory`] keeps: poll waits, ARI checks, pauses) and its
+//! [`crate::shared::memory::Memory`] keeps: poll waits, ARI checks, pauses) and its
 //! wall time (status times, backoffs, renewal requeues); it starts at the real time, so
 //! the fake CA (which signs with the real clock) and the operator agree until a test
 //! moves the clock.
@@ -43,8 +43,9 @@ use crate::api::{
     COMPONENT_LABEL, CaaSIssuer, Certificate, CertificateSpec, Condition, IssuerSpec,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::controllers::memory::{Clock, Memory};
-use crate::controllers::{Context, Settings, Stores};
+use crate::controllers::{Context, Stores};
+use crate::shared::memory::{Clock, Memory};
+use crate::shared::settings::Settings;
 use crate::shared::settings::SolverEndpoint;
 use crate::solvers::index::ChallengeIndex;
 use fake_acme::FakeCa;
