@@ -20,6 +20,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod cloud;
 pub mod controllers;
 pub mod decide;
 pub mod metrics;

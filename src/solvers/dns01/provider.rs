@@ -71,6 +71,12 @@ pub trait DnsProvider: Send + Sync {
         fqdn.to_string()
     }
 
+    /// Which cloud credential source signed in (never its value), for providers on the
+    /// cloud layer.
+    fn credential_source(&self) -> Option<crate::cloud::CredentialSource> {
+        None
+    }
+
     /// Whether the zone serves `value` at `fqdn`, when the provider can ask its own
     /// authoritative server (RFC 2136); `None`: check through DNS resolution.
     fn serves<'a>(&'a self, _fqdn: &'a str, _value: &'a str) -> DnsFuture<'a, Option<bool>> {

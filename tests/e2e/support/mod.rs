@@ -79,6 +79,8 @@ pub struct Operator {
     pub solver_port: u16,
     pub data_plane: caas_testbed::IngressDataPlaneStandIn,
     args: Vec<String>,
+    /// Added to the process's environment.
+    env: Vec<(String, String)>,
     kubeconfig: std::path::PathBuf,
     /// A kubeconfig that may read everything in the namespace (events, status, the
     /// operator's Secrets) for the secrets scan when the operator stops.
@@ -110,12 +112,29 @@ impl Operator {
         http01_port: u16,
         extra: &[&str],
     ) -> Operator {
+        Self::start_env(api, namespace, http01_port, extra, &[])
+    }
+
+    /// Like [`Operator::start_with`], with `env` added to the process's environment
+    /// (ambient cloud credentials: `AWS_ROLE_ARN`, `GCE_METADATA_HOST`, ...).
+    pub fn start_env(
+        api: &ApiServer,
+        namespace: &str,
+        http01_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Self::start_full(
             &api.kubeconfig,
             &api.kubeconfig,
             namespace,
             http01_port,
             extra,
+            env,
         )
     }
 
@@ -127,7 +146,7 @@ impl Operator {
         extra: &[&str],
     ) -> Operator {
         let admin = &caas_testbed::shared_apiserver().kubeconfig;
-        Self::start_full(admin, kubeconfig, namespace, http01_port, extra)
+        Self::start_full(admin, kubeconfig, namespace, http01_port, extra, Vec::new())
     }
 
     /// The operator authenticating with `kubeconfig`; the data plane stand-in reads
@@ -138,6 +157,7 @@ impl Operator {
         namespace: &str,
         http01_port: u16,
         extra: &[&str],
+        env: Vec<(String, String)>,
     ) -> Operator {
         let metrics_port = free_port();
         let solver_port = free_port();
@@ -164,12 +184,13 @@ impl Operator {
             .arg("--selector=app.kubernetes.io/managed-by=caas-operator");
         let key_watch = Proc::spawn("kubectl", watch, &dir.join("key-watch.json"), None);
         let mut op = Operator {
-            proc: spawn(&args, kubeconfig, &dir, 0),
+            proc: spawn(&args, &env, kubeconfig, &dir, 0),
             metrics_port,
             http01_port,
             solver_port,
             data_plane,
             args,
+            env,
             kubeconfig: kubeconfig.to_path_buf(),
             admin_kubeconfig: admin_kubeconfig.to_path_buf(),
             dir,
@@ -208,7 +229,13 @@ impl Operator {
     /// Starts the operator again with the same arguments (a new log file).
     pub fn restart(&mut self) {
         self.proc.kill();
-        self.proc = spawn(&self.args, &self.kubeconfig, &self.dir, self.runs);
+        self.proc = spawn(
+            &self.args,
+            &self.env,
+            &self.kubeconfig,
+            &self.dir,
+            self.runs,
+        );
         self.runs += 1;
         self.wait_healthy();
     }
@@ -361,9 +388,26 @@ pub fn secret_needles(secret: &str) -> Vec<String> {
     }
 }
 
-fn spawn(args: &[String], kubeconfig: &std::path::Path, dir: &std::path::Path, run: u32) -> Proc {
+fn spawn(
+    args: &[String],
+    env: &[(String, String)],
+    kubeconfig: &std::path::Path,
+    dir: &std::path::Path,
+    run: u32,
+) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_caas-operator"));
+    // No cloud credentials leak in from the test runner's environment: a test names the
+    // ones it means.
+    for (key, _) in std::env::vars() {
+        if ["AWS_", "AZURE_", "GOOGLE_", "GCE_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            cmd.env_remove(key);
+        }
+    }
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "debug,hyper=info,hyper_util=info,rustls=info,h2=info,tower=info,kube_client=info,kube_runtime=info")
         .env("NO_COLOR", "1");

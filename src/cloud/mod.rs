@@ -1,0 +1,25 @@
+//! The cloud layer: credentials and API clients for AWS, Google Cloud and Azure, on the
+//! providers' maintained SDK crates, shared by the DNS-01 providers and (next) the
+//! deployment targets. It imports only [`crate::api`] and [`crate::shared`].
+//!
+//! Every client says which credential source signed in ([`CredentialSource`]), never
+//! the credential itself: Issuer status and `kubectl caas check issuer` show it.
+
+use std::fmt;
+
+/// Which credential source a cloud client signed in with, e.g. `AWS: web identity
+/// (IRSA) for role arn:aws:iam::1:role/dns`, `Google: metadata server`. Holds names and
+/// ARNs only, never a key or token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialSource {
+    /// `AWS`, `Google` or `Azure`.
+    pub cloud: &'static str,
+    /// The source, in the provider's own terms.
+    pub source: String,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.cloud, self.source)
+    }
+}
