@@ -223,9 +223,10 @@ pub struct Dns01Solver {
     /// from the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<Cloudflare>,
-    /// Amazon Route 53: access key from a Secret, or the ambient AWS credentials
-    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or IRSA's web identity) when none is
-    /// given; waits for the change to be `INSYNC`.
+    /// Amazon Route 53: an access key (`secretAccessKeySecretRef`), or the AWS SDK's
+    /// ambient credentials when none is given (environment, IRSA web identity, EKS Pod
+    /// Identity, instance metadata), optionally assuming `role`; waits for the change to
+    /// be `INSYNC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route53: Option<Route53>,
     /// DigitalOcean, with an API token.
@@ -281,7 +282,8 @@ pub struct Cloudflare {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Route53 {
-    /// AWS region (for STS with IRSA; Route 53 itself is global).
+    /// AWS region (for STS; Route 53 itself is global); default: the SDK's
+    /// (`AWS_REGION`), else us-east-1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The hosted zone; found from the name when unset.
@@ -291,6 +293,14 @@ pub struct Route53 {
         skip_serializing_if = "Option::is_none"
     )]
     pub hosted_zone_id: Option<String>,
+    /// The access key ID, as a plain string (cert-manager's `accessKeyID`); or
+    /// `accessKeyIDSecretRef`. With `secretAccessKeySecretRef`.
+    #[serde(
+        default,
+        rename = "accessKeyID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_key_id: Option<String>,
     #[serde(
         default,
         rename = "accessKeyIDSecretRef",
@@ -299,7 +309,12 @@ pub struct Route53 {
     pub access_key_id_secret_ref: Option<SecretKeySelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_secret_ref: Option<SecretKeySelector>,
-    /// API base URL (default `https://route53.amazonaws.com`).
+    /// A role to assume (STS AssumeRole) with the credentials above or the ambient ones,
+    /// e.g. `arn:aws:iam::123456789012:role/dns-manager`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// API base URL (default: the SDK's Route 53 endpoint, or `AWS_ENDPOINT_URL_ROUTE_53`
+    /// / `AWS_ENDPOINT_URL`).
     #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }

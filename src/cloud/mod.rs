@@ -23,3 +23,4 @@ impl fmt::Display for CredentialSource {
         write!(f, "{}: {}", self.cloud, self.source)
     }
 }
+pub mod aws;

@@ -271,4 +271,40 @@ metadata: { name: other }
         }
         assert!(!w.contains("dnsNames") && !w.contains("duration"), "{w}");
     }
+
+    /// cert-manager's documented Route 53 forms: a plain `accessKeyID` beside the secret
+    /// key's Secret, and `role` (assumed with the ambient or given credentials).
+    #[test]
+    fn route53_access_key_id_and_role_are_carried() {
+        let input = r#"
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: { name: le }
+spec:
+  acme:
+    server: https://acme.example/directory
+    privateKeySecretRef: { name: le-account }
+    solvers:
+      - dns01:
+          route53:
+            region: eu-west-1
+            hostedZoneID: Z0123
+            accessKeyID: AKIAIOSFODNN7EXAMPLE
+            secretAccessKeySecretRef: { name: aws, key: secret-access-key }
+            role: arn:aws:iam::123456789012:role/dns-manager
+      - dns01:
+          route53:
+            region: us-east-1
+            role: arn:aws:iam::123456789012:role/other
+"#;
+        let c = convert(input).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let doc: Value = serde_yaml::from_str(&c.yaml).unwrap();
+        let r53 = &doc["spec"]["solvers"][0]["dns01"]["route53"];
+        assert_eq!(r53["accessKeyID"], "AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(r53["role"], "arn:aws:iam::123456789012:role/dns-manager");
+        assert_eq!(r53["secretAccessKeySecretRef"]["key"], "secret-access-key");
+        let ambient = &doc["spec"]["solvers"][1]["dns01"]["route53"];
+        assert_eq!(ambient["role"], "arn:aws:iam::123456789012:role/other");
+    }
 }

@@ -43,7 +43,14 @@ fn words(answer: &Answer) -> String {
 }
 
 fn form_encode(s: &str) -> String {
-    super::sigv4::uri_encode(s, false)
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// How the client proves itself to Entra ID: its secret, or workload identity's

@@ -34,6 +34,12 @@ pub enum DnsError {
         url: String,
         message: String,
     },
+    /// A cloud's credentials could not be had (no source, or the source refused).
+    #[error("could not sign in to {cloud}: {message}")]
+    SignIn {
+        cloud: &'static str,
+        message: String,
+    },
     /// No zone of the provider's account holds the name.
     #[error("{provider} has no zone holding {name} for these credentials")]
     NoProviderZone {

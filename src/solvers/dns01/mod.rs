@@ -30,7 +30,6 @@ pub mod factory;
 pub mod propagation;
 pub mod provider;
 mod route53;
-pub(crate) mod sigv4;
 mod webhook;
 
 pub use self::error::DnsError;

@@ -89,7 +89,20 @@ pub trait DnsProvider: Send + Sync {
 /// and `settled(id)` says whether it has been.
 macro_rules! pending_changes_provider {
     ($provider:ty) => {
+        $crate::solvers::dns01::provider::pending_changes_provider!($provider, {});
+    };
+    // With `source`: the provider's `source()` names its cloud credential source.
+    ($provider:ty, source) => {
+        $crate::solvers::dns01::provider::pending_changes_provider!($provider, {
+            fn credential_source(&self) -> Option<$crate::cloud::CredentialSource> {
+                Some(self.source())
+            }
+        });
+    };
+    ($provider:ty, { $($extra:item)* }) => {
         impl $crate::solvers::dns01::provider::DnsProvider for $provider {
+            $($extra)*
+
             fn change<'a>(
                 &'a self,
                 change: $crate::solvers::dns01::provider::Change,
@@ -118,7 +131,7 @@ macro_rules! pending_changes_provider {
     };
 }
 
-pub(super) use pending_changes_provider;
+pub(crate) use pending_changes_provider;
 
 /// Where a provider reads its credentials: the Secrets in the issuer's Secret namespace.
 #[derive(Clone, Copy)]

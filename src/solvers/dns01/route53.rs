@@ -1,185 +1,105 @@
-//! Amazon Route 53's REST API (2013-04-01, docs.aws.amazon.com/Route53/latest/APIReference):
-//! `GET /2013-04-01/hostedzonesbyname?dnsname=`, `GET .../hostedzone/{id}/rrset?name=&type=TXT`,
-//! `POST .../hostedzone/{id}/rrset/` (an XML ChangeBatch: UPSERT the set with our value
-//! added, or with it removed, DELETE when it was the last); every request signed with SigV4 ([`super::sigv4`]). Errors are XML
-//! `<ErrorResponse><Error><Code>..</Code><Message>..</Message></Error>`. A change is not
-//! waited for in `present`: the solver's `ready` asks `GET .../change/{id}` and says
-//! "not yet" until it is `INSYNC` (and then until DNS serves the value).
+//! Amazon Route 53 through the AWS SDK (`aws-sdk-route53`, credentials from
+//! [`crate::cloud::aws`]): the hosted zone found by name (`ListHostedZonesByName`), the TXT
+//! set read (`ListResourceRecordSets`) and changed with an exact change batch: `DELETE` of
+//! the set exactly as read plus `CREATE` of the new set, so a concurrent writer's change
+//! makes Route 53 refuse ours (`InvalidChangeBatch`) instead of being overwritten; then
+//! it is read again and retried. A change is not waited for in `present`: the solver's
+//! `ready` asks `GetChange` and says "not yet" until it is `INSYNC`.
 
-use http::Method;
+use std::time::Duration;
 
-use super::api::{ApiClient, Body, base_url, find_zone};
+use aws_sdk_route53::Client;
+use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::types::{
+    Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
+    ResourceRecordSet, RrType,
+};
+
+use super::api::find_zone;
 use super::error::DnsError;
 use super::provider::{Change, Pending, Secrets};
-use super::sigv4::{self, Credentials};
 use crate::api::issuer::Route53 as Config;
+use crate::cloud::CredentialSource;
+use crate::cloud::aws::{self, Auth, StaticKeys};
 use crate::solvers::SolverError;
 
-pub const DEFAULT_URL: &str = "https://route53.amazonaws.com";
 const PROVIDER: &str = "Route 53";
-const TTL: u32 = 60;
+const TTL: i64 = 60;
+/// Exact change batches refused because another writer changed the set first, before
+/// giving up.
+const CONFLICT_RETRIES: u32 = 20;
 
 pub struct Route53 {
-    api: ApiClient,
-    base: String,
-    host: String,
-    creds: Credentials,
+    client: Client,
     hosted_zone_id: Option<String>,
+    source: CredentialSource,
 }
 
-/// The text inside each `<tag>...</tag>` of `xml` (unescaped).
-fn tags(xml: &str, tag: &str) -> Vec<String> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|part| part.split_once(&close).map(|(inner, _)| unescape(inner)))
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Route 53's own words from an XML error answer.
-fn words(status: u16, xml: &str) -> String {
-    match (tags(xml, "Code").first(), tags(xml, "Message").first()) {
-        (Some(code), Some(message)) => format!("HTTP {status}: {code}: {message}"),
+/// The SDK's error in Route 53's own words (`HTTP 403: SignatureDoesNotMatch: ...`).
+fn words<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    let status = err
+        .raw_response()
+        .map(|r| format!("HTTP {}: ", r.status().as_u16()))
+        .unwrap_or_default();
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{status}{code}: {message}"),
+        (Some(code), None) => format!("{status}{code}"),
         _ => format!(
-            "HTTP {status}: {}",
-            xml.chars().take(200).collect::<String>()
+            "{status}{}",
+            aws_smithy_types::error::display::DisplayErrorContext(err)
         ),
     }
 }
 
-/// Ambient credentials: the environment, else IRSA's web identity through STS.
-async fn ambient(region: Option<&str>) -> Result<Credentials, SolverError> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(id), Some(key)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        return Ok(Credentials {
-            access_key_id: id,
-            secret_access_key: key,
-            session_token: env("AWS_SESSION_TOKEN"),
-        });
-    }
-    let (Some(file), Some(role)) = (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN")) else {
-        return Err(SolverError::InvalidSpec(
-            "route53 has no accessKeyIDSecretRef and no ambient AWS credentials (AWS_ACCESS_KEY_ID, or IRSA's AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN)".into(),
-        ));
+/// The access key pair the issuer names: `accessKeyID` (plain, as cert-manager allows) or
+/// `accessKeyIDSecretRef`, with `secretAccessKeySecretRef`; `None`: ambient credentials.
+async fn static_keys(
+    secrets: &Secrets<'_>,
+    cfg: &Config,
+) -> Result<Option<StaticKeys>, SolverError> {
+    let Some(key_ref) = &cfg.secret_access_key_secret_ref else {
+        return Ok(None);
     };
-    let token = std::fs::read_to_string(&file).map_err(|e| {
-        SolverError::InvalidSpec(format!("cannot read the web identity token {file}: {e}"))
-    })?;
-    let region = region
-        .map(str::to_string)
-        .or_else(|| env("AWS_REGION"))
-        .unwrap_or_else(|| "us-east-1".into());
-    // The token goes in the body, never in a URL (URLs appear in error messages).
-    let url = format!("https://sts.{region}.amazonaws.com/");
-    let form = format!(
-        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=caas-operator&RoleArn={}&WebIdentityToken={}",
-        sigv4::uri_encode(&role, false),
-        sigv4::uri_encode(token.trim(), false)
-    );
-    let answer = ApiClient::new("AWS STS")?.post_form(&url, &form).await?;
-    let xml = answer.text;
-    match (
-        tags(&xml, "AccessKeyId").first(),
-        tags(&xml, "SecretAccessKey").first(),
-    ) {
-        (Some(id), Some(key)) if answer.status == 200 => Ok(Credentials {
-            access_key_id: id.clone(),
-            secret_access_key: key.clone(),
-            session_token: tags(&xml, "SessionToken").first().cloned(),
-        }),
-        _ => Err(SolverError::Dns(DnsError::ApiUnreachable {
-            provider: "AWS STS",
-            url: format!("https://sts.{region}.amazonaws.com"),
-            message: words(answer.status, &xml),
-        })),
-    }
+    let access_key_id = match (&cfg.access_key_id, &cfg.access_key_id_secret_ref) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id_ref)) => secrets.value(id_ref, "AWS access key ID").await?,
+        (None, None) => {
+            return Err(SolverError::InvalidSpec(
+                "route53 has secretAccessKeySecretRef but neither accessKeyID nor accessKeyIDSecretRef".into(),
+            ));
+        }
+    };
+    Ok(Some(StaticKeys {
+        access_key_id,
+        secret_access_key: secrets.value(key_ref, "AWS secret access key").await?,
+        origin: format!("Secret {}/{}", secrets.namespace(), key_ref.name),
+    }))
 }
 
 impl Route53 {
     pub async fn new(secrets: Secrets<'_>, cfg: &Config) -> Result<Route53, SolverError> {
-        let creds = match (
-            &cfg.access_key_id_secret_ref,
-            &cfg.secret_access_key_secret_ref,
-        ) {
-            (Some(id), Some(key)) => Credentials {
-                access_key_id: secrets.value(id, "AWS access key ID").await?,
-                secret_access_key: secrets.value(key, "AWS secret access key").await?,
-                session_token: None,
-            },
-            _ => ambient(cfg.region.as_deref()).await?,
+        let auth = Auth {
+            keys: static_keys(&secrets, cfg).await?,
+            region: cfg.region.clone(),
+            role: cfg.role.clone(),
         };
-        let base = base_url(cfg.api_url.as_deref(), DEFAULT_URL);
-        let host = base
-            .split_once("://")
-            .map_or(base.as_str(), |(_, rest)| rest)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let signed = aws::sign_in(auth).await.map_err(|e| {
+            SolverError::Dns(DnsError::SignIn {
+                cloud: "AWS",
+                message: e.0,
+            })
+        })?;
+        let mut config = aws_sdk_route53::config::Builder::from(&signed.config);
+        if let Some(url) = &cfg.api_url {
+            config = config.endpoint_url(url.trim_end_matches('/'));
+        }
         Ok(Route53 {
-            api: ApiClient::new(PROVIDER)?,
-            base,
-            host,
-            creds,
+            client: Client::from_conf(config.build()),
             hosted_zone_id: cfg.hosted_zone_id.clone(),
+            source: signed.source,
         })
-    }
-
-    /// A signed request; the status and the XML body.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: &str,
-    ) -> Result<(u16, String), DnsError> {
-        let amz_date = jiff::Timestamp::now()
-            .strftime("%Y%m%dT%H%M%SZ")
-            .to_string();
-        let mut headers = sigv4::sign(
-            &self.creds,
-            method.as_str(),
-            &self.host,
-            path,
-            query,
-            body.as_bytes(),
-            &amz_date,
-            "us-east-1",
-            "route53",
-        );
-        let q: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", sigv4::uri_encode(v, false)))
-            .collect();
-        let url = match q.is_empty() {
-            true => format!("{}{path}", self.base),
-            false => format!("{}{path}?{}", self.base, q.join("&")),
-        };
-        headers.push(("content-type", "text/xml".into()));
-        let payload = match body.is_empty() {
-            true => Body::None,
-            false => Body::Text(body),
-        };
-        let answer = self.api.send(method, &url, &headers, payload).await?;
-        Ok((answer.status, answer.text))
-    }
-
-    fn refused(name: &str, zone: &str, status: u16, xml: &str) -> DnsError {
-        DnsError::api(PROVIDER, name, zone, words(status, xml))
     }
 
     /// The hosted zone (id, name) holding `fqdn`.
@@ -192,132 +112,156 @@ impl Route53 {
             ));
         }
         find_zone(PROVIDER, fqdn, |candidate| async move {
-            let query = [("dnsname", candidate.as_str()), ("maxitems", "1")];
-            let (status, xml) = self
-                .call(Method::GET, "/2013-04-01/hostedzonesbyname", &query, "")
-                .await?;
-            if status != 200 {
-                return Err(Self::refused(name, &candidate, status, &xml));
-            }
-            let names = tags(&xml, "Name");
-            let found = names.first().map(|n| n.trim_end_matches('.')) == Some(candidate.as_str());
-            let id = tags(&xml, "Id").into_iter().next().filter(|_| found);
-            Ok(id.map(|id| (id.trim_start_matches("/hostedzone/").to_string(), candidate)))
+            let found = self
+                .client
+                .list_hosted_zones_by_name()
+                .dns_name(&candidate)
+                .max_items(1)
+                .send()
+                .await
+                .map_err(|e| DnsError::api(PROVIDER, name, &candidate, words(&e)))?;
+            let zone = found
+                .hosted_zones()
+                .first()
+                .filter(|z| z.name().trim_end_matches('.') == candidate);
+            Ok(zone.map(|z| {
+                (
+                    z.id().trim_start_matches("/hostedzone/").to_string(),
+                    candidate,
+                )
+            }))
         })
         .await
     }
 
     /// The TXT values at `name` (quoted, as Route 53 holds them).
     async fn values(&self, id: &str, zone: &str, name: &str) -> Result<Vec<String>, DnsError> {
-        let path = format!("/2013-04-01/hostedzone/{id}/rrset");
-        let fqdn = format!("{name}.");
-        let (status, xml) = self
-            .call(
-                Method::GET,
-                &path,
-                &[("name", &fqdn), ("type", "TXT"), ("maxitems", "1")],
-                "",
-            )
-            .await?;
-        if status != 200 {
-            return Err(Self::refused(name, zone, status, &xml));
-        }
+        let listed = self
+            .client
+            .list_resource_record_sets()
+            .hosted_zone_id(id)
+            .start_record_name(format!("{name}."))
+            .start_record_type(RrType::Txt)
+            .max_items(1)
+            .send()
+            .await
+            .map_err(|e| DnsError::api(PROVIDER, name, zone, words(&e)))?;
         // The list starts at the name: its first set may be another name's.
-        let first_set = xml.split("<ResourceRecordSet>").nth(1).unwrap_or_default();
-        let same = tags(first_set, "Name")
+        Ok(listed
+            .resource_record_sets()
             .first()
-            .map(|n| n.trim_end_matches('.'))
-            == Some(name)
-            && tags(first_set, "Type").first().map(String::as_str) == Some("TXT");
-        Ok(if same {
-            tags(first_set, "Value")
-        } else {
-            Vec::new()
-        })
+            .filter(|set| set.name().trim_end_matches('.') == name && set.r#type() == &RrType::Txt)
+            .map(|set| {
+                set.resource_records()
+                    .iter()
+                    .map(|r| r.value().to_string())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
-    /// Applies one change (UPSERT or DELETE of the whole set).
-    async fn write(
+    /// Replaces the set `old` by `new` in one batch (exact DELETE, then CREATE); `Ok(None)`
+    /// when Route 53 refused it because the set is no longer `old` (retry).
+    async fn swap(
         &self,
-        id: &str,
-        zone: &str,
-        name: &str,
-        action: &str,
-        values: &[String],
-    ) -> Result<Option<String>, DnsError> {
-        let records: String = values
-            .iter()
-            .map(|v| {
-                format!(
-                    "<ResourceRecord><Value>{}</Value></ResourceRecord>",
-                    escape(v)
-                )
+        (id, zone, name): (&str, &str, &str),
+        old: &[String],
+        new: &[String],
+    ) -> Result<Option<Pending>, DnsError> {
+        let set = |action: ChangeAction, values: &[String]| -> Result<R53Change, DnsError> {
+            let records = values
+                .iter()
+                .map(|v| ResourceRecord::builder().value(v).build())
+                .collect::<Result<Vec<_>, _>>();
+            let set = ResourceRecordSet::builder()
+                .name(format!("{name}."))
+                .r#type(RrType::Txt)
+                .ttl(TTL)
+                .set_resource_records(records.ok())
+                .build();
+            set.and_then(|set| {
+                R53Change::builder()
+                    .action(action)
+                    .resource_record_set(set)
+                    .build()
             })
-            .collect();
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Comment>caas-operator DNS-01</Comment><Changes><Change><Action>{action}</Action><ResourceRecordSet><Name>{name}.</Name><Type>TXT</Type><TTL>{TTL}</TTL><ResourceRecords>{records}</ResourceRecords></ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
-        );
-        let (status, xml) = self
-            .call(
-                Method::POST,
-                &format!("/2013-04-01/hostedzone/{id}/rrset/"),
-                &[],
-                &body,
-            )
-            .await?;
-        if status != 200 {
-            return Err(Self::refused(name, zone, status, &xml));
+            .map_err(|e| DnsError::api(PROVIDER, name, zone, e.to_string()))
+        };
+        let mut changes = Vec::new();
+        if !old.is_empty() {
+            changes.push(set(ChangeAction::Delete, old)?);
         }
-        // Not waiting for INSYNC here: the solver's `ready` asks (`applied`), and says
-        // "not yet" until then.
-        let change = tags(&xml, "Id").first().cloned().unwrap_or_default();
-        let change = change.trim_start_matches("/change/").to_string();
-        let status = tags(&xml, "Status").first().cloned().unwrap_or_default();
-        Ok((status != "INSYNC" && !change.is_empty()).then_some(change))
+        if !new.is_empty() {
+            changes.push(set(ChangeAction::Create, new)?);
+        }
+        let batch = ChangeBatch::builder()
+            .comment("caas-operator DNS-01")
+            .set_changes(Some(changes))
+            .build()
+            .map_err(|e| DnsError::api(PROVIDER, name, zone, e.to_string()))?;
+        let sent = self
+            .client
+            .change_resource_record_sets()
+            .hosted_zone_id(id)
+            .change_batch(batch)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let info = out.change_info();
+                let change = info.map(|i| i.id().trim_start_matches("/change/").to_string());
+                let settled = info.map(|i| i.status()) == Some(&ChangeStatus::Insync);
+                Ok(Some(change.filter(|c| !settled && !c.is_empty())))
+            }
+            Err(e) if e.code() == Some("InvalidChangeBatch") => {
+                tracing::debug!(name, error = %words(&e), "Route 53 set changed under us; reading it again");
+                Ok(None)
+            }
+            Err(e) => Err(DnsError::api(PROVIDER, name, zone, words(&e))),
+        }
     }
 
     /// Whether change `id` is `INSYNC` (on all of Route 53's servers).
     async fn settled(&self, id: &str) -> Result<bool, DnsError> {
-        let path = format!("/2013-04-01/change/{id}");
-        let (status, xml) = self.call(Method::GET, &path, &[], "").await?;
-        if status != 200 {
-            return Err(Self::refused(id, "(change)", status, &xml));
-        }
-        Ok(tags(&xml, "Status").first().map(String::as_str) == Some("INSYNC"))
+        let change = self
+            .client
+            .get_change()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| DnsError::api(PROVIDER, id, "(change)", words(&e)))?;
+        Ok(change.change_info().map(|i| i.status()) == Some(&ChangeStatus::Insync))
     }
-}
 
-impl Route53 {
     /// Applies `change`; the id of the Route 53 change while it is not yet INSYNC.
     async fn update(&self, fqdn: &str, value: &str, change: Change) -> Result<Pending, DnsError> {
         let (id, zone) = self.zone(fqdn).await?;
         let name = fqdn.trim_end_matches('.');
-        let values = self.values(&id, &zone, name).await?;
-        match change.apply(&values, &format!("\"{value}\"")) {
-            None => Ok(None),
-            // A DELETE names the set exactly as it is.
-            Some(rest) if rest.is_empty() => self.write(&id, &zone, name, "DELETE", &values).await,
-            Some(rest) => self.write(&id, &zone, name, "UPSERT", &rest).await,
+        let quoted = format!("\"{value}\"");
+        for attempt in 0..CONFLICT_RETRIES {
+            let values = self.values(&id, &zone, name).await?;
+            let Some(new) = change.apply(&values, &quoted) else {
+                return Ok(None);
+            };
+            if let Some(pending) = self.swap((&id, &zone, name), &values, &new).await? {
+                return Ok(pending);
+            }
+            // Another writer won: back off a little (spread, so ten writers do not
+            // collide again in step) and read the set again.
+            let jitter = rand::random::<u64>() % 200;
+            tokio::time::sleep(Duration::from_millis(50 + jitter + 50 * u64::from(attempt))).await;
         }
+        Err(DnsError::api(
+            PROVIDER,
+            name,
+            &zone,
+            format!("the TXT set kept changing under {CONFLICT_RETRIES} attempts to update it"),
+        ))
+    }
+
+    pub fn source(&self) -> CredentialSource {
+        self.source.clone()
     }
 }
 
-super::provider::pending_changes_provider!(Route53);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml_tags_and_errors() {
-        let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error></ErrorResponse>";
-        assert_eq!(
-            words(403, xml),
-            "HTTP 403: InvalidClientTokenId: The security token included in the request is invalid."
-        );
-        assert_eq!(
-            tags("<Value>&quot;a&quot;</Value><Value>\"b\"</Value>", "Value"),
-            vec!["\"a\"", "\"b\""]
-        );
-    }
-}
+super::provider::pending_changes_provider!(Route53, source);
