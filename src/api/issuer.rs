@@ -432,4 +432,24 @@ pub struct IssuerStatus {
     /// over (RFC 8555 key change) for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_account_key_rotation: Option<String>,
+    /// For each DNS-01 solver on a cloud (Route 53, Cloud DNS, Azure DNS): which
+    /// credential source signed in (never the credential), or why none could.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloud_credentials: Vec<CloudCredentials>,
+}
+
+/// Which credential source a cloud DNS-01 solver signs in with.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudCredentials {
+    /// The solver's index in `spec.solvers`.
+    pub solver: u32,
+    /// `route53`, `cloudDNS` or `azureDNS`.
+    pub provider: String,
+    /// E.g. `AWS: web identity (IRSA) for role arn:aws:iam::123456789012:role/dns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Why signing in failed, in the cloud's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -23,6 +23,7 @@ mod data_plane;
 pub mod fake_dns;
 mod gateway_api;
 mod http;
+mod moto;
 mod pebble;
 mod proc;
 mod webhook_receiver;
@@ -38,6 +39,7 @@ pub use fake_dns::{
 };
 pub use gateway_api::{gateway_api_crds, install_gateway_api_crds};
 pub use http::{http_get, https_get};
+pub use moto::{AwsKeys, Moto, shared_moto};
 pub use pebble::{Pebble, PebbleOptions, goroutines_stuck_on_locks};
 pub use proc::{Proc, free_port, log_tail, port_open};
 pub use webhook_receiver::{Received, WebhookReceiver};

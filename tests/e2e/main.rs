@@ -6,6 +6,8 @@
 //! * `renewal`: renewal (ARI, `replaces`), TLS-ALPN-01, key types, nonces, backoff.
 //! * `commercial_ca`: what commercial CaaS CAs need (EAB algorithms, chains, notAfter).
 //! * `dns_providers`: DNS-01 providers against BIND, through fakes of their APIs.
+//! * `aws`: Route 53 through moto with each AWS credential source (keys, IRSA, Pod
+//!   Identity, an assumed role), and ten writers of one name.
 //! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
 //! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
 //! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
@@ -20,6 +22,8 @@
 //! themselves by namespace and by `unique_name`.
 
 mod support;
+
+mod aws;
 
 mod certificates;
 mod chart;

@@ -28,6 +28,7 @@ use crate::api::{
 use crate::shared::{FIELD_MANAGER, IssuerHandle, read_secret_key};
 
 mod account;
+mod credentials;
 mod validate;
 
 use account::*;
@@ -164,6 +165,7 @@ async fn reconcile_handle(
     if state.rotated.is_some() {
         status.last_account_key_rotation = state.rotated;
     }
+    status.cloud_credentials = credentials::check(&ctx.client, issuer).await;
     let changed = was.as_ref().map(|c| (&c.status, &c.reason))
         != Some((&state.condition.status, &state.condition.reason));
     if changed {

@@ -150,13 +150,32 @@ fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
 /// Route 53, Cloud DNS and Azure DNS: their credentials (or none: ambient identity).
 fn validate_cloud_providers(dns01: &Dns01Solver) -> Result<(), String> {
     if let Some(r) = &dns01.route53 {
-        match (&r.access_key_id_secret_ref, &r.secret_access_key_secret_ref) {
-            (Some(id), Some(key)) => {
+        let id = (
+            r.access_key_id.as_ref(),
+            r.access_key_id_secret_ref.as_ref(),
+        );
+        match (id, &r.secret_access_key_secret_ref) {
+            ((Some(_), Some(_)), _) => {
+                return Err(
+                    "route53 sets both accessKeyID and accessKeyIDSecretRef: set one".into(),
+                );
+            }
+            ((Some(id), None), Some(key)) if !id.trim().is_empty() => {
+                selector("route53.secretAccessKeySecretRef", key)?;
+            }
+            ((None, Some(id)), Some(key)) => {
                 selector("route53.accessKeyIDSecretRef", id)?;
                 selector("route53.secretAccessKeySecretRef", key)?;
             }
-            (None, None) => {}
-            _ => return Err("route53 needs both accessKeyIDSecretRef and secretAccessKeySecretRef, or neither (ambient credentials)".into()),
+            ((None, None), None) => {}
+            _ => return Err("route53 needs accessKeyID (or accessKeyIDSecretRef) with secretAccessKeySecretRef, or neither (ambient credentials, e.g. IRSA)".into()),
+        }
+        if let Some(role) = &r.role
+            && !role.starts_with("arn:")
+        {
+            return Err(format!(
+                "route53.role {role:?} is not a role ARN (arn:aws:iam::<account>:role/<name>)"
+            ));
         }
         url("route53.apiURL", &r.api_url)?;
     }

@@ -214,7 +214,7 @@ impl Drop for FakeDnsApi {
 pub const DELEGATE_ZONE: &str = "delegate.test";
 
 /// Applies one TXT change to the shared BIND with `nsupdate` (TSIG-signed).
-async fn nsupdate(add: bool, name: &str, value: &str) -> Result<(), String> {
+pub(crate) async fn nsupdate(add: bool, name: &str, value: &str) -> Result<(), String> {
     let bind = shared_bind();
     let change = match add {
         true => format!("update add {name}. 60 TXT \"{value}\""),

@@ -243,7 +243,7 @@ impl Harness {
         issuer.status = Some(IssuerStatus {
             conditions: vec![ready],
             account_uri,
-            last_account_key_rotation: None,
+            ..IssuerStatus::default()
         });
         issuer
     }
