@@ -4,7 +4,9 @@
 //! * [`Pebble`]: an ACME CA that requires External Account Binding (and offers ARI);
 //! * [`Bind`]: BIND 9 serving the zone `acc.test` (every name resolves to 127.0.0.1,
 //!   TSIG-signed dynamic updates allowed for TXT records), which Pebble uses for all
-//!   its lookups, so one DNS server serves HTTP-01, TLS-ALPN-01 and DNS-01.
+//!   its lookups, so one DNS server serves HTTP-01, TLS-ALPN-01 and DNS-01;
+//! * [`AuthBind`]: a second BIND on port 53 of 127.0.0.1 and ::1, the two authoritative
+//!   servers of `auth.test`, for the default (authoritative) DNS-01 propagation check.
 //!
 //! The API server and BIND are expensive and shared by all tests of one test binary
 //! ([`shared_apiserver`], [`shared_bind`]); tests isolate themselves by namespace
@@ -17,6 +19,7 @@
 
 pub mod acme_proxy;
 mod apiserver;
+mod auth_bind;
 mod bind;
 pub mod cli;
 mod data_plane;
@@ -30,6 +33,7 @@ mod webhook_receiver;
 
 pub use acme_proxy::{AcmeProxy, Fault, SlowCa};
 pub use apiserver::{ApiServer, shared_apiserver};
+pub use auth_bind::{AUTH_ZONE, AuthBind, LAGGING_ZONE, shared_auth_bind};
 pub use bind::{Bind, LOCKED_ZONE, shared_bind};
 pub use data_plane::{IngressDataPlaneStandIn, Routed};
 pub use fake_dns::{

@@ -8,6 +8,8 @@
 //! * `dns_providers`: DNS-01 providers against BIND, through fakes of their APIs.
 //! * `aws`: Route 53 through moto with each AWS credential source (keys, IRSA, Pod
 //!   Identity, an assumed role), and ten writers of one name.
+//! * `dns_propagation`: the default DNS-01 check, asking every authoritative server on
+//!   port 53 (a second BIND, `caas_testbed::shared_auth_bind`).
 //! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
 //! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
 //! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
@@ -29,6 +31,7 @@ mod certificates;
 mod chart;
 mod commercial_ca;
 mod delivery;
+mod dns_propagation;
 mod dns_providers;
 mod faults;
 mod hostile_input;

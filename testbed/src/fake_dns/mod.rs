@@ -122,16 +122,35 @@ impl FakeDigitalOceanApi {
 impl FakeHttpreqServer {
     /// With basic auth `user` and a random password (`credential` is `user:password`).
     pub async fn start(user: &str) -> FakeDnsApi {
+        Self::start_for(user, &[crate::bind::ZONE, DELEGATE_ZONE]).await
+    }
+
+    /// Like [`FakeHttpreqServer::start`], for names in `zones` only (those of the
+    /// port-53 BIND, [`crate::AuthBind`], are changed there).
+    pub async fn start_for(user: &str, zones: &[&str]) -> FakeDnsApi {
         let password = crate::unique_name("pw");
         crate::register_secret(&password);
         let credential = format!("{user}:{password}");
         let basic = base64::engine::general_purpose::STANDARD.encode(&credential);
-        FakeDnsApi::start(Api::Httpreq, format!("Basic {basic}"), credential, "").await
+        let auth = format!("Basic {basic}");
+        FakeDnsApi::start_in(Api::Httpreq, auth, credential, "", zones).await
     }
 }
 
 impl FakeDnsApi {
     async fn start(api: Api, authorization: String, credential: String, base: &str) -> FakeDnsApi {
+        let zones = [crate::bind::ZONE, DELEGATE_ZONE];
+        Self::start_in(api, authorization, credential, base, &zones).await
+    }
+
+    /// A fake whose account holds `zones` (ids made up from their names).
+    async fn start_in(
+        api: Api,
+        authorization: String,
+        credential: String,
+        base: &str,
+        zones: &[&str],
+    ) -> FakeDnsApi {
         if !credential.is_empty() {
             crate::register_secret(&credential);
         }
@@ -142,16 +161,7 @@ impl FakeDnsApi {
         let state = Arc::new(State {
             api,
             authorization,
-            zones: vec![
-                (
-                    "023e105f4ecef8ad9ca31a8372d0c353".into(),
-                    crate::bind::ZONE.into(),
-                ),
-                (
-                    "9a7806061c88ada191ed06f989cc3dac".into(),
-                    DELEGATE_ZONE.into(),
-                ),
-            ],
+            zones: zones.iter().map(|z| (zone_id(z), z.to_string())).collect(),
             records: Mutex::default(),
             next_id: Mutex::new(1000),
             log: Mutex::default(),
@@ -213,14 +223,38 @@ impl Drop for FakeDnsApi {
 /// The second zone of the shared BIND: targets of `_acme-challenge` CNAMEs.
 pub const DELEGATE_ZONE: &str = "delegate.test";
 
-/// Applies one TXT change to the shared BIND with `nsupdate` (TSIG-signed).
+/// The made-up id of a zone: Cloudflare-like 32 hex digits; the ids the fakes always
+/// had for `acc.test` and `delegate.test`.
+fn zone_id(zone: &str) -> String {
+    match zone {
+        crate::bind::ZONE => "023e105f4ecef8ad9ca31a8372d0c353".into(),
+        DELEGATE_ZONE => "9a7806061c88ada191ed06f989cc3dac".into(),
+        other => format!(
+            "{:0>32}",
+            other
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+        .chars()
+        .take(32)
+        .collect(),
+    }
+}
+
+/// Applies one TXT change with `nsupdate` (TSIG-signed) to the shared BIND, or to the
+/// port-53 BIND for a name in its zones.
 pub(crate) async fn nsupdate(add: bool, name: &str, value: &str) -> Result<(), String> {
     let bind = shared_bind();
+    let server = match crate::auth_bind::holds(name) {
+        true => "127.0.0.1 53".to_string(),
+        false => format!("127.0.0.1 {}", bind.port),
+    };
     let change = match add {
         true => format!("update add {name}. 60 TXT \"{value}\""),
         false => format!("update delete {name}. TXT \"{value}\""),
     };
-    let script = format!("server 127.0.0.1 {}\n{change}\nsend\n", bind.port);
+    let script = format!("server {server}\n{change}\nsend\n");
     let mut child = tokio::process::Command::new(tool("nsupdate"))
         .arg("-k")
         .arg(bind.dir.join("tsig.key"))
