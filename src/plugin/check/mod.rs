@@ -10,6 +10,8 @@
 //!   operator registers when it first runs);
 //! * every Secret the solvers name (TSIG, DNS API credentials) and the notification
 //!   URLs' Secrets exist with their keys;
+//! * the credential source the operator signed in with for each cloud DNS-01 solver
+//!   (from the issuer's `status.cloudCredentials`; never a credential);
 //! * with `--dns NAME`, a test TXT record round trip ([`dns`]).
 
 mod dns;
@@ -121,6 +123,7 @@ pub async fn issuer(
         let found = secret_present(client, secret_ns, &secret, key.as_deref()).await;
         checks.push(CheckItem::new("secret", found));
     }
+    checks.extend(cloud_credentials(handle.status.as_ref()));
     if let Some((dns_name, resolvers)) = dns {
         let round_trip = dns::round_trip(client, &handle, dns_name, resolvers, DNS_WAIT).await;
         checks.push(CheckItem::new("dns", round_trip));
@@ -155,6 +158,28 @@ async fn load(
         annotations: Default::default(),
     };
     Ok((handle, found.kind))
+}
+
+/// What the operator reported signing in with for each cloud DNS-01 solver (its own
+/// identity, not this kubectl's: the source is read from the issuer's status).
+fn cloud_credentials(status: Option<&crate::api::issuer::IssuerStatus>) -> Vec<CheckItem> {
+    let entries = status
+        .map(|s| s.cloud_credentials.as_slice())
+        .unwrap_or_default();
+    entries
+        .iter()
+        .map(|c| {
+            let at = format!("solvers[{}].dns01.{}", c.solver, c.provider);
+            let result = match (&c.source, &c.error) {
+                (Some(source), _) => Ok(format!("{at} signs in with {source}")),
+                (None, Some(error)) => Err(format!(
+                    "{at} cannot sign in: {error}: check the credentials it names, or the operator's service account (IRSA, Pod Identity, Workload Identity)"
+                )),
+                (None, None) => Err(format!("{at}: no credential source reported yet")),
+            };
+            CheckItem::new("credentials", result)
+        })
+        .collect()
 }
 
 /// Whether the directory (when it answered) offers `profile`.
@@ -340,6 +365,39 @@ Verdict: {verdict}\n"
         let ok = CheckReport::new("ClusterCaaSIssuer", "le", "", vec![]);
         assert!(ok.ready);
         assert_eq!(ok.verdict, "READY: every check passed");
+    }
+
+    #[test]
+    fn cloud_credential_sources_come_from_the_operators_status() {
+        use crate::api::issuer::{CloudCredentials, IssuerStatus};
+        let status = IssuerStatus {
+            cloud_credentials: vec![
+                CloudCredentials {
+                    solver: 0,
+                    provider: "route53".into(),
+                    source: Some(
+                        "AWS: web identity (IRSA) for role arn:aws:iam::1:role/dns".into(),
+                    ),
+                    error: None,
+                },
+                CloudCredentials {
+                    solver: 2,
+                    provider: "azureDNS".into(),
+                    source: None,
+                    error: Some("could not sign in to Azure: AADSTS700016".into()),
+                },
+            ],
+            ..IssuerStatus::default()
+        };
+        let items = cloud_credentials(Some(&status));
+        assert!(
+            items[0].ok
+                && items[0]
+                    .detail
+                    .contains("solvers[0].dns01.route53 signs in with AWS: web identity (IRSA)")
+        );
+        assert!(!items[1].ok && items[1].detail.contains("AADSTS700016"));
+        assert!(cloud_credentials(None).is_empty());
     }
 
     #[test]
