@@ -8,6 +8,7 @@ use std::time::Duration;
 use caas_testbed::{Pebble, PebbleOptions, shared_apiserver, tool, unique_name};
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use kube::api::{Api, PostParams};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::support::*;
@@ -100,6 +101,145 @@ fn chart_values_for_restarts_and_notifications() {
         "notify.webhooks[0].format=Slack",
     ]);
     assert!(!ok && out.contains("urlSecretRef"), "{out}");
+}
+
+/// `helm template` output as JSON documents.
+fn render(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec![
+        "template",
+        "x",
+        "charts/caas-operator",
+        "--namespace",
+        "caas-system",
+    ];
+    all.extend_from_slice(args);
+    let (ok, out) = helm(&all);
+    assert!(ok, "helm template {args:?} failed:\n{out}");
+    serde_yaml::Deserializer::from_str(&out)
+        .filter_map(|doc| {
+            let v = serde_json::Value::deserialize(doc).expect("rendered YAML");
+            (!v.is_null()).then_some(v)
+        })
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// Every name the chart gives the operator's ServiceAccount: the Deployment's
+/// `serviceAccountName` and each RBAC binding's subject (with its namespace).
+fn service_account_names(docs: &[serde_json::Value]) -> Vec<String> {
+    let deployments = of_kind(docs, "Deployment");
+    assert_eq!(deployments.len(), 1);
+    let mut names = vec![
+        deployments[0]["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .expect("serviceAccountName")
+            .to_string(),
+    ];
+    let bindings: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding" || d["kind"] == "RoleBinding")
+        .collect();
+    assert!(bindings.len() >= 2, "{bindings:?}");
+    for b in bindings {
+        let subjects = b["subjects"].as_array().expect("subjects");
+        assert_eq!(subjects.len(), 1, "{b}");
+        assert_eq!(subjects[0]["kind"], "ServiceAccount");
+        assert_eq!(subjects[0]["namespace"], "caas-system", "{b}");
+        names.push(subjects[0]["name"].as_str().unwrap().to_string());
+    }
+    names
+}
+
+/// Cloud workload identity: `serviceAccount.annotations` land on the ServiceAccount (IRSA,
+/// GKE, Azure), `podLabels` on the pod template (Azure's `azure.workload.identity/use`,
+/// a string even when set as `true`); `serviceAccount.create=false` with a name uses an
+/// existing ServiceAccount everywhere the chart names one.
+#[test]
+fn chart_service_account_for_cloud_identity() {
+    // Defaults: the chart's own ServiceAccount, no annotations, everything names it.
+    let docs = render(&[]);
+    let sas = of_kind(&docs, "ServiceAccount");
+    assert_eq!(sas.len(), 1);
+    assert_eq!(sas[0]["metadata"]["name"], "x-caas-operator");
+    assert!(
+        sas[0]["metadata"].get("annotations").is_none(),
+        "{}",
+        sas[0]
+    );
+    let names = service_account_names(&docs);
+    assert!(names.iter().all(|n| n == "x-caas-operator"), "{names:?}");
+
+    let role = "arn:aws:iam::123456789012:role/caas-dns";
+    let docs = render(&[
+        "--set",
+        &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={role}"),
+        "--set",
+        "podLabels.azure\\.workload\\.identity/use=true",
+        "--set",
+        "watchNamespace=apps",
+    ]);
+    let sas = of_kind(&docs, "ServiceAccount");
+    assert_eq!(sas.len(), 1);
+    assert_eq!(
+        sas[0]["metadata"]["annotations"],
+        json!({ "eks.amazonaws.com/role-arn": role })
+    );
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        labels["azure.workload.identity/use"],
+        json!("true"),
+        "{labels}"
+    );
+    // The selector labels are still there, and the extra label is not in the selector.
+    assert_eq!(labels["app.kubernetes.io/name"], "caas-operator");
+    assert!(
+        deployment["spec"]["selector"]["matchLabels"]
+            .get("azure.workload.identity/use")
+            .is_none()
+    );
+    let names = service_account_names(&docs);
+    assert!(names.iter().all(|n| n == "x-caas-operator"), "{names:?}");
+
+    // An existing ServiceAccount: none rendered, the Deployment and every binding name
+    // it (both RBAC shapes).
+    for extra in [&[][..], &["--set", "watchNamespace=apps"][..]] {
+        let mut args = vec![
+            "--set",
+            "serviceAccount.create=false,serviceAccount.name=existing",
+        ];
+        args.extend_from_slice(extra);
+        let docs = render(&args);
+        assert!(of_kind(&docs, "ServiceAccount").is_empty());
+        let names = service_account_names(&docs);
+        assert!(names.iter().all(|n| n == "existing"), "{names:?}");
+    }
+    // create=false without a name: the namespace's "default" ServiceAccount.
+    let docs = render(&["--set", "serviceAccount.create=false"]);
+    assert!(of_kind(&docs, "ServiceAccount").is_empty());
+    let names = service_account_names(&docs);
+    assert!(names.iter().all(|n| n == "default"), "{names:?}");
+    // A name with create=true: the chart creates it under that name.
+    let docs = render(&["--set", "serviceAccount.name=dns-identity"]);
+    assert_eq!(
+        of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"],
+        "dns-identity"
+    );
+    let names = service_account_names(&docs);
+    assert!(names.iter().all(|n| n == "dns-identity"), "{names:?}");
+
+    // The schema refuses a typo'd key (additionalProperties: false).
+    let (ok, out) = helm(&[
+        "template",
+        "x",
+        "charts/caas-operator",
+        "--set",
+        "serviceAccount.annotation.a=b",
+    ]);
+    assert!(!ok && out.contains("annotation"), "{out}");
 }
 
 /// The release workflow (it cannot run here: no Docker engine, no network) passes

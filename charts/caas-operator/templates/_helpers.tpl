@@ -8,6 +8,18 @@
 {{- end -}}
 {{- end -}}
 
+{{/*
+The ServiceAccount the operator runs as: serviceAccount.name if set, else the fullname
+when the chart creates it, else "default".
+*/}}
+{{- define "caas-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "caas-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "caas-operator.selectorLabels" -}}
 app.kubernetes.io/name: caas-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
