@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use caas_testbed::{
     CLOUD_DNS_PROJECT, DELEGATE_ZONE, FakeAcmeDnsServer, FakeCloudDnsApi, FakeCloudflareApi,
-    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeRoute53Api, LOCKED_ZONE, Pebble,
-    PebbleOptions, shared_apiserver, shared_bind, unique_name,
+    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, LOCKED_ZONE, Pebble, PebbleOptions,
+    shared_apiserver, shared_bind, unique_name,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -557,34 +557,6 @@ async fn acme_dns_through_its_fake_server() {
         "{:?}",
         fake.log()
     );
-}
-
-#[tokio::test]
-async fn route53_through_its_fake_api() {
-    let fake = FakeRoute53Api::start().await;
-    let (key_id, secret) = fake.credential.split_once(':').unwrap();
-    let wrong = format!(
-        "AKIA{}",
-        unique_name("wrong").to_uppercase().replace('-', "")
-    );
-    let url = fake.url.clone();
-    let solver = |s: &str| {
-        json!({ "dns01": { "route53": {
-        "region": "eu-west-1",
-        "accessKeyIDSecretRef": { "name": s, "key": "access-key-id" },
-        "secretAccessKeySecretRef": { "name": s, "key": "secret-access-key" },
-        "apiURL": url
-    } } })
-    };
-    provider_end_to_end(
-        "route53",
-        &fake,
-        solver,
-        &[("access-key-id", key_id), ("secret-access-key", secret)],
-        &[("access-key-id", &wrong), ("secret-access-key", secret)],
-        "InvalidClientTokenId",
-    )
-    .await;
 }
 
 #[tokio::test]

@@ -30,7 +30,6 @@ use crate::{shared_bind, tool};
 
 mod cloud;
 mod http_apis;
-mod route53;
 
 pub use cloud::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
@@ -39,8 +38,6 @@ pub use cloud::{
 use cloud::{azure_dns, cloud_dns};
 pub use http_apis::FakeAcmeDnsServer;
 use http_apis::{acme_dns, cloudflare, digitalocean, httpreq};
-pub use route53::FakeRoute53Api;
-use route53::{aws_error, route53, xml};
 
 /// Which API a fake speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +46,6 @@ enum Api {
     DigitalOcean,
     Httpreq,
     AcmeDns,
-    Route53,
     CloudDns,
     AzureDns,
 }
@@ -319,20 +315,6 @@ async fn handle(
             header("x-api-user"),
             header("x-api-key")
         )),
-        // SigV4's shape, and the access key id (the fake does not recompute signatures).
-        Api::Route53 => {
-            let auth = header("authorization");
-            auth.starts_with(&format!(
-                "AWS4-HMAC-SHA256 Credential={}/",
-                state.authorization
-            )) && auth.contains("/us-east-1/route53/aws4_request")
-                && auth.contains("SignedHeaders=host;x-amz-date")
-                && auth
-                    .split("Signature=")
-                    .nth(1)
-                    .is_some_and(|s| s.len() == 64)
-                && header("x-amz-date").len() == 16
-        }
         // The token endpoint authenticates by the JWT it is given.
         Api::CloudDns if parts.uri.path() == "/token" => true,
         Api::AzureDns if parts.uri.path().ends_with("/oauth2/v2.0/token") => true,
@@ -367,14 +349,6 @@ async fn handle(
         } }),
         ),
         (true, Api::AzureDns) => azure_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
-        (false, Api::Route53) => xml(
-            403,
-            &aws_error(
-                "InvalidClientTokenId",
-                "The security token included in the request is invalid.",
-            ),
-        ),
-        (true, Api::Route53) => route53(&state, &parts.method, &parts.uri, &raw).await,
         (true, Api::AcmeDns) => acme_dns(&state, &parts.method, parts.uri.path(), &body).await,
         (true, Api::Cloudflare) => cloudflare(&state, &parts.method, &parts.uri, &body).await,
         (true, Api::DigitalOcean) => digitalocean(&state, &parts.method, &parts.uri, &body).await,
