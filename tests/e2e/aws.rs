@@ -54,11 +54,21 @@ async fn case(
     route53: serde_json::Value,
     secret: &[(&str, &str)],
 ) -> (Case, Pebble) {
+    case_with(prefix, PebbleOptions::default(), env, route53, secret).await
+}
+
+async fn case_with(
+    prefix: &str,
+    options: PebbleOptions,
+    env: &[(String, String)],
+    route53: serde_json::Value,
+    secret: &[(&str, &str)],
+) -> (Case, Pebble) {
     let api = shared_apiserver();
     let client = api.client().await;
     install_crds(&client).await;
     let ns = api.namespace(&client, prefix).await;
-    let pebble = Pebble::start(PebbleOptions::default());
+    let pebble = Pebble::start(options);
     let operator = aws_operator(&ns, &pebble, env);
     if !secret.is_empty() {
         apply_secret(&client, &ns, "aws", secret).await;
@@ -327,6 +337,65 @@ async fn route53_role_is_assumed_with_keys_that_alone_may_not_change_dns() {
         .assert_logs_free_of(&[&keys.secret_access_key, &pebble.eab_hmac]);
 }
 
+/// Ten providers built from `solver` (as ten Certificates' solvers are) add ten values
+/// to `name` at once: BIND ends up serving all ten; then all remove theirs at once and
+/// none is left. The number served.
+pub async fn ten_writers(
+    client: &kube::Client,
+    ns: &str,
+    solver: serde_json::Value,
+    name: &str,
+) -> usize {
+    use caas_operator::solvers::dns01::factory;
+    let config: caas_operator::api::issuer::SolverConfig = serde_json::from_value(solver).unwrap();
+    let spec: caas_operator::api::IssuerSpec = serde_json::from_value(json!({
+        "server": "https://ca.invalid/directory", "solvers": [config.clone()],
+        "privateKeySecretRef": { "name": "race-account" }
+    }))
+    .unwrap();
+    let issuer = caas_operator::shared::IssuerHandle {
+        kind: caas_operator::shared::IssuerKind::Namespaced,
+        name: "race".into(),
+        secret_namespace: ns.to_string(),
+        spec,
+        status: None,
+        generation: None,
+        annotations: Default::default(),
+    };
+    let mut providers = Vec::new();
+    for _ in 0..10 {
+        providers.push(
+            factory::provider(client, &issuer, &config)
+                .await
+                .expect("provider"),
+        );
+    }
+    let values: Vec<String> = (0..10)
+        .map(|i| format!("value-{i}-{}", unique_name("v")))
+        .collect();
+    let adds = providers
+        .iter()
+        .zip(&values)
+        .map(|(p, v)| p.add_txt(name, v));
+    for result in futures::future::join_all(adds).await {
+        result.expect("add");
+    }
+    let mut served = shared_bind().dig(name, "TXT");
+    served.sort();
+    let mut wanted = values.clone();
+    wanted.sort();
+    assert_eq!(served, wanted, "all ten values served at {name}");
+    let removes = providers
+        .iter()
+        .zip(&values)
+        .map(|(p, v)| p.remove_txt(name, v));
+    for result in futures::future::join_all(removes).await {
+        result.expect("remove");
+    }
+    assert!(shared_bind().dig(name, "TXT").is_empty(), "all ten removed");
+    served.len()
+}
+
 #[tokio::test]
 async fn ten_certificates_presenting_one_name_at_once_lose_no_value_on_route53() {
     let moto = shared_moto();
@@ -335,8 +404,13 @@ async fn ten_certificates_presenting_one_name_at_once_lose_no_value_on_route53()
         "accessKeyID": keys.access_key_id,
         "secretAccessKeySecretRef": { "name": "aws", "key": "secret-access-key" },
     });
-    let (case, _pebble) = case(
+    let (case, _pebble) = case_with(
         "r53-ten",
+        PebbleOptions {
+            // Each order gets its own challenge: ten values at the name at once.
+            env: vec![("PEBBLE_AUTHZREUSE".into(), "0".into())],
+            ..PebbleOptions::default()
+        },
         &[],
         route53,
         &[("secret-access-key", &keys.secret_access_key)],
@@ -380,6 +454,41 @@ async fn ten_certificates_presenting_one_name_at_once_lose_no_value_on_route53()
         .filter(|l| l.contains("/rrset") && l.ends_with("-> 400"))
         .count();
     eprintln!("Route 53 refused {conflicts} stale change batches (each read again and retried)");
+}
+
+/// Ten values written to one name at once through the provider itself (as ten
+/// Certificates' solvers do), then removed at once: none lost, none left.
+#[tokio::test]
+async fn ten_values_written_to_one_name_at_once_all_end_served_on_route53() {
+    let moto = shared_moto();
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "r53-race").await;
+    let keys = &moto.dns_user;
+    apply_secret(
+        &client,
+        &ns,
+        "aws",
+        &[("secret-access-key", &keys.secret_access_key)],
+    )
+    .await;
+    let solver = json!({ "dns01": { "route53": {
+        "region": "us-east-1",
+        "accessKeyID": keys.access_key_id,
+        "secretAccessKeySecretRef": { "name": "aws", "key": "secret-access-key" },
+        "apiURL": moto.url,
+    } } });
+    let name = format!("_acme-challenge.{}.{ZONE}", unique_name("race"));
+    let served = ten_writers(&client, &ns, solver, &name).await;
+    let conflicts = moto
+        .log()
+        .iter()
+        .filter(|l| l.contains("/rrset") && l.ends_with("-> 400"))
+        .count();
+    eprintln!(
+        "{served} values served; Route 53 refused {conflicts} stale change batches (each read again and retried)"
+    );
 }
 
 /// boto3 (AWS's official client) through the mirror: a change reaches BIND, and a stale
