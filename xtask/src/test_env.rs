@@ -162,7 +162,10 @@ pub fn run() -> Result<Paths, String> {
     // A wrapper, not a link: Python finds its venv from the path it was started by.
     write_script(
         &bin.join("cloud-python"),
-        &format!("#!/bin/sh\nexec {} \"$@\"\n", venv.join("bin/python").display()),
+        &format!(
+            "#!/bin/sh\nexec {} \"$@\"\n",
+            venv.join("bin/python").display()
+        ),
     )?;
 
     // 8. cargo-deny, for the dependency policy in deny.toml.
@@ -676,11 +679,16 @@ fn fetch_cloud_venv(cache: &Path) -> Result<PathBuf, String> {
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(dir);
     }
-    eprintln!("==> installing moto and the cloud clients (PyPI) into {}", dir.display());
+    eprintln!(
+        "==> installing moto and the cloud clients (PyPI) into {}",
+        dir.display()
+    );
     let python = which("python3").ok_or("python3 is needed for moto (apt-get install python3)")?;
     let log = cache.join("cloud-venv.log");
     run_logged(
-        Command::new(python).args(["-m", "venv", "--clear"]).arg(&dir),
+        Command::new(python)
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir),
         &log,
         "python3 -m venv (apt-get install python3-venv)",
     )?;

@@ -34,6 +34,13 @@ pub enum DnsError {
         url: String,
         message: String,
     },
+    /// The provider's cloud credentials gave no access token (in the SDK's or the
+    /// token endpoint's words; the source named, never the credential).
+    #[error("{provider}: {error}")]
+    SignIn {
+        provider: &'static str,
+        error: crate::cloud::TokenError,
+    },
     /// No zone of the provider's account holds the name.
     #[error("{provider} has no zone holding {name} for these credentials")]
     NoProviderZone {
