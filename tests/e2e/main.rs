@@ -6,6 +6,8 @@
 //! * `renewal`: renewal (ARI, `replaces`), TLS-ALPN-01, key types, nonces, backoff.
 //! * `commercial_ca`: what commercial CaaS CAs need (EAB algorithms, chains, notAfter).
 //! * `dns_providers`: DNS-01 providers against BIND, through fakes of their APIs.
+//! * `cloud_credentials`: Google and Azure credentials (metadata server, workload
+//!   identity; the fakes checked with the official clients), one name written at once.
 //! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
 //! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
 //! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
@@ -23,6 +25,7 @@ mod support;
 
 mod certificates;
 mod chart;
+mod cloud_credentials;
 mod commercial_ca;
 mod delivery;
 mod dns_providers;
