@@ -148,13 +148,15 @@ async fn azure_dns_through_workload_identity() {
 }
 
 /// Runs `script` with the test bed's Python (the cloud providers' official clients),
-/// with `env`; panics with its output unless it succeeds.
-fn cloud_python(script: &str, env: &[(&str, &str)]) -> String {
+/// with `env`; panics with its output unless it succeeds. (Asynchronously: the fakes it
+/// talks to run on this test's runtime.)
+async fn cloud_python(script: &str, env: &[(&str, &str)]) -> String {
     let python = caas_testbed::tool("cloud-python");
-    let out = std::process::Command::new(python)
+    let out = tokio::process::Command::new(python)
         .args(["-c", script])
         .envs(env.iter().copied())
         .output()
+        .await
         .expect("run cloud-python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -196,7 +198,8 @@ print("email", metadata.service_account_email)
             ("API", &fake.url),
             ("PROJECT", CLOUD_DNS_PROJECT),
         ],
-    );
+    )
+    .await;
     assert!(
         out.contains("metadata ok") && out.contains("key ok"),
         "{out}"
@@ -247,7 +250,8 @@ except ClientAuthenticationError as error:
             ("SUBSCRIPTION", AZURE_SUBSCRIPTION),
             ("GROUP", AZURE_RESOURCE_GROUP),
         ],
-    );
+    )
+    .await;
     for line in ["workload ok", "secret ok", "refused ok"] {
         assert!(out.contains(line), "{line}: {out}");
     }
