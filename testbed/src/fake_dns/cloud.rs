@@ -97,9 +97,12 @@ fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
             json!({ "error": "invalid_grant", "error_description": description }),
         )
     };
+    // Form-encoded; base64url with or without padding (gcp_auth pads, google-auth
+    // does not; Google takes both).
     let assertion = form
         .split('&')
         .find_map(|kv| kv.strip_prefix("assertion="))
+        .map(super::identity::decode)
         .unwrap_or_default();
     let parts: Vec<&str> = assertion.split('.').collect();
     let [header, claims, signature] = parts.as_slice() else {
@@ -107,11 +110,13 @@ fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
     };
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let claims: Value = b64
-        .decode(claims)
+        .decode(claims.trim_end_matches('='))
         .ok()
         .and_then(|c| serde_json::from_slice(&c).ok())
         .unwrap_or_default();
-    let signature = b64.decode(signature).unwrap_or_default();
+    let signature = b64
+        .decode(signature.trim_end_matches('='))
+        .unwrap_or_default();
     let public = state.public_key.lock().expect("lock").clone();
     let key = ring::signature::UnparsedPublicKey::new(
         &ring::signature::RSA_PKCS1_2048_8192_SHA256,

@@ -172,7 +172,7 @@ fn entra_error(status: u16, error: &str, code: u32, description: &str) -> Respon
 }
 
 /// Decodes one `application/x-www-form-urlencoded` value.
-fn decode(value: &str) -> String {
+pub(super) fn decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
