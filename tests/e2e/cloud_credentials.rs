@@ -315,12 +315,18 @@ async fn ten_at_once(
         10,
         "ten distinct values published: {values:?}"
     );
-    let left: Vec<_> = fake
-        .records()
-        .into_iter()
-        .filter(|(n, _)| *n == record)
-        .collect();
-    assert!(left.is_empty(), "every value removed afterwards: {left:?}");
+    // Cleanup runs after each Certificate is Ready.
+    wait_for(
+        "every value removed afterwards",
+        TIMEOUT,
+        Some(&operator),
+        || async {
+            let left = fake.records().into_iter();
+            left.filter(|(n, _)| *n == record).collect::<Vec<_>>()
+        },
+        |left| left.is_empty(),
+    )
+    .await;
     eprintln!(
         "{prefix}: {} conditional writes refused and redone: {:?}",
         fake.conflicts().len(),
