@@ -273,7 +273,12 @@ async fn ten_at_once(
     let name = format!("{}.{ZONE}", unique_name(prefix));
     let certs: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
     for cert in &certs {
-        let spec = json!({ "secretName": format!("{cert}-tls"), "issuerRef": { "name": "dns" }, "dnsNames": [name] });
+        // Identical names would share one pending order at the CA (Pebble and Let's
+        // Encrypt reuse a pending order for the same account and names), and one value:
+        // a second name per Certificate keeps ten orders, each with its own value at
+        // `_acme-challenge.{name}`.
+        let names = [name.clone(), format!("{cert}.{name}")];
+        let spec = json!({ "secretName": format!("{cert}-tls"), "issuerRef": { "name": "dns" }, "dnsNames": names });
         create_certificate(&client, &ns, cert, spec).await;
     }
     for cert in &certs {
@@ -299,7 +304,8 @@ async fn ten_at_once(
         .collect();
     assert!(
         bad.is_empty(),
-        "no update, challenge or order failed: {bad:?}"
+        "no update, challenge or order failed: {bad:?}\nthe provider's changes:\n{}",
+        fake.timeline().join("\n")
     );
     let record = format!("_acme-challenge.{name}");
     let mut values: Vec<String> = fake

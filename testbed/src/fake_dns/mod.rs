@@ -91,6 +91,10 @@ struct State {
     conflicts: Mutex<Vec<String>>,
     /// Every TXT record ever added: (name, value).
     added: Mutex<Vec<(String, String)>>,
+    /// Every change applied to BIND, in order: `+name value` / `-name value`, with the
+    /// time since the fake started.
+    timeline: Mutex<Vec<String>>,
+    started: std::time::Instant,
 }
 
 /// A running fake; stops when dropped.
@@ -194,6 +198,8 @@ impl FakeDnsApi {
             etags: Mutex::default(),
             conflicts: Mutex::default(),
             added: Mutex::default(),
+            timeline: Mutex::default(),
+            started: std::time::Instant::now(),
         });
         let tasks = vec![tokio::spawn(serve(listener, state.clone(), None))];
         FakeDnsApi {
@@ -254,6 +260,11 @@ impl FakeDnsApi {
     /// Every TXT record it ever added: (name, value).
     pub fn added(&self) -> Vec<(String, String)> {
         self.state.added.lock().expect("lock").clone()
+    }
+
+    /// Every change it applied to BIND, in order (`{ms} +name value` / `-name value`).
+    pub fn timeline(&self) -> Vec<String> {
+        self.state.timeline.lock().expect("lock").clone()
     }
 
     /// The TXT records it holds now: (name, value).
@@ -466,6 +477,9 @@ async fn handle(
 /// Adds a record (in memory and in BIND); its id.
 async fn add(state: &State, name: &str, content: &str) -> Result<u64, String> {
     nsupdate(true, name, content).await?;
+    let at = state.started.elapsed().as_millis();
+    let line = format!("{at} +{name} {content}");
+    state.timeline.lock().expect("lock").push(line);
     let added = (name.to_string(), content.to_string());
     state.added.lock().expect("lock").push(added);
     let mut next = state.next_id.lock().expect("lock");
@@ -500,6 +514,9 @@ async fn remove(state: &State, id: u64) -> Result<bool, String> {
         > 1;
     if !shared {
         nsupdate(false, &rec.name, &rec.content).await?;
+        let at = state.started.elapsed().as_millis();
+        let line = format!("{at} -{} {}", rec.name, rec.content);
+        state.timeline.lock().expect("lock").push(line);
     }
     state.records.lock().expect("lock").retain(|r| r.id != id);
     Ok(true)
