@@ -192,6 +192,8 @@ pub(super) async fn cloud_dns(
             &format!("The 'parameters.managedZone' resource named '{zone}' does not exist."),
         ),
         (&Method::GET, [_, "rrsets"]) => {
+            // A read sees a set as it is between writes, never halfway through one.
+            let _between_writes = state.writes.lock().await;
             let name = query(uri, "name")
                 .unwrap_or_default()
                 .trim_end_matches('.')
@@ -280,6 +282,9 @@ pub(super) async fn cloud_dns(
                     );
                 }
             }
+            let names = deletions.iter().chain(&additions).map(|(n, _)| n.clone());
+            let before: Vec<(String, Vec<String>)> =
+                names.map(|n| (n.clone(), values_at(state, &n))).collect();
             for (name, values) in &deletions {
                 let kept: Vec<&String> = additions
                     .iter()
@@ -316,6 +321,9 @@ pub(super) async fn cloud_dns(
                         return error(500, "INTERNAL", &e);
                     }
                 }
+            }
+            for (name, values) in &before {
+                note_overwrite(state, name, values);
             }
             reply(
                 200,
@@ -376,11 +384,9 @@ pub(super) async fn azure_dns(
                 "@" => zone.to_string(),
                 r => format!("{r}.{zone}"),
             };
-            // Writes are checked against the set and applied as one step.
-            let _one_at_a_time = match *method {
-                Method::GET => None,
-                _ => Some(state.writes.lock().await),
-            };
+            // Writes are checked against the set and applied as one step; a read sees
+            // the set and its etag between writes.
+            let _one_at_a_time = state.writes.lock().await;
             let current: Vec<Rec> = state
                 .records
                 .lock()
@@ -461,6 +467,8 @@ pub(super) async fn azure_dns(
                             return error(500, "InternalServerError", &e);
                         }
                     }
+                    let before: Vec<String> = current.iter().map(|r| r.content.clone()).collect();
+                    note_overwrite(state, &name, &before);
                     let status = if current.is_empty() { 201 } else { 200 };
                     reply(status, set(wanted, etag(state)))
                 }
@@ -470,6 +478,8 @@ pub(super) async fn azure_dns(
                             return error(500, "InternalServerError", &e);
                         }
                     }
+                    let before: Vec<String> = current.iter().map(|r| r.content.clone()).collect();
+                    note_overwrite(state, &name, &before);
                     Response::builder()
                         .status(if current.is_empty() { 204 } else { 200 })
                         .body(Full::new(Bytes::new()))

@@ -95,6 +95,9 @@ struct State {
     /// time since the fake started.
     timeline: Mutex<Vec<String>>,
     started: std::time::Instant,
+    /// Writes of a whole record set that changed more than one value: a writer's set,
+    /// read before another writer's change, undoing that change (a lost update).
+    overwrites: Mutex<Vec<String>>,
 }
 
 /// A running fake; stops when dropped.
@@ -200,6 +203,7 @@ impl FakeDnsApi {
             added: Mutex::default(),
             timeline: Mutex::default(),
             started: std::time::Instant::now(),
+            overwrites: Mutex::default(),
         });
         let tasks = vec![tokio::spawn(serve(listener, state.clone(), None))];
         FakeDnsApi {
@@ -265,6 +269,12 @@ impl FakeDnsApi {
     /// Every change it applied to BIND, in order (`{ms} +name value` / `-name value`).
     pub fn timeline(&self) -> Vec<String> {
         self.state.timeline.lock().expect("lock").clone()
+    }
+
+    /// Whole-set writes that changed more than one value at a name (each DNS-01 writer
+    /// changes one): another writer's value undone by a stale set.
+    pub fn overwrites(&self) -> Vec<String> {
+        self.state.overwrites.lock().expect("lock").clone()
     }
 
     /// The TXT records it holds now: (name, value).
@@ -472,6 +482,24 @@ async fn handle(
     }
     state.log.lock().expect("lock").push(line);
     Ok(response)
+}
+
+/// The values at `name` now.
+fn values_at(state: &State, name: &str) -> Vec<String> {
+    let records = state.records.lock().expect("lock");
+    let at = records.iter().filter(|r| r.name == name);
+    at.map(|r| r.content.clone()).collect()
+}
+
+/// Notes a whole-set write at `name` that changed more than one value since `before`.
+fn note_overwrite(state: &State, name: &str, before: &[String]) {
+    let after = values_at(state, name);
+    let removed: Vec<&String> = before.iter().filter(|v| !after.contains(v)).collect();
+    let added: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
+    if removed.len() + added.len() > 1 {
+        let line = format!("{name}: removed {removed:?}, added {added:?}");
+        state.overwrites.lock().expect("lock").push(line);
+    }
 }
 
 /// Adds a record (in memory and in BIND); its id.
