@@ -86,7 +86,6 @@ impl AzureAuth {
         let options = ManagedIdentityCredentialOptions {
             user_assigned_id: login.client_id.clone().map(UserAssignedId::ClientId),
             client_options: client_options(login, &named)?,
-            ..Default::default()
         };
         let credential = ManagedIdentityCredential::new(Some(options))
             .map_err(|e| refused(&named, words(&e)))?;
