@@ -24,3 +24,26 @@ impl fmt::Display for CredentialSource {
     }
 }
 pub mod aws;
+
+pub mod azure;
+pub mod google;
+
+/// A cloud credential source could not give a token: in the provider's (or its SDK's)
+/// own words, with the source named, never the credential.
+#[derive(Debug, thiserror::Error)]
+#[error("{credential} gave no token: {message}")]
+pub struct TokenError {
+    pub credential: CredentialSource,
+    pub message: String,
+}
+
+/// The HTTP client the cloud SDKs send through (Azure's pipeline, the GCE metadata
+/// server): reqwest on rustls with `ring`, the operator's process-wide crypto provider
+/// (installed here too, so a client made outside `main` works the same).
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}

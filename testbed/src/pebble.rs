@@ -235,7 +235,7 @@ pub fn goroutines_stuck_on_locks(dump: &str) -> usize {
 
 /// A CA and a `localhost`/`127.0.0.1` serving certificate signed by it, as PEM:
 /// (ca, cert, key).
-fn tls_certificates() -> (String, String, String) {
+pub(crate) fn tls_certificates() -> (String, String, String) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::default();
     ca_params

@@ -114,8 +114,13 @@ async fn rfc2136_refusals_name_the_servers_answer_and_the_zone() {
 /// The operator, checking DNS-01 records through the test bed's BIND alone (it is not on
 /// port 53, so the zone's authoritative servers as listed in NS cannot be asked).
 fn dns_operator(ns: &str, pebble: &Pebble) -> Operator {
+    dns_operator_env(ns, pebble, &[])
+}
+
+/// [`dns_operator`] with `env` added to its environment (ambient cloud credentials).
+pub fn dns_operator_env(ns: &str, pebble: &Pebble, env: &[(&str, &str)]) -> Operator {
     let bind = shared_bind();
-    Operator::start_with(
+    Operator::start_env(
         shared_apiserver(),
         ns,
         pebble.http_port,
@@ -124,12 +129,14 @@ fn dns_operator(ns: &str, pebble: &Pebble) -> Operator {
             &format!("--dns01-recursive-nameservers={}", bind.addr()),
             "--dns01-recursive-nameservers-only",
         ],
+        env,
     )
 }
 
 /// One provider end to end: a wildcard + apex certificate through the fake (Pebble
 /// validating through BIND), the records gone from BIND afterwards, and a bad
-/// credential reported as `DNSUpdateFailed` in the provider's words, never logged.
+/// credential reported as `DNSUpdateFailed` in the provider's words, never logged. The
+/// operator runs with `env` added; it is returned for more checks of its log.
 async fn provider_end_to_end(
     prefix: &str,
     fake: &FakeDnsApi,
@@ -137,13 +144,14 @@ async fn provider_end_to_end(
     credential_secret: &[(&str, &str)],
     wrong_secret: &[(&str, &str)],
     refusal_words: &str,
-) {
+    env: &[(&str, &str)],
+) -> Operator {
     let api = shared_apiserver();
     let client = api.client().await;
     install_crds(&client).await;
     let ns = api.namespace(&client, prefix).await;
     let pebble = Pebble::start(PebbleOptions::default());
-    let operator = dns_operator(&ns, &pebble);
+    let operator = dns_operator_env(&ns, &pebble, env);
     apply_secret(&client, &ns, "dns-credential", credential_secret).await;
     apply_secret(&client, &ns, "wrong-credential", wrong_secret).await;
     create_issuer(
@@ -247,6 +255,7 @@ async fn provider_end_to_end(
         .map(|(_, v)| *v)
         .collect();
     operator.assert_logs_free_of(&credentials);
+    operator
 }
 
 #[tokio::test]
@@ -267,6 +276,7 @@ async fn cloudflare_through_its_fake_api() {
         &[("api-token", &fake.credential)],
         &[("api-token", &wrong)],
         "Authentication error",
+        &[],
     )
     .await;
 }
@@ -289,6 +299,7 @@ async fn digitalocean_through_its_fake_api_and_lego_through_the_same_fake() {
         &[("access-token", &fake.credential)],
         &[("access-token", &wrong)],
         "Unable to authenticate you",
+        &[],
     )
     .await;
     lego(
@@ -321,6 +332,7 @@ async fn httpreq_webhook_through_its_fake_server_and_lego_through_the_same_fake(
         &[("username", user), ("password", password)],
         &[("username", user), ("password", &wrong)],
         "HTTP 401",
+        &[],
     )
     .await;
     lego(
@@ -571,15 +583,22 @@ async fn cloud_dns_through_its_fake_api() {
         "apiURL": url
     } } })
     };
-    provider_end_to_end(
+    let operator = provider_end_to_end(
         "clouddns",
         &fake,
         solver,
         &[("key.json", &fake.credential)],
         &[("key.json", &other)],
-        "Invalid JWT Signature",
+        "token request failed",
+        &[],
     )
     .await;
+    // gcp_auth keeps the token endpoint's answer out of its error and logs it: the
+    // endpoint's own words reach the operator's log.
+    assert!(
+        operator.logs().contains("Invalid JWT Signature"),
+        "the token endpoint's words in the log"
+    );
 }
 
 #[tokio::test]
@@ -589,14 +608,19 @@ async fn azure_dns_through_its_fake_api() {
     let wrong = unique_name("azure-wrong");
     caas_testbed::register_secret(&wrong);
     let url = fake.url.clone();
+    let authority = fake.authority.clone().unwrap();
     let solver = |s: &str| {
         json!({ "dns01": { "azureDNS": {
         "subscriptionID": AZURE_SUBSCRIPTION, "resourceGroupName": AZURE_RESOURCE_GROUP,
         "hostedZoneName": ZONE, "clientID": AZURE_CLIENT, "tenantID": AZURE_TENANT,
         "clientSecretSecretRef": { "name": s, "key": "client-secret" },
-        "apiURL": url, "authorityURL": url
+        "apiURL": url, "authorityURL": authority
     } } })
     };
+    // Azure's SDK takes only https authorities: the fake's Entra ID serves TLS from a
+    // CA of its own, which the operator trusts through SSL_CERT_FILE.
+    let ca_file = fake.ca_file.clone().unwrap();
+    let ca_file = ca_file.to_str().unwrap();
     provider_end_to_end(
         "azuredns",
         &fake,
@@ -604,6 +628,7 @@ async fn azure_dns_through_its_fake_api() {
         &[("client-secret", &fake.credential)],
         &[("client-secret", &wrong)],
         "AADSTS7000215: Invalid client secret provided",
+        &[("SSL_CERT_FILE", ca_file)],
     )
     .await;
 }

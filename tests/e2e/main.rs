@@ -10,6 +10,8 @@
 //!   Identity, an assumed role), and ten writers of one name.
 //! * `dns_propagation`: the default DNS-01 check, asking every authoritative server on
 //!   port 53 (a second BIND, `caas_testbed::shared_auth_bind`).
+//! * `cloud_credentials`: Google and Azure credentials (metadata server, workload
+//!   identity; the fakes checked with the official clients), one name written at once.
 //! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
 //! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
 //! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
@@ -29,6 +31,7 @@ mod aws;
 
 mod certificates;
 mod chart;
+mod cloud_credentials;
 mod commercial_ca;
 mod delivery;
 mod dns_propagation;

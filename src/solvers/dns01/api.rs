@@ -2,8 +2,9 @@
 //! what their calls share: [`Rest`] (one provider's base URL, auth headers and way of
 //! wording a refusal as [`DnsError::Api`]; calls that must succeed, reads of what may be
 //! missing, lists, changes of APIs with one record per value), finding the zone that
-//! holds a name ([`find_zone`]) and OAuth 2.0 token requests
-//! ([`ApiClient::access_token`]). Each provider's few calls are typed in its own file;
+//! holds a name ([`find_zone`]) and conditional writes of a whole record set retried on
+//! conflict ([`retry_conflicts`]); access tokens come from the cloud SDKs
+//! ([`crate::cloud`]). Each provider's few calls are typed in its own file;
 //! their SDKs are either not in Rust, or (AWS) would cost minutes of compile time on 2
 //! cores for four requests.
 use std::time::Duration;
@@ -36,8 +37,6 @@ pub enum Body<'a> {
     None,
     /// JSON, sent with `content-type: application/json`.
     Json(&'a Value),
-    /// Text whose content type the caller sets (forms, XML).
-    Text(&'a str),
 }
 
 impl<'a> From<Option<&'a Value>> for Body<'a> {
@@ -46,12 +45,11 @@ impl<'a> From<Option<&'a Value>> for Body<'a> {
     }
 }
 
-/// An answer: HTTP status, JSON body (when it is not JSON: its first 300 characters, as a
-/// JSON string) and the body's text (XML APIs).
+/// An answer: HTTP status and JSON body (when it is not JSON: its first 300 characters,
+/// as a JSON string).
 pub struct Answer {
     pub status: u16,
     pub body: Value,
-    pub text: String,
 }
 
 impl Answer {
@@ -99,7 +97,6 @@ impl ApiClient {
                 req = req.header(http::header::CONTENT_TYPE, "application/json");
                 Bytes::from(json.to_string())
             }
-            Body::Text(text) => Bytes::from(text.to_string()),
         };
         let req = req
             .body(Full::new(payload))
@@ -115,36 +112,10 @@ impl ApiClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(text.chars().take(300).collect()));
-        Ok(Answer { status, body, text })
-    }
-
-    /// POSTs an `application/x-www-form-urlencoded` form.
-    pub async fn post_form(&self, url: &str, form: &str) -> Result<Answer, DnsError> {
-        let headers = [(
-            "content-type",
-            "application/x-www-form-urlencoded".to_string(),
-        )];
-        self.send(Method::POST, url, &headers, Body::Text(form))
-            .await
-    }
-
-    /// The `access_token` a token endpoint gives for `form` (RFC 6749 section 5.1);
-    /// otherwise `refused` words the answer (its body: the JSON, `Null` when not JSON).
-    pub async fn access_token(
-        &self,
-        url: &str,
-        form: &str,
-        refused: impl FnOnce(&Answer) -> DnsError,
-    ) -> Result<String, DnsError> {
-        let mut answer = self.post_form(url, form).await?;
-        answer.body = serde_json::from_str(&answer.text).unwrap_or_default();
-        match answer.body["access_token"].as_str() {
-            Some(token) if answer.status == 200 => Ok(token.to_string()),
-            _ => Err(refused(&answer)),
-        }
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&bytes).chars().take(300).collect())
+        });
+        Ok(Answer { status, body })
     }
 }
 
@@ -179,8 +150,20 @@ impl Rest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, DnsError> {
+        self.call_with(method, path, &[], body).await
+    }
+
+    /// [`call`](Rest::call) with `headers` too (conditions: `If-Match`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, DnsError> {
         let url = format!("{}{path}", self.base);
-        self.api.send(method, &url, &self.auth, body.into()).await
+        let headers = [self.auth.as_slice(), headers].concat();
+        self.api.send(method, &url, &headers, body.into()).await
     }
 
     /// [`call`](Rest::call), when `ok` takes the answer; else the refusal of the change
@@ -259,6 +242,45 @@ impl Rest {
     pub fn refused(&self, name: &str, zone: &str, answer: &Answer) -> DnsError {
         DnsError::api(self.provider(), name, zone, (self.words)(answer))
     }
+}
+
+/// What a conditional write of a whole record set came to.
+pub enum Written<T> {
+    Done(T),
+    /// The provider refused it because the set changed since it was read (someone else
+    /// wrote it): read again and redo the change.
+    Conflict,
+}
+
+/// How many times a read-then-conditional-write is tried before giving up: enough for a
+/// few dozen writers of one name at once.
+const CONFLICT_ATTEMPTS: u32 = 30;
+
+/// Runs `attempt` (read the set, write it back on the condition that it is unchanged)
+/// until it is not refused as a [`Written::Conflict`], with a short random pause that
+/// grows with each try, so no other writer's value is lost; `at`: the name and zone, for
+/// the error after the last try.
+pub async fn retry_conflicts<T, F, Fut>(
+    provider: &'static str,
+    at: (&str, &str),
+    mut attempt: F,
+) -> Result<T, DnsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Written<T>, DnsError>>,
+{
+    for n in 1..=CONFLICT_ATTEMPTS {
+        if let Written::Done(done) = attempt().await? {
+            return Ok(done);
+        }
+        let most = 20 * u64::from(n.min(10));
+        let pause = rand::random_range(most / 2..=most);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    let message = format!(
+        "the record set changed under {CONFLICT_ATTEMPTS} writes in a row (other writers of this name)"
+    );
+    Err(DnsError::api(provider, at.0, at.1, message))
 }
 
 /// `Authorization: Bearer <token>`.

@@ -34,9 +34,16 @@ pub enum DnsError {
         url: String,
         message: String,
     },
-    /// A cloud's credentials could not be had (no source, or the source refused).
-    #[error("could not sign in to {cloud}: {message}")]
+    /// The provider's cloud credentials gave no access token (in the SDK's or the
+    /// token endpoint's words; the source named, never the credential).
+    #[error("{provider}: {error}")]
     SignIn {
+        provider: &'static str,
+        error: crate::cloud::TokenError,
+    },
+    /// No cloud credentials could be had (no source, or the source refused).
+    #[error("could not sign in to {cloud}: {message}")]
+    CloudSignIn {
         cloud: &'static str,
         message: String,
     },

@@ -7,8 +7,21 @@ use crate::shared::IssuerHandle;
 use crate::solvers::SolverError;
 use crate::solvers::rfc2136::{self, Rfc2136Client};
 
-/// The provider a `dns01` solver entry names, with its credentials read.
+/// The provider a `dns01` solver entry names, with its credentials read; which cloud
+/// credential source signed in (never its value) goes to the debug log.
 pub async fn provider(
+    client: &kube::Client,
+    issuer: &IssuerHandle,
+    config: &SolverConfig,
+) -> Result<Box<dyn DnsProvider>, SolverError> {
+    let provider = build(client, issuer, config).await?;
+    if let Some(source) = provider.credential_source() {
+        tracing::debug!(issuer = %issuer.name, credentials = %source, "DNS-01 provider signed in");
+    }
+    Ok(provider)
+}
+
+async fn build(
     client: &kube::Client,
     issuer: &IssuerHandle,
     config: &SolverConfig,

@@ -86,22 +86,16 @@ pub trait DnsProvider: Send + Sync {
 
 /// [`DnsProvider`] for a provider whose changes reach its servers in the background:
 /// its own `update(fqdn, value, change)` returns the id of a change still being applied,
-/// and `settled(id)` says whether it has been.
+/// and `settled(id)` says whether it has been. With a field name after the type: the
+/// field holding its [`crate::cloud::CredentialSource`].
 macro_rules! pending_changes_provider {
-    ($provider:ty) => {
-        $crate::solvers::dns01::provider::pending_changes_provider!($provider, {});
-    };
-    // With `source`: the provider's `source()` names its cloud credential source.
-    ($provider:ty, source) => {
-        $crate::solvers::dns01::provider::pending_changes_provider!($provider, {
-            fn credential_source(&self) -> Option<$crate::cloud::CredentialSource> {
-                Some(self.source())
-            }
-        });
-    };
-    ($provider:ty, { $($extra:item)* }) => {
+    ($provider:ty $(, $source:ident)?) => {
         impl $crate::solvers::dns01::provider::DnsProvider for $provider {
-            $($extra)*
+            $(
+                fn credential_source(&self) -> Option<$crate::cloud::CredentialSource> {
+                    Some(self.$source.clone())
+                }
+            )?
 
             fn change<'a>(
                 &'a self,

@@ -86,7 +86,7 @@ impl Route53 {
             role: cfg.role.clone(),
         };
         let signed = aws::sign_in(auth).await.map_err(|e| {
-            SolverError::Dns(DnsError::SignIn {
+            SolverError::Dns(DnsError::CloudSignIn {
                 cloud: "AWS",
                 message: e.0,
             })
@@ -257,10 +257,6 @@ impl Route53 {
             &zone,
             format!("the TXT set kept changing under {CONFLICT_RETRIES} attempts to update it"),
         ))
-    }
-
-    pub fn source(&self) -> CredentialSource {
-        self.source.clone()
     }
 }
 

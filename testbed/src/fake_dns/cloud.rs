@@ -48,6 +48,7 @@ impl FakeCloudDnsApi {
         };
         fake.credential = sa(&pem);
         fake.other_key = Some(sa(&other_pem));
+        fake.metadata_host = Some(fake.url.trim_start_matches("http://").to_string());
         crate::register_secret(&pem);
         crate::register_secret(&other_pem);
         *fake.state.public_key.lock().expect("lock") = public;
@@ -55,8 +56,11 @@ impl FakeCloudDnsApi {
     }
 }
 
-/// The fake of Azure DNS (Azure Resource Manager, api-version 2018-05-01) and of the
-/// Microsoft Entra ID token endpoint (client credentials with a client secret).
+/// The fake of Azure DNS (Azure Resource Manager, api-version 2018-05-01: record sets
+/// with etags, `If-Match` / `If-None-Match` refused with 412 `PreconditionFailed` when
+/// stale) and of Microsoft Entra ID (client credentials with a client secret or
+/// workload identity's federated token), the latter over TLS at
+/// [`FakeDnsApi::authority`].
 pub struct FakeAzureDnsApi;
 
 /// The subscription, resource group, tenant and client the fake serves.
@@ -66,12 +70,21 @@ pub const AZURE_TENANT: &str = "11111111-1111-1111-1111-111111111111";
 pub const AZURE_CLIENT: &str = "22222222-2222-2222-2222-222222222222";
 
 impl FakeAzureDnsApi {
-    /// `credential` is the client secret.
+    /// `credential` is the client secret; `federated_token_file` holds the token
+    /// workload identity presents.
     pub async fn start() -> FakeDnsApi {
         let token = crate::unique_name("eyJ0eXAi");
         crate::register_secret(&token);
         let secret = crate::unique_name("azure-secret");
-        FakeDnsApi::start(Api::AzureDns, format!("Bearer {token}"), secret, "").await
+        let mut fake =
+            FakeDnsApi::start(Api::AzureDns, format!("Bearer {token}"), secret, "").await;
+        let (authority, ca_file) = fake.serve_tls().await;
+        let file = ca_file.with_file_name("azure-identity-token");
+        std::fs::write(&file, &fake.state.federated_token).expect("write the token file");
+        fake.authority = Some(authority);
+        fake.ca_file = Some(ca_file);
+        fake.federated_token_file = Some(file);
+        fake
     }
 }
 
@@ -84,9 +97,12 @@ fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
             json!({ "error": "invalid_grant", "error_description": description }),
         )
     };
+    // Form-encoded; base64url with or without padding (gcp_auth pads, google-auth
+    // does not; Google takes both).
     let assertion = form
         .split('&')
         .find_map(|kv| kv.strip_prefix("assertion="))
+        .map(super::identity::decode)
         .unwrap_or_default();
     let parts: Vec<&str> = assertion.split('.').collect();
     let [header, claims, signature] = parts.as_slice() else {
@@ -94,11 +110,13 @@ fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
     };
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let claims: Value = b64
-        .decode(claims)
+        .decode(claims.trim_end_matches('='))
         .ok()
         .and_then(|c| serde_json::from_slice(&c).ok())
         .unwrap_or_default();
-    let signature = b64.decode(signature).unwrap_or_default();
+    let signature = b64
+        .decode(signature.trim_end_matches('='))
+        .unwrap_or_default();
     let public = state.public_key.lock().expect("lock").clone();
     let key = ring::signature::UnparsedPublicKey::new(
         &ring::signature::RSA_PKCS1_2048_8192_SHA256,
@@ -174,6 +192,8 @@ pub(super) async fn cloud_dns(
             &format!("The 'parameters.managedZone' resource named '{zone}' does not exist."),
         ),
         (&Method::GET, [_, "rrsets"]) => {
+            // A read sees a set as it is between writes, never halfway through one.
+            let _between_writes = state.writes.lock().await;
             let name = query(uri, "name")
                 .unwrap_or_default()
                 .trim_end_matches('.')
@@ -195,6 +215,7 @@ pub(super) async fn cloud_dns(
             reply(200, json!({ "rrsets": sets }))
         }
         (&Method::POST, [_, "changes"]) => {
+            let _one_at_a_time = state.writes.lock().await;
             let set = |v: &Value| -> (String, Vec<String>) {
                 let name = v["name"]
                     .as_str()
@@ -243,6 +264,27 @@ pub(super) async fn cloud_dns(
                     );
                 }
             }
+            // Adding a set where one exists (not deleted in the same change) is refused.
+            for (name, _) in &additions {
+                let exists = state
+                    .records
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .any(|r| &r.name == name);
+                if exists && !deletions.iter().any(|(n, _)| n == name) {
+                    return error(
+                        409,
+                        "ALREADY_EXISTS",
+                        &format!(
+                            "The resource 'entity.change.additions[{name}.][TXT]' named '{name}. (TXT)' already exists"
+                        ),
+                    );
+                }
+            }
+            let names = deletions.iter().chain(&additions).map(|(n, _)| n.clone());
+            let before: Vec<(String, Vec<String>)> =
+                names.map(|n| (n.clone(), values_at(state, &n))).collect();
             for (name, values) in &deletions {
                 let kept: Vec<&String> = additions
                     .iter()
@@ -280,6 +322,9 @@ pub(super) async fn cloud_dns(
                     }
                 }
             }
+            for (name, values) in &before {
+                note_overwrite(state, name, values);
+            }
             reply(
                 200,
                 json!({ "kind": "dns#change", "id": "1", "status": "done" }),
@@ -289,44 +334,14 @@ pub(super) async fn cloud_dns(
     }
 }
 
-/// Entra ID's token endpoint: the client id and secret must match.
-fn azure_token(state: &State, secret: &str, form: &str) -> Response<Full<Bytes>> {
-    let field = |k: &str| {
-        form.split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_string()
-    };
-    if field("grant_type") != "client_credentials" || field("client_id") != AZURE_CLIENT {
-        return reply(
-            400,
-            json!({ "error": "unauthorized_client", "error_description": "AADSTS700016: Application not found in the directory." }),
-        );
-    }
-    if field("client_secret") != secret {
-        return reply(
-            401,
-            json!({ "error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided." }),
-        );
-    }
-    let token = state.authorization.trim_start_matches("Bearer ");
-    reply(
-        200,
-        json!({ "token_type": "Bearer", "expires_in": 3599, "access_token": token }),
-    )
-}
-
+/// `conditions`: the `If-Match` and `If-None-Match` headers (empty when not sent).
 pub(super) async fn azure_dns(
     state: &State,
     method: &Method,
     uri: &hyper::Uri,
-    raw: &str,
+    conditions: &[String; 2],
     body: &Value,
 ) -> Response<Full<Bytes>> {
-    if uri.path() == format!("/{AZURE_TENANT}/oauth2/v2.0/token") {
-        let secret = state.azure_secret.lock().expect("lock").clone();
-        return azure_token(state, &secret, raw);
-    }
     let error = |status: u16, code: &str, message: &str| {
         reply(
             status,
@@ -369,6 +384,9 @@ pub(super) async fn azure_dns(
                 "@" => zone.to_string(),
                 r => format!("{r}.{zone}"),
             };
+            // Writes are checked against the set and applied as one step; a read sees
+            // the set and its etag between writes.
+            let _one_at_a_time = state.writes.lock().await;
             let current: Vec<Rec> = state
                 .records
                 .lock()
@@ -377,11 +395,36 @@ pub(super) async fn azure_dns(
                 .filter(|r| r.name == name)
                 .cloned()
                 .collect();
-            let set = |values: Vec<String>| {
-                json!({ "name": relative, "type": "Microsoft.Network/dnszones/TXT", "properties": {
+            let etag = |state: &State| {
+                let version = state.etags.lock().expect("lock").get(&name).copied();
+                format!("{:08x}-0000-0000-0000-00000000caa5", version.unwrap_or(0))
+            };
+            let set = |values: Vec<String>, etag: String| {
+                json!({ "name": relative, "type": "Microsoft.Network/dnszones/TXT", "etag": etag, "properties": {
                 "TTL": 60, "fqdn": format!("{name}."), "TXTRecords": values.into_iter().map(|v| json!({ "value": [v] })).collect::<Vec<_>>()
             } })
             };
+            if *method != Method::GET {
+                let [if_match, if_none_match] = conditions;
+                let stale = (!if_match.is_empty()
+                    && (current.is_empty() || *if_match != etag(state)))
+                    || (if_none_match == "*" && !current.is_empty());
+                if stale {
+                    return error(
+                        412,
+                        "PreconditionFailed",
+                        &format!(
+                            "The condition '{if_match}{if_none_match}' in the precondition header is not satisfied by the current state of the record set '{relative}'."
+                        ),
+                    );
+                }
+                *state
+                    .etags
+                    .lock()
+                    .expect("lock")
+                    .entry(name.clone())
+                    .or_default() += 1;
+            }
             match *method {
                 Method::GET if current.is_empty() => error(
                     404,
@@ -392,7 +435,10 @@ pub(super) async fn azure_dns(
                 ),
                 Method::GET => reply(
                     200,
-                    set(current.iter().map(|r| r.content.clone()).collect()),
+                    set(
+                        current.iter().map(|r| r.content.clone()).collect(),
+                        etag(state),
+                    ),
                 ),
                 Method::PUT => {
                     let wanted: Vec<String> = body["properties"]["TXTRecords"]
@@ -421,7 +467,10 @@ pub(super) async fn azure_dns(
                             return error(500, "InternalServerError", &e);
                         }
                     }
-                    reply(if current.is_empty() { 201 } else { 200 }, set(wanted))
+                    let before: Vec<String> = current.iter().map(|r| r.content.clone()).collect();
+                    note_overwrite(state, &name, &before);
+                    let status = if current.is_empty() { 201 } else { 200 };
+                    reply(status, set(wanted, etag(state)))
                 }
                 Method::DELETE => {
                     for r in &current {
@@ -429,6 +478,8 @@ pub(super) async fn azure_dns(
                             return error(500, "InternalServerError", &e);
                         }
                     }
+                    let before: Vec<String> = current.iter().map(|r| r.content.clone()).collect();
+                    note_overwrite(state, &name, &before);
                     Response::builder()
                         .status(if current.is_empty() { 204 } else { 200 })
                         .body(Full::new(Bytes::new()))

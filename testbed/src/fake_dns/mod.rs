@@ -16,7 +16,9 @@
 //! * httpreq: POST `/present` and `/cleanup` with `{"fqdn", "value"}`, optional basic
 //!   auth (401 otherwise).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -30,6 +32,7 @@ use crate::{shared_bind, tool};
 
 mod cloud;
 mod http_apis;
+mod identity;
 
 pub use cloud::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
@@ -72,6 +75,25 @@ struct State {
     public_key: Mutex<Vec<u8>>,
     /// Azure: the client secret.
     azure_secret: Mutex<String>,
+    /// Azure: the federated token (workload identity) Entra ID accepts as the client's
+    /// assertion.
+    federated_token: String,
+    /// Cloud DNS and Azure DNS: one record-set write at a time, checked and applied as
+    /// one step (the services' own consistency).
+    writes: tokio::sync::Mutex<()>,
+    /// Azure: each record set's version (by absolute name), its etag.
+    etags: Mutex<HashMap<String, u64>>,
+    /// `METHOD path -> status` of every conditional write refused (412, 409).
+    conflicts: Mutex<Vec<String>>,
+    /// Every TXT record ever added: (name, value).
+    added: Mutex<Vec<(String, String)>>,
+    /// Every change applied to BIND, in order: `+name value` / `-name value`, with the
+    /// time since the fake started.
+    timeline: Mutex<Vec<String>>,
+    started: std::time::Instant,
+    /// Writes of a whole record set that changed more than one value: a writer's set,
+    /// read before another writer's change, undoing that change (a lost update).
+    overwrites: Mutex<Vec<String>>,
 }
 
 /// A running fake; stops when dropped.
@@ -84,8 +106,19 @@ pub struct FakeDnsApi {
     pub account: Option<Value>,
     /// Cloud DNS: a service account key the fake refuses.
     pub other_key: Option<String>,
+    /// Cloud DNS: the fake GCE metadata server's `host:port` (`GCE_METADATA_HOST`).
+    pub metadata_host: Option<String>,
+    /// Azure: the Microsoft Entra ID authority (`https://127.0.0.1:port`; Azure's SDKs
+    /// take only https authorities), its CA in [`FakeDnsApi::ca_file`].
+    pub authority: Option<String>,
+    /// Azure: the PEM file of the CA behind `authority` (for `SSL_CERT_FILE`,
+    /// `REQUESTS_CA_BUNDLE`).
+    pub ca_file: Option<PathBuf>,
+    /// Azure: the federated token file workload identity reads
+    /// (`AZURE_FEDERATED_TOKEN_FILE`).
+    pub federated_token_file: Option<PathBuf>,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The fake of Cloudflare's API v4.
@@ -154,6 +187,8 @@ impl FakeDnsApi {
             .await
             .expect("bind fake DNS API");
         let addr: SocketAddr = listener.local_addr().expect("addr");
+        let federated_token = crate::unique_name("eyJhbGciOiJSUzI1NiJ9.federated");
+        crate::register_secret(&federated_token);
         let state = Arc::new(State {
             api,
             authorization,
@@ -167,35 +202,85 @@ impl FakeDnsApi {
             } else {
                 String::new()
             }),
+            federated_token,
+            writes: tokio::sync::Mutex::default(),
+            etags: Mutex::default(),
+            conflicts: Mutex::default(),
+            added: Mutex::default(),
+            timeline: Mutex::default(),
+            started: std::time::Instant::now(),
+            overwrites: Mutex::default(),
         });
-        let served = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = served.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
+        let tasks = vec![tokio::spawn(serve(listener, state.clone(), None))];
         FakeDnsApi {
             url: format!("http://{addr}{base}"),
             credential,
             account: None,
             other_key: None,
+            metadata_host: None,
+            authority: None,
+            ca_file: None,
+            federated_token_file: None,
             state,
-            task,
+            tasks,
         }
+    }
+
+    /// Serves the same API over TLS too, with a certificate for `127.0.0.1` from a new
+    /// CA; the `https://` base and the CA's PEM file.
+    async fn serve_tls(&mut self) -> (String, PathBuf) {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (ca, cert, key) = crate::pebble::tls_certificates();
+        let dir = crate::scratch_dir("fake-dns-tls");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca).expect("write ca.pem");
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("cert PEM");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server cert");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake DNS API (TLS)");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(serve(listener, self.state.clone(), Some(acceptor)));
+        self.tasks.push(task);
+        (format!("https://{addr}"), ca_file)
+    }
+
+    /// Conditional writes refused so far (`METHOD path -> status`): how often writers
+    /// of one record set met.
+    pub fn conflicts(&self) -> Vec<String> {
+        self.state.conflicts.lock().expect("lock").clone()
     }
 
     /// `METHOD path -> status` of every request so far.
     pub fn log(&self) -> Vec<String> {
         self.state.log.lock().expect("lock").clone()
+    }
+
+    /// Every TXT record it ever added: (name, value).
+    pub fn added(&self) -> Vec<(String, String)> {
+        self.state.added.lock().expect("lock").clone()
+    }
+
+    /// Every change it applied to BIND, in order (`{ms} +name value` / `-name value`).
+    pub fn timeline(&self) -> Vec<String> {
+        self.state.timeline.lock().expect("lock").clone()
+    }
+
+    /// Whole-set writes that changed more than one value at a name (each DNS-01 writer
+    /// changes one): another writer's value undone by a stale set.
+    pub fn overwrites(&self) -> Vec<String> {
+        self.state.overwrites.lock().expect("lock").clone()
     }
 
     /// The TXT records it holds now: (name, value).
@@ -212,7 +297,36 @@ impl FakeDnsApi {
 
 impl Drop for FakeDnsApi {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Accepts connections on `listener` (over TLS with `tls`) and answers them with
+/// [`handle`].
+async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let http = hyper::server::conn::http1::Builder::new();
+            let _ = match tls {
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(_) => return,
+                },
+                None => http.serve_connection(TokioIo::new(tcp), service).await,
+            };
+        });
     }
 }
 
@@ -315,9 +429,11 @@ async fn handle(
             header("x-api-user"),
             header("x-api-key")
         )),
-        // The token endpoint authenticates by the JWT it is given.
+        // The token endpoints authenticate by what they are given; the metadata server
+        // by the `Metadata-Flavor` header (checked there).
         Api::CloudDns if parts.uri.path() == "/token" => true,
-        Api::AzureDns if parts.uri.path().ends_with("/oauth2/v2.0/token") => true,
+        Api::CloudDns if identity::is_metadata(parts.uri.path()) => true,
+        Api::AzureDns if identity::is_entra(parts.uri.path()) => true,
         _ => header("authorization") == state.authorization,
     };
     let response = match (authorized, state.api) {
@@ -341,6 +457,9 @@ async fn handle(
             "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
         } }),
         ),
+        (true, Api::CloudDns) if identity::is_metadata(parts.uri.path()) => {
+            identity::metadata(&state, parts.uri.path(), &header("metadata-flavor"))
+        }
         (true, Api::CloudDns) => cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
         (false, Api::AzureDns) => reply(
             401,
@@ -348,24 +467,57 @@ async fn handle(
             "code": "AuthenticationFailed", "message": "Authentication failed. The 'Authorization' header is missing or invalid."
         } }),
         ),
-        (true, Api::AzureDns) => azure_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
+        (true, Api::AzureDns) if identity::is_entra(parts.uri.path()) => {
+            identity::entra(&state, parts.uri.path(), &header("host"), &raw)
+        }
+        (true, Api::AzureDns) => {
+            let conditions = [header("if-match"), header("if-none-match")];
+            azure_dns(&state, &parts.method, &parts.uri, &conditions, &body).await
+        }
         (true, Api::AcmeDns) => acme_dns(&state, &parts.method, parts.uri.path(), &body).await,
         (true, Api::Cloudflare) => cloudflare(&state, &parts.method, &parts.uri, &body).await,
         (true, Api::DigitalOcean) => digitalocean(&state, &parts.method, &parts.uri, &body).await,
         (true, Api::Httpreq) => httpreq(&state, &parts.method, parts.uri.path(), &body).await,
     };
-    state.log.lock().expect("lock").push(format!(
+    let line = format!(
         "{} {} -> {}",
         parts.method,
         parts.uri,
         response.status().as_u16()
-    ));
+    );
+    if matches!(response.status().as_u16(), 409 | 412) {
+        state.conflicts.lock().expect("lock").push(line.clone());
+    }
+    state.log.lock().expect("lock").push(line);
     Ok(response)
+}
+
+/// The values at `name` now.
+fn values_at(state: &State, name: &str) -> Vec<String> {
+    let records = state.records.lock().expect("lock");
+    let at = records.iter().filter(|r| r.name == name);
+    at.map(|r| r.content.clone()).collect()
+}
+
+/// Notes a whole-set write at `name` that changed more than one value since `before`.
+fn note_overwrite(state: &State, name: &str, before: &[String]) {
+    let after = values_at(state, name);
+    let removed: Vec<&String> = before.iter().filter(|v| !after.contains(v)).collect();
+    let added: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
+    if removed.len() + added.len() > 1 {
+        let line = format!("{name}: removed {removed:?}, added {added:?}");
+        state.overwrites.lock().expect("lock").push(line);
+    }
 }
 
 /// Adds a record (in memory and in BIND); its id.
 async fn add(state: &State, name: &str, content: &str) -> Result<u64, String> {
     nsupdate(true, name, content).await?;
+    let at = state.started.elapsed().as_millis();
+    let line = format!("{at} +{name} {content}");
+    state.timeline.lock().expect("lock").push(line);
+    let added = (name.to_string(), content.to_string());
+    state.added.lock().expect("lock").push(added);
     let mut next = state.next_id.lock().expect("lock");
     *next += 1;
     let id = *next;
@@ -398,6 +550,9 @@ async fn remove(state: &State, id: u64) -> Result<bool, String> {
         > 1;
     if !shared {
         nsupdate(false, &rec.name, &rec.content).await?;
+        let at = state.started.elapsed().as_millis();
+        let line = format!("{at} -{} {}", rec.name, rec.content);
+        state.timeline.lock().expect("lock").push(line);
     }
     state.records.lock().expect("lock").retain(|r| r.id != id);
     Ok(true)
