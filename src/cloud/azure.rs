@@ -15,7 +15,7 @@ use azure_identity::{
     WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
-use super::{CredentialSource, TokenError};
+use super::{CredentialSource, TokenError, env};
 
 /// Azure Resource Manager (Azure DNS among its APIs).
 pub const MANAGEMENT_SCOPE: &str = "https://management.azure.com/.default";
@@ -137,14 +137,7 @@ fn refused(named: &CredentialSource, message: String) -> TokenError {
 }
 
 fn named(source: String) -> CredentialSource {
-    CredentialSource {
-        cloud: CLOUD,
-        source,
-    }
-}
-
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
+    CredentialSource::new(CLOUD, source)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use gcp_auth::{CustomServiceAccount, TokenProvider};
 use serde::Deserialize;
 
-use super::{CredentialSource, TokenError};
+use super::{CredentialSource, TokenError, env};
 
 /// Read and write access to Cloud DNS.
 pub const DNS_SCOPE: &str = "https://www.googleapis.com/auth/ndev.clouddns.readwrite";
@@ -158,14 +158,7 @@ async fn metadata_token(client: &reqwest::Client, url: &str) -> Result<String, S
 }
 
 fn named(source: String) -> CredentialSource {
-    CredentialSource {
-        cloud: CLOUD,
-        source,
-    }
-}
-
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
+    CredentialSource::new(CLOUD, source)
 }
 
 #[cfg(test)]

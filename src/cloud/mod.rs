@@ -18,6 +18,20 @@ pub struct CredentialSource {
     pub source: String,
 }
 
+impl CredentialSource {
+    pub fn new(cloud: &'static str, source: impl Into<String>) -> Self {
+        CredentialSource {
+            cloud,
+            source: source.into(),
+        }
+    }
+}
+
+/// An environment variable's value, unset when empty.
+pub(crate) fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
 impl fmt::Display for CredentialSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.cloud, self.source)

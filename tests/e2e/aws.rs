@@ -142,6 +142,33 @@ async fn issues(case: &Case, pebble: &Pebble, source: &str) {
     );
 }
 
+/// A Certificate `name` through issuer `issuer`, refused: its Ready message.
+async fn refused(case: &Case, issuer: &str, name: &str) -> String {
+    create_certificate(
+        &case.client,
+        &case.ns,
+        name,
+        json!({
+            "secretName": format!("{name}-tls"), "issuerRef": { "name": issuer },
+            "dnsNames": [format!("{}.{ZONE}", unique_name(name))]
+        }),
+    )
+    .await;
+    let cert = wait_cert_ready(
+        &case.client,
+        &case.ns,
+        name,
+        "False",
+        Some("DNSUpdateFailed"),
+        TIMEOUT,
+        &case.operator,
+    )
+    .await;
+    condition(&cert.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .2
+}
+
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
     env.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -195,27 +222,7 @@ async fn route53_with_static_keys_and_a_wrong_key_refused_in_awss_words() {
         solvers,
     )
     .await;
-    create_certificate(
-        &case.client,
-        &case.ns,
-        "refused",
-        json!({
-            "secretName": "refused-tls", "issuerRef": { "name": "wrong" },
-            "dnsNames": [format!("{}.{ZONE}", unique_name("refused"))]
-        }),
-    )
-    .await;
-    let refused = wait_cert_ready(
-        &case.client,
-        &case.ns,
-        "refused",
-        "False",
-        Some("DNSUpdateFailed"),
-        TIMEOUT,
-        &case.operator,
-    )
-    .await;
-    let (_, _, message) = condition(&refused.status.unwrap().conditions, "Ready").unwrap();
+    let message = refused(&case, "wrong", "refused").await;
     assert!(
         message.contains("SignatureDoesNotMatch") && message.contains("Route 53"),
         "AWS's own words: {message}"
@@ -311,27 +318,7 @@ async fn route53_role_is_assumed_with_keys_that_alone_may_not_change_dns() {
         solvers,
     )
     .await;
-    create_certificate(
-        &case.client,
-        &case.ns,
-        "no-role",
-        json!({
-            "secretName": "no-role-tls", "issuerRef": { "name": "no-role" },
-            "dnsNames": [format!("{}.{ZONE}", unique_name("no-role"))]
-        }),
-    )
-    .await;
-    let refused = wait_cert_ready(
-        &case.client,
-        &case.ns,
-        "no-role",
-        "False",
-        Some("DNSUpdateFailed"),
-        TIMEOUT,
-        &case.operator,
-    )
-    .await;
-    let (_, _, message) = condition(&refused.status.unwrap().conditions, "Ready").unwrap();
+    let message = refused(&case, "no-role", "no-role").await;
     assert!(message.contains("AccessDenied"), "IAM's words: {message}");
     case.operator
         .assert_logs_free_of(&[&keys.secret_access_key, &pebble.eab_hmac]);
