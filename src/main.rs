@@ -96,6 +96,14 @@ struct RunArgs {
     /// Gateways, naming a CaaSIssuer / ClusterCaaSIssuer of the same name.
     #[arg(long, env = "CAAS_ACCEPT_CERT_MANAGER_ANNOTATIONS")]
     accept_cert_manager_annotations: bool,
+    /// Let a namespaced CaaSIssuer's cloud DNS-01 solver without keys sign in with the
+    /// operator's own identity (IRSA, Pod Identity, Workload Identity, instance
+    /// metadata). Off, as cert-manager's `--issuer-ambient-credentials`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", env = "CAAS_ISSUER_AMBIENT_CREDENTIALS")]
+    issuer_ambient_credentials: bool,
+    /// The same for ClusterCaaSIssuers. On, as cert-manager's.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", env = "CAAS_CLUSTER_ISSUER_AMBIENT_CREDENTIALS")]
+    cluster_issuer_ambient_credentials: bool,
 }
 
 impl RunArgs {
@@ -124,6 +132,10 @@ impl RunArgs {
             expiring_within: self.expiring_within,
             default_notify: self.default_notify.filter(|n| !n.webhooks.is_empty()),
             accept_cert_manager_annotations: self.accept_cert_manager_annotations,
+            ambient_credentials: caas_operator::shared::settings::AmbientCredentials {
+                issuers: self.issuer_ambient_credentials,
+                cluster_issuers: self.cluster_issuer_ambient_credentials,
+            },
         }
     }
 }
@@ -145,10 +157,18 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,kube_client=warn,hyper=warn")
     });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // Whatever RUST_LOG says, the AWS SDK's request tracing stops at debug: at trace it
+    // prints request bodies, and STS AssumeRoleWithWebIdentity's body holds the pod's
+    // service account token.
+    let no_sdk_bodies = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("aws_smithy") && *meta.level() == tracing::Level::TRACE)
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(no_sdk_bodies).init(),
+        LogFormat::Json => builder.json().finish().with(no_sdk_bodies).init(),
     }
 }
 

@@ -33,7 +33,7 @@ pub struct StaticKeys {
 pub struct Auth {
     /// Static keys; `None`: the SDK's default chain (ambient credentials).
     pub keys: Option<StaticKeys>,
-    /// `route53.region`; else the SDK's (`AWS_REGION`, profile), else [`GLOBAL_REGION`].
+    /// `route53.region`; else `AWS_REGION` / `AWS_DEFAULT_REGION`, else [`GLOBAL_REGION`].
     pub region: Option<String>,
     /// A role to assume with the credentials above (`route53.role`).
     pub role: Option<String>,
@@ -56,10 +56,15 @@ pub async fn sign_in(auth: Auth) -> Result<Signed, AwsError> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-    if let Some(region) = &auth.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
+    // The region is settled before loading: the chain's STS client (IRSA) needs one, and
+    // leaving it to the SDK would probe the instance metadata service for it.
+    let region = (auth.region.clone())
+        .or_else(|| super::env("AWS_REGION"))
+        .or_else(|| super::env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| GLOBAL_REGION.to_string());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(region));
     if let Some(keys) = &auth.keys {
         loader = loader.credentials_provider(Credentials::new(
             &keys.access_key_id,
@@ -69,13 +74,7 @@ pub async fn sign_in(auth: Auth) -> Result<Signed, AwsError> {
             "Secret",
         ));
     }
-    let mut config = loader.load().await;
-    if config.region().is_none() {
-        config = config
-            .into_builder()
-            .region(Region::from_static(GLOBAL_REGION))
-            .build();
-    }
+    let config = loader.load().await;
     let base = config
         .credentials_provider()
         .ok_or_else(|| AwsError("the AWS SDK has no credentials provider".into()))?;

@@ -69,6 +69,8 @@ pub struct Options {
     pub default_notify: Option<crate::api::issuer::Notify>,
     /// Honour `cert-manager.io/issuer` / `cluster-issuer` (and their companions).
     pub accept_cert_manager_annotations: bool,
+    /// Which issuers may use the operator's own cloud identity.
+    pub ambient_credentials: crate::shared::settings::AmbientCredentials,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -170,6 +172,7 @@ fn settings(options: &Options) -> Settings {
                 port: options.http01_addr.port(),
             },
             dns01_resolvers: options.dns01_resolvers.clone(),
+            ambient_credentials: options.ambient_credentials,
         },
         restart_on_renew: options.restart_on_renew,
         expiring_within: options.expiring_within,

@@ -29,6 +29,28 @@ pub struct SolverSettings {
     pub solver_endpoint: SolverEndpoint,
     /// Where DNS-01 propagation checks and CNAME lookups ask.
     pub dns01_resolvers: Resolvers,
+    /// Which issuers may sign in to a cloud with the operator's own identity.
+    pub ambient_credentials: AmbientCredentials,
+}
+
+/// Whether a cloud DNS-01 solver without keys may use the operator's own identity (its
+/// service account's IRSA / Workload Identity, the node's metadata service). As
+/// cert-manager's `--issuer-ambient-credentials` (off) and
+/// `--cluster-issuer-ambient-credentials` (on): a namespace's user must not borrow the
+/// operator's cloud identity unless the platform team allows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AmbientCredentials {
+    pub issuers: bool,
+    pub cluster_issuers: bool,
+}
+
+impl Default for AmbientCredentials {
+    fn default() -> Self {
+        AmbientCredentials {
+            issuers: false,
+            cluster_issuers: true,
+        }
+    }
 }
 
 /// Where the temporary Service sends traffic: the operator's address and solver port.

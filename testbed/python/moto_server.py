@@ -38,7 +38,7 @@ def _create_aws_request_fixed(self):
         request = AWSRequest(
             method=request.method, url=request.url, data=b"", headers=request.headers
         )
-        request.context["timestamp"] = request.headers["X-Amz-Date"]
+        request.context["timestamp"] = request.headers.get("X-Amz-Date", "")
     return request
 
 

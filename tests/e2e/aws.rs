@@ -35,6 +35,7 @@ fn aws_operator(ns: &str, pebble: &Pebble, env: &[(String, String)]) -> Operator
             &format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port),
             &format!("--dns01-recursive-nameservers={}", bind.addr()),
             "--dns01-recursive-nameservers-only",
+            "--issuer-ambient-credentials",
         ],
         &env,
     )
@@ -352,7 +353,7 @@ pub async fn ten_writers(
     let mut providers = Vec::new();
     for _ in 0..10 {
         providers.push(
-            factory::provider(client, &issuer, &config)
+            factory::provider(client, &issuer, &config, Default::default())
                 .await
                 .expect("provider"),
         );

@@ -117,20 +117,21 @@ fn dns_operator(ns: &str, pebble: &Pebble) -> Operator {
     dns_operator_env(ns, pebble, &[])
 }
 
-/// [`dns_operator`] with `env` added to its environment (ambient cloud credentials).
+/// [`dns_operator`] with `env` added to its environment (ambient cloud credentials, which
+/// the tests' namespaced issuers may then use: `--issuer-ambient-credentials`).
 pub fn dns_operator_env(ns: &str, pebble: &Pebble, env: &[(&str, &str)]) -> Operator {
     let bind = shared_bind();
-    Operator::start_env(
-        shared_apiserver(),
-        ns,
-        pebble.http_port,
-        &[
-            &format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port),
-            &format!("--dns01-recursive-nameservers={}", bind.addr()),
-            "--dns01-recursive-nameservers-only",
-        ],
-        env,
-    )
+    let tls = format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port);
+    let resolvers = format!("--dns01-recursive-nameservers={}", bind.addr());
+    let mut args = vec![
+        tls.as_str(),
+        resolvers.as_str(),
+        "--dns01-recursive-nameservers-only",
+    ];
+    if !env.is_empty() {
+        args.push("--issuer-ambient-credentials");
+    }
+    Operator::start_env(shared_apiserver(), ns, pebble.http_port, &args, env)
 }
 
 /// One provider end to end: a wildcard + apex certificate through the fake (Pebble

@@ -165,7 +165,12 @@ async fn reconcile_handle(
     if state.rotated.is_some() {
         status.last_account_key_rotation = state.rotated;
     }
-    status.cloud_credentials = credentials::check(&ctx.client, issuer).await;
+    status.cloud_credentials = credentials::check(
+        &ctx.client,
+        issuer,
+        ctx.settings.solvers.ambient_credentials,
+    )
+    .await;
     let changed = was.as_ref().map(|c| (&c.status, &c.reason))
         != Some((&state.condition.status, &state.condition.reason));
     if changed {

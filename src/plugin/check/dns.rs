@@ -59,6 +59,11 @@ async fn publish_test_record(
     let settings = crate::shared::settings::SolverSettings {
         solver_endpoint: crate::shared::settings::SolverEndpoint { ip: None, port: 0 },
         dns01_resolvers: resolvers,
+        // The user's own identity, in the user's own shell.
+        ambient_credentials: crate::shared::settings::AmbientCredentials {
+            issuers: true,
+            cluster_issuers: true,
+        },
     };
     let events = crate::shared::events::Recorder::new(client.clone(), "kubectl-caas", None);
     let mut cert = crate::api::Certificate::new(

@@ -75,7 +75,13 @@ async fn record(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
 ) -> Result<(Box<dyn DnsProvider>, String, String), SolverError> {
-    let provider = factory::provider(env.deps.client, env.issuer, env.config).await?;
+    let provider = factory::provider(
+        env.deps.client,
+        env.issuer,
+        env.config,
+        env.deps.settings.ambient_credentials,
+    )
+    .await?;
     let mut fqdn = record_name(challenge.dns_name);
     let strategy = env.config.dns01.as_ref().and_then(|d| d.cname_strategy);
     if strategy == Some(CnameStrategy::Follow) {

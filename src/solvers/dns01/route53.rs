@@ -29,6 +29,24 @@ const TTL: i64 = 60;
 /// giving up.
 const CONFLICT_RETRIES: u32 = 20;
 
+/// A TXT record set as read.
+struct TxtSet {
+    ttl: i64,
+    values: Vec<String>,
+}
+
+/// Whether Route 53 refused a batch because the set changed since it was read (another
+/// writer got there first), as opposed to a refusal that a retry cannot cure.
+fn is_conflict(message: &str) -> bool {
+    [
+        "but it already exists",
+        "do not match the current values",
+        "but it was not found",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 pub struct Route53 {
     client: Client,
     hosted_zone_id: Option<String>,
@@ -93,7 +111,11 @@ impl Route53 {
         })?;
         let mut config = aws_sdk_route53::config::Builder::from(&signed.config);
         if let Some(url) = &cfg.api_url {
-            config = config.endpoint_url(url.trim_end_matches('/'));
+            // With an explicit endpoint the SDK's rules give no signing region: Route 53
+            // is signed for its partition's global region, never the issuer's.
+            config = config
+                .endpoint_url(url.trim_end_matches('/'))
+                .region(aws_config::Region::from_static(aws::GLOBAL_REGION));
         }
         Ok(Route53 {
             client: Client::from_conf(config.build()),
@@ -134,8 +156,9 @@ impl Route53 {
         .await
     }
 
-    /// The TXT values at `name` (quoted, as Route 53 holds them).
-    async fn values(&self, id: &str, zone: &str, name: &str) -> Result<Vec<String>, DnsError> {
+    /// The TXT set at `name` as Route 53 holds it: its TTL and values (quoted); `None`
+    /// when there is none. A DELETE must name it exactly, TTL included.
+    async fn values(&self, id: &str, zone: &str, name: &str) -> Result<Option<TxtSet>, DnsError> {
         let listed = self
             .client
             .list_resource_record_sets()
@@ -150,14 +173,18 @@ impl Route53 {
         Ok(listed
             .resource_record_sets()
             .first()
-            .filter(|set| set.name().trim_end_matches('.') == name && set.r#type() == &RrType::Txt)
-            .map(|set| {
-                set.resource_records()
+            .filter(|set| {
+                set.name().trim_end_matches('.').eq_ignore_ascii_case(name)
+                    && set.r#type() == &RrType::Txt
+            })
+            .map(|set| TxtSet {
+                ttl: set.ttl().unwrap_or(TTL),
+                values: set
+                    .resource_records()
                     .iter()
                     .map(|r| r.value().to_string())
-                    .collect()
-            })
-            .unwrap_or_default())
+                    .collect(),
+            }))
     }
 
     /// Replaces the set `old` by `new` in one batch (exact DELETE, then CREATE); `Ok(None)`
@@ -165,9 +192,11 @@ impl Route53 {
     async fn swap(
         &self,
         (id, zone, name): (&str, &str, &str),
-        old: &[String],
+        old: Option<&TxtSet>,
         new: &[String],
     ) -> Result<Option<Pending>, DnsError> {
+        // The old set is deleted exactly as read (its TTL too); the new one keeps that TTL.
+        let ttl = old.map_or(TTL, |o| o.ttl);
         let set = |action: ChangeAction, values: &[String]| -> Result<R53Change, DnsError> {
             let records = values
                 .iter()
@@ -176,7 +205,7 @@ impl Route53 {
             let set = ResourceRecordSet::builder()
                 .name(format!("{name}."))
                 .r#type(RrType::Txt)
-                .ttl(TTL)
+                .ttl(ttl)
                 .set_resource_records(records.ok())
                 .build();
             set.and_then(|set| {
@@ -188,8 +217,8 @@ impl Route53 {
             .map_err(|e| DnsError::api(PROVIDER, name, zone, e.to_string()))
         };
         let mut changes = Vec::new();
-        if !old.is_empty() {
-            changes.push(set(ChangeAction::Delete, old)?);
+        if let Some(old) = old.filter(|o| !o.values.is_empty()) {
+            changes.push(set(ChangeAction::Delete, &old.values)?);
         }
         if !new.is_empty() {
             changes.push(set(ChangeAction::Create, new)?);
@@ -213,7 +242,10 @@ impl Route53 {
                 let settled = info.map(|i| i.status()) == Some(&ChangeStatus::Insync);
                 Ok(Some(change.filter(|c| !settled && !c.is_empty())))
             }
-            Err(e) if e.code() == Some("InvalidChangeBatch") => {
+            Err(e)
+                if e.code() == Some("InvalidChangeBatch")
+                    && is_conflict(e.message().unwrap_or_default()) =>
+            {
                 tracing::debug!(name, error = %words(&e), "Route 53 set changed under us; reading it again");
                 Ok(None)
             }
@@ -239,11 +271,15 @@ impl Route53 {
         let name = fqdn.trim_end_matches('.');
         let quoted = format!("\"{value}\"");
         for attempt in 0..CONFLICT_RETRIES {
-            let values = self.values(&id, &zone, name).await?;
-            let Some(new) = change.apply(&values, &quoted) else {
+            let old = self.values(&id, &zone, name).await?;
+            let values = old
+                .as_ref()
+                .map(|o| o.values.as_slice())
+                .unwrap_or_default();
+            let Some(new) = change.apply(values, &quoted) else {
                 return Ok(None);
             };
-            if let Some(pending) = self.swap((&id, &zone, name), &values, &new).await? {
+            if let Some(pending) = self.swap((&id, &zone, name), old.as_ref(), &new).await? {
                 return Ok(pending);
             }
             // Another writer won: back off a little (spread, so ten writers do not
@@ -261,3 +297,21 @@ impl Route53 {
 }
 
 super::provider::pending_changes_provider!(Route53, source);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_changed_set_is_retried() {
+        assert!(is_conflict(
+            "[Tried to delete resource record set [name='a.', type='TXT'] but the values provided do not match the current values]"
+        ));
+        assert!(is_conflict(
+            "[Tried to create resource record set [name='a.', type='TXT'] but it already exists]"
+        ));
+        assert!(!is_conflict(
+            "[RRSet with DNS name a.other. is not permitted in zone acc.test.]"
+        ));
+    }
+}

@@ -92,6 +92,7 @@ pub fn settings() -> Settings {
                 port: 8089,
             },
             dns01_resolvers: Default::default(),
+            ambient_credentials: Default::default(),
         },
         restart_on_renew: false,
         expiring_within: Duration::from_secs(7 * 24 * 3600),
