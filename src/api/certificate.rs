@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acme::{ChallengeState, ChallengeType, OrderState};
 use super::conditions::Condition;
+use super::deploy::{DeployRef, DeploymentStatus};
 use super::issuer_name::IssuerName;
 use super::time::Time;
 
@@ -70,6 +71,11 @@ pub struct CertificateSpec {
     /// Extra keys in the Secret: `CombinedPEM` (`tls-combined.pem`), `DER` (`key.der`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_output_formats: Vec<OutputFormat>,
+    /// Where the certificate goes besides its Secret (`DeployTarget`s, by default, or
+    /// `ClusterDeployTarget`s); `status.deployments` says what reached each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub deploy_to: Vec<DeployRef>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -214,6 +220,12 @@ pub struct CertificateStatus {
     /// The ACME order in progress (one at a time): a restart resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderStatus>,
+    /// One entry per target of `spec.deployTo`: what was deployed there, and whether
+    /// the last attempt failed (`Deployed`). Written by the deploy controller only
+    /// (its own field manager); the certificate controller never sends it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["target"]))]
+    pub deployments: Vec<DeploymentStatus>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

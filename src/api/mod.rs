@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod certificate;
 pub mod conditions;
+pub mod deploy;
 pub mod gateway;
 pub mod issuer;
 pub mod issuer_name;
@@ -17,6 +18,7 @@ pub mod time;
 pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use conditions::Condition;
+pub use deploy::{ClusterDeployTarget, DeployRef, DeployTarget, DeployTargetSpec, DeploymentStatus};
 pub use issuer::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
 pub use issuer_name::{IssuerKind, IssuerName};
 pub use reason::Reason;
@@ -46,6 +48,8 @@ pub fn crds_yaml() -> String {
         CaaSIssuer::crd(),
         ClusterCaaSIssuer::crd(),
         Certificate::crd(),
+        DeployTarget::crd(),
+        ClusterDeployTarget::crd(),
     ] {
         let mut value = serde_json::to_value(&crd).expect("CRDs serialize");
         strip_defaults(&mut value);

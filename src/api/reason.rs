@@ -101,6 +101,25 @@ reasons! {
     KeySettingsChanged = "KeySettingsChanged",
     /// The certificate's names differ from the spec.
     NamesChanged = "NamesChanged",
+    // A Certificate's deployments (`status.deployments[].conditions`, type `Deployed`).
+    /// The Secret's certificate is at the target.
+    Deployed = "Deployed",
+    /// The Secret holds no certificate yet: nothing to deploy.
+    WaitingForCertificate = "WaitingForCertificate",
+    /// The `DeployTarget` or `ClusterDeployTarget` named in `deployTo` does not exist.
+    TargetNotFound = "TargetNotFound",
+    /// The target's spec is invalid; the message names the field.
+    InvalidTarget = "InvalidTarget",
+    /// The destination does not take this key type (ACM: no Ed25519).
+    UnsupportedKey = "UnsupportedKey",
+    /// The operator may not deploy there (Secret copies switched off, no consent).
+    NotPermitted = "NotPermitted",
+    /// A Secret of the copy's name exists and is not a copy of this certificate.
+    CopyConflict = "CopyConflict",
+    /// The destination refused the request (credentials, rights, the certificate).
+    DestinationRefused = "DestinationRefused",
+    /// The destination did not answer, or answered that it is unavailable.
+    DestinationUnreachable = "DestinationUnreachable",
     // Issuers.
     /// The ACME account is registered.
     AccountRegistered = "AccountRegistered",

@@ -13,6 +13,7 @@ use crate::api::certificate::{CertificateStatus, OrderStatus, RotationPolicy};
 use crate::api::{ChallengeState, OrderState, Reason, Time};
 use crate::pki::{CertInfo, KeySettings, key_matches};
 
+pub mod deploy;
 pub mod fallback;
 pub mod order;
 pub mod renewal;

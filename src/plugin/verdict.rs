@@ -119,6 +119,24 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
             "fix the failure the message quotes before notAfter: the certificate in use \
              stays valid until then"
         }
+        Deployed => "nothing to do: renewals are deployed by themselves",
+        WaitingForCertificate => "wait: the target gets the certificate once it is issued",
+        TargetNotFound => "create the deploy target deployTo names (or fix deployTo)",
+        InvalidTarget => "fix the deploy target's field the message names",
+        UnsupportedKey => "use an RSA or ECDSA key (privateKey.algorithm) for this destination",
+        NotPermitted => {
+            "turn on secretCopies in the chart, or annotate the namespace with \
+             caas.dev/accept-secret-copies-from"
+        }
+        CopyConflict => "rename or delete the Secret in the way (or set secretName on the target)",
+        DestinationRefused => {
+            "fix what the destination's words say (credentials, IAM rights, the key type); \
+             it is retried with backoff"
+        }
+        DestinationUnreachable => {
+            "nothing, if it passes: it is retried with backoff (30 s doubling to 1 h); check \
+             the endpoint and network if it lasts"
+        }
         AccountNotFound | BadNonce | EabRejected | ServerUnreachable | AccountRegistered
         | AccountKeyRace | KeyRolloverFailed => {
             "look at the issuer: kubectl caas status issuer <name> (its account or CA)"

@@ -114,6 +114,19 @@ async fn save_status(
 ) -> Result<(), kube::Error> {
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+    // `deployments` belongs to the deploy controller's field manager: never sent here,
+    // so this forced apply neither owns nor removes it.
+    let without_deployments;
+    let status = match status.deployments.is_empty() {
+        true => status,
+        false => {
+            without_deployments = CertificateStatus {
+                deployments: Vec::new(),
+                ..status.clone()
+            };
+            &without_deployments
+        }
+    };
     let patch = StatusPatch {
         api_version: "caas.dev/v1alpha1",
         kind: "Certificate",

@@ -1,0 +1,289 @@
+//! `DeployTarget` and `ClusterDeployTarget`: a place a certificate is copied to once it is
+//! in its Secret (a cloud certificate store, Secrets of other namespaces), defined once
+//! and named by any number of Certificates (`spec.deployTo`). What was deployed where is
+//! in the Certificate's `status.deployments`, written by the deploy controller only.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+use super::issuer::SecretKeySelector;
+use super::time::Time;
+
+/// Where a certificate goes: exactly one destination block.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "caas.dev",
+    version = "v1alpha1",
+    kind = "DeployTarget",
+    namespaced,
+    shortname = "deploytarget",
+    printcolumn = r#"{"name":"ACM region","type":"string","jsonPath":".spec.acm.region","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployTargetSpec {
+    /// AWS Certificate Manager: imported, and re-imported into the same ARN on renewal
+    /// (listeners of ALB, NLB and CloudFront keep using it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acm: Option<AcmTarget>,
+    /// Copies of the Secret in other namespaces, kept current and removed with the
+    /// Certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_copies: Option<SecretCopiesTarget>,
+}
+
+/// The platform team's kind: same spec; its credential Secrets live in the operator's
+/// namespace (`--cluster-resource-namespace`), and its Secret copies need no consent.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "caas.dev",
+    version = "v1alpha1",
+    kind = "ClusterDeployTarget",
+    shortname = "clusterdeploytarget",
+    printcolumn = r#"{"name":"ACM region","type":"string","jsonPath":".spec.acm.region","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct ClusterDeployTargetSpec(pub DeployTargetSpec);
+
+/// AWS Certificate Manager (`ImportCertificate`). Credentials as `route53`: keys from a
+/// Secret, or none for the operator's own (IRSA, EKS Pod Identity, instance role), with
+/// an optional role to assume.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmTarget {
+    /// The region of the load balancer (CloudFront: us-east-1); default: `AWS_REGION`,
+    /// else us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The access key ID as a plain string; or `accessKeyIDSecretRef`. With
+    /// `secretAccessKeySecretRef`.
+    #[serde(
+        default,
+        rename = "accessKeyID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_key_id: Option<String>,
+    #[serde(
+        default,
+        rename = "accessKeyIDSecretRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_key_id_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretKeySelector>,
+    /// A role to assume (STS AssumeRole) with the credentials above or the ambient ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Tags put on the certificate at its first import (ACM refuses tags on re-import).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// An imported certificate to re-import into (adopt one listeners already use);
+    /// default: a new import, whose ARN `status.deployments` keeps.
+    #[serde(
+        default,
+        rename = "certificateARN",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_arn: Option<String>,
+    /// API base URL (default: the SDK's ACM endpoint, or `AWS_ENDPOINT_URL_ACM` /
+    /// `AWS_ENDPOINT_URL`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// Copies of the certificate's Secret in other namespaces (type `kubernetes.io/tls`,
+/// the same data), by name list and/or namespace label selector. Needs the chart's
+/// `secretCopies.enabled`. A namespaced `DeployTarget` copies only into namespaces that
+/// consent with the annotation `caas.dev/accept-secret-copies-from` (a comma-separated
+/// list of namespaces, or `*`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretCopiesTarget {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+    /// The copies' name; default: the source Secret's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Extra labels and annotations on the copies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Namespaces by label: all of `matchLabels` must match.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl NamespaceSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+impl DeployTargetSpec {
+    /// The destination's name as `status.deployments[].destination` says it; an error
+    /// naming the problem unless exactly one destination block is set.
+    pub fn destination(&self) -> Result<&'static str, String> {
+        let set: Vec<&'static str> = [
+            (self.acm.is_some(), "acm"),
+            (self.secret_copies.is_some(), "secretCopies"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        match set.as_slice() {
+            [one] => Ok(one),
+            [] => Err("a deploy target names exactly one of acm, secretCopies; it names none".into()),
+            many => Err(format!(
+                "a deploy target names exactly one of acm, secretCopies; it names {}",
+                many.join(" and ")
+            )),
+        }
+    }
+}
+
+/// A Certificate's reference to a target: `DeployTarget` (default, the Certificate's
+/// namespace) or `ClusterDeployTarget`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct DeployRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl DeployRef {
+    pub fn is_cluster(&self) -> bool {
+        self.kind.as_deref() == Some("ClusterDeployTarget")
+    }
+
+    /// `DeployTarget/name` or `ClusterDeployTarget/name`: the key of its status entry.
+    pub fn key(&self) -> String {
+        let kind = match self.is_cluster() {
+            true => "ClusterDeployTarget",
+            false => "DeployTarget",
+        };
+        format!("{kind}/{}", self.name)
+    }
+}
+
+/// What the deploy controller did for one target of a Certificate.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// `DeployTarget/name` or `ClusterDeployTarget/name`.
+    pub target: String,
+    /// `acm` or `secretCopies`.
+    #[serde(default)]
+    pub destination: String,
+    /// Where the copy is (`acm:eu-west-1`); a change means a new copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The copy's identity at the destination (ACM: its ARN).
+    #[serde(default, rename = "remoteID", skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    /// Secret copies: the namespaces holding a current copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// The serial number (lowercase hex) of the certificate deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub deployed_at: Option<Time>,
+    /// The deployed certificate's notAfter.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub not_after: Option<Time>,
+    /// Failed attempts since the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+    /// When the next attempt is due after a failure.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::option"
+    )]
+    pub next_attempt_time: Option<Time>,
+    /// `Deployed`, with the destination's own words when it failed.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl DeploymentStatus {
+    /// Whether its `Deployed` condition is True.
+    pub fn is_deployed(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| c.type_ == "Deployed" && c.is_true())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_names_exactly_one_destination() {
+        let mut spec = DeployTargetSpec::default();
+        assert!(spec.destination().unwrap_err().contains("names none"));
+        spec.acm = Some(AcmTarget::default());
+        assert_eq!(spec.destination(), Ok("acm"));
+        spec.secret_copies = Some(SecretCopiesTarget::default());
+        assert!(
+            spec.destination()
+                .unwrap_err()
+                .contains("it names acm and secretCopies")
+        );
+    }
+
+    #[test]
+    fn targets_read_cert_manager_style_names_and_keys_name_the_kind() {
+        let spec: DeployTargetSpec = serde_json::from_value(serde_json::json!({
+            "acm": {"region": "eu-west-1", "accessKeyID": "AKIA", "certificateARN": "arn:x",
+                    "secretAccessKeySecretRef": {"name": "aws", "key": "secret"},
+                    "tags": {"team": "shop"}}
+        }))
+        .unwrap();
+        let acm = spec.acm.as_ref().unwrap();
+        assert_eq!(acm.access_key_id.as_deref(), Some("AKIA"));
+        assert_eq!(acm.certificate_arn.as_deref(), Some("arn:x"));
+        assert_eq!(serde_json::to_value(&spec).unwrap()["acm"]["accessKeyID"], "AKIA");
+        let r: DeployRef = serde_json::from_str(r#"{"name":"copies","kind":"ClusterDeployTarget"}"#).unwrap();
+        assert_eq!(r.key(), "ClusterDeployTarget/copies");
+        let r: DeployRef = serde_json::from_str(r#"{"name":"edge"}"#).unwrap();
+        assert_eq!(r.key(), "DeployTarget/edge");
+    }
+
+    #[test]
+    fn a_hand_edited_deployment_time_reads_as_unset() {
+        let d: DeploymentStatus = serde_json::from_value(serde_json::json!({
+            "target": "DeployTarget/edge", "destination": "acm", "deployedAt": "yesterday",
+            "remoteID": "arn:aws:acm:us-east-1:1:certificate/x"
+        }))
+        .unwrap();
+        assert_eq!(d.deployed_at, None);
+        assert_eq!(d.remote_id.as_deref(), Some("arn:aws:acm:us-east-1:1:certificate/x"));
+        assert!(!d.is_deployed());
+    }
+}
