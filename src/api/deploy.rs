@@ -148,7 +148,9 @@ impl DeployTargetSpec {
         .collect();
         match set.as_slice() {
             [one] => Ok(one),
-            [] => Err("a deploy target names exactly one of acm, secretCopies; it names none".into()),
+            [] => {
+                Err("a deploy target names exactly one of acm, secretCopies; it names none".into())
+            }
             many => Err(format!(
                 "a deploy target names exactly one of acm, secretCopies; it names {}",
                 many.join(" and ")
@@ -268,8 +270,12 @@ mod tests {
         let acm = spec.acm.as_ref().unwrap();
         assert_eq!(acm.access_key_id.as_deref(), Some("AKIA"));
         assert_eq!(acm.certificate_arn.as_deref(), Some("arn:x"));
-        assert_eq!(serde_json::to_value(&spec).unwrap()["acm"]["accessKeyID"], "AKIA");
-        let r: DeployRef = serde_json::from_str(r#"{"name":"copies","kind":"ClusterDeployTarget"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap()["acm"]["accessKeyID"],
+            "AKIA"
+        );
+        let r: DeployRef =
+            serde_json::from_str(r#"{"name":"copies","kind":"ClusterDeployTarget"}"#).unwrap();
         assert_eq!(r.key(), "ClusterDeployTarget/copies");
         let r: DeployRef = serde_json::from_str(r#"{"name":"edge"}"#).unwrap();
         assert_eq!(r.key(), "DeployTarget/edge");
@@ -283,7 +289,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(d.deployed_at, None);
-        assert_eq!(d.remote_id.as_deref(), Some("arn:aws:acm:us-east-1:1:certificate/x"));
+        assert_eq!(
+            d.remote_id.as_deref(),
+            Some("arn:aws:acm:us-east-1:1:certificate/x")
+        );
         assert!(!d.is_deployed());
     }
 }

@@ -18,7 +18,9 @@ pub mod time;
 pub use acme::{AuthorizationState, ChallengeState, ChallengeType, OrderState};
 pub use certificate::{Certificate, CertificateSpec, CertificateStatus};
 pub use conditions::Condition;
-pub use deploy::{ClusterDeployTarget, DeployRef, DeployTarget, DeployTargetSpec, DeploymentStatus};
+pub use deploy::{
+    ClusterDeployTarget, DeployRef, DeployTarget, DeployTargetSpec, DeploymentStatus,
+};
 pub use issuer::{CaaSIssuer, ClusterCaaSIssuer, IssuerSpec, IssuerStatus};
 pub use issuer_name::{IssuerKind, IssuerName};
 pub use reason::Reason;

@@ -165,10 +165,12 @@ pub fn copy_plan(
             })
     };
     let mut plan = CopyPlan::default();
-    let wanted = |ns: &NamespaceView| {
-        listed.contains(&ns.name) || matches.is_some_and(|m| m(&ns.labels))
-    };
-    for ns in namespaces.iter().filter(|ns| ns.name != source_namespace && wanted(ns)) {
+    let wanted =
+        |ns: &NamespaceView| listed.contains(&ns.name) || matches.is_some_and(|m| m(&ns.labels));
+    for ns in namespaces
+        .iter()
+        .filter(|ns| ns.name != source_namespace && wanted(ns))
+    {
         match consents(ns) {
             true => plan.namespaces.push(ns.name.clone()),
             false => plan.refused.push(format!(
@@ -220,23 +222,63 @@ mod tests {
 
     #[test]
     fn a_new_serial_is_deployed_and_a_current_one_waits_for_its_verification() {
-        let entry = deployed("0a1b", "acm:us-east-1", now() - SignedDuration::from_hours(1));
+        let entry = deployed(
+            "0a1b",
+            "acm:us-east-1",
+            now() - SignedDuration::from_hours(1),
+        );
         let s = |serial, location, stale| {
-            step("acm", location, Some(&entry), Some(&secret(serial)), stale, now(), DAY)
+            step(
+                "acm",
+                location,
+                Some(&entry),
+                Some(&secret(serial)),
+                stale,
+                now(),
+                DAY,
+            )
         };
         assert_eq!(
             s("0a1b", "acm:us-east-1", false),
-            Step::Idle { verify_at: now() + SignedDuration::from_hours(23) }
+            Step::Idle {
+                verify_at: now() + SignedDuration::from_hours(23)
+            }
         );
         // ACM's colon form and a leading zero are the same serial.
-        assert!(matches!(s("00:0A:1B", "acm:us-east-1", false), Step::Idle { .. }));
+        assert!(matches!(
+            s("00:0A:1B", "acm:us-east-1", false),
+            Step::Idle { .. }
+        ));
         assert_eq!(s("0c2d", "acm:us-east-1", false), Step::Deploy, "renewed");
         assert_eq!(s("0a1b", "acm:eu-west-1", false), Step::Deploy, "moved");
-        assert_eq!(s("0a1b", "acm:us-east-1", true), Step::Deploy, "a copy changed by hand");
-        assert_eq!(step("acm", "acm:us-east-1", None, Some(&secret("1")), false, now(), DAY), Step::Deploy);
+        assert_eq!(
+            s("0a1b", "acm:us-east-1", true),
+            Step::Deploy,
+            "a copy changed by hand"
+        );
+        assert_eq!(
+            step(
+                "acm",
+                "acm:us-east-1",
+                None,
+                Some(&secret("1")),
+                false,
+                now(),
+                DAY
+            ),
+            Step::Deploy
+        );
         let late = now() + DAY;
         assert_eq!(
-            step("acm", "acm:us-east-1", Some(&entry), Some(&secret("0a1b")), false, late, DAY),
+            step(
+                "acm",
+                "acm:us-east-1",
+                Some(&entry),
+                Some(&secret("0a1b")),
+                false,
+                late,
+                DAY
+            ),
             Step::Deploy,
             "verification due"
         );
@@ -255,9 +297,29 @@ mod tests {
         let mut entry = deployed("0a1b", "acm:us-east-1", now() - DAY);
         entry.failed_attempts = Some(3);
         entry.next_attempt_time = Some(Time(now() + SignedDuration::from_mins(2)));
-        entry.conditions = vec![Condition::new("Deployed", false, "DestinationUnreachable", "503")];
-        let at = |t| step("acm", "acm:us-east-1", Some(&entry), Some(&secret("0c2d")), false, t, DAY);
-        assert_eq!(at(now()), Step::Wait { until: now() + SignedDuration::from_mins(2) });
+        entry.conditions = vec![Condition::new(
+            "Deployed",
+            false,
+            "DestinationUnreachable",
+            "503",
+        )];
+        let at = |t| {
+            step(
+                "acm",
+                "acm:us-east-1",
+                Some(&entry),
+                Some(&secret("0c2d")),
+                false,
+                t,
+                DAY,
+            )
+        };
+        assert_eq!(
+            at(now()),
+            Step::Wait {
+                until: now() + SignedDuration::from_mins(2)
+            }
+        );
         assert_eq!(at(now() + SignedDuration::from_mins(2)), Step::Deploy);
     }
 
@@ -266,8 +328,25 @@ mod tests {
         let mut s = secret("1");
         s.key = KeyAlgorithm::Ed25519;
         let refused = step("acm", "acm:us-east-1", None, Some(&s), false, now(), DAY);
-        assert!(matches!(refused, Step::Refuse { reason: Reason::UnsupportedKey, .. }));
-        assert_eq!(step("secretCopies", "secretCopies:a", None, Some(&s), false, now(), DAY), Step::Deploy);
+        assert!(matches!(
+            refused,
+            Step::Refuse {
+                reason: Reason::UnsupportedKey,
+                ..
+            }
+        ));
+        assert_eq!(
+            step(
+                "secretCopies",
+                "secretCopies:a",
+                None,
+                Some(&s),
+                false,
+                now(),
+                DAY
+            ),
+            Step::Deploy
+        );
     }
 
     #[test]
@@ -287,7 +366,9 @@ mod tests {
         let soon = now() + SignedDuration::from_mins(5);
         let steps = [
             Step::Deploy,
-            Step::Idle { verify_at: now() + DAY },
+            Step::Idle {
+                verify_at: now() + DAY,
+            },
             Step::Wait { until: soon },
         ];
         assert_eq!(next_look(&steps, now()), Some(SignedDuration::from_mins(5)));
@@ -296,10 +377,13 @@ mod tests {
 
     #[test]
     fn entries_of_targets_no_longer_named_are_dropped() {
-        let entries = [deployed("1", "acm:x", now()), DeploymentStatus {
-            target: "ClusterDeployTarget/copies".into(),
-            ..Default::default()
-        }];
+        let entries = [
+            deployed("1", "acm:x", now()),
+            DeploymentStatus {
+                target: "ClusterDeployTarget/copies".into(),
+                ..Default::default()
+            },
+        ];
         let keys: BTreeSet<String> = ["DeployTarget/edge".to_string()].into();
         let dropped = dropped(&keys, &entries);
         assert_eq!(dropped.len(), 1);
@@ -309,7 +393,9 @@ mod tests {
     fn ns(name: &str, label: Option<&str>, accepts: Option<&str>) -> NamespaceView {
         NamespaceView {
             name: name.into(),
-            labels: label.map(|l| [(l.to_string(), "true".to_string())].into()).unwrap_or_default(),
+            labels: label
+                .map(|l| [(l.to_string(), "true".to_string())].into())
+                .unwrap_or_default(),
             accepts_from: accepts.map(str::to_string),
         }
     }

@@ -6,6 +6,7 @@
 //! `acme`, `solvers` and `controllers` all build on this; it builds on `api` only.
 
 pub mod events;
+pub mod finalizer;
 pub mod issuer;
 pub mod memory;
 pub mod patch;

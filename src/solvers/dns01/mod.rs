@@ -13,10 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, RemoveOperation, TestOperation};
 use kube::ResourceExt;
-use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 
 mod acme_dns;
@@ -113,7 +110,8 @@ impl Solver for Dns01 {
         Box::pin(async move {
             let (provider, fqdn, value) = record(env, challenge).await?;
             // Status already names the record; from now on a deletion waits for it.
-            ensure_finalizer(env.deps.client, env.cert).await?;
+            crate::shared::finalizer::ensure(env.deps.client, env.cert, DNS_CLEANUP_FINALIZER)
+                .await?;
             let pending = provider.publish(&fqdn, &value).await?;
             env.deps.memory.set_dns_change(&fqdn, &value, pending);
             Ok(())
@@ -202,81 +200,11 @@ async fn after_cleanup(
         .await;
     }
     if (!deleting || all_removed)
-        && let Err(e) = remove_finalizer(deps.client, cert).await
+        && let Err(e) =
+            crate::shared::finalizer::remove(deps.client, cert, DNS_CLEANUP_FINALIZER).await
     {
         tracing::warn!(certificate = %cert.name_any(), error = %e, "cannot remove the DNS-01 cleanup finalizer");
     }
-}
-
-fn pointer(tokens: &[&str]) -> PointerBuf {
-    PointerBuf::from_tokens(tokens.iter().copied())
-}
-
-async fn patch(
-    api: &Api<Certificate>,
-    name: &str,
-    ops: Vec<PatchOperation>,
-) -> Result<(), kube::Error> {
-    api.patch(
-        name,
-        &crate::shared::patch::operator_params(),
-        &Patch::<()>::Json(json_patch::Patch(ops)),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Adds the guard (reading the Certificate as it is now: the cached copy may predate
-/// another controller's finalizer).
-async fn ensure_finalizer(client: &kube::Client, cert: &Certificate) -> Result<(), kube::Error> {
-    let api: Api<Certificate> =
-        Api::namespaced(client.clone(), &cert.namespace().unwrap_or_default());
-    let current = api.get(&cert.name_any()).await?;
-    if current
-        .finalizers()
-        .iter()
-        .any(|f| f == DNS_CLEANUP_FINALIZER)
-    {
-        return Ok(());
-    }
-    let value = serde_json::Value::String(DNS_CLEANUP_FINALIZER.into());
-    // Appending cannot drop another controller's finalizer; creating the list can only
-    // race with another first finalizer in the instant between GET and PATCH.
-    let add = match current.metadata.finalizers {
-        Some(_) => AddOperation {
-            path: pointer(&["metadata", "finalizers", "-"]),
-            value,
-        },
-        None => AddOperation {
-            path: pointer(&["metadata", "finalizers"]),
-            value: serde_json::Value::Array(vec![value]),
-        },
-    };
-    patch(&api, &cert.name_any(), vec![PatchOperation::Add(add)]).await
-}
-
-async fn remove_finalizer(client: &kube::Client, cert: &Certificate) -> Result<(), kube::Error> {
-    let api: Api<Certificate> =
-        Api::namespaced(client.clone(), &cert.namespace().unwrap_or_default());
-    let Some(current) = api.get_opt(&cert.name_any()).await? else {
-        return Ok(());
-    };
-    let Some(index) = current
-        .finalizers()
-        .iter()
-        .position(|f| f == DNS_CLEANUP_FINALIZER)
-    else {
-        return Ok(());
-    };
-    let path = pointer(&["metadata", "finalizers", &index.to_string()]);
-    let ops = vec![
-        PatchOperation::Test(TestOperation {
-            path: path.clone(),
-            value: serde_json::Value::String(DNS_CLEANUP_FINALIZER.into()),
-        }),
-        PatchOperation::Remove(RemoveOperation { path }),
-    ];
-    patch(&api, &cert.name_any(), ops).await
 }
 
 /// A Certificate being deleted: remove the TXT records of its order, then let it go.
@@ -310,7 +238,7 @@ where
         None => false,
     };
     if removed {
-        remove_finalizer(deps.client, cert).await?;
+        crate::shared::finalizer::remove(deps.client, cert, DNS_CLEANUP_FINALIZER).await?;
         return Ok(Action::await_change());
     }
     let deleting_for = cert
@@ -339,7 +267,7 @@ where
             ),
         )
         .await;
-    remove_finalizer(deps.client, cert).await?;
+    crate::shared::finalizer::remove(deps.client, cert, DNS_CLEANUP_FINALIZER).await?;
     Ok(Action::await_change())
 }
 
