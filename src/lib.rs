@@ -23,6 +23,7 @@ pub mod api;
 pub mod cloud;
 pub mod controllers;
 pub mod decide;
+pub mod deploy;
 pub mod metrics;
 pub mod notify;
 pub mod operator;

@@ -104,6 +104,11 @@ struct RunArgs {
     /// The same for ClusterCaaSIssuers. On, as cert-manager's.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", env = "CAAS_CLUSTER_ISSUER_AMBIENT_CREDENTIALS")]
     cluster_issuer_ambient_credentials: bool,
+    /// Copy certificates' Secrets into other namespaces for `secretCopies` deploy
+    /// targets (needs list/watch of namespaces and Secret writes there: the chart's
+    /// `secretCopies.enabled`).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", env = "CAAS_SECRET_COPIES")]
+    secret_copies: bool,
 }
 
 impl RunArgs {
@@ -136,6 +141,7 @@ impl RunArgs {
                 issuers: self.issuer_ambient_credentials,
                 cluster_issuers: self.cluster_issuer_ambient_credentials,
             },
+            secret_copies: self.secret_copies,
         }
     }
 }

@@ -15,7 +15,11 @@ use aws_credential_types::credential_feature::AwsCredentialFeature;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use super::CredentialSource;
+use crate::api::issuer::SecretKeySelector;
 
 /// Route 53 is global: its requests are signed for this region when none is set.
 pub const GLOBAL_REGION: &str = "us-east-1";
@@ -50,6 +54,105 @@ pub struct Signed {
 #[error("{0}")]
 pub struct AwsError(pub String);
 
+/// The region a client uses: the one given, else `AWS_REGION` / `AWS_DEFAULT_REGION`,
+/// else [`GLOBAL_REGION`].
+pub fn settle_region(given: Option<String>) -> String {
+    given
+        .filter(|r| !r.is_empty())
+        .or_else(|| super::env("AWS_REGION"))
+        .or_else(|| super::env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| GLOBAL_REGION.to_string())
+}
+
+/// Why an access key pair could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The fields do not make a pair (the message names them).
+    #[error("{0}")]
+    Invalid(String),
+    /// A Secret or key they name is missing (the message names it).
+    #[error("{0}")]
+    SecretMissing(String),
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The access key pair a block (`route53`, `acm`) names: `accessKeyID` (plain, as
+/// cert-manager allows) or `accessKeyIDSecretRef`, with `secretAccessKeySecretRef`, read
+/// from Secrets in `namespace`; `None`: no keys (ambient credentials).
+pub async fn static_keys(
+    client: &kube::Client,
+    namespace: &str,
+    block: &str,
+    access_key_id: Option<&str>,
+    id_ref: Option<&SecretKeySelector>,
+    secret_ref: Option<&SecretKeySelector>,
+) -> Result<Option<StaticKeys>, KeysError> {
+    let Some(key_ref) = secret_ref else {
+        return Ok(None);
+    };
+    let value = async |r: &SecretKeySelector, what: &str| {
+        let raw = crate::shared::read_secret_key(client, namespace, &r.name, &r.key).await?;
+        raw.map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .ok_or_else(|| {
+                KeysError::SecretMissing(format!(
+                    "the {what} Secret {namespace}/{} (key {:?}) does not exist",
+                    r.name, r.key
+                ))
+            })
+    };
+    let access_key_id = match (access_key_id, id_ref) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(id_ref)) => value(id_ref, "AWS access key ID").await?,
+        (None, None) => {
+            return Err(KeysError::Invalid(format!(
+                "{block} has secretAccessKeySecretRef but neither accessKeyID nor accessKeyIDSecretRef"
+            )));
+        }
+    };
+    Ok(Some(StaticKeys {
+        access_key_id,
+        secret_access_key: value(key_ref, "AWS secret access key").await?,
+        origin: format!("Secret {namespace}/{}", key_ref.name),
+    }))
+}
+
+/// An SDK error in the service's own words (`HTTP 403: AccessDeniedException: ...`).
+pub fn words<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    let status = err
+        .raw_response()
+        .map(|r| format!("HTTP {}: ", r.status().as_u16()))
+        .unwrap_or_default();
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{status}{code}: {message}"),
+        (Some(code), None) => format!("{status}{code}"),
+        _ => format!(
+            "{status}{}",
+            aws_smithy_types::error::display::DisplayErrorContext(err)
+        ),
+    }
+}
+
+/// Whether an SDK error means the service did not answer, or answered that it cannot
+/// now (5xx, throttling): worth retrying as is, unlike a refusal.
+pub fn is_unavailable<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    let server_side = err
+        .raw_response()
+        .is_some_and(|r| r.status().is_server_error());
+    let throttled = err
+        .code()
+        .is_some_and(|c| c.contains("Throttl") || c == "TooManyRequestsException");
+    matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    ) || server_side
+        || throttled
+}
+
 /// Resolves credentials once (so a wrong setup is reported before any DNS change) and
 /// hands back a configuration that uses them.
 pub async fn sign_in(auth: Auth) -> Result<Signed, AwsError> {
@@ -58,10 +161,7 @@ pub async fn sign_in(auth: Auth) -> Result<Signed, AwsError> {
         .build_https();
     // The region is settled before loading: the chain's STS client (IRSA) needs one, and
     // leaving it to the SDK would probe the instance metadata service for it.
-    let region = (auth.region.clone())
-        .or_else(|| super::env("AWS_REGION"))
-        .or_else(|| super::env("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| GLOBAL_REGION.to_string());
+    let region = settle_region(auth.region.clone());
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .region(Region::new(region));

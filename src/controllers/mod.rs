@@ -3,6 +3,7 @@
 
 pub mod account_key;
 pub mod certificate;
+pub mod deploy;
 pub mod gateway;
 pub mod ingress;
 pub mod issuer;

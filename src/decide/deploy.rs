@@ -66,7 +66,11 @@ pub fn step(
     {
         return Step::Wait { until: next };
     }
-    let current = entry.is_deployed()
+    // Deployed, or done as far as it can be without counting as a failure (copies in
+    // the namespaces that consent, the others named): current until something changes.
+    let settled = entry.is_deployed()
+        || (entry.failed_attempts.unwrap_or(0) == 0 && entry.deployed_at.is_some());
+    let current = settled
         && entry.location.as_deref() == Some(location)
         && entry
             .serial
@@ -128,6 +132,9 @@ pub fn dropped<'a>(
         .collect()
 }
 
+/// Whether a namespace's labels match a target's selector.
+pub type LabelMatch<'a> = &'a dyn Fn(&BTreeMap<String, String>) -> bool;
+
 /// A namespace as the copies decision sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamespaceView {
@@ -151,7 +158,7 @@ pub struct CopyPlan {
 /// namespaces whose annotation lists the source namespace or `*`.
 pub fn copy_plan(
     listed: &[String],
-    matches: Option<&dyn Fn(&BTreeMap<String, String>) -> bool>,
+    matches: Option<LabelMatch<'_>>,
     namespaces: &[NamespaceView],
     source_namespace: &str,
     cluster_target: bool,

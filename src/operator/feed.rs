@@ -18,35 +18,31 @@ use crate::solvers::index::ChallengeIndex;
 /// about 70 MiB at 10,000 Certificates).
 #[derive(Default)]
 pub(super) struct CertificateFeed {
-    sender: std::sync::Mutex<Option<futures::channel::mpsc::UnboundedSender<Arc<Certificate>>>>,
+    senders: std::sync::Mutex<Vec<futures::channel::mpsc::UnboundedSender<Arc<Certificate>>>>,
 }
 
 impl CertificateFeed {
     /// From now on, every Certificate applied in the store; the caller adds the store's
     /// present contents (both may name an object twice: the controller merges them).
+    /// Each controller of the term (certificates, deployments) subscribes once.
     pub(super) fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>> {
         let (tx, rx) = futures::channel::mpsc::unbounded();
-        *self.lock() = Some(tx);
+        self.lock().push(tx);
         rx
     }
 
     fn send(&self, cert: Arc<Certificate>) {
-        let mut sender = self.lock();
-        if sender
-            .as_ref()
-            .is_some_and(|tx| tx.unbounded_send(cert).is_err())
-        {
-            // The term's controller has stopped.
-            *sender = None;
-        }
+        // A closed receiver is a controller that stopped with its term.
+        self.lock()
+            .retain(|tx| tx.unbounded_send(cert.clone()).is_ok());
     }
 
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, Option<futures::channel::mpsc::UnboundedSender<Arc<Certificate>>>>
+    ) -> std::sync::MutexGuard<'_, Vec<futures::channel::mpsc::UnboundedSender<Arc<Certificate>>>>
     {
         // Holding the lock cannot panic midway: use it anyway.
-        self.sender.lock().unwrap_or_else(|e| e.into_inner())
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -107,24 +103,22 @@ mod tests {
     }
 
     #[test]
-    fn the_feed_reaches_the_current_term_only() {
+    fn the_feed_reaches_every_controller_of_the_term_until_it_stops() {
         let feed = CertificateFeed::default();
         // No term: nothing is kept.
         feed.send(cert("before"));
-        let mut first = feed.subscribe();
+        let mut certificates = feed.subscribe();
+        let mut deployments = feed.subscribe();
         feed.send(cert("a"));
-        assert_eq!(first.try_recv().unwrap().name_any(), "a");
-        // A new term replaces the old one's receiver.
-        let mut second = feed.subscribe();
+        assert_eq!(certificates.try_recv().unwrap().name_any(), "a");
+        assert_eq!(deployments.try_recv().unwrap().name_any(), "a");
+        // A controller stopped: its sender is dropped at the next send.
+        drop(deployments);
         feed.send(cert("b"));
-        assert_eq!(second.try_recv().unwrap().name_any(), "b");
-        assert!(
-            first.try_recv().is_err(),
-            "the old term's receiver is closed"
-        );
-        // The term ended: the sender is dropped at the next send.
-        drop(second);
+        assert_eq!(certificates.try_recv().unwrap().name_any(), "b");
+        assert_eq!(feed.lock().len(), 1);
+        drop(certificates);
         feed.send(cert("c"));
-        assert!(feed.lock().is_none());
+        assert!(feed.lock().is_empty());
     }
 }

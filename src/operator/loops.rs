@@ -52,6 +52,7 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
     )
     .default_backoff()
     .touched_objects();
+    let ((secret_events, secrets_for_deploy), secrets_task) = fan_out(secret_events);
     shared.memory.new_term();
     let stores = Stores::new(
         client.clone(),
@@ -83,8 +84,16 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
         ),
         issuer_loops(issuer_ctrl, cluster_issuer_ctrl, ctx.clone(), stop.clone()),
         ingress_loop(options, ctx.clone(), stop.clone()),
-        gateway_loop(options, ctx.clone(), stop)
+        gateway_loop(options, ctx.clone(), stop.clone()),
+        super::deploy_loop::run(
+            options,
+            ctx.clone(),
+            shared.feed.subscribe(),
+            secrets_for_deploy,
+            stop
+        )
     );
+    secrets_task.abort();
     sweeper.abort();
     issuers.task.abort();
     cluster_issuers.task.abort();
@@ -96,7 +105,7 @@ trait Watched: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + S
 impl<K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync> Watched for K {}
 
 /// The objects one watch touched (applied or deleted), as a controller's trigger.
-type Touched<K> = futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
+pub(super) type Touched<K> = futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
 
 /// One watch of an issuer kind feeding a store, the kind's own controller and the
 /// certificate controller, driven by a task of its own for one leadership term. Both
@@ -112,19 +121,10 @@ struct SharedWatch<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
 impl<K: Watched> SharedWatch<K> {
     fn start(api: Api<K>) -> Self {
         let (store, writer) = reflector::store();
-        let (to_controller, for_controller) = futures::channel::mpsc::unbounded();
-        let (to_certificates, for_certificates) = futures::channel::mpsc::unbounded();
         let touched = reflector::reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
             .touched_objects();
-        let task = tokio::spawn(touched.for_each(move |object| {
-            // A closed receiver is a controller that stopped with its term.
-            if let Ok(object) = object {
-                let _ = to_controller.unbounded_send(Ok(object.clone()));
-                let _ = to_certificates.unbounded_send(Ok(object));
-            }
-            futures::future::ready(())
-        }));
+        let ((for_controller, for_certificates), task) = fan_out(touched);
         SharedWatch {
             store,
             for_controller,
@@ -132,6 +132,24 @@ impl<K: Watched> SharedWatch<K> {
             task,
         }
     }
+}
+
+/// Two receivers of every object `touched` yields, and the task that drives it (for one
+/// leadership term).
+fn fan_out<K: Clone + Send + 'static>(
+    touched: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> ((Touched<K>, Touched<K>), tokio::task::JoinHandle<()>) {
+    let (to_first, first) = futures::channel::mpsc::unbounded();
+    let (to_second, second) = futures::channel::mpsc::unbounded();
+    let task = tokio::spawn(touched.for_each(move |object| {
+        // A closed receiver is a controller that stopped with its term.
+        if let Ok(object) = object {
+            let _ = to_first.unbounded_send(Ok(object.clone()));
+            let _ = to_second.unbounded_send(Ok(object));
+        }
+        futures::future::ready(())
+    }));
+    ((first, second), task)
 }
 
 /// Both issuer controllers; a deleted issuer's memory is dropped.

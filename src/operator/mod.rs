@@ -30,6 +30,7 @@ use crate::shared::settings::SolverSettings;
 use crate::solvers::http01;
 use crate::solvers::index::ChallengeIndex;
 
+mod deploy_loop;
 mod election;
 mod feed;
 mod health;
@@ -71,6 +72,9 @@ pub struct Options {
     pub accept_cert_manager_annotations: bool,
     /// Which issuers may use the operator's own cloud identity.
     pub ambient_credentials: crate::shared::settings::AmbientCredentials,
+    /// Copy Secrets into other namespaces for `secretCopies` deploy targets (watches
+    /// namespaces' metadata).
+    pub secret_copies: bool,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;

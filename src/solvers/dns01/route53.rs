@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_route53::Client;
-use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::{
     Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
     ResourceRecordSet, RrType,
@@ -20,7 +20,7 @@ use super::error::DnsError;
 use super::provider::{Change, Pending, Secrets};
 use crate::api::issuer::Route53 as Config;
 use crate::cloud::CredentialSource;
-use crate::cloud::aws::{self, Auth, StaticKeys};
+use crate::cloud::aws::{self, Auth, StaticKeys, words};
 use crate::solvers::SolverError;
 
 const PROVIDER: &str = "Route 53";
@@ -53,47 +53,25 @@ pub struct Route53 {
     source: CredentialSource,
 }
 
-/// The SDK's error in Route 53's own words (`HTTP 403: SignatureDoesNotMatch: ...`).
-fn words<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> String {
-    let status = err
-        .raw_response()
-        .map(|r| format!("HTTP {}: ", r.status().as_u16()))
-        .unwrap_or_default();
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{status}{code}: {message}"),
-        (Some(code), None) => format!("{status}{code}"),
-        _ => format!(
-            "{status}{}",
-            aws_smithy_types::error::display::DisplayErrorContext(err)
-        ),
-    }
-}
-
-/// The access key pair the issuer names: `accessKeyID` (plain, as cert-manager allows) or
-/// `accessKeyIDSecretRef`, with `secretAccessKeySecretRef`; `None`: ambient credentials.
+/// The access key pair the issuer names; `None`: ambient credentials.
 async fn static_keys(
     secrets: &Secrets<'_>,
     cfg: &Config,
 ) -> Result<Option<StaticKeys>, SolverError> {
-    let Some(key_ref) = &cfg.secret_access_key_secret_ref else {
-        return Ok(None);
-    };
-    let access_key_id = match (&cfg.access_key_id, &cfg.access_key_id_secret_ref) {
-        (Some(id), _) => id.clone(),
-        (None, Some(id_ref)) => secrets.value(id_ref, "AWS access key ID").await?,
-        (None, None) => {
-            return Err(SolverError::InvalidSpec(
-                "route53 has secretAccessKeySecretRef but neither accessKeyID nor accessKeyIDSecretRef".into(),
-            ));
-        }
-    };
-    Ok(Some(StaticKeys {
-        access_key_id,
-        secret_access_key: secrets.value(key_ref, "AWS secret access key").await?,
-        origin: format!("Secret {}/{}", secrets.namespace(), key_ref.name),
-    }))
+    let keys = aws::static_keys(
+        secrets.client,
+        secrets.namespace(),
+        "route53",
+        cfg.access_key_id.as_deref(),
+        cfg.access_key_id_secret_ref.as_ref(),
+        cfg.secret_access_key_secret_ref.as_ref(),
+    )
+    .await;
+    keys.map_err(|e| match e {
+        aws::KeysError::Invalid(m) => SolverError::InvalidSpec(m),
+        aws::KeysError::SecretMissing(m) => SolverError::SecretNotFound(m),
+        aws::KeysError::Kube(e) => SolverError::Kube(e),
+    })
 }
 
 impl Route53 {

@@ -1,0 +1,190 @@
+//! The deploy controller: after the certificate controller has written a Certificate's
+//! Secret, puts that certificate where `spec.deployTo` says (ACM, Secret copies) and
+//! reports each target in `status.deployments`. It runs beside the certificate
+//! controller and never holds it up: a failing target is retried with backoff while the
+//! Secret is written and renewed as always.
+
+mod status;
+mod target;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+
+use super::{Context, Error};
+use crate::api::{Certificate, ClusterDeployTarget, DeployTarget, DeploymentStatus};
+use crate::decide::deploy::{self as decide, SecretCert};
+use crate::deploy::copies;
+
+/// Present while the Certificate has Secret copies to remove when it goes.
+pub const FINALIZER: &str = "caas.dev/deployments";
+/// The field manager of `status.deployments` (the certificate controller never sends it).
+pub const FIELD_MANAGER: &str = "caas-operator-deploy";
+/// How often a deployed copy is looked at again (a copy deleted by hand comes back).
+pub const VERIFY_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
+
+/// What the deploy controller reads besides the shared [`Context`].
+pub struct DeployContext {
+    pub ctx: Arc<Context>,
+    pub targets: Store<DeployTarget>,
+    pub cluster_targets: Store<ClusterDeployTarget>,
+    /// Namespaces' metadata, when Secret copies are on.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// Whether the managed-Secret store sees every namespace (no `--namespace`), so a
+    /// copy deleted by hand shows there.
+    pub secrets_everywhere: bool,
+}
+
+/// `namespace/name` of a Certificate: what its copies' `caas.dev/copy-of` says.
+fn source_key(cert: &Certificate) -> String {
+    format!(
+        "{}/{}",
+        cert.namespace().unwrap_or_default(),
+        cert.name_any()
+    )
+}
+
+pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<Action, Error> {
+    if cert.metadata.deletion_timestamp.is_some() {
+        return finalize(&cert, &d).await;
+    }
+    let entries = (cert.status.as_ref())
+        .map(|s| s.deployments.clone())
+        .unwrap_or_default();
+    let has_finalizer = cert.finalizers().iter().any(|f| f == FINALIZER);
+    if cert.spec.deploy_to.is_empty() && entries.is_empty() {
+        if has_finalizer {
+            crate::shared::finalizer::remove(&d.ctx.client, &cert, FINALIZER).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer && target::wants_cleanup(&d, &cert, &entries) {
+        crate::shared::finalizer::ensure(&d.ctx.client, &cert, FINALIZER).await?;
+    }
+    let now = d.ctx.memory.wall_now();
+    let secret = secret_cert(&d.ctx, &cert).await?;
+    let mut bundle = target::LazyBundle::default();
+    let (mut next, mut steps, mut keys) = (Vec::new(), Vec::new(), BTreeSet::new());
+    for r in &cert.spec.deploy_to {
+        if !keys.insert(r.key()) {
+            continue;
+        }
+        let entry = entries.iter().find(|e| e.target == r.key());
+        let (entry, step) =
+            target::one(&d, &cert, r, entry, secret.as_ref(), now, &mut bundle).await;
+        next.push(entry);
+        steps.push(step);
+    }
+    for gone in decide::dropped(&keys, &entries) {
+        if let Some(kept) = remove_dropped(&d, &cert, gone).await {
+            next.push(kept);
+            steps.push(decide::Step::Wait {
+                until: now + jiff::SignedDuration::from_secs(30),
+            });
+        }
+    }
+    status::apply(&d.ctx, &cert, &entries, &next).await?;
+    Ok(match decide::next_look(&steps, now) {
+        Some(after) => Action::requeue(after.unsigned_abs()),
+        None => Action::await_change(),
+    })
+}
+
+/// A target no longer named: its Secret copies are removed (other destinations keep
+/// their copy). The entry stays while the removal fails.
+async fn remove_dropped(
+    d: &DeployContext,
+    cert: &Certificate,
+    gone: &DeploymentStatus,
+) -> Option<DeploymentStatus> {
+    if gone.destination != "secretCopies" {
+        return None;
+    }
+    let name = gone.remote_id.as_deref()?;
+    let source = source_key(cert);
+    for ns in &gone.namespaces {
+        if let Err(e) = copies::remove(&d.ctx.client, ns, name, &source).await {
+            tracing::warn!(certificate = %source, namespace = %ns, error = %e, "cannot remove a Secret copy");
+            return Some(gone.clone());
+        }
+    }
+    None
+}
+
+/// A Certificate being deleted: its Secret copies go with it, then the finalizer. A copy
+/// that cannot be removed is retried for 10 minutes; then the deletion goes ahead and
+/// a Warning event names what was left.
+async fn finalize(cert: &Certificate, d: &DeployContext) -> Result<Action, Error> {
+    if !cert.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let source = source_key(cert);
+    let mut left = Vec::new();
+    let entries = cert.status.iter().flat_map(|s| &s.deployments);
+    for entry in entries.filter(|e| e.destination == "secretCopies") {
+        let Some(name) = entry.remote_id.as_deref() else {
+            continue;
+        };
+        for ns in &entry.namespaces {
+            if let Err(e) = copies::remove(&d.ctx.client, ns, name, &source).await {
+                left.push(format!("{ns}/{name}: {e}"));
+            }
+        }
+    }
+    let deleting_for = (cert.metadata.deletion_timestamp.as_ref())
+        .map(|t| d.ctx.memory.wall_now().duration_since(t.0))
+        .unwrap_or_default();
+    if !left.is_empty() && deleting_for < jiff::SignedDuration::from_mins(10) {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    if !left.is_empty() {
+        let note = format!("Secret copies left behind: {}", left.join("; "));
+        (d.ctx.recorder)
+            .event(cert, true, "CopiesLeft", "Delete", note)
+            .await;
+    }
+    crate::shared::finalizer::remove(&d.ctx.client, cert, FINALIZER).await?;
+    Ok(Action::await_change())
+}
+
+/// The certificate in the Certificate's Secret (the watch cache's copy), if any.
+async fn secret_cert(ctx: &Context, cert: &Certificate) -> Result<Option<SecretCert>, Error> {
+    let ns = cert.namespace().unwrap_or_default();
+    let Some(secret) = ctx.stores.secret(&ns, &cert.spec.secret_name).await? else {
+        return Ok(None);
+    };
+    let text = |key: &str| {
+        (secret.data.as_ref())
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    let (Some(crt), Some(key)) = (text("tls.crt"), text("tls.key")) else {
+        return Ok(None);
+    };
+    let Ok(info) = crate::pki::parse_chain(&crt) else {
+        return Ok(None);
+    };
+    use crate::api::certificate::KeyAlgorithm;
+    let algorithm = match crate::pki::load_key(&key) {
+        Ok(k) if k.algorithm() == &rcgen::PKCS_ED25519 => KeyAlgorithm::Ed25519,
+        Ok(k) if k.algorithm() == &rcgen::PKCS_RSA_SHA256 => KeyAlgorithm::Rsa,
+        _ => KeyAlgorithm::Ecdsa,
+    };
+    Ok(Some(SecretCert {
+        serial: info.serial,
+        not_after: info.not_after,
+        key: algorithm,
+    }))
+}
+
+pub fn error_policy(cert: Arc<Certificate>, error: &Error, d: Arc<DeployContext>) -> Action {
+    d.ctx.metrics.reconcile_error("deploy");
+    tracing::warn!(certificate = %source_key(&cert), %error, "deploy reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,195 @@
+//! Secret copies in other namespaces: the TLS Secret's data under the same type, marked
+//! as a copy (`caas.dev/component: copy`, annotation `caas.dev/copy-of: ns/name`) and
+//! written by server-side apply. A Secret that is not our copy of this certificate is
+//! never overwritten or deleted.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::{Bundle, DeployError, Deployed};
+use crate::api::deploy::SecretCopiesTarget;
+use crate::api::{COMPONENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Reason};
+use crate::shared::FIELD_MANAGER;
+
+/// The component label's value on copies.
+pub const COMPONENT: &str = "copy";
+/// Annotation naming the Certificate (`namespace/name`) a copy is of.
+pub const COPY_OF: &str = "caas.dev/copy-of";
+/// Annotation with the serial of the certificate a copy holds (as on the TLS Secret).
+pub const SERIAL: &str = "caas.dev/serial";
+
+/// Where the copies of a target go (`secretCopies:NAME:ns1,ns2`): what the decision
+/// compares with the entry's.
+pub fn location(name: &str, namespaces: &[String]) -> String {
+    format!("secretCopies:{name}:{}", namespaces.join(","))
+}
+
+/// Whether `secret` is a copy of the Certificate `source` (`namespace/name`).
+pub fn is_copy_of(secret: &Secret, source: &str) -> bool {
+    secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && secret.annotations().get(COPY_OF).map(String::as_str) == Some(source)
+}
+
+/// Whether the watch cache shows a current copy in every namespace.
+pub fn current_in(store: &Store<Secret>, name: &str, namespaces: &[String], serial: &str) -> bool {
+    namespaces.iter().all(|ns| {
+        store
+            .get(&ObjectRef::new(name).within(ns))
+            .is_some_and(|s| {
+                s.annotations()
+                    .get(SERIAL)
+                    .is_some_and(|v| crate::decide::deploy::same_serial(v, serial))
+            })
+    })
+}
+
+/// The copy of `bundle` for namespace `ns`.
+fn copy(
+    bundle: &Bundle,
+    source: &str,
+    name: &str,
+    ns: &str,
+    target: &SecretCopiesTarget,
+) -> Secret {
+    let mut labels: BTreeMap<String, String> = target.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(COMPONENT_LABEL.into(), COMPONENT.into());
+    let mut annotations = target.annotations.clone();
+    annotations.insert(COPY_OF.into(), source.into());
+    annotations.insert(SERIAL.into(), bundle.info.serial.clone());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(bundle.data.clone()),
+        ..Default::default()
+    }
+}
+
+/// The API server's refusal in its words; 403 is `NotPermitted` (the chart's RBAC).
+fn kube_error(ns: &str, e: &kube::Error) -> DeployError {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => DeployError::Refused {
+            reason: Reason::NotPermitted,
+            words: format!(
+                "namespace {ns}: {} (the chart grants Secret writes in other namespaces only with secretCopies.enabled)",
+                s.message
+            ),
+        },
+        kube::Error::Api(s) if s.code == 404 => {
+            DeployError::invalid(format!("namespace {ns}: {}", s.message))
+        }
+        e => DeployError::Unreachable(format!("namespace {ns}: Kubernetes API: {e}")),
+    }
+}
+
+/// Writes one copy unless it is already current; refuses a Secret that is not ours.
+async fn put(client: &kube::Client, copy: &Secret, source: &str) -> Result<bool, DeployError> {
+    let ns = copy.namespace().unwrap_or_default();
+    let name = copy.name_any();
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let existing = api.get_opt(&name).await.map_err(|e| kube_error(&ns, &e))?;
+    if let Some(existing) = &existing {
+        if !is_copy_of(existing, source) {
+            return Err(DeployError::Refused {
+                reason: Reason::CopyConflict,
+                words: format!(
+                    "Secret {ns}/{name} exists and is not a copy of {source}: it is left alone"
+                ),
+            });
+        }
+        let same_meta = |key: &str| existing.annotations().get(key) == copy.annotations().get(key);
+        if existing.data == copy.data && same_meta(SERIAL) && existing.labels() == copy.labels() {
+            return Ok(false);
+        }
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(copy),
+    )
+    .await
+    .map_err(|e| kube_error(&ns, &e))?;
+    Ok(true)
+}
+
+/// Deletes our copy `name` in `ns`, if it is ours (and unchanged since read).
+pub async fn remove(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    source: &str,
+) -> Result<(), DeployError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let Some(existing) = api.get_opt(name).await.map_err(|e| kube_error(ns, &e))? else {
+        return Ok(());
+    };
+    if !is_copy_of(&existing, source) {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: existing.resource_version(),
+            uid: existing.uid(),
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(kube_error(ns, &e)),
+    }
+}
+
+/// The copies a target wants: written in `namespaces`, removed from the namespaces of
+/// `previous` (name, namespaces) that no longer get one. Every namespace is tried; the
+/// first failure is reported (naming its namespace) after the others are done.
+pub async fn deploy(
+    client: &kube::Client,
+    bundle: &Bundle,
+    source: &str,
+    name: &str,
+    namespaces: &[String],
+    target: &SecretCopiesTarget,
+    previous: (&str, &[String]),
+) -> Result<Deployed, DeployError> {
+    let mut first_error = None;
+    let mut done = Vec::new();
+    let mut wrote = false;
+    for ns in namespaces {
+        match put(client, &copy(bundle, source, name, ns, target), source).await {
+            Ok(w) => {
+                wrote |= w;
+                done.push(ns.clone());
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let (old_name, old_namespaces) = previous;
+    for ns in old_namespaces {
+        if (old_name != name || !namespaces.contains(ns))
+            && let Err(e) = remove(client, ns, old_name, source).await
+        {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Deployed {
+            remote_id: name.to_string(),
+            namespaces: done,
+            wrote,
+        }),
+    }
+}

@@ -1,0 +1,149 @@
+//! Deploying a certificate beyond its Secret: the destinations' calls (AWS Certificate
+//! Manager, Secret copies in other namespaces), each taking the [`Bundle`] read from the
+//! TLS Secret and answering in the destination's own words. What to deploy when is
+//! decided in [`crate::decide::deploy`]; the deploy controller carries it out.
+//!
+//! Builds on [`crate::api`], [`crate::shared`] and [`crate::cloud`] only.
+
+pub mod acm;
+pub mod copies;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::Reason;
+use crate::pki::{self, CertInfo};
+
+/// The TLS Secret's certificate, split as destinations want it.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    /// `tls.crt` as written: leaf first, then intermediates.
+    pub chain_pem: String,
+    pub leaf_pem: String,
+    /// The intermediates (empty when the CA sent none).
+    pub intermediates_pem: String,
+    pub key_pem: String,
+    pub info: CertInfo,
+    /// Every key of the Secret (`tls.crt`, `tls.key`, `ca.crt`, extra formats).
+    pub data: BTreeMap<String, ByteString>,
+}
+
+impl Bundle {
+    /// From a TLS Secret as the API server has it (not the watch cache's slim copy).
+    pub fn from_secret(secret: &Secret) -> Result<Bundle, String> {
+        let data = secret.data.clone().unwrap_or_default();
+        let text = |key: &str| {
+            data.get(key)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| format!("the Secret has no {key}"))
+        };
+        let chain_pem = text("tls.crt")?;
+        let key_pem = text("tls.key")?;
+        let info = pki::parse_chain(&chain_pem).map_err(|e| e.to_string())?;
+        let blocks = pem_blocks(&chain_pem);
+        let leaf_pem = blocks.first().cloned().unwrap_or_default();
+        let intermediates_pem = blocks[1.min(blocks.len())..].concat();
+        Ok(Bundle {
+            chain_pem,
+            leaf_pem,
+            intermediates_pem,
+            key_pem,
+            info,
+            data,
+        })
+    }
+}
+
+/// The `CERTIFICATE` blocks of a PEM text, each with its END line and a newline.
+fn pem_blocks(pem: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let (Some(start), Some(end)) = (rest.find(BEGIN), rest.find(END)) {
+        if end < start {
+            rest = &rest[end + END.len()..];
+            continue;
+        }
+        blocks.push(format!("{}\n", &rest[start..end + END.len()]));
+        rest = &rest[end + END.len()..];
+    }
+    blocks
+}
+
+/// What a deployment became.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Deployed {
+    /// The copy's identity at the destination (ACM: its ARN; copies: the Secret name).
+    pub remote_id: String,
+    /// Secret copies: the namespaces holding one.
+    pub namespaces: Vec<String>,
+    /// Whether anything was written (false: the destination already had this serial).
+    pub wrote: bool,
+}
+
+/// Why a deployment failed, in the destination's words (never a credential).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The destination or the target's setup refused: fix something, then it goes.
+    #[error("{words}")]
+    Refused { reason: Reason, words: String },
+    /// No answer, or "not now" (5xx, throttling): retried as is.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl DeployError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            DeployError::Refused { reason, .. } => *reason,
+            DeployError::Unreachable(_) => Reason::DestinationUnreachable,
+        }
+    }
+
+    pub fn refused(words: impl Into<String>) -> Self {
+        DeployError::Refused {
+            reason: Reason::DestinationRefused,
+            words: words.into(),
+        }
+    }
+
+    pub fn invalid(words: impl Into<String>) -> Self {
+        DeployError::Refused {
+            reason: Reason::InvalidTarget,
+            words: words.into(),
+        }
+    }
+
+    /// A Kubernetes API error: the API server's words, retried.
+    pub fn kube(e: &kube::Error) -> Self {
+        DeployError::Unreachable(format!("Kubernetes API: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_splits_into_leaf_and_intermediates() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
+                   -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n\
+                   -----BEGIN CERTIFICATE-----\nCCC\n-----END CERTIFICATE-----\n";
+        let blocks = pem_blocks(pem);
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(
+            blocks[0],
+            "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
+        );
+        assert!(
+            blocks[1..]
+                .concat()
+                .starts_with("-----BEGIN CERTIFICATE-----\nBBB")
+        );
+        assert!(pem_blocks("no pem").is_empty());
+    }
+}

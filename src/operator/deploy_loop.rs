@@ -1,0 +1,174 @@
+//! The deploy controller's loop: the same Certificate store as the certificate
+//! controller (fed by the one watch), woken also by the Certificate's TLS Secret and its
+//! copies, by the targets it names, and (with Secret copies on) by namespaces.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use super::loops::Touched;
+use super::{Options, Shutdown, api};
+use crate::api::{
+    CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ClusterDeployTarget, DeployTarget,
+};
+use crate::controllers::Context;
+use crate::controllers::deploy::{self, DeployContext};
+use crate::deploy::copies;
+
+/// Certificates deployed at once: remote calls take seconds, so more than the
+/// certificate controller would help a renewal storm little and load the clouds.
+const DEPLOY_CONCURRENCY: u16 = 16;
+
+/// How long the loop waits for the target stores before starting (so a target is never
+/// reported missing because its watch had not listed yet).
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A watch feeding a store, driven by a task of its own; its touched objects.
+fn watched<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> (Store<K>, Touched<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let touched = reflector::reflector(writer, stream)
+        .default_backoff()
+        .touched_objects();
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let task = tokio::spawn(touched.for_each(move |object| {
+        if let Ok(object) = object {
+            let _ = tx.unbounded_send(Ok(object));
+        }
+        futures::future::ready(())
+    }));
+    (store, rx, task)
+}
+
+/// The Certificates in the store a predicate picks, as controller triggers.
+fn certificates_where(
+    store: &Store<Certificate>,
+    pick: impl Fn(&Certificate) -> bool,
+) -> Vec<ObjectRef<Certificate>> {
+    (store.state().iter())
+        .filter(|c| pick(c))
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
+}
+
+/// The Certificate a managed Secret belongs to: its TLS Secret, or one of its copies.
+fn owner_of_secret(secret: &Secret) -> Option<ObjectRef<Certificate>> {
+    let labels = secret.labels();
+    match labels.get(COMPONENT_LABEL).map(String::as_str) {
+        Some("tls") => labels
+            .get(CERTIFICATE_LABEL)
+            .map(|name| ObjectRef::new(name).within(&secret.namespace().unwrap_or_default())),
+        Some(copies::COMPONENT) => {
+            let source = secret.annotations().get(copies::COPY_OF)?;
+            let (ns, name) = source.split_once('/')?;
+            Some(ObjectRef::new(name).within(ns))
+        }
+        _ => None,
+    }
+}
+
+pub(super) async fn run(
+    options: &Options,
+    ctx: Arc<Context>,
+    feed: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
+    secret_events: Touched<Secret>,
+    stop: Shutdown,
+) {
+    let client = ctx.client.clone();
+    let (targets, target_events, t1) = watched(watcher(
+        api::<DeployTarget>(&client, &options.namespace),
+        watcher::Config::default(),
+    ));
+    let (cluster_targets, cluster_events, t2) = watched(watcher(
+        Api::<ClusterDeployTarget>::all(client.clone()),
+        watcher::Config::default(),
+    ));
+    let (namespaces, namespace_events, t3) = match options.secret_copies {
+        true => {
+            let (store, events, task) = watched(watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+            ));
+            (Some(store), events.boxed(), Some(task))
+        }
+        false => (None, futures::stream::empty().boxed(), None),
+    };
+    let namespace_events: BoxStream<'static, Result<PartialObjectMeta<Namespace>, watcher::Error>> =
+        namespace_events;
+    for (what, ready) in [
+        (
+            "DeployTarget",
+            tokio::time::timeout(STORE_WAIT, targets.wait_until_ready()).await,
+        ),
+        (
+            "ClusterDeployTarget",
+            tokio::time::timeout(STORE_WAIT, cluster_targets.wait_until_ready()).await,
+        ),
+    ] {
+        if !matches!(ready, Ok(Ok(()))) {
+            tracing::warn!(
+                "the {what} watch has not listed in 30 s (is its CRD installed?); deploying anyway"
+            );
+        }
+    }
+    let d = Arc::new(DeployContext {
+        ctx: ctx.clone(),
+        targets: targets.clone(),
+        cluster_targets: cluster_targets.clone(),
+        namespaces,
+        secrets_everywhere: options.namespace.is_none(),
+    });
+    let (by_target, by_cluster_target, by_namespace) = (
+        ctx.certificates.clone(),
+        ctx.certificates.clone(),
+        ctx.certificates.clone(),
+    );
+    let trigger = futures::stream::iter(ctx.certificates.state()).chain(feed);
+    Controller::for_shared_stream(trigger, ctx.certificates.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(DEPLOY_CONCURRENCY))
+        .watches_stream(secret_events, |secret: Secret| owner_of_secret(&secret))
+        .watches_stream(target_events, move |t: DeployTarget| {
+            let (ns, name) = (t.namespace(), t.name_any());
+            certificates_where(&by_target, |c| {
+                c.namespace() == ns
+                    && c.spec
+                        .deploy_to
+                        .iter()
+                        .any(|r| !r.is_cluster() && r.name == name)
+            })
+        })
+        .watches_stream(cluster_events, move |t: ClusterDeployTarget| {
+            let name = t.name_any();
+            certificates_where(&by_cluster_target, |c| {
+                c.spec
+                    .deploy_to
+                    .iter()
+                    .any(|r| r.is_cluster() && r.name == name)
+            })
+        })
+        .watches_stream(
+            namespace_events,
+            move |_ns: PartialObjectMeta<Namespace>| {
+                certificates_where(&by_namespace, |c| !c.spec.deploy_to.is_empty())
+            },
+        )
+        .graceful_shutdown_on(stop)
+        .run(deploy::reconcile, deploy::error_policy, d)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    for task in [Some(t1), Some(t2), t3].into_iter().flatten() {
+        task.abort();
+    }
+}
