@@ -220,6 +220,10 @@ pub struct DeploymentStatus {
     /// Failed attempts since the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_attempts: Option<i32>,
+    /// The target's resourceVersion at the last attempt: a target changed since (its
+    /// keys fixed, say) is tried again at once, whatever the backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
     /// When the next attempt is due after a failure.
     #[serde(
         default,

@@ -34,18 +34,34 @@ pub enum Step {
     Idle { verify_at: Timestamp },
 }
 
-/// One target's step. `location` is where the target puts the copy now (a change means
-/// a new copy); `stale`: what the stores show of the destination differs from the entry
-/// (a Secret copy deleted or changed by hand).
+/// What the controller sees of a target now.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetView<'a> {
+    /// `acm`, `secretCopies`.
+    pub destination: &'a str,
+    /// Where the target puts the copy now (a change means a new copy).
+    pub location: &'a str,
+    /// The target's resourceVersion: one other than the entry's ends a backoff.
+    pub version: Option<&'a str>,
+    /// What the stores show of the destination differs from the entry (a Secret copy
+    /// deleted or changed by hand).
+    pub stale: bool,
+}
+
+/// One target's step.
 pub fn step(
-    destination: &str,
-    location: &str,
+    target: TargetView<'_>,
     entry: Option<&DeploymentStatus>,
     secret: Option<&SecretCert>,
-    stale: bool,
     now: Timestamp,
     verify_every: SignedDuration,
 ) -> Step {
+    let TargetView {
+        destination,
+        location,
+        version,
+        stale,
+    } = target;
     let Some(secret) = secret else {
         return Step::WaitForCertificate;
     };
@@ -63,6 +79,7 @@ pub fn step(
     if entry.failed_attempts.unwrap_or(0) > 0
         && let Some(next) = entry.next_attempt_time.map(|t| t.0)
         && next > now
+        && entry.target_version.as_deref() == version
     {
         return Step::Wait { until: next };
     }
@@ -227,6 +244,15 @@ mod tests {
 
     const DAY: SignedDuration = SignedDuration::from_hours(24);
 
+    fn view<'a>(destination: &'a str, location: &'a str, stale: bool) -> TargetView<'a> {
+        TargetView {
+            destination,
+            location,
+            version: None,
+            stale,
+        }
+    }
+
     #[test]
     fn a_new_serial_is_deployed_and_a_current_one_waits_for_its_verification() {
         let entry = deployed(
@@ -236,11 +262,9 @@ mod tests {
         );
         let s = |serial, location, stale| {
             step(
-                "acm",
-                location,
+                view("acm", location, stale),
                 Some(&entry),
                 Some(&secret(serial)),
-                stale,
                 now(),
                 DAY,
             )
@@ -265,11 +289,9 @@ mod tests {
         );
         assert_eq!(
             step(
-                "acm",
-                "acm:us-east-1",
+                view("acm", "acm:us-east-1", false),
                 None,
                 Some(&secret("1")),
-                false,
                 now(),
                 DAY
             ),
@@ -278,11 +300,9 @@ mod tests {
         let late = now() + DAY;
         assert_eq!(
             step(
-                "acm",
-                "acm:us-east-1",
+                view("acm", "acm:us-east-1", false),
                 Some(&entry),
                 Some(&secret("0a1b")),
-                false,
                 late,
                 DAY
             ),
@@ -294,7 +314,7 @@ mod tests {
     #[test]
     fn nothing_is_deployed_before_the_secret_has_a_certificate() {
         assert_eq!(
-            step("acm", "acm:us-east-1", None, None, false, now(), DAY),
+            step(view("acm", "acm:us-east-1", false), None, None, now(), DAY),
             Step::WaitForCertificate
         );
     }
@@ -310,31 +330,35 @@ mod tests {
             "DestinationUnreachable",
             "503",
         )];
-        let at = |t| {
-            step(
-                "acm",
-                "acm:us-east-1",
-                Some(&entry),
-                Some(&secret("0c2d")),
-                false,
-                t,
-                DAY,
-            )
+        entry.target_version = Some("7".into());
+        let at = |t, version| {
+            let target = TargetView {
+                version,
+                ..view("acm", "acm:us-east-1", false)
+            };
+            step(target, Some(&entry), Some(&secret("0c2d")), t, DAY)
         };
+        let two_minutes = now() + SignedDuration::from_mins(2);
+        assert_eq!(at(now(), Some("7")), Step::Wait { until: two_minutes });
+        assert_eq!(at(two_minutes, Some("7")), Step::Deploy);
         assert_eq!(
-            at(now()),
-            Step::Wait {
-                until: now() + SignedDuration::from_mins(2)
-            }
+            at(now(), Some("8")),
+            Step::Deploy,
+            "the target changed: tried at once"
         );
-        assert_eq!(at(now() + SignedDuration::from_mins(2)), Step::Deploy);
     }
 
     #[test]
     fn ed25519_is_refused_by_acm_before_any_call_and_copied_elsewhere() {
         let mut s = secret("1");
         s.key = KeyAlgorithm::Ed25519;
-        let refused = step("acm", "acm:us-east-1", None, Some(&s), false, now(), DAY);
+        let refused = step(
+            view("acm", "acm:us-east-1", false),
+            None,
+            Some(&s),
+            now(),
+            DAY,
+        );
         assert!(matches!(
             refused,
             Step::Refuse {
@@ -344,11 +368,9 @@ mod tests {
         ));
         assert_eq!(
             step(
-                "secretCopies",
-                "secretCopies:a",
+                view("secretCopies", "secretCopies:a", false),
                 None,
                 Some(&s),
-                false,
                 now(),
                 DAY
             ),

@@ -5,11 +5,14 @@ Usage: moto_server.py PORT. Starts moto on 127.0.0.1:PORT, makes the test bed's
 accounts with boto3 (the first SETUP_CALLS requests, which moto lets through unsigned),
 prints one JSON line with what tests need, and serves until killed.
 
-Two fixes to moto 5.2.5, at the lines marked FIX. Under IAM authentication it checks the
-signature of a bodiless request (every Route 53 GET) against a payload made of the
+Three fixes to moto 5.2.5, at the lines marked FIX. Under IAM authentication it checks
+the signature of a bodiless request (every Route 53 GET) against a payload made of the
 request's headers instead of the empty body, so it refuses good signatures. The fix
-checks GET, HEAD and DELETE requests without a body against an empty payload. And it
+checks GET, HEAD and DELETE requests without a body against an empty payload. It
 demands a signature on STS AssumeRoleWithWebIdentity, which AWS takes unsigned (IRSA).
+And an ACM re-import into an ARN drops the certificate's tags, which ACM keeps.
+(Two more differences from ACM are the mirror's: ACM's serial format, and its refusal
+of tags on a re-import.)
 """
 
 import json
@@ -18,10 +21,11 @@ import sys
 import threading
 
 # Every boto3 call below is one action; moto authenticates all actions after these.
-SETUP_CALLS = 11
+SETUP_CALLS = 17
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
 
 import boto3  # noqa: E402
+import moto.acm.models as acm_models  # noqa: E402
 import moto.iam.access_control as access_control  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
@@ -57,6 +61,20 @@ def _authenticate_fixed(self, iam_request_cls, resource="*"):
 
 ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_fixed
 
+_import_certificate = acm_models.AWSCertificateManagerBackend.import_certificate
+
+
+def _import_certificate_fixed(self, certificate, private_key, chain, arn, tags):
+    # FIX 3: a re-import keeps the certificate's tags (moto makes a new bundle without).
+    kept = dict(self._certificates[arn].tags) if arn in self._certificates else {}
+    new_arn = _import_certificate(self, certificate, private_key, chain, arn, tags)
+    if kept:
+        self.add_tags_to_certificate(new_arn, [{"Key": k, "Value": v} for k, v in kept.items()])
+    return new_arn
+
+
+acm_models.AWSCertificateManagerBackend.import_certificate = _import_certificate_fixed
+
 ALLOW_ROUTE53 = json.dumps(
     {
         "Version": "2012-10-17",
@@ -67,6 +85,18 @@ ALLOW_ASSUME = json.dumps(
     {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+    }
+)
+ALLOW_ACM = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["acm:ImportCertificate", "acm:DescribeCertificate", "acm:AddTagsToCertificate"],
+                "Resource": "*",
+            }
+        ],
     }
 )
 TRUST_ANYONE = json.dumps(
@@ -112,7 +142,25 @@ def main():
     pod = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="pod-identity", DurationSeconds=43200)[
         "Credentials"
     ]
-    # 10-11: the hosted zones.
+    # 10-12: a user allowed to import certificates into ACM (and read them back).
+    iam.create_user(UserName="caas-acm")
+    acm = iam.create_access_key(UserName="caas-acm")["AccessKey"]
+    iam.put_user_policy(UserName="caas-acm", PolicyName="acm", PolicyDocument=ALLOW_ACM)
+    # 13-14: a user with valid keys and no rights at all.
+    iam.create_user(UserName="caas-nothing")
+    nothing = iam.create_access_key(UserName="caas-nothing")["AccessKey"]
+    # 15: tests read ACM back as this user (ListTagsForCertificate too).
+    iam.put_user_policy(
+        UserName="caas-acm",
+        PolicyName="read",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "acm:ListTagsForCertificate", "Resource": "*"}],
+            }
+        ),
+    )
+    # 16-17: the hosted zones.
     r53 = boto3.client("route53", **setup)
     zone_ids = {}
     for i, zone in enumerate((zones + ["unused-1.test", "unused-2.test"])[:2]):
@@ -124,6 +172,8 @@ def main():
                 "url": url,
                 "dns_user": {"id": dns["AccessKeyId"], "secret": dns["SecretAccessKey"]},
                 "assumer": {"id": assumer["AccessKeyId"], "secret": assumer["SecretAccessKey"]},
+                "acm_user": {"id": acm["AccessKeyId"], "secret": acm["SecretAccessKey"]},
+                "nothing_user": {"id": nothing["AccessKeyId"], "secret": nothing["SecretAccessKey"]},
                 "role_arn": role["Arn"],
                 "pod_identity": {
                     "AccessKeyId": pod["AccessKeyId"],

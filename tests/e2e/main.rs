@@ -12,6 +12,7 @@
 //!   port 53 (a second BIND, `caas_testbed::shared_auth_bind`).
 //! * `cloud_credentials`: Google and Azure credentials (metadata server, workload
 //!   identity; the fakes checked with the official clients), one name written at once.
+//! * `deploy`: deploy targets: Secret copies in other namespaces, ACM through moto.
 //! * `delivery`: Gateway API, rolling restarts, notifications, the `Expiring` warning.
 //! * `operations`: annotated Ingresses, several replicas with one leader, metrics.
 //! * `reliability`: the operator killed at each step, a faulty CA front end, 500 certs.
@@ -34,6 +35,7 @@ mod chart;
 mod cloud_credentials;
 mod commercial_ca;
 mod delivery;
+mod deploy;
 mod dns_propagation;
 mod dns_providers;
 mod faults;

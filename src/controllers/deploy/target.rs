@@ -16,6 +16,7 @@ use crate::deploy::{Bundle, DeployError, Deployed, acm, copies};
 /// A target as found, with where its credential Secrets live.
 struct Resolved {
     spec: DeployTargetSpec,
+    version: Option<String>,
     cluster: bool,
     secret_namespace: String,
 }
@@ -27,6 +28,7 @@ fn resolve(d: &DeployContext, cert: &Certificate, r: &DeployRef) -> Option<Resol
             .get(&ObjectRef::new(&r.name))
             .map(|t| Resolved {
                 spec: t.spec.0.clone(),
+                version: t.resource_version(),
                 cluster: true,
                 secret_namespace: d.ctx.settings.cluster_resource_namespace.clone(),
             }),
@@ -34,6 +36,7 @@ fn resolve(d: &DeployContext, cert: &Certificate, r: &DeployRef) -> Option<Resol
             let ns = cert.namespace().unwrap_or_default();
             (d.targets.get(&ObjectRef::new(&r.name).within(&ns))).map(|t| Resolved {
                 spec: t.spec.clone(),
+                version: t.resource_version(),
                 cluster: false,
                 secret_namespace: ns,
             })
@@ -202,15 +205,13 @@ pub(super) async fn one(
         }
         _ => false,
     };
-    let step = decide::step(
+    let view = decide::TargetView {
         destination,
-        &place.location,
-        entry,
-        secret,
+        location: &place.location,
+        version: t.version.as_deref(),
         stale,
-        now,
-        VERIFY_EVERY,
-    );
+    };
+    let step = decide::step(view, entry, secret, now, VERIFY_EVERY);
     match &step {
         Step::WaitForCertificate => {
             let message = format!("no certificate in Secret {} yet", cert.spec.secret_name);
@@ -236,6 +237,7 @@ pub(super) async fn one(
                     words: e.to_string(),
                 }),
             };
+            next.target_version = t.version.clone();
             record(d, cert, &mut next, &place, result, now).await;
         }
     }

@@ -11,7 +11,8 @@
 //! * errors come in Route 53's shape `<ErrorResponse><Error>` (moto wraps auth errors in
 //!   EC2's `<Errors>`, which no Route 53 client reads);
 //! * STS `AssumeRoleWithWebIdentity` takes only tokens a test registered (moto takes
-//!   any), answering `InvalidIdentityToken` as STS does.
+//!   any), answering `InvalidIdentityToken` as STS does;
+//! * ACM requests are answered as ACM does ([`super::acm`]).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -199,6 +200,23 @@ impl Mirror {
                     .body(Full::new(Bytes::from(xml)))
                     .expect("response");
             }
+        }
+        if let Some(action) = super::acm::action(parts) {
+            if let Some(refusal) = super::acm::refuse(&action, &body) {
+                return refusal;
+            }
+            let answer = self.forward(parts, body).await;
+            let (head, body) = answer.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body = match head.status.is_success() {
+                true => super::acm::rewrite(&action, body),
+                false => body,
+            };
+            return Response::from_parts(head, Full::new(body));
         }
         let is_batch = parts.method == http::Method::POST
             && path.starts_with("/2013-04-01/hostedzone/")

@@ -1,5 +1,5 @@
 //! AWS for the tests: moto (PyPI `moto[server]`, the maintained AWS emulator) serving
-//! Route 53, STS and IAM with IAM authentication on, so a wrong secret key is refused.
+//! Route 53, ACM, STS and IAM with IAM authentication on, so a wrong secret key is refused.
 //! `testbed/python/moto_server.py` starts it and makes the accounts: a user allowed to
 //! change Route 53, a user allowed only to assume roles, the role `caas-dns` (for IRSA,
 //! Pod Identity and `route53.role`), and the hosted zones `acc.test` and `delegate.test`.
@@ -8,6 +8,7 @@
 //! accepted Route 53 change to the shared BIND; and an EKS Pod Identity agent stand-in
 //! hands out the role's session credentials to a caller with the right token.
 
+pub mod acm;
 pub mod mirror;
 
 use std::collections::HashSet;
@@ -39,6 +40,10 @@ pub struct Moto {
     pub dns_user: AwsKeys,
     /// May only assume roles.
     pub assumer: AwsKeys,
+    /// May import certificates into ACM and read them back.
+    pub acm_user: AwsKeys,
+    /// Valid keys with no rights at all.
+    pub nothing_user: AwsKeys,
     /// The role `caas-dns` (may change Route 53), for IRSA, Pod Identity and `role`.
     pub role_arn: String,
     /// The Pod Identity agent stand-in (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
@@ -119,6 +124,8 @@ impl Moto {
             url: format!("http://127.0.0.1:{mirror_port}"),
             dns_user: keys(&accounts["dns_user"]),
             assumer: keys(&accounts["assumer"]),
+            acm_user: keys(&accounts["acm_user"]),
+            nothing_user: keys(&accounts["nothing_user"]),
             role_arn: accounts["role_arn"].as_str().expect("role").to_string(),
             pod_identity_url: format!("http://127.0.0.1:{agent_port}/v1/credentials"),
             pod_identity_token,

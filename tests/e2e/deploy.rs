@@ -1,0 +1,541 @@
+//! Deploy targets: a Certificate's `deployTo` puts its certificate beyond its Secret.
+//! Secret copies in other namespaces (consent, a foreign Secret never overwritten,
+//! renewals followed, copies gone with the Certificate) and AWS Certificate Manager
+//! through moto (IAM authentication on): first import, re-import into the same ARN on
+//! renewal with its tags kept, wrong keys refused in AWS's words while the Secret is
+//! written as always.
+
+use std::time::Duration;
+
+use caas_operator::api::{Certificate, DeploymentStatus};
+use caas_operator::cloud::aws::{self, Auth, StaticKeys};
+use caas_testbed::{AwsKeys, Pebble, PebbleOptions, shared_apiserver, shared_moto};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+struct Bed {
+    client: kube::Client,
+    ns: String,
+    operator: Operator,
+    _pebble: Pebble,
+}
+
+/// A namespace with an HTTP-01 issuer `pebble`, and the operator with Secret copies on
+/// and AWS through moto.
+async fn bed(prefix: &str) -> Bed {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, prefix).await;
+    let pebble = Pebble::start(PebbleOptions::default());
+    let env = shared_moto().env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let tls = format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port);
+    let operator =
+        Operator::start_env(api, &ns, pebble.http_port, &[&tls, "--secret-copies"], &env);
+    create_issuer(
+        &client,
+        &ns,
+        "pebble",
+        &pebble,
+        &pebble.eab_hmac,
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    Bed {
+        client,
+        ns,
+        operator,
+        _pebble: pebble,
+    }
+}
+
+impl Bed {
+    async fn target(&self, name: &str, spec: serde_json::Value) {
+        let target = json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "DeployTarget",
+            "metadata": { "name": name, "namespace": self.ns }, "spec": spec
+        });
+        let api: Api<caas_operator::api::DeployTarget> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(target).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn certificate(&self, name: &str, targets: &[&str]) {
+        let deploy_to: Vec<_> = targets.iter().map(|t| json!({ "name": t })).collect();
+        let spec = json!({
+            "secretName": format!("{name}-tls"), "issuerRef": { "name": "pebble" },
+            "dnsNames": [format!("{name}.example.test")], "deployTo": deploy_to
+        });
+        create_certificate(&self.client, &self.ns, name, spec).await;
+    }
+
+    /// The Certificate once `pick` holds for its entry of `target`.
+    async fn entry_where(
+        &self,
+        name: &str,
+        target: &str,
+        what: &str,
+        pick: impl Fn(&DeploymentStatus) -> bool,
+    ) -> DeploymentStatus {
+        let api: Api<Certificate> = Api::namespaced(self.client.clone(), &self.ns);
+        let key = format!("DeployTarget/{target}");
+        let found = wait_for(
+            &format!("{name}'s deployment to {target}: {what}"),
+            TIMEOUT,
+            Some(&self.operator),
+            || {
+                let api = api.clone();
+                async move { api.get_opt(name).await.unwrap() }
+            },
+            |c| entry(c, &key).is_some_and(&pick),
+        )
+        .await;
+        entry(&found, &key).cloned().unwrap()
+    }
+
+    async fn secret_serial(&self, secret: &str) -> String {
+        let s = Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .get(secret)
+            .await
+            .unwrap();
+        s.metadata.annotations.unwrap()["caas.dev/serial"].clone()
+    }
+
+    async fn renew(&self, name: &str) {
+        let patch = json!({ "metadata": { "annotations": { "caas.dev/renew": jiff::Timestamp::now().to_string() } } });
+        Api::<Certificate>::namespaced(self.client.clone(), &self.ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        wait_revision(&self.client, &self.ns, name, 2, TIMEOUT, &self.operator).await;
+    }
+}
+
+fn entry<'a>(cert: &'a Option<Certificate>, key: &str) -> Option<&'a DeploymentStatus> {
+    cert.as_ref()?
+        .status
+        .as_ref()?
+        .deployments
+        .iter()
+        .find(|d| d.target == key)
+}
+
+fn deployed(e: &DeploymentStatus) -> Option<(String, String, String)> {
+    condition(&e.conditions, "Deployed")
+}
+
+/// A destination namespace with `labels` and `annotations`.
+async fn namespace(
+    client: &kube::Client,
+    prefix: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) -> String {
+    let ns = shared_apiserver().namespace(client, prefix).await;
+    let patch = json!({ "metadata": { "labels": labels, "annotations": annotations } });
+    Api::<Namespace>::all(client.clone())
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    ns
+}
+
+async fn copy_in(client: &kube::Client, ns: &str, name: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_copies_follow_the_certificate_and_go_with_it() {
+    let bed = bed("copies").await;
+    let label = caas_testbed::unique_name("wants");
+    let listed = namespace(
+        &bed.client,
+        "copy-a",
+        json!({}),
+        json!({ "caas.dev/accept-secret-copies-from": bed.ns }),
+    )
+    .await;
+    let selected = namespace(
+        &bed.client,
+        "copy-b",
+        json!({ label.clone(): "yes" }),
+        json!({ "caas.dev/accept-secret-copies-from": "*" }),
+    )
+    .await;
+    let refused = namespace(&bed.client, "copy-c", json!({}), json!({})).await;
+    bed.target(
+        "copies",
+        json!({ "secretCopies": {
+            "namespaces": [listed, refused],
+            "namespaceSelector": { "matchLabels": { label.clone(): "yes" } },
+            "labels": { "team": "shop" }
+        }}),
+    )
+    .await;
+    bed.certificate("web", &["copies"]).await;
+    let first = bed
+        .entry_where("web", "copies", "copied", |e| {
+            e.serial.is_some() && e.namespaces.len() == 2
+        })
+        .await;
+    let serial = bed.secret_serial("web-tls").await;
+    assert_eq!(first.serial.as_deref(), Some(serial.as_str()));
+    let mut expected = vec![listed.clone(), selected.clone()];
+    expected.sort();
+    assert_eq!(first.namespaces, expected);
+    // Without consent, no copy, and the entry says so.
+    let (status, reason, message) = deployed(&first).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotPermitted"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&refused) && message.contains("accept-secret-copies-from"),
+        "{message}"
+    );
+    assert!(copy_in(&bed.client, &refused, "web-tls").await.is_none());
+    let source = Api::<Secret>::namespaced(bed.client.clone(), &bed.ns)
+        .get("web-tls")
+        .await
+        .unwrap();
+    for ns in [&listed, &selected] {
+        let copy = copy_in(&bed.client, ns, "web-tls").await.expect("a copy");
+        assert_eq!(copy.type_.as_deref(), Some("kubernetes.io/tls"));
+        assert_eq!(
+            copy.data, source.data,
+            "the copy in {ns} holds the Secret's data"
+        );
+        assert_eq!(copy.metadata.labels.as_ref().unwrap()["team"], "shop");
+    }
+    // A renewal reaches every copy.
+    bed.renew("web").await;
+    let renewed = bed.secret_serial("web-tls").await;
+    assert_ne!(renewed, serial);
+    bed.entry_where("web", "copies", "renewal copied", |e| {
+        e.serial.as_deref() == Some(renewed.as_str())
+    })
+    .await;
+    for ns in [&listed, &selected] {
+        let copy = copy_in(&bed.client, ns, "web-tls").await.unwrap();
+        assert_eq!(
+            copy.metadata.annotations.unwrap()["caas.dev/serial"],
+            renewed
+        );
+    }
+    // The Certificate goes: so do its copies (the finalizer waits for them).
+    Api::<Certificate>::namespaced(bed.client.clone(), &bed.ns)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    for ns in [&listed, &selected] {
+        let client = bed.client.clone();
+        let ns = ns.clone();
+        wait_for(
+            &format!("the copy in {ns} removed"),
+            TIMEOUT,
+            Some(&bed.operator),
+            || {
+                let (client, ns) = (client.clone(), ns.clone());
+                async move { copy_in(&client, &ns, "web-tls").await }
+            },
+            Option::is_none,
+        )
+        .await;
+    }
+    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
+    wait_for(
+        "the Certificate gone",
+        TIMEOUT,
+        Some(&bed.operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get_opt("web").await.unwrap() }
+        },
+        Option::is_none,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_secret_is_never_overwritten_and_the_copy_follows_once_it_goes() {
+    let bed = bed("foreign").await;
+    let dest = namespace(
+        &bed.client,
+        "copy-d",
+        json!({}),
+        json!({ "caas.dev/accept-secret-copies-from": bed.ns }),
+    )
+    .await;
+    apply_secret(&bed.client, &dest, "shop-tls", &[("tls.crt", "not ours")]).await;
+    bed.target(
+        "copies",
+        json!({ "secretCopies": { "namespaces": [dest] } }),
+    )
+    .await;
+    bed.certificate("shop", &["copies"]).await;
+    let refused = bed
+        .entry_where("shop", "copies", "refused", |e| {
+            deployed(e).is_some_and(|c| c.1 == "CopyConflict")
+        })
+        .await;
+    let (_, _, message) = deployed(&refused).unwrap();
+    assert!(
+        message.contains(&format!("Secret {dest}/shop-tls exists and is not a copy")),
+        "{message}"
+    );
+    assert_eq!(refused.failed_attempts, Some(1));
+    // The Secret itself was written at once, whatever the target does.
+    wait_cert_ready(
+        &bed.client,
+        &bed.ns,
+        "shop",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let foreign = copy_in(&bed.client, &dest, "shop-tls").await.unwrap();
+    assert_eq!(secret_text(&foreign, "tls.crt"), "not ours");
+    // Its owner removes it: the next attempt (after the backoff) copies.
+    Api::<Secret>::namespaced(bed.client.clone(), &dest)
+        .delete("shop-tls", &DeleteParams::default())
+        .await
+        .unwrap();
+    let done = bed
+        .entry_where("shop", "copies", "copied after the backoff", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(done.namespaces, std::slice::from_ref(&dest));
+    assert_eq!(done.failed_attempts, None);
+    assert!(copy_in(&bed.client, &dest, "shop-tls").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_target_is_reported_and_deployed_once_it_exists() {
+    let bed = bed("missing").await;
+    let dest = namespace(
+        &bed.client,
+        "copy-e",
+        json!({}),
+        json!({ "caas.dev/accept-secret-copies-from": "*" }),
+    )
+    .await;
+    bed.certificate("api", &["later"]).await;
+    let missing = bed
+        .entry_where("api", "later", "reported missing", |e| {
+            deployed(e).is_some_and(|c| c.1 == "TargetNotFound")
+        })
+        .await;
+    assert!(
+        deployed(&missing)
+            .unwrap()
+            .2
+            .contains("DeployTarget later does not exist")
+    );
+    wait_cert_ready(
+        &bed.client,
+        &bed.ns,
+        "api",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    bed.target("later", json!({ "secretCopies": { "namespaces": [dest] } }))
+        .await;
+    let done = bed
+        .entry_where("api", "later", "deployed", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(done.namespaces, [dest]);
+}
+
+// ---- AWS Certificate Manager, through moto ----
+
+/// A test-side ACM client signed in as `keys`, straight at moto's mirror.
+async fn acm(keys: &AwsKeys) -> aws_sdk_acm::Client {
+    let auth = Auth {
+        keys: Some(StaticKeys {
+            access_key_id: keys.access_key_id.clone(),
+            secret_access_key: keys.secret_access_key.clone(),
+            origin: "test".into(),
+        }),
+        region: Some("us-east-1".into()),
+        role: None,
+    };
+    let signed = aws::sign_in(auth).await.expect("sign in to moto");
+    let config =
+        aws_sdk_acm::config::Builder::from(&signed.config).endpoint_url(&shared_moto().url);
+    aws_sdk_acm::Client::from_conf(config.build())
+}
+
+/// An ACM target `acm` with the keys in Secret `aws`.
+async fn acm_target(bed: &Bed, keys: &AwsKeys, tags: serde_json::Value) {
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "aws",
+        &[("secret", &keys.secret_access_key)],
+    )
+    .await;
+    bed.target(
+        "acm",
+        json!({ "acm": {
+            "region": "us-east-1", "accessKeyID": keys.access_key_id,
+            "secretAccessKeySecretRef": { "name": "aws", "key": "secret" }, "tags": tags
+        }}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_imports_and_a_renewal_reimports_into_the_same_arn_keeping_its_tags() {
+    let bed = bed("acm").await;
+    let moto = shared_moto();
+    acm_target(&bed, &moto.acm_user, json!({ "team": "shop" })).await;
+    bed.certificate("edge", &["acm"]).await;
+    let first = bed
+        .entry_where("edge", "acm", "imported", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let arn = first.remote_id.clone().expect("the ARN");
+    assert!(arn.starts_with("arn:aws:acm:us-east-1:"), "{arn}");
+    assert_eq!(first.location.as_deref(), Some("acm:us-east-1"));
+    let serial = bed.secret_serial("edge-tls").await;
+    let client = acm(&moto.acm_user).await;
+    let remote_serial = |client: aws_sdk_acm::Client, arn: String| async move {
+        let out = client
+            .describe_certificate()
+            .certificate_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        out.certificate().unwrap().serial().unwrap().to_string()
+    };
+    let remote = remote_serial(client.clone(), arn.clone()).await;
+    assert!(
+        caas_operator::decide::deploy::same_serial(&remote, &serial),
+        "ACM holds {remote}, the Secret {serial}"
+    );
+    // Renewal: the same ARN, the new serial, the tags kept (ACM refuses tags on a
+    // re-import, and the mirror does too, so sending them would fail).
+    bed.renew("edge").await;
+    let renewed = bed.secret_serial("edge-tls").await;
+    let second = bed
+        .entry_where("edge", "acm", "re-imported", |e| {
+            e.serial.as_deref() == Some(renewed.as_str())
+        })
+        .await;
+    assert_eq!(
+        second.remote_id.as_deref(),
+        Some(arn.as_str()),
+        "the same ARN"
+    );
+    assert_eq!(deployed(&second).unwrap().0, "True");
+    let remote = remote_serial(client.clone(), arn.clone()).await;
+    assert!(
+        caas_operator::decide::deploy::same_serial(&remote, &renewed),
+        "{remote} vs {renewed}"
+    );
+    let tags = client
+        .list_tags_for_certificate()
+        .certificate_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = (tags.tags().iter())
+        .map(|t| {
+            (
+                t.key().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tags, [("team".to_string(), "shop".to_string())]);
+    let imports = moto
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("POST / "))
+        .count();
+    assert!(imports >= 2, "{:?}", moto.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_wrong_keys_are_refused_in_awss_words_and_the_secret_is_written_anyway() {
+    let bed = bed("acm-denied").await;
+    let moto = shared_moto();
+    let wrong = AwsKeys {
+        access_key_id: moto.acm_user.access_key_id.clone(),
+        secret_access_key: caas_testbed::unique_name("wrong-secret"),
+    };
+    caas_testbed::register_secret(&wrong.secret_access_key);
+    acm_target(&bed, &wrong, json!({})).await;
+    bed.certificate("edge", &["acm"]).await;
+    wait_cert_ready(
+        &bed.client,
+        &bed.ns,
+        "edge",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let refused = bed
+        .entry_where("edge", "acm", "refused", |e| {
+            deployed(e).is_some_and(|c| c.1 == "DestinationRefused")
+        })
+        .await;
+    let (_, _, message) = deployed(&refused).unwrap();
+    assert!(
+        message.starts_with("ACM ImportCertificate: HTTP 4"),
+        "{message}"
+    );
+    assert!(message.contains("Signature"), "AWS's words: {message}");
+    assert!(refused.next_attempt_time.is_some() && refused.remote_id.is_none());
+    // Valid keys without ACM rights: IAM's AccessDenied, named.
+    let bed2 = bed;
+    let api: Api<caas_operator::api::DeployTarget> = Api::namespaced(bed2.client.clone(), &bed2.ns);
+    api.delete("acm", &DeleteParams::default()).await.unwrap();
+    apply_secret(
+        &bed2.client,
+        &bed2.ns,
+        "aws",
+        &[("secret", &moto.nothing_user.secret_access_key)],
+    )
+    .await;
+    bed2.target(
+        "acm",
+        json!({ "acm": {
+            "accessKeyID": moto.nothing_user.access_key_id,
+            "secretAccessKeySecretRef": { "name": "aws", "key": "secret" }
+        }}),
+    )
+    .await;
+    let denied = bed2
+        .entry_where("edge", "acm", "denied", |e| {
+            deployed(e).is_some_and(|c| c.2.contains("AccessDenied"))
+        })
+        .await;
+    assert_eq!(deployed(&denied).unwrap().1, "DestinationRefused");
+}
