@@ -189,9 +189,9 @@ impl DeployRef {
 pub struct DeploymentStatus {
     /// `DeployTarget/name` or `ClusterDeployTarget/name`.
     pub target: String,
-    /// `acm` or `secretCopies`.
-    #[serde(default)]
-    pub destination: String,
+    /// `acm` or `secretCopies` (unset while the target is missing or invalid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// Where the copy is (`acm:eu-west-1`); a change means a new copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
@@ -237,6 +237,11 @@ pub struct DeploymentStatus {
 }
 
 impl DeploymentStatus {
+    /// Whether it is (or was) Secret copies: those are removed with the Certificate.
+    pub fn is_copies(&self) -> bool {
+        self.destination.as_deref() == Some("secretCopies")
+    }
+
     /// Whether its `Deployed` condition is True.
     pub fn is_deployed(&self) -> bool {
         self.conditions

@@ -233,7 +233,7 @@ mod tests {
     fn deployed(serial: &str, location: &str, at: Timestamp) -> DeploymentStatus {
         DeploymentStatus {
             target: "DeployTarget/edge".into(),
-            destination: "acm".into(),
+            destination: Some("acm".into()),
             location: Some(location.into()),
             serial: Some(serial.into()),
             deployed_at: Some(Time(at)),

@@ -129,6 +129,7 @@ pub(super) async fn run(
         cluster_targets: cluster_targets.clone(),
         namespaces,
         secrets_everywhere: options.namespace.is_none(),
+        written: Default::default(),
     });
     let (by_target, by_cluster_target, by_namespace) = (
         ctx.certificates.clone(),
@@ -165,8 +166,14 @@ pub(super) async fn run(
             },
         )
         .graceful_shutdown_on(stop)
-        .run(deploy::reconcile, deploy::error_policy, d)
-        .for_each(|_| futures::future::ready(()))
+        .run(deploy::reconcile, deploy::error_policy, d.clone())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+                let ns = obj.namespace.unwrap_or_default();
+                d.written.forget(&format!("{ns}/{}", obj.name));
+            }
+            futures::future::ready(())
+        })
         .await;
     for task in [Some(t1), Some(t2), t3].into_iter().flatten() {
         task.abort();

@@ -75,7 +75,7 @@ impl Bed {
         let deploy_to: Vec<_> = targets.iter().map(|t| json!({ "name": t })).collect();
         let spec = json!({
             "secretName": format!("{name}-tls"), "issuerRef": { "name": "pebble" },
-            "dnsNames": [format!("{name}.example.test")], "deployTo": deploy_to
+            "dnsNames": [format!("{}.acc.test", caas_testbed::unique_name(name))], "deployTo": deploy_to
         });
         create_certificate(&self.client, &self.ns, name, spec).await;
     }

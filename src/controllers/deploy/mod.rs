@@ -39,10 +39,12 @@ pub struct DeployContext {
     /// Whether the managed-Secret store sees every namespace (no `--namespace`), so a
     /// copy deleted by hand shows there.
     pub secrets_everywhere: bool,
+    /// What this controller wrote last, per Certificate.
+    pub written: status::Written,
 }
 
 /// `namespace/name` of a Certificate: what its copies' `caas.dev/copy-of` says.
-fn source_key(cert: &Certificate) -> String {
+pub fn source_key(cert: &Certificate) -> String {
     format!(
         "{}/{}",
         cert.namespace().unwrap_or_default(),
@@ -54,9 +56,7 @@ pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<
     if cert.metadata.deletion_timestamp.is_some() {
         return finalize(&cert, &d).await;
     }
-    let entries = (cert.status.as_ref())
-        .map(|s| s.deployments.clone())
-        .unwrap_or_default();
+    let entries = d.written.entries(&cert);
     let has_finalizer = cert.finalizers().iter().any(|f| f == FINALIZER);
     if cert.spec.deploy_to.is_empty() && entries.is_empty() {
         if has_finalizer {
@@ -89,7 +89,7 @@ pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<
             });
         }
     }
-    status::apply(&d.ctx, &cert, &entries, &next).await?;
+    status::apply(&d, &cert, &entries, &next).await?;
     Ok(match decide::next_look(&steps, now) {
         Some(after) => Action::requeue(after.unsigned_abs()),
         None => Action::await_change(),
@@ -103,7 +103,7 @@ async fn remove_dropped(
     cert: &Certificate,
     gone: &DeploymentStatus,
 ) -> Option<DeploymentStatus> {
-    if gone.destination != "secretCopies" {
+    if !gone.is_copies() {
         return None;
     }
     let name = gone.remote_id.as_deref()?;
@@ -127,7 +127,7 @@ async fn finalize(cert: &Certificate, d: &DeployContext) -> Result<Action, Error
     let source = source_key(cert);
     let mut left = Vec::new();
     let entries = cert.status.iter().flat_map(|s| &s.deployments);
-    for entry in entries.filter(|e| e.destination == "secretCopies") {
+    for entry in entries.filter(|e| e.is_copies()) {
         let Some(name) = entry.remote_id.as_deref() else {
             continue;
         };

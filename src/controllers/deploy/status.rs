@@ -5,13 +5,51 @@
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::FIELD_MANAGER;
+use super::{DeployContext, FIELD_MANAGER, source_key};
 use crate::api::{Certificate, DeploymentStatus};
-use crate::controllers::Context;
+
+/// What this controller last wrote per Certificate (`namespace/name`): the
+/// resourceVersion of the write and the entries. The watch cache may still hold an older
+/// copy when the next reconcile starts; acting on it would import an ACM certificate
+/// twice.
+#[derive(Default)]
+pub struct Written(
+    std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<DeploymentStatus>)>>,
+);
+
+impl Written {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, Vec<DeploymentStatus>)>>
+    {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Certificate's entries: the cached copy's, or what was written after it.
+    pub fn entries(&self, cert: &Certificate) -> Vec<DeploymentStatus> {
+        let cached = cert
+            .status
+            .as_ref()
+            .map(|s| s.deployments.clone())
+            .unwrap_or_default();
+        let version = cert
+            .resource_version()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        match self.lock().get(&source_key(cert)) {
+            Some((written, entries)) if *written > version => entries.clone(),
+            _ => cached,
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
 
 /// Applies `next` unless it is what the Certificate already says.
 pub(super) async fn apply(
-    ctx: &Context,
+    d: &DeployContext,
     cert: &Certificate,
     current: &[DeploymentStatus],
     next: &[DeploymentStatus],
@@ -20,7 +58,7 @@ pub(super) async fn apply(
         return Ok(());
     }
     let api: Api<Certificate> =
-        Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
+        Api::namespaced(d.ctx.client.clone(), &cert.namespace().unwrap_or_default());
     // An empty list is sent as no status at all: the manager's entries are removed.
     let status = match next.is_empty() {
         true => serde_json::json!({}),
@@ -31,11 +69,20 @@ pub(super) async fn apply(
         "kind": "Certificate",
         "status": status,
     });
-    api.patch_status(
-        &cert.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &cert.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    if let Some(version) = written
+        .resource_version()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        d.written
+            .lock()
+            .insert(source_key(cert), (version, next.to_vec()));
+    }
     Ok(())
 }

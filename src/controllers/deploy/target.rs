@@ -50,7 +50,7 @@ pub(super) fn wants_cleanup(
     cert: &Certificate,
     entries: &[DeploymentStatus],
 ) -> bool {
-    entries.iter().any(|e| e.destination == "secretCopies")
+    entries.iter().any(DeploymentStatus::is_copies)
         || (cert.spec.deploy_to.iter())
             .filter_map(|r| resolve(d, cert, r))
             .any(|t| t.spec.secret_copies.is_some())
@@ -194,7 +194,7 @@ pub(super) async fn one(
         Ok(dest) => dest,
         Err(m) => return refuse(next, Reason::InvalidTarget, m),
     };
-    next.destination = destination.into();
+    next.destination = Some(destination.into());
     let place = match place(d, cert, &t) {
         Ok(p) => p,
         Err((reason, message)) => return refuse(next, reason, message),
@@ -270,7 +270,7 @@ async fn carry_out(
     let (name, plan) = place.copies.as_ref().expect("a copies place");
     let cfg: &SecretCopiesTarget = t.spec.secret_copies.as_ref().expect("copies");
     let previous = entry
-        .filter(|e| e.destination == "secretCopies")
+        .filter(|e| e.is_copies())
         .map(|e| {
             (
                 e.remote_id.clone().unwrap_or_default(),
