@@ -5,7 +5,11 @@
 //!   bytes (`0f:a1:...`, the ACM API reference's example), not moto's decimal;
 //! * `ImportCertificate` into an ARN with `Tags` is refused: "You cannot apply tags when
 //!   reimporting a certificate" (ImportCertificate API reference), as
-//!   `ValidationException`.
+//!   `ValidationException`;
+//! * moto's authentication errors are XML (the query protocol's); ACM speaks AWS JSON
+//!   1.1, so they are rewritten into ACM's: `InvalidSignatureException`,
+//!   `AccessDeniedException`, `UnrecognizedClientException` (400, `__type` and
+//!   `message`).
 
 use http_body_util::Full;
 use hyper::Response;
@@ -45,6 +49,25 @@ pub fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
         .header("x-amzn-errortype", code)
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("response")
+}
+
+/// moto's XML authentication error as ACM's JSON one (`None`: not one of those).
+pub fn auth_error(body: &[u8]) -> Option<Response<Full<Bytes>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].to_string())
+    };
+    let code = between("<Code>", "</Code>")?;
+    let message = between("<Message>", "</Message>").unwrap_or_default();
+    let acm_code = match code.as_str() {
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "AccessDenied" => "AccessDeniedException",
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        other => other,
+    };
+    Some(error(400, acm_code, &message))
 }
 
 /// moto's answer to `action`, as ACM would give it.
@@ -108,6 +131,18 @@ mod tests {
             serde_json::from_slice(&rewrite("DescribeCertificate", body)).unwrap();
         assert_eq!(out["Certificate"]["Serial"], "10:00");
         assert_eq!(out["Certificate"]["CertificateArn"], "a");
+    }
+
+    #[test]
+    fn moto_auth_errors_become_acms() {
+        let xml = br#"<?xml version="1.0"?><ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error></ErrorResponse>"#;
+        let answer = auth_error(xml).unwrap();
+        assert_eq!(answer.status(), 400);
+        assert_eq!(
+            answer.headers()["x-amzn-errortype"],
+            "InvalidSignatureException"
+        );
+        assert!(auth_error(br#"{"__type":"X"}"#).is_none());
     }
 
     #[test]

@@ -212,6 +212,11 @@ impl Mirror {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
+            if !head.status.is_success()
+                && let Some(answer) = super::acm::auth_error(&body)
+            {
+                return answer;
+            }
             let body = match head.status.is_success() {
                 true => super::acm::rewrite(&action, body),
                 false => body,
