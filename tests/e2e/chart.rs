@@ -103,6 +103,91 @@ fn chart_values_for_restarts_and_notifications() {
     assert!(!ok && out.contains("urlSecretRef"), "{out}");
 }
 
+/// `secretCopies.enabled` (opt-in) turns Secret copies on and adds what they need:
+/// namespaces' metadata, and with `watchNamespace` a Role for Secret writes in each of
+/// `secretCopies.namespaces` only.
+#[test]
+fn chart_secret_copies_switch_grants_namespaces_only_when_on() {
+    let rules_of = |docs: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        of_kind(docs, kind)
+            .iter()
+            .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let grants_namespaces = |rules: &[serde_json::Value]| {
+        rules.iter().any(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("namespaces")))
+        })
+    };
+    let off = render(&[]);
+    let args = |docs: &[serde_json::Value]| {
+        of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone()
+    };
+    assert!(
+        args(&off)
+            .as_array()
+            .unwrap()
+            .contains(&json!("--secret-copies=false"))
+    );
+    assert!(!grants_namespaces(&rules_of(&off, "ClusterRole")));
+    // Deploy targets are read either way.
+    let cluster_rules = rules_of(&off, "ClusterRole");
+    for kind in ["deploytargets", "clusterdeploytargets"] {
+        assert!(
+            cluster_rules.iter().any(|r| r["resources"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!(kind)))),
+            "{kind} not readable"
+        );
+    }
+    let on = render(&[
+        "--set",
+        "secretCopies.enabled=true",
+        "--set",
+        "watchNamespace=shop",
+        "--set",
+        "secretCopies.namespaces={web,api}",
+    ]);
+    assert!(
+        args(&on)
+            .as_array()
+            .unwrap()
+            .contains(&json!("--secret-copies=true"))
+    );
+    assert!(grants_namespaces(&rules_of(&on, "ClusterRole")));
+    let copies: Vec<&serde_json::Value> = of_kind(&on, "Role")
+        .into_iter()
+        .filter(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("-copies")
+        })
+        .collect();
+    let namespaces: Vec<&str> = copies
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["web", "api"]);
+    assert_eq!(
+        copies[0]["rules"][0]["verbs"],
+        json!(["get", "create", "patch", "delete"])
+    );
+    let bindings = of_kind(&on, "RoleBinding");
+    assert_eq!(
+        bindings
+            .iter()
+            .filter(|b| b["roleRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("-copies"))
+            .count(),
+        2
+    );
+}
+
 /// `helm template` output as JSON documents.
 fn render(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec![
@@ -392,6 +477,10 @@ async fn helm_install_then_issue_as_the_charts_service_account() {
         .await
     );
     assert!(allowed(&sa, "create", "coordination.k8s.io", "leases", Some(&ns)).await);
+    // Deploy targets are read; Secret copies are opt-in (no namespaces list).
+    assert!(allowed(&sa, "watch", "caas.dev", "deploytargets", Some(&ns)).await);
+    assert!(allowed(&sa, "watch", "caas.dev", "clusterdeploytargets", None).await);
+    assert!(!allowed(&sa, "list", "", "namespaces", None).await);
     for (verb, group, resource, in_ns) in [
         ("create", "", "pods", true),
         ("get", "", "configmaps", true),
