@@ -79,6 +79,70 @@ fn owner_of_secret(secret: &Secret) -> Option<ObjectRef<Certificate>> {
     }
 }
 
+/// The watches the deploy loop reads besides the Certificates: targets of both kinds
+/// and (with Secret copies on) namespaces' metadata, each driven by a task of its own.
+struct Watches {
+    targets: Store<DeployTarget>,
+    target_events: Touched<DeployTarget>,
+    cluster_targets: Store<ClusterDeployTarget>,
+    cluster_events: Touched<ClusterDeployTarget>,
+    namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    namespace_events: BoxStream<'static, Result<PartialObjectMeta<Namespace>, watcher::Error>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watches {
+    /// Starts them, and waits (30 s at most) until the targets have listed, so a target
+    /// is never reported missing because its watch had not listed yet.
+    async fn start(options: &Options, client: &kube::Client) -> Watches {
+        let (targets, target_events, t1) = watched(watcher(
+            api::<DeployTarget>(client, &options.namespace),
+            watcher::Config::default(),
+        ));
+        let (cluster_targets, cluster_events, t2) = watched(watcher(
+            Api::<ClusterDeployTarget>::all(client.clone()),
+            watcher::Config::default(),
+        ));
+        let mut tasks = vec![t1, t2];
+        let (namespaces, namespace_events) = match options.secret_copies {
+            true => {
+                let (store, events, task) = watched(watcher(
+                    Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                    watcher::Config::default(),
+                ));
+                tasks.push(task);
+                (Some(store), events.boxed())
+            }
+            false => (None, futures::stream::empty().boxed()),
+        };
+        for (what, ready) in [
+            (
+                "DeployTarget",
+                tokio::time::timeout(STORE_WAIT, targets.wait_until_ready()).await,
+            ),
+            (
+                "ClusterDeployTarget",
+                tokio::time::timeout(STORE_WAIT, cluster_targets.wait_until_ready()).await,
+            ),
+        ] {
+            if !matches!(ready, Ok(Ok(()))) {
+                tracing::warn!(
+                    "the {what} watch has not listed in 30 s (is its CRD installed? may the operator read it?); deploying anyway"
+                );
+            }
+        }
+        Watches {
+            targets,
+            target_events,
+            cluster_targets,
+            cluster_events,
+            namespaces,
+            namespace_events,
+            tasks,
+        }
+    }
+}
+
 pub(super) async fn run(
     options: &Options,
     ctx: Arc<Context>,
@@ -86,48 +150,12 @@ pub(super) async fn run(
     secret_events: Touched<Secret>,
     stop: Shutdown,
 ) {
-    let client = ctx.client.clone();
-    let (targets, target_events, t1) = watched(watcher(
-        api::<DeployTarget>(&client, &options.namespace),
-        watcher::Config::default(),
-    ));
-    let (cluster_targets, cluster_events, t2) = watched(watcher(
-        Api::<ClusterDeployTarget>::all(client.clone()),
-        watcher::Config::default(),
-    ));
-    let (namespaces, namespace_events, t3) = match options.secret_copies {
-        true => {
-            let (store, events, task) = watched(watcher(
-                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                watcher::Config::default(),
-            ));
-            (Some(store), events.boxed(), Some(task))
-        }
-        false => (None, futures::stream::empty().boxed(), None),
-    };
-    let namespace_events: BoxStream<'static, Result<PartialObjectMeta<Namespace>, watcher::Error>> =
-        namespace_events;
-    for (what, ready) in [
-        (
-            "DeployTarget",
-            tokio::time::timeout(STORE_WAIT, targets.wait_until_ready()).await,
-        ),
-        (
-            "ClusterDeployTarget",
-            tokio::time::timeout(STORE_WAIT, cluster_targets.wait_until_ready()).await,
-        ),
-    ] {
-        if !matches!(ready, Ok(Ok(()))) {
-            tracing::warn!(
-                "the {what} watch has not listed in 30 s (is its CRD installed?); deploying anyway"
-            );
-        }
-    }
+    let w = Watches::start(options, &ctx.client).await;
     let d = Arc::new(DeployContext {
         ctx: ctx.clone(),
-        targets: targets.clone(),
-        cluster_targets: cluster_targets.clone(),
-        namespaces,
+        targets: w.targets.clone(),
+        cluster_targets: w.cluster_targets.clone(),
+        namespaces: w.namespaces.clone(),
         secrets_everywhere: options.namespace.is_none(),
         written: Default::default(),
     });
@@ -140,7 +168,7 @@ pub(super) async fn run(
     Controller::for_shared_stream(trigger, ctx.certificates.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(DEPLOY_CONCURRENCY))
         .watches_stream(secret_events, |secret: Secret| owner_of_secret(&secret))
-        .watches_stream(target_events, move |t: DeployTarget| {
+        .watches_stream(w.target_events, move |t: DeployTarget| {
             let (ns, name) = (t.namespace(), t.name_any());
             certificates_where(&by_target, |c| {
                 c.namespace() == ns
@@ -150,7 +178,7 @@ pub(super) async fn run(
                         .any(|r| !r.is_cluster() && r.name == name)
             })
         })
-        .watches_stream(cluster_events, move |t: ClusterDeployTarget| {
+        .watches_stream(w.cluster_events, move |t: ClusterDeployTarget| {
             let name = t.name_any();
             certificates_where(&by_cluster_target, |c| {
                 c.spec
@@ -160,7 +188,7 @@ pub(super) async fn run(
             })
         })
         .watches_stream(
-            namespace_events,
+            w.namespace_events,
             move |_ns: PartialObjectMeta<Namespace>| {
                 certificates_where(&by_namespace, |c| !c.spec.deploy_to.is_empty())
             },
@@ -175,7 +203,5 @@ pub(super) async fn run(
             futures::future::ready(())
         })
         .await;
-    for task in [Some(t1), Some(t2), t3].into_iter().flatten() {
-        task.abort();
-    }
+    w.tasks.iter().for_each(|t| t.abort());
 }

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde::Serialize;
 
+use super::deployments::{self, DeploymentReport};
 use super::events::{self, EventReport};
 use crate::api::acme::{ChallengeState, ChallengeType, OrderState};
 use crate::api::certificate::OrderStatus;
@@ -21,6 +22,8 @@ use crate::plugin::report::{ConditionReport, Report, line, or_dash, when, when_t
 pub struct CertificateReport {
     pub ari_window: Option<AriWindow>,
     pub conditions: Conditions,
+    /// Each deploy target of `deployTo`, as `status.deployments` says.
+    pub deployments: Vec<DeploymentReport>,
     pub dns_names: Vec<String>,
     pub events: Vec<EventReport>,
     pub failed_issuance_attempts: Option<i32>,
@@ -158,8 +161,20 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
     let status = cert.status.clone().unwrap_or_default();
     let ready = find(&status.conditions, "Ready");
     let expiring = find(&status.conditions, "Expiring").filter(|c| c.is_true());
-    let verdict =
+    let reports: Vec<DeploymentReport> = status
+        .deployments
+        .iter()
+        .map(DeploymentReport::of)
+        .collect();
+    let mut verdict =
         crate::plugin::verdict::certificate(ready, expiring, status.not_after, status.renewal_time);
+    if let Some(tail) = deployments::verdict_tail(&reports) {
+        verdict.push_str(&tail);
+    }
+    // A target not deployed may still serve the old certificate: not ready.
+    let deployed = reports
+        .iter()
+        .all(|d| d.deployed.as_ref().is_some_and(|c| c.status == "True"));
     CertificateReport {
         ari_window: found.ari_window,
         conditions: Conditions {
@@ -167,6 +182,7 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
             issuing: find(&status.conditions, "Issuing").map(ConditionReport::of),
             ready: ready.map(ConditionReport::of),
         },
+        deployments: reports,
         dns_names: cert.spec.dns_names.clone(),
         events: found.events,
         failed_issuance_attempts: status.failed_issuance_attempts,
@@ -179,7 +195,7 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
         not_after: status.not_after,
         not_before: status.not_before,
         order: status.order.as_ref().map(OrderReport::of),
-        ready: ready.is_some_and(|c| c.is_true()),
+        ready: ready.is_some_and(|c| c.is_true()) && deployed,
         renewal_time: status.renewal_time,
         revision: status.revision,
         secret: found.secret,
@@ -273,6 +289,7 @@ fn render_at(r: &CertificateReport, now: Timestamp) -> String {
     line(&mut out, "Issuer:", issuer_text(&r.issuer));
     render_conditions(&mut out, &r.conditions);
     render_secret(&mut out, r, now);
+    deployments::render(&mut out, &r.deployments);
     render_schedule(&mut out, r, now);
     if let Some(o) = &r.order {
         render_order(&mut out, o);
@@ -462,6 +479,7 @@ mod tests {
                 "issuing": { "status": "True", "reason": "ChallengeFailed", "message": "the CA said no" },
                 "expiring": null,
             },
+            "deployments": [],
             "notBefore": null, "notAfter": "2027-01-01T00:00:00Z",
             "renewalTime": "2026-12-01T00:00:00Z",
             "ariWindow": { "start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z" },

@@ -2,5 +2,6 @@
 //! with a verdict and the next action.
 
 pub mod certificate;
+pub mod deployments;
 pub mod events;
 pub mod issuer;
