@@ -173,6 +173,41 @@ impl DeployRef {
         self.kind.as_deref() == Some("ClusterDeployTarget")
     }
 
+    /// The targets of an Ingress's or Gateway's `caas.dev/deploy-to` annotation:
+    /// comma-separated, `name` (a `DeployTarget` in the object's namespace) or
+    /// `ClusterDeployTarget/name` (`DeployTarget/name` also reads).
+    pub fn parse_list(text: &str) -> Result<Vec<DeployRef>, String> {
+        let mut refs: Vec<DeployRef> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (kind, name) = match item.split_once('/') {
+                None => (None, item),
+                Some(("DeployTarget", name)) => (None, name),
+                Some(("ClusterDeployTarget", name)) => (Some("ClusterDeployTarget"), name),
+                Some((kind, _)) => {
+                    return Err(format!(
+                        "{item:?}: the kind is DeployTarget or ClusterDeployTarget, not {kind:?}"
+                    ));
+                }
+            };
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid {
+                return Err(format!("{item:?}: {name:?} is not a valid object name"));
+            }
+            let r = DeployRef {
+                name: name.to_string(),
+                kind: kind.map(str::to_string),
+            };
+            if !refs.contains(&r) {
+                refs.push(r);
+            }
+        }
+        Ok(refs)
+    }
+
     /// `DeployTarget/name` or `ClusterDeployTarget/name`: the key of its status entry.
     pub fn key(&self) -> String {
         let kind = match self.is_cluster() {
@@ -288,6 +323,34 @@ mod tests {
         assert_eq!(r.key(), "ClusterDeployTarget/copies");
         let r: DeployRef = serde_json::from_str(r#"{"name":"edge"}"#).unwrap();
         assert_eq!(r.key(), "DeployTarget/edge");
+    }
+
+    #[test]
+    fn the_deploy_to_annotation_names_targets_of_both_kinds() {
+        let refs = DeployRef::parse_list(
+            " edge-acm, ClusterDeployTarget/copies,DeployTarget/cdn,edge-acm ,",
+        )
+        .unwrap();
+        let keys: Vec<String> = refs.iter().map(DeployRef::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "DeployTarget/edge-acm",
+                "ClusterDeployTarget/copies",
+                "DeployTarget/cdn"
+            ]
+        );
+        assert!(
+            DeployRef::parse_list("Issuer/x")
+                .unwrap_err()
+                .contains("not \"Issuer\"")
+        );
+        assert!(
+            DeployRef::parse_list("Bad Name")
+                .unwrap_err()
+                .contains("not a valid object name")
+        );
+        assert!(DeployRef::parse_list("").unwrap().is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, Error};
 use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};
-use crate::api::{Certificate, CertificateSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::{Certificate, CertificateSpec, DeployRef, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::shared::FIELD_MANAGER;
 
 pub const ISSUER: &str = "caas.dev/issuer";
@@ -32,6 +32,8 @@ pub const KEY_ALGORITHM: &str = "caas.dev/private-key-algorithm";
 pub const KEY_SIZE: &str = "caas.dev/private-key-size";
 /// IP address SANs (comma-separated) added to every Certificate of the Ingress.
 pub const IP_SANS: &str = "caas.dev/ip-sans";
+/// Deploy targets of the Certificates (comma-separated; `ClusterDeployTarget/name`).
+pub const DEPLOY_TO: &str = "caas.dev/deploy-to";
 /// Label on Certificates made for an Ingress, naming it.
 pub const INGRESS_LABEL: &str = "caas.dev/ingress";
 
@@ -158,6 +160,10 @@ pub(crate) fn template(ann: &BTreeMap<String, String>) -> Result<Option<Certific
         renew_before: annotated(RENEW_BEFORE),
         private_key: private_key(ann)?,
         ip_addresses: ip_sans(ann)?,
+        deploy_to: match ann.get(DEPLOY_TO) {
+            Some(list) => DeployRef::parse_list(list).map_err(|e| format!("{DEPLOY_TO}: {e}"))?,
+            None => Vec::new(),
+        },
         ..Default::default()
     }))
 }
@@ -494,6 +500,7 @@ mod tests {
                 (DURATION, "2160h"),
                 (KEY_ALGORITHM, "ecdsa"),
                 (KEY_SIZE, "384"),
+                (DEPLOY_TO, "edge-acm, ClusterDeployTarget/copies"),
             ],
             json!([
                 { "hosts": ["a.example", "b.example"], "secretName": "ab-tls" },
@@ -525,6 +532,20 @@ mod tests {
             })
         );
         assert_eq!(d[1].spec.dns_names, vec!["c.example"]);
+        let targets: Vec<String> = d[1].spec.deploy_to.iter().map(DeployRef::key).collect();
+        assert_eq!(
+            targets,
+            ["DeployTarget/edge-acm", "ClusterDeployTarget/copies"]
+        );
+        let bad = ingress(
+            &[(ISSUER, "ca"), (DEPLOY_TO, "Issuer/x")],
+            json!([{ "hosts": ["a"], "secretName": "s" }]),
+        );
+        assert!(
+            desired(&bad)
+                .unwrap_err()
+                .starts_with("caas.dev/deploy-to: ")
+        );
     }
 
     #[test]

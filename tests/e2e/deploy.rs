@@ -369,6 +369,51 @@ async fn a_missing_target_is_reported_and_deployed_once_it_exists() {
     assert_eq!(done.namespaces, [dest]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_annotated_ingress_deploys_its_certificate() {
+    let bed = bed("ing-deploy").await;
+    let dest = namespace(
+        &bed.client,
+        "copy-f",
+        json!({}),
+        json!({ "caas.dev/accept-secret-copies-from": bed.ns }),
+    )
+    .await;
+    bed.target(
+        "copies",
+        json!({ "secretCopies": { "namespaces": [dest] } }),
+    )
+    .await;
+    let host = format!("{}.acc.test", caas_testbed::unique_name("ing"));
+    let ingress: k8s_openapi::api::networking::v1::Ingress = serde_json::from_value(json!({
+        "metadata": { "name": "web", "annotations": {
+            "caas.dev/issuer": "pebble", "caas.dev/deploy-to": "copies"
+        } },
+        "spec": {
+            "tls": [{ "hosts": [host], "secretName": "ing-tls" }],
+            "rules": [{ "host": host, "http": { "paths": [{ "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": "web", "port": { "number": 80 } } } }] } }]
+        }
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(bed.client.clone(), &bed.ns)
+        .create(&PostParams::default(), &ingress)
+        .await
+        .unwrap();
+    let done = bed
+        .entry_where("ing-tls", "copies", "deployed", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(done.namespaces, std::slice::from_ref(&dest));
+    let serial = bed.secret_serial("ing-tls").await;
+    let copy = copy_in(&bed.client, &dest, "ing-tls").await.unwrap();
+    assert_eq!(
+        copy.metadata.annotations.unwrap()["caas.dev/serial"],
+        serial
+    );
+}
+
 // ---- AWS Certificate Manager, through moto ----
 
 /// A test-side ACM client signed in as `keys`, straight at moto's mirror.
