@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use self::redact::{REDACTED, Secrets, leftover, redact};
-use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer};
+use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, ClusterDeployTarget, DeployTarget};
 use crate::plugin::probe::secret_names_in;
 use crate::plugin::report::Report;
 
@@ -70,6 +70,8 @@ struct Objects {
     certs: Vec<Certificate>,
     issuers: Vec<CaaSIssuer>,
     cluster_issuers: Vec<ClusterCaaSIssuer>,
+    targets: Vec<DeployTarget>,
+    cluster_targets: Vec<ClusterDeployTarget>,
     pods: Vec<Pod>,
 }
 
@@ -94,6 +96,16 @@ async fn list_objects(
             .await
             .map(|l| l.items)
             .unwrap_or_default(),
+        targets: Api::<DeployTarget>::namespaced(client.clone(), ns)
+            .list(&all)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default(),
+        cluster_targets: Api::<ClusterDeployTarget>::all(client.clone())
+            .list(&all)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default(),
         pods: Api::<Pod>::namespaced(client.clone(), &args.operator_namespace)
             .list(&ListParams::default().labels("app.kubernetes.io/name=caas-operator"))
             .await
@@ -103,8 +115,8 @@ async fn list_objects(
 }
 
 /// The Secrets whose values are redacted, (namespace, name): those the operator pods'
-/// `--default-notify` and the issuers name (a ClusterCaaSIssuer's in the operator's
-/// namespace).
+/// `--default-notify`, the issuers and the deploy targets name (the cluster kinds' in
+/// the operator's namespace).
 fn named_secrets(objects: &Objects, ns: &str, operator_namespace: &str) -> Vec<(String, String)> {
     let mut refs: Vec<(String, String)> = Vec::new();
     for (sns, notify) in objects
@@ -128,6 +140,20 @@ fn named_secrets(objects: &Objects, ns: &str, operator_namespace: &str) -> Vec<(
     for i in &objects.cluster_issuers {
         refs.extend(
             secret_names_in(&i.spec)
+                .into_iter()
+                .map(|n| (operator_namespace.to_string(), n)),
+        );
+    }
+    for t in &objects.targets {
+        refs.extend(
+            secret_names_in(&t.spec)
+                .into_iter()
+                .map(|n| (ns.to_string(), n)),
+        );
+    }
+    for t in &objects.cluster_targets {
+        refs.extend(
+            secret_names_in(&t.spec)
                 .into_iter()
                 .map(|n| (operator_namespace.to_string(), n)),
         );
@@ -289,6 +315,11 @@ pub async fn collect(
             "clusterissuers.yaml",
             yaml(&clean(&objects.cluster_issuers)),
         ),
+        ("deploytargets.yaml", yaml(&clean(&objects.targets))),
+        (
+            "clusterdeploytargets.yaml",
+            yaml(&clean(&objects.cluster_targets)),
+        ),
         ("events.yaml", yaml(&clean(&events(client, ns).await))),
         (
             "operator.log",
@@ -373,10 +404,25 @@ mod tests {
                 r#"--default-notify={"webhooks":[{"urlSecretRef":{"name":"slack","key":"url"}}]}"#] }] }
         }))
         .unwrap();
+        let target: DeployTarget = serde_json::from_value(json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "DeployTarget",
+            "metadata": { "name": "edge", "namespace": "ns" },
+            "spec": { "acm": { "accessKeyID": "AKIA", "secretAccessKeySecretRef": { "name": "aws", "key": "secret" } } }
+        }))
+        .unwrap();
+        let cluster_target: ClusterDeployTarget = serde_json::from_value(json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "ClusterDeployTarget",
+            "metadata": { "name": "edge" },
+            "spec": { "acm": { "accessKeyIDSecretRef": { "name": "aws-id", "key": "id" },
+                               "secretAccessKeySecretRef": { "name": "aws-platform", "key": "secret" } } }
+        }))
+        .unwrap();
         let objects = Objects {
             certs: vec![],
             issuers: vec![issuer],
             cluster_issuers: vec![cluster],
+            targets: vec![target],
+            cluster_targets: vec![cluster_target],
             pods: vec![pod],
         };
         let found = named_secrets(&objects, "ns", "caas-operator");
@@ -385,6 +431,9 @@ mod tests {
             ("ns", "eab"),
             ("ns", "account"),
             ("caas-operator", "global-account"),
+            ("ns", "aws"),
+            ("caas-operator", "aws-id"),
+            ("caas-operator", "aws-platform"),
         ];
         let want: Vec<(String, String)> = want
             .iter()
