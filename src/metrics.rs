@@ -43,10 +43,27 @@ struct CertificateLabels {
     issuer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    namespace: String,
+    name: String,
+    target: String,
+    destination: String,
+}
+
+/// A deployment attempt's destination and outcome (`deployed`, `unchanged`: the
+/// destination already held the serial, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeployAttemptLabels {
+    pub destination: String,
+    pub outcome: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
     pub acme_requests: Family<AcmeRequestLabels, Counter>,
+    pub deploy_attempts: Family<DeployAttemptLabels, Counter>,
     pub issuer_ready: Family<IssuerLabels, Gauge>,
     pub issuance_duration: Histogram,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
@@ -121,6 +138,49 @@ impl Collector for CertificateCollector {
     }
 }
 
+/// Computes the per-deployment gauges (one per Certificate and deploy target) from the
+/// store on each scrape.
+#[derive(Debug)]
+struct DeploymentCollector(Store<Certificate>);
+
+impl Collector for DeploymentCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let ready = Family::<DeploymentLabels, Gauge<i64>>::default();
+        let expiry = Family::<DeploymentLabels, Gauge<i64>>::default();
+        for cert in self.0.state() {
+            for d in cert.status.iter().flat_map(|s| &s.deployments) {
+                let labels = DeploymentLabels {
+                    namespace: cert.namespace().unwrap_or_default(),
+                    name: cert.name_any(),
+                    target: d.target.clone(),
+                    destination: d.destination.clone().unwrap_or_default(),
+                };
+                ready.get_or_create(&labels).set(i64::from(d.is_deployed()));
+                if let Some(t) = d.not_after {
+                    expiry.get_or_create(&labels).set(t.0.as_second());
+                }
+            }
+        }
+        for (name, help, family) in [
+            (
+                "caas_deployment_ready",
+                "1 when the deploy target holds the Secret's certificate (Deployed=True)",
+                &ready,
+            ),
+            (
+                "caas_deployment_expiration_timestamp_seconds",
+                "notAfter of the certificate last deployed to the target (Unix seconds)",
+                &expiry,
+            ),
+        ] {
+            let metric_encoder =
+                encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric_encoder)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     pub fn new(certificates: Store<Certificate>, kube_requests: Counter) -> Arc<Self> {
         let mut registry = Registry::default();
@@ -150,7 +210,7 @@ impl Metrics {
             reconcile_errors.clone(),
         );
         // Series exist from the start (at 0), so rate() and alerts work before a failure.
-        for controller in ["certificate", "issuer", "ingress"] {
+        for controller in ["certificate", "issuer", "ingress", "deploy"] {
             let _ = reconcile_errors.get_or_create(&ControllerLabels {
                 controller: controller.into(),
             });
@@ -160,10 +220,18 @@ impl Metrics {
             "Requests made to the Kubernetes API server",
             kube_requests.clone(),
         );
-        registry.register_collector(Box::new(CertificateCollector(certificates)));
+        let deploy_attempts = Family::<DeployAttemptLabels, Counter>::default();
+        registry.register(
+            "caas_deploy_attempts",
+            "Deployments to deploy targets, by destination and outcome (deployed, unchanged, failed)",
+            deploy_attempts.clone(),
+        );
+        registry.register_collector(Box::new(CertificateCollector(certificates.clone())));
+        registry.register_collector(Box::new(DeploymentCollector(certificates)));
         Arc::new(Metrics {
             registry,
             acme_requests,
+            deploy_attempts,
             issuer_ready,
             issuance_duration,
             reconcile_errors,
@@ -177,6 +245,15 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+
+    pub fn deploy_attempt(&self, destination: &str, outcome: &str) {
+        self.deploy_attempts
+            .get_or_create(&DeployAttemptLabels {
+                destination: destination.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn reconcile_error(&self, controller: &str) {
@@ -203,5 +280,43 @@ mod tests {
         );
         assert!(text.contains("caas_kube_api_requests_total 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn each_deployment_is_a_series_of_its_own() {
+        use kube::runtime::watcher::Event;
+        let (store, mut writer) = kube::runtime::reflector::store::<Certificate>();
+        let cert: Certificate = serde_json::from_value(serde_json::json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate",
+            "metadata": { "name": "web", "namespace": "shop" },
+            "spec": { "secretName": "web-tls", "issuerRef": { "name": "ca" } },
+            "status": { "deployments": [
+                { "target": "DeployTarget/edge", "destination": "acm", "notAfter": "2027-01-01T00:00:00Z",
+                  "conditions": [{ "type": "Deployed", "status": "True", "reason": "Deployed" }] },
+                { "target": "ClusterDeployTarget/copies", "destination": "secretCopies",
+                  "conditions": [{ "type": "Deployed", "status": "False", "reason": "CopyConflict" }] }
+            ] }
+        }))
+        .unwrap();
+        writer.apply_watcher_event(&Event::Apply(cert));
+        let metrics = Metrics::new(store, Counter::default());
+        metrics.deploy_attempt("acm", "deployed");
+        let text = metrics.encode();
+        let edge = r#"{namespace="shop",name="web",target="DeployTarget/edge",destination="acm"}"#;
+        assert!(
+            text.contains(&format!("caas_deployment_ready{edge} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "caas_deployment_expiration_timestamp_seconds{edge} 1798761600"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(r#"caas_deployment_ready{namespace="shop",name="web",target="ClusterDeployTarget/copies",destination="secretCopies"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"caas_deploy_attempts_total{destination="acm",outcome="deployed"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -36,8 +36,11 @@ pub enum Event {
     Renewed,
     /// `failedAfter` attempts in a row failed.
     Failed,
-    /// Close to notAfter and not renewed.
+    /// Close to notAfter and not renewed (or, for a deploy target, its copy not
+    /// replaced by the renewal).
     Expiring,
+    /// `failedAfter` attempts in a row to deploy to a target failed.
+    DeployFailed,
 }
 
 impl Event {
@@ -47,6 +50,7 @@ impl Event {
             Event::Renewed => "renewed",
             Event::Failed => "failed",
             Event::Expiring => "expiring",
+            Event::DeployFailed => "deploy-failed",
         }
     }
 }
@@ -103,7 +107,7 @@ pub fn body(format: NotifyFormat, m: &Message) -> Value {
         NotifyFormat::Slack => {
             let icon = match m.event {
                 Event::Issued | Event::Renewed => ":white_check_mark:",
-                Event::Failed => ":x:",
+                Event::Failed | Event::DeployFailed => ":x:",
                 Event::Expiring => ":warning:",
             };
             let names = m.dns_names.join(", ");

@@ -26,6 +26,11 @@ use super::time::Time;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DeployTargetSpec {
+    /// What happens to a remote copy (ACM) when its Certificate goes or stops naming
+    /// this target: `Retain` (default: left where it is, listeners may use it) or
+    /// `Delete`. Secret copies are always removed with their Certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// AWS Certificate Manager: imported, and re-imported into the same ARN on renewal
     /// (listeners of ALB, NLB and CloudFront keep using it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,6 +39,13 @@ pub struct DeployTargetSpec {
     /// Certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_copies: Option<SecretCopiesTarget>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
 }
 
 /// The platform team's kind: same spec; its credential Secrets live in the operator's
@@ -208,6 +220,21 @@ impl DeployRef {
         Ok(refs)
     }
 
+    /// The reference a status entry's key (`DeployTarget/name`) names.
+    pub fn from_key(key: &str) -> Option<DeployRef> {
+        match key.split_once('/')? {
+            ("DeployTarget", name) => Some(DeployRef {
+                name: name.into(),
+                kind: None,
+            }),
+            ("ClusterDeployTarget", name) => Some(DeployRef {
+                name: name.into(),
+                kind: Some("ClusterDeployTarget".into()),
+            }),
+            _ => None,
+        }
+    }
+
     /// `DeployTarget/name` or `ClusterDeployTarget/name`: the key of its status entry.
     pub fn key(&self) -> String {
         let kind = match self.is_cluster() {
@@ -323,6 +350,8 @@ mod tests {
         assert_eq!(r.key(), "ClusterDeployTarget/copies");
         let r: DeployRef = serde_json::from_str(r#"{"name":"edge"}"#).unwrap();
         assert_eq!(r.key(), "DeployTarget/edge");
+        assert_eq!(DeployRef::from_key(&r.key()), Some(r));
+        assert_eq!(DeployRef::from_key("Other/x"), None);
     }
 
     #[test]

@@ -120,6 +120,9 @@ reasons! {
     DestinationRefused = "DestinationRefused",
     /// The destination did not answer, or answered that it is unavailable.
     DestinationUnreachable = "DestinationUnreachable",
+    /// A deployed copy nears its notAfter and the renewal has not reached it (`Expiring`
+    /// of a deployment).
+    DeployedCopyExpiring = "DeployedCopyExpiring",
     // Issuers.
     /// The ACME account is registered.
     AccountRegistered = "AccountRegistered",

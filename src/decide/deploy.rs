@@ -85,8 +85,12 @@ pub fn step(
     }
     // Deployed, or done as far as it can be without counting as a failure (copies in
     // the namespaces that consent, the others named): current until something changes.
+    let partly_copied = (entry.conditions.iter())
+        .any(|c| c.type_ == "Deployed" && c.reason == Reason::NotPermitted.as_str());
     let settled = entry.is_deployed()
-        || (entry.failed_attempts.unwrap_or(0) == 0 && entry.deployed_at.is_some());
+        || (partly_copied
+            && entry.failed_attempts.unwrap_or(0) == 0
+            && entry.deployed_at.is_some());
     let current = settled
         && entry.location.as_deref() == Some(location)
         && entry
@@ -99,6 +103,21 @@ pub fn step(
         },
         _ => Step::Deploy,
     }
+}
+
+/// Whether the copy at a target nears its end while the Secret holds a newer certificate
+/// that has not reached it: `within` of its notAfter (`--expiring-within`), or past it.
+pub fn copy_expiring(
+    entry: &DeploymentStatus,
+    secret: Option<&SecretCert>,
+    now: Timestamp,
+    within: SignedDuration,
+) -> bool {
+    let (Some(not_after), Some(secret)) = (entry.not_after, secret) else {
+        return false;
+    };
+    let renewed = !(entry.serial.as_deref()).is_some_and(|s| same_serial(s, &secret.serial));
+    renewed && now + within >= not_after.0
 }
 
 /// Whether two serial numbers in hex are the same number (colons, case and leading
@@ -312,6 +331,32 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_once_cured_is_deployed_at_once_not_at_the_next_verification() {
+        let mut entry = deployed(
+            "0a1b",
+            "acm:us-east-1",
+            now() - SignedDuration::from_hours(1),
+        );
+        entry.conditions = vec![Condition::new("Deployed", false, "TargetNotFound", "gone")];
+        let target = view("acm", "acm:us-east-1", false);
+        assert_eq!(
+            step(target, Some(&entry), Some(&secret("0a1b")), now(), DAY),
+            Step::Deploy
+        );
+        // Copies made where permitted, the rest named: settled until something changes.
+        entry.conditions = vec![Condition::new(
+            "Deployed",
+            false,
+            "NotPermitted",
+            "not copied to c",
+        )];
+        assert!(matches!(
+            step(target, Some(&entry), Some(&secret("0a1b")), now(), DAY),
+            Step::Idle { .. }
+        ));
+    }
+
+    #[test]
     fn nothing_is_deployed_before_the_secret_has_a_certificate() {
         assert_eq!(
             step(view("acm", "acm:us-east-1", false), None, None, now(), DAY),
@@ -376,6 +421,25 @@ mod tests {
             ),
             Step::Deploy
         );
+    }
+
+    #[test]
+    fn a_copy_near_its_not_after_with_a_newer_secret_is_expiring() {
+        let mut entry = deployed("0a1b", "acm:us-east-1", now() - DAY * 80);
+        entry.not_after = Some(Time(now() + DAY * 5));
+        let week = DAY * 7;
+        assert!(copy_expiring(&entry, Some(&secret("0c2d")), now(), week));
+        assert!(
+            !copy_expiring(&entry, Some(&secret("0a1b")), now(), week),
+            "the renewal is there"
+        );
+        assert!(
+            !copy_expiring(&entry, Some(&secret("0c2d")), now(), DAY),
+            "not yet within"
+        );
+        assert!(!copy_expiring(&entry, None, now(), week));
+        entry.not_after = None;
+        assert!(!copy_expiring(&entry, Some(&secret("0c2d")), now(), week));
     }
 
     #[test]

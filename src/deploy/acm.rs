@@ -112,6 +112,28 @@ impl Acm {
         }
     }
 
+    /// Deletes the certificate at `arn` (gone already: fine). ACM refuses while a load
+    /// balancer or distribution uses it (`ResourceInUseException`): that refusal is
+    /// returned in ACM's words, never forced.
+    pub async fn delete(&self, arn: &str) -> Result<(), DeployError> {
+        match self
+            .client
+            .delete_certificate()
+            .certificate_arn(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(failed("DeleteCertificate", &e)),
+        }
+    }
+
     /// Puts `bundle` into `arn` (re-import), or a new import with `tags` when there is
     /// none or it is gone (unless `adopted`: the user's `certificateARN` must exist).
     /// Nothing is written when ACM already holds this serial.

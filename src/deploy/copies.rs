@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::{Bundle, DeployError, Deployed};
@@ -19,6 +19,9 @@ use crate::shared::FIELD_MANAGER;
 pub const COMPONENT: &str = "copy";
 /// Annotation naming the Certificate (`namespace/name`) a copy is of.
 pub const COPY_OF: &str = "caas.dev/copy-of";
+/// Annotation naming the deploy target (`DeployTarget/name`) that made a copy: two
+/// targets of one Certificate never take over each other's copies.
+pub const COPY_TARGET: &str = "caas.dev/copy-target";
 /// Annotation with the serial of the certificate a copy holds (as on the TLS Secret).
 pub const SERIAL: &str = "caas.dev/serial";
 
@@ -28,10 +31,13 @@ pub fn location(name: &str, namespaces: &[String]) -> String {
     format!("secretCopies:{name}:{}", namespaces.join(","))
 }
 
-/// Whether `secret` is a copy of the Certificate `source` (`namespace/name`).
-pub fn is_copy_of(secret: &Secret, source: &str) -> bool {
+/// Whether `secret` is the copy target `target` made of the Certificate `source`
+/// (`namespace/name`).
+pub fn is_copy_of(secret: &Secret, source: &str, target: &str) -> bool {
+    let annotation = |key: &str| secret.annotations().get(key).map(String::as_str);
     secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && secret.annotations().get(COPY_OF).map(String::as_str) == Some(source)
+        && annotation(COPY_OF) == Some(source)
+        && annotation(COPY_TARGET) == Some(target)
 }
 
 /// Whether the watch cache shows a current copy in every namespace.
@@ -47,10 +53,17 @@ pub fn current_in(store: &Store<Secret>, name: &str, namespaces: &[String], seri
     })
 }
 
+/// Whose copy: the Certificate (`namespace/name`) and the target (`DeployTarget/name`).
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+}
+
 /// The copy of `bundle` for namespace `ns`.
 fn copy(
     bundle: &Bundle,
-    source: &str,
+    owner: Owner<'_>,
     name: &str,
     ns: &str,
     target: &SecretCopiesTarget,
@@ -59,7 +72,8 @@ fn copy(
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(COMPONENT_LABEL.into(), COMPONENT.into());
     let mut annotations = target.annotations.clone();
-    annotations.insert(COPY_OF.into(), source.into());
+    annotations.insert(COPY_OF.into(), owner.source.into());
+    annotations.insert(COPY_TARGET.into(), owner.target.into());
     annotations.insert(SERIAL.into(), bundle.info.serial.clone());
     Secret {
         metadata: ObjectMeta {
@@ -92,30 +106,48 @@ fn kube_error(ns: &str, e: &kube::Error) -> DeployError {
     }
 }
 
-/// Writes one copy unless it is already current; refuses a Secret that is not ours.
-async fn put(client: &kube::Client, copy: &Secret, source: &str) -> Result<bool, DeployError> {
+/// Writes one copy unless it is already current; refuses a Secret that is not ours. A
+/// new copy is created (so a Secret made in the meantime is never overwritten); an
+/// existing one is applied with the resourceVersion that was checked.
+async fn put(
+    client: &kube::Client,
+    mut copy: Secret,
+    owner: Owner<'_>,
+) -> Result<bool, DeployError> {
     let ns = copy.namespace().unwrap_or_default();
     let name = copy.name_any();
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let existing = api.get_opt(&name).await.map_err(|e| kube_error(&ns, &e))?;
-    if let Some(existing) = &existing {
-        if !is_copy_of(existing, source) {
-            return Err(DeployError::Refused {
-                reason: Reason::CopyConflict,
-                words: format!(
-                    "Secret {ns}/{name} exists and is not a copy of {source}: it is left alone"
-                ),
-            });
-        }
-        let same_meta = |key: &str| existing.annotations().get(key) == copy.annotations().get(key);
-        if existing.data == copy.data && same_meta(SERIAL) && existing.labels() == copy.labels() {
-            return Ok(false);
-        }
+    let Some(existing) = existing else {
+        api.create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &copy,
+        )
+        .await
+        .map_err(|e| kube_error(&ns, &e))?;
+        return Ok(true);
+    };
+    if !is_copy_of(&existing, owner.source, owner.target) {
+        return Err(DeployError::Refused {
+            reason: Reason::CopyConflict,
+            words: format!(
+                "Secret {ns}/{name} exists and is not a copy of {} made by {}: it is left alone",
+                owner.source, owner.target
+            ),
+        });
     }
+    let same = |key: &str| existing.annotations().get(key) == copy.annotations().get(key);
+    if existing.data == copy.data && same(SERIAL) && existing.labels() == copy.labels() {
+        return Ok(false);
+    }
+    copy.metadata.resource_version = existing.resource_version();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(copy),
+        &Patch::Apply(&copy),
     )
     .await
     .map_err(|e| kube_error(&ns, &e))?;
@@ -128,12 +160,13 @@ pub async fn remove(
     ns: &str,
     name: &str,
     source: &str,
+    target: &str,
 ) -> Result<(), DeployError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let Some(existing) = api.get_opt(name).await.map_err(|e| kube_error(ns, &e))? else {
         return Ok(());
     };
-    if !is_copy_of(&existing, source) {
+    if !is_copy_of(&existing, source, target) {
         return Ok(());
     }
     let params = DeleteParams {
@@ -156,7 +189,7 @@ pub async fn remove(
 pub async fn deploy(
     client: &kube::Client,
     bundle: &Bundle,
-    source: &str,
+    owner: Owner<'_>,
     name: &str,
     namespaces: &[String],
     target: &SecretCopiesTarget,
@@ -166,7 +199,7 @@ pub async fn deploy(
     let mut done = Vec::new();
     let mut wrote = false;
     for ns in namespaces {
-        match put(client, &copy(bundle, source, name, ns, target), source).await {
+        match put(client, copy(bundle, owner, name, ns, target), owner).await {
             Ok(w) => {
                 wrote |= w;
                 done.push(ns.clone());
@@ -179,7 +212,7 @@ pub async fn deploy(
     let (old_name, old_namespaces) = previous;
     for ns in old_namespaces {
         if (old_name != name || !namespaces.contains(ns))
-            && let Err(e) = remove(client, ns, old_name, source).await
+            && let Err(e) = remove(client, ns, old_name, owner.source, owner.target).await
         {
             first_error.get_or_insert(e);
         }

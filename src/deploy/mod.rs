@@ -16,8 +16,9 @@ use k8s_openapi::api::core::v1::Secret;
 use crate::api::Reason;
 use crate::pki::{self, CertInfo};
 
-/// The TLS Secret's certificate, split as destinations want it.
-#[derive(Clone, Debug)]
+/// The TLS Secret's certificate, split as destinations want it. Its `Debug` leaves out
+/// the key and the Secret's data.
+#[derive(Clone)]
 pub struct Bundle {
     /// `tls.crt` as written: leaf first, then intermediates.
     pub chain_pem: String,
@@ -28,6 +29,16 @@ pub struct Bundle {
     pub info: CertInfo,
     /// Every key of the Secret (`tls.crt`, `tls.key`, `ca.crt`, extra formats).
     pub data: BTreeMap<String, ByteString>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("serial", &self.info.serial)
+            .field("not_after", &self.info.not_after)
+            .field("key_pem", &"(redacted)")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Bundle {

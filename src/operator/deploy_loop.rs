@@ -131,6 +131,16 @@ impl Watches {
                 );
             }
         }
+        // Secret copies are not decided before namespaces have listed (see `place`).
+        if let Some(store) = &namespaces
+            && tokio::time::timeout(STORE_WAIT, store.wait_until_ready())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the Namespace watch has not listed in 30 s (may the operator list namespaces? the chart's secretCopies.enabled grants it)"
+            );
+        }
         Watches {
             targets,
             target_events,

@@ -133,6 +133,10 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
             "fix what the destination's words say (credentials, IAM rights, the key type); \
              it is retried with backoff"
         }
+        DeployedCopyExpiring => {
+            "fix the failure the deployment's Deployed condition quotes before that copy's \
+             notAfter: the destination serves it until then"
+        }
         DestinationUnreachable => {
             "nothing, if it passes: it is retried with backoff (30 s doubling to 1 h); check \
              the endpoint and network if it lasts"

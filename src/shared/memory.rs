@@ -386,6 +386,10 @@ impl Memory {
         maps.written_secrets.remove(key);
         maps.ari_checks.remove(key);
         maps.expiring_reported.remove(key);
+        // Its deploy targets' (`key#target`).
+        let targets = format!("{key}#");
+        maps.expiring_reported
+            .retain(|k, _| !k.starts_with(&targets));
     }
 
     /// Forgets everything about a deleted issuer.

@@ -93,7 +93,12 @@ ALLOW_ACM = json.dumps(
         "Statement": [
             {
                 "Effect": "Allow",
-                "Action": ["acm:ImportCertificate", "acm:DescribeCertificate", "acm:AddTagsToCertificate"],
+                "Action": [
+                    "acm:ImportCertificate",
+                    "acm:DescribeCertificate",
+                    "acm:AddTagsToCertificate",
+                    "acm:DeleteCertificate",
+                ],
                 "Resource": "*",
             }
         ],
@@ -156,7 +161,13 @@ def main():
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "acm:ListTagsForCertificate", "Resource": "*"}],
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["acm:ListTagsForCertificate", "acm:ListCertificates"],
+                        "Resource": "*",
+                    }
+                ],
             }
         ),
     )

@@ -4,6 +4,8 @@
 //! controller and never holds it up: a failing target is retried with backoff while the
 //! Secret is written and renewed as always.
 
+mod alarms;
+mod record;
 mod status;
 mod target;
 
@@ -20,7 +22,6 @@ use kube::runtime::reflector::Store;
 use super::{Context, Error};
 use crate::api::{Certificate, ClusterDeployTarget, DeployTarget, DeploymentStatus};
 use crate::decide::deploy::{self as decide, SecretCert};
-use crate::deploy::copies;
 
 /// Present while the Certificate has Secret copies to remove when it goes.
 pub const FINALIZER: &str = "caas.dev/deployments";
@@ -82,13 +83,12 @@ pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<
         steps.push(step);
     }
     for gone in decide::dropped(&keys, &entries) {
-        if let Some(kept) = remove_dropped(&d, &cert, gone).await {
+        if let Some((kept, step)) = remove_dropped(&d, &cert, gone, now).await {
             next.push(kept);
-            steps.push(decide::Step::Wait {
-                until: now + jiff::SignedDuration::from_secs(30),
-            });
+            steps.push(step);
         }
     }
+    alarms::raise(&d, &cert, &entries, &mut next, secret.as_ref(), now).await;
     status::apply(&d, &cert, &entries, &next).await?;
     Ok(match decide::next_look(&steps, now) {
         Some(after) => Action::requeue(after.unsigned_abs()),
@@ -96,55 +96,58 @@ pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<
     })
 }
 
-/// A target no longer named: its Secret copies are removed (other destinations keep
-/// their copy). The entry stays while the removal fails.
+/// A target no longer named: what it put somewhere is removed as it says
+/// ([`record::remove`]). While that fails the entry stays, says why (`Deployed=False`)
+/// and is retried with backoff.
 async fn remove_dropped(
     d: &DeployContext,
     cert: &Certificate,
     gone: &DeploymentStatus,
-) -> Option<DeploymentStatus> {
-    if !gone.is_copies() {
-        return None;
+    now: jiff::Timestamp,
+) -> Option<(DeploymentStatus, decide::Step)> {
+    if let Some(until) = gone.next_attempt_time.map(|t| t.0).filter(|t| *t > now) {
+        return Some((gone.clone(), decide::Step::Wait { until }));
     }
-    let name = gone.remote_id.as_deref()?;
-    let source = source_key(cert);
-    for ns in &gone.namespaces {
-        if let Err(e) = copies::remove(&d.ctx.client, ns, name, &source).await {
-            tracing::warn!(certificate = %source, namespace = %ns, error = %e, "cannot remove a Secret copy");
-            return Some(gone.clone());
-        }
-    }
-    None
+    let e = record::remove(d, cert, gone).await.err()?;
+    let mut kept = gone.clone();
+    let attempts = kept.failed_attempts.unwrap_or(0) + 1;
+    let until = now + decide::backoff(attempts, rand::random::<f64>());
+    kept.failed_attempts = Some(attempts);
+    kept.next_attempt_time = Some(crate::api::Time(until));
+    let message = format!("no longer in deployTo; removing what it deployed failed: {e}");
+    record::condition(
+        &mut kept,
+        false,
+        crate::api::Reason::DestinationUnreachable,
+        message,
+        now,
+    );
+    Some((kept, decide::Step::Wait { until }))
 }
 
-/// A Certificate being deleted: its Secret copies go with it, then the finalizer. A copy
-/// that cannot be removed is retried for 10 minutes; then the deletion goes ahead and
-/// a Warning event names what was left.
+/// A Certificate being deleted: its Secret copies go with it, and remote copies of
+/// targets with `deletionPolicy: Delete`; then the finalizer. A removal that fails (ACM:
+/// a certificate in use) is retried for 10 minutes; then the deletion goes ahead and a
+/// Warning event names what was left.
 async fn finalize(cert: &Certificate, d: &DeployContext) -> Result<Action, Error> {
     if !cert.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let source = source_key(cert);
     let mut left = Vec::new();
-    let entries = cert.status.iter().flat_map(|s| &s.deployments);
-    for entry in entries.filter(|e| e.is_copies()) {
-        let Some(name) = entry.remote_id.as_deref() else {
-            continue;
-        };
-        for ns in &entry.namespaces {
-            if let Err(e) = copies::remove(&d.ctx.client, ns, name, &source).await {
-                left.push(format!("{ns}/{name}: {e}"));
-            }
+    for entry in &d.written.entries(cert) {
+        if let Err(e) = record::remove(d, cert, entry).await {
+            left.push(format!("{}: {e}", entry.target));
         }
     }
     let deleting_for = (cert.metadata.deletion_timestamp.as_ref())
         .map(|t| d.ctx.memory.wall_now().duration_since(t.0))
         .unwrap_or_default();
     if !left.is_empty() && deleting_for < jiff::SignedDuration::from_mins(10) {
+        tracing::warn!(certificate = %source_key(cert), "cannot remove deployed copies yet: {}", left.join("; "));
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     if !left.is_empty() {
-        let note = format!("Secret copies left behind: {}", left.join("; "));
+        let note = format!("deployed copies left behind: {}", left.join("; "));
         (d.ctx.recorder)
             .event(cert, true, "CopiesLeft", "Delete", note)
             .await;
@@ -185,6 +188,6 @@ async fn secret_cert(ctx: &Context, cert: &Certificate) -> Result<Option<SecretC
 
 pub fn error_policy(cert: Arc<Certificate>, error: &Error, d: Arc<DeployContext>) -> Action {
     d.ctx.metrics.reconcile_error("deploy");
-    tracing::warn!(certificate = %source_key(&cert), %error, "deploy reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    tracing::warn!(certificate = %source_key(&cert), %error, "deploy reconcile failed; retrying in 30 s");
+    Action::requeue(Duration::from_secs(30))
 }

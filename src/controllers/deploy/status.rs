@@ -75,7 +75,14 @@ pub(super) async fn apply(
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
-        .await?;
+        .await
+        .inspect_err(|_| {
+            // Not on record: what was done (an ACM ARN) is kept here until a write
+            // succeeds, so the retry re-imports into it instead of importing again.
+            d.written
+                .lock()
+                .insert(source_key(cert), (u64::MAX, next.to_vec()));
+        })?;
     if let Some(version) = written
         .resource_version()
         .and_then(|v| v.parse::<u64>().ok())

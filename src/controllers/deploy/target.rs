@@ -1,37 +1,39 @@
 //! One target of one Certificate: resolve it, decide, carry the step out, and say what
 //! the entry in `status.deployments` becomes.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{DeployContext, VERIFY_EVERY, source_key};
-use crate::api::conditions::set_condition;
-use crate::api::deploy::{DeployTargetSpec, SecretCopiesTarget};
-use crate::api::{Certificate, Condition, DeployRef, DeploymentStatus, Reason, Time};
+use super::{DeployContext, VERIFY_EVERY, record, source_key};
+use crate::api::deploy::{AcmTarget, DeletionPolicy, DeployTargetSpec, SecretCopiesTarget};
+use crate::api::{Certificate, DeployRef, DeploymentStatus, Reason};
 use crate::decide::deploy::{self as decide, CopyPlan, NamespaceView, SecretCert, Step};
 use crate::deploy::{Bundle, DeployError, Deployed, acm, copies};
 
+/// The tag every ACM import gets, naming its Certificate (`namespace/name`): an ARN
+/// whose status write was lost can be found by it.
+pub const ACM_TAG: &str = "caas.dev/certificate";
+
 /// A target as found, with where its credential Secrets live.
-struct Resolved {
-    spec: DeployTargetSpec,
+pub(super) struct Resolved {
+    pub spec: DeployTargetSpec,
     version: Option<String>,
     cluster: bool,
     secret_namespace: String,
 }
 
-fn resolve(d: &DeployContext, cert: &Certificate, r: &DeployRef) -> Option<Resolved> {
+pub(super) fn resolve(d: &DeployContext, cert: &Certificate, r: &DeployRef) -> Option<Resolved> {
     match r.is_cluster() {
-        true => d
-            .cluster_targets
-            .get(&ObjectRef::new(&r.name))
-            .map(|t| Resolved {
-                spec: t.spec.0.clone(),
-                version: t.resource_version(),
-                cluster: true,
-                secret_namespace: d.ctx.settings.cluster_resource_namespace.clone(),
-            }),
+        true => (d.cluster_targets.get(&ObjectRef::new(&r.name))).map(|t| Resolved {
+            spec: t.spec.0.clone(),
+            version: t.resource_version(),
+            cluster: true,
+            secret_namespace: d.ctx.settings.cluster_resource_namespace.clone(),
+        }),
         false => {
             let ns = cert.namespace().unwrap_or_default();
             (d.targets.get(&ObjectRef::new(&r.name).within(&ns))).map(|t| Resolved {
@@ -44,16 +46,41 @@ fn resolve(d: &DeployContext, cert: &Certificate, r: &DeployRef) -> Option<Resol
     }
 }
 
-/// Whether the Certificate has (or will have) Secret copies to remove when it goes.
+/// Whether the Certificate has (or will have) copies to remove when it goes: Secret
+/// copies, or remote ones of a target with `deletionPolicy: Delete`.
 pub(super) fn wants_cleanup(
     d: &DeployContext,
     cert: &Certificate,
     entries: &[DeploymentStatus],
 ) -> bool {
+    let removes = |t: Resolved| {
+        t.spec.secret_copies.is_some() || t.spec.deletion_policy == Some(DeletionPolicy::Delete)
+    };
     entries.iter().any(DeploymentStatus::is_copies)
         || (cert.spec.deploy_to.iter())
             .filter_map(|r| resolve(d, cert, r))
-            .any(|t| t.spec.secret_copies.is_some())
+            .any(removes)
+}
+
+/// An ACM client for target `t`, with the operator's own identity only where the
+/// ambient-credentials flags allow it for the target's kind.
+pub(super) async fn acm_client(
+    d: &DeployContext,
+    t: &Resolved,
+    cfg: &AcmTarget,
+) -> Result<acm::Acm, DeployError> {
+    let ambient = match t.cluster {
+        true => d.ctx.settings.solvers.ambient_credentials.cluster_issuers,
+        false => d.ctx.settings.solvers.ambient_credentials.issuers,
+    };
+    acm::Acm::new(&d.ctx.client, &t.secret_namespace, cfg, ambient).await
+}
+
+/// The tags of a first import: the target's, and [`ACM_TAG`].
+fn tags(cfg: &AcmTarget, cert: &Certificate) -> BTreeMap<String, String> {
+    let mut tags = cfg.tags.clone();
+    tags.insert(ACM_TAG.into(), source_key(cert));
+    tags
 }
 
 /// The TLS Secret read whole (the watch cache keeps only the leaf), once per reconcile
@@ -88,9 +115,9 @@ impl LazyBundle {
 }
 
 /// Where a target puts its copy now, and for Secret copies the plan.
-struct Place {
-    location: String,
-    copies: Option<(String, CopyPlan)>,
+pub(super) struct Place {
+    pub location: String,
+    pub copies: Option<(String, CopyPlan)>,
 }
 
 fn namespace_views(d: &DeployContext) -> Vec<NamespaceView> {
@@ -111,30 +138,39 @@ fn namespace_views(d: &DeployContext) -> Vec<NamespaceView> {
         .collect()
 }
 
-fn place(d: &DeployContext, cert: &Certificate, t: &Resolved) -> Result<Place, (Reason, String)> {
+/// Where target `t` puts the Certificate's copy now; `Ok(None)`: not known yet (the
+/// namespaces' watch has not listed: deciding on an empty list would remove every copy).
+fn place(
+    d: &DeployContext,
+    cert: &Certificate,
+    r: &DeployRef,
+    t: &Resolved,
+) -> Result<Option<Place>, (Reason, String)> {
     if let Some(cfg) = &t.spec.acm {
-        return Ok(Place {
+        if cfg.certificate_arn.is_some() {
+            shared_adoption(d, cert, r)?;
+        }
+        return Ok(Some(Place {
             location: acm::location(cfg),
             copies: None,
-        });
+        }));
     }
     let cfg = t.spec.secret_copies.as_ref().expect("one destination");
-    if d.namespaces.is_none() {
+    let Some(namespaces) = &d.namespaces else {
         return Err((
             Reason::NotPermitted,
             "Secret copies are off: install the chart with secretCopies.enabled=true \
              (the operator's --secret-copies)"
                 .into(),
         ));
-    }
-    let name = cfg
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| cert.spec.secret_name.clone());
-    let selector = cfg.namespace_selector.clone();
-    let matches = |labels: &std::collections::BTreeMap<String, String>| {
-        selector.as_ref().is_some_and(|s| s.matches(labels))
     };
+    if namespaces.state().is_empty() {
+        return Ok(None);
+    }
+    let name = (cfg.secret_name.clone()).unwrap_or_else(|| cert.spec.secret_name.clone());
+    let selector = cfg.namespace_selector.clone();
+    let matches =
+        |labels: &BTreeMap<String, String>| selector.as_ref().is_some_and(|s| s.matches(labels));
     let plan = decide::copy_plan(
         &cfg.namespaces,
         Some(&matches),
@@ -142,25 +178,83 @@ fn place(d: &DeployContext, cert: &Certificate, t: &Resolved) -> Result<Place, (
         &cert.namespace().unwrap_or_default(),
         t.cluster,
     );
-    Ok(Place {
+    Ok(Some(Place {
         location: copies::location(&name, &plan.namespaces),
         copies: Some((name, plan)),
-    })
+    }))
 }
 
-fn condition(
-    entry: &mut DeploymentStatus,
-    ok: bool,
-    reason: Reason,
-    message: String,
-    now: jiff::Timestamp,
-) {
-    set_condition(
-        &mut entry.conditions,
-        Condition::new("Deployed", ok, reason.as_str(), message),
-        now,
-        None,
+/// An adopted ARN (`acm.certificateARN`) holds one certificate: a target adopting one
+/// that several Certificates name would have them overwrite each other on every renewal,
+/// so all of them are refused until one remains.
+fn shared_adoption(
+    d: &DeployContext,
+    cert: &Certificate,
+    r: &DeployRef,
+) -> Result<(), (Reason, String)> {
+    let ns = cert.namespace();
+    let users: Vec<String> = (d.ctx.certificates.state().iter())
+        .filter(|c| r.is_cluster() || c.namespace() == ns)
+        .filter(|c| c.spec.deploy_to.iter().any(|o| o.key() == r.key()))
+        .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+        .collect();
+    if users.len() <= 1 {
+        return Ok(());
+    }
+    let message = format!(
+        "{} adopts one ACM certificate (acm.certificateARN) but {} Certificates name it ({}): name it from one only",
+        r.key(),
+        users.len(),
+        users.join(", ")
     );
+    Err((Reason::InvalidTarget, message))
+}
+
+/// The target resolved, its destination, and where it puts the copy now; or the entry
+/// and step when it cannot go on (missing, invalid, not known yet).
+async fn prepare(
+    d: &DeployContext,
+    cert: &Certificate,
+    r: &DeployRef,
+    next: &mut DeploymentStatus,
+    now: jiff::Timestamp,
+) -> Result<(Resolved, &'static str, Place), Step> {
+    let mut refuse = |reason: Reason, message: String| {
+        record::condition(next, false, reason, message.clone(), now);
+        Step::Refuse { reason, message }
+    };
+    let Some(t) = resolve(d, cert, r) else {
+        let kind = if r.is_cluster() {
+            "ClusterDeployTarget"
+        } else {
+            "DeployTarget"
+        };
+        return Err(refuse(
+            Reason::TargetNotFound,
+            format!("{kind} {} does not exist", r.name),
+        ));
+    };
+    let destination = match t.spec.destination() {
+        Ok(dest) => dest,
+        Err(m) => return Err(refuse(Reason::InvalidTarget, m)),
+    };
+    if let Err(m) = record::switch_destination(d, cert, next, destination).await {
+        record::condition(next, false, Reason::DestinationUnreachable, m.clone(), now);
+        return Err(Step::Refuse {
+            reason: Reason::DestinationUnreachable,
+            message: m,
+        });
+    }
+    match place(d, cert, r, &t) {
+        Ok(Some(p)) => Ok((t, destination, p)),
+        Ok(None) => Err(Step::Wait {
+            until: now + jiff::SignedDuration::from_secs(5),
+        }),
+        Err((reason, message)) => {
+            record::condition(next, false, reason, message.clone(), now);
+            Err(Step::Refuse { reason, message })
+        }
+    }
 }
 
 /// One target's entry after this reconcile, and the step taken.
@@ -177,28 +271,11 @@ pub(super) async fn one(
         target: r.key(),
         ..Default::default()
     });
-    let refuse = |mut next: DeploymentStatus, reason: Reason, message: String| {
-        condition(&mut next, false, reason, message.clone(), now);
-        (next, Step::Refuse { reason, message })
+    let (t, destination, place) = match prepare(d, cert, r, &mut next, now).await {
+        Ok(found) => found,
+        Err(step) => return (next, step),
     };
-    let Some(t) = resolve(d, cert, r) else {
-        let kind = if r.is_cluster() {
-            "ClusterDeployTarget"
-        } else {
-            "DeployTarget"
-        };
-        let message = format!("{kind} {} does not exist", r.name);
-        return refuse(next, Reason::TargetNotFound, message);
-    };
-    let destination = match t.spec.destination() {
-        Ok(dest) => dest,
-        Err(m) => return refuse(next, Reason::InvalidTarget, m),
-    };
-    next.destination = Some(destination.into());
-    let place = match place(d, cert, &t) {
-        Ok(p) => p,
-        Err((reason, message)) => return refuse(next, reason, message),
-    };
+    let entry = entry.filter(|e| e.destination == next.destination);
     let stale = match (&place.copies, secret) {
         (Some((name, plan)), Some(s)) if d.secrets_everywhere => {
             !copies::current_in(&d.ctx.stores.secrets, name, &plan.namespaces, &s.serial)
@@ -215,7 +292,7 @@ pub(super) async fn one(
     match &step {
         Step::WaitForCertificate => {
             let message = format!("no certificate in Secret {} yet", cert.spec.secret_name);
-            condition(
+            record::condition(
                 &mut next,
                 false,
                 Reason::WaitingForCertificate,
@@ -224,12 +301,12 @@ pub(super) async fn one(
             );
         }
         Step::Refuse { reason, message } => {
-            condition(&mut next, false, *reason, message.clone(), now);
+            record::condition(&mut next, false, *reason, message.clone(), now);
         }
         Step::Wait { .. } | Step::Idle { .. } => {}
         Step::Deploy => {
             let result = match bundle.get(&d.ctx.client, cert).await {
-                Ok(b) => carry_out(d, cert, &t, &place, entry, b)
+                Ok(b) => carry_out(d, cert, &t, &place, (entry, &r.key()), b)
                     .await
                     .map(|dep| (dep, b.clone())),
                 Err(e) => Err(DeployError::Refused {
@@ -238,7 +315,7 @@ pub(super) async fn one(
                 }),
             };
             next.target_version = t.version.clone();
-            record(d, cert, &mut next, &place, result, now).await;
+            record::record(d, cert, &mut next, &place, result, now).await;
         }
     }
     (next, step)
@@ -250,21 +327,17 @@ async fn carry_out(
     cert: &Certificate,
     t: &Resolved,
     place: &Place,
-    entry: Option<&DeploymentStatus>,
+    (entry, key): (Option<&DeploymentStatus>, &str),
     bundle: &Bundle,
 ) -> Result<Deployed, DeployError> {
     // What this target deployed before, where it still applies.
     let same_place = entry.filter(|e| e.location.as_deref() == Some(place.location.as_str()));
     if let Some(cfg) = &t.spec.acm {
-        let ambient = match t.cluster {
-            true => d.ctx.settings.solvers.ambient_credentials.cluster_issuers,
-            false => d.ctx.settings.solvers.ambient_credentials.issuers,
-        };
-        let client = acm::Acm::new(&d.ctx.client, &t.secret_namespace, cfg, ambient).await?;
+        let client = acm_client(d, t, cfg).await?;
         let arn = (cfg.certificate_arn.as_deref())
             .or_else(|| same_place.and_then(|e| e.remote_id.as_deref()));
         return client
-            .deploy(bundle, arn, cfg.certificate_arn.is_some(), &cfg.tags)
+            .deploy(bundle, arn, cfg.certificate_arn.is_some(), &tags(cfg, cert))
             .await;
     }
     let (name, plan) = place.copies.as_ref().expect("a copies place");
@@ -279,84 +352,18 @@ async fn carry_out(
         })
         .unwrap_or_default();
     let source = source_key(cert);
+    let owner = copies::Owner {
+        source: &source,
+        target: key,
+    };
     copies::deploy(
         &d.ctx.client,
         bundle,
-        &source,
+        owner,
         name,
         &plan.namespaces,
         cfg,
         (&previous.0, &previous.1),
     )
     .await
-}
-
-/// The entry after a deployment attempt, and its event.
-async fn record(
-    d: &DeployContext,
-    cert: &Certificate,
-    next: &mut DeploymentStatus,
-    place: &Place,
-    result: Result<(Deployed, Bundle), DeployError>,
-    now: jiff::Timestamp,
-) {
-    let was = next
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Deployed")
-        .cloned();
-    match result {
-        Ok((dep, bundle)) => {
-            next.location = Some(place.location.clone());
-            next.remote_id = Some(dep.remote_id.clone());
-            next.namespaces = dep.namespaces.clone();
-            next.serial = Some(bundle.info.serial.clone());
-            next.not_after = Some(Time(bundle.info.not_after));
-            next.deployed_at = Some(Time(now));
-            next.failed_attempts = None;
-            next.next_attempt_time = None;
-            let refused = place
-                .copies
-                .as_ref()
-                .map(|(_, p)| p.refused.clone())
-                .unwrap_or_default();
-            let at = match dep.namespaces.is_empty() {
-                true => dep.remote_id.clone(),
-                false => format!("{} in {}", dep.remote_id, dep.namespaces.join(", ")),
-            };
-            let message = format!("serial {} deployed to {at}", bundle.info.serial);
-            match refused.is_empty() {
-                true => condition(next, true, Reason::Deployed, message, now),
-                false => {
-                    let m = format!("{message}; not copied to {}", refused.join(", "));
-                    condition(next, false, Reason::NotPermitted, m, now);
-                }
-            }
-            if dep.wrote {
-                let note = format!(
-                    "serial {} deployed to {} ({at})",
-                    bundle.info.serial, next.target
-                );
-                d.ctx
-                    .recorder
-                    .event(cert, false, "Deployed", "Deploy", note)
-                    .await;
-            }
-        }
-        Err(e) => {
-            let attempts = next.failed_attempts.unwrap_or(0) + 1;
-            next.failed_attempts = Some(attempts);
-            let wait = decide::backoff(attempts, rand::random::<f64>());
-            next.next_attempt_time = Some(Time(now + wait));
-            let message = e.to_string();
-            condition(next, false, e.reason(), message.clone(), now);
-            if was.is_none_or(|c| c.message != message) {
-                let note = format!("{}: {message}", next.target);
-                d.ctx
-                    .recorder
-                    .event(cert, true, "DeployFailed", "Deploy", note)
-                    .await;
-            }
-        }
-    }
 }
