@@ -714,6 +714,61 @@ async fn tags_of(client: &aws_sdk_acm::Client, arn: &str) -> Vec<(String, String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_down_then_back_the_secret_is_written_at_once_then_deployed() {
+    let bed = bed("acm-outage").await;
+    let moto = shared_moto();
+    let door = moto.outage_door();
+    door.set_down(true);
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "aws",
+        &[("secret", &moto.acm_user.secret_access_key)],
+    )
+    .await;
+    bed.target(
+        "acm",
+        json!({ "acm": {
+            "region": "us-east-1", "accessKeyID": moto.acm_user.access_key_id, "apiURL": door.url,
+            "secretAccessKeySecretRef": { "name": "aws", "key": "secret" }
+        }}),
+    )
+    .await;
+    bed.certificate("edge", &["acm"]).await;
+    // The Secret does not wait for ACM.
+    wait_cert_ready(
+        &bed.client,
+        &bed.ns,
+        "edge",
+        "True",
+        Some("Issued"),
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
+    let down = bed
+        .entry_where("edge", "acm", "unreachable", |e| {
+            deployed(e).is_some_and(|c| c.1 == "DestinationUnreachable")
+        })
+        .await;
+    let (_, _, message) = deployed(&down).unwrap();
+    assert!(
+        message.contains("ServiceUnavailable"),
+        "ACM's words: {message}"
+    );
+    assert!(down.remote_id.is_none() && down.next_attempt_time.is_some());
+    door.set_down(false);
+    let up = bed
+        .entry_where("edge", "acm", "deployed after the outage", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(up.failed_attempts, None);
+    let serial = bed.secret_serial("edge-tls").await;
+    assert_eq!(up.serial.as_deref(), Some(serial.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acm_wrong_keys_are_refused_in_awss_words_and_the_secret_is_written_anyway() {
     let bed = bed("acm-denied").await;
     let moto = shared_moto();

@@ -53,8 +53,22 @@ pub struct Moto {
     /// An empty file: the AWS config and credentials files of the operator under test.
     empty_file: std::path::PathBuf,
     mirror: Arc<Mirror>,
+    /// The runtime the mirror runs on (outage doors are served there too).
+    runtime: tokio::runtime::Handle,
     #[allow(dead_code)] // kept alive (and killed on drop) with the server
     proc: Mutex<Proc>,
+}
+
+/// See [`Moto::outage_door`].
+pub struct OutageDoor {
+    pub url: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OutageDoor {
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The moto shared by all tests in this test binary, started on first use.
@@ -119,7 +133,8 @@ impl Moto {
             tokens: Mutex::new(HashSet::new()),
             log: Mutex::default(),
         });
-        let (mirror_port, agent_port) = serve(mirror.clone(), pod, pod_identity_token.clone());
+        let (mirror_port, agent_port, runtime) =
+            serve(mirror.clone(), pod, pod_identity_token.clone());
         Moto {
             url: format!("http://127.0.0.1:{mirror_port}"),
             dns_user: keys(&accounts["dns_user"]),
@@ -131,7 +146,40 @@ impl Moto {
             pod_identity_token,
             empty_file,
             mirror,
+            runtime,
             proc: Mutex::new(proc),
+        }
+    }
+
+    /// A door of its own to the mirror, for one test's `apiURL`, that the test can
+    /// close: while down, every request is answered `503 ServiceUnavailable` in the
+    /// AWS JSON shape (a regional outage), and other tests are not affected.
+    pub fn outage_door(&self) -> OutageDoor {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (mirror, flag) = (self.mirror.clone(), down.clone());
+        self.runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            accept(listener, move |req| {
+                let (mirror, flag) = (mirror.clone(), flag.clone());
+                async move {
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok(acm::error(
+                            503,
+                            "ServiceUnavailable",
+                            "Service is temporarily unavailable",
+                        ));
+                    }
+                    mirror.handle(req).await
+                }
+            })
+            .await;
+        });
+        OutageDoor {
+            url: format!("http://127.0.0.1:{port}"),
+            down,
         }
     }
 
@@ -170,7 +218,7 @@ impl Moto {
 
 /// The mirror and the Pod Identity agent stand-in, on a thread and runtime of their own
 /// (tests each have a runtime; this outlives them); their ports.
-fn serve(mirror: Arc<Mirror>, pod: Value, token: String) -> (u16, u16) {
+fn serve(mirror: Arc<Mirror>, pod: Value, token: String) -> (u16, u16, tokio::runtime::Handle) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -187,6 +235,7 @@ fn serve(mirror: Arc<Mirror>, pod: Value, token: String) -> (u16, u16) {
             let ports = (
                 m.local_addr().expect("addr").port(),
                 a.local_addr().expect("addr").port(),
+                tokio::runtime::Handle::current(),
             );
             tx.send(ports).expect("ports");
             let agent = Arc::new((pod, token));
