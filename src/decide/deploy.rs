@@ -142,14 +142,21 @@ pub fn backoff(failed_attempts: i32, rand: f64) -> SignedDuration {
     SignedDuration::from_secs_f64(base * (0.9 + 0.2 * rand.clamp(0.0, 1.0)))
 }
 
+/// How often a refused target is looked at again.
+pub const REFUSAL_RECHECK: SignedDuration = SignedDuration::from_mins(5);
+
 /// When the controller should look at the Certificate again, of the steps taken: the
-/// earliest backoff or verification; `None` when only events can change anything.
+/// earliest backoff, verification or refusal re-check; `None` when only events can
+/// change anything.
 pub fn next_look(steps: &[Step], now: Timestamp) -> Option<SignedDuration> {
     steps
         .iter()
         .filter_map(|s| match s {
             Step::Wait { until } => Some(*until),
             Step::Idle { verify_at } => Some(*verify_at),
+            // What cures a refusal may wake nothing here (another Certificate letting
+            // go of an adopted ARN, a copy about to expire): look again now and then.
+            Step::Refuse { .. } => Some(now + REFUSAL_RECHECK),
             _ => None,
         })
         .min()
@@ -466,6 +473,11 @@ mod tests {
         ];
         assert_eq!(next_look(&steps, now()), Some(SignedDuration::from_mins(5)));
         assert_eq!(next_look(&[Step::WaitForCertificate], now()), None);
+        let refused = Step::Refuse {
+            reason: Reason::TargetNotFound,
+            message: String::new(),
+        };
+        assert_eq!(next_look(&[refused], now()), Some(REFUSAL_RECHECK));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Secret copies in other namespaces: the TLS Secret's data under the same type, marked
 //! as a copy (`caas.dev/component: copy`, annotation `caas.dev/copy-of: ns/name`) and
-//! written by server-side apply. A Secret that is not our copy of this certificate is
+//! created, then replaced whole on the resourceVersion
+//! that was checked to be ours. A Secret that is not our copy of this certificate is
 //! never overwritten or deleted.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::{Bundle, DeployError, Deployed};
@@ -108,7 +109,7 @@ fn kube_error(ns: &str, e: &kube::Error) -> DeployError {
 
 /// Writes one copy unless it is already current; refuses a Secret that is not ours. A
 /// new copy is created (so a Secret made in the meantime is never overwritten); an
-/// existing one is applied with the resourceVersion that was checked.
+/// existing one is replaced with the resourceVersion that was checked.
 async fn put(
     client: &kube::Client,
     mut copy: Secret,
@@ -139,18 +140,22 @@ async fn put(
             ),
         });
     }
-    let same = |key: &str| existing.annotations().get(key) == copy.annotations().get(key);
-    if existing.data == copy.data && same(SERIAL) && existing.labels() == copy.labels() {
+    // The whole copy is ours: compared whole, and replaced whole (labels or
+    // annotations the target no longer sets go), on the resourceVersion checked above.
+    let same = existing.data == copy.data
+        && existing.labels() == copy.labels()
+        && existing.annotations() == copy.annotations();
+    if same {
         return Ok(false);
     }
     copy.metadata.resource_version = existing.resource_version();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&copy),
-    )
-    .await
-    .map_err(|e| kube_error(&ns, &e))?;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.replace(&name, &params, &copy)
+        .await
+        .map_err(|e| kube_error(&ns, &e))?;
     Ok(true)
 }
 
@@ -178,7 +183,11 @@ pub async fn remove(
     };
     match api.delete(name, &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        // Changed since it was read: not removed; the caller retries (and reads again).
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(DeployError::Unreachable(format!(
+            "namespace {ns}: Secret {name} changed while being removed; retrying"
+        ))),
         Err(e) => Err(kube_error(ns, &e)),
     }
 }

@@ -477,13 +477,9 @@ async fn a_failing_target_notifies_once_and_its_stale_copy_raises_expiring() {
         deployed(e).is_some_and(|c| c.0 == "True")
     })
     .await;
-    // Someone replaces the copy with a Secret of their own.
-    let secrets = Api::<Secret>::namespaced(bed.client.clone(), &dest);
-    secrets
-        .delete("short-tls", &DeleteParams::default())
-        .await
-        .unwrap();
-    apply_secret(&bed.client, &dest, "short-tls", &[("tls.crt", "theirs")]).await;
+    // Someone replaces the copy with a Secret of their own (created, never merged into
+    // ours: a copy recreated in between is deleted again).
+    replace_with_foreign(&bed.client, &dest, "short-tls").await;
     let failing = bed
         .entry_where("short", "copies", "failing and expiring", |e| {
             deployed(e).is_some_and(|c| c.1 == "CopyConflict")
@@ -527,6 +523,33 @@ async fn a_failing_target_notifies_once_and_its_stale_copy_raises_expiring() {
     })
     .await;
     assert_eq!((of("deploy-failed").len(), of("expiring").len()), (1, 1));
+    // Its owner removes it: the next attempt copies, and Expiring is gone.
+    Api::<Secret>::namespaced(bed.client.clone(), &dest)
+        .delete("short-tls", &DeleteParams::default())
+        .await
+        .unwrap();
+    bed.entry_where("short", "copies", "deployed, Expiring cleared", |e| {
+        deployed(e).is_some_and(|c| c.0 == "True") && condition(&e.conditions, "Expiring").is_none()
+    })
+    .await;
+}
+
+/// Deletes our copy `name` in `ns` and creates a Secret of someone else's there.
+async fn replace_with_foreign(client: &kube::Client, ns: &str, name: &str) {
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let foreign: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name }, "stringData": { "tls.crt": "theirs" }
+    }))
+    .unwrap();
+    for _ in 0..10 {
+        let _ = secrets.delete(name, &DeleteParams::default()).await;
+        match secrets.create(&PostParams::default(), &foreign).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("create the foreign Secret: {e}"),
+        }
+    }
+    panic!("the foreign Secret could not be created in 10 tries");
 }
 
 // ---- AWS Certificate Manager, through moto ----

@@ -96,6 +96,9 @@ pub async fn reconcile(cert: Arc<Certificate>, d: Arc<DeployContext>) -> Result<
     })
 }
 
+/// How a dropped target's entry says so while its removal fails.
+const DROPPED: &str = "no longer in deployTo";
+
 /// A target no longer named: what it put somewhere is removed as it says
 /// ([`record::remove`]). While that fails the entry stays, says why (`Deployed=False`)
 /// and is retried with backoff.
@@ -105,16 +108,25 @@ async fn remove_dropped(
     gone: &DeploymentStatus,
     now: jiff::Timestamp,
 ) -> Option<(DeploymentStatus, decide::Step)> {
-    if let Some(until) = gone.next_attempt_time.map(|t| t.0).filter(|t| *t > now) {
+    // A removal already failing has its own backoff; a deploy's backoff does not hold
+    // up the first removal.
+    let removing =
+        (gone.conditions.iter()).any(|c| c.type_ == "Deployed" && c.message.starts_with(DROPPED));
+    let waiting = gone.next_attempt_time.map(|t| t.0).filter(|t| *t > now);
+    if let (true, Some(until)) = (removing, waiting) {
         return Some((gone.clone(), decide::Step::Wait { until }));
     }
     let e = record::remove(d, cert, gone).await.err()?;
     let mut kept = gone.clone();
-    let attempts = kept.failed_attempts.unwrap_or(0) + 1;
+    let attempts = if removing {
+        kept.failed_attempts.unwrap_or(0) + 1
+    } else {
+        1
+    };
     let until = now + decide::backoff(attempts, rand::random::<f64>());
     kept.failed_attempts = Some(attempts);
     kept.next_attempt_time = Some(crate::api::Time(until));
-    let message = format!("no longer in deployTo; removing what it deployed failed: {e}");
+    let message = format!("{DROPPED}; removing what it deployed failed: {e}");
     record::condition(
         &mut kept,
         false,

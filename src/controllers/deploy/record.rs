@@ -51,6 +51,10 @@ pub(super) async fn remove(
         return Ok(());
     };
     if let Some(cfg) = &t.spec.acm {
+        if cfg.certificate_arn.as_deref() == Some(remote) {
+            // Adopted: the user's certificate, not one this operator made.
+            return Ok(());
+        }
         let client = acm_client(d, &t, cfg).await.map_err(|e| e.to_string())?;
         client
             .delete(remote)

@@ -42,6 +42,14 @@ impl Written {
         }
     }
 
+    /// Whether the last write for this Certificate failed (its entries are held here
+    /// only): the next reconcile writes them again even when nothing changed.
+    pub fn pending(&self, cert: &Certificate) -> bool {
+        self.lock()
+            .get(&source_key(cert))
+            .is_some_and(|(version, _)| *version == u64::MAX)
+    }
+
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
     }
@@ -54,7 +62,7 @@ pub(super) async fn apply(
     current: &[DeploymentStatus],
     next: &[DeploymentStatus],
 ) -> Result<(), kube::Error> {
-    if current == next {
+    if current == next && !d.written.pending(cert) {
         return Ok(());
     }
     let api: Api<Certificate> =

@@ -165,7 +165,13 @@ fn place(
         ));
     };
     if namespaces.state().is_empty() {
-        return Ok(None);
+        // The loop waited for the list at start: still none means it cannot list.
+        return Err((
+            Reason::NotPermitted,
+            "no namespaces listed yet: may the operator list and watch namespaces? (the \
+             chart's secretCopies.enabled grants it)"
+                .into(),
+        ));
     }
     let name = (cfg.secret_name.clone()).unwrap_or_else(|| cert.spec.secret_name.clone());
     let selector = cfg.namespace_selector.clone();
