@@ -21,7 +21,7 @@ import sys
 import threading
 
 # Every boto3 call below is one action; moto authenticates all actions after these.
-SETUP_CALLS = 17
+SETUP_CALLS = 18
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
 
 import boto3  # noqa: E402
@@ -171,7 +171,9 @@ def main():
             }
         ),
     )
-    # 16-17: the hosted zones.
+    # 16: the role may import into ACM too (IRSA / Pod Identity deploy targets).
+    iam.put_role_policy(RoleName="caas-dns", PolicyName="acm", PolicyDocument=ALLOW_ACM)
+    # 17-18: the hosted zones.
     r53 = boto3.client("route53", **setup)
     zone_ids = {}
     for i, zone in enumerate((zones + ["unused-1.test", "unused-2.test"])[:2]):

@@ -18,6 +18,26 @@ use crate::support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A web identity token file STS (moto) takes for the role: IRSA's environment.
+fn irsa_env() -> Vec<(String, String)> {
+    let moto = shared_moto();
+    let token = format!(
+        "eyJhbGciOiJSUzI1NiJ9.{}.sig",
+        caas_testbed::unique_name("irsa-token")
+    );
+    moto.register_web_identity_token(&token);
+    let file = caas_testbed::scratch_dir("deploy-irsa").join("token");
+    std::fs::write(&file, &token).unwrap();
+    [
+        ("AWS_ROLE_ARN", moto.role_arn.clone()),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", file.display().to_string()),
+        ("AWS_ENDPOINT_URL_STS", moto.url.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 struct Bed {
     client: kube::Client,
     ns: String,
@@ -28,16 +48,23 @@ struct Bed {
 /// A namespace with an HTTP-01 issuer `pebble`, and the operator with Secret copies on
 /// and AWS through moto.
 async fn bed(prefix: &str) -> Bed {
+    bed_with(prefix, &[], &[]).await
+}
+
+/// [`bed`] with more operator flags and environment.
+async fn bed_with(prefix: &str, flags: &[&str], more_env: &[(String, String)]) -> Bed {
     let api = shared_apiserver();
     let client = api.client().await;
     install_crds(&client).await;
     let ns = api.namespace(&client, prefix).await;
     let pebble = Pebble::start(PebbleOptions::default());
-    let env = shared_moto().env();
+    let mut env = shared_moto().env();
+    env.extend(more_env.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let tls = format!("--tls-alpn01-addr=127.0.0.1:{}", pebble.tls_port);
-    let operator =
-        Operator::start_env(api, &ns, pebble.http_port, &[&tls, "--secret-copies"], &env);
+    let mut args = vec![tls.as_str(), "--secret-copies"];
+    args.extend_from_slice(flags);
+    let operator = Operator::start_env(api, &ns, pebble.http_port, &args, &env);
     create_issuer(
         &client,
         &ns,
@@ -592,6 +619,41 @@ async fn acm_target_with(bed: &Bed, keys: &AwsKeys, tags: serde_json::Value, del
         }}),
     )
     .await;
+}
+
+/// No keys: the operator's own identity (IRSA's web identity through STS), which a
+/// namespaced DeployTarget may use only with `--issuer-ambient-credentials`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_with_irsa_only_where_ambient_credentials_are_allowed() {
+    let target = json!({ "acm": { "region": "us-east-1", "tags": { "via": "irsa" } } });
+    let refused = bed_with("acm-no-ambient", &[], &irsa_env()).await;
+    refused.target("acm", target.clone()).await;
+    refused.certificate("edge", &["acm"]).await;
+    let entry = refused
+        .entry_where("edge", "acm", "refused", |e| {
+            deployed(e).is_some_and(|c| c.1 == "NotPermitted")
+        })
+        .await;
+    assert!(
+        deployed(&entry)
+            .unwrap()
+            .2
+            .contains("--issuer-ambient-credentials")
+    );
+    let allowed = bed_with("acm-irsa", &["--issuer-ambient-credentials"], &irsa_env()).await;
+    allowed.target("acm", target).await;
+    allowed.certificate("edge", &["acm"]).await;
+    let done = allowed
+        .entry_where("edge", "acm", "imported with the role", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let arn = done.remote_id.unwrap();
+    let tags = tags_of(&acm(&shared_moto().acm_user).await, &arn).await;
+    assert!(
+        tags.contains(&("via".to_string(), "irsa".to_string())),
+        "{tags:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,8 @@ pub struct Moto {
     pub acm_user: AwsKeys,
     /// Valid keys with no rights at all.
     pub nothing_user: AwsKeys,
-    /// The role `caas-dns` (may change Route 53), for IRSA, Pod Identity and `role`.
+    /// The role `caas-dns` (may change Route 53 and import into ACM), for IRSA, Pod
+    /// Identity and `role`.
     pub role_arn: String,
     /// The Pod Identity agent stand-in (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
     pub pod_identity_url: String,
