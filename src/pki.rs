@@ -122,6 +122,21 @@ pub fn load_key(key_pem: &str) -> Result<KeyPair, PkiError> {
     KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))
 }
 
+/// A private key as PKCS#8 PEM (what Azure Key Vault takes): PKCS#1 RSA keys converted,
+/// PKCS#8 ones as they are.
+pub fn pkcs8_pem(key_pem: &str) -> Result<String, PkiError> {
+    if !key_pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        return Ok(key_pem.to_string());
+    }
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(key_pem)
+        .map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let pem =
+        (key.to_pkcs8_pem(LineEnding::LF)).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    Ok(pem.to_string())
+}
+
 /// A new private key as PEM, in the requested encoding (PKCS#8, or PKCS#1 for RSA).
 ///
 /// RSA keys come from the `rsa` crate (ring signs with RSA keys but cannot make them).
@@ -390,6 +405,13 @@ mod tests {
             assert!(!csr.is_empty());
             let data = secret_data("x", &key, &[OutputFormatType::Der]).unwrap();
             assert!(!data["key.der"].is_empty());
+            // Key Vault takes PKCS#8 only: the same key either way.
+            let pkcs8 = pkcs8_pem(&key).unwrap();
+            assert!(pkcs8.starts_with("-----BEGIN PRIVATE KEY-----"), "{pkcs8}");
+            assert_eq!(
+                public_key_spki(&pkcs8).unwrap(),
+                public_key_spki(&key).unwrap()
+            );
         }
         let ecdsa_pkcs1 = PrivateKeySpec {
             encoding: Some(KeyEncoding::Pkcs1),

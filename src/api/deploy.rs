@@ -22,6 +22,7 @@ use super::time::Time;
     namespaced,
     shortname = "deploytarget",
     printcolumn = r#"{"name":"ACM region","type":"string","jsonPath":".spec.acm.region","priority":1}"#,
+    printcolumn = r#"{"name":"Vault","type":"string","jsonPath":".spec.azureKeyVault.vaultURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +36,17 @@ pub struct DeployTargetSpec {
     /// (listeners of ALB, NLB and CloudFront keep using it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acm: Option<AcmTarget>,
+    /// Cloudflare custom certificates of a zone: uploaded, and on renewal the same
+    /// custom certificate updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareTarget>,
+    /// Azure Key Vault: each certificate imported as a new version of one certificate
+    /// name (Application Gateway and Front Door follow its versionless ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_key_vault: Option<KeyVaultTarget>,
+    /// Google Certificate Manager: a self-managed certificate, patched on renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google_certificate_manager: Option<GoogleCertificateManagerTarget>,
     /// Copies of the Secret in other namespaces, kept current and removed with the
     /// Certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +69,7 @@ pub enum DeletionPolicy {
     kind = "ClusterDeployTarget",
     shortname = "clusterdeploytarget",
     printcolumn = r#"{"name":"ACM region","type":"string","jsonPath":".spec.acm.region","priority":1}"#,
+    printcolumn = r#"{"name":"Vault","type":"string","jsonPath":".spec.azureKeyVault.vaultURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(transparent)]
@@ -109,6 +122,102 @@ pub struct AcmTarget {
     pub api_url: Option<String>,
 }
 
+/// Cloudflare custom certificates (API v4 `/zones/{id}/custom_certificates`). Credentials
+/// as the DNS-01 `cloudflare` block: an API token with Zone / SSL and Certificates / Edit
+/// (and Zone / Zone / Read for `zoneName`), or the global API key with `email`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareTarget {
+    /// The zone's ID; or `zoneName`, looked up.
+    #[serde(default, rename = "zoneID", skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_secret_ref: Option<SecretKeySelector>,
+    /// Legacy global API key (with `email`), instead of a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `ubiquitous` (default), `optimal` or `force`: how Cloudflare builds the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_method: Option<String>,
+    /// `sni_custom` (default) or `legacy_custom`; used at the first upload.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub certificate_type: Option<String>,
+    /// A custom certificate to update (adopt one already serving); default: a new
+    /// upload, whose ID `status.deployments` keeps.
+    #[serde(
+        default,
+        rename = "customCertificateID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub custom_certificate_id: Option<String>,
+    /// API base URL (default `https://api.cloudflare.com/client/v4`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// Azure Key Vault certificates (`POST {vaultURL}/certificates/{name}/import`).
+/// Credentials as the DNS-01 `azureDNS` block: a client secret, else workload identity or
+/// the managed identity.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultTarget {
+    /// `https://NAME.vault.azure.net`.
+    #[serde(rename = "vaultURL")]
+    pub vault_url: String,
+    /// The certificate's name in the vault; default `<namespace>-<certificate>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_name: Option<String>,
+    #[serde(default, rename = "tenantID", skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_secret_ref: Option<SecretKeySelector>,
+    /// Microsoft Entra ID login base URL (default `https://login.microsoftonline.com`).
+    #[serde(
+        default,
+        rename = "authorityURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub authority_url: Option<String>,
+    /// Tags on each imported version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Google Certificate Manager (`certificatemanager.googleapis.com/v1`), a self-managed
+/// certificate. Credentials as the DNS-01 `cloudDNS` block: a service account key, else
+/// the metadata server (GKE Workload Identity).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleCertificateManagerTarget {
+    pub project: String,
+    /// `global` (default) or a region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The certificate's ID; default `<namespace>-<certificate>`.
+    #[serde(
+        default,
+        rename = "certificateID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_id: Option<String>,
+    /// Secret and key holding a service account JSON key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// API base URL (default `https://certificatemanager.googleapis.com`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
 /// Copies of the certificate's Secret in other namespaces (type `kubernetes.io/tls`,
 /// the same data), by name list and/or namespace label selector. Needs the chart's
 /// `secretCopies.enabled`. A namespaced `DeployTarget` copies only into namespaces that
@@ -147,12 +256,21 @@ impl NamespaceSelector {
     }
 }
 
+const ONE_OF: &str = "a deploy target names exactly one of acm, cloudflare, azureKeyVault, \
+                      googleCertificateManager, secretCopies";
+
 impl DeployTargetSpec {
     /// The destination's name as `status.deployments[].destination` says it; an error
     /// naming the problem unless exactly one destination block is set.
     pub fn destination(&self) -> Result<&'static str, String> {
         let set: Vec<&'static str> = [
             (self.acm.is_some(), "acm"),
+            (self.cloudflare.is_some(), "cloudflare"),
+            (self.azure_key_vault.is_some(), "azureKeyVault"),
+            (
+                self.google_certificate_manager.is_some(),
+                "googleCertificateManager",
+            ),
             (self.secret_copies.is_some(), "secretCopies"),
         ]
         .into_iter()
@@ -160,13 +278,8 @@ impl DeployTargetSpec {
         .collect();
         match set.as_slice() {
             [one] => Ok(one),
-            [] => {
-                Err("a deploy target names exactly one of acm, secretCopies; it names none".into())
-            }
-            many => Err(format!(
-                "a deploy target names exactly one of acm, secretCopies; it names {}",
-                many.join(" and ")
-            )),
+            [] => Err(format!("{ONE_OF}; it names none")),
+            many => Err(format!("{ONE_OF}; it names {}", many.join(" and "))),
         }
     }
 }
@@ -251,13 +364,16 @@ impl DeployRef {
 pub struct DeploymentStatus {
     /// `DeployTarget/name` or `ClusterDeployTarget/name`.
     pub target: String,
-    /// `acm` or `secretCopies` (unset while the target is missing or invalid).
+    /// `acm`, `cloudflare`, `azureKeyVault`, `googleCertificateManager` or
+    /// `secretCopies` (unset while the target is missing or invalid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     /// Where the copy is (`acm:eu-west-1`); a change means a new copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// The copy's identity at the destination (ACM: its ARN).
+    /// The copy's identity at the destination: ACM's ARN, Cloudflare's custom
+    /// certificate ID, Key Vault's versionless certificate ID, Certificate Manager's
+    /// certificate name, the Secret copies' name.
     #[serde(default, rename = "remoteID", skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<String>,
     /// Secret copies: the namespaces holding a current copy.

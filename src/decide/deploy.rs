@@ -65,12 +65,15 @@ pub fn step(
     let Some(secret) = secret else {
         return Step::WaitForCertificate;
     };
-    if destination == "acm" && secret.key == KeyAlgorithm::Ed25519 {
+    // No cloud certificate store takes Ed25519 keys (ACM, Cloudflare, Key Vault and
+    // Certificate Manager list RSA and ECDSA only).
+    if destination != "secretCopies" && secret.key == KeyAlgorithm::Ed25519 {
         return Step::Refuse {
             reason: Reason::UnsupportedKey,
-            message: "ACM imports RSA and ECDSA keys only: this Certificate's key is \
-                      Ed25519 (privateKey.algorithm)"
-                .into(),
+            message: format!(
+                "{destination} takes RSA and ECDSA keys only: this Certificate's key is \
+                 Ed25519 (privateKey.algorithm)"
+            ),
         };
     }
     let Some(entry) = entry else {

@@ -1,12 +1,21 @@
 //! Deploying a certificate beyond its Secret: the destinations' calls (AWS Certificate
-//! Manager, Secret copies in other namespaces), each taking the [`Bundle`] read from the
+//! Manager, Cloudflare custom certificates, Azure Key Vault, Google Certificate Manager,
+//! Secret copies in other namespaces; [`remote`] puts the cloud ones behind one type),
+//! each taking the [`Bundle`] read from the
 //! TLS Secret and answering in the destination's own words. What to deploy when is
 //! decided in [`crate::decide::deploy`]; the deploy controller carries it out.
 //!
 //! Builds on [`crate::api`], [`crate::shared`] and [`crate::cloud`] only.
 
 pub mod acm;
+pub mod cloudflare;
 pub mod copies;
+pub mod google_cm;
+pub mod key_vault;
+pub mod remote;
+pub mod rest;
+
+pub(crate) use crate::decide::deploy::same_serial;
 
 use std::collections::BTreeMap;
 
@@ -94,6 +103,55 @@ pub struct Deployed {
     pub namespaces: Vec<String>,
     /// Whether anything was written (false: the destination already had this serial).
     pub wrote: bool,
+}
+
+impl Deployed {
+    /// The destination already held this certificate at `remote_id`.
+    pub fn unchanged(remote_id: &str) -> Deployed {
+        Deployed {
+            remote_id: remote_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Written to `remote_id`.
+    pub fn wrote(remote_id: &str) -> Deployed {
+        Deployed {
+            remote_id: remote_id.to_string(),
+            namespaces: Vec::new(),
+            wrote: true,
+        }
+    }
+}
+
+/// The value of a target's credential Secret key (in `namespace`), trimmed.
+pub(crate) async fn secret_value(
+    client: &kube::Client,
+    namespace: &str,
+    r: &crate::api::issuer::SecretKeySelector,
+    what: &str,
+) -> Result<String, DeployError> {
+    let raw = crate::shared::read_secret_key(client, namespace, &r.name, &r.key).await;
+    match raw.map_err(|e| DeployError::kube(&e))? {
+        Some(b) => Ok(String::from_utf8_lossy(&b).trim().to_string()),
+        None => Err(DeployError::invalid(format!(
+            "the {what} Secret {namespace}/{} (key {:?}) does not exist",
+            r.name, r.key
+        ))),
+    }
+}
+
+/// A target without credentials of its own where the operator's identity may not be
+/// lent (a namespaced target without `--issuer-ambient-credentials`).
+pub(crate) fn no_ambient(block: &str, field: &str) -> DeployError {
+    DeployError::Refused {
+        reason: Reason::NotPermitted,
+        words: format!(
+            "{block} names no credentials, and a namespaced DeployTarget may not use the \
+             operator's own identity: give it {field}, or start the operator with \
+             --issuer-ambient-credentials"
+        ),
+    }
 }
 
 /// Why a deployment failed, in the destination's words (never a credential).

@@ -38,8 +38,9 @@ pub use bind::{Bind, LOCKED_ZONE, shared_bind};
 pub use data_plane::{IngressDataPlaneStandIn, Routed};
 pub use fake_dns::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
-    DELEGATE_ZONE, FakeAcmeDnsServer, FakeAzureDnsApi, FakeCloudDnsApi, FakeCloudflareApi,
-    FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer,
+    DELEGATE_ZONE, FakeAcmeDnsServer, FakeAzureDnsApi, FakeCertificateManager, FakeCloudDnsApi,
+    FakeCloudflareApi, FakeDigitalOceanApi, FakeDnsApi, FakeHttpreqServer, FakeKeyVault,
+    pem_serial,
 };
 pub use gateway_api::{gateway_api_crds, install_gateway_api_crds};
 pub use http::{http_get, https_get};

@@ -150,7 +150,7 @@ async fn azure_dns_through_workload_identity() {
 /// Runs `script` with the test bed's Python (the cloud providers' official clients),
 /// with `env`; panics with its output unless it succeeds. (Asynchronously: the fakes it
 /// talks to run on this test's runtime.)
-async fn cloud_python(script: &str, env: &[(&str, &str)]) -> String {
+pub(crate) async fn cloud_python(script: &str, env: &[(&str, &str)]) -> String {
     let python = caas_testbed::tool("cloud-python");
     let out = tokio::process::Command::new(python)
         .args(["-c", script])

@@ -38,10 +38,10 @@ fn irsa_env() -> Vec<(String, String)> {
     .collect()
 }
 
-struct Bed {
-    client: kube::Client,
-    ns: String,
-    operator: Operator,
+pub(crate) struct Bed {
+    pub client: kube::Client,
+    pub ns: String,
+    pub operator: Operator,
     _pebble: Pebble,
 }
 
@@ -52,7 +52,7 @@ async fn bed(prefix: &str) -> Bed {
 }
 
 /// [`bed`] with more operator flags and environment.
-async fn bed_with(prefix: &str, flags: &[&str], more_env: &[(String, String)]) -> Bed {
+pub(crate) async fn bed_with(prefix: &str, flags: &[&str], more_env: &[(String, String)]) -> Bed {
     let api = shared_apiserver();
     let client = api.client().await;
     install_crds(&client).await;
@@ -83,7 +83,7 @@ async fn bed_with(prefix: &str, flags: &[&str], more_env: &[(String, String)]) -
 }
 
 impl Bed {
-    async fn target(&self, name: &str, spec: serde_json::Value) {
+    pub(crate) async fn target(&self, name: &str, spec: serde_json::Value) {
         let target = json!({
             "apiVersion": "caas.dev/v1alpha1", "kind": "DeployTarget",
             "metadata": { "name": name, "namespace": self.ns }, "spec": spec
@@ -98,7 +98,7 @@ impl Bed {
         .unwrap();
     }
 
-    async fn certificate(&self, name: &str, targets: &[&str]) {
+    pub(crate) async fn certificate(&self, name: &str, targets: &[&str]) {
         let deploy_to: Vec<_> = targets.iter().map(|t| json!({ "name": t })).collect();
         let spec = json!({
             "secretName": format!("{name}-tls"), "issuerRef": { "name": "pebble" },
@@ -108,7 +108,7 @@ impl Bed {
     }
 
     /// The Certificate once `pick` holds for its entry of `target`.
-    async fn entry_where(
+    pub(crate) async fn entry_where(
         &self,
         name: &str,
         target: &str,
@@ -131,7 +131,7 @@ impl Bed {
         entry(&found, &key).cloned().unwrap()
     }
 
-    async fn secret_serial(&self, secret: &str) -> String {
+    pub(crate) async fn secret_serial(&self, secret: &str) -> String {
         let s = Api::<Secret>::namespaced(self.client.clone(), &self.ns)
             .get(secret)
             .await
@@ -139,7 +139,7 @@ impl Bed {
         s.metadata.annotations.unwrap()["caas.dev/serial"].clone()
     }
 
-    async fn renew(&self, name: &str) {
+    pub(crate) async fn renew(&self, name: &str) {
         let patch = json!({ "metadata": { "annotations": { "caas.dev/renew": jiff::Timestamp::now().to_string() } } });
         Api::<Certificate>::namespaced(self.client.clone(), &self.ns)
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -149,7 +149,7 @@ impl Bed {
     }
 }
 
-fn entry<'a>(cert: &'a Option<Certificate>, key: &str) -> Option<&'a DeploymentStatus> {
+pub(crate) fn entry<'a>(cert: &'a Option<Certificate>, key: &str) -> Option<&'a DeploymentStatus> {
     cert.as_ref()?
         .status
         .as_ref()?
@@ -158,7 +158,7 @@ fn entry<'a>(cert: &'a Option<Certificate>, key: &str) -> Option<&'a DeploymentS
         .find(|d| d.target == key)
 }
 
-fn deployed(e: &DeploymentStatus) -> Option<(String, String, String)> {
+pub(crate) fn deployed(e: &DeploymentStatus) -> Option<(String, String, String)> {
     condition(&e.conditions, "Deployed")
 }
 

@@ -36,6 +36,7 @@ mod cloud_credentials;
 mod commercial_ca;
 mod delivery;
 mod deploy;
+mod deploy_clouds;
 mod dns_propagation;
 mod dns_providers;
 mod faults;

@@ -2,7 +2,7 @@
 //! events after an attempt; and removing what a target put somewhere (a dropped target,
 //! a deleted Certificate, a target switched to another destination).
 
-use super::target::{Place, acm_client, resolve};
+use super::target::{Place, remote_client, resolve};
 use super::{DeployContext, source_key};
 use crate::api::conditions::set_condition;
 use crate::api::deploy::DeletionPolicy;
@@ -27,8 +27,8 @@ pub(super) fn condition(
 }
 
 /// Removes what a target put somewhere, when the Certificate goes or stops naming it:
-/// Secret copies always; an ACM certificate when its target (still there: its
-/// credentials are needed) says `deletionPolicy: Delete`; otherwise nothing.
+/// Secret copies always; a cloud copy when its target (still there: its credentials are
+/// needed) says `deletionPolicy: Delete`; otherwise nothing.
 pub(super) async fn remove(
     d: &DeployContext,
     cert: &Certificate,
@@ -50,18 +50,17 @@ pub(super) async fn remove(
     let Some(t) = target.filter(|t| t.spec.deletion_policy == Some(DeletionPolicy::Delete)) else {
         return Ok(());
     };
-    if let Some(cfg) = &t.spec.acm {
-        if cfg.certificate_arn.as_deref() == Some(remote) {
-            // Adopted: the user's certificate, not one this operator made.
-            return Ok(());
-        }
-        let client = acm_client(d, &t, cfg).await.map_err(|e| e.to_string())?;
-        client
-            .delete(remote)
-            .await
-            .map_err(|e| format!("{remote}: {e}"))?;
+    if t.spec.secret_copies.is_some() || crate::deploy::remote::adopted(&t.spec) == Some(remote) {
+        // Adopted: the user's certificate, not one this operator made.
+        return Ok(());
     }
-    Ok(())
+    let client = remote_client(d, &t, cert)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .delete(remote)
+        .await
+        .map_err(|e| format!("{remote}: {e}"))
 }
 
 /// A target now of another destination than its entry's: the old Secret copies are

@@ -9,14 +9,11 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{DeployContext, VERIFY_EVERY, record, source_key};
-use crate::api::deploy::{AcmTarget, DeletionPolicy, DeployTargetSpec, SecretCopiesTarget};
+use crate::api::deploy::{DeletionPolicy, DeployTargetSpec, SecretCopiesTarget};
 use crate::api::{Certificate, DeployRef, DeploymentStatus, Reason};
 use crate::decide::deploy::{self as decide, CopyPlan, NamespaceView, SecretCert, Step};
-use crate::deploy::{Bundle, DeployError, Deployed, acm, copies};
-
-/// The tag every ACM import gets, naming its Certificate (`namespace/name`): an ARN
-/// whose status write was lost can be found by it.
-pub const ACM_TAG: &str = "caas.dev/certificate";
+use crate::deploy::remote::{self, Remote, Source};
+use crate::deploy::{Bundle, DeployError, Deployed, copies};
 
 /// A target as found, with where its credential Secrets live.
 pub(super) struct Resolved {
@@ -62,25 +59,29 @@ pub(super) fn wants_cleanup(
             .any(removes)
 }
 
-/// An ACM client for target `t`, with the operator's own identity only where the
-/// ambient-credentials flags allow it for the target's kind.
-pub(super) async fn acm_client(
+/// Target `t`'s cloud destination signed in, with the operator's own identity only
+/// where the ambient-credentials flags allow it for the target's kind.
+pub(super) async fn remote_client(
     d: &DeployContext,
     t: &Resolved,
-    cfg: &AcmTarget,
-) -> Result<acm::Acm, DeployError> {
+    cert: &Certificate,
+) -> Result<Remote, DeployError> {
     let ambient = match t.cluster {
         true => d.ctx.settings.solvers.ambient_credentials.cluster_issuers,
         false => d.ctx.settings.solvers.ambient_credentials.issuers,
     };
-    acm::Acm::new(&d.ctx.client, &t.secret_namespace, cfg, ambient).await
+    let (key, default_name) = names(cert);
+    let source = Source {
+        key: &key,
+        default_name: &default_name,
+    };
+    Remote::connect(&d.ctx.client, &t.secret_namespace, &t.spec, ambient, source).await
 }
 
-/// The tags of a first import: the target's, and [`ACM_TAG`].
-fn tags(cfg: &AcmTarget, cert: &Certificate) -> BTreeMap<String, String> {
-    let mut tags = cfg.tags.clone();
-    tags.insert(ACM_TAG.into(), source_key(cert));
-    tags
+/// The Certificate as `namespace/name` and as a remote default name `namespace-name`.
+fn names(cert: &Certificate) -> (String, String) {
+    let ns = cert.namespace().unwrap_or_default();
+    (source_key(cert), format!("{ns}-{}", cert.name_any()))
 }
 
 /// The TLS Secret read whole (the watch cache keeps only the leaf), once per reconcile
@@ -146,12 +147,17 @@ fn place(
     r: &DeployRef,
     t: &Resolved,
 ) -> Result<Option<Place>, (Reason, String)> {
-    if let Some(cfg) = &t.spec.acm {
-        if cfg.certificate_arn.is_some() {
-            shared_adoption(d, cert, r)?;
+    let (key, default_name) = names(cert);
+    let source = Source {
+        key: &key,
+        default_name: &default_name,
+    };
+    if let Some(location) = remote::location(&t.spec, source) {
+        if let Some(named) = remote::names_one(&t.spec) {
+            shared_adoption(d, cert, r, named)?;
         }
         return Ok(Some(Place {
-            location: acm::location(cfg),
+            location,
             copies: None,
         }));
     }
@@ -190,13 +196,14 @@ fn place(
     }))
 }
 
-/// An adopted ARN (`acm.certificateARN`) holds one certificate: a target adopting one
-/// that several Certificates name would have them overwrite each other on every renewal,
-/// so all of them are refused until one remains.
+/// A target naming one remote certificate outright (`acm.certificateARN`, a Key Vault
+/// `certificateName`, ...) holds one certificate: several Certificates naming it would
+/// overwrite each other on every renewal, so all of them are refused until one remains.
 fn shared_adoption(
     d: &DeployContext,
     cert: &Certificate,
     r: &DeployRef,
+    named: &str,
 ) -> Result<(), (Reason, String)> {
     let ns = cert.namespace();
     let users: Vec<String> = (d.ctx.certificates.state().iter())
@@ -208,7 +215,7 @@ fn shared_adoption(
         return Ok(());
     }
     let message = format!(
-        "{} adopts one ACM certificate (acm.certificateARN) but {} Certificates name it ({}): name it from one only",
+        "{} names one remote certificate ({named}) but {} Certificates name this target ({}): name it from one only",
         r.key(),
         users.len(),
         users.join(", ")
@@ -338,15 +345,12 @@ async fn carry_out(
 ) -> Result<Deployed, DeployError> {
     // What this target deployed before, where it still applies.
     let same_place = entry.filter(|e| e.location.as_deref() == Some(place.location.as_str()));
-    if let Some(cfg) = &t.spec.acm {
-        let client = acm_client(d, t, cfg).await?;
-        let arn = (cfg.certificate_arn.as_deref())
-            .or_else(|| same_place.and_then(|e| e.remote_id.as_deref()));
-        return client
-            .deploy(bundle, arn, cfg.certificate_arn.is_some(), &tags(cfg, cert))
-            .await;
-    }
-    let (name, plan) = place.copies.as_ref().expect("a copies place");
+    let Some((name, plan)) = place.copies.as_ref() else {
+        let client = remote_client(d, t, cert).await?;
+        let adopted = remote::adopted(&t.spec);
+        let prior = adopted.or_else(|| same_place.and_then(|e| e.remote_id.as_deref()));
+        return client.deploy(bundle, prior, adopted.is_some()).await;
+    };
     let cfg: &SecretCopiesTarget = t.spec.secret_copies.as_ref().expect("copies");
     let previous = entry
         .filter(|e| e.is_copies())

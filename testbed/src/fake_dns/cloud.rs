@@ -19,6 +19,13 @@ impl FakeCloudDnsApi {
     /// `credential` is the service account JSON key; [`FakeDnsApi::other_key`] is one for
     /// the same account that the fake does not accept.
     pub async fn start() -> FakeDnsApi {
+        google_fake(Api::CloudDns).await
+    }
+}
+
+/// A fake of a Google API (`api`) with its token endpoint and metadata server.
+pub(super) async fn google_fake(api: Api) -> FakeDnsApi {
+    {
         use rsa::pkcs1::EncodeRsaPublicKey;
         use rsa::pkcs8::{EncodePrivateKey, LineEnding};
         let mut rng = rsa::rand_core::OsRng;
@@ -36,7 +43,7 @@ impl FakeCloudDnsApi {
         let token = crate::unique_name("ya29");
         crate::register_secret(&token);
         let authorization = format!("Bearer {token}");
-        let mut fake = FakeDnsApi::start(Api::CloudDns, authorization, String::new(), "").await;
+        let mut fake = FakeDnsApi::start(api, authorization, String::new(), "").await;
         let sa = |private_key: &str| {
             json!({
                 "type": "service_account", "project_id": CLOUD_DNS_PROJECT,
@@ -156,6 +163,12 @@ pub(super) async fn cloud_dns(
 ) -> Response<Full<Bytes>> {
     if uri.path() == "/token" {
         return cloud_token(state, raw);
+    }
+    if state.api == Api::CertificateManager {
+        if state.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return super::deploy::down(state.api);
+        }
+        return super::deploy::certificate_manager(state, method, uri, body);
     }
     let error = |code: u16, status: &str, message: &str| {
         reply(

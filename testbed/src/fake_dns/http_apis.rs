@@ -51,6 +51,9 @@ pub(super) async fn cloudflare(
         .trim_start_matches("/client/v4/")
         .split('/')
         .collect();
+    if let ["zones", zone, "custom_certificates", rest @ ..] = path.as_slice() {
+        return super::deploy::custom_certificates(state, method, zone, rest, body);
+    }
     match (method, path.as_slice()) {
         (&Method::GET, ["zones"]) => {
             let name = query(uri, "name").unwrap_or_default();

@@ -126,7 +126,11 @@ fn token(state: &State, secret: &str, form: &str) -> Response<Full<Bytes>> {
         );
         return entra_error(400, "unauthorized_client", 700016, &description);
     }
-    if field("scope") != "https://management.azure.com/.default" {
+    let audience = match state.api {
+        super::Api::KeyVault => "https://vault.azure.net/.default",
+        _ => "https://management.azure.com/.default",
+    };
+    if field("scope") != audience {
         let description = format!(
             "AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope {} is not valid.",
             field("scope")

@@ -31,8 +31,11 @@ use serde_json::{Value, json};
 use crate::{shared_bind, tool};
 
 mod cloud;
+mod deploy;
 mod http_apis;
 mod identity;
+
+pub use deploy::{FakeCertificateManager, FakeKeyVault, pem_serial};
 
 pub use cloud::{
     AZURE_CLIENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, AZURE_TENANT, CLOUD_DNS_PROJECT,
@@ -51,6 +54,8 @@ enum Api {
     AcmeDns,
     CloudDns,
     AzureDns,
+    KeyVault,
+    CertificateManager,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +99,12 @@ struct State {
     /// Writes of a whole record set that changed more than one value: a writer's set,
     /// read before another writer's change, undoing that change (a lost update).
     overwrites: Mutex<Vec<String>>,
+    /// The certificate fakes' contents.
+    stores: Mutex<deploy::Stores>,
+    /// Whether the certificate routes answer 503.
+    down: std::sync::atomic::AtomicBool,
+    /// Cloudflare: what `Authorization` says for a token with DNS permissions only.
+    dns_only: String,
 }
 
 /// A running fake; stops when dropped.
@@ -117,6 +128,8 @@ pub struct FakeDnsApi {
     /// Azure: the federated token file workload identity reads
     /// (`AZURE_FEDERATED_TOKEN_FILE`).
     pub federated_token_file: Option<PathBuf>,
+    /// Cloudflare: a token with DNS permissions only (custom certificates refused).
+    pub dns_only_token: Option<String>,
     state: Arc<State>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -188,6 +201,8 @@ impl FakeDnsApi {
             .expect("bind fake DNS API");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let federated_token = crate::unique_name("eyJhbGciOiJSUzI1NiJ9.federated");
+        let dns_only = crate::unique_name("cf-dns-only-token");
+        crate::register_secret(&dns_only);
         crate::register_secret(&federated_token);
         let state = Arc::new(State {
             api,
@@ -210,6 +225,12 @@ impl FakeDnsApi {
             timeline: Mutex::default(),
             started: std::time::Instant::now(),
             overwrites: Mutex::default(),
+            stores: Mutex::default(),
+            down: Default::default(),
+            dns_only: match api {
+                Api::Cloudflare => format!("Bearer {dns_only}"),
+                _ => String::new(),
+            },
         });
         let tasks = vec![tokio::spawn(serve(listener, state.clone(), None))];
         FakeDnsApi {
@@ -221,6 +242,7 @@ impl FakeDnsApi {
             authority: None,
             ca_file: None,
             federated_token_file: None,
+            dns_only_token: (api == Api::Cloudflare).then_some(dns_only),
             state,
             tasks,
         }
@@ -433,9 +455,29 @@ async fn handle(
         // by the `Metadata-Flavor` header (checked there).
         Api::CloudDns if parts.uri.path() == "/token" => true,
         Api::CloudDns if identity::is_metadata(parts.uri.path()) => true,
-        Api::AzureDns if identity::is_entra(parts.uri.path()) => true,
+        Api::AzureDns | Api::KeyVault if identity::is_entra(parts.uri.path()) => true,
+        Api::CertificateManager if parts.uri.path() == "/token" => true,
+        Api::CertificateManager if identity::is_metadata(parts.uri.path()) => true,
+        // A DNS-only token: DNS records yes, custom certificates no.
+        Api::Cloudflare if header("authorization") == state.dns_only => {
+            !parts.uri.path().contains("/custom_certificates")
+        }
         _ => header("authorization") == state.authorization,
     };
+    let certificates = parts.uri.path().contains("/custom_certificates")
+        || matches!(state.api, Api::KeyVault | Api::CertificateManager);
+    if authorized
+        && certificates
+        && state.down.load(std::sync::atomic::Ordering::SeqCst)
+        && !identity::is_entra(parts.uri.path())
+        && parts.uri.path() != "/token"
+        && !identity::is_metadata(parts.uri.path())
+    {
+        let response = deploy::down(state.api);
+        let line = format!("{} {} -> 503", parts.method, parts.uri);
+        state.log.lock().expect("lock").push(line);
+        return Ok(response);
+    }
     let response = match (authorized, state.api) {
         (false, Api::Cloudflare) => reply(
             403,
@@ -457,10 +499,31 @@ async fn handle(
             "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
         } }),
         ),
-        (true, Api::CloudDns) if identity::is_metadata(parts.uri.path()) => {
+        (true, Api::CloudDns | Api::CertificateManager)
+            if identity::is_metadata(parts.uri.path()) =>
+        {
             identity::metadata(&state, parts.uri.path(), &header("metadata-flavor"))
         }
-        (true, Api::CloudDns) => cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await,
+        (true, Api::CloudDns | Api::CertificateManager) => {
+            cloud_dns(&state, &parts.method, &parts.uri, &raw, &body).await
+        }
+        (false, Api::CertificateManager) => reply(
+            401,
+            json!({ "error": {
+            "code": 401, "status": "UNAUTHENTICATED",
+            "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
+        } }),
+        ),
+        (true, Api::KeyVault) if identity::is_entra(parts.uri.path()) => {
+            identity::entra(&state, parts.uri.path(), &header("host"), &raw)
+        }
+        (false, Api::KeyVault) => {
+            deploy::vault_challenge(&header("host"), &header("authorization"))
+        }
+        (true, Api::KeyVault) => {
+            let vault = format!("https://{}", header("host"));
+            deploy::key_vault(&state, &parts.method, &vault, parts.uri.path(), &body)
+        }
         (false, Api::AzureDns) => reply(
             401,
             json!({ "error": {
