@@ -434,7 +434,8 @@ async fn certificate_manager_creates_then_patches_one_certificate_and_refuses_a_
         }}),
         credential: &fake.credential,
         wrong: &other_key,
-        wrong_words: "Invalid JWT Signature",
+        // gcp_auth keeps the endpoint's words ("Invalid JWT Signature.") to its log.
+        wrong_words: "the token endpoint refused the key",
         down_words: "UNAVAILABLE",
         key_of: str::to_string,
         same_id: true,

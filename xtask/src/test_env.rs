@@ -669,6 +669,10 @@ const CLOUD_PYTHON: &[&str] = &[
     "azure-identity==1.27.0",
     "azure-core==1.41.0",
     "requests==2.34.2",
+    // The deploy targets' fakes, each checked once against the official client.
+    "cloudflare==5.9.0",
+    "azure-keyvault-certificates==4.12.0",
+    "google-cloud-certificate-manager==1.16.0",
 ];
 
 /// A Python venv in the cache with [`CLOUD_PYTHON`] (about 40 s, once).

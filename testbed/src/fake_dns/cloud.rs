@@ -111,33 +111,9 @@ fn cloud_token(state: &State, form: &str) -> Response<Full<Bytes>> {
         .find_map(|kv| kv.strip_prefix("assertion="))
         .map(super::identity::decode)
         .unwrap_or_default();
-    let parts: Vec<&str> = assertion.split('.').collect();
-    let [header, claims, signature] = parts.as_slice() else {
-        return refuse("Invalid JWT.");
-    };
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims: Value = b64
-        .decode(claims.trim_end_matches('='))
-        .ok()
-        .and_then(|c| serde_json::from_slice(&c).ok())
-        .unwrap_or_default();
-    let signature = b64
-        .decode(signature.trim_end_matches('='))
-        .unwrap_or_default();
-    let public = state.public_key.lock().expect("lock").clone();
-    let key = ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        public,
-    );
-    if key
-        .verify(
-            format!("{header}.{claims_raw}", claims_raw = parts[1]).as_bytes(),
-            &signature,
-        )
-        .is_err()
-    {
+    let Some(claims) = verified_jwt(state, &assertion) else {
         return refuse("Invalid JWT Signature.");
-    }
+    };
     if !claims["iss"]
         .as_str()
         .is_some_and(|i| i.ends_with(".iam.gserviceaccount.com"))
@@ -507,4 +483,41 @@ pub(super) async fn azure_dns(
         }
         _ => error(404, "NotFound", "Not Found"),
     }
+}
+
+/// The claims of a JWT signed (RS256) by the service account's key; `None` when the
+/// signature does not verify.
+fn verified_jwt(state: &State, jwt: &str) -> Option<Value> {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return None;
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signature = b64.decode(signature.trim_end_matches('=')).ok()?;
+    let public = state.public_key.lock().expect("lock").clone();
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public,
+    );
+    key.verify(format!("{header}.{claims}").as_bytes(), &signature)
+        .ok()?;
+    let claims = b64.decode(claims.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&claims).ok()
+}
+
+/// A self-signed JWT as the bearer token (Google's client libraries send one instead
+/// of exchanging it at the token endpoint, "JWT access"): signed by the service
+/// account's key, issued by it, for this API's host.
+pub(super) fn self_signed_jwt(state: &State, authorization: &str) -> bool {
+    let Some(jwt) = authorization.strip_prefix("Bearer ") else {
+        return false;
+    };
+    verified_jwt(state, jwt).is_some_and(|claims| {
+        claims["iss"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(".iam.gserviceaccount.com"))
+            && claims["exp"]
+                .as_i64()
+                .is_some_and(|e| e > jiff::Timestamp::now().as_second())
+    })
 }

@@ -462,6 +462,11 @@ async fn handle(
         Api::Cloudflare if header("authorization") == state.dns_only => {
             !parts.uri.path().contains("/custom_certificates")
         }
+        Api::CloudDns | Api::CertificateManager
+            if cloud::self_signed_jwt(&state, &header("authorization")) =>
+        {
+            true
+        }
         _ => header("authorization") == state.authorization,
     };
     let certificates = parts.uri.path().contains("/custom_certificates")
