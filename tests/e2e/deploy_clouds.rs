@@ -448,3 +448,103 @@ async fn certificate_manager_creates_then_patches_one_certificate_and_refuses_a_
         "the renewal patched: {log:?}"
     );
 }
+
+/// Key Vault takes PKCS#8 keys only: a Certificate with a PKCS#1 RSA key (cert-manager's
+/// default encoding) is imported with its key converted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_vault_gets_a_pkcs1_rsa_key_as_pkcs8() {
+    let fake = FakeKeyVault::start().await;
+    let ca = fake.ca_file.clone().unwrap().display().to_string();
+    let bed = bed_with("deploy-kv-rsa", &[], &[("SSL_CERT_FILE".into(), ca)]).await;
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "cloud",
+        &[("credential", &fake.credential)],
+    )
+    .await;
+    bed.target(
+        "vault",
+        json!({ "azureKeyVault": {
+            "vaultURL": fake.url, "authorityURL": fake.authority, "tenantID": AZURE_TENANT,
+            "clientID": AZURE_CLIENT, "clientSecretSecretRef": { "name": "cloud", "key": "credential" }
+        }}),
+    )
+    .await;
+    let spec = json!({
+        "secretName": "rsa-tls", "issuerRef": { "name": "pebble" },
+        "dnsNames": [format!("{}.acc.test", caas_testbed::unique_name("rsa"))],
+        "privateKey": { "algorithm": "RSA", "size": 2048, "encoding": "PKCS1" },
+        "deployTo": [{ "name": "vault" }]
+    });
+    create_certificate(&bed.client, &bed.ns, "rsa", spec).await;
+    let done = bed
+        .entry_where("rsa", "vault", "imported", |e| e.is_deployed())
+        .await;
+    let id = done.remote_id.unwrap();
+    assert!(
+        id.ends_with(&format!("/certificates/{}-rsa", bed.ns)),
+        "the default name: {id}"
+    );
+    let serial = bed.secret_serial("rsa-tls").await;
+    let name = id.rsplit('/').next().unwrap();
+    assert_eq!(fake.remote_serial(name), Some(serial));
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(bed.client.clone(), &bed.ns)
+        .get("rsa-tls")
+        .await
+        .unwrap();
+    let key = String::from_utf8(secret.data.unwrap()["tls.key"].0.clone()).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "the Secret keeps PKCS#1"
+    );
+}
+
+/// A target dropped from `deployTo` with `deletionPolicy: Delete`: a certificate a
+/// certificate map entry still uses is not deleted; Google's refusal is reported and
+/// retried, never forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_manager_in_use_is_reported_and_never_forced() {
+    let fake = FakeCertificateManager::start().await;
+    let bed = bed_with("deploy-gcm-use", &[], &[]).await;
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "cloud",
+        &[("credential", &fake.credential)],
+    )
+    .await;
+    bed.target(
+        "gclb",
+        json!({ "deletionPolicy": "Delete", "googleCertificateManager": {
+            "project": CLOUD_DNS_PROJECT, "apiURL": fake.url,
+            "serviceAccountSecretRef": { "name": "cloud", "key": "credential" }
+        }}),
+    )
+    .await;
+    bed.certificate("edge", &["gclb"]).await;
+    let done = bed
+        .entry_where("edge", "gclb", "created", |e| e.is_deployed())
+        .await;
+    let name = done.remote_id.unwrap();
+    fake.attach_to_map(&name);
+    let patch = json!({ "spec": { "deployTo": [] } });
+    Api::<Certificate>::namespaced(bed.client.clone(), &bed.ns)
+        .patch(
+            "edge",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let kept = bed
+        .entry_where("edge", "gclb", "its removal refused", |e| {
+            deployed(e).is_some_and(|c| c.2.contains("FAILED_PRECONDITION"))
+        })
+        .await;
+    let (status, _, message) = deployed(&kept).unwrap();
+    assert_eq!(status, "False");
+    assert!(message.starts_with("no longer in deployTo"), "{message}");
+    assert!(kept.next_attempt_time.is_some(), "retried with backoff");
+    assert!(fake.remote_serial(&name).is_some(), "still there");
+}
