@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// After the burst, a renewal storm: every burst certificate due at once.
     #[arg(long)]
     pub storm: bool,
+    /// Deploy targets: renewal to ACM re-import latency, and the burst's certificates
+    /// given one ACM target each (moto), then all renewed at once.
+    #[arg(long)]
+    pub deploy: bool,
 }
 
 impl Program {

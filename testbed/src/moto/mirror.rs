@@ -175,9 +175,11 @@ impl Mirror {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let path = parts.uri.path().to_string();
+        // ACM's calls all go to `POST /`: the log names the action.
+        let action = super::acm::action(&parts).map_or(String::new(), |a| format!(" {a}"));
         let answer = self.route(&parts, &path, body).await;
         self.log.lock().expect("lock").push(format!(
-            "{} {path} -> {}",
+            "{} {path}{action} -> {}",
             parts.method,
             answer.status().as_u16()
         ));

@@ -1,6 +1,7 @@
-//! `cargo xtask bench [--quick]`: time to a certificate, burst, unrelated load and idle
-//! cost of the operator, side by side with lego and certbot, against a real API server
-//! and Pebble on this machine. Prints a markdown table and writes it to a file.
+//! `cargo xtask bench [--quick] [--storm] [--deploy]`: time to a certificate, burst,
+//! renewal storm, deploy targets (ACM in moto), unrelated load and idle cost of the
+//! operator, side by side with lego and certbot, against a real API server and Pebble on
+//! this machine. Prints a markdown table and writes it to a file.
 //!
 //! Fails only when the operator does not issue (no Certificate Ready for [`STALL`]), never
 //! because a run is slow; a Pebble deadlock, shown by its goroutine dump, gets one more run.
@@ -19,6 +20,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
+mod deploy;
+
 struct Config {
     quick: bool,
     operator: PathBuf,
@@ -26,6 +29,7 @@ struct Config {
     single_runs: usize,
     burst: usize,
     storm: bool,
+    deploy: bool,
     unrelated: usize,
     idle: Duration,
 }
@@ -47,6 +51,7 @@ fn config() -> Config {
         single_runs: args.single_runs.unwrap_or(single_runs).max(1),
         burst: args.burst.unwrap_or(burst),
         storm: args.storm,
+        deploy: args.deploy,
         unrelated: args.unrelated.unwrap_or(unrelated),
         idle: Duration::from_secs(args.idle_secs.unwrap_or(idle)),
     }
@@ -815,6 +820,11 @@ async fn run(cfg: &Config) -> Result<String, Failure> {
                 kube / n
             ),
         ));
+    }
+
+    // 2c. Deploy targets: the burst's certificates to ACM (moto).
+    if cfg.deploy {
+        deploy::run(&env, cfg, &names, metrics, &mut op, &mut rows).await?;
     }
 
     // 4. Idle (before adding unrelated Secrets): nothing due. First let the follow-up of
