@@ -23,12 +23,16 @@ pub struct Cloudflare {
     cfg: CloudflareTarget,
 }
 
-/// Where the copy goes: the zone (as the target names it).
+/// Where the copy goes: the zone (as the target names it), and the custom certificate
+/// it adopts, if any (adopting another one is a new place).
 pub fn location(cfg: &CloudflareTarget) -> String {
     let zone = (cfg.zone_id.as_deref())
         .or(cfg.zone_name.as_deref())
         .unwrap_or("");
-    format!("cloudflare:zone/{zone}")
+    match &cfg.custom_certificate_id {
+        Some(id) => format!("cloudflare:zone/{zone}/adopted/{id}"),
+        None => format!("cloudflare:zone/{zone}"),
+    }
 }
 
 /// Cloudflare's own words (`errors[].message (code N)`), with the HTTP status.
@@ -40,9 +44,28 @@ fn words(answer: &Answer) -> String {
         })
         .collect();
     match errors.is_empty() {
-        true => format!("HTTP {}: {}", answer.status, answer.body),
+        true => format!(
+            "HTTP {}: {}",
+            answer.status,
+            super::rest::short(&answer.body)
+        ),
         false => format!("HTTP {}: {}", answer.status, errors.join("; ")),
     }
+}
+
+/// Whether custom certificate `c` holds `bundle`'s certificate: Cloudflare never gives
+/// the certificate back, so the same `expires_on` (to the second) and `hosts` (the
+/// certificate's DNS names) it is.
+fn holds(c: &Value, bundle: &Bundle) -> bool {
+    let expires = (c["expires_on"].as_str()).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let same_expiry = expires.is_some_and(|t| t.as_second() == bundle.info.not_after.as_second());
+    let mut hosts: Vec<&str> = (c["hosts"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let mut names: Vec<&str> = bundle.info.dns_names.iter().map(String::as_str).collect();
+    hosts.sort_unstable();
+    names.sort_unstable();
+    same_expiry && hosts == names
 }
 
 impl Cloudflare {
@@ -74,6 +97,16 @@ impl Cloudflare {
                 ));
             }
         };
+        let ids = [
+            ("zoneID", &cfg.zone_id),
+            ("customCertificateID", &cfg.custom_certificate_id),
+        ];
+        for (field, id) in ids {
+            if let Some(id) = id {
+                let field = format!("cloudflare.{field}");
+                super::rest::check_name(&field, id, super::rest::name_char, 64)?;
+            }
+        }
         if cfg.zone_id.is_none() && cfg.zone_name.is_none() {
             return Err(DeployError::invalid("cloudflare needs zoneID or zoneName"));
         }
@@ -102,15 +135,28 @@ impl Cloudflare {
         })
     }
 
-    /// The custom certificate `id`'s `expires_on`; `None`: it does not exist.
-    async fn expires(&self, zone: &str, id: &str) -> Result<Option<Value>, DeployError> {
+    /// The custom certificate `id`; `None`: it does not exist.
+    async fn get(&self, zone: &str, id: &str) -> Result<Option<Value>, DeployError> {
         let path = format!("/zones/{zone}/custom_certificates/{id}");
         let answer = self.rest.send(Method::GET, &path, None).await?;
         match answer.status {
             404 => Ok(None),
-            _ if answer.ok() => Ok(Some(answer.body["result"]["expires_on"].clone())),
+            _ if answer.ok() => Ok(Some(answer.body["result"].clone())),
             _ => Err(self.rest.failed("read", &answer)),
         }
+    }
+
+    /// A custom certificate of the zone holding `bundle`'s certificate: one uploaded
+    /// before a status write was lost (Cloudflare has no idempotency key). The first
+    /// page (50) of the zone's custom certificates is looked at.
+    async fn find(&self, zone: &str, bundle: &Bundle) -> Result<Option<Value>, DeployError> {
+        let path = format!("/zones/{zone}/custom_certificates?per_page=50");
+        let answer = self.rest.expect(Method::GET, &path, None, "list").await?;
+        let all = answer.body["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(all.into_iter().find(|c| holds(c, bundle)))
     }
 
     /// Puts `bundle` into custom certificate `id` (PATCH), or a new one when there is
@@ -122,8 +168,8 @@ impl Cloudflare {
         adopted: bool,
     ) -> Result<Deployed, DeployError> {
         let zone = self.zone().await?;
-        let existing = match id {
-            Some(id) => self.expires(&zone, id).await?.map(|e| (id, e)),
+        let mut existing = match id {
+            Some(id) => self.get(&zone, id).await?,
             None => None,
         };
         if let (Some(id), None, true) = (id, &existing, adopted) {
@@ -131,34 +177,34 @@ impl Cloudflare {
                 "cloudflare.customCertificateID {id} does not exist in zone {zone}"
             )));
         }
-        let ours = |expires: &Value| {
-            (expires
-                .as_str()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok()))
-            .is_some_and(|t| t.as_second() == bundle.info.not_after.as_second())
-        };
+        if existing.is_none() {
+            existing = self.find(&zone, bundle).await?;
+        }
         let bundle_method = self.cfg.bundle_method.as_deref().unwrap_or("ubiquitous");
         let mut body = json!({
             "certificate": bundle.chain_pem, "private_key": bundle.key_pem,
             "bundle_method": bundle_method,
         });
         let collection = format!("/zones/{zone}/custom_certificates");
+        let id_of = |c: &Value| c["id"].as_str().unwrap_or_default().to_string();
         let answer = match existing {
-            Some((id, expires)) if ours(&expires) => return Ok(Deployed::unchanged(id)),
-            Some((id, _)) => {
-                let path = format!("{collection}/{id}");
-                (self
+            Some(c) if holds(&c, bundle) && c["bundle_method"] == bundle_method => {
+                return Ok(Deployed::unchanged(&id_of(&c)));
+            }
+            Some(c) => {
+                let path = format!("{collection}/{}", id_of(&c));
+                let update = self
                     .rest
-                    .expect(Method::PATCH, &path, Some(&body), "update"))
-                .await?
+                    .expect(Method::PATCH, &path, Some(&body), "update");
+                update.await?
             }
             None => {
                 let kind = self.cfg.certificate_type.as_deref().unwrap_or("sni_custom");
                 body["type"] = json!(kind);
-                (self
+                let upload = self
                     .rest
-                    .expect(Method::POST, &collection, Some(&body), "upload"))
-                .await?
+                    .expect(Method::POST, &collection, Some(&body), "upload");
+                upload.await?
             }
         };
         let id = answer.body["result"]["id"]

@@ -31,11 +31,12 @@ pub struct CertificateManager {
     pub source: CredentialSource,
 }
 
-/// The certificate's ID: the target's, else `default` (`<namespace>-<certificate>`) in
-/// Google's characters (`a-z0-9-`, at most 63).
+/// The certificate's ID: the target's, else one made of the Certificate's
+/// `namespace/name` (`default`) in Google's characters (`a-z0-9-`, at most 63, a letter
+/// first).
 pub fn certificate_id(cfg: &Target, default: &str) -> String {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    let made = || super::rest::name_from(&default.to_ascii_lowercase(), allowed, 63);
+    let made = || super::rest::default_name(default, allowed, 63, true);
     cfg.certificate_id.clone().unwrap_or_else(made)
 }
 
@@ -54,7 +55,11 @@ fn words(answer: &Answer) -> String {
     let error = &answer.body["error"];
     match (error["status"].as_str(), error["message"].as_str()) {
         (Some(status), Some(message)) => format!("HTTP {}: {status}: {message}", answer.status),
-        _ => format!("HTTP {}: {}", answer.status, answer.body),
+        _ => format!(
+            "HTTP {}: {}",
+            answer.status,
+            super::rest::short(&answer.body)
+        ),
     }
 }
 
@@ -68,11 +73,31 @@ impl CertificateManager {
         ambient: bool,
         default_name: &str,
     ) -> Result<CertificateManager, DeployError> {
+        let id = certificate_id(cfg, default_name);
+        let lower = super::rest::lower_name_char;
+        super::rest::check_name("googleCertificateManager.certificateID", &id, lower, 63)?;
+        super::rest::check_name("googleCertificateManager.project", &cfg.project, lower, 30)?;
+        let region = cfg.location.as_deref().unwrap_or("global");
+        super::rest::check_name("googleCertificateManager.location", region, lower, 40)?;
         let auth = match &cfg.service_account_secret_ref {
             Some(r) => {
                 let what = "Google service account key";
                 let json = super::secret_value(client, namespace, r, what).await?;
                 GoogleAuth::from_key(&json, &format!("Secret {namespace}/{}", r.name))
+            }
+            None if ambient
+                && cfg
+                    .api_url
+                    .as_deref()
+                    .is_some_and(|u| !super::rest::https_host_in(u, &[".googleapis.com"])) =>
+            {
+                return Err(DeployError::Refused {
+                    reason: crate::api::Reason::NotPermitted,
+                    words: "googleCertificateManager.apiURL is not Google's (https://*.googleapis.com): \
+                            the operator's own identity sends its tokens to Google only; give the \
+                            target serviceAccountSecretRef to use another host"
+                        .into(),
+                });
             }
             None if ambient => GoogleAuth::ambient(),
             None => {
@@ -157,14 +182,19 @@ impl CertificateManager {
         for pause in POLLS {
             if operation["done"].as_bool() == Some(true) {
                 let error = &operation["error"];
-                return match error.is_null() {
-                    true => Ok(()),
-                    false => Err(DeployError::refused(format!(
-                        "Certificate Manager {what}: {} (code {})",
-                        error["message"].as_str().unwrap_or("?"),
-                        error["code"]
-                    ))),
-                };
+                if error.is_null() {
+                    return Ok(());
+                }
+                let words = format!(
+                    "Certificate Manager {what}: {} (code {})",
+                    error["message"].as_str().unwrap_or("?"),
+                    error["code"]
+                );
+                // google.rpc.Code: 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE are "not now".
+                return Err(match error["code"].as_i64() {
+                    Some(4 | 14) => DeployError::Unreachable(words),
+                    _ => DeployError::refused(words),
+                });
             }
             tokio::time::sleep(Duration::from_secs(pause)).await;
             let name = operation["name"].as_str().unwrap_or_default().to_string();
@@ -205,8 +235,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            location(&cfg, "Shop-web.tls"),
-            "projects/p/locations/global/certificates/shop-web-tls"
+            location(&cfg, "Shop/web.tls")[..54],
+            *"projects/p/locations/global/certificates/shop-web-tls-"
         );
         let answer = Answer {
             status: 403,

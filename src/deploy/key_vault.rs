@@ -19,6 +19,12 @@ use crate::cloud::CredentialSource;
 use crate::cloud::azure::{AzureAuth, AzureLogin};
 
 const API_VERSION: &str = "api-version=7.4";
+/// Key Vault's hosts in Azure's clouds (public, China, US Government).
+const VAULT_HOSTS: &[&str] = &[
+    ".vault.azure.net",
+    ".vault.azure.cn",
+    ".vault.usgovcloudapi.net",
+];
 
 pub struct KeyVault {
     rest: Rest,
@@ -28,11 +34,12 @@ pub struct KeyVault {
     pub source: CredentialSource,
 }
 
-/// The certificate's name: the target's, else `default` (`<namespace>-<certificate>`)
-/// in Key Vault's characters (`0-9a-zA-Z-`, at most 127).
-pub fn certificate_name(cfg: &KeyVaultTarget, default: &str) -> String {
+/// The certificate's name: the target's, else one made of the Certificate's
+/// `namespace/name` in Key Vault's characters (`0-9a-zA-Z-`, at most 127).
+pub fn certificate_name(cfg: &KeyVaultTarget, key: &str) -> String {
     let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-';
-    (cfg.certificate_name.clone()).unwrap_or_else(|| super::rest::name_from(default, allowed, 127))
+    let made = || super::rest::default_name(key, allowed, 127, false);
+    cfg.certificate_name.clone().unwrap_or_else(made)
 }
 
 /// The copy's place and identity: the versionless certificate ID.
@@ -64,7 +71,7 @@ fn words(answer: &Answer) -> String {
             Some(inner) => format!("HTTP {status}: {code} ({inner}): {message}"),
             None => format!("HTTP {status}: {code}: {message}"),
         },
-        _ => format!("HTTP {status}: {}", answer.body),
+        _ => format!("HTTP {status}: {}", super::rest::short(&answer.body)),
     }
 }
 
@@ -78,6 +85,13 @@ impl KeyVault {
         ambient: bool,
         default_name: &str,
     ) -> Result<KeyVault, DeployError> {
+        let name = certificate_name(cfg, default_name);
+        super::rest::check_name(
+            "azureKeyVault.certificateName",
+            &name,
+            super::rest::name_char,
+            127,
+        )?;
         let login = AzureLogin {
             tenant_id: cfg.tenant_id.clone(),
             client_id: cfg.client_id.clone(),
@@ -87,6 +101,17 @@ impl KeyVault {
             Some(r) => {
                 let secret = super::secret_value(client, namespace, r, "Azure client secret");
                 AzureAuth::client_secret(&login, secret.await?)
+            }
+            None if ambient && !super::rest::https_host_in(&cfg.vault_url, VAULT_HOSTS) => {
+                return Err(DeployError::Refused {
+                    reason: crate::api::Reason::NotPermitted,
+                    words: format!(
+                        "azureKeyVault.vaultURL {} is not an Azure Key Vault (https://NAME{}): \
+                         the operator's own identity sends its tokens to Key Vault only; give \
+                         the target clientSecretSecretRef to use another host",
+                        cfg.vault_url, VAULT_HOSTS[0]
+                    ),
+                });
             }
             None if ambient => AzureAuth::ambient(&login),
             None => return Err(super::no_ambient("azureKeyVault", "clientSecretSecretRef")),
@@ -98,7 +123,7 @@ impl KeyVault {
         let vault = cfg.vault_url.trim_end_matches('/').to_string();
         Ok(KeyVault {
             rest: Rest::new("Key Vault", &vault, bearer, words)?,
-            name: certificate_name(cfg, default_name),
+            name,
             vault,
             tags: cfg.tags.clone(),
             source: auth.source().clone(),
@@ -133,7 +158,8 @@ impl KeyVault {
         let key = crate::pki::pkcs8_pem(&bundle.key_pem)
             .map_err(|e| DeployError::refused(format!("the Secret's key: {e}")))?;
         let body = json!({
-            "value": base64::engine::general_purpose::STANDARD.encode(format!("{key}{}", bundle.chain_pem)),
+            "value": base64::engine::general_purpose::STANDARD
+                .encode(format!("{}\n{}", key.trim_end(), bundle.chain_pem)),
             "policy": { "secret_props": { "contentType": "application/x-pem-file" } },
             "tags": self.tags,
         });
@@ -176,8 +202,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            location(&cfg, "shop-web.tls"),
-            "https://kv.vault.azure.net/certificates/shop-web-tls"
+            location(&cfg, "shop/web.tls")[..53],
+            *"https://kv.vault.azure.net/certificates/shop-web-tls-"
         );
         let answer = Answer {
             status: 403,

@@ -13,12 +13,11 @@ use crate::api::deploy::DeployTargetSpec;
 /// whose status write was lost can be found by it.
 pub const ACM_TAG: &str = "caas.dev/certificate";
 
-/// The Certificate a copy is of: `namespace/name` (ACM's tag) and the default remote
-/// name made of it (`namespace-name`, Key Vault and Certificate Manager).
+/// The Certificate a copy is of: `namespace/name` (ACM's tag; Key Vault's and
+/// Certificate Manager's default names are made of it).
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
     pub key: &'a str,
-    pub default_name: &'a str,
 }
 
 /// A signed-in cloud destination.
@@ -32,7 +31,7 @@ pub enum Remote {
 /// Where a target puts the Certificate's copy (a change means a new copy); `None`: not
 /// a cloud destination.
 pub fn location(spec: &DeployTargetSpec, source: Source<'_>) -> Option<String> {
-    let name = source.default_name;
+    let name = source.key;
     if let Some(cfg) = &spec.acm {
         return Some(acm::location(cfg));
     }
@@ -63,12 +62,24 @@ pub fn names_one(spec: &DeployTargetSpec) -> Option<&str> {
 }
 
 /// An existing copy the target adopts by its ID (ACM ARN, Cloudflare ID): never made,
-/// so never deleted, by this operator.
+/// so never deleted, by this operator (nor what a Cloudflare PATCH made of it).
 pub fn adopted(spec: &DeployTargetSpec) -> Option<&str> {
     (spec.acm.as_ref().and_then(|c| c.certificate_arn.as_deref())).or(spec
         .cloudflare
         .as_ref()
         .and_then(|c| c.custom_certificate_id.as_deref()))
+}
+
+/// The remote certificate a deployment writes into: ACM keeps an ARN, so an adopted
+/// one always; Cloudflare answers each PATCH with a new ID, so the one this place
+/// holds now (`deployed`: the entry's, at the same location), else the adopted one.
+pub fn prior(spec: &DeployTargetSpec, deployed: Option<&str>) -> Option<String> {
+    let adopted = adopted(spec);
+    let chosen = match spec.cloudflare.is_some() {
+        true => deployed.or(adopted),
+        false => adopted.or(deployed),
+    };
+    chosen.map(str::to_string)
 }
 
 impl Remote {
@@ -81,7 +92,7 @@ impl Remote {
         ambient: bool,
         source: Source<'_>,
     ) -> Result<Remote, DeployError> {
-        let name = source.default_name;
+        let name = source.key;
         if let Some(cfg) = &spec.acm {
             let mut tags = cfg.tags.clone();
             tags.insert(ACM_TAG.into(), source.key.to_string());

@@ -42,7 +42,13 @@ impl Rest {
         auth: Vec<(&'static str, String)>,
         words: fn(&Answer) -> String,
     ) -> Result<Rest, DeployError> {
-        let client = crate::cloud::http_client().map_err(DeployError::Unreachable)?;
+        // No redirects: a redirect to another host would carry the credentials there.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| DeployError::Unreachable(format!("cannot make an HTTP client: {e}")))?;
         Ok(Rest {
             client,
             base: base.trim_end_matches('/').to_string(),
@@ -99,11 +105,57 @@ impl Rest {
     /// needs a fix. `what` names the call (`upload`, `import`).
     pub fn failed(&self, what: &str, answer: &Answer) -> DeployError {
         let words = format!("{} {what}: {}", self.service, (self.words)(answer));
-        match answer.status == 429 || answer.status >= 500 {
+        match matches!(answer.status, 408 | 429) || answer.status >= 500 {
             true => DeployError::Unreachable(words),
             false => DeployError::refused(words),
         }
     }
+}
+
+/// A JSON body for a message when the service's own error fields are missing: at most
+/// 300 characters (a proxy echoing the request must not put a key into status).
+pub fn short(body: &Value) -> String {
+    let text = body.to_string();
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
+}
+
+/// Whether `url` is `https://` on a host ending with one of `suffixes`: where the
+/// operator's own cloud identity may send its tokens.
+pub fn https_host_in(url: &str, suffixes: &[&str]) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':', '?', '#']).next().unwrap_or_default();
+    !rest.contains('@') && suffixes.iter().any(|s| host.ends_with(s))
+}
+
+/// A name the target gives that goes into a URL path: only `allowed` characters, 1 to
+/// `max` of them (so no `/` or `..` can lead the call elsewhere).
+pub fn check_name(
+    field: &str,
+    value: &str,
+    allowed: fn(char) -> bool,
+    max: usize,
+) -> Result<(), DeployError> {
+    match !value.is_empty() && value.len() <= max && value.chars().all(allowed) {
+        true => Ok(()),
+        false => Err(DeployError::invalid(format!(
+            "{field} {value:?} is not a valid name here (at most {max} letters, digits and '-')"
+        ))),
+    }
+}
+
+/// Letters, digits and `-`.
+pub fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+/// Lowercase letters, digits and `-` (Google's resource IDs).
+pub fn lower_name_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
 }
 
 /// The serial number (lowercase hex, as `pki::CertInfo::serial`) of a DER certificate.
@@ -117,15 +169,34 @@ pub fn pem_serial(pem: &str) -> Option<String> {
     crate::pki::parse_chain(pem).ok().map(|info| info.serial)
 }
 
-/// `text` as a name of `allowed` characters (others become `-`), at most `max` long,
-/// without `-` at either end: a default name made from `<namespace>-<certificate>`.
-pub fn name_from(text: &str, allowed: fn(char) -> bool, max: usize) -> String {
+/// The default remote name of Certificate `key` (`namespace/name`):
+/// `namespace-name` in `allowed` characters (others become `-`), cut to leave room for
+/// `-` and six hex digits of the key's SHA-256, so that `a-b/c` and `a/b-c` (or two long
+/// names alike at the start) never share a certificate. `lowercase` for Google's IDs,
+/// which also start with a letter.
+pub fn default_name(key: &str, allowed: fn(char) -> bool, max: usize, lowercase: bool) -> String {
+    let text = key.replacen('/', "-", 1);
+    let text = if lowercase {
+        text.to_ascii_lowercase()
+    } else {
+        text
+    };
     let mapped: String = text
         .chars()
         .map(|c| if allowed(c) { c } else { '-' })
-        .take(max)
+        .take(max - 7)
         .collect();
-    mapped.trim_matches('-').to_string()
+    let mut base = mapped.trim_matches('-').to_string();
+    if lowercase && !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+        base.insert(0, 'c');
+        base.truncate(max - 7);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hash: String = digest.as_ref()[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}-{hash}", base.trim_end_matches('-'))
 }
 
 #[cfg(test)]
@@ -133,15 +204,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_names_keep_the_allowed_characters() {
+    fn tokens_go_to_the_clouds_hosts_only_and_names_stay_in_their_path() {
+        let vaults = &[".vault.azure.net"];
+        assert!(https_host_in("https://shop.vault.azure.net/", vaults));
+        assert!(https_host_in("https://shop.vault.azure.net:443", vaults));
+        assert!(!https_host_in("http://shop.vault.azure.net", vaults));
+        assert!(!https_host_in(
+            "https://shop.vault.azure.net.evil.example",
+            vaults
+        ));
+        assert!(!https_host_in(
+            "https://x@evil.example/.vault.azure.net",
+            vaults
+        ));
+        assert!(check_name("certificateName", "shop-tls", name_char, 127).is_ok());
+        for bad in ["", "../secrets", "a/b", "a?b"] {
+            assert!(
+                check_name("certificateName", bad, name_char, 127).is_err(),
+                "{bad}"
+            );
+        }
+        let long = serde_json::json!({ "echo": "k".repeat(1000) });
+        assert!(short(&long).len() <= 303);
+    }
+
+    #[test]
+    fn default_names_are_readable_and_never_shared() {
         let kv = |c: char| c.is_ascii_alphanumeric() || c == '-';
-        assert_eq!(name_from("shop-tls.example", kv, 127), "shop-tls-example");
-        let google = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        assert_eq!(
-            name_from("Shop.web", google, 63),
-            "hop-web",
-            "callers lowercase first"
+        let name = default_name("shop/web.tls", kv, 127, false);
+        assert!(
+            name.starts_with("shop-web-tls-") && name.len() == 19,
+            "{name}"
         );
-        assert_eq!(name_from(&"a".repeat(70), google, 63).len(), 63);
+        assert_ne!(
+            default_name("a-b/c", kv, 127, false),
+            default_name("a/b-c", kv, 127, false)
+        );
+        let google = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let id = default_name("1shop/Web", google, 63, true);
+        assert!(id.starts_with("c1shop-web-"), "{id}");
+        let long = default_name(&format!("ns/{}", "a".repeat(80)), google, 63, true);
+        assert_eq!(long.len(), 63, "{long}");
+        let other = default_name(&format!("ns/{}b", "a".repeat(80)), google, 63, true);
+        assert_ne!(long, other);
     }
 }

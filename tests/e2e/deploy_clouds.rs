@@ -483,7 +483,7 @@ async fn key_vault_gets_a_pkcs1_rsa_key_as_pkcs8() {
         .await;
     let id = done.remote_id.unwrap();
     assert!(
-        id.ends_with(&format!("/certificates/{}-rsa", bed.ns)),
+        id.contains(&format!("/certificates/{}-rsa-", bed.ns)),
         "the default name: {id}"
     );
     let serial = bed.secret_serial("rsa-tls").await;
@@ -542,9 +542,91 @@ async fn certificate_manager_in_use_is_reported_and_never_forced() {
             deployed(e).is_some_and(|c| c.2.contains("FAILED_PRECONDITION"))
         })
         .await;
-    let (status, _, message) = deployed(&kept).unwrap();
-    assert_eq!(status, "False");
+    let (status, reason, message) = deployed(&kept).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "DestinationUnreachable")
+    );
     assert!(message.starts_with("no longer in deployTo"), "{message}");
     assert!(kept.next_attempt_time.is_some(), "retried with backoff");
     assert!(fake.remote_serial(&name).is_some(), "still there");
+}
+
+/// A custom certificate the user already serves, adopted with `customCertificateID`:
+/// updated in place of it (Cloudflare answers each PATCH with a new ID, which the next
+/// renewal follows), and never deleted, even with `deletionPolicy: Delete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_adopted_certificate_follows_its_new_ids_and_is_never_deleted() {
+    let fake = FakeCloudflareApi::start().await;
+    let (cert, _) = test_pem();
+    let adopted = fake.upload_custom_certificate(ZONE_ID, &std::fs::read_to_string(cert).unwrap());
+    let bed = bed_with("deploy-cf-adopt", &[], &[]).await;
+    apply_secret(
+        &bed.client,
+        &bed.ns,
+        "cloud",
+        &[("credential", &fake.credential)],
+    )
+    .await;
+    bed.target(
+        "cdn",
+        json!({ "deletionPolicy": "Delete", "cloudflare": {
+            "zoneID": ZONE_ID, "apiURL": fake.url, "customCertificateID": adopted,
+            "apiTokenSecretRef": { "name": "cloud", "key": "credential" }
+        }}),
+    )
+    .await;
+    bed.certificate("edge", &["cdn"]).await;
+    let first = bed
+        .entry_where("edge", "cdn", "the adopted certificate updated", |e| {
+            e.is_deployed()
+        })
+        .await;
+    let id = first.remote_id.clone().unwrap();
+    assert_ne!(id, adopted, "a PATCH of sni_custom answers a new ID");
+    bed.renew("edge").await;
+    let renewed = bed.secret_serial("edge-tls").await;
+    let second = bed
+        .entry_where("edge", "cdn", "renewed", |e| {
+            e.serial.as_deref() == Some(renewed.as_str()) && e.is_deployed()
+        })
+        .await;
+    let id2 = second.remote_id.unwrap();
+    assert_eq!(
+        fake.remote_serial(&format!("{ZONE_ID}/{id2}")),
+        Some(renewed)
+    );
+    assert_eq!(
+        fake.stored_keys(),
+        [format!("{ZONE_ID}/{id2}")],
+        "one certificate, PATCHed"
+    );
+    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
+    certs
+        .delete("edge", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the Certificate gone",
+        TIMEOUT,
+        Some(&bed.operator),
+        || {
+            let certs = certs.clone();
+            async move { certs.get_opt("edge").await.unwrap() }
+        },
+        Option::is_none,
+    )
+    .await;
+    assert_eq!(
+        fake.stored_keys().len(),
+        1,
+        "the adopted certificate stays: {:?}",
+        fake.log()
+    );
+    let deletes = fake
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .count();
+    assert_eq!(deletes, 0);
 }

@@ -8,7 +8,7 @@ use crate::api::conditions::set_condition;
 use crate::api::deploy::DeletionPolicy;
 use crate::api::{Certificate, Condition, DeployRef, DeploymentStatus, Reason, Time};
 use crate::decide::deploy as decide;
-use crate::deploy::{Bundle, DeployError, Deployed, copies};
+use crate::deploy::{Bundle, DeployError, Deployed, copies, remote};
 
 /// Sets the entry's `Deployed` condition.
 pub(super) fn condition(
@@ -50,8 +50,16 @@ pub(super) async fn remove(
     let Some(t) = target.filter(|t| t.spec.deletion_policy == Some(DeletionPolicy::Delete)) else {
         return Ok(());
     };
-    if t.spec.secret_copies.is_some() || crate::deploy::remote::adopted(&t.spec) == Some(remote) {
+    if t.spec.secret_copies.is_some() || remote::adopted(&t.spec).is_some() {
         // Adopted: the user's certificate, not one this operator made.
+        return Ok(());
+    }
+    let key = source_key(cert);
+    let source = remote::Source { key: &key };
+    if entry.location != remote::location(&t.spec, source) {
+        // The target points elsewhere now (another vault, zone, region): its credentials
+        // are for there, so the old copy stays where it is.
+        tracing::info!(target = %entry.target, %remote, "the target moved; its old copy is left in place");
         return Ok(());
     }
     let client = remote_client(d, &t, cert)

@@ -70,18 +70,9 @@ pub(super) async fn remote_client(
         true => d.ctx.settings.solvers.ambient_credentials.cluster_issuers,
         false => d.ctx.settings.solvers.ambient_credentials.issuers,
     };
-    let (key, default_name) = names(cert);
-    let source = Source {
-        key: &key,
-        default_name: &default_name,
-    };
+    let key = source_key(cert);
+    let source = Source { key: &key };
     Remote::connect(&d.ctx.client, &t.secret_namespace, &t.spec, ambient, source).await
-}
-
-/// The Certificate as `namespace/name` and as a remote default name `namespace-name`.
-fn names(cert: &Certificate) -> (String, String) {
-    let ns = cert.namespace().unwrap_or_default();
-    (source_key(cert), format!("{ns}-{}", cert.name_any()))
 }
 
 /// The TLS Secret read whole (the watch cache keeps only the leaf), once per reconcile
@@ -147,11 +138,8 @@ fn place(
     r: &DeployRef,
     t: &Resolved,
 ) -> Result<Option<Place>, (Reason, String)> {
-    let (key, default_name) = names(cert);
-    let source = Source {
-        key: &key,
-        default_name: &default_name,
-    };
+    let key = source_key(cert);
+    let source = Source { key: &key };
     if let Some(location) = remote::location(&t.spec, source) {
         if let Some(named) = remote::names_one(&t.spec) {
             shared_adoption(d, cert, r, named)?;
@@ -347,9 +335,10 @@ async fn carry_out(
     let same_place = entry.filter(|e| e.location.as_deref() == Some(place.location.as_str()));
     let Some((name, plan)) = place.copies.as_ref() else {
         let client = remote_client(d, t, cert).await?;
-        let adopted = remote::adopted(&t.spec);
-        let prior = adopted.or_else(|| same_place.and_then(|e| e.remote_id.as_deref()));
-        return client.deploy(bundle, prior, adopted.is_some()).await;
+        let deployed = same_place.and_then(|e| e.remote_id.as_deref());
+        let prior = remote::prior(&t.spec, deployed);
+        let adopted = remote::adopted(&t.spec).is_some();
+        return client.deploy(bundle, prior.as_deref(), adopted).await;
     };
     let cfg: &SecretCopiesTarget = t.spec.secret_copies.as_ref().expect("copies");
     let previous = entry

@@ -113,6 +113,19 @@ impl FakeDnsApi {
         stores.items.keys().cloned().collect()
     }
 
+    /// Cloudflare: a custom certificate uploaded by someone else into zone `zone` (as a
+    /// user's, to be adopted); its id.
+    pub fn upload_custom_certificate(&self, zone: &str, pem: &str) -> String {
+        let body = json!({ "certificate": pem, "private_key": "-----BEGIN PRIVATE KEY-----", "type": "sni_custom" });
+        let answer = custom_certificates(&self.state, &Method::POST, zone, &[], &body);
+        assert_eq!(answer.status(), 200, "the fake took the upload");
+        let stores = self.state.stores.lock().expect("lock");
+        let (key, _) = (stores.items.iter().rev())
+            .find(|(k, _)| k.starts_with(&format!("{zone}/")))
+            .expect("stored");
+        key.rsplit('/').next().expect("id").to_string()
+    }
+
     /// Certificate Manager: a certificate map entry uses `name` from now on (deleting
     /// it is refused), as `gcloud certificate-manager maps entries create` would.
     pub fn attach_to_map(&self, name: &str) {
@@ -144,6 +157,22 @@ fn leaf(pem: &str) -> Option<(Vec<u8>, i64, i64)> {
         validity.not_after.timestamp(),
     );
     Some((der, nbf, exp))
+}
+
+/// The DNS names of a DER certificate's subjectAltName.
+fn dns_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    match cert.subject_alternative_name() {
+        Ok(Some(san)) => (san.value.general_names.iter())
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn rfc3339(seconds: i64) -> String {
@@ -228,7 +257,7 @@ pub(super) fn custom_certificates(
             else {
                 return fail(400, 1002, "certificate and private_key are required");
             };
-            let Some((_, nbf, exp)) = leaf(pem) else {
+            let Some((der, nbf, exp)) = leaf(pem) else {
                 return fail(400, 1002, "The certificate is not a valid PEM certificate.");
             };
             if !private_key.contains("PRIVATE KEY-----") {
@@ -251,7 +280,7 @@ pub(super) fn custom_certificates(
             let method = body["bundle_method"].as_str().unwrap_or("ubiquitous");
             let cert = json!({
                 "id": id, "zone_id": zone, "type": kind, "bundle_method": method,
-                "status": "active", "hosts": [], "issuer": "caas-testbed",
+                "status": "active", "hosts": dns_names(&der), "issuer": "caas-testbed",
                 "signature": "SHA256WithECDSA", "expires_on": rfc3339(exp),
                 "uploaded_on": now, "modified_on": now, "priority": 0,
                 "certificate": pem, "not_before": rfc3339(nbf),
@@ -566,16 +595,7 @@ fn stored_certificate(name: &str, body: &Value, before: Option<&Value>) -> Resul
     if !key.contains("PRIVATE KEY-----") {
         return Err("Failed to parse the private key's PEM.".into());
     }
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| e.to_string())?;
-    let sans: Vec<String> = match cert.subject_alternative_name() {
-        Ok(Some(san)) => (san.value.general_names.iter())
-            .filter_map(|n| match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let sans = dns_names(&der);
     let now = jiff::Timestamp::now().to_string();
     let keep = |field: &str, default: Value| {
         before.map_or_else(
