@@ -5,7 +5,8 @@
 //! TLS Secret and answering in the destination's own words. What to deploy when is
 //! decided in [`crate::decide::deploy`]; the deploy controller carries it out.
 //!
-//! Builds on [`crate::api`], [`crate::shared`] and [`crate::cloud`] only.
+//! Builds on [`crate::api`], [`crate::shared`], [`crate::cloud`] and the pure
+//! [`crate::decide`] (serial comparison) only.
 
 pub mod acm;
 pub mod cloudflare;

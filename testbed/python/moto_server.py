@@ -5,12 +5,13 @@ Usage: moto_server.py PORT. Starts moto on 127.0.0.1:PORT, makes the test bed's
 accounts with boto3 (the first SETUP_CALLS requests, which moto lets through unsigned),
 prints one JSON line with what tests need, and serves until killed.
 
-Three fixes to moto 5.2.5, at the lines marked FIX. Under IAM authentication it checks
+Four fixes to moto 5.2.5, at the lines marked FIX. Under IAM authentication it checks
 the signature of a bodiless request (every Route 53 GET) against a payload made of the
 request's headers instead of the empty body, so it refuses good signatures. The fix
 checks GET, HEAD and DELETE requests without a body against an empty payload. It
 demands a signature on STS AssumeRoleWithWebIdentity, which AWS takes unsigned (IRSA).
-And an ACM re-import into an ARN drops the certificate's tags, which ACM keeps.
+An ACM re-import into an ARN drops the certificate's tags and users, which ACM keeps.
+And it deletes an ACM certificate a load balancer uses, which ACM refuses.
 (Two more differences from ACM are the mirror's: ACM's serial format, and its refusal
 of tags on a re-import.)
 """
@@ -21,7 +22,7 @@ import sys
 import threading
 
 # Every boto3 call below is one action; moto authenticates all actions after these.
-SETUP_CALLS = 18
+SETUP_CALLS = 21
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
 
 import boto3  # noqa: E402
@@ -29,6 +30,7 @@ import moto.acm.models as acm_models  # noqa: E402
 import moto.iam.access_control as access_control  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+from moto.core.exceptions import AWSError  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 _create_aws_request = access_control.IAMRequestBase._create_aws_request
@@ -65,15 +67,37 @@ _import_certificate = acm_models.AWSCertificateManagerBackend.import_certificate
 
 
 def _import_certificate_fixed(self, certificate, private_key, chain, arn, tags):
-    # FIX 3: a re-import keeps the certificate's tags (moto makes a new bundle without).
-    kept = dict(self._certificates[arn].tags) if arn in self._certificates else {}
+    # FIX 3: a re-import keeps the certificate's tags and the load balancers using it
+    # (moto makes a new bundle without).
+    before = self._certificates.get(arn) if arn else None
+    kept = dict(before.tags) if before else {}
+    users = list(before.in_use_by) if before else []
     new_arn = _import_certificate(self, certificate, private_key, chain, arn, tags)
     if kept:
         self.add_tags_to_certificate(new_arn, [{"Key": k, "Value": v} for k, v in kept.items()])
+    self._certificates[new_arn].in_use_by.extend(users)
     return new_arn
 
 
 acm_models.AWSCertificateManagerBackend.import_certificate = _import_certificate_fixed
+
+
+class ResourceInUse(AWSError):
+    TYPE = "ResourceInUseException"
+
+
+_delete_certificate = acm_models.AWSCertificateManagerBackend.delete_certificate
+
+
+def _delete_certificate_fixed(self, arn):
+    # FIX 4: ACM refuses to delete a certificate a load balancer uses (moto deletes it).
+    cert = self._certificates.get(arn)
+    if cert is not None and cert.in_use_by:
+        raise ResourceInUse(message=f"Certificate {arn} in account {self.account_id} is in use.")
+    return _delete_certificate(self, arn)
+
+
+acm_models.AWSCertificateManagerBackend.delete_certificate = _delete_certificate_fixed
 
 ALLOW_ROUTE53 = json.dumps(
     {
@@ -173,7 +197,16 @@ def main():
     )
     # 16: the role may import into ACM too (IRSA / Pod Identity deploy targets).
     iam.put_role_policy(RoleName="caas-dns", PolicyName="acm", PolicyDocument=ALLOW_ACM)
-    # 17-18: the hosted zones.
+    # 17-19: a user allowed to make load balancers (tests put an ACM certificate in use).
+    iam.create_user(UserName="caas-elb")
+    elb = iam.create_access_key(UserName="caas-elb")["AccessKey"]
+    allow_elb = {"Effect": "Allow", "Action": "elasticloadbalancing:*", "Resource": "*"}
+    iam.put_user_policy(
+        UserName="caas-elb",
+        PolicyName="elb",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow_elb]}),
+    )
+    # 20-21: the hosted zones.
     r53 = boto3.client("route53", **setup)
     zone_ids = {}
     for i, zone in enumerate((zones + ["unused-1.test", "unused-2.test"])[:2]):
@@ -187,6 +220,7 @@ def main():
                 "assumer": {"id": assumer["AccessKeyId"], "secret": assumer["SecretAccessKey"]},
                 "acm_user": {"id": acm["AccessKeyId"], "secret": acm["SecretAccessKey"]},
                 "nothing_user": {"id": nothing["AccessKeyId"], "secret": nothing["SecretAccessKey"]},
+                "elb_user": {"id": elb["AccessKeyId"], "secret": elb["SecretAccessKey"]},
                 "role_arn": role["Arn"],
                 "pod_identity": {
                     "AccessKeyId": pod["AccessKeyId"],

@@ -709,6 +709,79 @@ async fn acm_deletion_policy_delete_removes_the_import_with_the_certificate() {
     );
 }
 
+/// A load balancer uses the import (a classic ELB's HTTPS listener, made with boto3):
+/// dropping the target with `deletionPolicy: Delete` reports ACM's
+/// `ResourceInUseException` and retries; the certificate is never forced out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_in_use_by_a_load_balancer_is_reported_and_never_forced() {
+    let bed = bed("acm-in-use").await;
+    let moto = shared_moto();
+    acm_target_with(&bed, &moto.acm_user, json!({}), "Delete").await;
+    bed.certificate("edge", &["acm"]).await;
+    let entry = bed
+        .entry_where("edge", "acm", "imported", |e| {
+            deployed(e).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let arn = entry.remote_id.unwrap();
+    let script = r#"
+import os, boto3
+elb = boto3.client("elb", endpoint_url=os.environ["URL"], region_name="us-east-1",
+    aws_access_key_id=os.environ["ID"], aws_secret_access_key=os.environ["SECRET"])
+elb.create_load_balancer(LoadBalancerName=os.environ["NAME"], AvailabilityZones=["us-east-1a"],
+    Listeners=[{"Protocol": "HTTPS", "LoadBalancerPort": 443, "InstanceProtocol": "HTTP",
+                "InstancePort": 80, "SSLCertificateId": os.environ["ARN"]}])
+print("in use")
+"#;
+    let name = caas_testbed::unique_name("lb");
+    let keys = &moto.elb_user;
+    crate::cloud_credentials::cloud_python(
+        script,
+        &[
+            ("URL", &moto.url),
+            ("ID", &keys.access_key_id),
+            ("SECRET", &keys.secret_access_key),
+            ("NAME", &name),
+            ("ARN", &arn),
+        ],
+    )
+    .await;
+    let client = acm(&moto.acm_user).await;
+    let described = client.describe_certificate().certificate_arn(&arn).send();
+    let in_use_by = described
+        .await
+        .unwrap()
+        .certificate()
+        .unwrap()
+        .in_use_by()
+        .to_vec();
+    assert_eq!(
+        in_use_by.len(),
+        1,
+        "the load balancer uses it: {in_use_by:?}"
+    );
+    let patch = json!({ "spec": { "deployTo": [] } });
+    Api::<Certificate>::namespaced(bed.client.clone(), &bed.ns)
+        .patch("edge", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let kept = bed
+        .entry_where("edge", "acm", "its removal refused", |e| {
+            deployed(e).is_some_and(|c| c.2.contains("ResourceInUseException"))
+        })
+        .await;
+    let (status, _, message) = deployed(&kept).unwrap();
+    assert_eq!(status, "False");
+    assert!(message.starts_with("no longer in deployTo"), "{message}");
+    assert!(kept.next_attempt_time.is_some(), "retried with backoff");
+    let still = client
+        .describe_certificate()
+        .certificate_arn(&arn)
+        .send()
+        .await;
+    assert!(still.is_ok(), "never forced: {still:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acm_imports_and_a_renewal_reimports_into_the_same_arn_keeping_its_tags() {
     let bed = bed("acm").await;

@@ -44,6 +44,8 @@ pub struct Moto {
     pub acm_user: AwsKeys,
     /// Valid keys with no rights at all.
     pub nothing_user: AwsKeys,
+    /// May make load balancers (ELB), to put an ACM certificate in use.
+    pub elb_user: AwsKeys,
     /// The role `caas-dns` (may change Route 53 and import into ACM), for IRSA, Pod
     /// Identity and `role`.
     pub role_arn: String,
@@ -142,6 +144,7 @@ impl Moto {
             assumer: keys(&accounts["assumer"]),
             acm_user: keys(&accounts["acm_user"]),
             nothing_user: keys(&accounts["nothing_user"]),
+            elb_user: keys(&accounts["elb_user"]),
             role_arn: accounts["role_arn"].as_str().expect("role").to_string(),
             pod_identity_url: format!("http://127.0.0.1:{agent_port}/v1/credentials"),
             pod_identity_token,
