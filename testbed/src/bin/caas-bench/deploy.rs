@@ -18,7 +18,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use super::{Config, Env, Failure, is_ready, issue_all, metric_sum, stats, wait_all};
+use super::{
+    Config, Env, Failure, is_ready, issue_all, machine_busy, metric_sum, proc_usage, stats,
+    wait_all,
+};
 
 /// The target every measured Certificate names.
 const TARGET: &str = "acm";
@@ -232,6 +235,7 @@ async fn storm(
     // All renewed at once: the Secret first (Ready with a new revision), ACM after.
     let revisions = revisions(certs).await?;
     let kube0 = metric_sum(metrics, "caas_kube_api_requests_total", "");
+    let (cpu0, busy0) = (proc_usage(operator.pid()).0, machine_busy());
     let started = Instant::now();
     let at = format!("deploy-storm-{}", caas_testbed::unique_name("s"));
     let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": at } } });
@@ -276,6 +280,7 @@ async fn storm(
     )
     .await?;
     let kube = metric_sum(metrics, "caas_kube_api_requests_total", "") - kube0;
+    let (cpu, busy) = (proc_usage(operator.pid()).0 - cpu0, machine_busy() - busy0);
     let calls2 = acm_calls(moto);
     let per = |action: &str, a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>| {
         (b.get(action).copied().unwrap_or(0) - a.get(action).copied().unwrap_or(0)) as f64 / n
@@ -283,7 +288,7 @@ async fn storm(
     rows.push((
         format!("deploy storm: all {} renewed at once, one ACM target each", names.len()),
         format!(
-            "all Secrets renewed in {:.1} s, all re-imported in {:.1} s; per renewal: {:.1} ImportCertificate, {:.1} DescribeCertificate, {:.1} API requests (first imports: {:.1} Import, {:.1} Describe)",
+            "all Secrets renewed in {:.1} s, all re-imported in {:.1} s; operator {cpu:.1} CPU s (whole machine {busy:.1}); per renewal: {:.1} ImportCertificate, {:.1} DescribeCertificate, {:.1} API requests (first imports: {:.1} Import, {:.1} Describe)",
             all_renewed.as_secs_f64(),
             all_deployed.as_secs_f64(),
             per("ImportCertificate", &calls1, &calls2),
