@@ -92,6 +92,15 @@ impl AzureAuth {
         Ok(AzureAuth { credential, named })
     }
 
+    /// A client secret when one is given, else the workload's own identity
+    /// ([`AzureAuth::ambient`]).
+    pub fn sign_in(login: &AzureLogin, secret: Option<String>) -> Result<AzureAuth, TokenError> {
+        match secret {
+            Some(secret) => AzureAuth::client_secret(login, secret),
+            None => AzureAuth::ambient(login),
+        }
+    }
+
     /// Where the tokens come from (never a secret or token).
     pub fn source(&self) -> &CredentialSource {
         &self.named

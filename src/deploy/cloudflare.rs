@@ -138,12 +138,8 @@ impl Cloudflare {
     /// The custom certificate `id`; `None`: it does not exist.
     async fn get(&self, zone: &str, id: &str) -> Result<Option<Value>, DeployError> {
         let path = format!("/zones/{zone}/custom_certificates/{id}");
-        let answer = self.rest.send(Method::GET, &path, None).await?;
-        match answer.status {
-            404 => Ok(None),
-            _ if answer.ok() => Ok(Some(answer.body["result"].clone())),
-            _ => Err(self.rest.failed("read", &answer)),
-        }
+        let found = self.rest.read(&path).await?;
+        Ok(found.map(|body| body["result"].clone()))
     }
 
     /// A custom certificate of the zone holding `bundle`'s certificate: one uploaded
@@ -217,11 +213,7 @@ impl Cloudflare {
     pub async fn delete(&self, id: &str) -> Result<(), DeployError> {
         let zone = self.zone().await?;
         let path = format!("/zones/{zone}/custom_certificates/{id}");
-        let answer = self.rest.send(Method::DELETE, &path, None).await?;
-        match answer.ok() || answer.status == 404 {
-            true => Ok(()),
-            false => Err(self.rest.failed("delete", &answer)),
-        }
+        self.rest.delete(&path).await.map(drop)
     }
 }
 

@@ -123,14 +123,9 @@ impl CertificateManager {
     /// The serial it holds; `None`: no such certificate.
     async fn serial(&self) -> Result<Option<String>, DeployError> {
         let path = format!("/{}", self.name);
-        let answer = self.rest.send(Method::GET, &path, None).await?;
-        if answer.status == 404 {
+        let Some(body) = self.rest.read(&path).await? else {
             return Ok(None);
-        }
-        if !answer.ok() {
-            return Err(self.rest.failed("read", &answer));
-        }
-        let body = &answer.body;
+        };
         let pem = (body["pemCertificate"].as_str())
             .or(body["selfManaged"]["pemCertificate"].as_str())
             .unwrap_or_default();
@@ -211,15 +206,14 @@ impl CertificateManager {
         )))
     }
 
-    /// Deletes the certificate `name` (`projects/../certificates/ID`; gone already: fine). One a certificate map entry uses
-    /// is refused (`FAILED_PRECONDITION`) and reported, never forced.
+    /// Deletes the certificate `name` (`projects/../certificates/ID`; gone already:
+    /// fine). One a certificate map entry uses is refused (`FAILED_PRECONDITION`) and
+    /// reported, never forced.
     pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
         let path = format!("/{name}");
-        let answer = self.rest.send(Method::DELETE, &path, None).await?;
-        match answer.status {
-            404 => Ok(()),
-            _ if answer.ok() => self.wait(answer.body, "delete").await,
-            _ => Err(self.rest.failed("delete", &answer)),
+        match self.rest.delete(&path).await? {
+            Some(operation) => self.wait(operation, "delete").await,
+            None => Ok(()),
         }
     }
 }

@@ -137,14 +137,10 @@ impl KeyVault {
     /// The serial of the newest version; `None`: no such certificate.
     async fn serial(&self) -> Result<Option<String>, DeployError> {
         let path = format!("/certificates/{}?{API_VERSION}", self.name);
-        let answer = self.rest.send(Method::GET, &path, None).await?;
-        if answer.status == 404 {
+        let Some(body) = self.rest.read(&path).await? else {
             return Ok(None);
-        }
-        if !answer.ok() {
-            return Err(self.rest.failed("read", &answer));
-        }
-        let der = (answer.body["cer"].as_str())
+        };
+        let der = (body["cer"].as_str())
             .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
         Ok(der.and_then(|d| der_serial(&d)))
     }
@@ -176,11 +172,7 @@ impl KeyVault {
     pub async fn delete(&self, id: &str) -> Result<(), DeployError> {
         let name = id.rsplit('/').next().unwrap_or(&self.name);
         let path = format!("/certificates/{name}?{API_VERSION}");
-        let answer = self.rest.send(Method::DELETE, &path, None).await?;
-        match answer.ok() || answer.status == 404 {
-            true => Ok(()),
-            false => Err(self.rest.failed("delete", &answer)),
-        }
+        self.rest.delete(&path).await.map(drop)
     }
 }
 

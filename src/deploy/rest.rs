@@ -101,6 +101,30 @@ impl Rest {
         }
     }
 
+    /// A read of what may be missing: the body, or `None` on 404.
+    pub async fn read(&self, path: &str) -> Result<Option<Value>, DeployError> {
+        self.maybe(Method::GET, path, "read").await
+    }
+
+    /// A delete of what may be gone already: the answer's body, or `None` on 404.
+    pub async fn delete(&self, path: &str) -> Result<Option<Value>, DeployError> {
+        self.maybe(Method::DELETE, path, "delete").await
+    }
+
+    async fn maybe(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<Value>, DeployError> {
+        let answer = self.send(method, path, None).await?;
+        match answer.status {
+            404 => Ok(None),
+            _ if answer.ok() => Ok(Some(answer.body)),
+            _ => Err(self.failed(what, &answer)),
+        }
+    }
+
     /// A refusal as a [`DeployError`]: "not now" (429, 5xx) is retried as is, the rest
     /// needs a fix. `what` names the call (`upload`, `import`).
     pub fn failed(&self, what: &str, answer: &Answer) -> DeployError {

@@ -139,6 +139,23 @@ impl Bed {
         s.metadata.annotations.unwrap()["caas.dev/serial"].clone()
     }
 
+    /// Deletes Certificate `name` and waits until it is gone (its finalizer done).
+    pub(crate) async fn delete_and_wait(&self, name: &str) {
+        let certs: Api<Certificate> = Api::namespaced(self.client.clone(), &self.ns);
+        certs.delete(name, &DeleteParams::default()).await.unwrap();
+        wait_for(
+            &format!("Certificate {name} gone"),
+            TIMEOUT,
+            Some(&self.operator),
+            || {
+                let certs = certs.clone();
+                async move { certs.get_opt(name).await.unwrap() }
+            },
+            Option::is_none,
+        )
+        .await;
+    }
+
     pub(crate) async fn renew(&self, name: &str) {
         let patch = json!({ "metadata": { "annotations": { "caas.dev/renew": jiff::Timestamp::now().to_string() } } });
         Api::<Certificate>::namespaced(self.client.clone(), &self.ns)

@@ -16,7 +16,7 @@ use caas_testbed::{
     AZURE_CLIENT, AZURE_TENANT, CLOUD_DNS_PROJECT, FakeCertificateManager, FakeCloudflareApi,
     FakeDnsApi, FakeKeyVault,
 };
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::cloud_credentials::cloud_python;
@@ -337,22 +337,7 @@ async fn cloud_destination_end_to_end(case: Case<'_>) {
         .await;
     assert_eq!(deployed(&refused).unwrap().1, "DestinationRefused");
     // deletionPolicy Delete: the copy goes with its Certificate.
-    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
-    certs
-        .delete("edge", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(
-        "the Certificate and its remote copy gone",
-        TIMEOUT,
-        Some(&bed.operator),
-        || {
-            let certs = certs.clone();
-            async move { certs.get_opt("edge").await.unwrap() }
-        },
-        Option::is_none,
-    )
-    .await;
+    bed.delete_and_wait("edge").await;
     assert!(
         case.fake.remote_serial(&(case.key_of)(&id2)).is_none(),
         "deleted before the finalizer went: {:?}",
@@ -601,22 +586,7 @@ async fn cloudflare_adopted_certificate_follows_its_new_ids_and_is_never_deleted
         [format!("{ZONE_ID}/{id2}")],
         "one certificate, PATCHed"
     );
-    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
-    certs
-        .delete("edge", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(
-        "the Certificate gone",
-        TIMEOUT,
-        Some(&bed.operator),
-        || {
-            let certs = certs.clone();
-            async move { certs.get_opt("edge").await.unwrap() }
-        },
-        Option::is_none,
-    )
-    .await;
+    bed.delete_and_wait("edge").await;
     assert_eq!(
         fake.stored_keys().len(),
         1,

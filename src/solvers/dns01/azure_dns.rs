@@ -52,14 +52,11 @@ async fn sign_in(secrets: Secrets<'_>, cfg: &Config) -> Result<AzureAuth, Solver
         client_id: cfg.client_id.clone(),
         authority: cfg.authority_url.clone(),
     };
-    let auth = match &cfg.client_secret_secret_ref {
-        Some(r) => {
-            let secret = secrets.value(r, "Azure client secret").await?;
-            AzureAuth::client_secret(&login, secret)
-        }
-        None => AzureAuth::ambient(&login),
+    let secret = match &cfg.client_secret_secret_ref {
+        Some(r) => Some(secrets.value(r, "Azure client secret").await?),
+        None => None,
     };
-    auth.map_err(|error| {
+    AzureAuth::sign_in(&login, secret).map_err(|error| {
         SolverError::Dns(DnsError::SignIn {
             provider: PROVIDER,
             error,

@@ -158,7 +158,7 @@ pub async fn run(
     issue_all(
         env,
         &["http"],
-        &[name.clone()],
+        std::slice::from_ref(&name),
         "d.",
         operator,
         Duration::from_secs(120),
