@@ -284,6 +284,19 @@ pub fn public_key_spki(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(key.subject_public_key_info())
 }
 
+/// `sha256:` and the hex SHA-256 of a SubjectPublicKeyInfo (DER): names a key pair
+/// without showing anything secret.
+pub fn spki_fingerprint(spki: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The fingerprint ([`spki_fingerprint`]) of a private key's public half.
+pub fn key_fingerprint(key_pem: &str) -> Result<String, PkiError> {
+    public_key_spki(key_pem).map(|spki| spki_fingerprint(&spki))
+}
+
 /// Whether the private key (PEM) belongs to the chain's leaf.
 pub fn key_matches(key_pem: &str, cert: &CertInfo) -> bool {
     public_key_spki(key_pem).is_ok_and(|spki| spki == cert.public_key_spki)

@@ -43,6 +43,17 @@ pub struct Request {
 /// Annotation that asks for a renewal now (`caas-operator renew` sets it to the time).
 pub const RENEW_ANNOTATION: &str = "caas.dev/renew";
 
+/// Annotation naming a key that must never be used again (`sha256:` of its public key,
+/// [`crate::pki::spki_fingerprint`]): `caas-operator revoke --reason keyCompromise`
+/// sets it, so the renewal gets a new key even with `rotationPolicy: Never`.
+pub const COMPROMISED_KEY_ANNOTATION: &str = "caas.dev/compromised-key";
+
+/// Whether a private key (by its fingerprint) may be used again: not when the
+/// Certificate's compromised-key annotation names it.
+pub fn key_usable(fingerprint: &str, compromised: Option<&str>) -> bool {
+    compromised.is_none_or(|c| c.trim() != fingerprint)
+}
+
 /// What the Secret holds, as far as the decision needs.
 #[derive(Clone, Debug, Default)]
 pub struct SecretView {
@@ -375,6 +386,14 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_compromised_key_is_never_usable_again() {
+        let fp = "sha256:00ab";
+        assert!(key_usable(fp, None));
+        assert!(key_usable(fp, Some("sha256:ffff")));
+        assert!(!key_usable(fp, Some(" sha256:00ab ")));
+    }
     use crate::api::certificate::CertificateSpec;
     use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};
     use crate::pki::{generate_key, parse_chain};

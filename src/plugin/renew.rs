@@ -104,7 +104,9 @@ pub fn render_revoke(r: &RevokeReport) -> String {
     )
 }
 
-/// Revokes the Certificate's current certificate at its CA, then renews it.
+/// Revokes the Certificate's current certificate at its CA, then renews it; for key
+/// compromise the key is named in `caas.dev/compromised-key` (in the same write as the
+/// renewal), so it is never used again, whatever the rotation policy.
 pub async fn revoke(
     client: &kube::Client,
     ns: &str,
@@ -113,8 +115,26 @@ pub async fn revoke(
     cluster_resource_namespace: &str,
 ) -> anyhow::Result<RevokeReport> {
     let why = super::revoke::parse_reason(reason)?;
-    let serial = super::revoke::revoke(client, ns, name, why, cluster_resource_namespace).await?;
-    renew(client, ns, Some(name), false, None).await?;
+    let compromised = matches!(why, instant_acme::RevocationReason::KeyCompromise);
+    let (serial, fingerprint) =
+        super::revoke::revoke(client, ns, name, why, cluster_resource_namespace).await?;
+    if compromised {
+        let now = jiff::Timestamp::now().to_string();
+        let patch = crate::shared::patch::Annotations::new([
+            (crate::decide::RENEW_ANNOTATION, now.as_str()),
+            (
+                crate::decide::COMPROMISED_KEY_ANNOTATION,
+                fingerprint.as_str(),
+            ),
+        ]);
+        let params = crate::shared::patch::params(crate::shared::PLUGIN_FIELD_MANAGER);
+        let api: kube::Api<crate::api::Certificate> = kube::Api::namespaced(client.clone(), ns);
+        api.patch(name, &params, &patch.patch())
+            .await
+            .map_err(|e| anyhow::anyhow!("Certificate {ns}/{name}: {e}"))?;
+    } else {
+        renew(client, ns, Some(name), false, None).await?;
+    }
     Ok(RevokeReport {
         name: name.to_string(),
         namespace: ns.to_string(),

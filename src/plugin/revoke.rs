@@ -30,14 +30,15 @@ pub fn parse_reason(name: &str) -> anyhow::Result<RevocationReason> {
     })
 }
 
-/// Revokes the certificate in Certificate `ns/name`'s Secret; returns its serial.
+/// Revokes the certificate in Certificate `ns/name`'s Secret; returns its serial and
+/// its key's fingerprint ([`crate::pki::spki_fingerprint`]).
 pub async fn revoke(
     client: &kube::Client,
     ns: &str,
     name: &str,
     reason: RevocationReason,
     cluster_resource_namespace: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let cert = Api::<Certificate>::namespaced(client.clone(), ns)
         .get(name)
         .await
@@ -88,5 +89,8 @@ pub async fn revoke(
                 acme::AcmeError::from_acme(e)
             )
         })?;
-    Ok(info.serial)
+    Ok((
+        info.serial,
+        crate::pki::spki_fingerprint(&info.public_key_spki),
+    ))
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use caas_operator::api::{CaaSIssuer, Time};
+use caas_operator::api::{CaaSIssuer, Certificate, Time};
 use caas_operator::pki;
 use caas_testbed::Fault;
 use caas_testbed::acme_proxy::{Exchange, Kind, Rule};
@@ -1081,4 +1081,62 @@ async fn a_rollover_the_ca_made_but_the_secret_missed_is_finished_not_registered
     assert_eq!(bindings(), registered, "no account was registered anew");
     issued(&client, &ns, "after", "pebble", json!({}), &operator).await;
     operator.assert_logs_free_of(&[&old_key, &next_pem, &pebble.eab_hmac]);
+}
+
+/// `revoke --reason keyCompromise` on a Certificate with `rotationPolicy: Never`: the
+/// renewal gets a new key (the compromised one is named in `caas.dev/compromised-key`),
+/// and a later renewal keeps that new key, as `Never` says.
+#[tokio::test]
+async fn key_compromise_always_gets_a_new_key_even_with_rotation_never() {
+    let (client, ns, _pebble, operator) = setup(
+        "compromise",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    let never = json!({ "privateKey": { "rotationPolicy": "Never" } });
+    issued(&client, &ns, "web", "pebble", never, &operator).await;
+    let key = |s: Secret| secret_text(&s, "tls.key");
+    let first = key(secret(&client, &ns, "web-tls").await);
+    // A plain renewal first: Never keeps the key.
+    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": "first" } } });
+    Api::<Certificate>::namespaced(client.clone(), &ns)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .unwrap();
+    wait_revision(&client, &ns, "web", 2, TIMEOUT, &operator).await;
+    assert_eq!(
+        key(secret(&client, &ns, "web-tls").await),
+        first,
+        "Never keeps the key"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
+        .env("KUBECONFIG", &shared_apiserver().kubeconfig)
+        .args(["revoke", "web", "-n", &ns, "--reason", "keyCompromise"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_revision(&client, &ns, "web", 3, TIMEOUT, &operator).await;
+    let second = key(secret(&client, &ns, "web-tls").await);
+    assert_ne!(second, first, "a compromised key is never reused");
+    let cert = Api::<Certificate>::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    let named = cert.metadata.annotations.unwrap()["caas.dev/compromised-key"].clone();
+    assert_eq!(named, pki::key_fingerprint(&first).unwrap());
+    assert!(named.starts_with("sha256:") && !named.contains("PRIVATE"));
+    // Later renewals keep the new key.
+    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": "after" } } });
+    Api::<Certificate>::namespaced(client.clone(), &ns)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .unwrap();
+    wait_revision(&client, &ns, "web", 4, TIMEOUT, &operator).await;
+    assert_eq!(key(secret(&client, &ns, "web-tls").await), second);
+    operator.assert_logs_free_of(&[&first, &second]);
 }

@@ -1,6 +1,8 @@
 //! The private key an order is finalized with. It is stored in a `<name>-next-key`
 //! Secret before it is used, so a crash between finalize and writing the TLS Secret
-//! loses nothing; with `rotationPolicy: Never` the TLS Secret's key is reused.
+//! loses nothing; with `rotationPolicy: Never` the TLS Secret's key is reused, unless
+//! the Certificate's `caas.dev/compromised-key` annotation names it (a revocation for
+//! key compromise).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::Context;
-use crate::decide::Request;
+use crate::decide::{COMPROMISED_KEY_ANNOTATION, Request, key_usable};
 use crate::pki;
 
 fn next_key_name(cert: &Certificate) -> String {
@@ -34,9 +36,14 @@ pub async fn existing(
     request: &Request,
     tls: Option<&Secret>,
 ) -> Result<Option<String>, Failure> {
+    let compromised = cert.annotations().get(COMPROMISED_KEY_ANNOTATION);
+    let usable = |key: &String| {
+        let fingerprint = pki::key_fingerprint(key).unwrap_or_default();
+        request.key.matches(key) && key_usable(&fingerprint, compromised.map(String::as_str))
+    };
     if request.rotation == RotationPolicy::Never
         && let Some(key) = tls.and_then(|s| secret_string(s, "tls.key"))
-        && request.key.matches(&key)
+        && usable(&key)
     {
         return Ok(Some(key));
     }
@@ -46,7 +53,7 @@ pub async fn existing(
         .map_err(Failure::kube(FailedStep::Keys))?;
     Ok(stored
         .and_then(|s| secret_string(&s, "tls.key"))
-        .filter(|k| request.key.matches(k)))
+        .filter(usable))
 }
 
 /// The key to finalize with: reused if the order already has one, otherwise a new key,
