@@ -51,8 +51,8 @@ pub struct CertificateSpec {
     /// Subject common name; must be one of the names. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
-    /// Requested lifetime (e.g. `2160h`): sent as the order's `notAfter` (unless the
-    /// issuer sets `enableDurationFeature: false`); the CA's default lifetime when unset.
+    /// Requested lifetime (e.g. `2160h`): sent as the order's `notAfter` only when the
+    /// issuer sets `enableDurationFeature: true`; otherwise the CA's default lifetime.
     /// `status.notBefore`/`notAfter` show what the CA gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,

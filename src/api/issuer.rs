@@ -45,9 +45,9 @@ pub struct IssuerSpec {
     /// the CA's default chain when none matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_chain: Option<String>,
-    /// Send a Certificate's `duration` as the order's `notAfter` (default: true). Set to
-    /// false for a CA that refuses notAfter (Let's Encrypt): certificates then get the
-    /// CA's default lifetime. cert-manager's field of the same name.
+    /// Send a Certificate's `duration` as the order's `notAfter` (default: false, as
+    /// cert-manager's field of the same name: Let's Encrypt and many CAs refuse
+    /// notAfter). Off, certificates get the CA's default lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_duration_feature: Option<bool>,
     /// ACME profile to request, where the CA offers profiles.

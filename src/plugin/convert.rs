@@ -87,6 +87,11 @@ fn issuer(doc: &Value, kind: &str, warnings: &mut Vec<String>) -> Option<Value> 
         return None;
     };
     let mut acme = Value::Object(acme.clone());
+    // cert-manager's defaults written out are ours too: no warning for them.
+    drop_if(&mut acme, "disableAccountKeyGeneration", &json!(false));
+    if let Some(key_ref) = acme.get_mut("privateKeySecretRef") {
+        drop_if(key_ref, "key", &json!("tls.key"));
+    }
     if let Some(skip) = acme.as_object_mut().and_then(|m| m.remove("skipTLSVerify"))
         && skip == true
     {
@@ -117,6 +122,44 @@ fn issuer(doc: &Value, kind: &str, warnings: &mut Vec<String>) -> Option<Value> 
     }))
 }
 
+/// Removes `field` from `object` when it holds cert-manager's default (also ours, or
+/// meaningless here): writing a default out is no loss worth a warning.
+fn drop_if(object: &mut Value, field: &str, default: &Value) {
+    if object.get(field) == Some(default)
+        && let Some(m) = object.as_object_mut()
+    {
+        m.remove(field);
+    }
+}
+
+/// cert-manager's private key defaults (RSA, PKCS#1) differ from ours (ECDSA, PKCS#8):
+/// a converted Certificate keeps cert-manager's, written out, and says so.
+fn private_key_defaults(spec: &mut Value, warnings: &mut Vec<String>, what: &str) {
+    if !spec["privateKey"].is_object() {
+        spec["privateKey"] = json!({});
+    }
+    let key = &mut spec["privateKey"];
+    if key["algorithm"].is_null() {
+        key["algorithm"] = json!("RSA");
+        warnings.push(format!(
+            "{what}: spec.privateKey.algorithm unset: cert-manager's default RSA written out \
+             (caas-operator's own default is ECDSA P-256; remove it to take that)"
+        ));
+    }
+    match (key["algorithm"].as_str(), key["encoding"].as_str()) {
+        (Some("RSA"), None) => key["encoding"] = json!("PKCS1"),
+        (Some(_), None | Some("PKCS1")) if key["algorithm"] != "RSA" => {
+            key["encoding"] = json!("PKCS8");
+            warnings.push(format!(
+                "{what}: tls.key will be PKCS#8: cert-manager writes {} keys as PKCS#1/SEC1 \
+                 (`EC PRIVATE KEY`) by default, which caas-operator does not write",
+                key["algorithm"].as_str().unwrap_or("?")
+            ));
+        }
+        _ => {}
+    }
+}
+
 fn certificate(doc: &Value, warnings: &mut Vec<String>) -> Option<Value> {
     let what = format!(
         "Certificate {}",
@@ -137,6 +180,15 @@ fn certificate(doc: &Value, warnings: &mut Vec<String>) -> Option<Value> {
         _ => "CaaSIssuer",
     };
     issuer["kind"] = json!(kind);
+    for (field, default) in [
+        ("isCA", json!(false)),
+        ("revisionHistoryLimit", json!(1)),
+        ("encodeUsagesInRequest", json!(true)),
+        ("usages", json!(["digital signature", "key encipherment"])),
+    ] {
+        drop_if(&mut spec, field, &default);
+    }
+    private_key_defaults(&mut spec, warnings, &what);
     let spec = carry::<CertificateSpec>(&spec, "spec", warnings, &what)?;
     Some(json!({
         "apiVersion": "caas.dev/v1alpha1",
@@ -270,6 +322,58 @@ metadata: { name: other }
             assert!(w.contains(expected), "no warning {expected:?} in:\n{w}");
         }
         assert!(!w.contains("dnsNames") && !w.contains("duration"), "{w}");
+        // ECDSA as given; its encoding PKCS#8, said.
+        assert_eq!(cert["spec"]["privateKey"]["encoding"], "PKCS8");
+        assert!(w.contains("tls.key will be PKCS#8"), "{w}");
+    }
+
+    /// cert-manager's defaults: RSA/PKCS#1 keys written out; default-valued fields
+    /// (`isCA: false`, `revisionHistoryLimit: 1`, the default usages, the account key's
+    /// `tls.key`) carried without a warning.
+    #[test]
+    fn cert_managers_defaults_are_kept_and_not_warned_about() {
+        let input = r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: { name: le, namespace: shop }
+spec:
+  acme:
+    server: https://acme.example/directory
+    disableAccountKeyGeneration: false
+    privateKeySecretRef: { name: le-account, key: tls.key }
+    solvers: [{ http01: { ingress: {} } }]
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: { name: web, namespace: shop }
+spec:
+  secretName: web-tls
+  issuerRef: { name: le }
+  dnsNames: [www.example.com]
+  isCA: false
+  revisionHistoryLimit: 1
+  usages: [digital signature, key encipherment]
+"#;
+        let c = convert(input).unwrap();
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&c.yaml)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect();
+        let key = &docs[1]["spec"]["privateKey"];
+        assert_eq!(
+            (key["algorithm"].as_str(), key["encoding"].as_str()),
+            (Some("RSA"), Some("PKCS1"))
+        );
+        let w = c.warnings.join("\n");
+        assert!(w.contains("cert-manager's default RSA written out"), "{w}");
+        for quiet in [
+            "isCA",
+            "revisionHistoryLimit",
+            "usages",
+            "disableAccountKeyGeneration",
+            "privateKeySecretRef",
+        ] {
+            assert!(!w.contains(quiet), "{quiet} warned about: {w}");
+        }
     }
 
     /// cert-manager's documented Route 53 forms: a plain `accessKeyID` beside the secret

@@ -326,7 +326,7 @@ async fn account_key_is_stored_before_registration_one_account_after_refusal_and
 }
 
 #[tokio::test]
-async fn duration_is_sent_as_not_after_unless_the_issuer_turns_it_off() {
+async fn duration_is_sent_as_not_after_only_when_the_issuer_turns_it_on() {
     let (client, ns, pebble, operator) = setup(
         "duration",
         PebbleOptions::default(),
@@ -337,12 +337,14 @@ async fn duration_is_sent_as_not_after_unless_the_issuer_turns_it_off() {
     issuer(
         &client,
         &ns,
-        "off",
+        "on",
         &pebble,
-        json!({ "enableDurationFeature": false }),
+        json!({ "enableDurationFeature": true }),
     )
     .await;
-    for (cert, issuer_name, want_hours) in [("short", "pebble", 48), ("default", "off", 90 * 24)] {
+    // Off by default, as in cert-manager: a pasted Certificate with `duration` gets the
+    // CA's default lifetime from an issuer that does not say otherwise.
+    for (cert, issuer_name, want_hours) in [("short", "on", 48), ("default", "pebble", 90 * 24)] {
         let (_, chain) = issued(
             &client,
             &ns,
@@ -955,7 +957,33 @@ async fn fallback_issuer_when_the_primary_ca_is_down_and_back_to_primary_at_rene
 async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
     let bed = ProxiedBed::start("no-notafter", PebbleOptions::default()).await;
     let (client, ns) = (&bed.client, bed.ns.as_str());
-    bed.registered_issuer(json!([{ "http01": {} }])).await;
+    // An issuer that sends `duration` (enableDurationFeature: true) from the start.
+    apply_secret(client, ns, "ca-eab", &[("hmac", &bed.pebble.eab_hmac)]).await;
+    let issuer: CaaSIssuer = serde_json::from_value(json!({
+        "apiVersion": "caas.dev/v1alpha1", "kind": "CaaSIssuer",
+        "metadata": { "name": "ca", "namespace": ns },
+        "spec": {
+            "server": bed.proxy.directory_url, "caBundle": bed.pebble.tls_ca_pem,
+            "externalAccountBinding": { "keyID": bed.pebble.eab_kid, "keySecretRef": { "name": "ca-eab", "key": "hmac" } },
+            "privateKeySecretRef": { "name": "ca-account" }, "enableDurationFeature": true,
+            "solvers": [{ "http01": {} }]
+        }
+    }))
+    .unwrap();
+    Api::<CaaSIssuer>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &issuer)
+        .await
+        .unwrap();
+    wait_issuer(
+        client,
+        ns,
+        "ca",
+        "True",
+        "AccountRegistered",
+        TIMEOUT,
+        &bed.operator,
+    )
+    .await;
     // What Let's Encrypt answers an order with notAfter.
     bed.proxy.set_rule(rule(|e: &Exchange| {
         (e.kind == Kind::NewOrder).then(|| Fault::Refuse {

@@ -11,10 +11,10 @@ pub(super) fn new_order<'a>(p: &Pass<'a>, identifiers: &'a [Identifier]) -> NewO
     }
 }
 
-/// The `notAfter` to ask for: now + `duration`, unless the issuer turned the duration
-/// feature off.
+/// The `notAfter` to ask for: now + `duration`, when the issuer turned the duration
+/// feature on (off by default, as in cert-manager: many CAs refuse notAfter).
 pub(super) fn not_after(p: &Pass<'_>, now: Timestamp) -> Option<Timestamp> {
-    if p.issuer.spec.enable_duration_feature == Some(false) {
+    if p.issuer.spec.enable_duration_feature != Some(true) {
         return None;
     }
     let d = p.request.duration?;
