@@ -223,14 +223,19 @@ async fn provider_end_to_end(
         "both values went through the API: {:?}",
         fake.log()
     );
-    assert!(
-        shared_bind().dig(&record, "TXT").is_empty(),
-        "cleanup removed the records from BIND"
-    );
-    assert!(
-        fake.records().iter().all(|(n, _)| *n != record),
-        "and from the provider"
-    );
+    // Cleanup follows the issuance (the Secret and Ready come first): waited for.
+    wait_for(
+        "cleanup to remove the records from BIND and from the provider",
+        TIMEOUT,
+        Some(&operator),
+        || async {
+            let in_bind = !shared_bind().dig(&record, "TXT").is_empty();
+            let at_provider = fake.records().iter().any(|(n, _)| *n == record);
+            (in_bind, at_provider)
+        },
+        |left: &(bool, bool)| *left == (false, false),
+    )
+    .await;
 
     let refused = wait_cert_ready(
         &client,
