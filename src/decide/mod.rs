@@ -38,6 +38,9 @@ pub struct Request {
     /// The `caas.dev/renew` annotation's value: a renewal is due when status has not
     /// acted on this value yet. Set by the caller.
     pub renew_request: Option<String>,
+    /// The `caas.dev/compromised-key` annotation's value: a Secret whose key it names is
+    /// reissued with a new key. Set by the caller.
+    pub compromised_key: Option<String>,
 }
 
 /// Annotation that asks for a renewal now (`caas-operator renew` sets it to the time).
@@ -48,10 +51,12 @@ pub const RENEW_ANNOTATION: &str = "caas.dev/renew";
 /// sets it, so the renewal gets a new key even with `rotationPolicy: Never`.
 pub const COMPROMISED_KEY_ANNOTATION: &str = "caas.dev/compromised-key";
 
-/// Whether a private key (by its fingerprint) may be used again: not when the
-/// Certificate's compromised-key annotation names it.
+/// Whether a private key (by its fingerprint, `sha256:` and lowercase hex) may be used
+/// again: not when the Certificate's compromised-key annotation names it (read in any
+/// case, with or without `sha256:`).
 pub fn key_usable(fingerprint: &str, compromised: Option<&str>) -> bool {
-    compromised.is_none_or(|c| c.trim() != fingerprint)
+    let bare = |f: &str| f.trim().trim_start_matches("sha256:").to_ascii_lowercase();
+    compromised.is_none_or(|c| bare(c) != bare(fingerprint))
 }
 
 /// What the Secret holds, as far as the decision needs.
@@ -174,6 +179,19 @@ fn check_key(request: &Request, secret: &SecretView, cert: &CertInfo) -> Result<
             Reason::KeySettingsChanged,
             "the private key settings changed",
         )),
+        Some(_)
+            if !key_usable(
+                &crate::pki::spki_fingerprint(&cert.public_key_spki),
+                request.compromised_key.as_deref(),
+            ) =>
+        {
+            Err(issue(
+                Reason::KeySettingsChanged,
+                &format!(
+                    "the Secret's key is named compromised ({COMPROMISED_KEY_ANNOTATION}): a new key is due"
+                ),
+            ))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -393,6 +411,11 @@ mod tests {
         assert!(key_usable(fp, None));
         assert!(key_usable(fp, Some("sha256:ffff")));
         assert!(!key_usable(fp, Some(" sha256:00ab ")));
+        assert!(!key_usable(fp, Some("SHA256:00AB".to_lowercase().as_str())));
+        assert!(
+            !key_usable(fp, Some("00AB")),
+            "without the prefix, in capitals"
+        );
     }
     use crate::api::certificate::CertificateSpec;
     use crate::api::certificate::{IssuerRef, KeyAlgorithm, PrivateKeySpec};

@@ -91,6 +91,7 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         renew_before_percentage: spec.renew_before_percentage,
         hash,
         renew_request: None,
+        compromised_key: None,
     })
 }
 

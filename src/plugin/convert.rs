@@ -91,6 +91,12 @@ fn issuer(doc: &Value, kind: &str, warnings: &mut Vec<String>) -> Option<Value> 
     drop_if(&mut acme, "disableAccountKeyGeneration", &json!(false));
     if let Some(key_ref) = acme.get_mut("privateKeySecretRef") {
         drop_if(key_ref, "key", &json!("tls.key"));
+        warnings.push(format!(
+            "{what}: spec.acme.privateKeySecretRef {}: caas-operator's account keys are \
+             ECDSA P-256 in PKCS#8; cert-manager's (RSA) cannot be reused: name a new Secret \
+             (a new account is registered; with EAB, one more EAB key)",
+            key_ref["name"].as_str().unwrap_or("?")
+        ));
     }
     if let Some(skip) = acme.as_object_mut().and_then(|m| m.remove("skipTLSVerify"))
         && skip == true
@@ -148,14 +154,14 @@ fn private_key_defaults(spec: &mut Value, warnings: &mut Vec<String>, what: &str
     }
     match (key["algorithm"].as_str(), key["encoding"].as_str()) {
         (Some("RSA"), None) => key["encoding"] = json!("PKCS1"),
-        (Some(_), None | Some("PKCS1")) if key["algorithm"] != "RSA" => {
+        (Some("ECDSA"), None | Some("PKCS1")) => {
             key["encoding"] = json!("PKCS8");
             warnings.push(format!(
-                "{what}: tls.key will be PKCS#8: cert-manager writes {} keys as PKCS#1/SEC1 \
-                 (`EC PRIVATE KEY`) by default, which caas-operator does not write",
-                key["algorithm"].as_str().unwrap_or("?")
+                "{what}: tls.key will be PKCS#8: cert-manager writes ECDSA keys as SEC1 \
+                 (`EC PRIVATE KEY`) by default, which caas-operator does not write"
             ));
         }
+        (Some("Ed25519"), Some("PKCS1")) => key["encoding"] = json!("PKCS8"),
         _ => {}
     }
 }
@@ -365,12 +371,15 @@ spec:
         );
         let w = c.warnings.join("\n");
         assert!(w.contains("cert-manager's default RSA written out"), "{w}");
+        assert!(w.contains("cert-manager's (RSA) cannot be reused"), "{w}");
+        let spec = &docs[1]["spec"];
+        assert!(spec["isCA"].is_null() && spec["usages"].is_null(), "{spec}");
         for quiet in [
             "isCA",
             "revisionHistoryLimit",
             "usages",
             "disableAccountKeyGeneration",
-            "privateKeySecretRef",
+            "key is not supported",
         ] {
             assert!(!w.contains(quiet), "{quiet} warned about: {w}");
         }
@@ -402,7 +411,9 @@ spec:
             role: arn:aws:iam::123456789012:role/other
 "#;
         let c = convert(input).unwrap();
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Only the account key's note: both Route 53 forms carry over.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("privateKeySecretRef le-account"));
         let doc: Value = serde_yaml::from_str(&c.yaml).unwrap();
         let r53 = &doc["spec"]["solvers"][0]["dns01"]["route53"];
         assert_eq!(r53["accessKeyID"], "AKIAIOSFODNN7EXAMPLE");

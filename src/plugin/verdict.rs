@@ -98,7 +98,7 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
         SecretNotFound => "create the Secret the issuer's solver names (credentials, TSIG key)",
         RateLimited => "wait: new orders resume at the time given; do not delete and recreate",
         DurationNotSupported => {
-            "remove duration, or set enableDurationFeature: false on the issuer"
+            "remove duration, or remove enableDurationFeature: true from the issuer (off by default)"
         }
         WaitingForCa => "wait: the CA is still validating or issuing (no time limit)",
         WaitingForDns => {

@@ -1014,7 +1014,7 @@ async fn a_ca_that_refuses_not_after_gets_a_reason_naming_the_switch() {
     let (_, _, message) = condition(&cert.status.unwrap().conditions, "Ready").unwrap();
     assert!(
         message.contains("NotAfter are not supported")
-            && message.contains("enableDurationFeature: false"),
+            && message.contains("enableDurationFeature: true"),
         "the CA's words and the switch: {message}"
     );
 }

@@ -104,6 +104,9 @@ pub async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Acti
         .annotations()
         .get(decide::RENEW_ANNOTATION)
         .cloned();
+    request.compromised_key = (seen.cert.annotations())
+        .get(decide::COMPROMISED_KEY_ANNOTATION)
+        .cloned();
 
     // Decide.
     let view = seen.secret.as_ref().map(secret_view);

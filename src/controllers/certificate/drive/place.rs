@@ -97,7 +97,7 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
         Reason::DurationNotSupported,
         format!(
             "the CA refused the requested lifetime (spec.duration, sent as the order's notAfter): {detail}; \
-             remove spec.duration, or set enableDurationFeature: false on the issuer to take the CA's default lifetime"
+             remove spec.duration, or remove enableDurationFeature: true from the issuer (off by default) to take the CA's default lifetime"
         ),
         true,
     ))
