@@ -284,6 +284,20 @@ pub fn public_key_spki(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(key.subject_public_key_info())
 }
 
+/// The key algorithm of a SubjectPublicKeyInfo (DER): RSA or Ed25519 by their OIDs,
+/// ECDSA otherwise.
+pub fn spki_algorithm(spki: &[u8]) -> KeyAlgorithm {
+    use x509_parser::oid_registry::{OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519};
+    let Ok((_, info)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki) else {
+        return KeyAlgorithm::Ecdsa;
+    };
+    match &info.algorithm.algorithm {
+        oid if *oid == OID_PKCS1_RSAENCRYPTION => KeyAlgorithm::Rsa,
+        oid if *oid == OID_SIG_ED25519 => KeyAlgorithm::Ed25519,
+        _ => KeyAlgorithm::Ecdsa,
+    }
+}
+
 /// `sha256:` and the hex SHA-256 of a SubjectPublicKeyInfo (DER): names a key pair
 /// without showing anything secret.
 pub fn spki_fingerprint(spki: &[u8]) -> String {
@@ -391,6 +405,23 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_names_its_algorithm() {
+        for algorithm in [KeyAlgorithm::Ecdsa, KeyAlgorithm::Ed25519] {
+            let settings = KeySettings {
+                algorithm,
+                size: if algorithm == KeyAlgorithm::Ecdsa {
+                    256
+                } else {
+                    0
+                },
+                encoding: KeyEncoding::Pkcs8,
+            };
+            let key = generate_key(&settings).unwrap();
+            assert_eq!(spki_algorithm(&public_key_spki(&key).unwrap()), algorithm);
+        }
+    }
+
+    #[test]
     fn rsa_keys_in_both_encodings() {
         for (size, encoding, label) in [
             (2048, KeyEncoding::Pkcs1, "RSA PRIVATE KEY"),
@@ -418,6 +449,10 @@ mod tests {
             assert!(!csr.is_empty());
             let data = secret_data("x", &key, &[OutputFormatType::Der]).unwrap();
             assert!(!data["key.der"].is_empty());
+            assert_eq!(
+                spki_algorithm(&public_key_spki(&key).unwrap()),
+                KeyAlgorithm::Rsa
+            );
             // Key Vault takes PKCS#8 only: the same key either way.
             let pkcs8 = pkcs8_pem(&key).unwrap();
             assert!(pkcs8.starts_with("-----BEGIN PRIVATE KEY-----"), "{pkcs8}");

@@ -87,6 +87,30 @@ async fn issued(
     (name, chain)
 }
 
+/// `caas-operator revoke NAME --reason keyCompromise`, which must succeed; its output.
+fn revoke_for_key_compromise(ns: &str, name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
+        .env("KUBECONFIG", &shared_apiserver().kubeconfig)
+        .args(["revoke", name, "-n", ns, "--reason", "keyCompromise"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "revoke failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asks for a renewal of Certificate `name` (`caas.dev/renew: value`).
+async fn renew(client: &kube::Client, ns: &str, name: &str, value: &str) {
+    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": value } } });
+    Api::<Certificate>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .unwrap();
+}
+
 async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
     Api::<Secret>::namespaced(client.clone(), ns)
         .get(name)
@@ -838,17 +862,8 @@ async fn account_key_rollover_on_request_and_revocation_then_renewal() {
     // A certificate from the rolled-over account, then revoked and renewed.
     let (_, chain) = issued(&client, &ns, "web", "pebble", json!({}), &operator).await;
     let first = pki::parse_chain(&chain).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
-        .env("KUBECONFIG", &shared_apiserver().kubeconfig)
-        .args(["revoke", "web", "-n", &ns, "--reason", "keyCompromise"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "revoke failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&first.serial));
+    let out = revoke_for_key_compromise(&ns, "web");
+    assert!(out.contains(&first.serial));
     let (status, body) = caas_testbed::https_get(
         &format!(
             "{}/cert-status-by-serial/{}",
@@ -1127,27 +1142,14 @@ async fn key_compromise_always_gets_a_new_key_even_with_rotation_never() {
     let key = |s: Secret| secret_text(&s, "tls.key");
     let first = key(secret(&client, &ns, "web-tls").await);
     // A plain renewal first: Never keeps the key.
-    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": "first" } } });
-    Api::<Certificate>::namespaced(client.clone(), &ns)
-        .patch("web", &PatchParams::default(), &Patch::Merge(&renew))
-        .await
-        .unwrap();
+    renew(&client, &ns, "web", "first").await;
     wait_revision(&client, &ns, "web", 2, TIMEOUT, &operator).await;
     assert_eq!(
         key(secret(&client, &ns, "web-tls").await),
         first,
         "Never keeps the key"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caas-operator"))
-        .env("KUBECONFIG", &shared_apiserver().kubeconfig)
-        .args(["revoke", "web", "-n", &ns, "--reason", "keyCompromise"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "revoke: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke_for_key_compromise(&ns, "web");
     wait_revision(&client, &ns, "web", 3, TIMEOUT, &operator).await;
     let second = key(secret(&client, &ns, "web-tls").await);
     assert_ne!(second, first, "a compromised key is never reused");
@@ -1159,11 +1161,7 @@ async fn key_compromise_always_gets_a_new_key_even_with_rotation_never() {
     assert_eq!(named, pki::key_fingerprint(&first).unwrap());
     assert!(named.starts_with("sha256:") && !named.contains("PRIVATE"));
     // Later renewals keep the new key.
-    let renew = json!({ "metadata": { "annotations": { "caas.dev/renew": "after" } } });
-    Api::<Certificate>::namespaced(client.clone(), &ns)
-        .patch("web", &PatchParams::default(), &Patch::Merge(&renew))
-        .await
-        .unwrap();
+    renew(&client, &ns, "web", "after").await;
     wait_revision(&client, &ns, "web", 4, TIMEOUT, &operator).await;
     assert_eq!(key(secret(&client, &ns, "web-tls").await), second);
     operator.assert_logs_free_of(&[&first, &second]);

@@ -139,6 +139,12 @@ impl Bed {
         s.metadata.annotations.unwrap()["caas.dev/serial"].clone()
     }
 
+    /// Waits until Certificate `name` is `Ready=True Issued` (its Secret written).
+    pub(crate) async fn wait_issued(&self, name: &str) {
+        let (client, ns, op) = (&self.client, &self.ns, &self.operator);
+        wait_cert_ready(client, ns, name, "True", Some("Issued"), TIMEOUT, op).await;
+    }
+
     /// Deletes Certificate `name` and waits until it is gone (its finalizer done).
     pub(crate) async fn delete_and_wait(&self, name: &str) {
         let certs: Api<Certificate> = Api::namespaced(self.client.clone(), &self.ns);
@@ -344,16 +350,7 @@ async fn a_foreign_secret_is_never_overwritten_and_the_copy_follows_once_it_goes
     );
     assert_eq!(refused.failed_attempts, Some(1));
     // The Secret itself was written at once, whatever the target does.
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "shop",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("shop").await;
     let foreign = copy_in(&bed.client, &dest, "shop-tls").await.unwrap();
     assert_eq!(secret_text(&foreign, "tls.crt"), "not ours");
     // Its owner removes it: the next attempt (after the backoff) copies.
@@ -393,16 +390,7 @@ async fn a_missing_target_is_reported_and_deployed_once_it_exists() {
             .2
             .contains("DeployTarget later does not exist")
     );
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "api",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("api").await;
     bed.target("later", json!({ "secretCopies": { "namespaces": [dest] } }))
         .await;
     let done = bed
@@ -704,22 +692,7 @@ async fn acm_deletion_policy_delete_removes_the_import_with_the_certificate() {
         }
     };
     assert!(exists(client.clone(), arn.clone()).await);
-    Api::<Certificate>::namespaced(bed.client.clone(), &bed.ns)
-        .delete("gone", &DeleteParams::default())
-        .await
-        .unwrap();
-    let certs: Api<Certificate> = Api::namespaced(bed.client.clone(), &bed.ns);
-    wait_for(
-        "the Certificate gone",
-        TIMEOUT,
-        Some(&bed.operator),
-        || {
-            let certs = certs.clone();
-            async move { certs.get_opt("gone").await.unwrap() }
-        },
-        Option::is_none,
-    )
-    .await;
+    bed.delete_and_wait("gone").await;
     assert!(
         !exists(client, arn).await,
         "the ACM certificate was deleted before the finalizer went"
@@ -911,16 +884,7 @@ async fn acm_down_then_back_the_secret_is_written_at_once_then_deployed() {
     .await;
     bed.certificate("edge", &["acm"]).await;
     // The Secret does not wait for ACM.
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "edge",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("edge").await;
     let down = bed
         .entry_where("edge", "acm", "unreachable", |e| {
             deployed(e).is_some_and(|c| c.1 == "DestinationUnreachable")
@@ -954,16 +918,7 @@ async fn acm_wrong_keys_are_refused_in_awss_words_and_the_secret_is_written_anyw
     caas_testbed::register_secret(&wrong.secret_access_key);
     acm_target(&bed, &wrong, json!({})).await;
     bed.certificate("edge", &["acm"]).await;
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "edge",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("edge").await;
     let refused = bed
         .entry_where("edge", "acm", "refused", |e| {
             deployed(e).is_some_and(|c| c.1 == "DestinationRefused")

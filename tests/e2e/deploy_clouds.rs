@@ -8,8 +8,6 @@
 //! `deletionPolicy: Delete` removing the copy with its Certificate. The operator's
 //! logs, events and status are scanned for every credential when it stops.
 
-use std::time::Duration;
-
 use caas_operator::api::Certificate;
 use caas_operator::decide::deploy::same_serial;
 use caas_testbed::{
@@ -22,8 +20,6 @@ use serde_json::{Value, json};
 use crate::cloud_credentials::cloud_python;
 use crate::deploy::{bed_with, deployed};
 use crate::support::*;
-
-const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The id the Cloudflare fake gives the `acc.test` zone.
 const ZONE_ID: &str = "023e105f4ecef8ad9ca31a8372d0c353";
@@ -245,16 +241,7 @@ async fn cloud_destination_end_to_end(case: Case<'_>) {
     // Down at the first issuance: the Secret is written at once all the same.
     case.fake.set_down(true);
     bed.certificate("edge", &["dest"]).await;
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "edge",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("edge").await;
     let down = bed
         .entry_where("edge", "dest", "unreachable", |e| {
             deployed(e).is_some_and(|c| c.1 == "DestinationUnreachable")
@@ -320,16 +307,7 @@ async fn cloud_destination_end_to_end(case: Case<'_>) {
     }
     bed.target("wrong", wrong).await;
     bed.certificate("other", &["wrong"]).await;
-    wait_cert_ready(
-        &bed.client,
-        &bed.ns,
-        "other",
-        "True",
-        Some("Issued"),
-        TIMEOUT,
-        &bed.operator,
-    )
-    .await;
+    bed.wait_issued("other").await;
     let refused = bed
         .entry_where("other", "wrong", "refused", |e| {
             deployed(e).is_some_and(|c| c.0 == "False" && c.2.contains(case.wrong_words))

@@ -179,22 +179,18 @@ async fn secret_cert(ctx: &Context, cert: &Certificate) -> Result<Option<SecretC
             .and_then(|d| d.get(key))
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
     };
-    let (Some(crt), Some(key)) = (text("tls.crt"), text("tls.key")) else {
+    let (Some(crt), Some(_)) = (text("tls.crt"), text("tls.key")) else {
         return Ok(None);
     };
     let Ok(info) = crate::pki::parse_chain(&crt) else {
         return Ok(None);
     };
-    use crate::api::certificate::KeyAlgorithm;
-    let algorithm = match crate::pki::load_key(&key) {
-        Ok(k) if k.algorithm() == &rcgen::PKCS_ED25519 => KeyAlgorithm::Ed25519,
-        Ok(k) if k.algorithm() == &rcgen::PKCS_RSA_SHA256 => KeyAlgorithm::Rsa,
-        _ => KeyAlgorithm::Ecdsa,
-    };
+    // The key's type from the certificate's public key: no private key parsed on this
+    // path, which every status change of every Certificate with targets takes.
     Ok(Some(SecretCert {
         serial: info.serial,
         not_after: info.not_after,
-        key: algorithm,
+        key: crate::pki::spki_algorithm(&info.public_key_spki),
     }))
 }
 
