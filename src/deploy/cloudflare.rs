@@ -68,6 +68,12 @@ fn holds(c: &Value, bundle: &Bundle) -> bool {
     same_expiry && hosts == names
 }
 
+/// Whether `replaced` (the notAfter of the certificate deployed before) is `bundle`'s
+/// notAfter to the second: `expires_on` cannot tell the two apart.
+fn same_second(replaced: Option<jiff::Timestamp>, bundle: &Bundle) -> bool {
+    replaced.is_some_and(|t| t.as_second() == bundle.info.not_after.as_second())
+}
+
 impl Cloudflare {
     /// With the target's API token (or global API key and email), read from Secrets in
     /// `namespace`. Cloudflare has no ambient credentials.
@@ -157,11 +163,15 @@ impl Cloudflare {
 
     /// Puts `bundle` into custom certificate `id` (PATCH), or a new one when there is
     /// none or it is gone (unless `adopted`: the user's `customCertificateID` must exist).
+    /// `replaced`: the notAfter of another certificate the status says `id` holds. Two
+    /// certificates may share a notAfter to the second (a renewal issued within a second
+    /// of the one before, as Pebble does when the authorization is reused), and then
+    /// `expires_on` cannot tell them apart: the PATCH is sent.
     pub async fn deploy(
         &self,
         bundle: &Bundle,
-        id: Option<&str>,
-        adopted: bool,
+        (id, adopted): (Option<&str>, bool),
+        replaced: Option<jiff::Timestamp>,
     ) -> Result<Deployed, DeployError> {
         let zone = self.zone().await?;
         let mut existing = match id {
@@ -184,7 +194,11 @@ impl Cloudflare {
         let collection = format!("/zones/{zone}/custom_certificates");
         let id_of = |c: &Value| c["id"].as_str().unwrap_or_default().to_string();
         let answer = match existing {
-            Some(c) if holds(&c, bundle) && c["bundle_method"] == bundle_method => {
+            Some(c)
+                if holds(&c, bundle)
+                    && c["bundle_method"] == bundle_method
+                    && !same_second(replaced, bundle) =>
+            {
                 return Ok(Deployed::unchanged(&id_of(&c)));
             }
             Some(c) => {

@@ -117,15 +117,16 @@ impl Remote {
 
     /// Puts `bundle` at the destination: into `prior` (the copy made before, or the one
     /// adopted) where the destination has IDs of its own, else where the target names.
+    /// `replaced`: the notAfter of another certificate deployed there before, if any.
     pub async fn deploy(
         &self,
         bundle: &Bundle,
-        prior: Option<&str>,
-        adopted: bool,
+        (prior, adopted): (Option<&str>, bool),
+        replaced: Option<jiff::Timestamp>,
     ) -> Result<Deployed, DeployError> {
         match self {
             Remote::Acm(acm, tags) => acm.deploy(bundle, prior, adopted, tags).await,
-            Remote::Cloudflare(cf) => cf.deploy(bundle, prior, adopted).await,
+            Remote::Cloudflare(cf) => cf.deploy(bundle, (prior, adopted), replaced).await,
             Remote::KeyVault(kv) => kv.deploy(bundle).await,
             Remote::CertificateManager(cm) => cm.deploy(bundle).await,
         }

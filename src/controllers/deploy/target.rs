@@ -338,7 +338,12 @@ async fn carry_out(
         let deployed = same_place.and_then(|e| e.remote_id.as_deref());
         let prior = remote::prior(&t.spec, deployed);
         let adopted = remote::adopted(&t.spec).is_some();
-        return client.deploy(bundle, prior.as_deref(), adopted).await;
+        // Another certificate deployed there before: its notAfter (see `Remote::deploy`).
+        let replaced = same_place
+            .filter(|e| e.serial.as_deref() != Some(bundle.info.serial.as_str()))
+            .and_then(|e| e.not_after.as_ref().map(|t| t.0));
+        let prior = (prior.as_deref(), adopted);
+        return client.deploy(bundle, prior, replaced).await;
     };
     let cfg: &SecretCopiesTarget = t.spec.secret_copies.as_ref().expect("copies");
     let previous = entry
