@@ -287,7 +287,12 @@ async fn send(
     }
 }
 
-/// A fresh copy of a request (method, URI, version, headers, body), to send (again).
+/// Every ACME request names its client (RFC 8555 section 6.1: "ACME clients MUST send a
+/// User-Agent header field"; Pebble 2.10 and Boulder refuse requests without one).
+const USER_AGENT: &str = concat!("caas-operator/", env!("CARGO_PKG_VERSION"));
+
+/// A fresh copy of a request (method, URI, version, headers, body), with our
+/// `User-Agent` unless it has one, to send (again).
 fn copy_request(
     parts: &http::request::Parts,
     body: &Bytes,
@@ -298,6 +303,9 @@ fn copy_request(
         .version(parts.version);
     for (name, value) in &parts.headers {
         builder = builder.header(name, value);
+    }
+    if !parts.headers.contains_key(http::header::USER_AGENT) {
+        builder = builder.header(http::header::USER_AGENT, USER_AGENT);
     }
     builder
         .body(BodyWrapper::from(body.to_vec()))

@@ -136,6 +136,8 @@ reasons! {
     KeyRolloverFailed = "KeyRolloverFailed",
     /// The CA does not know the account of the key.
     AccountNotFound = "AccountNotFound",
+    /// The issuer's `profile` is not one the CA's directory offers.
+    UnknownProfile = "UnknownProfile",
     /// The CA kept refusing the request's nonce.
     BadNonce = "BadNonce",
 }

@@ -18,7 +18,7 @@ pub mod fallback;
 pub mod order;
 pub mod renewal;
 mod validate;
-pub use validate::{validate, validate_dns_name};
+pub use validate::{profile_problem, validate, validate_dns_name};
 
 /// What a valid Certificate spec asks for, normalized.
 #[derive(Clone, Debug, PartialEq)]

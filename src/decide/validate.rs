@@ -11,6 +11,29 @@ use crate::api::certificate::{CertificateSpec, RotationPolicy};
 use crate::decide::renewal;
 use crate::pki::KeySettings;
 
+/// The issuer's `profile` (`wanted`) against the profiles the CA's directory offers
+/// (name, description): `None` when it may be ordered (or none is named), else what to
+/// tell the user. A CA refuses an order for a profile it does not offer; this says so
+/// before any order, with what the CA offers.
+pub fn profile_problem(wanted: Option<&str>, offered: &[(String, String)]) -> Option<String> {
+    let wanted = wanted?;
+    if offered.iter().any(|(name, _)| name == wanted) {
+        return None;
+    }
+    if offered.is_empty() {
+        return Some(format!(
+            "profile {wanted:?}: the CA offers no ACME profiles (its directory has no meta.profiles): remove profile from the issuer"
+        ));
+    }
+    let list: Vec<String> = (offered.iter())
+        .map(|(name, description)| format!("{name} ({description})"))
+        .collect();
+    Some(format!(
+        "profile {wanted:?} is not offered by the CA; it offers: {}",
+        list.join(", ")
+    ))
+}
+
 /// Checks one DNS name (RFC 1123 labels; a wildcard only as the whole first label).
 pub fn validate_dns_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -261,4 +284,26 @@ fn request_hash(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::profile_problem;
+
+    #[test]
+    fn a_profile_the_ca_does_not_offer_is_refused_with_what_it_offers() {
+        let offered = [
+            ("default".to_string(), "90 days".to_string()),
+            ("shortlived".to_string(), "6 days".to_string()),
+        ];
+        assert_eq!(profile_problem(None, &offered), None);
+        assert_eq!(profile_problem(None, &[]), None);
+        assert_eq!(profile_problem(Some("shortlived"), &offered), None);
+        assert_eq!(
+            profile_problem(Some("tlsserver"), &offered).unwrap(),
+            "profile \"tlsserver\" is not offered by the CA; it offers: default (90 days), shortlived (6 days)"
+        );
+        let none = profile_problem(Some("shortlived"), &[]).unwrap();
+        assert!(none.contains("offers no ACME profiles"), "{none}");
+    }
 }

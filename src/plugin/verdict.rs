@@ -100,6 +100,9 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
         DurationNotSupported => {
             "remove duration, or remove enableDurationFeature: true from the issuer (off by default)"
         }
+        UnknownProfile => {
+            "set the issuer's profile to one the CA offers (the message lists them), or remove it"
+        }
         WaitingForCa => "wait: the CA is still validating or issuing (no time limit)",
         WaitingForDns => {
             "wait, or check --dns01-recursive-nameservers if the cluster cannot reach the \

@@ -12,14 +12,20 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType}
 use crate::proc::{Proc, free_port, port_open};
 use crate::{random_bytes, scratch_dir, shared_bind, tool};
 
-/// How to start Pebble. `Default` gives: EAB required, one key id, 90-day certificates,
+/// How to start Pebble (2.10). `Default` gives: EAB required, one key id, 90-day certificates
+/// (the `default` profile; `shortlived` only when asked for),
 /// lookups through the shared BIND, Pebble's default fault rates (5% bad nonces, 50%
 /// authorization reuse) except that validation does not sleep.
 #[derive(Clone, Debug)]
 pub struct PebbleOptions {
     pub eab_required: bool,
-    /// Validity of issued certificates in seconds.
+    /// Validity in seconds of certificates of the `default` profile (and of orders
+    /// naming no profile).
     pub validity_secs: u64,
+    /// A second profile, `shortlived`, with this validity in seconds (Let's Encrypt's: 6
+    /// days). Off by default: Pebble picks a profile at random for an order that names
+    /// none, so with two profiles such orders would get either validity.
+    pub shortlived_secs: Option<u64>,
     /// The DNS server Pebble resolves names with; `None` means the shared BIND.
     pub dns_server: Option<SocketAddr>,
     /// Extra environment, e.g. `PEBBLE_WFE_NONCEREJECT=50`, `PEBBLE_AUTHZREUSE=0`.
@@ -39,6 +45,7 @@ impl Default for PebbleOptions {
         PebbleOptions {
             eab_required: true,
             validity_secs: 90 * 24 * 3600,
+            shortlived_secs: None,
             dns_server: None,
             env: Vec::new(),
             retry_after_secs: 1,
@@ -84,6 +91,12 @@ impl Pebble {
         // shorter keys for it).
         let eab_hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(64));
         crate::register_secret(&eab_hmac);
+        let mut profiles = serde_json::json!({
+            "default": { "description": "The default profile", "validityPeriod": options.validity_secs }
+        });
+        if let Some(secs) = options.shortlived_secs {
+            profiles["shortlived"] = serde_json::json!({ "description": "Short-lived certificates", "validityPeriod": secs });
+        }
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
@@ -96,8 +109,8 @@ impl Pebble {
                 "externalAccountBindingRequired": options.eab_required,
                 "externalAccountMACKeys": { eab_kid.clone(): eab_hmac.clone() },
                 "retryAfter": { "authz": options.retry_after_secs, "order": options.retry_after_secs },
-                // Pebble 2.6 has one validity for all certificates (profiles came in 2.7).
-                "certificateValidityPeriod": options.validity_secs
+                "profiles": profiles
+
             }
         });
         std::fs::write(

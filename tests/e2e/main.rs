@@ -20,6 +20,8 @@
 //! * `slow_ca`: a CA that takes over 20 minutes (`cargo xtask test` runs it alongside).
 //! * `chart`: the Helm chart: lint, generated files current, install, its RBAC.
 //! * `plugin`: `kubectl caas` through the real kubectl.
+//! * `profiles`: ACME profiles (Pebble 2.10's `default` and `shortlived`), short-lived
+//!   certificates renewed again and again.
 //! * `hostile_input`: property tests: user input gives errors, never panics.
 //!
 //! All areas share one API server and one BIND (`caas_testbed::shared_apiserver`,
@@ -43,6 +45,7 @@ mod faults;
 mod hostile_input;
 mod operations;
 mod plugin;
+mod profiles;
 mod reliability;
 mod renewal;
 mod slow_ca;

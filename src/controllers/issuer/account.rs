@@ -50,7 +50,7 @@ pub(super) async fn existing_account(
     let server = issuer.spec.server.trim();
     let version = secret.resource_version().unwrap_or_default();
     if let Some(account) = ctx.accounts.cached(issuer, &version) {
-        return Ok(registered(server, account.id()));
+        return Ok(usable(issuer, registered(server, account.id()), &account));
     }
     let Some(key) = secret.data.as_ref().and_then(|d| d.get("tls.key")) else {
         return Ok(failure(
@@ -106,7 +106,27 @@ pub(super) async fn existing_account(
         .await
         .unwrap_or(version);
     ctx.accounts.insert(issuer, &version, account.clone());
-    Ok(registered(server, account.id()))
+    Ok(usable(issuer, registered(server, account.id()), &account))
+}
+
+/// The registered account's state, unless the issuer names a profile the CA's directory
+/// does not offer: then `UnknownProfile` (Ready=False) before any order is placed.
+fn usable(
+    issuer: &IssuerHandle,
+    state: AccountState,
+    account: &instant_acme::Account,
+) -> AccountState {
+    let offered: Vec<(String, String)> = (account.profiles())
+        .map(|p| (p.name.to_string(), p.description.to_string()))
+        .collect();
+    let wanted = issuer.spec.profile.as_deref();
+    match crate::decide::profile_problem(wanted, &offered) {
+        None => state,
+        Some(message) => AccountState {
+            account_uri: state.account_uri,
+            ..failure(Reason::UnknownProfile, message)
+        },
+    }
 }
 
 /// Registers the key of `direct` (with EAB); `Ok(Err(state))` when that fails.
