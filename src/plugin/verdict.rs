@@ -100,9 +100,6 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
         DurationNotSupported => {
             "remove duration, or remove enableDurationFeature: true from the issuer (off by default)"
         }
-        UnknownProfile => {
-            "set the issuer's profile to one the CA offers (the message lists them), or remove it"
-        }
         WaitingForCa => "wait: the CA is still validating or issuing (no time limit)",
         WaitingForDns => {
             "wait, or check --dns01-recursive-nameservers if the cluster cannot reach the \
@@ -145,7 +142,7 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
              the endpoint and network if it lasts"
         }
         AccountNotFound | BadNonce | EabRejected | ServerUnreachable | AccountRegistered
-        | AccountKeyRace | KeyRolloverFailed => {
+        | AccountKeyRace | KeyRolloverFailed | UnknownProfile => {
             "look at the issuer: kubectl caas status issuer <name> (its account or CA)"
         }
     }
@@ -177,6 +174,9 @@ fn issuer_advice_for(reason: Reason) -> &'static str {
              tls.key only if the CA's console agrees the account is gone"
         }
         BadNonce => "nothing: the CA refused nonces repeatedly; the issuer retries",
+        UnknownProfile => {
+            "set the issuer's profile to one the CA offers (the message lists them), or remove it"
+        }
         RateLimited => "wait: the CA asked to slow down; the issuer retries after Retry-After",
         AcmeError => "read the CA's words in the message",
         KubernetesError => "install the chart's RBAC (the message quotes the API server)",

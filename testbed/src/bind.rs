@@ -77,7 +77,7 @@ include "{d}/tsig.key";
 zone "{ZONE}" {{
   type primary;
   file "{d}/{ZONE}.zone";
-  update-policy {{ grant {tsig_key_name} zonesub TXT; }};
+  update-policy {{ grant {tsig_key_name} zonesub TXT; grant {tsig_key_name} zonesub CAA; }};
 }};
 zone "{DELEGATE}" {{
   type primary;
@@ -156,6 +156,30 @@ zone "{LOCKED_ZONE}" {{
     }
 
     /// The answers `dig` gets for `name`/`rtype` from this server (TXT values unquoted).
+    /// Sends one `nsupdate` change (`update add NAME. 60 CAA 0 issue "ca"`) signed with
+    /// the test bed's key; panics with nsupdate's words when BIND refuses it.
+    pub fn nsupdate(&self, change: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(crate::tool("nsupdate"))
+            .arg("-k")
+            .arg(self.dir.join("tsig.key"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nsupdate");
+        let script = format!("server 127.0.0.1 {}\n{change}\nsend\n", self.port);
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("nsupdate stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("nsupdate");
+        assert!(
+            out.status.success(),
+            "nsupdate {change}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
         let out = Command::new(tool("dig"))
             .args([

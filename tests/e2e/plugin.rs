@@ -518,6 +518,59 @@ async fn check_issuer_writes_and_removes_a_test_txt_record() {
     );
     assert!(!out.contains(&bind.tsig_secret), "{out}");
 
+    // CAA (RFC 8659, 8657): none yet, so any CA may issue, and the record that pins the
+    // name to this account and DNS-01 is offered.
+    let account = kube::Api::<caas_operator::api::CaaSIssuer>::namespaced(client.clone(), &ns)
+        .get("dns")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.account_uri)
+        .unwrap();
+    let pin = format!("accounturi={account}; validationmethods=dns-01\"");
+    assert!(
+        out.contains(&format!(
+            "ok     caa        no CAA records at {name} or above"
+        )) && out.contains(&pin),
+        "{out}"
+    );
+    let record = out[out.find(&format!("{name}. CAA 0 issue")).unwrap()..]
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let check = [
+        "check",
+        "issuer",
+        "dns",
+        "-n",
+        &ns,
+        "--dns",
+        &name,
+        &resolvers,
+        "--dns01-recursive-nameservers-only",
+    ];
+    bind.nsupdate(&format!(
+        "update add {name}. 60 CAA 0 issue \"other.example\""
+    ));
+    let (code, out) = kubectl_caas(&check).await;
+    assert_eq!(code, 1, "another CA only: {out}");
+    assert!(
+        out.contains(&format!("FAILED caa        CAA at {name}. does not let")),
+        "{out}"
+    );
+    bind.nsupdate(&format!(
+        "update add {}",
+        record.replacen(". CAA", ". 60 CAA", 1)
+    ));
+    let (code, out) = kubectl_caas(&check).await;
+    assert_eq!(code, 0, "the pin record added: {out}");
+    assert!(
+        out.contains(&format!("ok     caa        CAA at {name}. lets ")) && out.contains(&pin),
+        "{out}"
+    );
+    bind.nsupdate(&format!("update delete {name}. CAA"));
+
     // A wrong TSIG secret: the check says which.
     apply_secret(
         &client,

@@ -12,8 +12,10 @@
 //!   URLs' Secrets exist with their keys;
 //! * the credential source the operator signed in with for each cloud DNS-01 solver
 //!   (from the issuer's `status.cloudCredentials`; never a credential);
-//! * with `--dns NAME`, a test TXT record round trip ([`dns`]).
+//! * with `--dns NAME`, a test TXT record round trip ([`dns`]) and the CAA records that
+//!   govern NAME, judged for this CA, account and validation method ([`caa`]).
 
+mod caa;
 mod dns;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -125,8 +127,11 @@ pub async fn issuer(
     }
     checks.extend(cloud_credentials(handle.status.as_ref()));
     if let Some((dns_name, resolvers)) = dns {
+        let directory = dir.as_ref().ok().map(|(_, d)| d);
+        let caa = caa::check(&handle, directory, dns_name, &resolvers).await;
         let round_trip = dns::round_trip(client, &handle, dns_name, resolvers, DNS_WAIT).await;
         checks.push(CheckItem::new("dns", round_trip));
+        checks.push(CheckItem::new("caa", caa));
     }
     let namespace = if cluster { "" } else { ns };
     Ok(CheckReport::new(kind, name, namespace, checks))

@@ -332,6 +332,33 @@ pub async fn follow_cname(resolvers: &Resolvers, fqdn: &str) -> Result<String, D
     Dns::new(resolvers).follow_cname(fqdn).await
 }
 
+/// The CAA record set that governs `fqdn` (RFC 8659 section 3: the first name from
+/// `fqdn` up the tree that has CAA records, asked of the recursive resolvers): its owner
+/// and records as the zone file writes them; `None`: no name up to the zone's top has
+/// any, so every CA may issue. Top-level domains are not asked (none has CAA records, and
+/// a resolver without the internet cannot answer for them).
+pub async fn caa(
+    resolvers: &Resolvers,
+    fqdn: &str,
+) -> Result<Option<(String, Vec<String>)>, DnsError> {
+    let dns = Dns::new(resolvers);
+    let mut name = dns_name(fqdn)?;
+    loop {
+        let answer = dns.ask(&name, RecordType::CAA).await?;
+        let records: Vec<String> = (answer.answers().iter())
+            .filter(|r| r.record_type() == RecordType::CAA)
+            .map(|r| r.data().to_string())
+            .collect();
+        if !records.is_empty() {
+            return Ok(Some((name.to_string(), records)));
+        }
+        if name.num_labels() <= 2 {
+            return Ok(None);
+        }
+        name = name.base_name();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
