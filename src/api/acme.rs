@@ -94,12 +94,14 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// The challenge types the operator can solve. A CA's other types (`dns-account-01`,
-    /// `device-attest-01`, ...) are skipped when reading an authorization.
+    /// The challenge types the operator can solve. A CA's other types
+    /// (`device-attest-01`, ...) are skipped when reading an authorization.
     ChallengeType {
         Http01 = "http-01",
         Dns01 = "dns-01",
         TlsAlpn01 = "tls-alpn-01",
+        DnsAccount01 = "dns-account-01",
+        DnsPersist01 = "dns-persist-01",
     }
 }
 
@@ -143,12 +145,22 @@ impl From<instant_acme::ChallengeStatus> for ChallengeState {
 }
 
 impl ChallengeType {
-    /// The instant-acme value, to pick the challenge from an authorization.
+    /// Whether it is proven in DNS (these can prove wildcards, not IP addresses).
+    pub fn is_dns(self) -> bool {
+        matches!(
+            self,
+            ChallengeType::Dns01 | ChallengeType::DnsAccount01 | ChallengeType::DnsPersist01
+        )
+    }
+
+    /// The instant-acme value, to pick the challenge from an authorization (the types
+    /// instant-acme 0.8 does not know are its `Unknown`).
     pub fn to_acme(self) -> instant_acme::ChallengeType {
         match self {
             ChallengeType::Http01 => instant_acme::ChallengeType::Http01,
             ChallengeType::Dns01 => instant_acme::ChallengeType::Dns01,
             ChallengeType::TlsAlpn01 => instant_acme::ChallengeType::TlsAlpn01,
+            other => instant_acme::ChallengeType::Unknown(other.as_str().to_string()),
         }
     }
 
@@ -158,6 +170,7 @@ impl ChallengeType {
             instant_acme::ChallengeType::Http01 => Some(ChallengeType::Http01),
             instant_acme::ChallengeType::Dns01 => Some(ChallengeType::Dns01),
             instant_acme::ChallengeType::TlsAlpn01 => Some(ChallengeType::TlsAlpn01),
+            instant_acme::ChallengeType::Unknown(t) => ChallengeType::from_wire(t),
             _ => None,
         }
     }
@@ -182,7 +195,11 @@ mod tests {
             assert_eq!(OrderState::from_wire(s.as_str()), Some(s));
         }
         assert_eq!(ChallengeType::Dns01, "dns-01");
-        assert_eq!(ChallengeType::from_wire("dns-account-01"), None);
+        assert_eq!(
+            ChallengeType::from_wire("dns-account-01"),
+            Some(ChallengeType::DnsAccount01)
+        );
+        assert_eq!(ChallengeType::from_wire("device-attest-01"), None);
         assert_eq!(
             serde_json::to_string(&ChallengeType::TlsAlpn01).unwrap(),
             "\"tls-alpn-01\""

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
+pub use super::persist::DnsPersist01Solver;
 
 /// What an issuer is: the ACME server, the account, and how to solve challenges.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -141,7 +142,8 @@ pub struct SecretKeySelector {
 }
 
 /// One way to solve challenges, for the names its selector matches (all names when it
-/// has none). Exactly one of `http01`, `dns01`, `tlsAlpn01`.
+/// has none). Exactly one of `http01`, `dns01`, `tlsAlpn01`, `dnsAccount01`,
+/// `dnsPersist01`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SolverConfig {
@@ -153,6 +155,27 @@ pub struct SolverConfig {
     pub dns01: Option<Dns01Solver>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_alpn01: Option<TlsAlpn01Solver>,
+    /// dns-account-01 (draft-ietf-acme-dns-account-label): as `dns01`, at
+    /// `_<label>._acme-challenge.<name>`, the label made from this ACME account's URI, so
+    /// several clusters (accounts) can validate one name at the same time without
+    /// overwriting each other's records. The same provider fields as `dns01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_account01: Option<Dns01Solver>,
+    /// dns-persist-01 (draft-ietf-acme-dns-persist): one TXT record naming the CA and
+    /// this ACME account, published once and kept; every later order validates against
+    /// it with no DNS write at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_persist01: Option<DnsPersist01Solver>,
+}
+
+impl SolverConfig {
+    /// The DNS provider settings of a DNS-based solver entry (`dns01`, `dnsAccount01`,
+    /// or a `dnsPersist01` that names a provider).
+    pub fn dns_provider(&self) -> Option<&Dns01Solver> {
+        (self.dns01.as_ref())
+            .or(self.dns_account01.as_ref())
+            .or(self.dns_persist01.as_ref().map(|p| &p.provider))
+    }
 }
 
 /// Which names a solver is for. As in cert-manager: `dnsNames` (exact) beats `dnsZones`
@@ -436,6 +459,24 @@ pub struct IssuerStatus {
     /// credential source signed in (never the credential), or why none could.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cloud_credentials: Vec<CloudCredentials>,
+    /// The CA's last rate limit of this issuer's ACME account (429 with Retry-After):
+    /// new orders of the account pause until `until`, also across operator restarts and
+    /// leader changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<RateLimit>,
+}
+
+/// A rate limit the CA put on an ACME account.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// The account's URI.
+    #[serde(rename = "accountURI")]
+    pub account_uri: String,
+    /// When new orders may be placed again (the CA's Retry-After).
+    pub until: super::Time,
+    /// The CA's words.
+    pub message: String,
 }
 
 /// Which credential source a cloud DNS-01 solver signs in with.

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod issuer;
 pub mod issuer_name;
 pub mod lenient;
+pub mod persist;
 pub mod reason;
 pub mod time;
 

@@ -74,6 +74,9 @@ reasons! {
     WaitingForCa = "WaitingForCA",
     /// A TXT record is published but not yet served.
     WaitingForDns = "WaitingForDNS",
+    /// dns-persist-01: the persistent TXT record naming the account is not served yet
+    /// (the message says exactly what to publish).
+    PersistentRecordMissing = "PersistentRecordMissing",
     /// The CA's certificate does not match the order's key or names.
     CertificateMismatch = "CertificateMismatch",
     /// The CA's certificate cannot be read.

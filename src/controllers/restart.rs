@@ -7,11 +7,13 @@
 //! meet in that delay share one restart (it picks up every new Secret). cert-manager
 //! declined this (its issue #1440), so its users run a separate reloader.
 //!
-//! A delayed restart lives in this process: an operator that stops in between loses it
-//! (the renewal already happened, the workload keeps serving the previous certificate
-//! until it restarts for another reason). What it remembers per workload lives in the
-//! controllers' [`Memory`], kept only while it matters (a restart within the last
-//! minute, or one waiting); its times come from the memory's clock.
+//! A delayed restart is also written on the renewed TLS Secret before it waits
+//! (`caas.dev/restart-<hash>: "<when> <Kind>/<name>"`; not on the workload, where any
+//! annotation change bumps a Deployment's generation) and removed once made: an operator
+//! that stops in between (or a new leader) finds it at start ([`resume_pending`]) and
+//! makes it, so a renewal's restart is never dropped. What it remembers per workload lives in the controllers'
+//! [`Memory`], kept only while it matters (a restart within the last minute, or one
+//! waiting); its times come from the memory's clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,19 @@ use kube::{Resource, ResourceExt};
 pub const RESTART_ON_RENEW: &str = "caas.dev/restart-on-renew";
 /// The pod template annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// The prefix of the TLS Secret annotation that holds a delayed restart of one workload
+/// (`caas.dev/restart-<8 hex of the workload key>: "<RFC 3339 due time> <Kind>/<name>"`).
+pub const RESTART_PENDING_PREFIX: &str = "caas.dev/restart-";
+
+/// The Secret annotation for a delayed restart of workload `key` (`Kind/ns/name`).
+pub fn pending_annotation(key: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hex: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{RESTART_PENDING_PREFIX}{hex}")
+}
 /// At most one restart per workload in this long.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -156,18 +171,170 @@ pub async fn on_renewed(
             }
             Plan::After(wait) => {
                 tracing::info!(workload = %key, "restart-on-renew: {why}; restarting in {wait:?} (at most once a minute)");
-                let (client, recorder, memory) = (client.clone(), recorder.clone(), memory.clone());
-                let namespace = namespace.to_string();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let now = memory.wall_now();
-                    take_pending(&memory, &key, now);
-                    restart(
-                        &client, &recorder, kind, &namespace, &name, &key, oref, &why, now,
-                    )
-                    .await;
-                });
+                let due = now + SignedDuration::try_from(wait).unwrap_or_default();
+                let note = format!("{due} {}/{name}", kind.as_str());
+                note_on_secret(client, (namespace, secret), &key, Some(note)).await;
+                let target = (kind, namespace.to_string(), name, key, oref);
+                later(
+                    client,
+                    recorder,
+                    memory,
+                    (target, secret.to_string()),
+                    wait,
+                    why,
+                );
             }
+        }
+    }
+}
+
+type Target = (
+    Kind,
+    String,
+    String,
+    String,
+    k8s_openapi::api::core::v1::ObjectReference,
+);
+
+/// Makes the restart of `target` after `wait`, in a task of its own; then removes its
+/// note from the Secret.
+fn later(
+    client: &kube::Client,
+    recorder: &Recorder,
+    memory: &Arc<Memory>,
+    (target, secret): (Target, String),
+    wait: Duration,
+    why: String,
+) {
+    let (client, recorder, memory) = (client.clone(), recorder.clone(), memory.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let now = memory.wall_now();
+        let (kind, namespace, name, key, oref) = target;
+        take_pending(&memory, &key, now);
+        restart(
+            &client, &recorder, kind, &namespace, &name, &key, oref, &why, now,
+        )
+        .await;
+        note_on_secret(&client, (&namespace, &secret), &key, None).await;
+    });
+}
+
+/// Writes (or, with `None`, removes) the note of a delayed restart of workload `key` on
+/// the renewed Secret; a failure is logged (the restart still happens in this process).
+async fn note_on_secret(
+    client: &kube::Client,
+    (namespace, secret): (&str, &str),
+    key: &str,
+    note: Option<String>,
+) {
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { pending_annotation(key): note } } });
+    let pp = crate::shared::patch::operator_params();
+    let api = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace);
+    if let Err(e) = api
+        .patch(secret, &pp, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(workload = %key, %secret, error = %e, "restart-on-renew: cannot note the delayed restart on the Secret");
+    }
+}
+
+async fn patch_workload(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let pp = crate::shared::patch::operator_params();
+    let patch = kube::api::Patch::Merge(patch);
+    match kind {
+        Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        Kind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+        Kind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &patch)
+            .await
+            .map(drop),
+    }
+}
+
+/// The delayed restarts noted on one Secret (its metadata): (target, due time).
+fn noted(
+    secret: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<(Target, Timestamp)> {
+    let namespace = secret.namespace.clone().unwrap_or_default();
+    (secret.annotations.iter().flatten())
+        .filter(|(k, _)| k.starts_with(RESTART_PENDING_PREFIX) && *k != RESTART_ON_RENEW)
+        .filter_map(|(_, v)| {
+            let (due, workload) = v.split_once(' ')?;
+            let (kind, name) = workload.split_once('/')?;
+            let (kind, mut oref) = match kind {
+                "Deployment" => (
+                    Kind::Deployment,
+                    Deployment::object_ref(&Default::default(), &()),
+                ),
+                "StatefulSet" => (
+                    Kind::StatefulSet,
+                    StatefulSet::object_ref(&Default::default(), &()),
+                ),
+                "DaemonSet" => (
+                    Kind::DaemonSet,
+                    DaemonSet::object_ref(&Default::default(), &()),
+                ),
+                _ => return None,
+            };
+            oref.name = Some(name.to_string());
+            oref.namespace = Some(namespace.clone());
+            let key = format!("{}/{namespace}/{name}", kind.as_str());
+            let target = (kind, namespace.clone(), name.to_string(), key, oref);
+            Some((target, due.parse().ok()?))
+        })
+        .collect()
+}
+
+/// At start (of the process or of a term as leader): every delayed restart noted on the
+/// operator's TLS Secrets (in `namespace`, all when empty) is made when due (at once when
+/// its time has passed).
+pub async fn resume_pending(
+    client: &kube::Client,
+    recorder: &Recorder,
+    memory: &Arc<Memory>,
+    namespace: &str,
+) {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = match namespace {
+        "" => Api::all(client.clone()),
+        ns => Api::namespaced(client.clone(), ns),
+    };
+    let managed = format!(
+        "{}={}",
+        crate::api::MANAGED_BY_LABEL,
+        crate::api::MANAGED_BY_VALUE
+    );
+    let Ok(list) = api
+        .list_metadata(&ListParams::default().labels(&managed))
+        .await
+    else {
+        return;
+    };
+    for secret in list.items {
+        let name = secret.name_any();
+        for (target, due) in noted(&secret.metadata) {
+            let now = memory.wall_now();
+            memory.update_restart(&target.3, now, MIN_INTERVAL, |state| state.pending = true);
+            let wait = due
+                .duration_since(now)
+                .max(SignedDuration::ZERO)
+                .unsigned_abs();
+            tracing::info!(workload = %target.3, "restart-on-renew: a restart delayed by an earlier operator is due at {due}");
+            let why = format!("Secret {name} was renewed (its restart was delayed to {due})");
+            later(client, recorder, memory, (target, name.clone()), wait, why);
         }
     }
 }
@@ -184,23 +351,10 @@ async fn restart(
     why: &str,
     now: Timestamp,
 ) {
-    let at = now.to_string();
-    let patch = crate::shared::patch::PodTemplateAnnotations::new([(RESTARTED_AT, at.as_str())]);
-    let pp = crate::shared::patch::operator_params();
-    let result = match kind {
-        Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &patch.patch())
-            .await
-            .map(|_| ()),
-        Kind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &patch.patch())
-            .await
-            .map(|_| ()),
-        Kind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .patch(name, &pp, &patch.patch())
-            .await
-            .map(|_| ()),
-    };
+    let patch = serde_json::json!({
+        "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: now.to_string() } } } }
+    });
+    let result = patch_workload(client, kind, namespace, name, &patch).await;
     let (warning, reason, note) = match result {
         Ok(()) => {
             tracing::info!(workload = %key, "restart-on-renew: rolling restart: {why}");

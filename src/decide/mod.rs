@@ -350,14 +350,16 @@ pub fn waiting_condition(
     if order.state != OrderState::Pending {
         return None;
     }
-    if let Some(dns) = order
-        .challenges
-        .iter()
-        .filter(|c| c.waiting_for_dns)
-        .find_map(|c| c.error.as_deref())
-    {
+    let dns = (order.challenges.iter().filter(|c| c.waiting_for_dns))
+        .find_map(|c| c.error.as_deref().map(|e| (c.type_, e)));
+    if let Some((type_, dns)) = dns {
+        // dns-persist-01: a record someone has to publish (once), not one in transit.
+        let reason = match type_ {
+            crate::api::ChallengeType::DnsPersist01 => Reason::PersistentRecordMissing,
+            _ => Reason::WaitingForDns,
+        };
         return Some((
-            Reason::WaitingForDns,
+            reason,
             format!("{dns} (for {took}; checking again in {next})"),
         ));
     }

@@ -64,6 +64,8 @@ struct ChallengeWire {
     type_: String,
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    url: String,
     status: ChallengeState,
     #[serde(default)]
     error: Option<Problem>,
@@ -73,7 +75,8 @@ impl From<ChallengeWire> for ChallengeView {
     fn from(w: ChallengeWire) -> Self {
         ChallengeView {
             type_: ChallengeType::from_wire(&w.type_),
-            token: w.token,
+            // dns-persist-01 challenges have no token: their URL names them instead.
+            token: if w.token.is_empty() { w.url } else { w.token },
             status: w.status,
             error: w.error,
         }

@@ -69,6 +69,7 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
         shared.memory.clone(),
         shared.metrics.clone(),
     ));
+    resume_restarts(&ctx, options.namespace.clone());
     let sweeper = tokio::spawn(http01::sweep(
         client.clone(),
         options.namespace.clone(),
@@ -97,6 +98,19 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
     sweeper.abort();
     issuers.task.abort();
     cluster_issuers.task.abort();
+}
+
+/// Delayed restarts an earlier process (or leader) wrote on workloads and never made.
+fn resume_restarts(ctx: &Context, namespace: Option<String>) {
+    if !ctx.settings.restart_on_renew {
+        return;
+    }
+    let (client, recorder) = (ctx.client.clone(), ctx.recorder.clone());
+    let memory = ctx.memory.clone();
+    let namespace = namespace.unwrap_or_default();
+    tokio::spawn(async move {
+        controllers::restart::resume_pending(&client, &recorder, &memory, &namespace).await;
+    });
 }
 
 /// What a watched kind must be (a shorthand for kube's bounds).

@@ -101,6 +101,9 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
             "remove duration, or remove enableDurationFeature: true from the issuer (off by default)"
         }
         WaitingForCa => "wait: the CA is still validating or issuing (no time limit)",
+        PersistentRecordMissing => {
+            "publish the TXT record the message names, once; then it goes on"
+        }
         WaitingForDns => {
             "wait, or check --dns01-recursive-nameservers if the cluster cannot reach the \
              zone's nameservers"

@@ -5,6 +5,8 @@
 //! * [`dns01`]: a TXT record through the issuer's DNS provider ([`rfc2136`]: dynamic
 //!   updates signed with TSIG), guarded by a finalizer while published;
 //! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`;
+//! * [`dns01::DnsAccount01`]: DNS-01 at the ACME account's own label (dns-account-01);
+//! * [`dns01::persist`]: one persistent TXT record naming the account (dns-persist-01);
 //! * [`index`]: the challenges in progress, which both listeners answer from.
 
 pub mod dns01;
@@ -25,7 +27,13 @@ pub use crate::shared::settings::SolverSettings;
 
 /// Every solver the operator has. Adding one is a new file implementing [`Solver`] and
 /// one line here.
-pub const SOLVERS: &[&dyn Solver] = &[&http01::Http01, &dns01::Dns01, &tls_alpn01::TlsAlpn01];
+pub const SOLVERS: &[&dyn Solver] = &[
+    &http01::Http01,
+    &dns01::Dns01,
+    &tls_alpn01::TlsAlpn01,
+    &dns01::DnsAccount01,
+    &dns01::persist::DnsPersist01,
+];
 
 /// What solvers may use beyond the challenge itself: the API client, their settings and
 /// the event publisher; no controller state.
@@ -241,7 +249,7 @@ fn specificity(
 /// The index of the solver for `name` (a DNS identifier, `*.` for wildcards) on a
 /// Certificate with `labels`: the most specific matching selector wins (exact `dnsNames`,
 /// then the longest `dnsZones`, then the most `matchLabels`), ties go to the first listed.
-/// Wildcards can only be proven over DNS-01.
+/// Wildcards can only be proven over DNS (dns-01, dns-account-01, dns-persist-01).
 pub fn select_solver(
     solvers: &[SolverConfig],
     name: &str,
@@ -253,7 +261,7 @@ pub fn select_solver(
         let Ok(kind) = solver_kind(solver) else {
             continue;
         };
-        if wildcard && kind != ChallengeType::Dns01 {
+        if wildcard && !kind.is_dns() {
             continue;
         }
         if let Some(spec) = specificity(solver, name, labels)

@@ -457,6 +457,79 @@ async fn restart_on_renew_restarts_annotated_workloads_once_per_renewal() {
     assert!(restarted_at(&bystander).is_none());
 }
 
+/// A delayed restart outlives the operator: the second renewal within the minute is
+/// noted on the renewed Secret (`caas.dev/restart-<hash>`), the operator is SIGKILLed and
+/// started again, and the restart still comes, a minute after the first, once.
+#[tokio::test]
+async fn a_delayed_restart_outlives_the_operator() {
+    let (client, ns, _pebble, mut operator) = setup(
+        "restart-kill",
+        PebbleOptions::default(),
+        json!([{ "http01": {} }]),
+    )
+    .await;
+    deployment(&client, &ns, "app", Some("app-tls")).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let name = format!("{}.{ZONE}", unique_name("app"));
+    let spec =
+        json!({ "secretName": "app-tls", "issuerRef": { "name": "pebble" }, "dnsNames": [name] });
+    create_certificate(&client, &ns, "app", spec).await;
+    wait_revision(&client, &ns, "app", 1, TIMEOUT, &operator).await;
+    let renew = || async {
+        let patch = json!({ "metadata": { "annotations": { "caas.dev/renew": jiff::Timestamp::now().to_string() } } });
+        certs
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    };
+    let deployment_where = |what: &'static str, done: fn(&Deployment) -> bool| {
+        let deployments = deployments.clone();
+        async move {
+            let get = || {
+                let deployments = deployments.clone();
+                async move { deployments.get("app").await.unwrap() }
+            };
+            wait_for(what, Duration::from_secs(100), None, get, done).await
+        }
+    };
+    renew().await;
+    let first = deployment_where("the first restart", |d| d.metadata.generation >= Some(2)).await;
+    let first_at = restarted_at(&first).unwrap();
+    renew().await;
+    wait_revision(&client, &ns, "app", 3, TIMEOUT, &operator).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let noted = |s: &Secret| {
+        (s.metadata.annotations.iter().flatten())
+            .any(|(k, v)| k.starts_with("caas.dev/restart-") && v.ends_with(" Deployment/app"))
+    };
+    wait_for(
+        "the delayed restart noted on the Secret",
+        Duration::from_secs(30),
+        Some(&operator),
+        || async { secrets.get("app-tls").await.unwrap() },
+        noted,
+    )
+    .await;
+    operator.kill();
+    operator.restart();
+    let second = deployment_where("the delayed restart made", |d| {
+        d.metadata.generation >= Some(3)
+    })
+    .await;
+    let gap = restarted_at(&second).unwrap().duration_since(first_at);
+    assert!(gap >= jiff::SignedDuration::from_secs(59), "{gap:#} apart");
+    wait_for(
+        "the note removed",
+        Duration::from_secs(30),
+        Some(&operator),
+        || async { secrets.get("app-tls").await.unwrap() },
+        |s| !noted(s),
+    )
+    .await;
+    assert_eq!(second.metadata.generation, Some(3), "one restart");
+}
+
 #[tokio::test]
 async fn notifications_and_the_expiring_warning() {
     let receiver = WebhookReceiver::start().await;
@@ -600,15 +673,22 @@ async fn notifications_and_the_expiring_warning() {
     );
     let (ready, _, _) = condition(&status.conditions, "Ready").unwrap();
     assert_eq!(ready, "True", "still serving the valid certificate");
-    let metric = operator
-        .metrics()
-        .lines()
-        .find(|l| l.starts_with("caas_certificate_expiring{") && l.contains("name=\"shop\""))
-        .map(str::to_string);
-    assert!(
-        metric.as_deref().is_some_and(|l| l.ends_with(" 1")),
-        "caas_certificate_expiring: {metric:?}"
-    );
+    // The metric is read from the operator's watch of Certificates, which may see the
+    // status a moment after the API server does.
+    wait_for(
+        "caas_certificate_expiring 1",
+        TIMEOUT,
+        Some(&operator),
+        || async {
+            (operator.metrics().lines())
+                .find(|l| {
+                    l.starts_with("caas_certificate_expiring{") && l.contains("name=\"shop\"")
+                })
+                .map(str::to_string)
+        },
+        |metric| metric.as_deref().is_some_and(|l| l.ends_with(" 1")),
+    )
+    .await;
     wait_for(
         "failed and expiring on both webhooks",
         TIMEOUT,

@@ -8,6 +8,8 @@
 //! * `dns_providers`: DNS-01 providers against BIND, through fakes of their APIs.
 //! * `aws`: Route 53 through moto with each AWS credential source (keys, IRSA, Pod
 //!   Identity, an assumed role), and ten writers of one name.
+//! * `dns_persist`: dns-persist-01 (with and without a DNS provider) and dns-account-01
+//!   (two accounts, one name) on Pebble 2.10.
 //! * `dns_propagation`: the default DNS-01 check, asking every authoritative server on
 //!   port 53 (a second BIND, `caas_testbed::shared_auth_bind`).
 //! * `cloud_credentials`: Google and Azure credentials (metadata server, workload
@@ -39,6 +41,7 @@ mod commercial_ca;
 mod delivery;
 mod deploy;
 mod deploy_clouds;
+mod dns_persist;
 mod dns_propagation;
 mod dns_providers;
 mod faults;

@@ -475,6 +475,89 @@ async fn rate_limits_errors_stalls_and_drops_are_ridden_out() {
     );
 }
 
+/// A rate limit outlives the operator: the CA answers the account's first new-order with
+/// 429 and `Retry-After: 40`; the pause goes into the issuer's status with the CA's words,
+/// the operator is SIGKILLed and started again, and a Certificate created after that
+/// (which never saw a 429 itself) sends no new-order before the 40 s are up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_pause_outlives_the_operator() {
+    const RETRY_AFTER: u64 = 40;
+    let bed = ProxiedBed::start("limit-kill", PebbleOptions::default()).await;
+    bed.proxy.set_rule(move |req, log| {
+        let first = !log.iter().any(|e| e.kind == Kind::NewOrder);
+        (req.kind == Kind::NewOrder && first).then_some(Fault::RateLimited {
+            retry_after_secs: RETRY_AFTER,
+        })
+    });
+    bed.issuer(json!([{ "http01": {} }])).await;
+    let ProxiedBed {
+        client,
+        ns,
+        proxy,
+        mut operator,
+        ..
+    } = bed;
+    let cert = |i: usize| {
+        let name = format!("{}.{ZONE}", unique_name(&format!("limit{i}")));
+        json!({ "secretName": format!("c{i}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [name] })
+    };
+    create_certificate(&client, &ns, "c0", cert(0)).await;
+    let issuers = Api::<caas_operator::api::CaaSIssuer>::namespaced(client.clone(), &ns);
+    let limited = wait_for(
+        "the rate limit in the issuer's status",
+        TIMEOUT,
+        Some(&operator),
+        || async {
+            issuers
+                .get("ca")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.rate_limited)
+        },
+        |r| r.is_some(),
+    )
+    .await
+    .unwrap();
+    let limited_at = proxy
+        .exchanges()
+        .iter()
+        .find(|e| e.kind == Kind::NewOrder && e.status == 429)
+        .map(|e| e.at)
+        .unwrap();
+    let left = limited.until.0.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_secs(20),
+        "until {} ({left:#} left)",
+        limited.until.0
+    );
+    assert!(
+        limited.message.contains("429") || limited.message.contains("rate"),
+        "{}",
+        limited.message
+    );
+
+    operator.kill();
+    operator.restart();
+    create_certificate(&client, &ns, "c1", cert(1)).await;
+    for c in ["c0", "c1"] {
+        let timeout = Duration::from_secs(RETRY_AFTER + 90);
+        wait_cert_ready(&client, &ns, c, "True", Some("Issued"), timeout, &operator).await;
+    }
+    let orders: Vec<Exchange> = (proxy.exchanges().into_iter())
+        .filter(|e| e.kind == Kind::NewOrder && e.at > limited_at)
+        .collect();
+    let first = orders.iter().map(|e| e.at).min().unwrap();
+    let gap = first - limited_at;
+    println!(
+        "first new-order {gap:?} after the 429 (Retry-After {RETRY_AFTER} s, operator killed in between)"
+    );
+    assert!(
+        gap >= Duration::from_secs(RETRY_AFTER - 1),
+        "a new-order {gap:?} after the 429: the restarted operator forgot the pause"
+    );
+}
+
 /// 500 Certificates while the operator is killed twice (SIGKILL) and stopped once
 /// (SIGTERM) along the way: all become Ready, each with exactly one successful order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use super::observe::Observed;
 use super::outcome::Progress;
 use super::status::{EXPIRING, ISSUING, READY, Reason, StatusWriter};
 use super::{Error, finish, key_of, present};
-use crate::api::{CertificateStatus, Time};
+use crate::api::{Certificate, CertificateStatus, Time};
 use crate::controllers::Context;
 use crate::decide::{self, Request};
 use crate::shared::IssuerHandle;
@@ -85,7 +85,8 @@ pub async fn issue(
     };
     match outcome {
         Ok(Progress::Wait { retry_after, floor }) => {
-            waiting(ctx, &key, request, w, before, retry_after, floor).await
+            let valid = why.has_valid_cert;
+            waiting(ctx, (cert, valid), request, w, before, (retry_after, floor)).await
         }
         Ok(Progress::Issued {
             chain,
@@ -159,13 +160,13 @@ pub fn note_progress(
 
 async fn waiting(
     ctx: &Context,
-    key: &str,
+    (cert, has_valid_cert): (&Certificate, bool),
     request: &Request,
     mut w: StatusWriter<'_>,
     before: Option<String>,
-    retry_after: Option<Duration>,
-    floor: Duration,
+    (retry_after, floor): (Option<Duration>, Duration),
 ) -> Result<Action, Error> {
+    let key = key_of(cert);
     let unchanged = note_progress(&mut w.status, before, ctx.memory.wall_now());
     let delay = decide::poll_delay(unchanged, retry_after, floor);
     if let Some((reason, message)) = w
@@ -174,11 +175,42 @@ async fn waiting(
         .as_ref()
         .and_then(|o| decide::waiting_condition(o, unchanged, delay))
     {
+        if reason == Reason::PersistentRecordMissing {
+            persistent_record_missing(ctx, cert, &mut w, has_valid_cert, &message).await;
+        }
         w.set_issuing(true, reason, message);
     }
-    ctx.memory.set_poll_wait(key, &request.hash, delay);
+    ctx.memory.set_poll_wait(&key, &request.hash, delay);
     w.save().await?;
     Ok(Action::requeue(delay))
+}
+
+/// dns-persist-01 without a provider waits for a person: the first time, a Warning
+/// event with the record to publish; before the first certificate, `Ready` says it too.
+async fn persistent_record_missing(
+    ctx: &Context,
+    cert: &Certificate,
+    w: &mut StatusWriter<'_>,
+    has_valid_cert: bool,
+    message: &str,
+) {
+    let reason = Reason::PersistentRecordMissing;
+    let said = w
+        .condition(ISSUING)
+        .is_some_and(|c| c.reason == reason.as_str());
+    if !said {
+        let note = message
+            .split(" (for ")
+            .next()
+            .unwrap_or(message)
+            .to_string();
+        (ctx.recorder)
+            .event(cert, true, reason.as_str(), "Issue", note)
+            .await;
+    }
+    if !has_valid_cert {
+        w.set_ready(false, reason, message);
+    }
 }
 
 /// New orders of the account are paused (a rate limit another Certificate hit): say
@@ -226,6 +258,8 @@ async fn failed(
     {
         ctx.memory.pause_account(account, wait.unsigned_abs());
         tracing::warn!(certificate = %key, %account, "the CA rate-limited the account: its new orders pause for {wait:#}");
+        let until = ctx.memory.wall_now() + wait;
+        super::rate_limit::record(ctx, issuer, account, until, &failure.message).await;
     }
     if failure.abandon_order
         && let Some(order) = w.status.order.take()

@@ -31,6 +31,7 @@ pub mod observe;
 pub mod outcome;
 pub mod pick;
 pub mod present;
+pub mod rate_limit;
 pub mod secret;
 pub mod status;
 

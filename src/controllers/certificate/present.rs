@@ -47,21 +47,80 @@ fn challenge(rec: &ChallengeStatus) -> Challenge<'_> {
     }
 }
 
-/// The key authorizations of the chosen challenges (computed with the account key).
-async fn records(order: &mut Order, chosen: &[Chosen]) -> Result<Vec<ChallengeStatus>, Failure> {
+/// The dns-persist-01 record value for the challenge of the authorization at `url`: its
+/// `issuer-domain-names` (read here: instant-acme 0.8 drops the field) or the solver's
+/// `issuerDomainName`, and the account URI.
+async fn persist_value(
+    (ctx, cert, issuer): (&Context, &Certificate, &IssuerHandle),
+    url: &str,
+    name: &str,
+) -> Result<String, Failure> {
+    use crate::solvers::dns01::persist;
+    let invalid = |m: String| {
+        Failure::new(
+            FailedStep::Present,
+            super::status::Reason::InvalidSpec,
+            m,
+            true,
+        )
+    };
+    let cfg = config(issuer, cert, name)
+        .and_then(|c| c.dns_persist01.as_ref())
+        .ok_or_else(|| invalid(format!("no dnsPersist01 solver matches {name}")))?;
+    let account = ctx
+        .accounts
+        .get(ctx, issuer)
+        .await
+        .map_err(Failure::account)?;
+    let answer = (account.direct.post(url, None, false).await)
+        .map_err(Failure::from_acme(FailedStep::Present))?;
+    let authz: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let challenge = (authz["challenges"].as_array().into_iter().flatten())
+        .find(|c| c["type"] == ChallengeType::DnsPersist01.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let domain = persist::issuer_domain_name(cfg, &challenge).map_err(invalid)?;
+    let until = cfg.persist_until.as_ref().map(|t| t.0);
+    let wildcard = name.starts_with("*.");
+    Ok(persist::record_value(
+        &domain,
+        account.id(),
+        wildcard,
+        until,
+    ))
+}
+
+/// The key authorizations of the chosen challenges (computed with the account key); for
+/// dns-persist-01 the record's value (kept from status once known).
+async fn records(
+    at: (&Context, &Certificate, &IssuerHandle),
+    known: &CertificateStatus,
+    order: &mut Order,
+    chosen: &[Chosen],
+) -> Result<Vec<ChallengeStatus>, Failure> {
     let mut recs = Vec::new();
     let mut authzs = order.authorizations();
     let mut i = 0;
     while let Some(authz) = authzs.next().await {
         let mut authz = authz.map_err(Failure::from_acme(FailedStep::Present))?;
+        let url = authz.url().to_string();
         if let Some(c) = chosen.iter().find(|c| c.authz == i)
             && let Some(handle) = authz.challenge(c.type_.to_acme())
         {
+            let mut key = handle.key_authorization().as_str().to_string();
+            if c.type_ == ChallengeType::DnsPersist01 {
+                let before = (known.order.iter().flat_map(|o| &o.challenges))
+                    .find(|r| r.token == c.token && r.type_ == c.type_);
+                key = match before {
+                    Some(r) => r.key.clone(),
+                    None => persist_value(at, &url, &c.name).await?,
+                };
+            }
             recs.push(ChallengeStatus {
                 type_: c.type_,
                 dns_name: c.name.clone(),
                 token: c.token.clone(),
-                key: handle.key_authorization().as_str().to_string(),
+                key,
                 state: c.status,
                 error: None,
                 waiting_for_dns: false,
@@ -80,7 +139,7 @@ async fn set_ready(order: &mut Order, tokens: &[String]) -> Result<(), Failure> 
         let token = authz
             .challenges
             .iter()
-            .find(|c| tokens.contains(&c.token))
+            .find(|c| tokens.contains(&c.token) || (c.token.is_empty() && tokens.contains(&c.url)))
             .map(|c| (c.r#type.clone(), c.token.clone()));
         if let Some((type_, _)) = token
             && let Some(mut handle) = authz.challenge(type_)
@@ -104,7 +163,7 @@ pub async fn present(
     w: &mut StatusWriter<'_>,
     chosen: &[Chosen],
 ) -> Result<Progress, Failure> {
-    let mut recs = records(order, chosen).await?;
+    let mut recs = records((ctx, cert, issuer), &w.status, order, chosen).await?;
     for rec in &recs {
         upsert(&mut w.status, rec.clone());
     }
@@ -154,7 +213,7 @@ pub async fn present(
             Readiness::Waiting(what) => {
                 waiting = true;
                 rec.error = Some(what);
-                rec.waiting_for_dns = rec.type_ == ChallengeType::Dns01;
+                rec.waiting_for_dns = rec.type_.is_dns();
             }
         }
     }

@@ -42,7 +42,7 @@ fn stable(message: &str) -> String {
 
 /// The cloud provider a solver entry names, if any.
 fn cloud_provider(config: &SolverConfig) -> Option<&'static str> {
-    let dns01 = config.dns01.as_ref()?;
+    let dns01 = config.dns_provider()?;
     factory::configured(dns01)
         .into_iter()
         .find(|p| ["route53", "cloudDNS", "azureDNS"].contains(p))

@@ -36,22 +36,24 @@ pub fn validate(spec: &IssuerSpec) -> Result<(), String> {
         if let Some(http) = &solver.http01 {
             validate_http01(http).map_err(|e| format!("solvers[{i}].http01: {e}"))?;
         }
-        if let Some(r) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref()) {
-            if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
+        let persist = solver.dns_persist01.as_ref().map(|p| &p.provider);
+        let dns = [
+            ("dns01", solver.dns01.as_ref(), true),
+            ("dnsAccount01", solver.dns_account01.as_ref(), true),
+            // dns-persist-01 needs no provider: without one the user publishes the record.
+            ("dnsPersist01", persist, false),
+        ];
+        for (field, dns01, required) in dns {
+            let Some(dns01) = dns01 else { continue };
+            let named = !crate::solvers::dns01::factory::configured(dns01).is_empty();
+            if required || named {
+                validate_dns01(dns01).map_err(|e| format!("solvers[{i}].{field}: {e}"))?;
+            }
+            if field != "dns01" && dns01.acme_dns.is_some() {
                 return Err(format!(
-                    "solvers[{i}].dns01.rfc2136 needs nameserver and tsigKeyName"
+                    "solvers[{i}].{field}.acmeDNS: acme-dns serves _acme-challenge names only (use dns01)"
                 ));
             }
-            if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
-                return Err(format!(
-                    "solvers[{i}].dns01.rfc2136.tsigSecretSecretRef needs name and key"
-                ));
-            }
-            rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
-                .map_err(|e| format!("solvers[{i}].dns01.rfc2136: {e}"))?;
-        }
-        if let Some(dns01) = &solver.dns01 {
-            validate_dns01(dns01).map_err(|e| format!("solvers[{i}].dns01: {e}"))?;
         }
     }
     Ok(())
@@ -102,6 +104,16 @@ fn validate_http01(http: &crate::api::issuer::Http01Solver) -> Result<(), String
 
 /// Exactly one provider, each with what it needs (credentials as Secret references).
 fn validate_dns01(dns01: &Dns01Solver) -> Result<(), String> {
+    if let Some(r) = &dns01.rfc2136 {
+        if r.nameserver.trim().is_empty() || r.tsig_key_name.trim().is_empty() {
+            return Err("rfc2136 needs nameserver and tsigKeyName".into());
+        }
+        if r.tsig_secret_secret_ref.name.is_empty() || r.tsig_secret_secret_ref.key.is_empty() {
+            return Err("rfc2136.tsigSecretSecretRef needs name and key".into());
+        }
+        rfc2136::tsig_algorithm(r.tsig_algorithm.as_deref())
+            .map_err(|e| format!("rfc2136: {e}"))?;
+    }
     match crate::solvers::dns01::factory::configured(dns01).as_slice() {
         [] => {
             return Err(

@@ -353,16 +353,21 @@ fn chosen_challenge_unusable() {
 }
 
 #[test]
-fn unsolvable_challenge_types_parse_as_none() {
+fn the_challenge_types_a_ca_offers_parse_as_ours() {
     let fresh = parse_authzs(FRESH_PEBBLE);
     assert_eq!(fresh.len(), 3);
     assert_eq!(fresh[1].name, "*.example.com");
     let types = |a: &AuthzView| a.challenges.iter().map(|c| c.type_).collect::<Vec<_>>();
     assert_eq!(
         types(&fresh[0]),
-        [Some(Http01), Some(Dns01), None, Some(TlsAlpn01)]
+        [
+            Some(Http01),
+            Some(Dns01),
+            Some(CT::DnsAccount01),
+            Some(TlsAlpn01)
+        ]
     );
-    assert_eq!(types(&fresh[1]), [None, Some(Dns01)]);
+    assert_eq!(types(&fresh[1]), [Some(CT::DnsAccount01), Some(Dns01)]);
     let account = &fresh[0].challenges[2];
     assert_eq!(account.token, "HM_v1wzVaaBRtMQcHYv3uOun7mKhzomdR_2l0HUHmV0");
     assert_eq!((account.status, &account.error), (Pending, &None));

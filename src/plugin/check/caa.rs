@@ -93,6 +93,8 @@ fn method(handle: &crate::shared::IssuerHandle, dns_name: &str) -> Option<&'stat
         (s.dns01.is_some(), "dns-01"),
         (s.http01.is_some(), "http-01"),
         (s.tls_alpn01.is_some(), "tls-alpn-01"),
+        (s.dns_account01.is_some(), "dns-account-01"),
+        (s.dns_persist01.is_some(), "dns-persist-01"),
     ];
     kinds.iter().find(|(has, _)| *has).map(|(_, m)| *m)
 }

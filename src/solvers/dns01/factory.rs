@@ -69,7 +69,7 @@ pub async fn provider(
     config: &SolverConfig,
     ambient: AmbientCredentials,
 ) -> Result<Box<dyn DnsProvider>, SolverError> {
-    if let Some(dns01) = &config.dns01
+    if let Some(dns01) = config.dns_provider()
         && let Some(why) = ambient_refused(issuer, dns01, ambient)
     {
         return Err(SolverError::InvalidSpec(why));
@@ -87,9 +87,8 @@ async fn build(
     config: &SolverConfig,
 ) -> Result<Box<dyn DnsProvider>, SolverError> {
     let dns01 = config
-        .dns01
-        .as_ref()
-        .ok_or_else(|| SolverError::InvalidSpec("the solver has no dns01 block".into()))?;
+        .dns_provider()
+        .ok_or_else(|| SolverError::InvalidSpec("the solver has no DNS provider".into()))?;
     let secrets = Secrets { client, issuer };
     if let Some(cfg) = &dns01.rfc2136 {
         let secret = secrets.value(&cfg.tsig_secret_secret_ref, "TSIG").await?;

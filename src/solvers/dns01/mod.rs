@@ -24,6 +24,7 @@ mod cloudflare;
 mod digitalocean;
 mod error;
 pub mod factory;
+pub mod persist;
 pub mod propagation;
 pub mod provider;
 mod route53;
@@ -57,20 +58,52 @@ pub fn record_name(dns_name: &str) -> String {
     )
 }
 
-/// The TXT record names the DNS-01 challenges among `challenges` publish (for messages).
+/// The dns-account-01 label of an ACME account (draft-ietf-acme-dns-account-label):
+/// the first 10 bytes of SHA-256 of the account URI, base32, lowercase (16 characters).
+pub fn account_label(account_uri: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, account_uri.as_bytes());
+    data_encoding::BASE32_NOPAD
+        .encode(&digest.as_ref()[..10])
+        .to_ascii_lowercase()
+}
+
+/// The dns-account-01 TXT record name: `_<account label>._acme-challenge.<name>.`.
+pub fn account_record_name(account_uri: &str, dns_name: &str) -> String {
+    format!("_{}.{}", account_label(account_uri), record_name(dns_name))
+}
+
+/// The TXT record names the DNS-01 and dns-account-01 challenges among `challenges`
+/// publish and remove (for messages; `_<account>` stands for the account's label).
 pub fn txt_records(challenges: &[ChallengeStatus]) -> Vec<String> {
-    challenges
-        .iter()
-        .filter(|c| c.type_ == ChallengeType::Dns01)
-        .map(|c| record_name(&c.dns_name).trim_end_matches('.').to_string())
+    let name = |c: &ChallengeStatus| record_name(&c.dns_name).trim_end_matches('.').to_string();
+    (challenges.iter())
+        .filter_map(|c| match c.type_ {
+            ChallengeType::Dns01 => Some(name(c)),
+            ChallengeType::DnsAccount01 => Some(format!("_<account>.{}", name(c))),
+            _ => None,
+        })
         .collect()
 }
 
+/// The issuer's ACME account URI (dns-account-01 and dns-persist-01 records name it).
+pub fn account_uri<'a>(env: &SolveEnv<'a>) -> Result<&'a str, SolverError> {
+    (env.issuer.status.as_ref())
+        .and_then(|s| s.account_uri.as_deref())
+        .ok_or_else(|| {
+            SolverError::InvalidSpec(format!(
+                "{} has no ACME account URI yet (its status.accountURI)",
+                env.issuer.display()
+            ))
+        })
+}
+
 /// The provider, the record's name (a CNAME followed with `cnameStrategy: Follow`) and
-/// its value for one challenge.
+/// its value for one challenge: at `_acme-challenge.<name>`, or with `scoped` (dns-account-01)
+/// at `_<account label>._acme-challenge.<name>`.
 async fn record(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
+    scoped: bool,
 ) -> Result<(Box<dyn DnsProvider>, String, String), SolverError> {
     let provider = factory::provider(
         env.deps.client,
@@ -79,8 +112,11 @@ async fn record(
         env.deps.settings.ambient_credentials,
     )
     .await?;
-    let mut fqdn = record_name(challenge.dns_name);
-    let strategy = env.config.dns01.as_ref().and_then(|d| d.cname_strategy);
+    let mut fqdn = match scoped {
+        false => record_name(challenge.dns_name),
+        true => account_record_name(account_uri(env)?, challenge.dns_name),
+    };
+    let strategy = env.config.dns_provider().and_then(|d| d.cname_strategy);
     if strategy == Some(CnameStrategy::Follow) {
         let target = propagation::follow_cname(&env.deps.settings.dns01_resolvers, &fqdn).await?;
         fqdn = format!("{}.", target.trim_end_matches('.'));
@@ -94,28 +130,48 @@ pub async fn publish_unguarded(
     env: &SolveEnv<'_>,
     challenge: Challenge<'_>,
 ) -> Result<(), SolverError> {
-    let (provider, fqdn, value) = record(env, challenge).await?;
+    let (provider, fqdn, value) = record(env, challenge, false).await?;
     Ok(provider.add_txt(&fqdn, &value).await?)
 }
 
 /// DNS-01 behind the [`Solver`] trait.
 pub struct Dns01;
 
-impl Solver for Dns01 {
+/// dns-account-01 behind the [`Solver`] trait: DNS-01 at the account's own label.
+pub struct DnsAccount01;
+
+/// Puts a challenge's TXT record in place (`scoped`: dns-account-01's name).
+async fn present_txt(
+    env: &SolveEnv<'_>,
+    challenge: Challenge<'_>,
+    scoped: bool,
+) -> Result<(), SolverError> {
+    let (provider, fqdn, value) = record(env, challenge, scoped).await?;
+    // Status already names the record; from now on a deletion waits for it.
+    crate::shared::finalizer::ensure(env.deps.client, env.cert, DNS_CLEANUP_FINALIZER).await?;
+    let pending = provider.publish(&fqdn, &value).await?;
+    env.deps.memory.set_dns_change(&fqdn, &value, pending);
+    Ok(())
+}
+
+/// Removes a challenge's TXT record (`scoped`: dns-account-01's name).
+async fn cleanup_txt(
+    env: &SolveEnv<'_>,
+    challenge: Challenge<'_>,
+    scoped: bool,
+) -> Result<(), SolverError> {
+    let (provider, fqdn, value) = record(env, challenge, scoped).await?;
+    Ok(provider.remove_txt(&fqdn, &value).await?)
+}
+
+impl Solver for DnsAccount01 {
     fn kind(&self) -> Kind {
-        Kind(ChallengeType::Dns01, "dns01", |c| c.dns01.is_some())
+        let configured = |c: &crate::api::issuer::SolverConfig| c.dns_account01.is_some();
+        Kind(ChallengeType::DnsAccount01, "dnsAccount01", configured)
     }
 
     fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(async move {
-            let (provider, fqdn, value) = record(env, challenge).await?;
-            // Status already names the record; from now on a deletion waits for it.
-            crate::shared::finalizer::ensure(env.deps.client, env.cert, DNS_CLEANUP_FINALIZER)
-                .await?;
-            let pending = provider.publish(&fqdn, &value).await?;
-            env.deps.memory.set_dns_change(&fqdn, &value, pending);
-            Ok(())
-        })
+        Box::pin(present_txt(env, challenge, true))
     }
 
     fn ready<'a>(
@@ -123,38 +179,84 @@ impl Solver for Dns01 {
         env: &'a SolveEnv<'a>,
         challenge: Challenge<'a>,
     ) -> SolveFuture<'a, Readiness> {
-        Box::pin(async move {
-            let (provider, fqdn, value) = record(env, challenge).await?;
-            if let Some(change) = env.deps.memory.dns_change(&fqdn, &value) {
-                if !provider.applied(&change).await? {
-                    let name = fqdn.trim_end_matches('.');
-                    let why = format!(
-                        "waiting for the DNS provider to apply change {change} ({name} TXT)"
-                    );
-                    return Ok(Readiness::Waiting(why));
-                }
-                env.deps.memory.set_dns_change(&fqdn, &value, None);
-            }
-            let missing = match provider.serves(&fqdn, &value).await? {
-                Some(true) => None,
-                Some(false) => Some(format!(
-                    "waiting for {} TXT to be served by the zone's server",
-                    fqdn.trim_end_matches('.')
-                )),
-                None => {
-                    let at = provider.served_at(&fqdn);
-                    propagation::missing(&env.deps.settings.dns01_resolvers, &at, &value).await?
-                }
-            };
-            Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))
-        })
+        Box::pin(ready_txt(env, challenge, true))
     }
 
     fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(async move {
-            let (provider, fqdn, value) = record(env, challenge).await?;
-            Ok(provider.remove_txt(&fqdn, &value).await?)
-        })
+        Box::pin(cleanup_txt(env, challenge, true))
+    }
+
+    fn cleaned_up<'a>(
+        &'a self,
+        deps: Deps<'a>,
+        cert: &'a Certificate,
+        challenges: &'a [Challenge<'a>],
+        all_removed: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(after_cleanup(deps, cert, challenges, all_removed))
+    }
+}
+
+/// Whether a challenge's TXT record is served where the CA looks (`scoped`:
+/// dns-account-01's name).
+async fn ready_txt(
+    env: &SolveEnv<'_>,
+    challenge: Challenge<'_>,
+    scoped: bool,
+) -> Result<Readiness, SolverError> {
+    let (provider, fqdn, value) = record(env, challenge, scoped).await?;
+    served(env, &*provider, &fqdn, &value).await
+}
+
+/// Whether `fqdn` TXT `value` is served: the provider's pending change applied, then the
+/// zone's servers (or the provider itself) answering with it.
+pub(crate) async fn served(
+    env: &SolveEnv<'_>,
+    provider: &dyn DnsProvider,
+    fqdn: &str,
+    value: &str,
+) -> Result<Readiness, SolverError> {
+    if let Some(change) = env.deps.memory.dns_change(fqdn, value) {
+        if !provider.applied(&change).await? {
+            let name = fqdn.trim_end_matches('.');
+            let why = format!("waiting for the DNS provider to apply change {change} ({name} TXT)");
+            return Ok(Readiness::Waiting(why));
+        }
+        env.deps.memory.set_dns_change(fqdn, value, None);
+    }
+    let missing = match provider.serves(fqdn, value).await? {
+        Some(true) => None,
+        Some(false) => Some(format!(
+            "waiting for {} TXT to be served by the zone's server",
+            fqdn.trim_end_matches('.')
+        )),
+        None => {
+            let at = provider.served_at(fqdn);
+            propagation::missing(&env.deps.settings.dns01_resolvers, &at, value).await?
+        }
+    };
+    Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))
+}
+
+impl Solver for Dns01 {
+    fn kind(&self) -> Kind {
+        Kind(ChallengeType::Dns01, "dns01", |c| c.dns01.is_some())
+    }
+
+    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(present_txt(env, challenge, false))
+    }
+
+    fn ready<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> SolveFuture<'a, Readiness> {
+        Box::pin(ready_txt(env, challenge, false))
+    }
+
+    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(cleanup_txt(env, challenge, false))
     }
 
     fn cleaned_up<'a>(

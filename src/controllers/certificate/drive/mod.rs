@@ -116,7 +116,7 @@ fn choose(p: &Pass<'_>, name: &str) -> Result<ChallengeType, order::OrderFailure
     };
     let kind = solver_kind(&solvers[index])
         .map_err(|e| order::OrderFailure::new(Reason::InvalidSpec, e))?;
-    if kind == ChallengeType::Dns01 && name.parse::<std::net::IpAddr>().is_ok() {
+    if kind.is_dns() && name.parse::<std::net::IpAddr>().is_ok() {
         return Err(order::OrderFailure::new(
             Reason::NoSolver,
             format!(

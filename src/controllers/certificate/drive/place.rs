@@ -106,6 +106,7 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
 /// A new order (naming the certificate it replaces, for renewals), persisted in status
 /// before anything else: a restart resumes it.
 pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
+    super::super::rate_limit::restore(p.ctx, p.issuer, p.account.id());
     if let Some(wait) = p.ctx.memory.account_paused(p.account.id()) {
         let resumes = p.ctx.memory.wall_now() + SignedDuration::try_from(wait).unwrap_or_default();
         let mut f = Failure::new(

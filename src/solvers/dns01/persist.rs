@@ -1,0 +1,174 @@
+//! dns-persist-01 (draft-ietf-acme-dns-persist, CA/B Forum ballot SC-088): the domain
+//! owner publishes one TXT record `_validation-persist.<domain>` naming the CA (its issuer
+//! domain name) and the ACME account once, and every later order validates against it
+//! with no DNS write at all.
+//!
+//! The challenge's value in status (`key`) is the record's value, made from the
+//! challenge's `issuer-domain-names` and the account URI when the order is read. With a
+//! DNS provider the record is written once, when it is not served yet, and never
+//! removed; without one the user publishes it and the order waits until it is served.
+
+use super::propagation;
+use super::{Kind, Readiness, SolveEnv, SolveFuture, Solver, SolverError};
+use crate::api::ChallengeType;
+use crate::api::issuer::{DnsPersist01Solver, SolverConfig};
+use crate::solvers::Challenge;
+
+/// The TXT record name for an identifier (a wildcard's at its base name), absolute.
+pub fn record_name(dns_name: &str) -> String {
+    let base = dns_name.strip_prefix("*.").unwrap_or(dns_name);
+    format!("_validation-persist.{base}.")
+}
+
+/// The record's value: the CA's issuer domain name, the account URI, `policy=wildcard`
+/// for a wildcard name, and `persistUntil` (Unix seconds) when the record should stop
+/// authorizing.
+pub fn record_value(
+    issuer_domain_name: &str,
+    account_uri: &str,
+    wildcard: bool,
+    persist_until: Option<jiff::Timestamp>,
+) -> String {
+    let mut value = format!("{issuer_domain_name}; accounturi={account_uri}");
+    if wildcard {
+        value.push_str("; policy=wildcard");
+    }
+    if let Some(until) = persist_until {
+        value.push_str(&format!("; persistUntil={}", until.as_second()));
+    }
+    value
+}
+
+/// The issuer domain name to put in the record: the solver's `issuerDomainName`, else
+/// the first the CA names in the challenge (`issuer-domain-names`).
+pub fn issuer_domain_name(
+    cfg: &DnsPersist01Solver,
+    challenge: &serde_json::Value,
+) -> Result<String, String> {
+    if let Some(name) = &cfg.issuer_domain_name {
+        return Ok(name.clone());
+    }
+    (challenge["issuer-domain-names"][0].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            "the CA's dns-persist-01 challenge names no issuer-domain-names: set dnsPersist01.issuerDomainName".to_string()
+        })
+}
+
+/// What a user without a provider is asked to publish.
+pub fn publish_request(dns_name: &str, value: &str) -> String {
+    let name = record_name(dns_name);
+    format!(
+        "publish this TXT record once (it stays: every later order validates against it, with no DNS write): {} TXT \"{value}\"",
+        name.trim_end_matches('.')
+    )
+}
+
+fn config(config: &SolverConfig) -> Option<&DnsPersist01Solver> {
+    config.dns_persist01.as_ref()
+}
+
+/// Whether the solver names a DNS provider to write the record through.
+fn has_provider(env: &SolveEnv<'_>) -> bool {
+    config(env.config).is_some_and(|c| !super::factory::configured(&c.provider).is_empty())
+}
+
+/// dns-persist-01 behind the [`Solver`] trait.
+pub struct DnsPersist01;
+
+impl Solver for DnsPersist01 {
+    fn kind(&self) -> Kind {
+        let configured = |c: &SolverConfig| c.dns_persist01.is_some();
+        Kind(ChallengeType::DnsPersist01, "dnsPersist01", configured)
+    }
+
+    /// With a provider, writes the record unless it is served already (so orders after
+    /// the first write nothing).
+    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
+        Box::pin(async move {
+            if !has_provider(env) {
+                return Ok(());
+            }
+            let (fqdn, value) = (record_name(challenge.dns_name), challenge.key_authorization);
+            let resolvers = &env.deps.settings.dns01_resolvers;
+            if propagation::missing(resolvers, &fqdn, value)
+                .await?
+                .is_none()
+            {
+                return Ok(());
+            }
+            let provider = provider(env).await?;
+            let pending = provider.publish(&fqdn, value).await?;
+            env.deps.memory.set_dns_change(&fqdn, value, pending);
+            Ok(())
+        })
+    }
+
+    fn ready<'a>(
+        &'a self,
+        env: &'a SolveEnv<'a>,
+        challenge: Challenge<'a>,
+    ) -> SolveFuture<'a, Readiness> {
+        Box::pin(async move {
+            let (fqdn, value) = (record_name(challenge.dns_name), challenge.key_authorization);
+            if has_provider(env) {
+                let provider = provider(env).await?;
+                return super::served(env, &*provider, &fqdn, value).await;
+            }
+            let resolvers = &env.deps.settings.dns01_resolvers;
+            Ok(match propagation::missing(resolvers, &fqdn, value).await? {
+                None => Readiness::Ready,
+                Some(_) => Readiness::Waiting(publish_request(challenge.dns_name, value)),
+            })
+        })
+    }
+
+    // cleanup: none. The record is meant to stay.
+}
+
+async fn provider(
+    env: &SolveEnv<'_>,
+) -> Result<Box<dyn super::provider::DnsProvider>, SolverError> {
+    super::factory::provider(
+        env.deps.client,
+        env.issuer,
+        env.config,
+        env.deps.settings.ambient_credentials,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_persistent_record_names_the_ca_and_the_account() {
+        assert_eq!(
+            record_name("*.example.com"),
+            "_validation-persist.example.com."
+        );
+        let uri = "https://ca.example/acct/1";
+        assert_eq!(
+            record_value("ca.example", uri, false, None),
+            "ca.example; accounturi=https://ca.example/acct/1"
+        );
+        let until = jiff::Timestamp::from_second(1_900_000_000).unwrap();
+        assert_eq!(
+            record_value("ca.example", uri, true, Some(until)),
+            "ca.example; accounturi=https://ca.example/acct/1; policy=wildcard; persistUntil=1900000000"
+        );
+        let challenge = serde_json::json!({ "issuer-domain-names": ["letsencrypt.org"] });
+        let cfg = DnsPersist01Solver::default();
+        assert_eq!(
+            issuer_domain_name(&cfg, &challenge).unwrap(),
+            "letsencrypt.org"
+        );
+        let own = DnsPersist01Solver {
+            issuer_domain_name: Some("ca.example".into()),
+            ..Default::default()
+        };
+        assert_eq!(issuer_domain_name(&own, &challenge).unwrap(), "ca.example");
+        assert!(issuer_domain_name(&cfg, &serde_json::json!({})).is_err());
+    }
+}
