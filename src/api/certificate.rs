@@ -265,8 +265,10 @@ pub struct ChallengeStatus {
     pub type_: ChallengeType,
     /// The identifier (DNS name, `*.` for wildcards) this challenge proves.
     pub dns_name: String,
+    /// The challenge's token (its URL for dns-persist-01, which has none).
     pub token: String,
-    /// The key authorization the operator serves (public: token + account key thumbprint).
+    /// The key authorization the operator serves (public: token + account key thumbprint);
+    /// for dns-persist-01, the TXT record's value.
     #[serde(default)]
     pub key: String,
     /// ACME challenge state: `pending`, `processing`, `valid`, `invalid`.

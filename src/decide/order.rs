@@ -132,7 +132,11 @@ impl From<&instant_acme::AuthorizationState> for AuthzView {
                 .iter()
                 .map(|c| ChallengeView {
                     type_: ChallengeType::from_acme(&c.r#type),
-                    token: c.token.clone(),
+                    // dns-persist-01 challenges have no token: their URL names them.
+                    token: match c.token.is_empty() {
+                        true => c.url.clone(),
+                        false => c.token.clone(),
+                    },
                     status: c.status.into(),
                     error: c.error.as_ref().map(Problem::from),
                 })
