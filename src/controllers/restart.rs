@@ -212,6 +212,14 @@ fn later(
         let now = memory.wall_now();
         let (kind, namespace, name, key, oref) = target;
         take_pending(&memory, &key, now);
+        // Another process (the next leader) made it already: its note is gone.
+        let api = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace);
+        if let Ok(Some(s)) = api.get_metadata_opt(&secret).await
+            && !s.annotations().contains_key(&pending_annotation(&key))
+        {
+            tracing::info!(workload = %key, "restart-on-renew: the delayed restart was made by another process");
+            return;
+        }
         restart(
             &client, &recorder, kind, &namespace, &name, &key, oref, &why, now,
         )
@@ -327,7 +335,13 @@ pub async fn resume_pending(
         let name = secret.name_any();
         for (target, due) in noted(&secret.metadata) {
             let now = memory.wall_now();
-            memory.update_restart(&target.3, now, MIN_INTERVAL, |state| state.pending = true);
+            // Waiting in this process already (it led before): that task makes it.
+            let waiting = memory.update_restart(&target.3, now, MIN_INTERVAL, |state| {
+                std::mem::replace(&mut state.pending, true)
+            });
+            if waiting {
+                continue;
+            }
             let wait = due
                 .duration_since(now)
                 .max(SignedDuration::ZERO)

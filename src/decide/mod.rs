@@ -325,6 +325,9 @@ pub fn progress_signature(order: &OrderStatus) -> String {
     sig
 }
 
+/// How a dns-persist-01 challenge without a DNS provider says what to publish.
+pub const PERSIST_PUBLISH: &str = "publish this TXT record once";
+
 /// The `Issuing` condition (reason, message) while an order waits on the CA or on DNS for
 /// a while (`unchanged` at least 5 s): what is being waited for, since when, and when the
 /// operator looks again. `None` while things move.
@@ -353,9 +356,12 @@ pub fn waiting_condition(
     let dns = (order.challenges.iter().filter(|c| c.waiting_for_dns))
         .find_map(|c| c.error.as_deref().map(|e| (c.type_, e)));
     if let Some((type_, dns)) = dns {
-        // dns-persist-01: a record someone has to publish (once), not one in transit.
+        // dns-persist-01 without a provider: a record someone has to publish (once), not
+        // one in transit.
         let reason = match type_ {
-            crate::api::ChallengeType::DnsPersist01 => Reason::PersistentRecordMissing,
+            crate::api::ChallengeType::DnsPersist01 if dns.starts_with(PERSIST_PUBLISH) => {
+                Reason::PersistentRecordMissing
+            }
             _ => Reason::WaitingForDns,
         };
         return Some((

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// After the burst, a renewal storm: every burst certificate due at once.
     #[arg(long)]
     pub storm: bool,
+    /// Certificates per Pebble instance in the burst (default 1000: a burst of 10,000
+    /// gets ten Pebbles, one issuer each); `--per-pebble 10000` puts it on one.
+    #[arg(long)]
+    pub per_pebble: Option<usize>,
     /// Deploy targets: renewal to ACM re-import latency, and the burst's certificates
     /// given one ACM target each (moto), then all renewed at once.
     #[arg(long)]

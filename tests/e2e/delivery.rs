@@ -527,6 +527,8 @@ async fn a_delayed_restart_outlives_the_operator() {
         |s| !noted(s),
     )
     .await;
+    let after = deployments.get("app").await.unwrap();
+    assert_eq!(after.metadata.generation, Some(3), "one restart, not two");
     assert_eq!(second.metadata.generation, Some(3), "one restart");
 }
 

@@ -131,17 +131,21 @@ async fn records(
     Ok(recs)
 }
 
-/// Tells the CA to validate the challenges with these tokens.
-async fn set_ready(order: &mut Order, tokens: &[String]) -> Result<(), Failure> {
+/// Tells the CA to validate these challenges (type and token: a CA may give every
+/// challenge of an authorization the same token, as Boulder does; a tokenless
+/// dns-persist-01 challenge is named by its URL).
+async fn set_ready(order: &mut Order, ready: &[(ChallengeType, String)]) -> Result<(), Failure> {
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
         let mut authz = authz.map_err(Failure::from_acme(FailedStep::Present))?;
-        let token = authz
-            .challenges
-            .iter()
-            .find(|c| tokens.contains(&c.token) || (c.token.is_empty() && tokens.contains(&c.url)))
-            .map(|c| (c.r#type.clone(), c.token.clone()));
-        if let Some((type_, _)) = token
+        let chosen = authz.challenges.iter().find(|c| {
+            let id = if c.token.is_empty() { &c.url } else { &c.token };
+            let type_ = ChallengeType::from_acme(&c.r#type);
+            ready
+                .iter()
+                .any(|(t, token)| Some(*t) == type_ && token == id)
+        });
+        if let Some(type_) = chosen.map(|c| c.r#type.clone())
             && let Some(mut handle) = authz.challenge(type_)
         {
             handle
@@ -206,7 +210,7 @@ pub async fn present(
             Readiness::Ready => {
                 // Still `pending` in status: the next look records what the CA says
                 // (saving a status write per order on a quick CA).
-                ready.push(rec.token.clone());
+                ready.push((rec.type_, rec.token.clone()));
                 rec.error = None;
                 rec.waiting_for_dns = false;
             }

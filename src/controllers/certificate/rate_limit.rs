@@ -14,8 +14,8 @@ use crate::shared::{IssuerHandle, IssuerKind};
 /// own apply of its status leaves the field alone).
 const FIELD_MANAGER: &str = "caas-operator-rate-limit";
 
-/// Records the account's pause in the issuer's status. A failure is logged: the pause
-/// still holds in this process.
+/// Records the account's pause in the issuer's status, unless a pause as long is there
+/// already. A failure is logged: the pause still holds in this process.
 pub async fn record(
     ctx: &Context,
     issuer: &IssuerHandle,
@@ -23,6 +23,10 @@ pub async fn record(
     until: Timestamp,
     message: &str,
 ) {
+    let known = (issuer.status.as_ref()).and_then(|s| s.rate_limited.as_ref());
+    if known.is_some_and(|k| k.account_uri == account && k.until.0 >= until) {
+        return;
+    }
     let patch = serde_json::json!({ "status": { "rateLimited": {
         "accountURI": account, "until": Time(until), "message": message
     } } });

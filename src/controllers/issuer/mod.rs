@@ -230,9 +230,12 @@ async fn reconcile_kind<K>(
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let (status, action) = reconcile_handle(ctx, handle, old).await?;
+    let (mut status, action) = reconcile_handle(ctx, handle, old).await?;
     if old != Some(&status) {
         publish_change(ctx, issuer, old, &status).await;
+        // `rateLimited` belongs to the certificate controller's merge patch: never applied
+        // (so never owned, nor overwritten with an older copy) here.
+        status.rate_limited = None;
         api.patch_status(
             &issuer.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),

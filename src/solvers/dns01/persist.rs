@@ -45,21 +45,31 @@ pub fn issuer_domain_name(
     cfg: &DnsPersist01Solver,
     challenge: &serde_json::Value,
 ) -> Result<String, String> {
-    if let Some(name) = &cfg.issuer_domain_name {
-        return Ok(name.clone());
+    let offered: Vec<&str> = (challenge["issuer-domain-names"]
+        .as_array()
+        .into_iter()
+        .flatten())
+    .filter_map(serde_json::Value::as_str)
+    .collect();
+    match (&cfg.issuer_domain_name, offered.first()) {
+        (Some(name), _) if offered.is_empty() || offered.contains(&name.as_str()) => Ok(name.clone()),
+        (Some(name), _) => Err(format!(
+            "dnsPersist01.issuerDomainName {name:?} is not one the CA names for this challenge: {}",
+            offered.join(", ")
+        )),
+        (None, Some(first)) => Ok(first.to_string()),
+        (None, None) => Err(
+            "the CA's dns-persist-01 challenge names no issuer-domain-names: set dnsPersist01.issuerDomainName".into(),
+        ),
     }
-    (challenge["issuer-domain-names"][0].as_str())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            "the CA's dns-persist-01 challenge names no issuer-domain-names: set dnsPersist01.issuerDomainName".to_string()
-        })
 }
 
 /// What a user without a provider is asked to publish.
 pub fn publish_request(dns_name: &str, value: &str) -> String {
     let name = record_name(dns_name);
     format!(
-        "publish this TXT record once (it stays: every later order validates against it, with no DNS write): {} TXT \"{value}\"",
+        "{} (it stays: every later order validates against it, with no DNS write): {} TXT \"{value}\"",
+        crate::decide::PERSIST_PUBLISH,
         name.trim_end_matches('.')
     )
 }
@@ -168,7 +178,12 @@ mod tests {
             issuer_domain_name: Some("ca.example".into()),
             ..Default::default()
         };
-        assert_eq!(issuer_domain_name(&own, &challenge).unwrap(), "ca.example");
+        assert!(
+            issuer_domain_name(&own, &challenge).is_err(),
+            "not the CA's"
+        );
+        let both = serde_json::json!({ "issuer-domain-names": ["letsencrypt.org", "ca.example"] });
+        assert_eq!(issuer_domain_name(&own, &both).unwrap(), "ca.example");
         assert!(issuer_domain_name(&cfg, &serde_json::json!({})).is_err());
     }
 }

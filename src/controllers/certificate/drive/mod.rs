@@ -145,7 +145,8 @@ fn record_errors(w: &mut StatusWriter<'_>, authzs: &[AuthzView]) {
     };
     for ch in authzs.iter().flat_map(|a| &a.challenges) {
         if let Some(e) = &ch.error
-            && let Some(rec) = order.challenges.iter_mut().find(|c| c.token == ch.token)
+            && let Some(rec) = (order.challenges.iter_mut())
+                .find(|c| c.token == ch.token && Some(c.type_) == ch.type_)
         {
             rec.state = ChallengeState::Invalid;
             rec.error = Some(e.text());

@@ -30,6 +30,8 @@ struct Config {
     burst: usize,
     storm: bool,
     deploy: bool,
+    /// Certificates per Pebble in the burst.
+    per_pebble: usize,
     unrelated: usize,
     idle: Duration,
 }
@@ -52,6 +54,7 @@ fn config() -> Config {
         burst: args.burst.unwrap_or(burst),
         storm: args.storm,
         deploy: args.deploy,
+        per_pebble: args.per_pebble.unwrap_or(CERTIFICATES_PER_PEBBLE).max(1),
         unrelated: args.unrelated.unwrap_or(unrelated),
         idle: Duration::from_secs(args.idle_secs.unwrap_or(idle)),
     }
@@ -207,7 +210,8 @@ fn metric_sum(port: u16, name: &str, filter: &str) -> f64 {
 /// store behind one RWMutex, and under load a handler that takes its read lock twice
 /// while a writer waits deadlocks it (seen at 10,000 orders on one instance and at
 /// 2,500 on each of four); a real CA is not one process, so a large burst is spread over
-/// one Pebble (and one issuer) per this many, each seeing a tenth of the load.
+/// one Pebble (and one issuer) per this many, each seeing a tenth of the load. The
+/// default of `--per-pebble`.
 const CERTIFICATES_PER_PEBBLE: usize = 1_000;
 
 struct Env {
@@ -255,7 +259,7 @@ async fn setup(cfg: &Config) -> Result<Env, String> {
         ],
         ..Default::default()
     });
-    let shards: Vec<Pebble> = (1..cfg.burst.div_ceil(CERTIFICATES_PER_PEBBLE))
+    let shards: Vec<Pebble> = (1..cfg.burst.div_ceil(cfg.per_pebble))
         .map(|_| {
             Pebble::start(PebbleOptions {
                 dns_server: Some(bind.addr()),
