@@ -60,6 +60,9 @@ enum Task {
         /// After the burst, a renewal storm: every burst certificate due at once.
         #[arg(long)]
         storm: bool,
+        /// Certificates per Pebble in the burst (default 1000).
+        #[arg(long)]
+        per_pebble: Option<usize>,
         /// Deploy targets: renewal-to-ACM latency, and the burst given one ACM target
         /// each, then all renewed at once (moto).
         #[arg(long)]
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             unrelated,
             idle_secs,
             storm,
+            per_pebble,
             deploy,
             out,
         } => {
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
                 ("--burst", burst.map(|v| v.to_string())),
                 ("--unrelated", unrelated.map(|v| v.to_string())),
                 ("--idle-secs", idle_secs.map(|v| v.to_string())),
+                ("--per-pebble", per_pebble.map(|v| v.to_string())),
                 ("--out", out),
             ] {
                 if let Some(v) = value {

@@ -164,39 +164,6 @@ async fn cleanup_txt(
     Ok(provider.remove_txt(&fqdn, &value).await?)
 }
 
-impl Solver for DnsAccount01 {
-    fn kind(&self) -> Kind {
-        let configured = |c: &crate::api::issuer::SolverConfig| c.dns_account01.is_some();
-        Kind(ChallengeType::DnsAccount01, "dnsAccount01", configured)
-    }
-
-    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(present_txt(env, challenge, true))
-    }
-
-    fn ready<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> SolveFuture<'a, Readiness> {
-        Box::pin(ready_txt(env, challenge, true))
-    }
-
-    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(cleanup_txt(env, challenge, true))
-    }
-
-    fn cleaned_up<'a>(
-        &'a self,
-        deps: Deps<'a>,
-        cert: &'a Certificate,
-        challenges: &'a [Challenge<'a>],
-        all_removed: bool,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(after_cleanup(deps, cert, challenges, all_removed))
-    }
-}
-
 /// Whether a challenge's TXT record is served where the CA looks (`scoped`:
 /// dns-account-01's name).
 async fn ready_txt(
@@ -238,37 +205,62 @@ pub(crate) async fn served(
     Ok(missing.map_or(Readiness::Ready, Readiness::Waiting))
 }
 
-impl Solver for Dns01 {
-    fn kind(&self) -> Kind {
-        Kind(ChallengeType::Dns01, "dns01", |c| c.dns01.is_some())
-    }
+/// DNS-01 and dns-account-01 behind the [`Solver`] trait: they differ only in the
+/// record's name (`scoped`: the account's label), so one implementation serves both.
+macro_rules! txt_solver {
+    ($solver:ident, $type:expr, $field:literal, $scoped:literal, $configured:expr) => {
+        impl Solver for $solver {
+            fn kind(&self) -> Kind {
+                Kind($type, $field, $configured)
+            }
 
-    fn present<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(present_txt(env, challenge, false))
-    }
+            fn present<'a>(
+                &'a self,
+                env: &'a SolveEnv<'a>,
+                challenge: Challenge<'a>,
+            ) -> SolveFuture<'a> {
+                Box::pin(present_txt(env, challenge, $scoped))
+            }
 
-    fn ready<'a>(
-        &'a self,
-        env: &'a SolveEnv<'a>,
-        challenge: Challenge<'a>,
-    ) -> SolveFuture<'a, Readiness> {
-        Box::pin(ready_txt(env, challenge, false))
-    }
+            fn ready<'a>(
+                &'a self,
+                env: &'a SolveEnv<'a>,
+                challenge: Challenge<'a>,
+            ) -> SolveFuture<'a, Readiness> {
+                Box::pin(ready_txt(env, challenge, $scoped))
+            }
 
-    fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
-        Box::pin(cleanup_txt(env, challenge, false))
-    }
+            fn cleanup<'a>(
+                &'a self,
+                env: &'a SolveEnv<'a>,
+                challenge: Challenge<'a>,
+            ) -> SolveFuture<'a> {
+                Box::pin(cleanup_txt(env, challenge, $scoped))
+            }
 
-    fn cleaned_up<'a>(
-        &'a self,
-        deps: Deps<'a>,
-        cert: &'a Certificate,
-        challenges: &'a [Challenge<'a>],
-        all_removed: bool,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(after_cleanup(deps, cert, challenges, all_removed))
-    }
+            fn cleaned_up<'a>(
+                &'a self,
+                deps: Deps<'a>,
+                cert: &'a Certificate,
+                challenges: &'a [Challenge<'a>],
+                all_removed: bool,
+            ) -> BoxFuture<'a, ()> {
+                Box::pin(after_cleanup(deps, cert, challenges, all_removed))
+            }
+        }
+    };
 }
+
+txt_solver!(Dns01, ChallengeType::Dns01, "dns01", false, |c| c
+    .dns01
+    .is_some());
+txt_solver!(
+    DnsAccount01,
+    ChallengeType::DnsAccount01,
+    "dnsAccount01",
+    true,
+    |c| c.dns_account01.is_some()
+);
 
 /// Once the order's records were removed (or could not be): outside a deletion, say which
 /// records may be left (status is about to forget the order) and drop the guard; during
