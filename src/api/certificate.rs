@@ -63,6 +63,10 @@ pub struct CertificateSpec {
     /// Renew when this percentage of the lifetime is left (1-99); instead of `renewBefore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before_percentage: Option<u8>,
+    /// ACME profile for this Certificate's orders (e.g. `shortlived`), instead of the
+    /// issuer's `profile`; checked against the profiles the CA offers before any order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<PrivateKeySpec>,
     /// Labels and annotations to put on the Secret.

@@ -77,6 +77,9 @@ reasons! {
     /// dns-persist-01: the persistent TXT record naming the account is not served yet
     /// (the message says exactly what to publish).
     PersistentRecordMissing = "PersistentRecordMissing",
+    /// dns-persist-01: the record's `persistUntil` comes before the next renewal or within
+    /// `--expiring-within` (`PersistentRecordExpiring`).
+    PersistUntilNear = "PersistUntilNear",
     /// The CA's certificate does not match the order's key or names.
     CertificateMismatch = "CertificateMismatch",
     /// The CA's certificate cannot be read.

@@ -16,6 +16,7 @@ use crate::pki::{CertInfo, KeySettings, key_matches};
 pub mod deploy;
 pub mod fallback;
 pub mod order;
+pub mod persist;
 pub mod renewal;
 mod validate;
 pub use validate::{profile_problem, validate, validate_dns_name};
@@ -32,6 +33,8 @@ pub struct Request {
     pub duration: Option<SignedDuration>,
     pub renew_before: Option<SignedDuration>,
     pub renew_before_percentage: Option<u8>,
+    /// The Certificate's own ACME profile (instead of the issuer's).
+    pub profile: Option<String>,
     /// Fingerprint of what the certificate must contain (names, key settings, issuer):
     /// an order made for another fingerprint is abandoned.
     pub hash: String,

@@ -95,6 +95,18 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
     let common_name = validate_common_name(spec, &dns_names, &ip_addresses)?;
     let (duration, renew_before) = validate_durations(spec)?;
     let (key, rotation) = validate_key(spec)?;
+    let profile = (spec.profile.as_deref().map(str::trim))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    // An order placed for another profile is abandoned (unchanged hash without one).
+    let with_profile;
+    let issuer_fingerprint = match &profile {
+        Some(p) => {
+            with_profile = format!("{issuer_fingerprint}|profile={p}");
+            with_profile.as_str()
+        }
+        None => issuer_fingerprint,
+    };
     let hash = request_hash(
         &dns_names,
         &ip_addresses,
@@ -112,6 +124,7 @@ pub fn validate(spec: &CertificateSpec, issuer_fingerprint: &str) -> Result<Requ
         duration,
         renew_before,
         renew_before_percentage: spec.renew_before_percentage,
+        profile,
         hash,
         renew_request: None,
         compromised_key: None,

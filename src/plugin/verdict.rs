@@ -104,6 +104,10 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
         PersistentRecordMissing => {
             "publish the TXT record the message names, once; then it goes on"
         }
+        PersistUntilNear => {
+            "publish the dns-persist-01 record again with a later persistUntil (or none) and \
+             set the issuer's dnsPersist01.persistUntil to match"
+        }
         WaitingForDns => {
             "wait, or check --dns01-recursive-nameservers if the cluster cannot reach the \
              zone's nameservers"
@@ -122,6 +126,31 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
             "fix the failure the message quotes before notAfter: the certificate in use \
              stays valid until then"
         }
+        Deployed
+        | WaitingForCertificate
+        | TargetNotFound
+        | InvalidTarget
+        | UnsupportedKey
+        | NotPermitted
+        | CopyConflict
+        | DestinationRefused
+        | DeployedCopyExpiring
+        | DestinationUnreachable => deployment_advice(reason),
+        AccountNotFound | BadNonce | EabRejected | ServerUnreachable | AccountRegistered
+        | AccountKeyRace | KeyRolloverFailed => {
+            "look at the issuer: kubectl caas status issuer <name> (its account or CA)"
+        }
+        UnknownProfile => {
+            "set profile (the Certificate's, or its issuer's) to one the CA offers (the \
+             message lists them), or remove it"
+        }
+    }
+}
+
+/// The advice of the reasons of a deployment's conditions.
+fn deployment_advice(reason: Reason) -> &'static str {
+    use Reason::*;
+    match reason {
         Deployed => "nothing to do: renewals are deployed by themselves",
         WaitingForCertificate => "wait: the target gets the certificate once it is issued",
         TargetNotFound => "create the deploy target deployTo names (or fix deployTo)",
@@ -144,10 +173,7 @@ fn certificate_advice_for(reason: Reason) -> &'static str {
             "nothing, if it passes: it is retried with backoff (30 s doubling to 1 h); check \
              the endpoint and network if it lasts"
         }
-        AccountNotFound | BadNonce | EabRejected | ServerUnreachable | AccountRegistered
-        | AccountKeyRace | KeyRolloverFailed | UnknownProfile => {
-            "look at the issuer: kubectl caas status issuer <name> (its account or CA)"
-        }
+        _ => UNKNOWN,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The command lines of the test bed's programs (`caas-demo`, `caas-bench`, run by
-//! `cargo xtask demo` and `cargo xtask bench`): one clap parser, so both answer `--help`
+//! The command lines of the test bed's programs (`caas-demo`, `caas-bench`, `caas-soak`,
+//! run by `cargo xtask demo`, `bench` and `soak`): one clap parser, so both answer `--help`
 //! and share their common options.
 
 use std::path::PathBuf;
@@ -26,6 +26,33 @@ pub enum Program {
     Demo(DemoArgs),
     /// Time to a certificate, burst, memory and idle cost, with lego and certbot.
     Bench(BenchArgs),
+    /// Short certificates kept valid for a long run under faults.
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The CI form: 20 Certificates of 150 s for 3 minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Certificates kept valid (default 200; 20 with --quick).
+    #[arg(long)]
+    pub certificates: Option<usize>,
+    /// Minutes of faults after the first issuance (default 30; 3 with --quick).
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Certificate lifetime in seconds, Pebble's `shortlived` profile (default 180; 150
+    /// with --quick).
+    #[arg(long)]
+    pub lifetime_secs: Option<u64>,
+    /// Seed of the fault schedule (default: from the clock; the report prints it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the markdown report is written.
+    #[arg(long, default_value_os_t = root().join("target/soak-results.md"))]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +128,8 @@ mod tests {
             Program::Bench(b) => assert!(b.quick && b.burst == Some(7)),
             _ => panic!("bench"),
         }
+        let p = Program::try_parse_from(["caas-soak", "soak", "--quick", "--seed", "7"]).unwrap();
+        assert!(matches!(p, Program::Soak(s) if s.quick && s.seed == Some(7)));
         let p = Program::try_parse_from(["caas-demo", "demo", "--exit"]).unwrap();
         assert!(matches!(p, Program::Demo(d) if d.exit));
     }

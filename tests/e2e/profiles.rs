@@ -115,6 +115,79 @@ async fn a_profile_the_ca_offers_is_ordered_and_an_unknown_one_refused_before_an
     );
 }
 
+/// A Certificate's own `profile` overrides the issuer's (none here): `shortlived` gets
+/// that profile's validity, no profile the default one, and a profile the CA does not
+/// offer is `UnknownProfile` on the Certificate, with no order placed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_names_its_own_profile() {
+    let api = shared_apiserver();
+    let client = api.client().await;
+    install_crds(&client).await;
+    let ns = api.namespace(&client, "cert-profile").await;
+    let pebble = Pebble::start(PebbleOptions {
+        shortlived_secs: Some(3 * 24 * 3600),
+        ..PebbleOptions::default()
+    });
+    let operator = Operator::start(api, &ns, &pebble);
+    let solver = rfc2136_solver(&client, &ns).await;
+    let hmac = &pebble.eab_hmac;
+    create_issuer(&client, &ns, "ca", &pebble, hmac, json!([solver])).await;
+    for (cert, profile) in [
+        ("short", Some("shortlived")),
+        ("plain", None),
+        ("odd", Some("tlsserver")),
+    ] {
+        let name = format!("{}.{ZONE}", unique_name(cert));
+        let mut spec = json!({ "secretName": format!("{cert}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [name] });
+        if let Some(profile) = profile {
+            spec["profile"] = profile.into();
+        }
+        create_certificate(&client, &ns, cert, spec).await;
+    }
+    let refused = wait_cert_ready(
+        &client,
+        &ns,
+        "odd",
+        "False",
+        Some("UnknownProfile"),
+        Duration::from_secs(60),
+        &operator,
+    )
+    .await;
+    let status = refused.status.unwrap();
+    let message = condition(&status.conditions, "Ready").unwrap().2;
+    assert!(
+        message.contains("\"tlsserver\" is not offered") && message.contains("shortlived ("),
+        "{message}"
+    );
+    assert!(status.order.is_none(), "no order for an unknown profile");
+    let mut lifetimes = Vec::new();
+    for cert in ["short", "plain"] {
+        wait_cert_ready(
+            &client,
+            &ns,
+            cert,
+            "True",
+            Some("Issued"),
+            Duration::from_secs(120),
+            &operator,
+        )
+        .await;
+        let secret = format!("{cert}-tls");
+        lifetimes.push(secret_lifetime(&client, &ns, &secret).await.unwrap().0);
+    }
+    assert!(
+        (lifetimes[0].as_hours() - 72).abs() <= 1,
+        "the shortlived profile's 3 days: {:#}",
+        lifetimes[0]
+    );
+    assert!(
+        lifetimes[1].as_hours() > 73,
+        "the default profile's lifetime: {:#}",
+        lifetimes[1]
+    );
+}
+
 /// Certificates of 90 seconds (Pebble's `shortlived` profile here) renewed at least
 /// three times in a row: the Secret, checked every 250 ms, never holds an expired
 /// certificate, and each renewal comes before two thirds of the lifetime have passed

@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use super::observe::Observed;
 use super::outcome::Issued;
 use super::status::{ISSUING, Reason, StatusWriter};
-use super::{Error, ari, effects, key_of, keys, present, secret};
+use super::{Error, ari, effects, key_of, keys, persist_until, present, secret};
 use crate::api::certificate::ChallengeStatus;
 use crate::api::{Certificate, Time};
 use crate::controllers::Context;
@@ -60,6 +60,7 @@ pub async fn valid(
             .is_some_and(|c| c.reason == Reason::Issued.as_str())
         && w.status.renewal_time == Some(Time(renewal_time));
     record(&mut w, &info, renewal_time);
+    let persist_note = persist_until::check(ctx, &mut w, cert, issuer, renewal_time);
     if !unchanged {
         w.set_ready(
             true,
@@ -73,6 +74,9 @@ pub async fn valid(
     w.drop_issuing();
     w.drop_expiring();
     w.save().await?;
+    if let Some(note) = persist_note {
+        persist_until::tell(ctx, cert, issuer, note).await;
+    }
     Ok(until(&ctx.memory, renewal_time))
 }
 
@@ -153,11 +157,15 @@ pub async fn issued(
         || seen.secret.as_ref().and_then(secret::leaf_der).is_some();
     let (challenges, message) =
         record_issued(ctx, &mut w, cert, issuer, request, info, renewal_time);
+    let persist_note = persist_until::check(ctx, &mut w, cert, issuer, renewal_time);
     // Clean up before status forgets the order: a process killed in between finds the
     // order again on restart and cleans up then.
     present::cleanup(ctx, cert, issuer, &challenges).await;
     w.save().await?;
     effects::issued(ctx, cert, issuer, message, issued, renewed).await;
+    if let Some(note) = persist_note {
+        persist_until::tell(ctx, cert, issuer, note).await;
+    }
     Ok(until(&ctx.memory, renewal_time))
 }
 

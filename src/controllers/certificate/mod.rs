@@ -29,6 +29,7 @@ pub mod issue;
 pub mod keys;
 pub mod observe;
 pub mod outcome;
+pub mod persist_until;
 pub mod pick;
 pub mod present;
 pub mod rate_limit;

@@ -81,7 +81,11 @@ async fn persist_value(
         .unwrap_or_default();
     let domain = persist::issuer_domain_name(cfg, &challenge).map_err(invalid)?;
     let until = cfg.persist_until.as_ref().map(|t| t.0);
-    let wildcard = name.starts_with("*.");
+    // A name whose wildcard the Certificate also has gets the wildcard record: it covers
+    // both, so one record serves the pair.
+    let wildcard_too = format!("*.{name}");
+    let wildcard = name.starts_with("*.")
+        || (cert.spec.dns_names.iter()).any(|n| n.eq_ignore_ascii_case(&wildcard_too));
     Ok(persist::record_value(
         &domain,
         account.id(),

@@ -16,6 +16,8 @@ pub const READY: &str = "Ready";
 pub const ISSUING: &str = "Issuing";
 /// Close to notAfter while renewal fails (`--expiring-within`).
 pub const EXPIRING: &str = "Expiring";
+/// A dns-persist-01 record's `persistUntil` is near ([`super::persist_until`]).
+pub const PERSIST_EXPIRING: &str = "PersistentRecordExpiring";
 
 pub use crate::api::Reason;
 
@@ -79,7 +81,11 @@ impl<'a> StatusWriter<'a> {
     }
 
     pub fn drop_expiring(&mut self) {
-        self.status.conditions.retain(|c| c.type_ != EXPIRING);
+        self.drop_condition(EXPIRING);
+    }
+
+    pub fn drop_condition(&mut self, type_: &str) {
+        self.status.conditions.retain(|c| c.type_ != type_);
     }
 
     pub fn condition(&self, type_: &str) -> Option<&Condition> {

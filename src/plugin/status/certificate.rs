@@ -56,6 +56,12 @@ impl Report for CertificateReport {
 pub struct Conditions {
     pub expiring: Option<ConditionReport>,
     pub issuing: Option<ConditionReport>,
+    /// A dns-persist-01 record nears its `persistUntil` (only when true).
+    #[serde(
+        rename = "persistentRecordExpiring",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub persist_expiring: Option<ConditionReport>,
     pub ready: Option<ConditionReport>,
 }
 
@@ -161,13 +167,18 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
     let status = cert.status.clone().unwrap_or_default();
     let ready = find(&status.conditions, "Ready");
     let expiring = find(&status.conditions, "Expiring").filter(|c| c.is_true());
+    let persist = find(&status.conditions, "PersistentRecordExpiring").filter(|c| c.is_true());
     let reports: Vec<DeploymentReport> = status
         .deployments
         .iter()
         .map(DeploymentReport::of)
         .collect();
-    let mut verdict =
-        crate::plugin::verdict::certificate(ready, expiring, status.not_after, status.renewal_time);
+    let mut verdict = crate::plugin::verdict::certificate(
+        ready,
+        expiring.or(persist),
+        status.not_after,
+        status.renewal_time,
+    );
     if let Some(tail) = deployments::verdict_tail(&reports) {
         verdict.push_str(&tail);
     }
@@ -180,6 +191,7 @@ pub fn build(ns: &str, name: &str, cert: &Certificate, found: Found) -> Certific
         conditions: Conditions {
             expiring: expiring.map(ConditionReport::of),
             issuing: find(&status.conditions, "Issuing").map(ConditionReport::of),
+            persist_expiring: persist.map(ConditionReport::of),
             ready: ready.map(ConditionReport::of),
         },
         deployments: reports,
@@ -315,7 +327,12 @@ fn render_conditions(out: &mut String, c: &Conditions) {
         line(out, "Ready:", ready.text());
     }
     let ready_message = c.ready.as_ref().map(|r| &r.message);
-    for (label, other) in [("Issuing:", &c.issuing), ("Expiring:", &c.expiring)] {
+    let others = [
+        ("Issuing:", &c.issuing),
+        ("Expiring:", &c.expiring),
+        ("Persist:", &c.persist_expiring),
+    ];
+    for (label, other) in others {
         // A failed attempt sets Issuing and Ready with the same words: say them once.
         if let Some(other) = other
             && Some(&other.message) != ready_message

@@ -245,7 +245,7 @@ macro_rules! txt_solver {
                 challenges: &'a [Challenge<'a>],
                 all_removed: bool,
             ) -> BoxFuture<'a, ()> {
-                Box::pin(after_cleanup(deps, cert, challenges, all_removed))
+                Box::pin(after_cleanup(deps, cert, challenges, all_removed, $scoped))
             }
         }
     };
@@ -263,39 +263,41 @@ txt_solver!(
 );
 
 /// Once the order's records were removed (or could not be): outside a deletion, say which
-/// records may be left (status is about to forget the order) and drop the guard; during
-/// one, drop it only when everything was removed ([`finalize_deletion`] decides the rest).
+/// records may be left (status is about to forget the order) and drop the guard. During
+/// a deletion the guard is [`finalize_deletion`]'s to drop, once every kind of record
+/// (DNS-01 and dns-account-01 alike) is gone.
 async fn after_cleanup(
     deps: Deps<'_>,
     cert: &Certificate,
     challenges: &[Challenge<'_>],
     all_removed: bool,
+    scoped: bool,
 ) {
-    if challenges.is_empty() {
+    if challenges.is_empty() || cert.metadata.deletion_timestamp.is_some() {
         return;
     }
-    let deleting = cert.metadata.deletion_timestamp.is_some();
-    if !all_removed && !deleting {
-        let names: Vec<String> = challenges
-            .iter()
+    if !all_removed {
+        let names: Vec<String> = (challenges.iter())
             .map(|c| record_name(c.dns_name).trim_end_matches('.').to_string())
             .collect();
+        let which = match scoped {
+            true => "dns-account-01 TXT records (the account's label) under",
+            false => "TXT records",
+        };
         deps.events
             .event(
-            cert,
-            true,
-            "CleanupFailed",
-            "Issue",
-            format!(
-                "could not remove the TXT records {} (see the operator log); remove them by hand",
-                names.join(", ")
-            ),
-        )
-        .await;
+                cert,
+                true,
+                "CleanupFailed",
+                "Issue",
+                format!(
+                    "could not remove the {which} {} (see the operator log); remove them by hand",
+                    names.join(", ")
+                ),
+            )
+            .await;
     }
-    if (!deleting || all_removed)
-        && let Err(e) =
-            crate::shared::finalizer::remove(deps.client, cert, DNS_CLEANUP_FINALIZER).await
+    if let Err(e) = crate::shared::finalizer::remove(deps.client, cert, DNS_CLEANUP_FINALIZER).await
     {
         tracing::warn!(certificate = %cert.name_any(), error = %e, "cannot remove the DNS-01 cleanup finalizer");
     }

@@ -39,6 +39,48 @@ pub fn record_value(
     value
 }
 
+/// A record value split as the draft's ABNF has it: the issuer domain name, then
+/// `name=value` parameters (names case-insensitive, blanks around `;` and `=` ignored);
+/// `None` when it does not parse (the CA ignores such a record too).
+fn parse(value: &str) -> Option<(String, Vec<(String, String)>)> {
+    let mut parts = value.split(';').map(str::trim);
+    let domain = parts.next().filter(|d| !d.is_empty() && !d.contains('='))?;
+    let mut params = Vec::new();
+    for part in parts.filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=')?;
+        params.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    Some((domain, params))
+}
+
+/// Whether a served record value gives at least what `wanted` (a [`record_value`]) asks:
+/// the same CA and account, `policy=wildcard` when wanted (a wildcard record covers the
+/// bare name too), and it lasts as long (no `persistUntil`, or one no sooner). Spacing,
+/// case and parameter order do not matter; unknown parameters are ignored.
+pub fn authorizes(served: &str, wanted: &str) -> bool {
+    let (Some((domain, have)), Some((want_domain, want))) = (parse(served), parse(wanted)) else {
+        return false;
+    };
+    let get = |params: &[(String, String)], name: &str| {
+        (params.iter().find(|(n, _)| n == name)).map(|(_, v)| v.clone())
+    };
+    let until = |params: &[(String, String)]| get(params, "persistuntil").map(|v| v.parse::<i64>());
+    let wildcard = |params: &[(String, String)]| {
+        get(params, "policy").is_some_and(|p| p.eq_ignore_ascii_case("wildcard"))
+    };
+    let lasts = match (until(&have), until(&want)) {
+        (None, _) => true,
+        (Some(Ok(h)), Some(Ok(w))) => h >= w,
+        _ => false,
+    };
+    domain == want_domain
+        && get(&have, "accounturi").is_some()
+        && get(&have, "accounturi") == get(&want, "accounturi")
+        && (wildcard(&have) || !wildcard(&want))
+        && lasts
+}
+
 /// The issuer domain name to put in the record: the solver's `issuerDomainName`, else
 /// the first the CA names in the challenge (`issuer-domain-names`).
 pub fn issuer_domain_name(
@@ -100,11 +142,7 @@ impl Solver for DnsPersist01 {
                 return Ok(());
             }
             let (fqdn, value) = (record_name(challenge.dns_name), challenge.key_authorization);
-            let resolvers = &env.deps.settings.dns01_resolvers;
-            if propagation::missing(resolvers, &fqdn, value)
-                .await?
-                .is_none()
-            {
+            if served(env, &fqdn, value).await?.is_none() {
                 return Ok(());
             }
             let provider = provider(env).await?;
@@ -121,12 +159,12 @@ impl Solver for DnsPersist01 {
     ) -> SolveFuture<'a, Readiness> {
         Box::pin(async move {
             let (fqdn, value) = (record_name(challenge.dns_name), challenge.key_authorization);
-            if has_provider(env) {
+            // A record we wrote: wait for the provider and its servers.
+            if has_provider(env) && env.deps.memory.dns_change(&fqdn, value).is_some() {
                 let provider = provider(env).await?;
                 return super::served(env, &*provider, &fqdn, value).await;
             }
-            let resolvers = &env.deps.settings.dns01_resolvers;
-            Ok(match propagation::missing(resolvers, &fqdn, value).await? {
+            Ok(match served(env, &fqdn, value).await? {
                 None => Readiness::Ready,
                 Some(_) => Readiness::Waiting(publish_request(challenge.dns_name, value)),
             })
@@ -134,6 +172,17 @@ impl Solver for DnsPersist01 {
     }
 
     // cleanup: none. The record is meant to stay.
+}
+
+/// `None` when the zone's servers serve a record that [`authorizes`] `value`.
+async fn served(
+    env: &SolveEnv<'_>,
+    fqdn: &str,
+    value: &str,
+) -> Result<Option<String>, SolverError> {
+    let resolvers = &env.deps.settings.dns01_resolvers;
+    let matches = |served: &str| authorizes(served, value);
+    Ok(propagation::missing_by(resolvers, fqdn, &matches).await?)
 }
 
 async fn provider(
@@ -185,5 +234,50 @@ mod tests {
         let both = serde_json::json!({ "issuer-domain-names": ["letsencrypt.org", "ca.example"] });
         assert_eq!(issuer_domain_name(&own, &both).unwrap(), "ca.example");
         assert!(issuer_domain_name(&cfg, &serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn a_served_record_counts_by_meaning_not_by_spelling() {
+        let uri = "https://ca.example/acct/1";
+        let until = jiff::Timestamp::from_second(1_900_000_000).ok();
+        let plain = record_value("ca.example", uri, false, None);
+        let wild = record_value("ca.example", uri, true, None);
+        let until_wanted = record_value("ca.example", uri, false, until);
+        assert!(authorizes(&plain, &plain));
+        let spelled = "CA.example. ;accounturi = https://ca.example/acct/1;  Policy=Wildcard ; x=y";
+        assert!(authorizes(spelled, &plain), "case, blanks, order, unknown");
+        assert!(authorizes(spelled, &wild));
+        assert!(
+            authorizes(&wild, &plain),
+            "a wildcard record covers the bare name"
+        );
+        assert!(!authorizes(&plain, &wild), "but not the other way");
+        assert!(!authorizes(
+            "ca.example; accounturi=https://ca.example/acct/2",
+            &plain
+        ));
+        assert!(!authorizes(
+            "other.example; accounturi=https://ca.example/acct/1",
+            &plain
+        ));
+        assert!(
+            !authorizes("ca.example; policy=wildcard", &plain),
+            "no account"
+        );
+        assert!(
+            !authorizes("ca.example; accounturi", &plain),
+            "does not parse"
+        );
+        // persistUntil: none lasts for ever; a sooner one does not do.
+        assert!(authorizes(&plain, &until_wanted));
+        let later = format!("{plain}; persistUntil=1900000001");
+        let sooner = format!("{plain}; persistUntil=1899999999");
+        assert!(authorizes(&later, &until_wanted));
+        assert!(!authorizes(&sooner, &until_wanted));
+        assert!(!authorizes(&later, &plain), "wanted for ever");
+        assert!(!authorizes(
+            &format!("{plain}; persistUntil=soon"),
+            &until_wanted
+        ));
     }
 }

@@ -166,10 +166,22 @@ fn addresses(records: &[Record], host: &Name, rtype: RecordType) -> Vec<IpAddr> 
         .collect()
 }
 
-/// Whether a TXT answer holds `value`.
-fn serves(m: &Message, value: &str) -> bool {
+/// What a served TXT value must satisfy (equal a DNS-01 value; authorize for
+/// dns-persist-01).
+pub type Matches<'a> = &'a (dyn Fn(&str) -> bool + Send + Sync);
+
+/// Whether a TXT answer holds a record that `matches` (each record's character-strings
+/// joined, as RFC 7208 reads a long TXT value).
+fn serves(m: &Message, matches: Matches<'_>) -> bool {
     m.answers().iter().any(|r| match r.data() {
-        RData::TXT(t) => t.txt_data().iter().any(|d| d.as_ref() == value.as_bytes()),
+        RData::TXT(t) => {
+            let joined: Vec<u8> = t
+                .txt_data()
+                .iter()
+                .flat_map(|d| d.iter().copied())
+                .collect();
+            std::str::from_utf8(&joined).is_ok_and(matches)
+        }
         _ => false,
     })
 }
@@ -259,9 +271,14 @@ impl Dns {
     }
 
     /// What `server` answers for `fqdn` TXT (its addresses in turn).
-    async fn answer(&self, server: &Server, fqdn: &Name, value: &str) -> Result<Answer, DnsError> {
+    async fn answer(
+        &self,
+        server: &Server,
+        fqdn: &Name,
+        matches: Matches<'_>,
+    ) -> Result<Answer, DnsError> {
         let (addr, m) = first_answer(&server.addrs, fqdn, RecordType::TXT, self.timeout).await?;
-        let served = serves(&m, value);
+        let served = serves(&m, matches);
         tracing::debug!(server = %server.name, %addr, name = %fqdn, served, "asked for the TXT value");
         let at = addr.to_string();
         Ok(Answer {
@@ -274,11 +291,12 @@ impl Dns {
         })
     }
 
-    /// `None` when every server to ask serves `value` at `fqdn`; else which do not.
+    /// `None` when every server to ask serves a value that `matches` at `fqdn`; else
+    /// which do not.
     async fn missing(
         &self,
         fqdn: &str,
-        value: &str,
+        matches: Matches<'_>,
         only: bool,
     ) -> Result<Option<String>, DnsError> {
         let name = dns_name(fqdn)?;
@@ -293,7 +311,7 @@ impl Dns {
                 .collect(),
             false => self.authoritative(&name).await?,
         };
-        let asked = join_all(servers.iter().map(|s| self.answer(s, &name, value))).await;
+        let asked = join_all(servers.iter().map(|s| self.answer(s, &name, matches))).await;
         let answers = asked.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(verdict(fqdn, &answers))
     }
@@ -322,8 +340,17 @@ pub async fn missing(
     fqdn: &str,
     value: &str,
 ) -> Result<Option<String>, DnsError> {
+    missing_by(resolvers, fqdn, &|served: &str| served == value).await
+}
+
+/// `None` when every server asked serves a value at `fqdn` that `matches`.
+pub async fn missing_by(
+    resolvers: &Resolvers,
+    fqdn: &str,
+    matches: Matches<'_>,
+) -> Result<Option<String>, DnsError> {
     Dns::new(resolvers)
-        .missing(fqdn, value, resolvers.only)
+        .missing(fqdn, matches, resolvers.only)
         .await
 }
 
@@ -587,22 +614,16 @@ mod tests {
         m.add_answers([ns("ns1.t.test"), ns("ns2.t.test"), ns("NS1.t.test")]);
         assert_eq!(ns_names(&m), [name("ns1.t.test"), name("ns2.t.test")]);
         assert_eq!(zone_of(&Message::new()), None);
-        assert!(serves(
-            &{
-                let mut m = Message::new();
-                m.add_answer(txt("v"));
-                m
-            },
-            "v"
-        ));
-        assert!(!serves(
-            &{
-                let mut m = Message::new();
-                m.add_answer(txt("v"));
-                m
-            },
-            "w"
-        ));
+        let with = |strings: &[&str]| {
+            let mut m = Message::new();
+            let strings: Vec<String> = strings.iter().map(|s| s.to_string()).collect();
+            m.add_answer(rec(RECORD, RData::TXT(TXT::new(strings))));
+            m
+        };
+        assert!(serves(&with(&["v"]), &|s: &str| s == "v"));
+        assert!(!serves(&with(&["v"]), &|s: &str| s == "w"));
+        // A long value split into character-strings is read joined.
+        assert!(serves(&with(&["ab", "cd"]), &|s: &str| s == "abcd"));
     }
 
     fn delegation(ns2: Record) -> Vec<Record> {
@@ -654,7 +675,10 @@ mod tests {
         let ns1 = zone(records);
         let (_, port) = servers(&[&ns1, &ns2]).await;
         let dns = dns(vec![SocketAddr::from(([127, 0, 0, 1], port))], port);
-        let why = dns.missing(RECORD, "token", false).await.unwrap();
+        let why = dns
+            .missing(RECORD, &|s: &str| s == "token", false)
+            .await
+            .unwrap();
         let why = why.expect("ns2 lacks the value");
         assert!(
             why.contains(&format!(
@@ -667,7 +691,12 @@ mod tests {
             "{why}"
         );
         ns2.lock().unwrap().records.push(txt("token"));
-        assert_eq!(dns.missing(RECORD, "token", false).await.unwrap(), None);
+        assert_eq!(
+            dns.missing(RECORD, &|s: &str| s == "token", false)
+                .await
+                .unwrap(),
+            None
+        );
         assert!(
             ns2.lock()
                 .unwrap()
@@ -715,7 +744,7 @@ mod tests {
         let (wo, _) = servers(&[&without]).await;
         let dns = dns(vec![w[0], wo[0]], 53);
         let why = dns
-            .missing(RECORD, "token", true)
+            .missing(RECORD, &|s: &str| s == "token", true)
             .await
             .unwrap()
             .expect("one lacks it");
@@ -724,6 +753,11 @@ mod tests {
             "{why}"
         );
         without.lock().unwrap().records.push(txt("token"));
-        assert_eq!(dns.missing(RECORD, "token", true).await.unwrap(), None);
+        assert_eq!(
+            dns.missing(RECORD, &|s: &str| s == "token", true)
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

@@ -5,10 +5,32 @@ use super::*;
 
 pub(super) fn new_order<'a>(p: &Pass<'a>, identifiers: &'a [Identifier]) -> NewOrder<'a> {
     let new = NewOrder::new(identifiers);
-    match p.issuer.spec.profile.as_deref() {
+    match profile(p) {
         Some(profile) => new.profile(profile),
         None => new,
     }
+}
+
+/// The profile to order with: the Certificate's, else the issuer's.
+fn profile<'a>(p: &Pass<'a>) -> Option<&'a str> {
+    (p.request.profile.as_deref()).or(p.issuer.spec.profile.as_deref())
+}
+
+/// A Certificate's own profile that the CA's directory does not offer: refused before
+/// any order (the issuer's own profile is checked by the issuer controller).
+fn profile_refused(p: &Pass<'_>) -> Option<Failure> {
+    let wanted = p.request.profile.as_deref()?;
+    let offered: Vec<(String, String)> = (p.account.profiles())
+        .map(|o| (o.name.to_string(), o.description.to_string()))
+        .collect();
+    let message = crate::decide::profile_problem(Some(wanted), &offered)?;
+    let message = message.replace("from the issuer", "from the Certificate");
+    Some(Failure::new(
+        FailedStep::Order,
+        Reason::UnknownProfile,
+        message,
+        false,
+    ))
 }
 
 /// The `notAfter` to ask for: now + `duration`, when the issuer turned the duration
@@ -40,8 +62,8 @@ pub(super) async fn place(
         "identifiers": identifiers,
         "notAfter": not_after.to_string(),
     });
-    if let Some(profile) = &p.issuer.spec.profile {
-        payload["profile"] = profile.clone().into();
+    if let Some(profile) = profile(p) {
+        payload["profile"] = profile.into();
     }
     if let Some(id) = replaces {
         payload["replaces"] = id.to_string().into();
@@ -103,24 +125,31 @@ pub(super) fn duration_refused(p: &Pass<'_>, e: &instant_acme::Error) -> Option<
     ))
 }
 
+/// New orders of the account are paused (a rate limit, restored from the issuer's status
+/// after a restart): nothing is sent, and the failure says when they resume.
+fn paused(p: &Pass<'_>) -> Option<Failure> {
+    super::super::rate_limit::restore(p.ctx, p.issuer, p.account.id());
+    let wait = p.ctx.memory.account_paused(p.account.id())?;
+    let resumes = p.ctx.memory.wall_now() + SignedDuration::try_from(wait).unwrap_or_default();
+    let mut f = Failure::new(
+        FailedStep::Order,
+        Reason::RateLimited,
+        format!(
+            "the CA rate-limited the ACME account of {}: new orders resume at {}",
+            p.issuer.display(),
+            resumes.round(jiff::Unit::Second).unwrap_or(resumes)
+        ),
+        false,
+    );
+    f.paused = Some(wait);
+    Some(f)
+}
+
 /// A new order (naming the certificate it replaces, for renewals), persisted in status
 /// before anything else: a restart resumes it.
 pub(super) async fn create(p: &Pass<'_>, w: &mut StatusWriter<'_>) -> Result<Order, Failure> {
-    super::super::rate_limit::restore(p.ctx, p.issuer, p.account.id());
-    if let Some(wait) = p.ctx.memory.account_paused(p.account.id()) {
-        let resumes = p.ctx.memory.wall_now() + SignedDuration::try_from(wait).unwrap_or_default();
-        let mut f = Failure::new(
-            FailedStep::Order,
-            Reason::RateLimited,
-            format!(
-                "the CA rate-limited the ACME account of {}: new orders resume at {}",
-                p.issuer.display(),
-                resumes.round(jiff::Unit::Second).unwrap_or(resumes)
-            ),
-            false,
-        );
-        f.paused = Some(wait);
-        return Err(f);
+    if let Some(stop) = paused(p).or_else(|| profile_refused(p)) {
+        return Err(stop);
     }
     let identifiers: Vec<Identifier> = p
         .request
