@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caas_testbed::{AcmeProxy, ApiServer, Pebble, PebbleOptions, Proc, free_port, port_open};
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -315,30 +314,39 @@ fn kubectl(api: &ApiServer, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Creates the Certificates (a name each under the BIND zone).
-async fn create_certificates(bed: &Bed, n: usize) -> Result<(), String> {
-    let api =
-        Api::<DynamicObject>::namespaced_with(bed.client.clone(), NS, &resource("Certificate"));
+/// Creates the Certificates (a name each under the BIND zone) one after another over
+/// `spread`, so that their renewals keep coming all through the run rather than all at
+/// once; a creation refused while the API server restarts is tried again.
+async fn create_certificates(
+    client: kube::Client,
+    n: usize,
+    spread: Duration,
+) -> Result<(), String> {
+    let api = Api::<DynamicObject>::namespaced_with(client, NS, &resource("Certificate"));
     let zone = format!("soak-{}.acc.test", std::process::id());
-    let created = futures::stream::iter((0..n).map(|i| {
-        let api = api.clone();
-        let zone = zone.clone();
-        async move {
-            let obj: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "metadata": { "name": format!("c{i}") },
-                "spec": { "secretName": format!("c{i}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [format!("c{i}.{zone}")] }
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &obj).await.map(|_| ())
+    let started = Instant::now();
+    for i in 0..n {
+        let at = started + spread.mul_f64(i as f64 / n as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "caas.dev/v1alpha1", "kind": "Certificate", "metadata": { "name": format!("c{i}") },
+            "spec": { "secretName": format!("c{i}-tls"), "issuerRef": { "name": "ca" }, "dnsNames": [format!("c{i}.{zone}")] }
+        }))
+        .unwrap();
+        let mut tries = 0;
+        loop {
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 => break,
+                Err(e) if tries == 30 => return Err(format!("creating Certificate c{i}: {e}")),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
-    }))
-    .buffer_unordered(16)
-    .collect::<Vec<_>>()
-    .await;
-    match created.into_iter().find_map(Result::err) {
-        Some(e) => Err(format!("creating Certificates: {e}")),
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// The replica holding the Lease (the first when none is known).
@@ -383,7 +391,8 @@ async fn apply(bed: &mut Bed, chaos: Chaos) {
 struct Report {
     seen: Seen,
     faults: BTreeMap<Chaos, u32>,
-    first_issuance: Duration,
+    /// Over how long the Certificates were created.
+    spread: Duration,
     ran: Duration,
     new_orders: usize,
     answered_429: usize,
@@ -406,27 +415,17 @@ async fn run(cfg: &Config) -> Result<Report, String> {
             }
         })
     };
+    // Created over the time to a renewal (two thirds of the lifetime), at most half the run.
+    let spread = (Duration::from_secs(cfg.lifetime_secs * 2 / 3)).min(cfg.duration / 2);
     eprintln!(
-        "==> {} Certificates, first issuance (no faults)",
-        cfg.certificates
+        "==> {} Certificates created over {spread:.0?}, faults for {:.0?} (seed {})",
+        cfg.certificates, cfg.duration, cfg.seed
     );
-    let started = Instant::now();
-    create_certificates(&bed, cfg.certificates).await?;
-    let deadline = started + Duration::from_secs(300);
-    while seen.lock().expect("lock").serials.len() < cfg.certificates {
-        if Instant::now() > deadline {
-            checker.abort();
-            return Err(format!(
-                "only {} of {} Certificates had a certificate after 300 s (logs in {})",
-                seen.lock().expect("lock").serials.len(),
-                cfg.certificates,
-                bed.api.dir.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let first_issuance = started.elapsed();
-    eprintln!("==> faults for {:.0?} (seed {})", cfg.duration, cfg.seed);
+    let creator = tokio::spawn(create_certificates(
+        bed.client.clone(),
+        cfg.certificates,
+        spread,
+    ));
     let mut rng = Rng::new(cfg.seed);
     let mut counts = BTreeMap::new();
     let started = Instant::now();
@@ -442,15 +441,22 @@ async fn run(cfg: &Config) -> Result<Report, String> {
             tokio::time::sleep(gap.min(end.saturating_duration_since(Instant::now()))).await;
         }
     }
-    // One more look with nothing failing: every Certificate still has a good certificate.
+    let created = creator.await.map_err(|e| e.to_string()).and_then(|r| r);
+    // The last Certificates get their first certificate with nothing failing, then one more
+    // look: every Certificate has a good certificate.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().expect("lock").serials.len() < cfg.certificates && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     checker.abort();
+    created?;
     let log = bed.proxy.exchanges();
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
     Ok(Report {
         seen,
         faults: counts,
-        first_issuance,
+        spread,
         ran: started.elapsed(),
         new_orders: bed.proxy.new_orders().len(),
         answered_429: log.iter().filter(|e| e.status == 429).count(),
@@ -493,8 +499,11 @@ impl Report {
                 ),
             ),
             (
-                "first issuance, no faults",
-                format!("{:.1} s", self.first_issuance.as_secs_f64()),
+                "Certificates created",
+                format!(
+                    "one after another over the first {:.0} s, under the faults (so renewals come all through the run)",
+                    self.spread.as_secs_f64()
+                ),
             ),
             (
                 "run with faults",
