@@ -302,30 +302,52 @@ pub async fn present(env: &SolveEnv<'_>, challenge: Challenge<'_>) -> Result<(),
     Ok(())
 }
 
-/// Deletes the temporary objects of one challenge (those already gone are fine).
+/// Which route objects a challenge may have: the one its solver makes (an Ingress, or a
+/// Gateway API HTTPRoute), or either when the solver is not known any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    Ingress,
+    HttpRoute,
+    Either,
+}
+
+impl Routes {
+    /// The routes the solver `config` makes (`Either` for a config that is not HTTP-01:
+    /// the issuer changed since the challenge was presented).
+    pub fn of(config: &crate::api::issuer::SolverConfig) -> Routes {
+        match config.http01.as_ref() {
+            Some(h) if h.gateway_http_route.is_some() => Routes::HttpRoute,
+            Some(_) => Routes::Ingress,
+            None => Routes::Either,
+        }
+    }
+}
+
+/// Deletes the temporary objects of one challenge (those already gone are fine): its
+/// route (only the kind its solver makes: one API request saved per challenge; one of the
+/// other kind, left by an issuer changed in between, goes with the sweep), Service and
+/// Endpoints.
 pub async fn remove(
     client: &kube::Client,
     namespace: &str,
     token: &str,
+    routes: Routes,
 ) -> Result<(), kube::Error> {
     let name = resource_name(token);
-    delete_if_present(
-        &Api::<Ingress>::namespaced(client.clone(), namespace),
-        &name,
-    )
-    .await?;
+    if routes != Routes::HttpRoute {
+        let ingresses = Api::<Ingress>::namespaced(client.clone(), namespace);
+        delete_if_present(&ingresses, &name).await?;
+    }
     // 404 also when the cluster has no HTTPRoute API: nothing to delete. 403: RBAC
     // without HTTPRoutes (made for Ingress challenges only) must not stop the cleanup of
-    // the Ingress, Service and Endpoints.
-    match delete_if_present(
-        &Api::<HTTPRoute>::namespaced(client.clone(), namespace),
-        &name,
-    )
-    .await
-    {
-        Err(kube::Error::Api(e)) if e.code == 403 => {}
-        other => {
-            other?;
+    // the Service and Endpoints.
+    if routes != Routes::Ingress {
+        let http_routes = Api::<HTTPRoute>::namespaced(client.clone(), namespace);
+        match delete_if_present(&http_routes, &name).await {
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            other => {
+                other?;
+            }
         }
     }
     delete_if_present(
@@ -367,7 +389,8 @@ impl Solver for Http01 {
 
     fn cleanup<'a>(&'a self, env: &'a SolveEnv<'a>, challenge: Challenge<'a>) -> SolveFuture<'a> {
         let ns = env.cert.namespace().unwrap_or_default();
-        Box::pin(async move { Ok(remove(env.deps.client, &ns, challenge.token).await?) })
+        let routes = Routes::of(env.config);
+        Box::pin(async move { Ok(remove(env.deps.client, &ns, challenge.token, routes).await?) })
     }
 }
 
@@ -461,6 +484,25 @@ pub async fn sweep(client: kube::Client, namespace: Option<String>, store: Store
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_route_kind_the_solver_makes_is_deleted() {
+        use crate::api::issuer::{Http01GatewayHttpRoute, Http01Solver, SolverConfig};
+        let ingress = SolverConfig {
+            http01: Some(Http01Solver::default()),
+            ..Default::default()
+        };
+        assert_eq!(Routes::of(&ingress), Routes::Ingress);
+        let route = SolverConfig {
+            http01: Some(Http01Solver {
+                gateway_http_route: Some(Http01GatewayHttpRoute::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(Routes::of(&route), Routes::HttpRoute);
+        assert_eq!(Routes::of(&SolverConfig::default()), Routes::Either);
+    }
 
     #[test]
     fn resource_names_are_dns_labels() {

@@ -34,7 +34,7 @@ pub enum Program {
 pub struct SoakArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The CI form: 20 Certificates of 150 s for 3 minutes.
+    /// The CI form: 20 Certificates of 180 s for 3 minutes.
     #[arg(long)]
     pub quick: bool,
     /// Certificates kept valid (default 200; 20 with --quick).
@@ -43,8 +43,7 @@ pub struct SoakArgs {
     /// Minutes of faults after the first issuance (default 30; 3 with --quick).
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Certificate lifetime in seconds, Pebble's `shortlived` profile (default 180; 150
-    /// with --quick).
+    /// Certificate lifetime in seconds, Pebble's `shortlived` profile (default 180).
     #[arg(long)]
     pub lifetime_secs: Option<u64>,
     /// Seed of the fault schedule (default: from the clock; the report prints it).

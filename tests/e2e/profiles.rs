@@ -115,9 +115,10 @@ async fn a_profile_the_ca_offers_is_ordered_and_an_unknown_one_refused_before_an
     );
 }
 
-/// A Certificate's own `profile` overrides the issuer's (none here): `shortlived` gets
-/// that profile's validity, no profile the default one, and a profile the CA does not
-/// offer is `UnknownProfile` on the Certificate, with no order placed for it.
+/// A Certificate's own `profile` overrides the issuer's (`default` here: Pebble picks a
+/// profile at random for an order naming none): `shortlived` gets that profile's
+/// validity, no profile the issuer's, and a profile the CA does not offer is
+/// `UnknownProfile` on the Certificate, with no order placed for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_names_its_own_profile() {
     let api = shared_apiserver();
@@ -132,6 +133,7 @@ async fn a_certificate_names_its_own_profile() {
     let solver = rfc2136_solver(&client, &ns).await;
     let hmac = &pebble.eab_hmac;
     create_issuer(&client, &ns, "ca", &pebble, hmac, json!([solver])).await;
+    set_profile(&client, &ns, "ca", Some("default")).await;
     for (cert, profile) in [
         ("short", Some("shortlived")),
         ("plain", None),
@@ -183,7 +185,7 @@ async fn a_certificate_names_its_own_profile() {
     );
     assert!(
         lifetimes[1].as_hours() > 73,
-        "the default profile's lifetime: {:#}",
+        "the issuer's default profile's lifetime: {:#}",
         lifetimes[1]
     );
 }

@@ -56,9 +56,11 @@ fn parse(value: &str) -> Option<(String, Vec<(String, String)>)> {
 
 /// Whether a served record value gives at least what `wanted` (a [`record_value`]) asks:
 /// the same CA and account, `policy=wildcard` when wanted (a wildcard record covers the
-/// bare name too), and it lasts as long (no `persistUntil`, or one no sooner). Spacing,
-/// case and parameter order do not matter; unknown parameters are ignored.
-pub fn authorizes(served: &str, wanted: &str) -> bool {
+/// bare name too), and it lasts as long (no `persistUntil`, or one no sooner, and not
+/// past at `now`; one with a `persistUntil` when none is wanted does not do: it would
+/// stop working with no warning). Spacing, case and parameter order do not matter;
+/// unknown parameters are ignored.
+pub fn authorizes(served: &str, wanted: &str, now: jiff::Timestamp) -> bool {
     let (Some((domain, have)), Some((want_domain, want))) = (parse(served), parse(wanted)) else {
         return false;
     };
@@ -69,9 +71,10 @@ pub fn authorizes(served: &str, wanted: &str) -> bool {
     let wildcard = |params: &[(String, String)]| {
         get(params, "policy").is_some_and(|p| p.eq_ignore_ascii_case("wildcard"))
     };
+    // The CA refuses a record whose persistUntil has passed, whatever was asked.
     let lasts = match (until(&have), until(&want)) {
         (None, _) => true,
-        (Some(Ok(h)), Some(Ok(w))) => h >= w,
+        (Some(Ok(h)), Some(Ok(w))) => h >= w && h >= now.as_second(),
         _ => false,
     };
     domain == want_domain
@@ -146,6 +149,10 @@ impl Solver for DnsPersist01 {
                 return Ok(());
             }
             let provider = provider(env).await?;
+            // Already at the provider's primary (a hidden primary, split-horizon DNS).
+            if provider.serves(&fqdn, value).await? == Some(true) {
+                return Ok(());
+            }
             let pending = provider.publish(&fqdn, value).await?;
             env.deps.memory.set_dns_change(&fqdn, value, pending);
             Ok(())
@@ -159,15 +166,19 @@ impl Solver for DnsPersist01 {
     ) -> SolveFuture<'a, Readiness> {
         Box::pin(async move {
             let (fqdn, value) = (record_name(challenge.dns_name), challenge.key_authorization);
-            // A record we wrote: wait for the provider and its servers.
-            if has_provider(env) && env.deps.memory.dns_change(&fqdn, value).is_some() {
+            if served(env, &fqdn, value).await?.is_none() {
+                return Ok(Readiness::Ready);
+            }
+            // With a provider the record is ours to write (present did): wait for the
+            // provider and its servers, as for DNS-01 (WaitingForDNS, nothing to publish).
+            if has_provider(env) {
                 let provider = provider(env).await?;
                 return super::served(env, &*provider, &fqdn, value).await;
             }
-            Ok(match served(env, &fqdn, value).await? {
-                None => Readiness::Ready,
-                Some(_) => Readiness::Waiting(publish_request(challenge.dns_name, value)),
-            })
+            Ok(Readiness::Waiting(publish_request(
+                challenge.dns_name,
+                value,
+            )))
         })
     }
 
@@ -181,7 +192,8 @@ async fn served(
     value: &str,
 ) -> Result<Option<String>, SolverError> {
     let resolvers = &env.deps.settings.dns01_resolvers;
-    let matches = |served: &str| authorizes(served, value);
+    let now = jiff::Timestamp::now();
+    let matches = |served: &str| authorizes(served, value, now);
     Ok(propagation::missing_by(resolvers, fqdn, &matches).await?)
 }
 
@@ -238,46 +250,39 @@ mod tests {
 
     #[test]
     fn a_served_record_counts_by_meaning_not_by_spelling() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let at = |served: &str, wanted: &str| authorizes(served, wanted, now);
         let uri = "https://ca.example/acct/1";
         let until = jiff::Timestamp::from_second(1_900_000_000).ok();
         let plain = record_value("ca.example", uri, false, None);
         let wild = record_value("ca.example", uri, true, None);
         let until_wanted = record_value("ca.example", uri, false, until);
-        assert!(authorizes(&plain, &plain));
+        assert!(at(&plain, &plain));
         let spelled = "CA.example. ;accounturi = https://ca.example/acct/1;  Policy=Wildcard ; x=y";
-        assert!(authorizes(spelled, &plain), "case, blanks, order, unknown");
-        assert!(authorizes(spelled, &wild));
-        assert!(
-            authorizes(&wild, &plain),
-            "a wildcard record covers the bare name"
-        );
-        assert!(!authorizes(&plain, &wild), "but not the other way");
-        assert!(!authorizes(
+        assert!(at(spelled, &plain), "case, blanks, order, unknown");
+        assert!(at(spelled, &wild));
+        assert!(at(&wild, &plain), "a wildcard record covers the bare name");
+        assert!(!at(&plain, &wild), "but not the other way");
+        assert!(!at(
             "ca.example; accounturi=https://ca.example/acct/2",
             &plain
         ));
-        assert!(!authorizes(
+        assert!(!at(
             "other.example; accounturi=https://ca.example/acct/1",
             &plain
         ));
-        assert!(
-            !authorizes("ca.example; policy=wildcard", &plain),
-            "no account"
-        );
-        assert!(
-            !authorizes("ca.example; accounturi", &plain),
-            "does not parse"
-        );
+        assert!(!at("ca.example; policy=wildcard", &plain), "no account");
+        assert!(!at("ca.example; accounturi", &plain), "does not parse");
         // persistUntil: none lasts for ever; a sooner one does not do.
-        assert!(authorizes(&plain, &until_wanted));
+        assert!(at(&plain, &until_wanted));
         let later = format!("{plain}; persistUntil=1900000001");
         let sooner = format!("{plain}; persistUntil=1899999999");
-        assert!(authorizes(&later, &until_wanted));
-        assert!(!authorizes(&sooner, &until_wanted));
-        assert!(!authorizes(&later, &plain), "wanted for ever");
-        assert!(!authorizes(
-            &format!("{plain}; persistUntil=soon"),
-            &until_wanted
-        ));
+        assert!(at(&later, &until_wanted));
+        assert!(!at(&sooner, &until_wanted));
+        assert!(!at(&later, &plain), "wanted for ever");
+        assert!(!at(&format!("{plain}; persistUntil=soon"), &until_wanted));
+        // Past at `now`: the CA would refuse it, even when it is the one asked for.
+        let past = format!("{plain}; persistUntil=1799999999");
+        assert!(!at(&past, &past));
     }
 }

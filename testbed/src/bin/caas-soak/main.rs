@@ -45,7 +45,7 @@ fn config() -> Config {
         unreachable!("parse_as(\"soak\") parses the soak's arguments")
     };
     let (certificates, minutes, lifetime) = match args.quick {
-        true => (20, 3.0, 150),
+        true => (20, 3.0, 180),
         false => (200, 30.0, 180),
     };
     let clock = std::time::SystemTime::now()
@@ -164,7 +164,10 @@ fn spawn(
         .and_then(|p| p.parse().ok())
         .expect("metrics port");
     let mut cmd = Command::new(operator);
+    // Each replica names itself hostname-pid in the Lease (an inherited POD_NAME would
+    // give both the same identity).
     cmd.args(args)
+        .env_remove("POD_NAME")
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn");
     let log = dir.join(format!("operator-{run}.log"));
@@ -349,22 +352,31 @@ async fn create_certificates(
     Ok(())
 }
 
-/// The replica holding the Lease (the first when none is known).
-async fn leader(bed: &Bed) -> usize {
+/// The replica holding the Lease; asked again (for up to 30 s) while the Lease names
+/// none of the running replicas (a killed one's Lease has not expired yet).
+async fn leader(bed: &Bed) -> Option<usize> {
     let leases: Api<Lease> = Api::namespaced(bed.client.clone(), NS);
-    let holder = (leases.get_opt("caas-operator").await.ok().flatten())
-        .and_then(|l| l.spec?.holder_identity);
-    (bed.replicas.iter())
-        .position(|r| Some(r.identity()) == holder)
-        .unwrap_or(0)
+    for _ in 0..60 {
+        let holder = (leases.get_opt("caas-operator").await.ok().flatten())
+            .and_then(|l| l.spec?.holder_identity);
+        let found = (bed.replicas.iter()).position(|r| Some(r.identity()) == holder);
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
 }
 
-/// Carries out one fault and waits until it is over.
-async fn apply(bed: &mut Bed, chaos: Chaos) {
+/// Carries out one fault and waits until it is over; `false` when it could not be made.
+async fn apply(bed: &mut Bed, chaos: Chaos) -> bool {
     eprintln!("    fault: {}", chaos.describe());
     match chaos {
         Chaos::KillLeader => {
-            let n = leader(bed).await;
+            let Some(n) = leader(bed).await else {
+                eprintln!("    no replica holds the Lease after 30 s: none killed");
+                return false;
+            };
             bed.replicas[n].kill();
             tokio::time::sleep(Duration::from_secs(5)).await;
             tokio::task::block_in_place(|| bed.replicas[n].restart());
@@ -386,6 +398,7 @@ async fn apply(bed: &mut Bed, chaos: Chaos) {
             bed.proxy.clear_rule();
         }
     }
+    true
 }
 
 struct Report {
@@ -435,8 +448,9 @@ async fn run(cfg: &Config) -> Result<Report, String> {
             if Instant::now() >= end {
                 break 'run;
             }
-            apply(&mut bed, chaos).await;
-            *counts.entry(chaos).or_insert(0) += 1;
+            if apply(&mut bed, chaos).await {
+                *counts.entry(chaos).or_insert(0) += 1;
+            }
             let gap = Duration::from_secs(rng.between(10, 20));
             tokio::time::sleep(gap.min(end.saturating_duration_since(Instant::now()))).await;
         }
@@ -475,6 +489,12 @@ impl Report {
         }
         if self.seen.serials.len() < cfg.certificates {
             return Err("not every Certificate got a certificate".into());
+        }
+        if self.sent_during_pauses > 0 {
+            return Err(format!(
+                "{} new orders were sent while the CA's Retry-After still ran",
+                self.sent_during_pauses
+            ));
         }
         if self.seen.renewals == 0 {
             return Err("nothing was renewed: run longer than a certificate's renewal time".into());
