@@ -462,7 +462,12 @@ async fn run(cfg: &Config) -> Result<Report, String> {
     while seen.lock().expect("lock").serials.len() < cfg.certificates && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two more complete checks (waited on, not slept for), at most 30 s.
+    let after = seen.lock().expect("lock").checks + 2;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().expect("lock").checks < after && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     checker.abort();
     created?;
     let log = bed.proxy.exchanges();
