@@ -172,6 +172,8 @@ pub struct Context {
     pub certificates: Store<Certificate>,
     /// The challenges this replica answers (shared with the listeners).
     pub index: Arc<ChallengeIndex>,
+    /// The namespaces' shared HTTP-01 Services, for this leadership term.
+    pub http01_services: Arc<crate::solvers::http01_service::SolverServices>,
     /// Issuers and managed Secrets.
     pub stores: Stores,
     /// Per-object memory of this leadership term.
@@ -205,6 +207,7 @@ impl Context {
             accounts: Accounts::default(),
             certificates,
             index,
+            http01_services: Default::default(),
             stores,
             memory,
             metrics,
@@ -219,6 +222,8 @@ impl Context {
             settings: &self.settings.solvers,
             events: &self.recorder,
             memory: &self.memory,
+            http01: &self.http01_services,
+            index: &self.index,
         }
     }
 }

@@ -74,6 +74,7 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
         client.clone(),
         options.namespace.clone(),
         shared.certificates.clone(),
+        (ctx.http01_services.clone(), shared.index.clone()),
     ));
     tokio::join!(
         certificate_loop(

@@ -4,9 +4,11 @@
 //! each challenge's token and key authorization), so any replica can answer. For each
 //! challenge the operator creates, in the Certificate's namespace, a temporary Ingress
 //! (or, with `gatewayHTTPRoute`, a Gateway API HTTPRoute attached to the named Gateways)
-//! routing exactly that path to a selector-less Service whose Endpoints lead to the
-//! operator: no pod per challenge. All are labelled and owned by the Certificate, and
-//! deleted when the challenge ends (and by a sweep after a crash).
+//! routing exactly that path to the namespace's selector-less Service, whose Endpoints
+//! lead to the operator: no pod per challenge. The routes are labelled and owned by the
+//! Certificate and deleted when the challenge ends; the Service and Endpoints are shared
+//! by the namespace's challenges in flight ([`super::http01_service`]) and deleted after
+//! the last. A sweep removes what a crash left.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,21 +18,19 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::http01_service::{SERVICE_NAME, SERVICE_PORT, SolverServices};
 use super::index::ChallengeIndex;
-use super::{Challenge, Kind, SolveEnv, SolveFuture, Solver, SolverError};
+use super::{Challenge, Deps, Kind, SolveEnv, SolveFuture, Solver, SolverError};
 use crate::api::gateway::{
     HTTPBackendRef, HTTPPathMatch, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, HTTPRouteSpec,
 };
@@ -41,12 +41,9 @@ use crate::api::{
     MANAGED_BY_VALUE,
 };
 use crate::shared::FIELD_MANAGER;
-use crate::shared::settings::SolverEndpoint;
 
 pub const COMPONENT: &str = "http01-solver";
 pub const PATH_PREFIX: &str = "/.well-known/acme-challenge/";
-/// The temporary Service's port.
-const SERVICE_PORT: i32 = 8089;
 
 async fn answer(
     State(index): State<Arc<ChallengeIndex>>,
@@ -118,52 +115,6 @@ fn meta(
     })
 }
 
-fn service(
-    name: &str,
-    cert: &Certificate,
-    endpoint: SolverEndpoint,
-) -> Result<Service, SolverError> {
-    Ok(Service {
-        metadata: meta(name, cert, None)?,
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: SERVICE_PORT,
-                target_port: Some(IntOrString::Int(i32::from(endpoint.port))),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
-
-fn endpoints(
-    name: &str,
-    cert: &Certificate,
-    ip: IpAddr,
-    port: u16,
-) -> Result<Endpoints, SolverError> {
-    Ok(Endpoints {
-        metadata: meta(name, cert, None)?,
-        subsets: Some(vec![EndpointSubset {
-            addresses: Some(vec![EndpointAddress {
-                ip: ip.to_string(),
-                ..Default::default()
-            }]),
-            ports: Some(vec![EndpointPort {
-                name: Some("http".into()),
-                port: i32::from(port),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }]),
-    })
-}
-
 /// One rule: the challenge's host and its exact path, nothing else.
 fn ingress(
     name: &str,
@@ -179,7 +130,7 @@ fn ingress(
         .map(|class| BTreeMap::from([("kubernetes.io/ingress.class".to_string(), class.clone())]));
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
-            name: name.to_string(),
+            name: SERVICE_NAME.to_string(),
             port: Some(ServiceBackendPort {
                 number: Some(SERVICE_PORT),
                 ..Default::default()
@@ -243,7 +194,7 @@ fn http_route(
                 }),
             }],
             backend_refs: vec![HTTPBackendRef {
-                name: name.to_string(),
+                name: SERVICE_NAME.to_string(),
                 port: Some(SERVICE_PORT),
                 ..Default::default()
             }],
@@ -252,34 +203,19 @@ fn http_route(
     Ok(HTTPRoute { metadata, spec })
 }
 
-/// Creates (or updates) the temporary Service, Endpoints and Ingress (or HTTPRoute) for
-/// one challenge.
+/// Makes sure the namespace's Service and Endpoints exist, and creates (or updates) the
+/// challenge's Ingress (or HTTPRoute).
 pub async fn present(env: &SolveEnv<'_>, challenge: Challenge<'_>) -> Result<(), SolverError> {
     let (client, cert) = (env.deps.client, env.cert);
     let solver = &env.config.http01.clone().unwrap_or_default();
     let (dns_name, token) = (challenge.dns_name, challenge.token);
-    let endpoint = env.deps.settings.solver_endpoint;
     let ns = cert.namespace().unwrap_or_default();
     let name = resource_name(token);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    Api::<Service>::namespaced(client.clone(), &ns)
-        .patch(&name, &pp, &Patch::Apply(&service(&name, cert, endpoint)?))
+    env.deps
+        .http01
+        .acquire(client, &ns, token, env.deps.settings.solver_endpoint)
         .await?;
-    match endpoint.ip {
-        Some(ip) => {
-            Api::<Endpoints>::namespaced(client.clone(), &ns)
-                .patch(
-                    &name,
-                    &pp,
-                    &Patch::Apply(&endpoints(&name, cert, ip, endpoint.port)?),
-                )
-                .await?;
-        }
-        None => tracing::warn!(
-            "no --pod-ip: the temporary Service for HTTP-01 has no Endpoints; \
-             only a CA that reaches the solver listener directly can validate"
-        ),
-    }
     if let Some(cfg) = &solver.gateway_http_route {
         let route = http_route(&name, cert, cfg, dns_name, token)?;
         return match Api::<HTTPRoute>::namespaced(client.clone(), &ns)
@@ -323,10 +259,10 @@ impl Routes {
     }
 }
 
-/// Deletes the temporary objects of one challenge (those already gone are fine): its
-/// route (only the kind its solver makes: one API request saved per challenge; one of the
-/// other kind, left by an issuer changed in between, goes with the sweep), Service and
-/// Endpoints.
+/// Deletes the route of one challenge (already gone is fine): only the kind its solver
+/// makes (one API request saved per challenge; one of the other kind, left by an issuer
+/// changed in between, goes with the sweep). The shared Service and Endpoints go in
+/// [`Http01::cleaned_up`].
 pub async fn remove(
     client: &kube::Client,
     namespace: &str,
@@ -339,8 +275,7 @@ pub async fn remove(
         delete_if_present(&ingresses, &name).await?;
     }
     // 404 also when the cluster has no HTTPRoute API: nothing to delete. 403: RBAC
-    // without HTTPRoutes (made for Ingress challenges only) must not stop the cleanup of
-    // the Service and Endpoints.
+    // without HTTPRoutes (made for Ingress challenges only) must not stop the cleanup.
     if routes != Routes::Ingress {
         let http_routes = Api::<HTTPRoute>::namespaced(client.clone(), namespace);
         match delete_if_present(&http_routes, &name).await {
@@ -350,16 +285,6 @@ pub async fn remove(
             }
         }
     }
-    delete_if_present(
-        &Api::<Service>::namespaced(client.clone(), namespace),
-        &name,
-    )
-    .await?;
-    delete_if_present(
-        &Api::<Endpoints>::namespaced(client.clone(), namespace),
-        &name,
-    )
-    .await?;
     Ok(())
 }
 
@@ -391,6 +316,28 @@ impl Solver for Http01 {
         let ns = env.cert.namespace().unwrap_or_default();
         let routes = Routes::of(env.config);
         Box::pin(async move { Ok(remove(env.deps.client, &ns, challenge.token, routes).await?) })
+    }
+
+    /// The challenges are over: the namespace's Service and Endpoints go when no other
+    /// challenge needs them.
+    fn cleaned_up<'a>(
+        &'a self,
+        deps: Deps<'a>,
+        cert: &'a Certificate,
+        challenges: &'a [Challenge<'a>],
+        _all_removed: bool,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ns = cert.namespace().unwrap_or_default();
+            let tokens: Vec<&str> = challenges.iter().map(|c| c.token).collect();
+            if let Err(e) = deps
+                .http01
+                .release(deps.client, &ns, &tokens, deps.index)
+                .await
+            {
+                tracing::warn!(namespace = %ns, error = %e, "cannot remove the HTTP-01 Service; the sweep will");
+            }
+        })
     }
 }
 
@@ -434,50 +381,110 @@ pub async fn cleanup(
 }
 
 /// Deletes temporary HTTP-01 objects that no challenge in progress needs: leftovers of
-/// a crash between presenting a challenge and cleaning up. Runs when this replica starts
+/// a crash between presenting a challenge and cleaning up, and shared Services whose
+/// last challenge ended while the index still listed it. Runs when this replica starts
 /// leading and every ten minutes after.
-pub async fn sweep(client: kube::Client, namespace: Option<String>, store: Store<Certificate>) {
+pub async fn sweep(
+    client: kube::Client,
+    namespace: Option<String>,
+    store: Store<Certificate>,
+    (services, index): (Arc<SolverServices>, Arc<ChallengeIndex>),
+) {
     if store.wait_until_ready().await.is_err() {
         return;
     }
-    let selector = format!(
-        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={}",
-        COMPONENT
-    );
     loop {
-        // Every challenge has a Service, whichever way it is routed.
-        let services: Api<Service> = match &namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        match services
-            .list_metadata(&kube::api::ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => {
-                for obj in list.items {
-                    let ns = obj.namespace().unwrap_or_default();
-                    let Some(cert_name) = obj.labels().get(CERTIFICATE_LABEL).cloned() else {
-                        continue;
-                    };
-                    let keep: Vec<String> = store
-                        .get(&ObjectRef::new(&cert_name).within(&ns))
-                        .and_then(|c| c.status.clone())
-                        .and_then(|s| s.order)
-                        .map(|o| o.challenges.into_iter().map(|c| c.token).collect())
-                        .unwrap_or_default();
-                    match cleanup(&client, &ns, &cert_name, &keep).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects")
-                        }
-                        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
-                    }
+        for (ns, cert_name) in with_leftovers(&client, namespace.as_deref()).await {
+            let keep: Vec<String> = store
+                .get(&ObjectRef::new(&cert_name).within(&ns))
+                .and_then(|c| c.status.clone())
+                .and_then(|s| s.order)
+                .map(|o| o.challenges.into_iter().map(|c| c.token).collect())
+                .unwrap_or_default();
+            match cleanup(&client, &ns, &cert_name, &keep).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(namespace = %ns, certificate = %cert_name, deleted = n, "swept leftover HTTP-01 objects")
                 }
+                Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
             }
-            Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Services"),
+        }
+        for ns in shared_services(&client, namespace.as_deref()).await {
+            match services.sweep(&client, &ns, &index).await {
+                Ok(true) => tracing::info!(namespace = %ns, "swept the unused HTTP-01 Service"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep failed"),
+            }
         }
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
+}
+
+fn solver_objects() -> ListParams {
+    ListParams::default().labels(&format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{COMPONENT_LABEL}={COMPONENT}"
+    ))
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The Certificates (namespace, name) that have routes, or per-challenge Services made
+/// by earlier versions, of their own.
+async fn with_leftovers(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> std::collections::BTreeSet<(String, String)> {
+    let lp = solver_objects();
+    let mut metas = Vec::new();
+    match api::<Ingress>(client, namespace).list_metadata(&lp).await {
+        Ok(list) => metas.extend(list.items.into_iter().map(|o| o.metadata)),
+        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Ingresses"),
+    }
+    match api::<HTTPRoute>(client, namespace).list_metadata(&lp).await {
+        Ok(list) => metas.extend(list.items.into_iter().map(|o| o.metadata)),
+        // Without the HTTPRoute API (or the right to see HTTPRoutes) there is none.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {}
+        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list HTTPRoutes"),
+    }
+    match api::<Service>(client, namespace).list_metadata(&lp).await {
+        Ok(list) => metas.extend(list.items.into_iter().map(|o| o.metadata)),
+        Err(e) => tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Services"),
+    }
+    metas
+        .into_iter()
+        .filter_map(|m| {
+            let cert = m.labels.as_ref()?.get(CERTIFICATE_LABEL)?.clone();
+            Some((m.namespace.unwrap_or_default(), cert))
+        })
+        .collect()
+}
+
+/// The namespaces holding a shared HTTP-01 Service.
+async fn shared_services(client: &kube::Client, namespace: Option<&str>) -> Vec<String> {
+    match api::<Service>(client, namespace)
+        .list_metadata(&solver_objects())
+        .await
+    {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|o| o.metadata.name.as_deref() == Some(SERVICE_NAME))
+            .filter(|o| !o.labels().contains_key(CERTIFICATE_LABEL))
+            .filter_map(|o| o.metadata.namespace)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "HTTP-01 sweep: cannot list Services");
+            Vec::new()
+        }
     }
 }
 

@@ -124,6 +124,19 @@ impl ChallengeIndex {
     }
 
     /// The key authorization of the TLS-ALPN-01 challenge for `name`.
+    /// The tokens of the HTTP-01 challenges listed by the Certificates of namespace `ns`.
+    pub fn http01_tokens_in(&self, ns: &str) -> HashSet<String> {
+        let prefix = format!("{ns}/");
+        self.read()
+            .by_certificate
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .flat_map(|(_, (_, entries))| entries)
+            .filter(|e| e.type_ == ChallengeType::Http01)
+            .map(|e| e.token.clone())
+            .collect()
+    }
+
     pub fn tls_alpn01(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
         self.find(|e| e.type_ == ChallengeType::TlsAlpn01 && e.name == name)
@@ -196,6 +209,13 @@ mod tests {
             "a TLS-ALPN-01 token is not HTTP-01"
         );
         assert_eq!(index.tls_alpn01("b.EXAMPLE").as_deref(), Some("t2.thumb"));
+        let in_ns = |ns: &str| {
+            let mut v: Vec<String> = index.http01_tokens_in(ns).into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(in_ns("ns"), ["t1"], "HTTP-01 only");
+        assert!(in_ns("n").is_empty(), "the namespace whole, not a prefix");
         // A late watch event of an older version does not take the challenge away.
         index.update(&cert("a", 4, &[]));
         assert_eq!(index.http01("t1").as_deref(), Some("t1.thumb"));

@@ -1,7 +1,8 @@
 //! Challenge solvers behind one trait ([`Solver`], registered in [`SOLVERS`]), and the
 //! pure choice of which one serves a name ([`select_solver`]).
 //!
-//! * [`http01`]: the operator's own listener plus a temporary Ingress/Service/Endpoints;
+//! * [`http01`]: the operator's own listener plus a temporary Ingress (or HTTPRoute) per
+//!   challenge, to the namespace's shared Service ([`http01_service`]);
 //! * [`dns01`]: a TXT record through the issuer's DNS provider ([`rfc2136`]: dynamic
 //!   updates signed with TSIG), guarded by a finalizer while published;
 //! * [`tls_alpn01`]: the operator's own TLS listener answering `acme-tls/1`;
@@ -11,6 +12,7 @@
 
 pub mod dns01;
 pub mod http01;
+pub mod http01_service;
 pub mod index;
 pub mod rfc2136;
 pub mod tls_alpn01;
@@ -45,6 +47,10 @@ pub struct Deps<'a> {
     /// Where a DNS provider's changes still being applied are remembered between
     /// `present` and `ready`.
     pub memory: &'a crate::shared::memory::Memory,
+    /// The namespaces' shared HTTP-01 Services, in this leadership term.
+    pub http01: &'a http01_service::SolverServices,
+    /// The challenges every watched Certificate lists.
+    pub index: &'a index::ChallengeIndex,
 }
 
 /// What a solver needs to act for one Certificate.

@@ -80,6 +80,8 @@ async fn publish_test_record(
             settings: &settings,
             events: &events,
             memory: &crate::shared::memory::Memory::default(),
+            http01: &Default::default(),
+            index: &Default::default(),
         },
         cert: &cert,
         issuer: handle,

@@ -160,6 +160,7 @@ async fn an_order_the_ca_forgot_is_replaced() {
 async fn http01_solver_objects_are_made_and_removed() {
     use crate::api::issuer::{Http01Ingress, Http01Solver, SolverConfig};
     use crate::solvers::http01::{COMPONENT, PATH_PREFIX, resource_name};
+    use crate::solvers::http01_service::SERVICE_NAME;
     use k8s_openapi::api::core::v1::{Endpoints, Service};
     use k8s_openapi::api::networking::v1::Ingress;
 
@@ -199,7 +200,14 @@ async fn http01_solver_objects_are_made_and_removed() {
     assert_eq!(rule.host.as_deref(), Some("site.example.com"));
     let path = &rule.http.as_ref().unwrap().paths[0];
     assert_eq!(path.path, Some(format!("{PATH_PREFIX}{token}")));
-    assert_eq!(h.api.list::<Service>(&h.ns).len(), 1);
+    let services = h.api.list::<Service>(&h.ns);
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].metadata.name.as_deref(), Some(SERVICE_NAME));
+    let backend = path.backend.service.as_ref().unwrap();
+    assert_eq!(
+        backend.name, SERVICE_NAME,
+        "the route leads to the shared Service"
+    );
     assert!(h.api.list::<Endpoints>(&h.ns).is_empty());
     assert_eq!(h.ca.count("challenge"), 1, "the CA was told to validate");
 
@@ -222,7 +230,58 @@ async fn http01_solver_objects_are_made_and_removed() {
         "{deleted:?}"
     );
     assert!(
-        deleted.contains(&format!("/api/v1/namespaces/http01/services/{name}")),
+        deleted.contains(&format!(
+            "/api/v1/namespaces/http01/services/{SERVICE_NAME}"
+        )),
         "{deleted:?}"
     );
+}
+
+#[tokio::test]
+async fn http01_challenges_of_a_namespace_share_one_service() {
+    use crate::api::issuer::{Http01Solver, SolverConfig};
+    use crate::solvers::http01_service::SERVICE_NAME;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let h = Harness::new("shared").await;
+    let http01 = SolverConfig {
+        http01: Some(Http01Solver::default()),
+        ..Default::default()
+    };
+    h.ready_issuer_with("ca", vec![http01]);
+    h.certificate("a", Harness::spec("a", "ca", &["a.example.com"]));
+    h.certificate("b", Harness::spec("b", "ca", &["b.example.com"]));
+    h.reconcile("a").await;
+    h.reconcile("b").await;
+    assert_eq!(h.api.list::<Ingress>(&h.ns).len(), 2, "a route each");
+    assert_eq!(
+        h.api.list::<Service>(&h.ns).len(),
+        1,
+        "one Service for both"
+    );
+    let service_writes = |method: Method| {
+        h.api
+            .writes()
+            .into_iter()
+            .filter(|c| {
+                c.method == method && c.path.ends_with(&format!("/services/{SERVICE_NAME}"))
+            })
+            .count()
+    };
+    assert_eq!(service_writes(Method::PATCH), 1, "applied once");
+
+    // The first Certificate is done: its route goes, the Service stays for the other.
+    h.settle("a").await;
+    assert_eq!(ready(&h.cert("a")).1, "Issued");
+    assert_eq!(h.api.list::<Ingress>(&h.ns).len(), 1);
+    assert_eq!(h.api.list::<Service>(&h.ns).len(), 1);
+    assert_eq!(service_writes(Method::DELETE), 0);
+
+    // After the last, nothing of the solver is left.
+    h.settle("b").await;
+    assert_eq!(ready(&h.cert("b")).1, "Issued");
+    assert!(h.api.list::<Ingress>(&h.ns).is_empty());
+    assert!(h.api.list::<Service>(&h.ns).is_empty());
+    assert_eq!(service_writes(Method::DELETE), 1);
 }
