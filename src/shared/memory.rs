@@ -88,7 +88,11 @@ impl Maps {
         }
         self.waits_swept = Some(now);
         let fresh = |at: &Instant| now.duration_since(*at) < WAIT_MEMORY;
-        self.url_waits.retain(|_, (at, _)| fresh(at));
+        // The reconcile that made the request takes its wait at once: one nobody took
+        // (an authorization's, a challenge's) goes after a couple of minutes, not an hour:
+        // a burst of 10,000 orders otherwise kept 4 or 5 URLs per order for an hour.
+        self.url_waits
+            .retain(|_, (at, wait)| now.duration_since(*at) < *wait + URL_WAIT_MEMORY);
         self.dns_changes.retain(|_, (_, at)| fresh(at));
         self.error_waits.retain(|_, waits| {
             waits.retain(|(at, _)| fresh(at));
@@ -123,6 +127,8 @@ pub struct WorkloadRestart {
 /// How long a CA's `Retry-After` is remembered for the reconcile that made the request
 /// (which asks for it at once), and a DNS provider's pending change for `ready`.
 const WAIT_MEMORY: Duration = Duration::from_secs(3600);
+/// How long past its end an order's `Retry-After` nobody took is kept.
+const URL_WAIT_MEMORY: Duration = Duration::from_secs(120);
 
 /// Per-object memory of the controllers.
 pub struct Memory {
@@ -509,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn untaken_waits_are_dropped_after_an_hour() {
+    fn untaken_waits_are_dropped_after_minutes_or_an_hour() {
         let (clock, m) = memory();
         for i in 0..1000 {
             m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
@@ -519,6 +525,16 @@ mod tests {
                 Some("C1".into()),
             );
             m.record_error_wait("acct/1", Duration::from_secs(15));
+        }
+        // Untaken URL waits go after their wait and two minutes; the rest stays.
+        m.record_url_wait("https://ca/order/long", Duration::from_secs(600));
+        clock.advance(URL_WAIT_MEMORY + Duration::from_secs(1));
+        m.record_url_wait("https://ca/order/next", Duration::from_secs(1));
+        {
+            let maps = m.maps();
+            assert_eq!(maps.url_waits.len(), 2, "the long wait and the new one");
+            assert_eq!(maps.dns_changes.len(), 1000);
+            assert!(!maps.error_waits.is_empty());
         }
         clock.advance(WAIT_MEMORY);
         m.record_url_wait("https://ca/order/new", Duration::from_secs(1));
