@@ -20,7 +20,6 @@ use crate::api::{
 };
 use crate::controllers::{self, Context, Stores};
 use crate::shared::memory::object_key;
-use crate::solvers::http01;
 
 /// The controllers, until `stop` resolves, with a fresh [`Context`] (and so fresh
 /// per-object memory) for this leadership term.
@@ -70,11 +69,15 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
         shared.metrics.clone(),
     ));
     resume_restarts(&ctx, options.namespace.clone());
-    let sweeper = tokio::spawn(http01::sweep(
+    let sweeper = tokio::spawn(crate::solvers::http01_sweep::sweep(
         client.clone(),
         options.namespace.clone(),
         shared.certificates.clone(),
-        (ctx.http01_services.clone(), shared.index.clone()),
+        (
+            ctx.http01_services.clone(),
+            shared.index.clone(),
+            shared.memory.clone(),
+        ),
     ));
     tokio::join!(
         certificate_loop(

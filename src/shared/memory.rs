@@ -58,7 +58,7 @@ struct Maps {
     /// 5xx) to the account's requests, and when each came; kept [`WAIT_MEMORY`].
     error_waits: HashMap<String, Vec<(Instant, Duration)>>,
     /// ACME URLs (an order being polled): the `Retry-After` the CA last sent, and when;
-    /// consumed by the reconcile that polls, dropped after [`WAIT_MEMORY`].
+    /// consumed by the reconcile that polls, dropped [`URL_WAIT_MEMORY`] after its end.
     url_waits: HashMap<String, (Instant, Duration)>,
     /// DNS-01 records (`fqdn value`): the DNS provider's change still being applied.
     dns_changes: HashMap<String, (String, Instant)>,
@@ -77,7 +77,8 @@ struct Maps {
 }
 
 impl Maps {
-    /// Drops the CA's waits older than [`WAIT_MEMORY`] (once a minute at most).
+    /// Drops the CA's waits older than [`WAIT_MEMORY`] and untaken URL waits ended more
+    /// than [`URL_WAIT_MEMORY`] ago (once a minute at most).
     fn sweep_waits(&mut self, now: Instant) {
         let minute = Duration::from_secs(60);
         if self
@@ -279,7 +280,7 @@ impl Memory {
     }
 
     /// Records the `Retry-After` the CA sent for `url` (an order's URL belongs to one
-    /// Certificate). Waits nobody took are dropped after [`WAIT_MEMORY`].
+    /// Certificate). Waits nobody took are dropped [`URL_WAIT_MEMORY`] after they end.
     pub fn record_url_wait(&self, url: &str, wait: Duration) {
         let now = self.now();
         let mut maps = self.maps();

@@ -11,13 +11,19 @@
 //! "The last one" is known from two sources: the challenges this process presented
 //! ([`NsState::users`]) and the HTTP-01 challenges every watched Certificate's status
 //! lists ([`ChallengeIndex`]), which also covers challenges a previous leader presented.
-//! The index lags the status writes by a watch event; tokens cleaned up in this term
-//! ([`NsState::released`]) are not waited for. What is left (a crash between present and
-//! cleanup, or a lagging index) goes with the sweep every ten minutes.
+//! The index lags the status writes by a watch event; challenges cleaned up in this term
+//! ([`NsState::released`]) are not waited for. A challenge presented here that the index
+//! no longer lists after [`USER_GRACE`] (its Certificate or namespace was deleted with
+//! no cleanup) stops counting. Challenges are named by Certificate and token
+//! ([`challenge_key`]): a CA that hands two Certificates the same pending authorization
+//! gives them the same token. What is left (a crash between present and cleanup, a
+//! lagging index) goes with the sweep every ten minutes, which also notices a pair
+//! deleted behind our back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
@@ -36,8 +42,16 @@ use crate::shared::settings::SolverEndpoint;
 pub const SERVICE_NAME: &str = "caas-http01-solver";
 /// The shared Service's port, which every route points at.
 pub const SERVICE_PORT: i32 = 8089;
-/// Released tokens kept before those the index no longer lists are forgotten.
+/// Released challenges kept before those the index no longer lists are forgotten.
 const RELEASED_KEPT: usize = 1024;
+/// How long a challenge presented here counts without the index listing it (status is
+/// written before the challenge is presented; the index follows within a watch event).
+const USER_GRACE: Duration = Duration::from_secs(120);
+
+/// A challenge within its namespace: its Certificate's name and its token.
+pub fn challenge_key(cert_name: &str, token: &str) -> String {
+    format!("{cert_name}/{token}")
+}
 
 /// What one namespace's pair is needed for, in this leadership term.
 #[derive(Debug, Default)]
@@ -45,16 +59,28 @@ struct NsState {
     /// The pair was applied in this term (a new leader applies it again, with its own
     /// pod IP in the Endpoints).
     applied: bool,
-    /// Tokens presented in this term and not cleaned up yet.
-    users: HashSet<String>,
-    /// Tokens cleaned up in this term, which the index may still list for a moment.
+    /// Challenges presented in this term and not cleaned up yet, and since when.
+    users: HashMap<String, Instant>,
+    /// Challenges cleaned up in this term, which the index may still list for a moment.
     released: HashSet<String>,
+}
+
+impl NsState {
+    /// Forgets challenges presented here that the index stopped listing long ago.
+    fn prune(&mut self, in_flight: &HashSet<String>, now: Instant) {
+        self.users.retain(|key, since| {
+            in_flight.contains(key) || now.duration_since(*since) < USER_GRACE
+        });
+        if self.released.len() > RELEASED_KEPT {
+            self.released.retain(|key| in_flight.contains(key));
+        }
+    }
 }
 
 /// Whether the namespace's pair may go: no challenge of this term needs it, and every
 /// HTTP-01 challenge the Certificates' status still lists (`in_flight`) was cleaned up.
 fn may_delete(
-    users: &HashSet<String>,
+    users: &HashMap<String, Instant>,
     released: &HashSet<String>,
     in_flight: &HashSet<String>,
 ) -> bool {
@@ -74,19 +100,24 @@ impl SolverServices {
         map.entry(ns.to_string()).or_default().clone()
     }
 
-    /// Makes sure the namespace's pair exists for the challenge `token`.
+    /// Makes sure the namespace's pair exists for the challenge `key`
+    /// ([`challenge_key`]). Applied when not applied yet in this term, and again
+    /// whenever no other challenge of this term uses it (it may have been deleted since,
+    /// with its namespace or by hand): what a quiet namespace pays anyway.
     pub async fn acquire(
         &self,
-        client: &kube::Client,
-        ns: &str,
-        token: &str,
+        (client, ns): (&kube::Client, &str),
+        key: String,
         endpoint: SolverEndpoint,
+        (index, now): (&ChallengeIndex, Instant),
     ) -> Result<(), kube::Error> {
         let cell = self.namespace(ns);
         let mut state = cell.lock().await;
-        state.released.remove(token);
-        state.users.insert(token.to_string());
-        if state.applied {
+        state.prune(&index.http01_in(ns), now);
+        state.released.remove(&key);
+        let alone = state.users.keys().all(|k| *k == key);
+        state.users.insert(key, now);
+        if state.applied && !alone {
             return Ok(());
         }
         let pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -112,47 +143,60 @@ impl SolverServices {
         Ok(())
     }
 
-    /// The challenges `tokens` are cleaned up; deletes the namespace's pair when nothing
+    /// The challenges `keys` are cleaned up; deletes the namespace's pair when nothing
     /// else needs it. Returns whether it was deleted.
     pub async fn release(
         &self,
-        client: &kube::Client,
-        ns: &str,
-        tokens: &[&str],
-        index: &ChallengeIndex,
+        (client, ns): (&kube::Client, &str),
+        keys: Vec<String>,
+        (index, now): (&ChallengeIndex, Instant),
     ) -> Result<bool, kube::Error> {
         let cell = self.namespace(ns);
         let mut state = cell.lock().await;
-        for token in tokens {
-            state.users.remove(*token);
-            state.released.insert((*token).to_string());
+        for key in keys {
+            state.users.remove(&key);
+            state.released.insert(key);
         }
-        delete_if_unused(client, ns, &mut state, index).await
+        delete_if_unused((client, ns), &mut state, (index, now)).await
     }
 
-    /// The sweep's look at a namespace holding a pair: deletes it when nothing needs it.
+    /// The sweep's look at the namespaces holding a pair (`listed`): deletes those
+    /// nothing needs, and marks those gone behind our back as not applied.
     pub async fn sweep(
         &self,
         client: &kube::Client,
-        ns: &str,
-        index: &ChallengeIndex,
-    ) -> Result<bool, kube::Error> {
-        let cell = self.namespace(ns);
-        let mut state = cell.lock().await;
-        delete_if_unused(client, ns, &mut state, index).await
+        listed: &[String],
+        (index, now): (&ChallengeIndex, Instant),
+    ) -> Vec<(String, Result<bool, kube::Error>)> {
+        let known: Vec<(String, Arc<tokio::sync::Mutex<NsState>>)> = {
+            let map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(ns, cell)| (ns.clone(), cell.clone()))
+                .collect()
+        };
+        for (ns, cell) in known {
+            if !listed.contains(&ns) {
+                cell.lock().await.applied = false;
+            }
+        }
+        let mut results = Vec::new();
+        for ns in listed {
+            let cell = self.namespace(ns);
+            let mut state = cell.lock().await;
+            let result = delete_if_unused((client, ns), &mut state, (index, now)).await;
+            results.push((ns.clone(), result));
+        }
+        results
     }
 }
 
 async fn delete_if_unused(
-    client: &kube::Client,
-    ns: &str,
+    (client, ns): (&kube::Client, &str),
     state: &mut NsState,
-    index: &ChallengeIndex,
+    (index, now): (&ChallengeIndex, Instant),
 ) -> Result<bool, kube::Error> {
-    let in_flight = index.http01_tokens_in(ns);
-    if state.released.len() > RELEASED_KEPT {
-        state.released.retain(|t| in_flight.contains(t));
-    }
+    let in_flight = index.http01_in(ns);
+    state.prune(&in_flight, now);
     if !may_delete(&state.users, &state.released, &in_flight) {
         return Ok(false);
     }
@@ -237,21 +281,66 @@ fn endpoints(ip: IpAddr, port: u16) -> Endpoints {
 mod tests {
     use super::*;
 
-    fn set(tokens: &[&str]) -> HashSet<String> {
-        tokens.iter().map(|t| t.to_string()).collect()
+    fn set(keys: &[&str]) -> HashSet<String> {
+        keys.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn users(keys: &[&str], since: Instant) -> HashMap<String, Instant> {
+        keys.iter().map(|t| (t.to_string(), since)).collect()
     }
 
     #[test]
     fn the_pair_goes_only_when_no_challenge_needs_it() {
+        let now = Instant::now();
         // Nothing presented, nothing listed: go.
-        assert!(may_delete(&set(&[]), &set(&[]), &set(&[])));
+        assert!(may_delete(&users(&[], now), &set(&[]), &set(&[])));
         // A challenge of this term still in flight: keep.
-        assert!(!may_delete(&set(&["b"]), &set(&["a"]), &set(&["a", "b"])));
+        assert!(!may_delete(
+            &users(&["c/b"], now),
+            &set(&["c/a"]),
+            &set(&["c/a", "c/b"])
+        ));
         // A challenge a previous leader presented, still listed in status: keep.
-        assert!(!may_delete(&set(&[]), &set(&["a"]), &set(&["a", "old"])));
+        assert!(!may_delete(
+            &users(&[], now),
+            &set(&["c/a"]),
+            &set(&["c/a", "d/old"])
+        ));
         // Listed only because the index has not seen the cleanup yet: go.
-        assert!(may_delete(&set(&[]), &set(&["a", "b"]), &set(&["a", "b"])));
-        // Released tokens the index already forgot do not matter.
-        assert!(may_delete(&set(&[]), &set(&["a", "gone"]), &set(&["a"])));
+        assert!(may_delete(
+            &users(&[], now),
+            &set(&["c/a", "c/b"]),
+            &set(&["c/a", "c/b"])
+        ));
+        // Released challenges the index already forgot do not matter.
+        assert!(may_delete(
+            &users(&[], now),
+            &set(&["c/a", "c/gone"]),
+            &set(&["c/a"])
+        ));
+        // The same token for another Certificate is another challenge: keep.
+        assert!(!may_delete(
+            &users(&[], now),
+            &set(&["a/t"]),
+            &set(&["a/t", "b/t"])
+        ));
+    }
+
+    #[test]
+    fn a_challenge_the_index_stopped_listing_stops_counting_after_the_grace() {
+        let start = Instant::now();
+        let mut state = NsState {
+            users: users(&["c/t"], start),
+            ..Default::default()
+        };
+        // Not listed yet (the watch lags): still counts.
+        state.prune(&set(&[]), start + Duration::from_secs(5));
+        assert_eq!(state.users.len(), 1);
+        // Listed: counts however long it takes.
+        state.prune(&set(&["c/t"]), start + USER_GRACE * 10);
+        assert_eq!(state.users.len(), 1);
+        // Its Certificate was deleted with no cleanup: gone after the grace.
+        state.prune(&set(&[]), start + USER_GRACE + Duration::from_secs(1));
+        assert!(state.users.is_empty());
     }
 }

@@ -123,20 +123,24 @@ impl ChallengeIndex {
         self.find(|e| e.type_ == ChallengeType::Http01 && e.token == token)
     }
 
-    /// The key authorization of the TLS-ALPN-01 challenge for `name`.
-    /// The tokens of the HTTP-01 challenges listed by the Certificates of namespace `ns`.
-    pub fn http01_tokens_in(&self, ns: &str) -> HashSet<String> {
+    /// The HTTP-01 challenges listed by the Certificates of namespace `ns`, as
+    /// [`super::http01_service::challenge_key`]s.
+    pub fn http01_in(&self, ns: &str) -> HashSet<String> {
         let prefix = format!("{ns}/");
         self.read()
             .by_certificate
             .iter()
-            .filter(|(key, _)| key.starts_with(&prefix))
-            .flat_map(|(_, (_, entries))| entries)
-            .filter(|e| e.type_ == ChallengeType::Http01)
-            .map(|e| e.token.clone())
+            .filter_map(|(key, (_, entries))| Some((key.strip_prefix(&prefix)?, entries)))
+            .flat_map(|(cert, entries)| {
+                entries
+                    .iter()
+                    .filter(|e| e.type_ == ChallengeType::Http01)
+                    .map(move |e| super::http01_service::challenge_key(cert, &e.token))
+            })
             .collect()
     }
 
+    /// The key authorization of the TLS-ALPN-01 challenge for `name`.
     pub fn tls_alpn01(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
         self.find(|e| e.type_ == ChallengeType::TlsAlpn01 && e.name == name)
@@ -210,11 +214,15 @@ mod tests {
         );
         assert_eq!(index.tls_alpn01("b.EXAMPLE").as_deref(), Some("t2.thumb"));
         let in_ns = |ns: &str| {
-            let mut v: Vec<String> = index.http01_tokens_in(ns).into_iter().collect();
+            let mut v: Vec<String> = index.http01_in(ns).into_iter().collect();
             v.sort();
             v
         };
-        assert_eq!(in_ns("ns"), ["t1"], "HTTP-01 only");
+        assert_eq!(
+            in_ns("ns"),
+            ["a/t1"],
+            "HTTP-01 only, by Certificate and token"
+        );
         assert!(in_ns("n").is_empty(), "the namespace whole, not a prefix");
         // A late watch event of an older version does not take the challenge away.
         index.update(&cert("a", 4, &[]));

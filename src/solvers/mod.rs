@@ -13,6 +13,7 @@
 pub mod dns01;
 pub mod http01;
 pub mod http01_service;
+pub mod http01_sweep;
 pub mod index;
 pub mod rfc2136;
 pub mod tls_alpn01;

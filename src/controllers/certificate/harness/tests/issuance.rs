@@ -285,3 +285,32 @@ async fn http01_challenges_of_a_namespace_share_one_service() {
     assert!(h.api.list::<Service>(&h.ns).is_empty());
     assert_eq!(service_writes(Method::DELETE), 1);
 }
+
+#[tokio::test]
+async fn a_certificate_deleted_mid_challenge_does_not_keep_the_shared_service() {
+    use crate::api::issuer::{Http01Solver, SolverConfig};
+    use k8s_openapi::api::core::v1::Service;
+
+    let h = Harness::new("orphan").await;
+    let http01 = SolverConfig {
+        http01: Some(Http01Solver::default()),
+        ..Default::default()
+    };
+    h.ready_issuer_with("ca", vec![http01]);
+    h.certificate("a", Harness::spec("a", "ca", &["a.example.com"]));
+    h.certificate("b", Harness::spec("b", "ca", &["b.example.com"]));
+    h.reconcile("a").await;
+    h.reconcile("b").await;
+    // The watch shows both challenges; then "a" is deleted mid-challenge (no finalizer
+    // for HTTP-01: no cleanup runs for it) and its status leaves the index.
+    h.ctx.index.update(&h.cert("a"));
+    h.ctx.index.update(&h.cert("b"));
+    h.ctx.index.remove(&h.cert("a"));
+    h.clock.advance(Duration::from_secs(121));
+    h.settle("b").await;
+    assert_eq!(ready(&h.cert("b")).1, "Issued");
+    assert!(
+        h.api.list::<Service>(&h.ns).is_empty(),
+        "the deleted Certificate's challenge stopped counting"
+    );
+}
