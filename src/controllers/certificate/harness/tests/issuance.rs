@@ -237,23 +237,31 @@ async fn http01_solver_objects_are_made_and_removed() {
     );
 }
 
-#[tokio::test]
-async fn http01_challenges_of_a_namespace_share_one_service() {
+/// Certificates "a" and "b" of an HTTP-01 issuer in namespace `ns`, each with its
+/// challenge presented.
+async fn two_http01_challenges(ns: &str) -> Harness {
     use crate::api::issuer::{Http01Solver, SolverConfig};
-    use crate::solvers::http01_service::SERVICE_NAME;
-    use k8s_openapi::api::core::v1::Service;
-    use k8s_openapi::api::networking::v1::Ingress;
-
-    let h = Harness::new("shared").await;
+    let h = Harness::new(ns).await;
     let http01 = SolverConfig {
         http01: Some(Http01Solver::default()),
         ..Default::default()
     };
     h.ready_issuer_with("ca", vec![http01]);
-    h.certificate("a", Harness::spec("a", "ca", &["a.example.com"]));
-    h.certificate("b", Harness::spec("b", "ca", &["b.example.com"]));
-    h.reconcile("a").await;
-    h.reconcile("b").await;
+    for name in ["a", "b"] {
+        let dns_name = format!("{name}.example.com");
+        h.certificate(name, Harness::spec(name, "ca", &[dns_name.as_str()]));
+        h.reconcile(name).await;
+    }
+    h
+}
+
+#[tokio::test]
+async fn http01_challenges_of_a_namespace_share_one_service() {
+    use crate::solvers::http01_service::SERVICE_NAME;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let h = two_http01_challenges("shared").await;
     assert_eq!(h.api.list::<Ingress>(&h.ns).len(), 2, "a route each");
     assert_eq!(
         h.api.list::<Service>(&h.ns).len(),
@@ -288,19 +296,9 @@ async fn http01_challenges_of_a_namespace_share_one_service() {
 
 #[tokio::test]
 async fn a_certificate_deleted_mid_challenge_does_not_keep_the_shared_service() {
-    use crate::api::issuer::{Http01Solver, SolverConfig};
     use k8s_openapi::api::core::v1::Service;
 
-    let h = Harness::new("orphan").await;
-    let http01 = SolverConfig {
-        http01: Some(Http01Solver::default()),
-        ..Default::default()
-    };
-    h.ready_issuer_with("ca", vec![http01]);
-    h.certificate("a", Harness::spec("a", "ca", &["a.example.com"]));
-    h.certificate("b", Harness::spec("b", "ca", &["b.example.com"]));
-    h.reconcile("a").await;
-    h.reconcile("b").await;
+    let h = two_http01_challenges("orphan").await;
     // The watch shows both challenges; then "a" is deleted mid-challenge (no finalizer
     // for HTTP-01: no cleanup runs for it) and its status leaves the index.
     h.ctx.index.update(&h.cert("a"));
