@@ -68,6 +68,10 @@ pub struct Metrics {
     pub issuance_duration: Histogram,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub kube_requests: Counter,
+    /// The length of the last scrape's text: the next one's buffer is made that big
+    /// at once (with 10,000 Certificates it is megabytes, and growing a String by
+    /// doubling would hold the old and the new buffer together at every step).
+    last_scrape: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -236,14 +240,18 @@ impl Metrics {
             issuance_duration,
             reconcile_errors,
             kube_requests,
+            last_scrape: Default::default(),
         })
     }
 
     /// The OpenMetrics text of all metrics.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_scrape.load(Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
+        self.last_scrape.store(out.len(), Relaxed);
         out
     }
 

@@ -72,22 +72,32 @@ impl AcmeStats {
     }
 }
 
-/// The endpoint of an ACME URL, for metrics: the leading path segments (at most two)
-/// that look like words (letters, digits, dashes; some letter; shorter than 24
-/// characters: `acme/new-order`, `authZ`; CA specific), so that the IDs in URLs (long
-/// random strings, numbers) never become label values.
+/// The endpoint of an ACME URL, for metrics: the leading path segments (at most three)
+/// that look like words (`acme/new-order`, `authz-v3`, `v2/DV90/order`, Pebble's
+/// `certZ`), so that the IDs in URLs never become label values: one series per
+/// certificate would grow the metrics (and every scrape) without bound.
 fn endpoint(uri: &http::Uri) -> String {
     uri.path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .take_while(|s| {
-            s.len() < 24
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && s.chars().any(|c| c.is_ascii_alphabetic())
-        })
-        .take(2)
+        .take_while(|s| is_word(s))
+        .take(3)
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Whether a URL path segment reads as a word, not an ID. IDs are numbers, long hex or
+/// base64url strings (`3a084b68b86b5520`, Pebble 2.10's 16 hex digits; `_` in base64url),
+/// UUIDs (too long). Words are short, have a letter, and are either spelt with a dash
+/// (`draft-ietf-acme-ari-03`, `authz-v3`) or short and free of long digit-letter mixes.
+fn is_word(s: &str) -> bool {
+    let letters = s.chars().any(|c| c.is_ascii_alphabetic());
+    let digits = s.chars().any(|c| c.is_ascii_digit());
+    let dashed = s.contains('-');
+    let charset = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    // Undashed: a mix of letters and digits of 8 or more, or 16 or more of anything.
+    let id_like = !dashed && ((letters && digits && s.len() >= 8) || s.len() >= 16);
+    charset && letters && s.len() < 24 && !id_like
 }
 
 /// An issuer's `caBundle` as PEM: PEM as written, or base64-encoded PEM (the form of
@@ -358,6 +368,51 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(endpoint(&uri), "my-order");
+        for (url, want) in [
+            // Pebble 2.10: 16 hex digits.
+            ("https://p:14000/certZ/3a084b68b86b5520", "certZ"),
+            (
+                "https://p:14000/draft-ietf-acme-ari-03/renewalInfo/aBc.DeF",
+                "draft-ietf-acme-ari-03/renewalInfo",
+            ),
+            // Let's Encrypt.
+            (
+                "https://acme-v02.api.letsencrypt.org/acme/authz-v3/1234567",
+                "acme/authz-v3",
+            ),
+            (
+                "https://acme-v02.api.letsencrypt.org/acme/cert/03ab9f0e1c2d3e4f5a6b7c8d9e0f1a2b3c4d",
+                "acme/cert",
+            ),
+            (
+                "https://acme-v02.api.letsencrypt.org/acme/chall-v3/12/AbCdEf",
+                "acme/chall-v3",
+            ),
+            // ZeroSSL / Sectigo: base64url IDs, digits or not.
+            (
+                "https://acme.zerossl.com/v2/DV90/order/AbCdEfGhIjKlMnOpQrStUv",
+                "v2/DV90/order",
+            ),
+            (
+                "https://acme.zerossl.com/v2/DV90/cert/Ab_dEf9hIjKlMnOpQrStUv",
+                "v2/DV90/cert",
+            ),
+            (
+                "https://acme.zerossl.com/v2/DV90/authz/AbCdEfGh12",
+                "v2/DV90/authz",
+            ),
+            (
+                "https://acme.zerossl.com/v2/DV90/newNonce",
+                "v2/DV90/newNonce",
+            ),
+            // A UUID.
+            (
+                "https://ca.example/order/1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                "order",
+            ),
+        ] {
+            assert_eq!(endpoint(&url.parse().unwrap()), want, "{url}");
+        }
     }
 
     #[test]

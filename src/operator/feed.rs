@@ -22,9 +22,11 @@ pub(super) struct CertificateFeed {
 }
 
 impl CertificateFeed {
-    /// From now on, every Certificate applied in the store; the caller adds the store's
-    /// present contents (both may name an object twice: the controller merges them).
-    /// Each controller of the term (certificates, deployments) subscribes once.
+    /// From now on, every Certificate applied in the store or deleted from it; the
+    /// caller adds the store's present contents (both may name an object twice: the
+    /// controller merges them). Each controller of the term (certificates, deployments,
+    /// Ingresses, Gateways) subscribes once, and only when it will read the receiver:
+    /// an unread one keeps every Certificate sent to it.
     pub(super) fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>> {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         self.lock().push(tx);
@@ -68,7 +70,13 @@ pub(super) async fn index_certificates(
                     applied(&c, &index, &memory);
                 }
                 Ok(watcher::Event::InitApply(c)) => applied(&c, &index, &memory),
-                Ok(watcher::Event::Delete(c)) => index.remove(&c),
+                Ok(watcher::Event::Delete(c)) => {
+                    index.remove(&c);
+                    // A deleted Certificate wakes its Ingress or Gateway (which makes it
+                    // again); the certificate and deploy controllers find it gone and drop
+                    // what they remember of it.
+                    feed.send(Arc::new(c));
+                }
                 Ok(watcher::Event::Init) => index.begin_resync(),
                 Ok(watcher::Event::InitDone) => {
                     index.end_resync();

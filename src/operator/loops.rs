@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 
+use super::feed::CertificateFeed;
 use super::{CONCURRENCY, Options, Shutdown, TermInputs, api};
 use crate::api::{
     CERTIFICATE_LABEL, COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer,
@@ -88,8 +89,8 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
             stop.clone()
         ),
         issuer_loops(issuer_ctrl, cluster_issuer_ctrl, ctx.clone(), stop.clone()),
-        ingress_loop(options, ctx.clone(), stop.clone()),
-        gateway_loop(options, ctx.clone(), stop.clone()),
+        ingress_loop(options, &shared.feed, ctx.clone(), stop.clone()),
+        gateway_loop(options, &shared.feed, ctx.clone(), stop.clone()),
         super::deploy_loop::run(
             options,
             ctx.clone(),
@@ -294,7 +295,12 @@ async fn certificate_loop(
 
 /// Annotated Gateways, when the cluster serves Gateway API (its CRDs are optional): also
 /// woken when a Certificate they own changes or goes away.
-async fn gateway_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
+async fn gateway_loop(
+    options: &Options,
+    feed: &CertificateFeed,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+) {
     use crate::api::gateway::Gateway;
     if !controllers::gateway::served(&ctx.client).await {
         tracing::info!(
@@ -302,33 +308,42 @@ async fn gateway_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
         );
         return;
     }
-    owner_loop::<Gateway>(options, ctx, stop).await;
+    owner_loop::<Gateway>(options, feed.subscribe(), ctx, stop).await;
 }
 
 /// Ingresses: also woken when a Certificate they own changes or goes away.
-async fn ingress_loop(options: &Options, ctx: Arc<Context>, stop: Shutdown) {
-    owner_loop::<Ingress>(options, ctx, stop).await;
+async fn ingress_loop(
+    options: &Options,
+    feed: &CertificateFeed,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+) {
+    owner_loop::<Ingress>(options, feed.subscribe(), ctx, stop).await;
 }
 
 /// Annotated Ingresses or Gateways (`K`), also woken when a Certificate one of them owns
-/// changes or goes away.
-async fn owner_loop<K>(options: &Options, ctx: Arc<Context>, stop: Shutdown)
-where
+/// changes or goes away (from the one Certificate watch, through `certificates`).
+///
+/// The HTTP-01 solver's own Ingresses are left out of the watch: a renewal storm makes
+/// one per challenge (10,000 at once), and each would otherwise be cached, reconciled
+/// (a scan of the namespace's Certificates) and requeued for an hour for nothing.
+async fn owner_loop<K>(
+    options: &Options,
+    certificates: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
+    ctx: Arc<Context>,
+    stop: Shutdown,
+) where
     K: controllers::ingress::Owner
         + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + serde::de::DeserializeOwned,
 {
     let owners: Api<K> = api(&ctx.client, &options.namespace);
-    let certificates: Api<Certificate> = api(&ctx.client, &options.namespace);
-    Controller::new(owners, watcher::Config::default())
-        .watches(
-            certificates,
-            watcher::Config::default(),
-            |cert: Certificate| {
-                controllers::ingress::owner_of::<K>(&cert)
-                    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
-            },
-        )
+    let not_solvers = format!("{COMPONENT_LABEL}!={}", crate::solvers::http01::COMPONENT);
+    Controller::new(owners, watcher::Config::default().labels(&not_solvers))
+        .watches_shared_stream(certificates, |cert: Arc<Certificate>| {
+            controllers::ingress::owner_of::<K>(&cert)
+                .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+        })
         .graceful_shutdown_on(stop)
         .run(
             controllers::ingress::reconcile_owner::<K>,

@@ -173,6 +173,26 @@ async fn annotated_ingress_gets_and_loses_its_certificate() {
     assert_eq!(user.spec.dns_names, vec![user_host.clone()]);
     assert!(user.metadata.owner_references.is_none());
 
+    // A Certificate the Ingress asks for and someone deletes is made again (its deletion
+    // reaches the Ingress controller through the operator's one Certificate watch).
+    let first_uid = get_cert(&certs, "shop-tls").await.unwrap().metadata.uid;
+    certs
+        .delete("shop-tls", &Default::default())
+        .await
+        .expect("delete shop-tls");
+    wait_for(
+        "shop-tls made again",
+        TIMEOUT,
+        Some(&operator),
+        || get_cert(&certs, "shop-tls"),
+        |c| {
+            c.as_ref().is_some_and(|c| {
+                c.metadata.uid != first_uid && c.metadata.deletion_timestamp.is_none()
+            })
+        },
+    )
+    .await;
+
     // Removing the annotation removes the Certificate it made, not the user's.
     apply_ingress(
         &client,
