@@ -86,18 +86,23 @@ fn endpoint(uri: &http::Uri) -> String {
         .join("/")
 }
 
-/// Whether a URL path segment reads as a word, not an ID. IDs are numbers, long hex or
-/// base64url strings (`3a084b68b86b5520`, Pebble 2.10's 16 hex digits; `_` in base64url),
-/// UUIDs (too long). Words are short, have a letter, and are either spelt with a dash
-/// (`draft-ietf-acme-ari-03`, `authz-v3`) or short and free of long digit-letter mixes.
+/// Whether a URL path segment reads as a word, not an ID. Each dash-separated part of a
+/// word is a number of at most 3 digits, or letters (at most 15, at most 2 capitals:
+/// `renewalInfo`, `DV90`) then at most 3 digits (`authz-v3`, `acme-v02`,
+/// `draft-ietf-acme-ari-03`). IDs fail: hex and base64url strings (`3a084b68b86b5520`,
+/// `2U-TEsA2gOaZx4vb24UhwQ`: too many capitals or digits, `_`), numbers, UUIDs.
 fn is_word(s: &str) -> bool {
-    let letters = s.chars().any(|c| c.is_ascii_alphabetic());
-    let digits = s.chars().any(|c| c.is_ascii_digit());
-    let dashed = s.contains('-');
-    let charset = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    // Undashed: a mix of letters and digits of 8 or more, or 16 or more of anything.
-    let id_like = !dashed && ((letters && digits && s.len() >= 8) || s.len() >= 16);
-    charset && letters && s.len() < 24 && !id_like
+    fn part(p: &str) -> bool {
+        let letters = p.chars().take_while(char::is_ascii_alphabetic).count();
+        let digits = &p[letters..];
+        let capitals = p.chars().filter(char::is_ascii_uppercase).count();
+        digits.chars().all(|c| c.is_ascii_digit())
+            && digits.len() <= 3
+            && !p.is_empty()
+            && letters <= 15
+            && capitals <= 2
+    }
+    s.len() < 24 && s.chars().any(|c| c.is_ascii_alphabetic()) && s.split('-').all(part)
 }
 
 /// An issuer's `caBundle` as PEM: PEM as written, or base64-encoded PEM (the form of
@@ -405,6 +410,20 @@ mod tests {
                 "https://acme.zerossl.com/v2/DV90/newNonce",
                 "v2/DV90/newNonce",
             ),
+            // Google Trust Services: base64url IDs, some with a dash.
+            (
+                "https://dv.acme-v02.api.pki.goog/authz/IUfYm2Bv1O2qH5Qi4Z1jqA",
+                "authz",
+            ),
+            (
+                "https://dv.acme-v02.api.pki.goog/order/2U-TEsA2gOaZx4vb24UhwQ",
+                "order",
+            ),
+            (
+                "https://dv.acme-v02.api.pki.goog/chall/Ab-CdEfGh-IjKlMn",
+                "chall",
+            ),
+            ("https://dv.acme-v02.api.pki.goog/new-nonce", "new-nonce"),
             // A UUID.
             (
                 "https://ca.example/order/1b4e28ba-2fa1-11d2-883f-0016d3cca427",
