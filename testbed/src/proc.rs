@@ -153,15 +153,33 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A free TCP port on 127.0.0.1 (also free for UDP in practice: the tests bind both).
+/// A free TCP and UDP port on 127.0.0.1 for a test process to listen on, below Linux's
+/// ephemeral range (32768-60999) and never one this process handed out before. A port
+/// from `bind(0)` was free only until its user bound it: meanwhile the kernel could offer
+/// it again, or give it to an outgoing connection, and a Pebble once got the same port for
+/// its ACME and management listeners, an operator its HTTP-01 port in use (CI, 2026-12-07).
 pub fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = tcp.local_addr().expect("local addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // One cursor for the whole process: every test bed of it shares the machine's ports.
+    // It starts at a place of this process's own, so that two test processes at once
+    // (a bench beside the tests) seldom try the same ports.
+    static NEXT: AtomicU16 = AtomicU16::new(u16::MAX);
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    let _ = NEXT.compare_exchange(u16::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
+    panic!(
+        "no free port on 127.0.0.1 between {FIRST} and {}",
+        FIRST + SPAN
+    );
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
