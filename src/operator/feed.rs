@@ -25,9 +25,9 @@ impl CertificateFeed {
     /// From now on, every Certificate applied in the store or deleted from it (but for
     /// one deleted while the watch was down: a relist replaces the store without a
     /// deletion event); the caller adds the store's present contents (both may name an
-    /// object twice: the controller merges them). Each controller of the term (certificates, deployments,
-    /// Ingresses, Gateways) subscribes once, and only when it will read the receiver:
-    /// an unread one keeps every Certificate sent to it.
+    /// object twice: the controller merges them). Each controller of the term
+    /// (certificates, deployments, Ingresses, Gateways) subscribes once, and only when it
+    /// will read the receiver: an unread one keeps every Certificate sent to it.
     pub(super) fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>> {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         self.lock().push(tx);
