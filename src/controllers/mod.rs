@@ -22,6 +22,7 @@ use crate::api::{CaaSIssuer, Certificate, ClusterCaaSIssuer, IssuerSpec};
 use crate::solvers::index::ChallengeIndex;
 
 use crate::shared::IssuerHandle;
+use crate::shared::cached_secret::CachedSecret;
 use crate::shared::events::Recorder;
 use crate::shared::memory::Memory;
 use crate::shared::settings::Settings;
@@ -41,7 +42,7 @@ pub struct Stores {
     pub client: kube::Client,
     pub issuers: Store<CaaSIssuer>,
     pub cluster_issuers: Store<ClusterCaaSIssuer>,
-    pub secrets: Store<Secret>,
+    pub secrets: Store<CachedSecret>,
     /// Per store: whether a reconcile already waited for it to sync.
     waited: [std::sync::atomic::AtomicBool; 3],
 }
@@ -74,7 +75,7 @@ impl Stores {
         client: kube::Client,
         issuers: Store<CaaSIssuer>,
         cluster_issuers: Store<ClusterCaaSIssuer>,
-        secrets: Store<Secret>,
+        secrets: Store<CachedSecret>,
     ) -> Self {
         Stores {
             client,
@@ -144,7 +145,7 @@ impl Stores {
             return Ok(self
                 .secrets
                 .get(&ObjectRef::new(name).within(namespace))
-                .map(|s| (*s).clone()));
+                .map(|s| s.to_secret()));
         }
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)

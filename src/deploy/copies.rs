@@ -15,6 +15,7 @@ use super::{Bundle, DeployError, Deployed};
 use crate::api::deploy::SecretCopiesTarget;
 use crate::api::{COMPONENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Reason};
 use crate::shared::FIELD_MANAGER;
+use crate::shared::cached_secret::CachedSecret;
 
 /// The component label's value on copies.
 pub const COMPONENT: &str = "copy";
@@ -42,13 +43,17 @@ pub fn is_copy_of(secret: &Secret, source: &str, target: &str) -> bool {
 }
 
 /// Whether the watch cache shows a current copy in every namespace.
-pub fn current_in(store: &Store<Secret>, name: &str, namespaces: &[String], serial: &str) -> bool {
+pub fn current_in(
+    store: &Store<CachedSecret>,
+    name: &str,
+    namespaces: &[String],
+    serial: &str,
+) -> bool {
     namespaces.iter().all(|ns| {
         store
             .get(&ObjectRef::new(name).within(ns))
             .is_some_and(|s| {
-                s.annotations()
-                    .get(SERIAL)
+                s.annotation(SERIAL)
                     .is_some_and(|v| crate::decide::deploy::same_serial(v, serial))
             })
     })
@@ -233,5 +238,15 @@ pub async fn deploy(
             namespaces: done,
             wrote,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_watch_cache_keeps_the_annotations_copies_are_judged_by() {
+        for kept in [super::SERIAL, super::COPY_OF, super::COPY_TARGET] {
+            assert!(crate::shared::cached_secret::ANNOTATIONS.contains(&kept));
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -21,6 +21,7 @@ use crate::api::{
 use crate::controllers::Context;
 use crate::controllers::deploy::{self, DeployContext};
 use crate::deploy::copies;
+use crate::shared::cached_secret::CachedSecret;
 
 /// Certificates deployed at once: remote calls take seconds, so more than the
 /// certificate controller would help a renewal storm little and load the clouds.
@@ -64,14 +65,13 @@ fn certificates_where(
 }
 
 /// The Certificate a managed Secret belongs to: its TLS Secret, or one of its copies.
-fn owner_of_secret(secret: &Secret) -> Option<ObjectRef<Certificate>> {
-    let labels = secret.labels();
-    match labels.get(COMPONENT_LABEL).map(String::as_str) {
-        Some("tls") => labels
-            .get(CERTIFICATE_LABEL)
+fn owner_of_secret(secret: &CachedSecret) -> Option<ObjectRef<Certificate>> {
+    match secret.label(COMPONENT_LABEL) {
+        Some("tls") => secret
+            .label(CERTIFICATE_LABEL)
             .map(|name| ObjectRef::new(name).within(&secret.namespace().unwrap_or_default())),
         Some(copies::COMPONENT) => {
-            let source = secret.annotations().get(copies::COPY_OF)?;
+            let source = secret.annotation(copies::COPY_OF)?;
             let (ns, name) = source.split_once('/')?;
             Some(ObjectRef::new(name).within(ns))
         }
@@ -157,7 +157,7 @@ pub(super) async fn run(
     options: &Options,
     ctx: Arc<Context>,
     feed: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
-    secret_events: Touched<Secret>,
+    secret_events: Touched<CachedSecret>,
     stop: Shutdown,
 ) {
     let w = Watches::start(options, &ctx.client).await;
@@ -177,7 +177,9 @@ pub(super) async fn run(
     let trigger = futures::stream::iter(ctx.certificates.state()).chain(feed);
     Controller::for_shared_stream(trigger, ctx.certificates.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(DEPLOY_CONCURRENCY))
-        .watches_stream(secret_events, |secret: Secret| owner_of_secret(&secret))
+        .watches_stream(secret_events, |secret: CachedSecret| {
+            owner_of_secret(&secret)
+        })
         .watches_stream(w.target_events, move |t: DeployTarget| {
             let (ns, name) = (t.namespace(), t.name_any());
             certificates_where(&by_target, |c| {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -20,6 +19,7 @@ use crate::api::{
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::{self, Context, Stores};
+use crate::shared::cached_secret::CachedSecret;
 use crate::shared::memory::object_key;
 
 /// The controllers, until `stop` resolves, with a fresh [`Context`] (and so fresh
@@ -38,17 +38,14 @@ pub(super) async fn run_controllers(options: &Options, shared: &TermInputs, stop
     // Every Secret the operator manages (TLS, next keys, account keys), by label. The
     // same stream wakes the Certificates (see `certificate_loop`), so a reconcile woken by
     // a Secret change always finds that change in the store.
+    // The cache keeps only what the controllers read of each (see `CachedSecret`).
     let (secrets, writer) = reflector::store();
     let secret_events = reflector::reflector(
         writer,
         watcher(
-            api::<Secret>(client, &options.namespace),
+            api::<CachedSecret>(client, &options.namespace),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
-        .modify(|s| {
-            s.managed_fields_mut().clear();
-            controllers::certificate::secret::slim(s);
-        }),
+        ),
     )
     .default_backoff()
     .touched_objects();
@@ -232,7 +229,7 @@ async fn issuer_kind_loop<K, Fut>(
 async fn certificate_loop(
     ctx: Arc<Context>,
     feed: futures::channel::mpsc::UnboundedReceiver<Arc<Certificate>>,
-    secret_events: impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    secret_events: impl futures::Stream<Item = Result<CachedSecret, watcher::Error>> + Send + 'static,
     issuers: (Touched<CaaSIssuer>, Touched<ClusterCaaSIssuer>),
     stop: Shutdown,
 ) {
@@ -246,12 +243,11 @@ async fn certificate_loop(
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         // A shared reflector's stream (kube's `unstable-runtime-stream-control`: the
         // documented way to share one watch between a store and a controller).
-        .watches_stream(secret_events, |secret: Secret| {
+        .watches_stream(secret_events, |secret: CachedSecret| {
             let ns = secret.namespace().unwrap_or_default();
-            let tls = secret.labels().get(COMPONENT_LABEL).map(String::as_str) == Some("tls");
+            let tls = secret.label(COMPONENT_LABEL) == Some("tls");
             secret
-                .labels()
-                .get(CERTIFICATE_LABEL)
+                .label(CERTIFICATE_LABEL)
                 .filter(|_| tls)
                 .map(|name| ObjectRef::new(name).within(&ns))
         })

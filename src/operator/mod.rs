@@ -113,7 +113,14 @@ pub async fn run(
                 api::<Certificate>(&client, &options.namespace),
                 watcher::Config::default(),
             )
-            .modify(|c| c.managed_fields_mut().clear()),
+            .modify(|c| {
+                // Nothing reads these, and `kubectl apply` puts the whole manifest
+                // in the annotation again: each is kept once per Certificate.
+                c.managed_fields_mut().clear();
+                if let Some(a) = c.metadata.annotations.as_mut() {
+                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                }
+            }),
         )
         .default_backoff(),
         store.clone(),

@@ -78,20 +78,19 @@ struct Maps {
 
 impl Maps {
     /// Drops the CA's waits older than [`WAIT_MEMORY`] and untaken URL waits ended more
-    /// than [`URL_WAIT_MEMORY`] ago (once a minute at most).
+    /// than [`URL_WAIT_MEMORY`] ago (every [`URL_WAIT_MEMORY`] at most).
     fn sweep_waits(&mut self, now: Instant) {
-        let minute = Duration::from_secs(60);
         if self
             .waits_swept
-            .is_some_and(|at| now.duration_since(at) < minute)
+            .is_some_and(|at| now.duration_since(at) < URL_WAIT_MEMORY)
         {
             return;
         }
         self.waits_swept = Some(now);
         let fresh = |at: &Instant| now.duration_since(*at) < WAIT_MEMORY;
         // The reconcile that made the request takes its wait at once: one nobody took
-        // (an authorization's, a challenge's) goes after a couple of minutes, not an hour:
-        // a burst of 10,000 orders otherwise kept 4 or 5 URLs per order for an hour.
+        // (an authorization's, a challenge's) has no use once it has ended, and goes
+        // seconds later: with a two-minute grace a renewal storm of 10,000 kept 4 MiB.
         self.url_waits
             .retain(|_, (at, wait)| now.duration_since(*at) < *wait + URL_WAIT_MEMORY);
         self.dns_changes.retain(|_, (_, at)| fresh(at));
@@ -128,8 +127,9 @@ pub struct WorkloadRestart {
 /// How long a CA's `Retry-After` is remembered for the reconcile that made the request
 /// (which asks for it at once), and a DNS provider's pending change for `ready`.
 const WAIT_MEMORY: Duration = Duration::from_secs(3600);
-/// How long past its end an order's `Retry-After` nobody took is kept.
-const URL_WAIT_MEMORY: Duration = Duration::from_secs(120);
+/// How long past its end an order's `Retry-After` nobody took is kept (and how often
+/// the waits are swept).
+const URL_WAIT_MEMORY: Duration = Duration::from_secs(10);
 
 /// Per-object memory of the controllers.
 pub struct Memory {
@@ -516,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn untaken_waits_are_dropped_after_minutes_or_an_hour() {
+    fn untaken_waits_are_dropped_after_seconds_or_an_hour() {
         let (clock, m) = memory();
         for i in 0..1000 {
             m.record_url_wait(&format!("https://ca/order/{i}"), Duration::from_secs(1));
@@ -527,7 +527,7 @@ mod tests {
             );
             m.record_error_wait("acct/1", Duration::from_secs(15));
         }
-        // Untaken URL waits go after their wait and two minutes; the rest stays.
+        // Untaken URL waits go seconds after their wait; the rest stays.
         m.record_url_wait("https://ca/order/long", Duration::from_secs(600));
         clock.advance(URL_WAIT_MEMORY + Duration::from_secs(1));
         m.record_url_wait("https://ca/order/next", Duration::from_secs(1));

@@ -3,8 +3,10 @@
 //! handle (an issuer of either kind with where its Secrets live), Kubernetes Events and
 //! the per-object memory of a leadership term (with its injectable clock).
 //!
-//! `acme`, `solvers` and `controllers` all build on this; it builds on `api` only.
+//! `acme`, `solvers` and `controllers` all build on this; it builds on `api` (and
+//! `pki`) only.
 
+pub mod cached_secret;
 pub mod events;
 pub mod finalizer;
 pub mod issuer;

@@ -102,6 +102,11 @@ pub async fn managed_secret(
         (Some(s), Some(w)) => version(s).is_none_or(|v| v < w),
     };
     if !stale {
+        if written.is_some() {
+            // The store has caught up with our write: nothing to remember (at 10,000
+            // Certificates these entries were 3 MiB).
+            ctx.memory.set_written_secret(&key_of(cert), name, None);
+        }
         return Ok(stored);
     }
     let current = Api::<Secret>::namespaced(ctx.client.clone(), namespace)

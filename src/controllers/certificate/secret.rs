@@ -45,32 +45,6 @@ pub fn secret_view(secret: &Secret) -> SecretView {
     }
 }
 
-/// What the watch cache keeps of a managed Secret: the decisions read only the leaf of
-/// `tls.crt`, `tls.key` and the metadata ([`secret_view`], [`leaf_der`], the next key),
-/// so the intermediates, `ca.crt` and the additional output formats are dropped (with
-/// 10,000 Certificates, about 13 MB). A `tls.crt` that does not parse is kept whole, so
-/// the decision sees exactly what it would have seen in the full Secret.
-pub fn slim(secret: &mut Secret) {
-    const END: &str = "-----END CERTIFICATE-----";
-    let Some(data) = secret.data.as_mut() else {
-        return;
-    };
-    data.retain(|k, _| k == "tls.crt" || k == "tls.key");
-    let Some(crt) = data.get_mut("tls.crt") else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(&crt.0) else {
-        return;
-    };
-    let (Ok(all), Some(end)) = (pki::pem_certificates(text), text.find(END)) else {
-        return;
-    };
-    let leaf = format!("{}\n", &text[..end + END.len()]);
-    if all.len() > 1 && pki::pem_certificates(&leaf).is_ok_and(|l| l.first() == all.first()) {
-        crt.0 = leaf.into_bytes();
-    }
-}
-
 /// The DER of the leaf certificate in a TLS Secret.
 pub fn leaf_der(secret: &Secret) -> Option<Vec<u8>> {
     let pem = secret_string(secret, "tls.crt")?;
@@ -148,6 +122,7 @@ pub async fn apply(ctx: &Context, cert: &Certificate, secret: &Secret) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::cached_secret::CachedSecret;
 
     fn pem(name: &str) -> String {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -176,10 +151,13 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_what_the_decision_reads() {
+        // Every annotation the controllers read from a cached Secret is kept.
+        for kept in [ANNOTATION_ISSUER, ANNOTATION_SERIAL] {
+            assert!(crate::shared::cached_secret::ANNOTATIONS.contains(&kept));
+        }
         let chain = format!("{}{}", pem("leaf.example"), pem("intermediate.example"));
         let full = secret(&chain);
-        let mut slimmed = full.clone();
-        slim(&mut slimmed);
+        let slimmed = CachedSecret::from(full.clone()).to_secret();
         let keys: Vec<&String> = slimmed.data.as_ref().unwrap().keys().collect();
         assert_eq!(keys, ["tls.crt", "tls.key"]);
         assert_eq!(leaf_der(&slimmed), leaf_der(&full));
@@ -197,8 +175,7 @@ mod tests {
             "garbage".to_string(),
             format!("{}-----BEGIN CERTIFICATE-----\n!!\n", pem("leaf.example")),
         ] {
-            let mut s = secret(&bad);
-            slim(&mut s);
+            let s = CachedSecret::from(secret(&bad)).to_secret();
             assert_eq!(secret_string(&s, "tls.crt").as_deref(), Some(bad.as_str()));
             assert!(secret_view(&s).cert.unwrap().is_err());
         }

@@ -146,7 +146,7 @@ pub struct FakeApi {
 
 /// The watch caches (reader side) the fake keeps current.
 pub struct FakeStores {
-    pub secrets: Store<Secret>,
+    pub secrets: Store<crate::shared::cached_secret::CachedSecret>,
     pub issuers: Store<CaaSIssuer>,
     pub cluster_issuers: Store<ClusterCaaSIssuer>,
     pub certificates: Store<Certificate>,

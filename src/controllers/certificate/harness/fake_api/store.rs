@@ -11,7 +11,7 @@ use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// The watch caches the fake keeps current.
 pub(super) struct Mirrors {
-    pub(super) secrets: Writer<Secret>,
+    pub(super) secrets: Writer<crate::shared::cached_secret::CachedSecret>,
     pub(super) issuers: Writer<CaaSIssuer>,
     pub(super) cluster_issuers: Writer<ClusterCaaSIssuer>,
     pub(super) certificates: Writer<Certificate>,
@@ -73,12 +73,8 @@ impl Mirrors {
                 let managed = obj.filter(|o| {
                     o["metadata"]["labels"][MANAGED_BY_LABEL].as_str() == Some(MANAGED_BY_VALUE)
                 });
-                let slimmed = managed.map(|o| {
-                    let mut s: Secret = serde_json::from_value(o.clone()).expect("a Secret");
-                    crate::controllers::certificate::secret::slim(&mut s);
-                    serde_json::to_value(s).expect("a Secret serializes")
-                });
-                mirror_one(&mut self.secrets, key, slimmed.as_ref());
+                // (decoded as the operator's watch decodes them: `CachedSecret`).
+                mirror_one(&mut self.secrets, key, managed);
             }
             ("apis/caas.dev/v1alpha1", "caasissuers") => mirror_one(&mut self.issuers, key, obj),
             ("apis/caas.dev/v1alpha1", "clustercaasissuers") => {

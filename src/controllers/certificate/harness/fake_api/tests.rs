@@ -112,11 +112,11 @@ async fn patch(secrets: &Api<Secret>, v1: u64) {
         .patch(
             "one",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"x": "y"}}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {"caas.dev/serial": "y"}}})),
         )
         .await
         .unwrap();
-    assert_eq!(merged.metadata.annotations.unwrap()["x"], "y");
+    assert_eq!(merged.metadata.annotations.unwrap()["caas.dev/serial"], "y");
 }
 
 /// The watch cache holds the managed Secret only, as last written, until it is deleted.
@@ -125,7 +125,7 @@ async fn cache_and_delete(secrets: &Api<Secret>, stores: &FakeStores) {
         .secrets
         .get(&ObjectRef::new("one").within("ns1"))
         .unwrap();
-    assert_eq!(cached.metadata.annotations.as_ref().unwrap()["x"], "y");
+    assert_eq!(cached.annotation("caas.dev/serial"), Some("y"));
     assert!(
         stores
             .secrets
