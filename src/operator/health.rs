@@ -27,13 +27,19 @@ pub(super) async fn log_listener_error(
 
 async fn metrics_text(
     State(metrics): State<Arc<Metrics>>,
-) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+) -> (
+    [(axum::http::HeaderName, &'static str); 1],
+    axum::body::Body,
+) {
+    let chunks = metrics.encode_chunks().into_iter();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics.encode(),
+        axum::body::Body::from_stream(futures::stream::iter(
+            chunks.map(Ok::<_, std::convert::Infallible>),
+        )),
     )
 }
 
