@@ -247,7 +247,8 @@ impl Metrics {
         })
     }
 
-    /// The OpenMetrics text of all metrics.
+    /// The OpenMetrics text of all metrics, whole (`/metrics` sends
+    /// [`Metrics::encode_chunks`]).
     pub fn encode(&self) -> String {
         self.encode_chunks().concat()
     }

@@ -201,7 +201,7 @@ pub struct CertInfo {
     /// The leaf's SubjectPublicKeyInfo, DER.
     pub public_key_spki: Vec<u8>,
     /// Number of certificates in the chain. Not for decisions: the watch cache keeps
-    /// only the leaf of managed Secrets (`certificate::secret::slim`), so it is 1 there.
+    /// only the leaf of managed Secrets (`shared::cached_secret`), so it is 1 there.
     pub chain_len: usize,
 }
 

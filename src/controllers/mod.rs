@@ -140,6 +140,9 @@ impl Stores {
     }
 
     /// A managed Secret from the store (`Ok(None)`: there is none the operator manages).
+    /// From the store it holds only what [`CachedSecret`] keeps (no `ca.crt`, no chain
+    /// past the leaf, a few labels and annotations); before the store has synced, the
+    /// whole Secret from the API server.
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
         if synced(&self.secrets, &self.waited[2], "Secret").await {
             return Ok(self

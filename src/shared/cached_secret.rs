@@ -18,17 +18,14 @@ use kube::api::ObjectMeta;
 use crate::api::{CERTIFICATE_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL};
 use crate::pki;
 
-/// The labels the controllers read: which Certificate a Secret is for, and as what.
+/// The labels the controllers read: which Certificate a Secret is for, and as what (and
+/// the managed-by label the watch selects by, so a rebuilt Secret still says whose it is).
 const LABELS: [&str; 3] = [MANAGED_BY_LABEL, COMPONENT_LABEL, CERTIFICATE_LABEL];
 
-/// The annotations the controllers read: the issuer of the certificate in a TLS Secret
-/// (`caas.dev/issuer`), its serial (on TLS Secrets and copies), and whose copy a copy is.
-pub const ANNOTATIONS: [&str; 4] = [
-    "caas.dev/issuer",
-    "caas.dev/serial",
-    "caas.dev/copy-of",
-    "caas.dev/copy-target",
-];
+/// The annotations the controllers read from the cache: the issuer of the certificate in
+/// a TLS Secret (`caas.dev/issuer`), and of a copy its serial and whose copy it is (the
+/// serial is kept on TLS Secrets too, being the same key).
+pub const ANNOTATIONS: [&str; 3] = ["caas.dev/issuer", "caas.dev/serial", "caas.dev/copy-of"];
 
 /// The data the controllers read: of `tls.crt` only the leaf (see [`leaf_only`]).
 const DATA: [&str; 2] = ["tls.crt", "tls.key"];

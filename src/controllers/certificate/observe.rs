@@ -104,7 +104,9 @@ pub async fn managed_secret(
     if !stale {
         if written.is_some() {
             // The store has caught up with our write: nothing to remember (at 10,000
-            // Certificates these entries were 3 MiB).
+            // Certificates these entries were 3 MiB). The watch's relists are of the most
+            // recent versions (kube's default `ListSemantic::MostRecent`), so the store
+            // never goes back to an older one.
             ctx.memory.set_written_secret(&key_of(cert), name, None);
         }
         return Ok(stored);

@@ -151,10 +151,8 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_what_the_decision_reads() {
-        // Every annotation the controllers read from a cached Secret is kept.
-        for kept in [ANNOTATION_ISSUER, ANNOTATION_SERIAL] {
-            assert!(crate::shared::cached_secret::ANNOTATIONS.contains(&kept));
-        }
+        // The annotation the decision reads from a cached TLS Secret is kept.
+        assert!(crate::shared::cached_secret::ANNOTATIONS.contains(&ANNOTATION_ISSUER));
         let chain = format!("{}{}", pem("leaf.example"), pem("intermediate.example"));
         let full = secret(&chain);
         let slimmed = CachedSecret::from(full.clone()).to_secret();
