@@ -151,11 +151,12 @@ impl k8s_openapi::Metadata for CachedSecret {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn pem(name: &str) -> String {
+    /// A self-signed certificate for `name`, PEM.
+    pub(crate) fn pem(name: &str) -> String {
         let key = rcgen::KeyPair::generate().unwrap();
         rcgen::CertificateParams::new(vec![name.to_string()])
             .unwrap()
@@ -164,7 +165,9 @@ mod tests {
             .pem()
     }
 
-    fn secret(crt: &str) -> Secret {
+    /// A managed TLS Secret with `crt`, key `KEY`, a `ca.crt`, an additional output
+    /// format, and labels and annotations of which some are not kept.
+    pub(crate) fn secret(crt: &str) -> Secret {
         let data = [
             ("tls.crt", crt.to_string()),
             ("tls.key", "KEY".to_string()),

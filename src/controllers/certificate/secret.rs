@@ -123,31 +123,7 @@ pub async fn apply(ctx: &Context, cert: &Certificate, secret: &Secret) -> Result
 mod tests {
     use super::*;
     use crate::shared::cached_secret::CachedSecret;
-
-    fn pem(name: &str) -> String {
-        let key = rcgen::KeyPair::generate().unwrap();
-        rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap()
-            .pem()
-    }
-
-    fn secret(crt: &str) -> Secret {
-        let data = [
-            ("tls.crt", crt.to_string()),
-            ("tls.key", "KEY".to_string()),
-            ("ca.crt", pem("ca.example")),
-            ("tls-combined.pem", format!("{crt}KEY")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
-        .collect();
-        Secret {
-            data: Some(data),
-            ..Default::default()
-        }
-    }
+    use crate::shared::cached_secret::tests::{pem, secret};
 
     #[test]
     fn the_cache_keeps_what_the_decision_reads() {
