@@ -15,9 +15,7 @@ use kube::{Resource, ResourceExt};
 
 use super::loops::Touched;
 use super::{Options, Shutdown, api};
-use crate::api::{
-    CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, ClusterDeployTarget, DeployTarget,
-};
+use crate::api::{COMPONENT_LABEL, Certificate, ClusterDeployTarget, DeployTarget};
 use crate::controllers::Context;
 use crate::controllers::deploy::{self, DeployContext};
 use crate::deploy::copies;
@@ -67,9 +65,7 @@ fn certificates_where(
 /// The Certificate a managed Secret belongs to: its TLS Secret, or one of its copies.
 fn owner_of_secret(secret: &CachedSecret) -> Option<ObjectRef<Certificate>> {
     match secret.label(COMPONENT_LABEL) {
-        Some("tls") => secret
-            .label(CERTIFICATE_LABEL)
-            .map(|name| ObjectRef::new(name).within(&secret.namespace().unwrap_or_default())),
+        Some("tls") => secret.tls_of(),
         Some(copies::COMPONENT) => {
             let source = secret.annotation(copies::COPY_OF)?;
             let (ns, name) = source.split_once('/')?;

@@ -15,8 +15,7 @@ use std::fmt::Debug;
 use super::feed::CertificateFeed;
 use super::{CONCURRENCY, Options, Shutdown, TermInputs, api};
 use crate::api::{
-    CERTIFICATE_LABEL, COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer,
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    COMPONENT_LABEL, CaaSIssuer, Certificate, ClusterCaaSIssuer, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::controllers::{self, Context, Stores};
 use crate::shared::cached_secret::CachedSecret;
@@ -243,14 +242,7 @@ async fn certificate_loop(
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         // A shared reflector's stream (kube's `unstable-runtime-stream-control`: the
         // documented way to share one watch between a store and a controller).
-        .watches_stream(secret_events, |secret: CachedSecret| {
-            let ns = secret.namespace().unwrap_or_default();
-            let tls = secret.label(COMPONENT_LABEL) == Some("tls");
-            secret
-                .label(CERTIFICATE_LABEL)
-                .filter(|_| tls)
-                .map(|name| ObjectRef::new(name).within(&ns))
-        })
+        .watches_stream(secret_events, |secret: CachedSecret| secret.tls_of())
         .watches_stream(issuers.0, move |issuer: CaaSIssuer| {
             let (ns, name) = (issuer.namespace(), issuer.name_any());
             store_ns

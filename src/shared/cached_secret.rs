@@ -14,8 +14,9 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
+use kube::runtime::reflector::ObjectRef;
 
-use crate::api::{CERTIFICATE_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL};
+use crate::api::{CERTIFICATE_LABEL, COMPONENT_LABEL, Certificate, MANAGED_BY_LABEL};
 use crate::pki;
 
 /// The labels the controllers read: which Certificate a Secret is for, and as what (and
@@ -103,6 +104,15 @@ impl CachedSecret {
     /// An annotation the cache keeps ([`ANNOTATIONS`]).
     pub fn annotation(&self, key: &str) -> Option<&str> {
         find(&self.annotations, key)
+    }
+
+    /// The Certificate (in the Secret's namespace) whose TLS Secret this is, if it is one.
+    pub fn tls_of(&self) -> Option<ObjectRef<Certificate>> {
+        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+        (self.label(COMPONENT_LABEL) == Some("tls"))
+            .then(|| self.label(CERTIFICATE_LABEL))
+            .flatten()
+            .map(|name| ObjectRef::new(name).within(namespace))
     }
 
     /// The Secret made of what the cache keeps.
